@@ -585,9 +585,7 @@ fn gcvt(number: f64, ndigit: usize, altform: bool) -> Vec<u8> {
             }
         }
         if nd < decpt {
-            for _ in nd..decpt {
-                out.push(b'0');
-            }
+            out.resize(out.len() + (decpt - nd) as usize, b'0');
             out.push(b'.');
         }
     }

@@ -1,4 +1,5 @@
 //! Our printf against the VALs real gmond 3.7.2 printed (tests/fixtures/apr-printf/).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 use ganglia_wire::printf::format_to_vec;
 use ganglia_wire::Value;
 

@@ -133,7 +133,7 @@ impl State {
     }
 }
 
-fn attr_raw<'e>(e: &'e BytesStart<'_>, key: &[u8], at: u64) -> Result<Option<Vec<u8>>, Error> {
+fn attr_raw(e: &BytesStart<'_>, key: &[u8], at: u64) -> Result<Option<Vec<u8>>, Error> {
     for a in e.attributes().with_checks(false) {
         let a = a.map_err(|err| Error::Xml {
             position: at,
