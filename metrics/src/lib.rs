@@ -1,1 +1,4 @@
-//! Placeholder; filled in by its issue.
+//! Host and per-VM metric collection: the hypervisor boundary and its simulated implementation.
+#![forbid(unsafe_code)]
+
+pub mod hypervisor;
