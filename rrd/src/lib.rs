@@ -1,1 +1,91 @@
-//! Placeholder; filled in by its issue.
+//! Round-robin archives in rrdtool's own binary file format, in pure Rust (no librrd).
+//!
+//! # What is supported
+//!
+//! * The rrdtool 1.x file format, version `"0003"`, native byte order, x86_64 C layout:
+//!   `stat_head_t` (128 bytes), `ds_def_t` (120 each), `rra_def_t` (120 each),
+//!   `live_head_t` (`last_up`, `last_up_usec`), `pdp_prep_t` (112 each: `last_ds[30]`,
+//!   2 pad bytes, 10 scratch words), `cdp_prep_t` (80 each, RRA-major), `rra_ptr_t`
+//!   (`cur_row`), then the values, RRA after RRA, row-major. Files written here are read by
+//!   `rrdtool info/fetch/graph/update`; files written by `rrdtool create/update` are read
+//!   and updated here. Other versions ([`Error::UnsupportedVersion`]), foreign byte orders
+//!   ([`Error::ForeignByteOrder`], detected from the float cookie 8.642135E130), other
+//!   layouts ([`Error::ForeignArchitecture`]) and short files ([`Error::Truncated`]) are
+//!   rejected. Bytes after the values are allowed, as rrdtool allows them (we keep our
+//!   journal there).
+//! * Data sources GAUGE, COUNTER (32- and 64-bit wrap correction), DERIVE and ABSOLUTE with
+//!   heartbeat, min and max; archives AVERAGE, MIN, MAX and LAST with steps, rows and xff.
+//!   The update arithmetic follows rrdtool 1.7.2's `rrd_update.c` operation by operation, so
+//!   the same updates give the same bits (checked against `/usr/bin/rrdtool` in the tests).
+//!   Not supported: COMPUTE/DCOUNTER/DDERIVE, Holt-Winters CFs, `--template`, at-style
+//!   times, rrdcached.
+//! * Differences from rrdtool, on purpose: `create` sets each `cur_row` to the last row
+//!   instead of a random one (rrdtool randomises it only to spread disk writes); an update
+//!   rejected for a bad reading changes nothing (rrdtool may already have stored the
+//!   `last_ds` of earlier data sources of that same update).
+//!
+//! # Crash safety
+//!
+//! Rewriting a whole file per update (temp file, fsync, rename) is safe but costs the
+//! file size (about 630 KB for three long archives) per update. Instead each update (or
+//! batch, [`RrdFile::update_many`]) is committed in place in three steps:
+//!
+//! 1. A **redo record** is written after the end of rrdtool's data area: the byte ranges
+//!    the update will write (the new rows and the new live header), a hash of the live
+//!    header it starts from, and a checksum over the record. rrdtool never reads past its
+//!    data area, so this is invisible to it.
+//! 2. The new rows are written in place, then the live header (`live_head` to the end of
+//!    `rra_ptr`, at most a few KB) in one `pwrite`.
+//! 3. Nothing else: the record stays until the next update overwrites it. It no longer
+//!    applies, because the live header no longer hashes to the record's starting hash.
+//!
+//! When a file is opened here ([`RrdFile::open`], [`Rrd::from_bytes`]) and a whole record
+//! is found whose starting hash equals the current live header, the update was cut short
+//! between steps 1 and 3 and is rolled forward (writing the same bytes again is
+//! idempotent). A torn record fails its checksum and is ignored: the file was not yet
+//! touched. So after a kill at any instant, the file as read through this crate holds
+//! exactly the old or the new state.
+//!
+//! rrdtool itself knows nothing of the record. Its file size and static header never
+//! change, so it can read the file at every instant. If an update is killed inside step 2,
+//! until the next open here rrdtool sees the old live header (old `last_update`, old
+//! PDP/CDP state) with the rows written so far: those rows are slots that the old state
+//! holds as the *oldest* rows of their archives, so only the far end of the archive shows
+//! new values early. rrdtool's own in-place updates have the same window.
+//!
+//! Durability against power loss needs fsync; [`Sync::Full`] syncs after steps 1 and 2.
+//! The default, [`Sync::None`], protects against the process dying (kill -9), like rrdtool,
+//! which does not sync either. Creation always goes through a synced temporary file and a
+//! rename. There is no locking: one writer per file at a time.
+//!
+//! # Example
+//!
+//! ```
+//! use rrd::{Cf, DsDef, DsType, Layout, RraDef, RrdFile, Update, Value};
+//! let dir = tempfile::tempdir().unwrap();
+//! let layout = Layout::new(15, 1_700_000_000)
+//!     .ds(DsDef::new("sum", DsType::Gauge, 120))
+//!     .rra(RraDef::new(Cf::Average, 0.5, 1, 5856))
+//!     .rra(RraDef::new(Cf::Average, 0.5, 4, 20160))
+//!     .rra(RraDef::new(Cf::Average, 0.5, 40, 52704));
+//! let mut f = RrdFile::create(dir.path().join("x.rrd"), &layout).unwrap();
+//! f.update(&Update::new(1_700_000_015, &[Value::Float(1.5)])).unwrap();
+//! let got = f.fetch(Cf::Average, 1_700_000_000, 1_700_000_030, 1).unwrap();
+//! assert_eq!(got.step, 15);
+//! ```
+#![forbid(unsafe_code)]
+
+mod engine;
+mod error;
+mod file;
+mod format;
+mod journal;
+mod rrd;
+mod text;
+
+pub use engine::Timestamp;
+pub use error::{Error, Result};
+pub use file::{RrdFile, Sync};
+pub use format::{Cf, DsDef, DsType, RraDef, FLOAT_COOKIE, VERSION};
+pub use rrd::{Fetched, InfoValue, Layout, Rrd, Update, Value};
+pub use text::{c_exp, fetch_text, info_text};

@@ -1,0 +1,308 @@
+//! An RRD file on disk, updated in place through the redo journal (see the crate doc).
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::engine::Timestamp;
+use crate::error::{Error, Result};
+use crate::format::{self, Cf, Header, DNAN, STAT_HEAD_LEN};
+use crate::journal::{self, Journal};
+use crate::rrd::{Fetched, InfoValue, Layout, Rrd, Update};
+
+/// How hard a commit pushes data to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sync {
+    /// No fsync: safe against the process dying (kill -9, panic, OOM), like rrdtool itself,
+    /// which never syncs. The default.
+    #[default]
+    None,
+    /// fdatasync after the journal and after the in-place writes: also safe against power loss.
+    Full,
+}
+
+/// An open RRD file for updates. Holds the header in memory; values stay on disk.
+#[derive(Debug)]
+pub struct RrdFile {
+    path: PathBuf,
+    file: File,
+    header: Header,
+    sync: Sync,
+}
+
+impl RrdFile {
+    /// Creates (or replaces, like `rrdtool create`) a file: written to a temporary file in
+    /// the same directory, synced, then renamed over `path`, so no reader sees half a file.
+    pub fn create(path: impl AsRef<Path>, layout: &Layout) -> Result<Self> {
+        let path = path.as_ref();
+        let rrd = Rrd::create(layout)?;
+        write_atomically(path, &rrd.to_bytes())?;
+        tracing::debug!(path = %path.display(), "rrd created");
+        Self::open(path)
+    }
+
+    /// Like [`RrdFile::create`] but fails with [`Error::Exists`] if `path` exists.
+    pub fn create_new(path: impl AsRef<Path>, layout: &Layout) -> Result<Self> {
+        let path = path.as_ref();
+        if path.exists() {
+            return Err(Error::Exists(path.to_path_buf()));
+        }
+        Self::create(path, layout)
+    }
+
+    /// Opens an existing file for reading and updating; rolls an interrupted update forward.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        let header = read_header(&path, &file)?;
+        let mut f = RrdFile {
+            path,
+            file,
+            header,
+            sync: Sync::None,
+        };
+        f.recover()?;
+        Ok(f)
+    }
+
+    /// Chooses the durability of later commits.
+    pub fn set_sync(&mut self, sync: Sync) {
+        self.sync = sync;
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn recover(&mut self) -> Result<()> {
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io(&self.path, e))?
+            .len();
+        let end = self.header.file_len();
+        if len <= end {
+            return Ok(());
+        }
+        let tail_len = (len - end).min(journal::MAX_RECORD + 32) as usize;
+        let mut tail = vec![0u8; tail_len];
+        self.file
+            .read_exact_at(&mut tail, end)
+            .map_err(|e| Error::io(&self.path, e))?;
+        let Some(j) = Journal::parse(&tail) else {
+            return Ok(());
+        };
+        if !j.applies_to(&self.header.live_bytes()) {
+            return Ok(());
+        }
+        tracing::warn!(path = %self.path.display(), "rolling interrupted rrd update forward");
+        for (off, bytes) in &j.regions {
+            if off.saturating_add(bytes.len() as u64) > end {
+                return Err(Error::Corrupt(
+                    "journal region outside the file".to_string(),
+                ));
+            }
+            self.file
+                .write_all_at(bytes, *off)
+                .map_err(|e| Error::io(&self.path, e))?;
+        }
+        self.header = read_header(&self.path, &self.file)?;
+        Ok(())
+    }
+
+    /// Applies one update and commits it.
+    pub fn update(&mut self, u: &Update) -> Result<()> {
+        self.update_many(std::slice::from_ref(u))
+    }
+
+    /// Applies updates in order and commits them as one unit. Like `rrdtool update` with
+    /// several arguments, it stops at the first bad one: the updates before it are kept
+    /// (committed) and the error is returned.
+    pub fn update_many(&mut self, updates: &[Update]) -> Result<()> {
+        let old_live = self.header.live_bytes();
+        let mut header = self.header.clone();
+        let mut rows: BTreeMap<(usize, u64), Vec<f64>> = BTreeMap::new();
+        let mut failure = None;
+        for u in updates {
+            let vals: Vec<&[u8]> = u.values.iter().map(|s| s.as_bytes()).collect();
+            let r = header.apply(u.time, &vals, &mut |rra, row, v| {
+                rows.insert((rra, row), v.to_vec());
+            });
+            if let Err(e) = r {
+                failure = Some(e);
+                break;
+            }
+        }
+        if header != self.header {
+            self.commit(&old_live, header, rows)?;
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Journal first, then the rows, then the live header in one write.
+    fn commit(
+        &mut self,
+        old_live: &[u8],
+        header: Header,
+        rows: BTreeMap<(usize, u64), Vec<f64>>,
+    ) -> Result<()> {
+        let rra_offsets: Vec<u64> = (0..header.rra.len())
+            .map(|r| header.rra_offset(r))
+            .collect();
+        let ds_cnt = header.ds.len() as u64;
+        let mut regions: Vec<(u64, Vec<u8>)> = Vec::with_capacity(rows.len() + 1);
+        for ((rra, row), vals) in rows {
+            let off = rra_offsets[rra] + row * ds_cnt * 8;
+            let bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_ne_bytes()).collect();
+            // Merge with the previous region when contiguous: fewer writes on gap fills.
+            match regions.last_mut() {
+                Some((o, b)) if *o + b.len() as u64 == off => b.extend_from_slice(&bytes),
+                _ => regions.push((off, bytes)),
+            }
+        }
+        regions.push((header.live_offset() as u64, header.live_bytes()));
+        let j = Journal {
+            old_live: journal::fnv1a(&[old_live]),
+            regions,
+        };
+        let end = header.file_len();
+        let io = |e| Error::io(&self.path, e);
+        self.file.write_all_at(&j.encode(), end).map_err(io)?;
+        if self.sync == Sync::Full {
+            self.file.sync_data().map_err(io)?;
+        }
+        for (off, bytes) in &j.regions {
+            self.file.write_all_at(bytes, *off).map_err(io)?;
+        }
+        if self.sync == Sync::Full {
+            self.file.sync_data().map_err(io)?;
+        }
+        self.header = header;
+        Ok(())
+    }
+
+    /// Time of the last update.
+    pub fn last_update(&self) -> Timestamp {
+        Timestamp {
+            secs: self.header.last_up,
+            usec: self.header.last_up_usec,
+        }
+    }
+
+    /// `rrdtool info` fields (without `filename`).
+    pub fn info(&self) -> Vec<(String, InfoValue)> {
+        self.header.info()
+    }
+
+    /// Fetches rows like `rrdtool fetch`, reading only the chosen archive.
+    pub fn fetch(&self, cf: Cf, start: i64, end: i64, resolution: u64) -> Result<Fetched> {
+        let plan = self.header.plan_fetch(cf, start, end, resolution)?;
+        let ds_cnt = self.header.ds.len();
+        let base = self.header.rra_offset(plan.rra);
+        let len = self.header.rra[plan.rra].rows as usize * ds_cnt * 8;
+        let mut buf = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut buf, base)
+            .map_err(|e| Error::io(&self.path, e))?;
+        let val = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&buf[i * 8..i * 8 + 8]);
+            f64::from_ne_bytes(a)
+        };
+        let rows = plan
+            .rows
+            .iter()
+            .map(|r| match r {
+                Some(row) => (0..ds_cnt)
+                    .map(|d| val(*row as usize * ds_cnt + d))
+                    .collect(),
+                None => vec![DNAN; ds_cnt],
+            })
+            .collect();
+        Ok(Fetched {
+            start: plan.start,
+            end: plan.end,
+            step: plan.step,
+            ds_names: self.header.ds.iter().map(|d| d.name.clone()).collect(),
+            rows,
+        })
+    }
+
+    /// Reads the whole file into memory.
+    pub fn load(&self) -> Result<Rrd> {
+        let b = std::fs::read(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        Rrd::from_bytes(&b)
+    }
+}
+
+fn read_header(path: &Path, file: &File) -> Result<Header> {
+    let io = |e| Error::io(path, e);
+    let len = file.metadata().map_err(io)?.len();
+    let mut head = vec![0u8; (STAT_HEAD_LEN as u64).min(len) as usize];
+    file.read_exact_at(&mut head, 0).map_err(io)?;
+    // Parse the fixed part first (cookie, version, counts) to learn the header size.
+    match Header::parse_prefix(&head) {
+        Err(Error::Truncated { .. }) if head.len() == STAT_HEAD_LEN => {}
+        Err(e) => return Err(e),
+        Ok(_) => {}
+    }
+    let count = |at: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&head[at..at + 8]);
+        u64::from_ne_bytes(a)
+    };
+    let hlen = format::header_len(count(24), count(32))
+        .ok_or_else(|| Error::Corrupt("header size overflows".to_string()))?;
+    if hlen > len {
+        return Err(Error::Truncated {
+            needed: hlen,
+            got: len,
+        });
+    }
+    let mut buf = vec![0u8; hlen as usize];
+    file.read_exact_at(&mut buf, 0).map_err(io)?;
+    let h = Header::parse_prefix(&buf)?;
+    if h.file_len() > len {
+        return Err(Error::Truncated {
+            needed: h.file_len(),
+            got: len,
+        });
+    }
+    Ok(h)
+}
+
+/// Writes `bytes` to `path` through a synced temporary file and a rename.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::InvalidArgument(format!("{}: not a file name", path.display())))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let io = |e| Error::io(&tmp, e);
+    let mut f = File::create(&tmp).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

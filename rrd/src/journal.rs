@@ -1,0 +1,117 @@
+//! The redo journal kept after the rrdtool data area: a checksummed list of the byte ranges
+//! an update is about to write, so an update cut short can be rolled forward.
+
+/// Marks a journal record; rrdtool ignores everything after its data area.
+const MAGIC: &[u8; 8] = b"RRDRSJ01";
+/// Upper bound on a record we are willing to read back (bounded before allocating).
+pub(crate) const MAX_RECORD: u64 = 64 << 20;
+
+/// FNV-1a, 64 bit: cheap, and enough to tell a torn or stale record from a whole one.
+pub(crate) fn fnv1a(chunks: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for c in chunks {
+        for &b in *c {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Journal {
+    /// Hash of the live header the update started from.
+    pub old_live: u64,
+    /// (file offset, bytes) to write.
+    pub regions: Vec<(u64, Vec<u8>)>,
+}
+
+fn rd(b: &[u8], off: usize) -> Option<u64> {
+    let s = b.get(off..off.checked_add(8)?)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(s);
+    Some(u64::from_ne_bytes(a))
+}
+
+impl Journal {
+    /// Serialises: magic, body length, body (old hash, region count, regions), checksum.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend_from_slice(&self.old_live.to_ne_bytes());
+        body.extend_from_slice(&(self.regions.len() as u64).to_ne_bytes());
+        for (off, bytes) in &self.regions {
+            body.extend_from_slice(&off.to_ne_bytes());
+            body.extend_from_slice(&(bytes.len() as u64).to_ne_bytes());
+            body.extend_from_slice(bytes);
+        }
+        let mut out = Vec::with_capacity(body.len() + 24);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(body.len() as u64).to_ne_bytes());
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&fnv1a(&[&body]).to_ne_bytes());
+        out
+    }
+
+    /// Reads a record from the bytes after the data area; None if absent, torn or corrupt.
+    pub fn parse(b: &[u8]) -> Option<Journal> {
+        if b.get(..8)? != MAGIC {
+            return None;
+        }
+        let len = rd(b, 8)?;
+        if len > MAX_RECORD {
+            return None;
+        }
+        let body = b.get(16..16 + len as usize)?;
+        if rd(b, 16 + len as usize)? != fnv1a(&[body]) {
+            return None;
+        }
+        let old_live = rd(body, 0)?;
+        let n = rd(body, 8)?;
+        let mut off = 16usize;
+        let mut regions = Vec::new();
+        for _ in 0..n {
+            let at = rd(body, off)?;
+            let l = rd(body, off + 8)? as usize;
+            let bytes = body.get(off + 16..(off + 16).checked_add(l)?)?;
+            regions.push((at, bytes.to_vec()));
+            off += 16 + l;
+        }
+        Some(Journal { old_live, regions })
+    }
+
+    /// Whether the file's current live header is the one this record started from.
+    pub fn applies_to(&self, live: &[u8]) -> bool {
+        fnv1a(&[live]) == self.old_live
+    }
+
+    /// Applies the record to a whole-file image (regions outside it are ignored).
+    pub fn apply_to(&self, image: &mut [u8]) {
+        for (off, bytes) in &self.regions {
+            let start = *off as usize;
+            if let Some(dst) = image.get_mut(start..start.saturating_add(bytes.len())) {
+                dst.copy_from_slice(bytes);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_torn_records() {
+        let j = Journal {
+            old_live: 42,
+            regions: vec![(100, vec![1, 2, 3]), (7, vec![9; 20])],
+        };
+        let b = j.encode();
+        assert_eq!(Journal::parse(&b), Some(j));
+        for cut in 0..b.len() {
+            assert_eq!(Journal::parse(&b[..cut]), None, "cut at {cut}");
+        }
+        let mut flipped = b.clone();
+        flipped[30] ^= 1;
+        assert_eq!(Journal::parse(&flipped), None);
+    }
+}
