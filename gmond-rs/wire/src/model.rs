@@ -41,7 +41,9 @@ pub struct Host {
     pub tmax: u32,
     pub dmax: u32,
     pub location: String,
-    pub gmond_started: u64,
+    /// The host's heartbeat (gmond's start time), printed by gmond as a signed 32-bit number:
+    /// garbage heartbeats (gmetric -H) can be negative.
+    pub gmond_started: i64,
     pub metrics: Vec<Metric>,
 }
 

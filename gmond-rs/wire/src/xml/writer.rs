@@ -203,7 +203,12 @@ impl<W: Write> XmlWriter<W> {
         l.extend_from_slice(b"\" LOCATION=\"");
         escape_attr(h.location, l);
         l.extend_from_slice(b"\" GMOND_STARTED=\"");
-        push_u64(u64::from(h.gmond_started), l);
+        // gmond prints the heartbeat with %d: values past 2^31 (gmetric -H garbage) are negative.
+        let started = h.gmond_started as i32;
+        if started < 0 {
+            l.push(b'-');
+        }
+        push_u64(u64::from(started.unsigned_abs()), l);
         l.extend_from_slice(b"\">\n");
         self.out.write_all(l)
     }
