@@ -224,7 +224,10 @@ pub fn parse_net_dev(text: &str) -> Result<Vec<(String, IfCounters)>, String> {
             .collect::<Result<_, _>>()
             .map_err(|_| format!("non-numeric counter in {line:?}"))?;
         if fields.len() < 10 {
-            return Err(format!("interface line has {} counters: {line:?}", fields.len()));
+            return Err(format!(
+                "interface line has {} counters: {line:?}",
+                fields.len()
+            ));
         }
         out.push((
             name.trim().to_string(),
@@ -376,7 +379,10 @@ mod tests {
         assert_eq!(meminfo_kb(m, "Cached:"), Ok(Some(40.0)));
         assert_eq!(meminfo_kb(m, "MemShared:"), Ok(None));
         // gmond's strstr would find "Cached:" inside "SwapCached:" if that came first.
-        assert_eq!(meminfo_kb("SwapCached: 7 kB\nCached: 40 kB\n", "Cached:"), Ok(Some(7.0)));
+        assert_eq!(
+            meminfo_kb("SwapCached: 7 kB\nCached: 40 kB\n", "Cached:"),
+            Ok(Some(7.0))
+        );
         assert!(meminfo_kb("MemTotal: kB\n", "MemTotal:").is_err());
     }
 
@@ -437,8 +443,18 @@ mod tests {
             /dev/vda /again ext4 rw 0 0\n\
             short line\n";
         let m = local_mounts(t);
-        let got: Vec<_> = m.iter().map(|m| (m.device.as_str(), m.mount_point.as_str())).collect();
-        assert_eq!(got, vec![("/dev/vda", "/"), ("/dev2/x", "/d2"), ("/dev/vda", "/again")]);
+        let got: Vec<_> = m
+            .iter()
+            .map(|m| (m.device.as_str(), m.mount_point.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("/dev/vda", "/"),
+                ("/dev2/x", "/d2"),
+                ("/dev/vda", "/again")
+            ]
+        );
     }
 
     #[test]
