@@ -417,20 +417,119 @@ fn update_cdp(
     }
 }
 
-/// rrdtool's `rrd_strtodbl` for readings: the whole string must be a number
-/// (leading white space allowed, as C's strtod skips it).
-pub(crate) fn parse_double(v: &[u8]) -> Result<f64> {
-    let s = std::str::from_utf8(v)
-        .map_err(|_| Error::InvalidUpdate("reading is not UTF-8".to_string()))?;
-    let t = s.trim_start();
-    t.parse::<f64>()
-        .ok()
-        .filter(|_| !t.is_empty())
-        .ok_or_else(|| Error::InvalidUpdate(format!("Cannot convert '{s}' to float")))
+/// rrdtool's own `rrd_strtod` (not C's strtod: it accumulates digits in a double and scales
+/// by repeated squaring, so its rounding differs from a correctly rounded parse and must be
+/// copied to get the same bits). Returns the value and the bytes consumed, or None when no
+/// number was converted.
+fn rrd_strtod(s: &[u8]) -> Option<(f64, usize)> {
+    let mut p = 0;
+    while p < s.len() && matches!(s[p], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+        p += 1;
+    }
+    let mut negative = false;
+    match s.get(p) {
+        Some(b'-') => {
+            negative = true;
+            p += 1;
+        }
+        Some(b'+') => p += 1,
+        _ => {}
+    }
+    let mut number = 0.0f64;
+    let mut exponent: i64 = 0;
+    let mut num_digits = 0;
+    while p < s.len() && s[p].is_ascii_digit() {
+        number = number * 10.0 + f64::from(s[p] - b'0');
+        p += 1;
+        num_digits += 1;
+    }
+    if s.get(p) == Some(&b'.') {
+        p += 1;
+        let mut num_decimals = 0;
+        while p < s.len() && s[p].is_ascii_digit() {
+            number = number * 10.0 + f64::from(s[p] - b'0');
+            p += 1;
+            num_digits += 1;
+            num_decimals += 1;
+        }
+        exponent -= num_decimals;
+    }
+    if num_digits == 0 {
+        return None;
+    }
+    if negative {
+        number = -number;
+    }
+    if matches!(s.get(p), Some(b'e') | Some(b'E')) {
+        p += 1;
+        let mut neg = false;
+        match s.get(p) {
+            Some(b'-') => {
+                neg = true;
+                p += 1;
+            }
+            Some(b'+') => p += 1,
+            _ => {}
+        }
+        let mut n: i64 = 0;
+        while p < s.len() && s[p].is_ascii_digit() {
+            n = n.saturating_mul(10).saturating_add(i64::from(s[p] - b'0'));
+            p += 1;
+        }
+        exponent = if neg { exponent - n } else { exponent + n };
+    }
+    // DBL_MIN_EXP / DBL_MAX_EXP; rrdtool then leaves endptr unset: no conversion.
+    if !(-1021..=1024).contains(&exponent) {
+        return None;
+    }
+    let mut p10 = 10.0f64;
+    let mut n = exponent.abs();
+    while n != 0 {
+        if n & 1 == 1 {
+            if exponent < 0 {
+                number /= p10;
+            } else {
+                number *= p10;
+            }
+        }
+        n >>= 1;
+        p10 *= p10;
+    }
+    Some((number, p))
 }
 
-/// rrdtool's `rrd_diff`: the difference of two decimal integer strings, exact, then rounded
-/// to a double. Mismatched signs, missing digits or more than 30 digits give NaN.
+/// rrdtool's `rrd_strtodbl`: the whole string must be a number, or start with
+/// nan/-nan/inf/-inf when no digits were found.
+pub(crate) fn parse_double(v: &[u8]) -> Result<f64> {
+    let bad = || {
+        Error::InvalidUpdate(format!(
+            "Cannot convert '{}' to float",
+            String::from_utf8_lossy(v)
+        ))
+    };
+    match rrd_strtod(v) {
+        Some((x, used)) if used == v.len() => Ok(x),
+        Some(_) => Err(bad()),
+        None => {
+            let low = v.to_ascii_lowercase();
+            if low.starts_with(b"-nan") {
+                Ok(DNAN)
+            } else if low.starts_with(b"nan") {
+                Ok(-DNAN)
+            } else if low.starts_with(b"inf") {
+                Ok(f64::INFINITY)
+            } else if low.starts_with(b"-inf") {
+                Ok(f64::NEG_INFINITY)
+            } else {
+                Err(bad())
+            }
+        }
+    }
+}
+
+/// rrdtool's `rrd_diff`: the exact difference of two decimal integer strings, turned into a
+/// double by `rrd_strtod` of its digits. Mismatched signs, missing digits or more than 30
+/// digits give NaN.
 pub(crate) fn rrd_diff(a: &[u8], b: &[u8]) -> f64 {
     fn digits(s: &[u8]) -> (bool, &[u8]) {
         let mut neg = false;
@@ -452,11 +551,15 @@ pub(crate) fn rrd_diff(a: &[u8], b: &[u8]) -> f64 {
     if a.is_empty() || b.is_empty() || a_neg != b_neg || a.len().max(b.len()) > 30 {
         return DNAN;
     }
-    let val = |d: &[u8]| {
-        d.iter()
-            .fold(0i128, |acc, &c| acc * 10 + i128::from(c - b'0'))
-    };
-    let r = (val(a) - val(b)) as f64;
+    let val = |d: &[u8]| d.iter().fold(0u128, |acc, &c| acc * 10 + u128::from(c - b'0'));
+    let (x, y) = (val(a), val(b));
+    let (mag, negative) = if x >= y { (x - y, false) } else { (y - x, true) };
+    // Accumulate the digits of |a-b| the way rrd_strtod does.
+    let text = mag.to_string();
+    let mut r = text.bytes().fold(0.0f64, |acc, c| acc * 10.0 + f64::from(c - b'0'));
+    if negative {
+        r = -r;
+    }
     if a_neg {
         -r
     } else {
@@ -485,6 +588,10 @@ mod tests {
     #[test]
     fn parse_double_rejects_trailing_garbage() {
         assert_eq!(parse_double(b" 1.5").unwrap(), 1.5);
+        assert_eq!(parse_double(b"1e").unwrap(), 1.0);
+        assert!(parse_double(b"nan").unwrap().is_nan());
+        assert_eq!(parse_double(b"-inf").unwrap(), f64::NEG_INFINITY);
+        assert!(parse_double(b"1e2000").is_err());
         assert!(parse_double(b"1.5x").is_err());
         assert!(parse_double(b"").is_err());
         assert!(parse_double(b"abc").is_err());

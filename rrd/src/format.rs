@@ -163,7 +163,7 @@ impl DsDef {
             if p == "U" {
                 Ok(f64::NAN)
             } else {
-                p.parse::<f64>().map_err(|_| bad())
+                crate::engine::parse_double(p.as_bytes()).map_err(|_| bad())
             }
         };
         let def = DsDef {
@@ -236,7 +236,7 @@ impl RraDef {
         }
         let def = RraDef {
             cf: Cf::parse(parts[1])?,
-            xff: parts[2].parse().map_err(|_| bad())?,
+            xff: crate::engine::parse_double(parts[2].as_bytes()).map_err(|_| bad())?,
             pdp_per_row: parts[3].parse().map_err(|_| bad())?,
             rows: parts[4].parse().map_err(|_| bad())?,
         };

@@ -215,10 +215,9 @@ fn parse_time(t: &str) -> Result<Timestamp> {
     if t == "N" {
         return Ok(now());
     }
-    let mut tmp: f64 = t
-        .parse()
+    let mut tmp = crate::engine::parse_double(t.as_bytes())
         .ok()
-        .filter(|v: &f64| v.is_finite())
+        .filter(|v| v.is_finite())
         .ok_or_else(|| Error::InvalidUpdate(format!("cannot parse time {t:?}")))?;
     if tmp < 0.0 {
         let n = now();
