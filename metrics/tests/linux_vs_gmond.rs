@@ -127,6 +127,26 @@ fn config() -> String {
     )
 }
 
+/// Only the modules of the stock configuration plus one fast CPU group, so the CPU rate
+/// state of gmond's module is advanced by that group alone.
+fn fast_cpu_config() -> String {
+    let stock = config();
+    let end = stock
+        .find("collection_group {")
+        .expect("collection groups in gmond -t output");
+    let metrics: String = CPU_RATES
+        .iter()
+        .map(|m| format!("  metric {{\n    name = \"{m}\"\n  }}\n"))
+        .collect();
+    format!(
+        "{}collection_group {{\n  collect_every = {FAST_EVERY}\n  time_threshold = {FAST_EVERY}\n{metrics}}}\n",
+        &stock[..end]
+    )
+}
+
+const CPU_RATES: [&str; 4] = ["cpu_user", "cpu_system", "cpu_idle", "cpu_wio"];
+const FAST_EVERY: u64 = 5;
+
 /// Reads the XML from inside the namespace; `None` while gmond is not listening yet.
 fn read_xml(ns: &Netns) -> Option<String> {
     let script = format!("exec 3<>/dev/tcp/127.0.0.1/{TCP_PORT} && cat <&3");
@@ -337,4 +357,81 @@ fn gmond_m_lists_the_catalogue() {
     let mut all: Vec<String> = catalogue().iter().map(|s| s.name.to_string()).collect();
     all.sort();
     assert_eq!(names, all);
+}
+
+/// Starts gmond with `conf_text` in the namespace, logging to `dir/gmond.log`.
+fn start_gmond(ns: &Netns, dir: &Path, conf_text: &str) -> Gmond {
+    let conf = dir.join("gmond.conf");
+    std::fs::write(&conf, conf_text).unwrap();
+    let log = std::fs::File::create(dir.join("gmond.log")).unwrap();
+    Gmond {
+        child: ns
+            .exec(&[GMOND, "-c", conf.to_str().unwrap(), "-f"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start gmond"),
+    }
+}
+
+/// (VAL, TN) of `name` in gmond's XML, if it is there.
+fn val_tn(ns: &Netns, name: &str) -> Option<(f64, u64)> {
+    let xml = read_xml(ns)?;
+    let m = host_metrics(&xml, None).remove(name)?;
+    Some((m.attr("VAL").parse().ok()?, m.attr("TN").parse().ok()?))
+}
+
+#[test]
+fn cpu_rates_of_the_second_sample_follow_gmond() {
+    require_environment();
+    let dir = tempfile::tempdir().unwrap();
+    let ns = Netns::create("rate");
+    let mut gmond = start_gmond(&ns, dir.path(), &fast_cpu_config());
+    let mut ours = LinuxCollector::new("/");
+    let sample = |c: &mut LinuxCollector| -> Vec<f64> {
+        let now = SystemTime::now();
+        CPU_RATES
+            .iter()
+            .map(|m| c.collect(m, now).unwrap().as_f64().unwrap())
+            .collect()
+    };
+
+    // First sample: as soon as gmond's start-up value is visible (gmond took its own at
+    // start, a few hundred ms earlier).
+    let deadline = Instant::now() + Duration::from_secs(4 * FAST_EVERY);
+    let mut last_tn = loop {
+        assert!(
+            gmond.child.try_wait().unwrap().is_none(),
+            "gmond exited early"
+        );
+        if let Some((_, tn)) = val_tn(&ns, "cpu_user") {
+            break tn;
+        }
+        assert!(Instant::now() < deadline, "gmond published no cpu_user");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let first = sample(&mut ours);
+
+    // Second sample: when gmond's next value arrives (TN drops back), take ours at once so
+    // both cover about the same FAST_EVERY seconds.
+    let second = loop {
+        assert!(Instant::now() < deadline, "gmond sent no second cpu sample");
+        std::thread::sleep(Duration::from_millis(50));
+        let Some((_, tn)) = val_tn(&ns, "cpu_user") else {
+            continue;
+        };
+        if tn < last_tn {
+            break sample(&mut ours);
+        }
+        last_tn = tn;
+    };
+    let xml = read_xml(&ns).unwrap();
+    let theirs = host_metrics(&xml, None);
+    for (i, name) in CPU_RATES.iter().enumerate() {
+        let t: f64 = theirs[*name].attr("VAL").parse().unwrap();
+        // Windows are aligned to ~0.1-0.3 s of FAST_EVERY s; a busy machine moves
+        // percentages quickly, hence the loose bound.
+        close(name, second[i], t, 10.0);
+        assert!((0.0..=100.0).contains(&first[i]));
+    }
 }
