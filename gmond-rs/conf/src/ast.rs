@@ -217,7 +217,15 @@ impl Parser<'_> {
                             ),
                         })
                     }
-                    None => return Err(self.eof_error(format!("after '{}'", title.text))),
+                    None => {
+                        return Err(ConfigError::Syntax {
+                            location: key.location.clone(),
+                            message: format!(
+                                "premature end of file: '{}' needs '=' before its value, or '{{' after section title '{}'",
+                                key.text, title.text
+                            ),
+                        })
+                    }
                 }
             }
             other => {

@@ -281,6 +281,8 @@ struct Ctx<'a> {
     warnings: Vec<Warning>,
     set: Vec<SetOption>,
     stack: Vec<String>,
+    /// Files in the order they were first read, to sort errors in reading order.
+    files: Vec<String>,
     syntax_failed: bool,
 }
 
@@ -298,17 +300,30 @@ pub(crate) fn load_text(
         warnings: Vec::new(),
         set: Vec::new(),
         stack: vec![name.to_string()],
+        files: Vec::new(),
         syntax_failed: false,
     };
     let mut top = Sec::new(String::new(), Location::new(Arc::from(name), 1, 1), None);
     ctx.parse_and_fill(text, name, &mut top);
-    if ctx.syntax_failed {
-        return Err(ConfigErrors { errors: ctx.errors });
-    }
-    let config = build(&mut ctx, &top);
-    if !ctx.errors.is_empty() {
-        return Err(ConfigErrors { errors: ctx.errors });
-    }
+    let config = if ctx.syntax_failed {
+        None
+    } else {
+        Some(build(&mut ctx, &top))
+    };
+    let config = match config {
+        Some(config) if ctx.errors.is_empty() => config,
+        // A syntax error always records an error, so this list is never empty.
+        _ => {
+            let files = ctx.files;
+            let mut errors = ctx.errors;
+            errors.sort_by_key(|e| {
+                let l = e.location();
+                let file = files.iter().position(|f| **f == *l.file);
+                (file, l.line, l.column)
+            });
+            return Err(ConfigErrors { errors });
+        }
+    };
     let mut warnings = not_implemented_warnings(&ctx.set, &opts.not_implemented);
     warnings.append(&mut ctx.warnings);
     Ok(Loaded { config, warnings })
@@ -334,6 +349,9 @@ pub(crate) fn load_path(
 
 impl Ctx<'_> {
     fn parse_and_fill(&mut self, text: &str, name: &str, top: &mut Sec) {
+        if !self.files.iter().any(|f| f == name) {
+            self.files.push(name.to_string());
+        }
         let source = self.source;
         let env = |v: &str| source.env_var(v);
         match ast::parse(text, name, &env) {

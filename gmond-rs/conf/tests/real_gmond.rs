@@ -1,0 +1,170 @@
+//! Differential tests against the real gmond 3.7.2 parser.
+//!
+//! `gmond -c FILE -b` parses the config, loads the modules, sets up the collection groups,
+//! prints a bandwidth estimate and exits before it creates any socket, daemonizes or drops
+//! privileges (gmond.c main: the `-b` branch comes before `daemonize_if_necessary` and
+//! `setup_listen_channels_pollset`), so it is safe to run here.
+
+// Test helpers outside #[test] fns: a panic is how they report failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use gmond_conf::{default_config_text, parse_str_with, LoadOptions, MemSource};
+
+const GMOND: &str = "/usr/sbin/gmond";
+
+/// Runs real gmond's parser on `text`; Ok(stdout) when it accepts the file.
+fn real_gmond_accepts(text: &str) -> Result<String, String> {
+    assert!(
+        Path::new(GMOND).exists(),
+        "{GMOND} is missing: install Debian package ganglia-monitor"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gmond.conf");
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new(GMOND)
+        .arg("-c")
+        .arg(&file)
+        .arg("-b")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!("{stdout}{stderr}"))
+    }
+}
+
+fn we_accept(text: &str) -> Result<(), String> {
+    parse_str_with(
+        text,
+        "snippet.conf",
+        &MemSource::new(),
+        &LoadOptions::default(),
+    )
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
+fn configs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs")
+}
+
+#[test]
+fn real_gmond_accepts_our_default_text() {
+    let out = real_gmond_accepts(default_config_text()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.trim_end().ends_with("bytes/sec"), "{out}");
+    // Same groups and modules as gmond's own -t text, hence the same bandwidth estimate.
+    let fixture = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ganglia-3.7.2-gmond-t.conf"),
+    )
+    .unwrap();
+    assert_eq!(out, real_gmond_accepts(&fixture).unwrap());
+}
+
+#[test]
+fn real_gmond_accepts_every_shipped_config() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(configs_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("conf") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        if let Err(e) = real_gmond_accepts(&text) {
+            panic!("real gmond rejects {}: {e}", path.display());
+        }
+        seen += 1;
+    }
+    assert!(seen >= 2);
+}
+
+/// Snippets where syntax and typing decide; gmond -b and we must agree on accept/reject.
+const AGREE: &[(&str, bool)] = &[
+    ("globals { daemonize = YES }", true),
+    ("GLOBALS { Daemonize = off  MUTE = True }", true),
+    ("\"globals\" { \"mute\" = \"no\" }", true),
+    ("globals { debug_level = 0x0 host_dmax = 010 }", true),
+    ("globals { host_tmax = \"\" }", true),
+    ("cluster { name = 'single quoted' owner = \"tab\\there\" }", true),
+    ("cluster { url = http://example.org/ganglia/ }", true),
+    ("globals { } globals { mute = yes } globals { mute = no }", true),
+    ("globals { mute = no }\r\nhost { location = \"1,2,3\" }\r\n", true),
+    ("# only a comment", true),
+    ("// another comment\n/* and a block */", true),
+    ("globals { mute = no } /* never closed", true),
+    ("include (\"/nonexistent-gmond-rs-dir/*.conf\")", true),
+    (
+        "collection_group { metric { name_match = \"^cpu_([a-z]+)$\" title = '\\1 usage' } }",
+        true,
+    ),
+    (
+        "modules { module { name = \"x_module\" enabled = no param a { value = 1 } param A { value = 2 } } }",
+        true,
+    ),
+    ("collection_group { metric { name = \"load_one\" value_threshold = \"1e2\" } }", true),
+    ("globals { foo = 1 }", false),
+    ("bogus { }", false),
+    ("globals { mute = maybe }", false),
+    ("globals { debug_level = 1.5 }", false),
+    ("globals { debug_level = 08 }", false),
+    ("globals { debug_level = 12abc }", false),
+    ("include (\"/nonexistent-gmond-rs-dir/file.conf\")", false),
+    ("globals { mute = no } }", false),
+    ("}", false),
+    ("globals { mute += yes }", false),
+    ("cluster name { }", false),
+    ("param x { value = 1 }", false),
+    ("cluster { name = \"unterminated }", false),
+    ("cluster { name = \"bad \\9 escape\" }", false),
+    ("collection_group { metric { value_threshold = abc } }", false),
+    ("globals mute = yes", false),
+    ("globals { mute }", false),
+    ("globals { include (\"/etc/hostname\") }", false),
+    ("modules { module { param { value = 1 } } }", false),
+    // gmond crashes on a metric without a name (strlen of NULL); we report it.
+    ("collection_group { metric { title = \"no name\" } }", false),
+];
+
+#[test]
+fn we_agree_with_real_gmond_on_syntax() {
+    let mut disagreements = Vec::new();
+    for (text, expected) in AGREE {
+        let real = real_gmond_accepts(text);
+        let ours = we_accept(text);
+        if real.is_ok() != *expected || ours.is_ok() != *expected {
+            disagreements.push(format!(
+                "{text:?}: expected accept={expected}, real gmond: {real:?}, gmond-rs: {ours:?}"
+            ));
+        }
+    }
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+}
+
+/// Where gmond-rs is deliberately stricter: gmond accepts these, we refuse to start.
+const STRICTER: &[&str] = &[
+    // libconfuse ends an open section silently at end of file; we call it unterminated.
+    "globals { mute = no",
+    "modules { module { name = \"core_metrics\" }",
+    // gmond only notices these once it starts its sockets (or never).
+    "globals { deaf = yes mute = yes }",
+    "udp_send_channel { mcast_join = 239.2.11.71 }",
+    "udp_send_channel { host = \"127.0.0.1\" port = 8649 bind = 127.0.0.1 bind_hostname = yes }",
+    "tcp_accept_channel { port = 70000 }",
+];
+
+#[test]
+fn where_we_are_stricter_than_real_gmond() {
+    for text in STRICTER {
+        assert!(
+            real_gmond_accepts(text).is_ok(),
+            "real gmond rejects {text:?}"
+        );
+        assert!(we_accept(text).is_err(), "gmond-rs accepts {text:?}");
+    }
+}
