@@ -56,8 +56,11 @@ impl Header {
                 last: self.last_up,
             });
         }
-        if t.secs < 0 {
-            return Err(Error::InvalidUpdate("negative time".to_string()));
+        if t.secs < 0 || t.secs as u64 > crate::format::MAX_TIME {
+            return Err(Error::InvalidUpdate(format!(
+                "time {} out of range",
+                t.secs
+            )));
         }
         let mut interval =
             (t.secs - self.last_up) as f64 + ((t.usec - self.last_up_usec) as f64) / 1e6;
@@ -551,12 +554,21 @@ pub(crate) fn rrd_diff(a: &[u8], b: &[u8]) -> f64 {
     if a.is_empty() || b.is_empty() || a_neg != b_neg || a.len().max(b.len()) > 30 {
         return DNAN;
     }
-    let val = |d: &[u8]| d.iter().fold(0u128, |acc, &c| acc * 10 + u128::from(c - b'0'));
+    let val = |d: &[u8]| {
+        d.iter()
+            .fold(0u128, |acc, &c| acc * 10 + u128::from(c - b'0'))
+    };
     let (x, y) = (val(a), val(b));
-    let (mag, negative) = if x >= y { (x - y, false) } else { (y - x, true) };
+    let (mag, negative) = if x >= y {
+        (x - y, false)
+    } else {
+        (y - x, true)
+    };
     // Accumulate the digits of |a-b| the way rrd_strtod does.
     let text = mag.to_string();
-    let mut r = text.bytes().fold(0.0f64, |acc, c| acc * 10.0 + f64::from(c - b'0'));
+    let mut r = text
+        .bytes()
+        .fold(0.0f64, |acc, c| acc * 10.0 + f64::from(c - b'0'));
     if negative {
         r = -r;
     }

@@ -99,7 +99,7 @@ impl RrdFile {
         let Some(j) = Journal::parse(&tail) else {
             return Ok(());
         };
-        if !j.applies_to(&self.header.live_bytes()) {
+        if !j.applies_to(self.header.live_offset() as u64, &self.header.live_bytes()) {
             return Ok(());
         }
         tracing::warn!(path = %self.path.display(), "rolling interrupted rrd update forward");
@@ -130,6 +130,7 @@ impl RrdFile {
         let mut header = self.header.clone();
         let mut rows: BTreeMap<(usize, u64), Vec<f64>> = BTreeMap::new();
         let mut failure = None;
+        let mut applied = 0usize;
         for u in updates {
             let vals: Vec<&[u8]> = u.values.iter().map(|s| s.as_bytes()).collect();
             let r = header.apply(u.time, &vals, &mut |rra, row, v| {
@@ -139,8 +140,9 @@ impl RrdFile {
                 failure = Some(e);
                 break;
             }
+            applied += 1;
         }
-        if header != self.header {
+        if applied > 0 {
             self.commit(&old_live, header, rows)?;
         }
         match failure {
@@ -172,7 +174,7 @@ impl RrdFile {
         }
         regions.push((header.live_offset() as u64, header.live_bytes()));
         let j = Journal {
-            old_live: journal::fnv1a(&[old_live]),
+            old_live: old_live.to_vec(),
             regions,
         };
         let end = header.file_len();

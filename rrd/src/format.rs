@@ -32,6 +32,17 @@ pub(crate) const DNAN: f64 = f64::from_bits(0xfff8_0000_0000_0000);
 const MAX_DS: u64 = 1 << 16;
 const MAX_RRA: u64 = 1 << 16;
 
+/// Largest time, and largest archive span in seconds, we accept; keeps all time
+/// arithmetic far from overflow (2^52 s is over 100 million years).
+pub(crate) const MAX_TIME: u64 = 1 << 52;
+
+/// Seconds covered by an RRA, if within [`MAX_TIME`].
+pub(crate) fn span(step: u64, r: &RraDef) -> Option<u64> {
+    step.checked_mul(r.pdp_per_row)?
+        .checked_mul(r.rows)
+        .filter(|&s| s <= MAX_TIME)
+}
+
 /// Indices into `pdp_prep_t::scratch`.
 pub(crate) const PDP_UNKN_SEC_CNT: usize = 0;
 pub(crate) const PDP_VAL: usize = 1;
@@ -312,7 +323,7 @@ impl CdpPrep {
 }
 
 /// The whole header: static definitions (kept byte-exact) and the live state.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Header {
     /// Bytes of stat_head, ds_def and rra_def exactly as read, written back unchanged.
     pub static_bytes: Vec<u8>,
@@ -468,12 +479,20 @@ impl Header {
             if r.rows == 0 || r.pdp_per_row == 0 {
                 return Err(Error::Corrupt("RRA with 0 rows or 0 steps".to_string()));
             }
+            if span(step, &r).is_none() {
+                return Err(Error::Corrupt("RRA spans too much time".to_string()));
+            }
             rra.push(r);
             off += RRA_DEF_LEN;
         }
         let static_bytes = b[..off].to_vec();
         let last_up = u64_at(b, off) as i64;
         let last_up_usec = u64_at(b, off + 8) as i64;
+        if last_up < 0 || last_up as u64 > MAX_TIME || !(0..1_000_000).contains(&last_up_usec) {
+            return Err(Error::Corrupt(format!(
+                "last update {last_up}.{last_up_usec:06}"
+            )));
+        }
         off += LIVE_HEAD_LEN;
         let mut pdp = Vec::with_capacity(ds_cnt);
         for _ in 0..ds_cnt {

@@ -20,9 +20,9 @@ pub(crate) fn fnv1a(chunks: &[&[u8]]) -> u64 {
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Journal {
-    /// Hash of the live header the update started from.
-    pub old_live: u64,
-    /// (file offset, bytes) to write.
+    /// The live header the update started from.
+    pub old_live: Vec<u8>,
+    /// (file offset, bytes) to write; the last one is the new live header.
     pub regions: Vec<(u64, Vec<u8>)>,
 }
 
@@ -37,7 +37,8 @@ impl Journal {
     /// Serialises: magic, body length, body (old hash, region count, regions), checksum.
     pub fn encode(&self) -> Vec<u8> {
         let mut body = Vec::new();
-        body.extend_from_slice(&self.old_live.to_ne_bytes());
+        body.extend_from_slice(&(self.old_live.len() as u64).to_ne_bytes());
+        body.extend_from_slice(&self.old_live);
         body.extend_from_slice(&(self.regions.len() as u64).to_ne_bytes());
         for (off, bytes) in &self.regions {
             body.extend_from_slice(&off.to_ne_bytes());
@@ -65,9 +66,10 @@ impl Journal {
         if rd(b, 16 + len as usize)? != fnv1a(&[body]) {
             return None;
         }
-        let old_live = rd(body, 0)?;
-        let n = rd(body, 8)?;
-        let mut off = 16usize;
+        let old_len = rd(body, 0)? as usize;
+        let old_live = body.get(8..8usize.checked_add(old_len)?)?.to_vec();
+        let n = rd(body, 8 + old_len)?;
+        let mut off = 16 + old_len;
         let mut regions = Vec::new();
         for _ in 0..n {
             let at = rd(body, off)?;
@@ -79,9 +81,23 @@ impl Journal {
         Some(Journal { old_live, regions })
     }
 
-    /// Whether the file's current live header is the one this record started from.
-    pub fn applies_to(&self, live: &[u8]) -> bool {
-        fnv1a(&[live]) == self.old_live
+    /// Whether this record is an update that was cut short: the file's live header (at
+    /// `live_offset`) is not yet the new one, and each byte is the old or the new one (a
+    /// header write torn at a page boundary by a kill). Anything else, e.g. a later update
+    /// by rrdtool, means the record is stale.
+    pub fn applies_to(&self, live_offset: u64, live: &[u8]) -> bool {
+        let Some((off, new)) = self.regions.last() else {
+            return false;
+        };
+        *off == live_offset
+            && live.len() == new.len()
+            && live.len() == self.old_live.len()
+            && live != &new[..]
+            && live
+                .iter()
+                .zip(new)
+                .zip(&self.old_live)
+                .all(|((c, n), o)| c == n || c == o)
     }
 
     /// Applies the record to a whole-file image (regions outside it are ignored).
@@ -102,11 +118,16 @@ mod tests {
     #[test]
     fn roundtrip_and_torn_records() {
         let j = Journal {
-            old_live: 42,
-            regions: vec![(100, vec![1, 2, 3]), (7, vec![9; 20])],
+            old_live: vec![1, 1, 1],
+            regions: vec![(100, vec![1, 2, 3]), (7, vec![9; 20]), (50, vec![2, 2, 2])],
         };
         let b = j.encode();
-        assert_eq!(Journal::parse(&b), Some(j));
+        assert_eq!(Journal::parse(&b), Some(j.clone()));
+        assert!(j.applies_to(50, &[1, 1, 1]));
+        assert!(j.applies_to(50, &[2, 1, 2]));
+        assert!(!j.applies_to(50, &[2, 2, 2]), "already applied");
+        assert!(!j.applies_to(50, &[3, 1, 1]), "stale");
+        assert!(!j.applies_to(51, &[1, 1, 1]));
         for cut in 0..b.len() {
             assert_eq!(Journal::parse(&b[..cut]), None, "cut at {cut}");
         }

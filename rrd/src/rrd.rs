@@ -89,6 +89,14 @@ impl Layout {
         }
         for r in &self.rra {
             r.validate()?;
+            if crate::format::span(self.step, r).is_none() {
+                return Err(Error::InvalidDefinition(
+                    "step * steps * rows is too large".to_string(),
+                ));
+            }
+        }
+        if self.start as u64 > crate::format::MAX_TIME {
+            return Err(Error::InvalidDefinition("start is too large".to_string()));
         }
         Ok(())
     }
@@ -252,6 +260,11 @@ impl Fetched {
     }
 }
 
+/// Fetch times beyond this are refused, so the window arithmetic cannot overflow.
+const TIME_LIMIT: i64 = 1 << 60;
+/// Bound on the rows one fetch returns (it allocates them).
+const MAX_FETCH_ROWS: i64 = 50_000_000;
+
 /// The archive choice and row window of a fetch, before values are read.
 pub(crate) struct FetchPlan {
     pub rra: usize,
@@ -276,7 +289,12 @@ impl Header {
                 "start ({start}) should be less than end ({end})"
             )));
         }
-        let resolution = resolution.max(1);
+        if start.abs() > TIME_LIMIT || end.abs() > TIME_LIMIT {
+            return Err(Error::InvalidArgument(format!(
+                "fetch times must be within +-{TIME_LIMIT}"
+            )));
+        }
+        let resolution = resolution.clamp(1, TIME_LIMIT as u64);
         let mut best_full: Option<(usize, i64)> = None;
         let mut best_part: Option<(usize, i64, i64)> = None;
         for (i, r) in self.rra.iter().enumerate() {
@@ -319,6 +337,11 @@ impl Header {
         let end_offset = (rra_end - end) / st;
         let cur = self.cur_row[chosen] as i64;
         let rows_i = r.rows as i64;
+        if (end - start) / st > MAX_FETCH_ROWS {
+            return Err(Error::InvalidArgument(format!(
+                "fetch of more than {MAX_FETCH_ROWS} rows"
+            )));
+        }
         let mut rows = Vec::new();
         let mut i = start_offset;
         while i < rows_i - end_offset {
@@ -339,8 +362,9 @@ impl Header {
     }
 }
 
-/// A whole RRD in memory: header and every value.
-#[derive(Debug, Clone, PartialEq)]
+/// A whole RRD in memory: header and every value. (No `PartialEq`: values hold NaNs;
+/// compare [`Rrd::to_bytes`] instead.)
+#[derive(Debug, Clone)]
 pub struct Rrd {
     pub(crate) header: Header,
     /// All values, RRA after RRA, row-major (row, DS).
@@ -368,7 +392,8 @@ impl Rrd {
         let end = header.file_len() as usize;
         let mut image = b[..end].to_vec();
         if let Some(j) = journal::Journal::parse(&b[end..]) {
-            if j.applies_to(&image[header.live_offset()..data_start]) {
+            let live = header.live_offset();
+            if j.applies_to(live as u64, &image[live..data_start]) {
                 j.apply_to(&mut image);
             }
         }

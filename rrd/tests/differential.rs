@@ -41,12 +41,13 @@ struct CaseGen {
 }
 
 fn case() -> impl Strategy<Value = CaseGen> {
-    let ds = (0u8..4, 1u64..4, 0u64..20, 0u8..4).prop_map(|(kind, hb_mult, hb_extra, limits)| DsGen {
-        kind,
-        hb_mult,
-        hb_extra,
-        limits,
-    });
+    let ds =
+        (0u8..4, 1u64..4, 0u64..20, 0u8..4).prop_map(|(kind, hb_mult, hb_extra, limits)| DsGen {
+            kind,
+            hb_mult,
+            hb_extra,
+            limits,
+        });
     let rra = (0u8..4, 0u8..4, 1u64..6, 1u64..13).prop_map(|(cf, xff, steps, rows)| RraGen {
         cf,
         xff,
@@ -112,7 +113,10 @@ fn build(c: &CaseGen) -> Built {
             (_, 2) => ("0".to_string(), "100".to_string()),
             _ => ("U".to_string(), "1000".to_string()),
         };
-        specs.push(format!("DS:d{i}:{}:{hb}:{min}:{max}", TYPES[d.kind as usize]));
+        specs.push(format!(
+            "DS:d{i}:{}:{hb}:{min}:{max}",
+            TYPES[d.kind as usize]
+        ));
     }
     for r in &c.rra {
         specs.push(format!(
@@ -126,12 +130,11 @@ fn build(c: &CaseGen) -> Built {
     let mut counters: Vec<u64> = vec![0; c.ds.len()];
     let mut derives: Vec<i64> = vec![0; c.ds.len()];
     let mut batches = vec![Vec::new()];
-    let max_hb = c
-        .ds
-        .iter()
-        .map(|d| c.step * d.hb_mult + d.hb_extra)
-        .max()
-        .unwrap_or(1) as i64;
+    let max_hb =
+        c.ds.iter()
+            .map(|d| c.step * d.hb_mult + d.hb_extra)
+            .max()
+            .unwrap_or(1) as i64;
     for u in &c.upd {
         let raw = i64::from(u.dt_raw);
         let step = c.step as i64;
@@ -224,7 +227,10 @@ fn run_case(c: &CaseGen) -> Result<(), TestCaseError> {
 
     let created_info_a = rrdtool(&["info", p(&a)]).stdout;
     let created_info_c = rrdtool(&["info", p(&cc)]).stdout;
-    prop_assert_eq!(info_sans_rows(&created_info_a), info_sans_rows(&created_info_c));
+    prop_assert_eq!(
+        info_sans_rows(&created_info_a),
+        info_sans_rows(&created_info_c)
+    );
 
     for batch in &b.batches {
         let mut args = vec!["update", p(&a)];
@@ -234,7 +240,14 @@ fn run_case(c: &CaseGen) -> Result<(), TestCaseError> {
         let parsed = parsed.unwrap();
         let ours_b = RrdFile::open(&bb).unwrap().update_many(&parsed);
         let ours_c = RrdFile::open(&cc).unwrap().update_many(&parsed);
-        prop_assert_eq!(theirs.ok, ours_b.is_ok(), "batch {:?}: rrdtool {} vs ours {:?}", batch, theirs.stderr, ours_b);
+        prop_assert_eq!(
+            theirs.ok,
+            ours_b.is_ok(),
+            "batch {:?}: rrdtool {} vs ours {:?}",
+            batch,
+            theirs.stderr,
+            ours_b
+        );
         prop_assert_eq!(theirs.ok, ours_c.is_ok());
     }
 
@@ -252,7 +265,11 @@ fn run_case(c: &CaseGen) -> Result<(), TestCaseError> {
             .filter(|(x, y)| x != y)
             .take(10)
             .collect();
-        prop_assert!(false, "bytes differ; dump lines (rrdtool, ours): {:#?}", diff);
+        prop_assert!(
+            false,
+            "bytes differ; dump lines (rrdtool, ours): {:#?}",
+            diff
+        );
     }
 
     // Our own file: same info (but cur_row) and same fetch output, through both tools.
@@ -269,10 +286,20 @@ fn run_case(c: &CaseGen) -> Result<(), TestCaseError> {
         let cf = CFS[r.cf as usize];
         let res = (r.steps * b.step).to_string();
         let args = |f: &std::path::Path| -> Vec<String> {
-            ["fetch", p(f), cf, "--start", &fs, "--end", &fe, "--resolution", &res]
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
+            [
+                "fetch",
+                p(f),
+                cf,
+                "--start",
+                &fs,
+                "--end",
+                &fe,
+                "--resolution",
+                &res,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
         };
         let fa = rrdtool(&args(&a).iter().map(String::as_str).collect::<Vec<_>>());
         let fc = rrdtool(&args(&cc).iter().map(String::as_str).collect::<Vec<_>>());
@@ -294,7 +321,11 @@ fn run_case(c: &CaseGen) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    // PROPTEST_CASES overrides the default 48 for longer runs.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn same_as_rrdtool(c in case()) {

@@ -13,7 +13,9 @@ pub struct Out {
 
 fn run(cmd: &str, args: &[&str]) -> Out {
     let o = Command::new(cmd).args(args).output().unwrap_or_else(|e| {
-        panic!("cannot run {cmd} ({e}); install it (Debian package rrdtool provides /usr/bin/rrdtool)")
+        panic!(
+            "cannot run {cmd} ({e}); install it (Debian package rrdtool provides /usr/bin/rrdtool)"
+        )
     });
     Out {
         ok: o.status.success(),
