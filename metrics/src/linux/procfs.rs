@@ -309,7 +309,7 @@ pub fn count_cpu_list(text: &str) -> Result<u32, String> {
         if b < a {
             return Err(bad());
         }
-        n = n.saturating_add(b - a + 1);
+        n = n.saturating_add((b - a).saturating_add(1));
     }
     if n == 0 {
         return Err("empty CPU list".to_string());
@@ -462,6 +462,7 @@ mod tests {
         assert_eq!(count_cpu_list("0-1\n"), Ok(2));
         assert_eq!(count_cpu_list("0-3,6,8-9"), Ok(7));
         assert!(count_cpu_list("3-1").is_err());
+        assert_eq!(count_cpu_list("0-4294967295,7"), Ok(u32::MAX));
         assert!(count_cpu_list("\n").is_err());
     }
 
