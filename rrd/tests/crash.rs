@@ -1,6 +1,7 @@
 //! Crash safety: a child process updating in a loop is SIGKILLed at random points; the
 //! file must stay readable by rrdtool and by us and hold exactly the state after one of the
 //! attempted updates. Also rolls a hand-made interrupted commit forward.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 mod common;
 

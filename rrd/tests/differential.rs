@@ -1,6 +1,7 @@
 //! Differential tests against the real `/usr/bin/rrdtool` 1.7: same creates, same update
 //! sequences (gaps, unknowns, counter wraps, fractional and rejected times, out-of-range
 //! values), then identical bytes, `info` and `fetch` output.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: running the real rrdtool and our CLI.
-#![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+#![allow(dead_code)] // each test file uses a different subset
 
 use std::path::Path;
 use std::process::Command;
