@@ -1,7 +1,20 @@
-//! Placeholder fuzz target; replaced by the issue that owns this parser.
+//! Fuzz target: arbitrary bytes through the whole gmond.conf loader (parse, includes, validation).
 #![no_main]
+use gmond_conf::{parse_str_with, LoadOptions, MemSource};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = data.len();
+    // gmond reads bytes; the loader sees them as lossy UTF-8, like FsSource does.
+    let text = String::from_utf8_lossy(data);
+    // Includes resolve only in memory: a real file, a glob directory and a self-include.
+    let world = MemSource::new()
+        .with_file("inc.conf", "globals { mute = yes }")
+        .with_file("dir/a.conf", "cluster { name = \"a\" }")
+        .with_file("loop.conf", "include (\"loop.conf\")")
+        .with_env("A", "239.2.11.71");
+    if let Ok(loaded) = parse_str_with(&text, "fuzz.conf", &world, &LoadOptions::default()) {
+        let _ = loaded
+            .config
+            .select_metrics(&["cpu_user", "disk_free_sda", "vm_x_cpu", ""]);
+    }
 });

@@ -31,7 +31,8 @@ pub fn format_value(fmt: &[u8], value: &Value<'_>, out: &mut Vec<u8>) {
     let start = out.len();
     let arg = Arg::from(value);
     let mut i = 0;
-    while i < fmt.len() {
+    // APR stops writing when its buffer is full; stopping early also bounds the work.
+    while i < fmt.len() && out.len() - start < VAL_BUFFER_LEN {
         if fmt[i] != b'%' {
             out.push(fmt[i]);
             i += 1;
@@ -327,13 +328,13 @@ fn conversion(fmt: &[u8], mut i: usize, arg: &Arg<'_>, out: &mut Vec<u8>) -> usi
                 body = &body[1..];
                 w -= 1;
             }
-            out.extend(std::iter::repeat_n(pad, w - body.len()));
+            out.extend(std::iter::repeat_n(pad, (w - body.len()).min(VAL_BUFFER_LEN)));
         }
     }
     out.extend_from_slice(body);
     if let Some(w) = width {
         if left && w > body.len() {
-            out.extend(std::iter::repeat_n(pad, w - body.len()));
+            out.extend(std::iter::repeat_n(pad, (w - body.len()).min(VAL_BUFFER_LEN)));
         }
     }
     i
@@ -363,11 +364,7 @@ fn sign_prefix(negative: bool, print_sign: bool, print_blank: bool) -> Option<u8
 /// Integer precision: left-pad with zeros to `precision` digits (capped like APR's buffer).
 fn fix_precision(s: &mut Vec<u8>, precision: Option<usize>) {
     if let Some(p) = precision {
-        let p = if p + 1 < NUM_BUF_SIZE {
-            p
-        } else {
-            NUM_BUF_SIZE - 1
-        };
+        let p = p.min(NUM_BUF_SIZE - 1);
         if s.len() < p {
             let zeros = p - s.len();
             s.splice(0..0, std::iter::repeat_n(b'0', zeros));
@@ -476,7 +473,7 @@ fn conv_fp(format: u8, num: f64, add_dp: bool, precision: usize, negative: &mut 
     let (digits, mut decpt, neg) = if format == b'f' {
         cvt(num, precision, false)
     } else {
-        cvt(num, precision + 1, true)
+        cvt(num, precision.saturating_add(1), true)
     };
     *negative = neg;
     let mut s = Vec::with_capacity(digits.len() + 8);
@@ -664,6 +661,21 @@ mod tests {
     fn output_is_capped_like_gmonds_buffer() {
         let out = format_to_vec(b"%2000u", &Value::UInt(1));
         assert_eq!(out.len(), VAL_BUFFER_LEN);
+        // Found by the fuzzer: absurd widths and precisions are bounded, not allocated.
+        for fmt in [
+            &b"%.99999999999999999999999u"[..],
+            b"%99999999999999999999999u",
+            b"%-99999999999999999999999.99999999999999999999f",
+            b"%.99999999999999999999999g",
+            b"%.99999999999999999999999s",
+            b"%.99999999999999999999999e",
+            b"%.18446744073709551615E",
+        ] {
+            assert!(format_to_vec(fmt, &Value::Double(1.5)).len() <= VAL_BUFFER_LEN);
+            assert!(format_to_vec(fmt, &Value::UInt(5)).len() <= VAL_BUFFER_LEN);
+        }
+        let many = b"%100u".repeat(300);
+        assert_eq!(format_to_vec(&many, &Value::UInt(1)).len(), VAL_BUFFER_LEN);
     }
 
     #[test]
