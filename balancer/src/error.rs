@@ -1,0 +1,33 @@
+//! The balancer's error enum.
+
+/// Errors of the balancer library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BalancerError {
+    /// A snapshot refers to something inconsistent (unknown host, duplicate name).
+    #[error("invalid snapshot: {0}")]
+    Snapshot(String),
+    /// A policy or scenario configuration is invalid (TOML error or value out of range).
+    #[error("invalid config: {0}")]
+    Config(String),
+    /// A scenario name or file could not be resolved.
+    #[error("scenario: {0}")]
+    Scenario(String),
+    /// The simulated hypervisor refused an operation.
+    #[error("hypervisor: {0}")]
+    Hypervisor(#[from] gmond_metrics::hypervisor::HypervisorError),
+    /// Reading a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// File path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// JSON encoding or decoding failed.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, BalancerError>;

@@ -1,0 +1,229 @@
+//! Plans: the moves a policy proposes, each with a machine-readable reason, its predicted effect
+//! and its cost, plus notes (infeasible rules). Serialised deterministically.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a move was planned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reason {
+    /// The source host is in maintenance and must be drained.
+    Maintenance {
+        /// Draining host.
+        host: String,
+    },
+    /// Two members of an anti-affinity group share a host.
+    AntiAffinity {
+        /// Group name.
+        group: String,
+    },
+    /// A member of an affinity group is away from the group's host.
+    Affinity {
+        /// Group name.
+        group: String,
+    },
+    /// The VM runs on a host it is not pinned to.
+    Pinning,
+    /// Naive baseline: host utilisation over a fixed threshold right now.
+    Threshold {
+        /// Host.
+        host: String,
+        /// CPU utilisation.
+        util: f64,
+        /// Threshold.
+        threshold: f64,
+    },
+    /// Sustained hotspot with a forecast over the threshold (Sandpiper style).
+    Hotspot {
+        /// Host.
+        host: String,
+        /// Current CPU utilisation.
+        util: f64,
+        /// Forecast CPU utilisation.
+        forecast: f64,
+        /// Threshold.
+        threshold: f64,
+    },
+    /// The weighted load standard deviation is above its target.
+    Imbalance {
+        /// Weighted sigma before the move.
+        sigma_before: f64,
+        /// Weighted sigma after the move.
+        sigma_after: f64,
+    },
+    /// A Beloglazov overload detector fired.
+    Overload {
+        /// Host.
+        host: String,
+        /// Detector name (thr, iqr, mad, lr).
+        detector: String,
+        /// Value the detector compared (utilisation or prediction).
+        value: f64,
+        /// Threshold it was compared with.
+        threshold: f64,
+    },
+    /// The host is underloaded and is being emptied to be switched off.
+    Underload {
+        /// Host.
+        host: String,
+        /// CPU utilisation.
+        util: f64,
+    },
+}
+
+impl Reason {
+    /// True for rule-enforcement (priority-1) reasons.
+    pub fn is_rule(&self) -> bool {
+        matches!(
+            self,
+            Reason::Maintenance { .. }
+                | Reason::AntiAffinity { .. }
+                | Reason::Affinity { .. }
+                | Reason::Pinning
+        )
+    }
+
+    /// Short tag for text output.
+    pub fn tag(&self) -> &'static str {
+        match self {
+            Reason::Maintenance { .. } => "maintenance",
+            Reason::AntiAffinity { .. } => "anti_affinity",
+            Reason::Affinity { .. } => "affinity",
+            Reason::Pinning => "pinning",
+            Reason::Threshold { .. } => "threshold",
+            Reason::Hotspot { .. } => "hotspot",
+            Reason::Imbalance { .. } => "imbalance",
+            Reason::Overload { .. } => "overload",
+            Reason::Underload { .. } => "underload",
+        }
+    }
+}
+
+/// Predicted CPU utilisation of source and destination around a move, and the gain the policy
+/// attributes to it (in the policy's own objective, e.g. overload removed or sigma drop).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// Source CPU utilisation before.
+    pub src_before: f64,
+    /// Source CPU utilisation after.
+    pub src_after: f64,
+    /// Destination CPU utilisation before.
+    pub dst_before: f64,
+    /// Destination CPU utilisation after.
+    pub dst_after: f64,
+    /// Policy objective improvement.
+    pub gain: f64,
+}
+
+/// Migration cost estimate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cost {
+    /// Seconds: memory / (link bandwidth / 2).
+    pub seconds: f64,
+    /// Bytes copied (memory x (1 + dirty factor)).
+    pub bytes: u64,
+}
+
+/// One planned live migration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Move {
+    /// VM name.
+    pub vm: String,
+    /// Source host.
+    pub from: String,
+    /// Destination host.
+    pub to: String,
+    /// Why.
+    pub reason: Reason,
+    /// Predicted effect.
+    pub predicted: Prediction,
+    /// Cost.
+    pub cost: Cost,
+}
+
+/// Something the operator should know that is not a move (an infeasible rule, a blocked drain).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Note {
+    /// Stable key (reported once per key).
+    pub key: String,
+    /// Human-readable text.
+    pub message: String,
+}
+
+/// A policy's decision for one round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Plan {
+    /// Policy name.
+    pub policy: String,
+    /// Decision time (snapshot time).
+    pub time: u64,
+    /// Moves, in execution order.
+    pub moves: Vec<Move>,
+    /// New notes (each key once per history).
+    pub notes: Vec<Note>,
+    /// Candidate moves refused by the gates, per gate name, sorted.
+    pub refused: Vec<(String, u32)>,
+}
+
+/// Rounds to 6 decimals so that plans print the same everywhere and stay readable.
+pub fn r6(x: f64) -> f64 {
+    if x.is_finite() {
+        (x * 1e6).round() / 1e6
+    } else {
+        0.0
+    }
+}
+
+impl Plan {
+    /// Canonical JSON (field order fixed by the types, floats rounded, no maps with random
+    /// order): byte-identical for identical input.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Human-readable explanation, one line per move and note.
+    pub fn explain(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "policy {} at t={}: {} move(s)",
+            self.policy,
+            self.time,
+            self.moves.len()
+        );
+        for m in &self.moves {
+            let p = &m.predicted;
+            let _ = writeln!(
+                s,
+                "  move {} {} -> {} [{}] src {:.3}->{:.3} dst {:.3}->{:.3} gain {:.4} cost {:.1}s {}B reason={}",
+                m.vm,
+                m.from,
+                m.to,
+                m.reason.tag(),
+                p.src_before,
+                p.src_after,
+                p.dst_before,
+                p.dst_after,
+                p.gain,
+                m.cost.seconds,
+                m.cost.bytes,
+                serde_json::to_string(&m.reason).unwrap_or_default()
+            );
+        }
+        for n in &self.notes {
+            let _ = writeln!(s, "  note {}: {}", n.key, n.message);
+        }
+        for (gate, k) in &self.refused {
+            let _ = writeln!(s, "  refused by {gate}: {k}");
+        }
+        s
+    }
+
+    /// Keys of the notes, for recording in the history.
+    pub fn note_keys(&self) -> BTreeSet<String> {
+        self.notes.iter().map(|n| n.key.clone()).collect()
+    }
+}

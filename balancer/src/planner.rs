@@ -1,0 +1,737 @@
+//! The move planner every policy builds its plan through: a working copy of the placement,
+//! the shared constraints, gates on predicted post-move load, a cost-benefit test with a
+//! hysteresis band, rate limits, escalating per-VM cooldowns, ping-pong refusal, and the
+//! priority-1 rule enforcement (maintenance drain, affinity, anti-affinity, pinning).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::constraints::Rules;
+use crate::plan::{r6, Cost, Move, Note, Plan, Prediction, Reason};
+use crate::snapshot::Snapshot;
+use crate::trends::Trends;
+
+/// One past (or in-flight) migration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationRecord {
+    /// VM name.
+    pub vm: String,
+    /// Source host.
+    pub from: String,
+    /// Destination host.
+    pub to: String,
+    /// Start, seconds.
+    pub start: u64,
+}
+
+/// What the policy knows of its own past: migrations and notes already reported.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct History {
+    /// Migrations, oldest first.
+    pub migrations: Vec<MigrationRecord>,
+    /// Note keys already reported (not repeated).
+    pub reported: BTreeSet<String>,
+    /// Per VM: indices into `migrations`, built lazily by [`History::index`].
+    #[serde(skip)]
+    by_vm: BTreeMap<String, Vec<usize>>,
+}
+
+impl History {
+    /// Records a migration.
+    pub fn record(&mut self, rec: MigrationRecord) {
+        self.by_vm
+            .entry(rec.vm.clone())
+            .or_default()
+            .push(self.migrations.len());
+        self.migrations.push(rec);
+    }
+
+    /// Rebuilds the per-VM index (after deserialising).
+    pub fn index(&mut self) {
+        self.by_vm.clear();
+        for (i, m) in self.migrations.iter().enumerate() {
+            self.by_vm.entry(m.vm.clone()).or_default().push(i);
+        }
+    }
+
+    /// Migrations of `vm`, oldest first.
+    pub fn of_vm<'a>(&'a self, vm: &str) -> impl Iterator<Item = &'a MigrationRecord> + 'a {
+        self.by_vm
+            .get(vm)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.migrations[i])
+    }
+}
+
+/// The inputs of a decision. Policies are pure functions of this and their config.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    /// Current snapshot.
+    pub snapshot: &'a Snapshot,
+    /// Load histories (including this snapshot).
+    pub trends: &'a Trends,
+    /// Past migrations and reported notes.
+    pub history: &'a History,
+    /// Decision time, seconds.
+    pub now: u64,
+}
+
+/// The `[planner]` section of a policy file (defaults and ranges documented in
+/// configs/policies/*.toml).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlannerConfig {
+    /// Moves planned per round (0 = unlimited; default 4).
+    pub max_moves_per_round: usize,
+    /// Migrations in flight at once, counting those already running (0 = unlimited; default 2).
+    pub max_parallel: usize,
+    /// Migrations per VM in any sliding hour (0 = unlimited; default 2).
+    pub max_moves_per_vm_per_hour: usize,
+    /// Base cooldown after a VM moved, seconds (default 900).
+    pub cooldown_s: u64,
+    /// Cooldown multiplier per extra move of the same VM within `pingpong_window_s` (>= 1;
+    /// default 2).
+    pub cooldown_escalation: f64,
+    /// A move back to a host the VM left within this many seconds is a ping-pong (default 3600).
+    pub pingpong_window_s: u64,
+    /// Refuse ping-pong moves (default true).
+    pub forbid_pingpong: bool,
+    /// Minimum net gain (policy objective minus migration cost) to accept a move: the
+    /// hysteresis band (default 0.02).
+    pub min_gain: f64,
+    /// Weight of migration cost in the cost-benefit test, per migration-second divided by
+    /// `benefit_horizon_s` (default 1.0).
+    pub cost_weight: f64,
+    /// Horizon over which a move's gain is expected to last, seconds (default 1800).
+    pub benefit_horizon_s: f64,
+    /// Link bandwidth for migration, bits per second (default 1e9; half is used).
+    pub link_bps: f64,
+    /// Extra fraction of memory re-copied because of dirty pages (default 0.0).
+    pub dirty_factor: f64,
+    /// Run the priority-1 rule enforcement (maintenance, affinity, pinning) before the
+    /// policy's own moves (default true).
+    pub enforce_rules: bool,
+    /// Highest CPU utilisation a rule-enforcement move may create on its destination
+    /// (default 1.0).
+    pub rule_dest_max_util: f64,
+}
+
+impl Default for PlannerConfig {
+    fn default() -> Self {
+        PlannerConfig {
+            max_moves_per_round: 4,
+            max_parallel: 2,
+            max_moves_per_vm_per_hour: 2,
+            cooldown_s: 900,
+            cooldown_escalation: 2.0,
+            pingpong_window_s: 3600,
+            forbid_pingpong: true,
+            min_gain: 0.02,
+            cost_weight: 1.0,
+            benefit_horizon_s: 1800.0,
+            link_bps: 1e9,
+            dirty_factor: 0.0,
+            enforce_rules: true,
+            rule_dest_max_util: 1.0,
+        }
+    }
+}
+
+impl PlannerConfig {
+    /// A planner that lets every feasible move through: no limits, cooldown, hysteresis or
+    /// cost (for Beloglazov fidelity runs and the naive baseline).
+    pub fn permissive() -> Self {
+        PlannerConfig {
+            max_moves_per_round: 0,
+            max_parallel: 0,
+            max_moves_per_vm_per_hour: 0,
+            cooldown_s: 0,
+            forbid_pingpong: false,
+            min_gain: f64::NEG_INFINITY,
+            cost_weight: 0.0,
+            ..Default::default()
+        }
+    }
+
+    /// Range checks.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cooldown_escalation < 1.0 {
+            return Err("cooldown_escalation must be >= 1".into());
+        }
+        if !(self.link_bps > 0.0) || !(self.benefit_horizon_s > 0.0) {
+            return Err("link_bps and benefit_horizon_s must be > 0".into());
+        }
+        if self.cost_weight < 0.0 || self.dirty_factor < 0.0 {
+            return Err("cost_weight and dirty_factor must be >= 0".into());
+        }
+        Ok(())
+    }
+
+    /// Migration seconds for `mem_kb`: memory / (bandwidth / 2).
+    pub fn migration_seconds(&self, mem_kb: u64) -> f64 {
+        mem_kb as f64 * 1024.0 * 8.0 / (self.link_bps / 2.0)
+    }
+}
+
+/// Kinds of move, which decide the gates applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveKind {
+    /// Priority-1 rule fix: constraints and budget only.
+    Rule,
+    /// Load balancing: every gate, and the destination must end below the source's old load.
+    Balance,
+    /// Consolidation: every gate except the destination-below-source test.
+    Consolidate,
+}
+
+/// Why a candidate move was refused (counted per gate in the plan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Refusal {
+    /// The VM is migrating or already moved this round.
+    Busy,
+    /// Per-VM cooldown not over.
+    Cooldown,
+    /// Per-VM hourly limit.
+    VmRate,
+    /// Back to a host left recently.
+    PingPong,
+    /// Destination down, in maintenance, or equal to the source.
+    Destination,
+    /// Memory would exceed capacity minus reserve.
+    Memory,
+    /// vCPU:pCPU ratio would be exceeded.
+    VcpuRatio,
+    /// Anti-affinity would be broken.
+    AntiAffinity,
+    /// Affinity would be broken.
+    Affinity,
+    /// Pinning forbids the destination.
+    Pinning,
+    /// Destination would be too loaded after the move.
+    DestLoad,
+    /// Gain minus cost below the hysteresis band.
+    CostBenefit,
+    /// Round or parallel budget exhausted.
+    Budget,
+}
+
+impl Refusal {
+    fn name(self) -> &'static str {
+        match self {
+            Refusal::Busy => "busy",
+            Refusal::Cooldown => "cooldown",
+            Refusal::VmRate => "vm_rate",
+            Refusal::PingPong => "ping_pong",
+            Refusal::Destination => "destination",
+            Refusal::Memory => "memory",
+            Refusal::VcpuRatio => "vcpu_ratio",
+            Refusal::AntiAffinity => "anti_affinity",
+            Refusal::Affinity => "affinity",
+            Refusal::Pinning => "pinning",
+            Refusal::DestLoad => "dest_load",
+            Refusal::CostBenefit => "cost_benefit",
+            Refusal::Budget => "budget",
+        }
+    }
+}
+
+/// Working state of one decision.
+#[derive(Debug)]
+pub struct Planner<'a> {
+    /// Inputs.
+    pub input: Input<'a>,
+    /// Resolved constraints.
+    pub rules: &'a Rules,
+    /// Limits and gates.
+    pub cfg: &'a PlannerConfig,
+    /// Current host of every VM (after planned moves).
+    pub vm_host: Vec<usize>,
+    /// CPU demand per host, MHz (after planned moves).
+    pub cpu: Vec<f64>,
+    /// Committed memory per host, KB.
+    pub mem: Vec<u64>,
+    /// vCPUs per host.
+    pub vcpus: Vec<u32>,
+    /// VMs per host (indices, ascending).
+    pub on_host: Vec<Vec<usize>>,
+    moved: Vec<bool>,
+    in_flight: usize,
+    moves: Vec<Move>,
+    notes: Vec<Note>,
+    refused: BTreeMap<Refusal, u32>,
+}
+
+impl<'a> Planner<'a> {
+    /// Starts from the snapshot's placement.
+    pub fn new(input: Input<'a>, rules: &'a Rules, cfg: &'a PlannerConfig) -> Planner<'a> {
+        let s = input.snapshot;
+        let nh = s.hosts.len();
+        let mut p = Planner {
+            input,
+            rules,
+            cfg,
+            vm_host: Vec::with_capacity(s.vms.len()),
+            cpu: vec![0.0; nh],
+            mem: vec![0; nh],
+            vcpus: vec![0; nh],
+            on_host: vec![Vec::new(); nh],
+            moved: vec![false; s.vms.len()],
+            in_flight: s.vms.iter().filter(|v| v.migrating).count(),
+            moves: Vec::new(),
+            notes: Vec::new(),
+            refused: BTreeMap::new(),
+        };
+        for (i, vm) in s.vms.iter().enumerate() {
+            let h = vm.host_idx;
+            p.vm_host.push(h);
+            p.cpu[h] += vm.cpu_demand_mhz;
+            p.mem[h] += vm.mem_kb;
+            p.vcpus[h] += vm.vcpus;
+            p.on_host[h].push(i);
+        }
+        p
+    }
+
+    /// The snapshot.
+    pub fn snap(&self) -> &'a Snapshot {
+        self.input.snapshot
+    }
+
+    /// CPU utilisation of host `h` in the working placement.
+    pub fn util(&self, h: usize) -> f64 {
+        self.cpu[h] / self.snap().hosts[h].cpu_mhz()
+    }
+
+    /// Memory utilisation of host `h` in the working placement.
+    pub fn mem_util(&self, h: usize) -> f64 {
+        self.mem[h] as f64 / self.snap().hosts[h].mem_kb as f64
+    }
+
+    /// Hosts that may receive VMs.
+    pub fn fillable(&self, h: usize) -> bool {
+        self.rules.fillable[h]
+    }
+
+    /// Moves planned so far.
+    pub fn moves(&self) -> &[Move] {
+        &self.moves
+    }
+
+    /// True while the round and parallel budgets allow another move.
+    pub fn budget_left(&self) -> bool {
+        let n = self.moves.len();
+        (self.cfg.max_moves_per_round == 0 || n < self.cfg.max_moves_per_round)
+            && (self.cfg.max_parallel == 0 || self.in_flight + n < self.cfg.max_parallel)
+    }
+
+    /// Counts a refusal.
+    pub fn refuse(&mut self, r: Refusal) -> Refusal {
+        *self.refused.entry(r).or_default() += 1;
+        r
+    }
+
+    /// Adds a note unless its key was already reported.
+    pub fn note(&mut self, key: String, message: String) {
+        if !self.input.history.reported.contains(&key) && !self.notes.iter().any(|n| n.key == key) {
+            tracing::info!(key = %key, message = %message, "balancer note");
+            self.notes.push(Note { key, message });
+        }
+    }
+
+    /// Per-VM gates: busy, hourly rate, escalating cooldown, ping-pong (to `dst`).
+    pub fn vm_gate(&self, v: usize, dst: usize, kind: MoveKind) -> Result<(), Refusal> {
+        let s = self.snap();
+        let vm = &s.vms[v];
+        if vm.migrating || self.moved[v] {
+            return Err(Refusal::Busy);
+        }
+        if kind == MoveKind::Rule {
+            return Ok(());
+        }
+        let now = self.input.now;
+        let hist: Vec<&MigrationRecord> = self.input.history.of_vm(&vm.name).collect();
+        if self.cfg.max_moves_per_vm_per_hour > 0 {
+            let last_hour = hist.iter().filter(|m| m.start + 3600 > now).count();
+            if last_hour >= self.cfg.max_moves_per_vm_per_hour {
+                return Err(Refusal::VmRate);
+            }
+        }
+        if let Some(last) = hist.last() {
+            let recent = hist
+                .iter()
+                .filter(|m| m.start + self.cfg.pingpong_window_s > now)
+                .count()
+                .max(1);
+            let exp = i32::try_from(recent - 1).unwrap_or(i32::MAX).min(30);
+            let cd = self.cfg.cooldown_s as f64 * self.cfg.cooldown_escalation.powi(exp);
+            if (now as f64) < last.start as f64 + cd {
+                return Err(Refusal::Cooldown);
+            }
+        }
+        if self.cfg.forbid_pingpong {
+            let dst_name = &s.hosts[dst].name;
+            if hist
+                .iter()
+                .any(|m| &m.from == dst_name && m.start + self.cfg.pingpong_window_s > now)
+            {
+                return Err(Refusal::PingPong);
+            }
+        }
+        Ok(())
+    }
+
+    /// Hard constraints for VM `v` on host `dst` in the working placement.
+    pub fn fits(&self, v: usize, dst: usize) -> Result<(), Refusal> {
+        let s = self.snap();
+        let vm = &s.vms[v];
+        let src = self.vm_host[v];
+        if dst == src || !self.rules.fillable[dst] {
+            return Err(Refusal::Destination);
+        }
+        if self.mem[dst] + vm.mem_kb > self.rules.mem_limit[dst] {
+            return Err(Refusal::Memory);
+        }
+        if self.vcpus[dst].saturating_add(vm.vcpus) > self.rules.vcpu_limit[dst] {
+            return Err(Refusal::VcpuRatio);
+        }
+        if !self.rules.pin_allows(v, dst) {
+            return Err(Refusal::Pinning);
+        }
+        for &g in &self.rules.anti_of[v] {
+            if self.rules.anti[g]
+                .iter()
+                .any(|&o| o != v && self.vm_host[o] == dst)
+            {
+                return Err(Refusal::AntiAffinity);
+            }
+        }
+        if let Some(g) = self.rules.aff_of[v] {
+            // Leaving the group's host is only allowed towards another member.
+            let others: Vec<usize> = self.rules.aff[g]
+                .iter()
+                .copied()
+                .filter(|&o| o != v)
+                .collect();
+            if !others.is_empty() && !others.iter().any(|&o| self.vm_host[o] == dst) {
+                return Err(Refusal::Affinity);
+            }
+        }
+        Ok(())
+    }
+
+    /// Tries a move through every gate of `kind`; `dst_max_util` caps the destination's
+    /// predicted CPU utilisation; `gain` is the policy objective improvement. On success the
+    /// move is recorded and the working placement updated.
+    pub fn try_move(
+        &mut self,
+        v: usize,
+        dst: usize,
+        reason: Reason,
+        gain: f64,
+        dst_max_util: f64,
+        kind: MoveKind,
+    ) -> Result<(), Refusal> {
+        if let Err(r) = self.check(v, dst, gain, dst_max_util, kind) {
+            return Err(self.refuse(r));
+        }
+        self.commit(v, dst, reason, gain);
+        Ok(())
+    }
+
+    /// All gates without recording anything.
+    pub fn check(
+        &self,
+        v: usize,
+        dst: usize,
+        gain: f64,
+        dst_max_util: f64,
+        kind: MoveKind,
+    ) -> Result<(), Refusal> {
+        if !self.budget_left() {
+            return Err(Refusal::Budget);
+        }
+        self.vm_gate(v, dst, kind)?;
+        self.fits(v, dst)?;
+        let vm = &self.snap().vms[v];
+        let cap = self.snap().hosts[dst].cpu_mhz();
+        let dst_after = (self.cpu[dst] + vm.cpu_demand_mhz) / cap;
+        if dst_after > dst_max_util + 1e-12 {
+            return Err(Refusal::DestLoad);
+        }
+        if kind == MoveKind::Rule {
+            return Ok(());
+        }
+        let src = self.vm_host[v];
+        if kind == MoveKind::Balance && dst_after >= self.util(src) - self.cfg.min_gain.max(0.0) {
+            return Err(Refusal::DestLoad);
+        }
+        let cost = self.cfg.cost_weight * self.cfg.migration_seconds(vm.mem_kb)
+            / self.cfg.benefit_horizon_s;
+        if gain - cost < self.cfg.min_gain {
+            return Err(Refusal::CostBenefit);
+        }
+        Ok(())
+    }
+
+    /// Records a move unconditionally (callers have checked it).
+    pub fn commit(&mut self, v: usize, dst: usize, reason: Reason, gain: f64) {
+        let s = self.snap();
+        let vm = &s.vms[v];
+        let src = self.vm_host[v];
+        let src_before = self.util(src);
+        let dst_before = self.util(dst);
+        self.cpu[src] -= vm.cpu_demand_mhz;
+        self.mem[src] -= vm.mem_kb;
+        self.vcpus[src] -= vm.vcpus;
+        self.on_host[src].retain(|&x| x != v);
+        self.cpu[dst] += vm.cpu_demand_mhz;
+        self.mem[dst] += vm.mem_kb;
+        self.vcpus[dst] += vm.vcpus;
+        let pos = self.on_host[dst].partition_point(|&x| x < v);
+        self.on_host[dst].insert(pos, v);
+        self.vm_host[v] = dst;
+        self.moved[v] = true;
+        let seconds = self.cfg.migration_seconds(vm.mem_kb);
+        tracing::debug!(vm = %vm.name, from = %s.hosts[src].name, to = %s.hosts[dst].name, reason = reason.tag(), "planned move");
+        self.moves.push(Move {
+            vm: vm.name.clone(),
+            from: s.hosts[src].name.clone(),
+            to: s.hosts[dst].name.clone(),
+            reason,
+            predicted: Prediction {
+                src_before: r6(src_before),
+                src_after: r6(self.util(src)),
+                dst_before: r6(dst_before),
+                dst_after: r6(self.util(dst)),
+                gain: r6(gain),
+            },
+            cost: Cost {
+                seconds: r6(seconds),
+                bytes: (vm.mem_kb as f64 * 1024.0 * (1.0 + self.cfg.dirty_factor)) as u64,
+            },
+        });
+    }
+
+    /// Undoes the last `n` moves (used when a group of moves must be all-or-nothing).
+    pub fn rollback_to(&mut self, n: usize) {
+        while self.moves.len() > n {
+            let Some(m) = self.moves.pop() else { break };
+            let s = self.snap();
+            let (Some(v), Some(src)) = (s.vm_index(&m.vm), s.host_index(&m.from)) else {
+                continue;
+            };
+            let dst = self.vm_host[v];
+            let vm = &s.vms[v];
+            self.cpu[dst] -= vm.cpu_demand_mhz;
+            self.mem[dst] -= vm.mem_kb;
+            self.vcpus[dst] -= vm.vcpus;
+            self.on_host[dst].retain(|&x| x != v);
+            self.cpu[src] += vm.cpu_demand_mhz;
+            self.mem[src] += vm.mem_kb;
+            self.vcpus[src] += vm.vcpus;
+            let pos = self.on_host[src].partition_point(|&x| x < v);
+            self.on_host[src].insert(pos, v);
+            self.vm_host[v] = src;
+            self.moved[v] = false;
+        }
+    }
+
+    /// The feasible destination with the lowest CPU utilisation after the move (ties: lowest
+    /// index), under `kind`'s gates.
+    pub fn least_loaded_dest(
+        &self,
+        v: usize,
+        dst_max_util: f64,
+        kind: MoveKind,
+        gain: f64,
+    ) -> Option<usize> {
+        let d = self.snap().vms[v].cpu_demand_mhz;
+        let mut best: Option<(f64, usize)> = None;
+        for h in 0..self.cpu.len() {
+            if !self.rules.fillable[h] || h == self.vm_host[v] {
+                continue;
+            }
+            let after = (self.cpu[h] + d) / self.snap().hosts[h].cpu_mhz();
+            if best.is_some_and(|(b, _)| after >= b) {
+                continue;
+            }
+            if self.check(v, h, gain, dst_max_util, kind).is_ok() {
+                best = Some((after, h));
+            }
+        }
+        best.map(|(_, h)| h)
+    }
+
+    /// Priority-1 moves: drain maintenance hosts, fix pinning, anti-affinity and affinity.
+    /// Infeasible rules become notes (once) and are not retried.
+    pub fn enforce_rules(&mut self) {
+        let s = self.snap();
+        let max = self.cfg.rule_dest_max_util;
+        // Maintenance drain, biggest memory first so the hard ones get the free space.
+        for h in 0..s.hosts.len() {
+            if !self.rules.maintenance[h] || !s.hosts[h].up {
+                continue;
+            }
+            let mut vms = self.on_host[h].clone();
+            vms.sort_by(|&a, &b| s.vms[b].mem_kb.cmp(&s.vms[a].mem_kb).then(a.cmp(&b)));
+            for v in vms {
+                if !self.budget_left() {
+                    return;
+                }
+                if s.vms[v].migrating {
+                    continue;
+                }
+                match self.least_loaded_dest(v, max, MoveKind::Rule, 0.0) {
+                    Some(d) => self.commit(
+                        v,
+                        d,
+                        Reason::Maintenance {
+                            host: s.hosts[h].name.clone(),
+                        },
+                        0.0,
+                    ),
+                    None => self.note(
+                        format!("drain-blocked/{}/{}", s.hosts[h].name, s.vms[v].name),
+                        format!(
+                            "cannot drain {} from {}: no feasible host",
+                            s.vms[v].name, s.hosts[h].name
+                        ),
+                    ),
+                }
+            }
+        }
+        // Pinning.
+        for v in 0..s.vms.len() {
+            if self.rules.pin_allows(v, self.vm_host[v]) || !self.budget_left() {
+                continue;
+            }
+            match self.least_loaded_dest(v, max, MoveKind::Rule, 0.0) {
+                Some(d) => self.commit(v, d, Reason::Pinning, 0.0),
+                None => self.note(
+                    format!("pin-infeasible/{}", s.vms[v].name),
+                    format!(
+                        "{} is not on an allowed host and none can take it",
+                        s.vms[v].name
+                    ),
+                ),
+            }
+        }
+        // Anti-affinity: a group with more members than eligible hosts is infeasible.
+        for g in 0..self.rules.anti.len() {
+            let members = self.rules.anti[g].clone();
+            let name = self.rules.anti_names[g].clone();
+            let eligible = (0..s.hosts.len())
+                .filter(|&h| {
+                    self.rules.fillable[h]
+                        || members
+                            .iter()
+                            .any(|&m| self.vm_host[m] == h && s.hosts[h].up)
+                })
+                .filter(|&h| members.iter().all(|&m| self.rules.pin_allows(m, h)))
+                .count();
+            if members.len() > eligible {
+                self.note(
+                    format!("anti-affinity-infeasible/{name}"),
+                    format!("anti-affinity group {name} has {} VMs for {eligible} eligible hosts; left as is", members.len()),
+                );
+                continue;
+            }
+            let mut seen: BTreeSet<usize> = BTreeSet::new();
+            for &m in &members {
+                if seen.insert(self.vm_host[m]) {
+                    continue;
+                }
+                if !self.budget_left() {
+                    return;
+                }
+                match self.least_loaded_dest(m, max, MoveKind::Rule, 0.0) {
+                    Some(d) => {
+                        self.commit(
+                            m,
+                            d,
+                            Reason::AntiAffinity {
+                                group: name.clone(),
+                            },
+                            0.0,
+                        );
+                        seen.insert(d);
+                    }
+                    None => self.note(
+                        format!("anti-affinity-blocked/{name}/{}", s.vms[m].name),
+                        format!(
+                            "cannot separate {} (group {name}): no feasible host",
+                            s.vms[m].name
+                        ),
+                    ),
+                }
+            }
+        }
+        // Affinity: gather on the host holding most members (ties: lowest index).
+        for g in 0..self.rules.aff.len() {
+            let members = self.rules.aff[g].clone();
+            let name = self.rules.aff_names[g].clone();
+            let mut count: BTreeMap<usize, usize> = BTreeMap::new();
+            for &m in &members {
+                *count.entry(self.vm_host[m]).or_default() += 1;
+            }
+            if count.len() <= 1 {
+                continue;
+            }
+            let Some((&target, _)) = count.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            else {
+                continue;
+            };
+            let start = self.moves.len();
+            let mut ok = true;
+            for &m in &members {
+                if self.vm_host[m] == target {
+                    continue;
+                }
+                if !self.budget_left() {
+                    ok = false;
+                    break;
+                }
+                if self.check(m, target, 0.0, max, MoveKind::Rule).is_ok() {
+                    self.commit(
+                        m,
+                        target,
+                        Reason::Affinity {
+                            group: name.clone(),
+                        },
+                        0.0,
+                    );
+                } else {
+                    ok = false;
+                    break;
+                }
+            }
+            if !ok {
+                self.rollback_to(start);
+                self.note(
+                    format!("affinity-infeasible/{name}"),
+                    format!(
+                        "affinity group {name} cannot be gathered on {}",
+                        s.hosts[target].name
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Finishes the plan.
+    pub fn finish(self, policy: &str) -> Plan {
+        Plan {
+            policy: policy.to_string(),
+            time: self.input.snapshot.time,
+            moves: self.moves,
+            notes: self.notes,
+            refused: self
+                .refused
+                .into_iter()
+                .map(|(r, n)| (r.name().to_string(), n))
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! `consolidate`: Beloglazov & Buyya's dynamic consolidation for power saving. An overload
+//! detector (THR, IQR, MAD or LR) flags hosts; VMs are taken off them by minimum migration
+//! time (or minimum utilisation) until the detector is quiet; they and the VMs of underloaded
+//! hosts are placed by power-aware best-fit decreasing (PABFD). An underloaded host is only
+//! emptied if all its VMs fit elsewhere. Our defaults add what the paper lacks: a sustained
+//! underload test and the planner's hysteresis, cooldown and limits.
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{r6, Reason};
+use crate::planner::{MoveKind, Planner};
+use crate::snapshot::PowerCurve;
+use crate::trends::{iqr, linear_fit, mad};
+
+/// Overload detectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Detector {
+    /// Static threshold.
+    Thr,
+    /// 1 - s * IQR(host history).
+    Iqr,
+    /// 1 - s * MAD(host history).
+    Mad,
+    /// s * linear prediction >= 1.
+    Lr,
+}
+
+/// VM selection on an overloaded host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Selection {
+    /// Minimum migration time (smallest memory).
+    Mmt,
+    /// Minimum CPU utilisation.
+    Mu,
+}
+
+/// `[consolidate]` parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsolidateParams {
+    /// Overload detector (default thr).
+    pub detector: Detector,
+    /// Static threshold for thr (0..=1, default 0.8).
+    pub threshold: f64,
+    /// Safety parameter s of iqr/mad/lr (0..=5; 1.5 / 2.5 / 1.2 in the paper).
+    pub safety: f64,
+    /// Threshold used by iqr/mad/lr while the history is too short (default 0.7).
+    pub fallback_threshold: f64,
+    /// History samples iqr/mad need (default 12).
+    pub min_history: usize,
+    /// Samples in the lr fit (default 10).
+    pub lr_window: usize,
+    /// VM selection (default mmt).
+    pub selection: Selection,
+    /// Empty underloaded hosts (default true).
+    pub underload: bool,
+    /// A host is underload-eligible only if its mean CPU utilisation over the last
+    /// `underload_window` samples is below this (0..=1; 1.0 = any host, as in the paper).
+    pub underload_threshold: f64,
+    /// Samples of the underload test (1..=30, default 1).
+    pub underload_window: usize,
+    /// Most underloaded hosts emptied per round (0 = unlimited, default 0).
+    pub max_underload_hosts: usize,
+    /// Reproduce CloudSim 3.0.3's placement check (requested MIPS must fit a single PE).
+    pub pe_check: bool,
+}
+
+impl Default for ConsolidateParams {
+    fn default() -> Self {
+        ConsolidateParams {
+            detector: Detector::Thr,
+            threshold: 0.8,
+            safety: 1.5,
+            fallback_threshold: 0.7,
+            min_history: 12,
+            lr_window: 10,
+            selection: Selection::Mmt,
+            underload: true,
+            underload_threshold: 1.0,
+            underload_window: 1,
+            max_underload_hosts: 0,
+            pe_check: true,
+        }
+    }
+}
+
+impl ConsolidateParams {
+    /// Range checks.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.threshold) || !(0.0..=1.0).contains(&self.fallback_threshold)
+        {
+            return Err("consolidate thresholds must be in 0..=1".into());
+        }
+        if !(0.0..=5.0).contains(&self.safety) {
+            return Err("consolidate.safety must be in 0..=5".into());
+        }
+        if !(2..=30).contains(&self.min_history) || !(2..=30).contains(&self.lr_window) {
+            return Err("consolidate min_history and lr_window must be in 2..=30".into());
+        }
+        if !(0.0..=1.0).contains(&self.underload_threshold)
+            || !(1..=30).contains(&self.underload_window)
+        {
+            return Err("consolidate underload_threshold 0..=1, underload_window 1..=30".into());
+        }
+        Ok(())
+    }
+}
+
+/// Generic power curve when a host has none: 60 % of peak when idle, linear.
+const GENERIC: PowerCurve = PowerCurve([
+    120.0, 128.0, 136.0, 144.0, 152.0, 160.0, 168.0, 176.0, 184.0, 192.0, 200.0,
+]);
+
+struct Ctx<'p, 'a> {
+    cfg: &'p ConsolidateParams,
+    p: &'p mut Planner<'a>,
+    /// Per VM: CPU history (fractions of its capacity), newest first.
+    hist: Vec<Vec<f64>>,
+}
+
+impl Ctx<'_, '_> {
+    fn power(&self, h: usize) -> &PowerCurve {
+        self.p.snap().hosts[h].power.as_ref().unwrap_or(&GENERIC)
+    }
+
+    /// Host utilisation history (newest first) from the VMs in `vms` plus `extra`.
+    fn host_history(&self, h: usize, vms: &[usize], extra: Option<usize>) -> Vec<f64> {
+        let s = self.p.snap();
+        let cap = s.hosts[h].cpu_mhz();
+        let mut out = vec![0.0; 30];
+        let mut len = 0;
+        for &v in vms.iter().chain(extra.iter()) {
+            let w = s.vms[v].cpu_cap_mhz / cap;
+            for (i, x) in self.hist[v].iter().enumerate().take(30) {
+                out[i] += x * w;
+                len = len.max(i + 1);
+            }
+        }
+        out.truncate(len);
+        while out.last() == Some(&0.0) {
+            out.pop();
+        }
+        out
+    }
+
+    /// (overloaded, compared value, threshold) for host `h` holding `vms` plus `extra`, with
+    /// requested CPU `cpu_mhz`.
+    fn detect(
+        &self,
+        h: usize,
+        vms: &[usize],
+        extra: Option<usize>,
+        cpu_mhz: f64,
+    ) -> (bool, f64, f64) {
+        let cfg = self.cfg;
+        let util = cpu_mhz / self.p.snap().hosts[h].cpu_mhz();
+        let thr = |t: f64| (util > t, util, t);
+        match cfg.detector {
+            Detector::Thr => thr(cfg.threshold),
+            Detector::Iqr | Detector::Mad => {
+                let hist = self.host_history(h, vms, extra);
+                if hist.len() < cfg.min_history {
+                    return thr(cfg.fallback_threshold);
+                }
+                let spread = if cfg.detector == Detector::Iqr {
+                    iqr(&hist)
+                } else {
+                    mad(&hist)
+                };
+                thr(1.0 - cfg.safety * spread.unwrap_or(0.0))
+            }
+            Detector::Lr => {
+                let hist = self.host_history(h, vms, extra);
+                if hist.len() < cfg.lr_window {
+                    return thr(cfg.fallback_threshold);
+                }
+                let mut y: Vec<f64> = hist[..cfg.lr_window].to_vec();
+                y.reverse();
+                let Some((a, b)) = linear_fit(&y) else {
+                    return thr(cfg.fallback_threshold);
+                };
+                let s = self.p.snap();
+                let max_mig = self.p.on_host[h]
+                    .iter()
+                    .map(|&v| self.p.cfg.migration_seconds(s.vms[v].mem_kb))
+                    .fold(0.0, f64::max);
+                // The fit is over x = 0..n-1; predict the interval after the slowest migration.
+                let ahead = (max_mig / 300.0).ceil();
+                let pred = cfg.safety * (a + b * (cfg.lr_window as f64 + ahead));
+                (pred >= 1.0, pred, 1.0)
+            }
+        }
+    }
+
+    fn overloaded(&self, h: usize) -> (bool, f64, f64) {
+        self.detect(h, &self.p.on_host[h], None, self.p.cpu[h])
+    }
+
+    /// PABFD: the host whose power grows least when `v` is added, among hosts not excluded,
+    /// that fit it and would not be overloaded after (ties: lowest index).
+    fn best_host(&self, v: usize, excluded: &[bool]) -> Option<usize> {
+        let s = self.p.snap();
+        let vm = &s.vms[v];
+        let mut best: Option<(f64, usize)> = None;
+        for h in 0..s.hosts.len() {
+            if excluded[h] || self.p.fits(v, h).is_err() {
+                continue;
+            }
+            let host = &s.hosts[h];
+            if self.cfg.pe_check && vm.cpu_demand_mhz > host.mhz {
+                continue;
+            }
+            let cap = host.cpu_mhz();
+            let after = self.p.cpu[h] + vm.cpu_demand_mhz;
+            if after > cap {
+                continue;
+            }
+            if self.p.cpu[h] != 0.0 && self.detect(h, &self.p.on_host[h], Some(v), after).0 {
+                continue;
+            }
+            let pw = self.power(h);
+            let diff = pw.watts(after / cap) - pw.watts(self.p.cpu[h] / cap);
+            if best.is_none_or(|(b, _)| diff < b) {
+                best = Some((diff, h));
+            }
+        }
+        best.map(|(_, h)| h)
+    }
+}
+
+pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
+    let s = p.snap();
+    let trends = p.input.trends;
+    let hist: Vec<Vec<f64>> = s
+        .vms
+        .iter()
+        .map(|vm| {
+            trends.vm_cpu(&vm.name).map_or_else(Vec::new, |ser| {
+                let mut v: Vec<f64> = ser.recent(30).collect();
+                v.reverse();
+                v
+            })
+        })
+        .collect();
+    let nh = s.hosts.len();
+    let ctx = Ctx { cfg, p, hist };
+
+    // Overload pass.
+    let mut over = vec![false; nh];
+    let mut to_move: Vec<(usize, usize, Reason)> = Vec::new();
+    for h in 0..nh {
+        if !s.hosts[h].up || ctx.p.rules.maintenance[h] {
+            continue;
+        }
+        let (hot, value, threshold) = ctx.overloaded(h);
+        if !hot {
+            continue;
+        }
+        over[h] = true;
+        let reason = Reason::Overload {
+            host: s.hosts[h].name.clone(),
+            detector: format!("{:?}", cfg.detector).to_lowercase(),
+            value: r6(value),
+            threshold: r6(threshold),
+        };
+        let mut rest: Vec<usize> = ctx.p.on_host[h]
+            .iter()
+            .copied()
+            .filter(|&v| !s.vms[v].migrating)
+            .collect();
+        let mut cpu = ctx.p.cpu[h];
+        loop {
+            let pick = match cfg.selection {
+                Selection::Mmt => rest.iter().enumerate().min_by(|a, b| {
+                    s.vms[*a.1]
+                        .mem_kb
+                        .cmp(&s.vms[*b.1].mem_kb)
+                        .then(a.0.cmp(&b.0))
+                }),
+                Selection::Mu => rest.iter().enumerate().min_by(|a, b| {
+                    s.vms[*a.1]
+                        .cpu_demand_mhz
+                        .total_cmp(&s.vms[*b.1].cpu_demand_mhz)
+                        .then(a.0.cmp(&b.0))
+                }),
+            };
+            let Some((i, &v)) = pick else { break };
+            rest.remove(i);
+            cpu -= s.vms[v].cpu_demand_mhz;
+            to_move.push((v, h, reason.clone()));
+            if !ctx.detect(h, &rest, None, cpu).0 {
+                break;
+            }
+        }
+    }
+    to_move.sort_by(|a, b| {
+        s.vms[b.0]
+            .cpu_demand_mhz
+            .total_cmp(&s.vms[a.0].cpu_demand_mhz)
+            .then(a.0.cmp(&b.0))
+    });
+    for (v, h, reason) in to_move {
+        if !ctx.p.budget_left() {
+            return;
+        }
+        if let Some(d) = ctx.best_host(v, &over) {
+            let gain = (ctx.p.util(h) - cfg.threshold).max(0.0) + 1.0;
+            let _ = ctx
+                .p
+                .try_move(v, d, reason, gain, 1.0, MoveKind::Consolidate);
+        }
+    }
+    if !cfg.underload {
+        return;
+    }
+
+    // Underload pass.
+    let off: Vec<bool> = (0..nh)
+        .map(|h| ctx.p.cpu[h] == 0.0 || !s.hosts[h].up)
+        .collect();
+    let mut excl_src: Vec<bool> = (0..nh)
+        .map(|h| over[h] || off[h] || ctx.p.rules.maintenance[h])
+        .collect();
+    let mut excl_dst: Vec<bool> = (0..nh).map(|h| over[h] || off[h]).collect();
+    let mut emptied = 0;
+    loop {
+        if cfg.max_underload_hosts > 0 && emptied >= cfg.max_underload_hosts {
+            return;
+        }
+        let mut cand: Option<(f64, usize)> = None;
+        for h in 0..nh {
+            if excl_src[h] {
+                continue;
+            }
+            let u = ctx.p.util(h);
+            if u > 0.0 && cand.is_none_or(|(b, _)| u < b) {
+                cand = Some((u, h));
+            }
+        }
+        let Some((u, h)) = cand else { return };
+        excl_src[h] = true;
+        excl_dst[h] = true;
+        if cfg.underload_threshold < 1.0 {
+            let mean = trends
+                .host_cpu(&s.hosts[h].name)
+                .and_then(|ser| ser.mean(cfg.underload_window))
+                .unwrap_or(1.0);
+            if mean.max(u) >= cfg.underload_threshold {
+                continue;
+            }
+        }
+        let mut vms: Vec<usize> = ctx.p.on_host[h].clone();
+        if vms.is_empty() || vms.iter().any(|&v| s.vms[v].migrating) {
+            continue;
+        }
+        vms.sort_by(|&a, &b| {
+            s.vms[b]
+                .cpu_demand_mhz
+                .total_cmp(&s.vms[a].cpu_demand_mhz)
+                .then(a.cmp(&b))
+        });
+        let start = ctx.p.moves().len();
+        let mut ok = true;
+        for v in vms {
+            let reason = Reason::Underload {
+                host: s.hosts[h].name.clone(),
+                util: r6(u),
+            };
+            let placed = ctx.best_host(v, &excl_dst).is_some_and(|d| {
+                ctx.p
+                    .try_move(v, d, reason, 1.0, 1.0, MoveKind::Consolidate)
+                    .is_ok()
+            });
+            if !placed {
+                ok = false;
+                break;
+            }
+        }
+        if ok {
+            emptied += 1;
+            let dests: Vec<usize> = ctx.p.moves()[start..]
+                .iter()
+                .filter_map(|m| s.host_index(&m.to))
+                .collect();
+            for d in dests {
+                excl_src[d] = true;
+            }
+        } else {
+            ctx.p.rollback_to(start);
+        }
+    }
+}

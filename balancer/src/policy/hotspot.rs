@@ -1,0 +1,132 @@
+//! `hotspot`: relieve hosts that are overloaded in a sustained way and forecast to stay so
+//! (Sandpiper: k of the last n samples and the next predicted value over the threshold).
+//! Hot hosts are handled in decreasing volume, their VMs in decreasing volume-to-size ratio,
+//! each to the least loaded host that stays under the target after the move.
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{r6, Reason};
+use crate::planner::{MoveKind, Planner};
+
+/// `[hotspot]` parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HotspotParams {
+    /// CPU utilisation threshold of a hotspot (0..=1.5, default 0.85).
+    pub threshold: f64,
+    /// Memory utilisation threshold of a hotspot (0..=1, default 0.95).
+    pub mem_threshold: f64,
+    /// k: samples of the last n that must exceed the threshold (1..=n, default 3).
+    pub k: usize,
+    /// n: window of the sustained test (1..=30, default 5).
+    pub n: usize,
+    /// Samples used by the linear trend (2..=30, default 6).
+    pub trend_window: usize,
+    /// Forecast horizon in samples (0..=12, default 1).
+    pub forecast_ahead: usize,
+    /// Relieve a hot host until its utilisation is at most this, and never fill a destination
+    /// above it (0..=threshold, default 0.75).
+    pub target: f64,
+}
+
+impl Default for HotspotParams {
+    fn default() -> Self {
+        HotspotParams {
+            threshold: 0.85,
+            mem_threshold: 0.95,
+            k: 3,
+            n: 5,
+            trend_window: 6,
+            forecast_ahead: 1,
+            target: 0.75,
+        }
+    }
+}
+
+impl HotspotParams {
+    /// Range checks.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.5).contains(&self.threshold) || !(0.0..=1.0).contains(&self.mem_threshold) {
+            return Err("hotspot thresholds out of range".into());
+        }
+        if self.k == 0 || self.k > self.n || self.n > 30 {
+            return Err(format!(
+                "hotspot k={} n={} needs 1 <= k <= n <= 30",
+                self.k, self.n
+            ));
+        }
+        if !(2..=30).contains(&self.trend_window) || self.forecast_ahead > 12 {
+            return Err("hotspot trend_window 2..=30, forecast_ahead 0..=12".into());
+        }
+        if !(0.0..=self.threshold).contains(&self.target) {
+            return Err("hotspot target must be in 0..=threshold".into());
+        }
+        Ok(())
+    }
+}
+
+/// Sandpiper's volume: 1/(1-cpu) * 1/(1-mem), with utilisations capped below 1.
+fn volume(cpu: f64, mem: f64) -> f64 {
+    1.0 / (1.0 - cpu.clamp(0.0, 0.99)) / (1.0 - mem.clamp(0.0, 0.99))
+}
+
+pub(crate) fn run(cfg: &HotspotParams, p: &mut Planner<'_>) {
+    let s = p.snap();
+    let trends = p.input.trends;
+    let mut hot: Vec<(f64, usize, f64)> = Vec::new();
+    for (h, host) in s.hosts.iter().enumerate() {
+        if !host.up || p.rules.maintenance[h] {
+            continue;
+        }
+        let (Some(cpu), Some(mem)) = (trends.host_cpu(&host.name), trends.host_mem(&host.name))
+        else {
+            continue;
+        };
+        let forecast = cpu
+            .forecast(cfg.trend_window, cfg.forecast_ahead)
+            .unwrap_or(0.0);
+        let cpu_hot = cpu.sustained_above(cfg.k, cfg.n, cfg.threshold) && forecast > cfg.threshold;
+        let mem_hot = mem.sustained_above(cfg.k, cfg.n, cfg.mem_threshold);
+        if (cpu_hot || mem_hot) && p.util(h) > cfg.target {
+            hot.push((volume(p.util(h), p.mem_util(h)), h, forecast));
+        }
+    }
+    hot.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (_, h, forecast) in hot {
+        let cap = s.hosts[h].cpu_mhz();
+        let mem_cap = s.hosts[h].mem_kb as f64;
+        let mut vms: Vec<(f64, usize)> = p.on_host[h]
+            .iter()
+            .map(|&v| {
+                let vm = &s.vms[v];
+                let vol = volume(vm.cpu_demand_mhz / cap, vm.mem_kb as f64 / mem_cap);
+                (vol / (vm.mem_kb.max(1) as f64), v)
+            })
+            .collect();
+        vms.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let util0 = p.util(h);
+        for (_, v) in vms {
+            if p.util(h) <= cfg.target && p.mem_util(h) <= cfg.mem_threshold {
+                break;
+            }
+            if !p.budget_left() {
+                return;
+            }
+            // Gain: overload (above target) removed by this move, CPU and memory.
+            let share = s.vms[v].cpu_demand_mhz / cap;
+            let over = (p.util(h) - cfg.target).max(0.0);
+            let mem_over = (p.mem_util(h) - cfg.mem_threshold).max(0.0);
+            let gain = share.min(over) + (s.vms[v].mem_kb as f64 / mem_cap).min(mem_over);
+            let Some(d) = p.least_loaded_dest(v, cfg.target, MoveKind::Balance, gain) else {
+                continue;
+            };
+            let reason = Reason::Hotspot {
+                host: s.hosts[h].name.clone(),
+                util: r6(util0),
+                forecast: r6(forecast),
+                threshold: cfg.threshold,
+            };
+            let _ = p.try_move(v, d, reason, gain, cfg.target, MoveKind::Balance);
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The policy trait, the policy file format (TOML) and the built-in policies.
+//!
+//! A policy is a pure function of ([`Input`], its config): no I/O, no clock, no randomness,
+//! no hash-map iteration in anything that reaches the plan, so every host computes the same
+//! plan from the same snapshot.
+
+mod consolidate;
+mod hotspot;
+mod naive;
+mod stabilize;
+
+use serde::{Deserialize, Serialize};
+
+pub use consolidate::{ConsolidateParams, Detector, Selection};
+pub use hotspot::HotspotParams;
+pub use naive::NaiveParams;
+pub use stabilize::StabilizeParams;
+
+use crate::constraints::{ConstraintConfig, Rules};
+use crate::error::{BalancerError, Result};
+use crate::plan::Plan;
+use crate::planner::{Input, Planner, PlannerConfig};
+
+/// A balancing policy.
+pub trait Policy: Send + Sync {
+    /// Policy name as used in files and reports.
+    fn name(&self) -> &str;
+    /// Decides a plan. Pure and deterministic.
+    fn decide(&self, input: Input<'_>) -> Plan;
+}
+
+/// A policy file: which policy, its parameters, the planner limits and the constraints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpec {
+    /// One of `none`, `naive-threshold`, `hotspot`, `stabilize`, `consolidate`.
+    pub policy: String,
+    /// Planner limits and gates.
+    #[serde(default)]
+    pub planner: PlannerConfig,
+    /// Hard constraints.
+    #[serde(default)]
+    pub constraints: ConstraintConfig,
+    /// `naive-threshold` parameters.
+    #[serde(default)]
+    pub naive: NaiveParams,
+    /// `hotspot` parameters.
+    #[serde(default)]
+    pub hotspot: HotspotParams,
+    /// `stabilize` parameters.
+    #[serde(default)]
+    pub stabilize: StabilizeParams,
+    /// `consolidate` parameters.
+    #[serde(default)]
+    pub consolidate: ConsolidateParams,
+}
+
+/// Names of the built-in policies.
+pub const BUILTIN: [&str; 5] = [
+    "none",
+    "naive-threshold",
+    "hotspot",
+    "stabilize",
+    "consolidate",
+];
+
+/// The shipped policy files (configs/policies/), compiled in so that a name alone works.
+pub fn builtin_file(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "none" => include_str!("../../../configs/policies/none.toml"),
+        "naive-threshold" => include_str!("../../../configs/policies/naive-threshold.toml"),
+        "hotspot" => include_str!("../../../configs/policies/hotspot.toml"),
+        "stabilize" => include_str!("../../../configs/policies/stabilize.toml"),
+        "consolidate" => include_str!("../../../configs/policies/consolidate.toml"),
+        "thr-mmt-0.8" => include_str!("../../../configs/policies/thr-mmt-0.8.toml"),
+        "iqr-mmt-1.5" => include_str!("../../../configs/policies/iqr-mmt-1.5.toml"),
+        "mad-mmt-2.5" => include_str!("../../../configs/policies/mad-mmt-2.5.toml"),
+        "lr-mmt-1.2" => include_str!("../../../configs/policies/lr-mmt-1.2.toml"),
+        _ => return None,
+    })
+}
+
+impl PolicySpec {
+    /// Parses and validates a policy file.
+    pub fn parse(text: &str) -> Result<PolicySpec> {
+        let spec: PolicySpec =
+            toml::from_str(text).map_err(|e| BalancerError::Config(e.to_string()))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// A shipped policy by name (see [`builtin_file`]).
+    pub fn builtin(name: &str) -> Result<PolicySpec> {
+        let text = builtin_file(name)
+            .ok_or_else(|| BalancerError::Config(format!("unknown policy {name:?}")))?;
+        PolicySpec::parse(text)
+    }
+
+    /// Range checks of every section.
+    pub fn validate(&self) -> Result<()> {
+        let c = |r: std::result::Result<(), String>| r.map_err(BalancerError::Config);
+        if !BUILTIN.contains(&self.policy.as_str()) {
+            return Err(BalancerError::Config(format!(
+                "unknown policy {:?}",
+                self.policy
+            )));
+        }
+        c(self.planner.validate())?;
+        c(self.constraints.validate())?;
+        c(self.naive.validate())?;
+        c(self.hotspot.validate())?;
+        c(self.stabilize.validate())?;
+        c(self.consolidate.validate())?;
+        Ok(())
+    }
+
+    /// Instantiates the policy.
+    pub fn build(&self) -> Box<dyn Policy> {
+        Box::new(Configured { spec: self.clone() })
+    }
+}
+
+/// A policy with its spec; dispatches on the name.
+struct Configured {
+    spec: PolicySpec,
+}
+
+impl Policy for Configured {
+    fn name(&self) -> &str {
+        &self.spec.policy
+    }
+
+    fn decide(&self, input: Input<'_>) -> Plan {
+        let spec = &self.spec;
+        if spec.policy == "none" {
+            return Plan {
+                policy: spec.policy.clone(),
+                time: input.snapshot.time,
+                ..Default::default()
+            };
+        }
+        let rules = Rules::resolve(&spec.constraints, input.snapshot);
+        let mut p = Planner::new(input, &rules, &spec.planner);
+        if spec.planner.enforce_rules {
+            p.enforce_rules();
+        }
+        match spec.policy.as_str() {
+            "naive-threshold" => naive::run(&spec.naive, &mut p),
+            "hotspot" => hotspot::run(&spec.hotspot, &mut p),
+            "stabilize" => stabilize::run(&spec.stabilize, &mut p),
+            "consolidate" => consolidate::run(&spec.consolidate, &mut p),
+            _ => {}
+        }
+        p.finish(&spec.policy)
+    }
+}

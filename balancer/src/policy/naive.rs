@@ -1,0 +1,63 @@
+//! Baseline `naive-threshold`: every host over a fixed CPU threshold right now moves its
+//! busiest VM to the least loaded host. No smoothing, no forecast.
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{r6, Reason};
+use crate::planner::{MoveKind, Planner};
+
+/// `[naive]` parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NaiveParams {
+    /// CPU utilisation above which a host is overloaded (0..=1.5, default 0.8).
+    pub threshold: f64,
+}
+
+impl Default for NaiveParams {
+    fn default() -> Self {
+        NaiveParams { threshold: 0.8 }
+    }
+}
+
+impl NaiveParams {
+    /// Range checks.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.5).contains(&self.threshold) {
+            return Err(format!("naive.threshold {} not in 0..=1.5", self.threshold));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn run(cfg: &NaiveParams, p: &mut Planner<'_>) {
+    let s = p.snap();
+    let mut hot: Vec<(f64, usize)> = (0..s.hosts.len())
+        .filter(|&h| s.hosts[h].up && p.util(h) > cfg.threshold)
+        .map(|h| (p.util(h), h))
+        .collect();
+    hot.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (u, h) in hot {
+        let Some(&v) = p.on_host[h]
+            .iter()
+            .filter(|&&v| !s.vms[v].migrating)
+            .max_by(|&&a, &&b| {
+                s.vms[a]
+                    .cpu_demand_mhz
+                    .total_cmp(&s.vms[b].cpu_demand_mhz)
+                    .then(b.cmp(&a))
+            })
+        else {
+            continue;
+        };
+        let gain = s.vms[v].cpu_demand_mhz / s.hosts[h].cpu_mhz();
+        if let Some(d) = p.least_loaded_dest(v, 1.0, MoveKind::Consolidate, gain) {
+            let reason = Reason::Threshold {
+                host: s.hosts[h].name.clone(),
+                util: r6(u),
+                threshold: cfg.threshold,
+            };
+            let _ = p.try_move(v, d, reason, gain, 1.0, MoveKind::Consolidate);
+        }
+    }
+}

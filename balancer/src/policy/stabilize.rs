@@ -1,0 +1,171 @@
+//! `stabilize`: keep the weighted standard deviation of host load (CPU and memory, each
+//! normalised to capacity) under a target, Watcher workload_stabilization style: greedily
+//! apply the single move that lowers the weighted sigma most, until each sigma is under its
+//! target or no move gains enough. Candidates are the VMs of the most loaded hosts towards
+//! the least loaded ones, which keeps a decision cheap at 1,000 hosts.
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{r6, Reason};
+use crate::planner::{MoveKind, Planner};
+
+/// `[stabilize]` parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StabilizeParams {
+    /// Weight of the CPU sigma (>= 0, default 1.0).
+    pub cpu_weight: f64,
+    /// Weight of the memory sigma (>= 0, default 1.0).
+    pub mem_weight: f64,
+    /// Target CPU sigma (0..=0.5, default 0.1).
+    pub cpu_target: f64,
+    /// Target memory sigma (0..=0.5, default 0.1).
+    pub mem_target: f64,
+    /// Number of most and least loaded hosts searched as sources and destinations
+    /// (1..=1000, default 8).
+    pub candidate_hosts: usize,
+    /// Highest CPU utilisation a destination may reach (0..=1, default 0.85).
+    pub dest_max_util: f64,
+}
+
+impl Default for StabilizeParams {
+    fn default() -> Self {
+        StabilizeParams {
+            cpu_weight: 1.0,
+            mem_weight: 1.0,
+            cpu_target: 0.1,
+            mem_target: 0.1,
+            candidate_hosts: 8,
+            dest_max_util: 0.85,
+        }
+    }
+}
+
+impl StabilizeParams {
+    /// Range checks.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cpu_weight < 0.0 || self.mem_weight < 0.0 {
+            return Err("stabilize weights must be >= 0".into());
+        }
+        if !(0.0..=0.5).contains(&self.cpu_target) || !(0.0..=0.5).contains(&self.mem_target) {
+            return Err("stabilize targets must be in 0..=0.5".into());
+        }
+        if !(1..=1000).contains(&self.candidate_hosts) || !(0.0..=1.0).contains(&self.dest_max_util)
+        {
+            return Err("stabilize candidate_hosts 1..=1000, dest_max_util 0..=1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Running sums for sigma over the counted hosts.
+struct Sums {
+    n: f64,
+    s1: f64,
+    s2: f64,
+}
+
+impl Sums {
+    fn sigma(&self) -> f64 {
+        if self.n < 1.0 {
+            return 0.0;
+        }
+        let m = self.s1 / self.n;
+        (self.s2 / self.n - m * m).max(0.0).sqrt()
+    }
+
+    /// Sigma after host values `a` -> `a2` and `b` -> `b2`.
+    fn sigma_after(&self, a: f64, a2: f64, b: f64, b2: f64) -> f64 {
+        let s1 = self.s1 - a - b + a2 + b2;
+        let s2 = self.s2 - a * a - b * b + a2 * a2 + b2 * b2;
+        let m = s1 / self.n;
+        (s2 / self.n - m * m).max(0.0).sqrt()
+    }
+}
+
+pub(crate) fn run(cfg: &StabilizeParams, p: &mut Planner<'_>) {
+    let s = p.snap();
+    let counted: Vec<usize> = (0..s.hosts.len()).filter(|&h| p.fillable(h)).collect();
+    if counted.len() < 2 {
+        return;
+    }
+    let sums = |f: &dyn Fn(usize) -> f64| Sums {
+        n: counted.len() as f64,
+        s1: counted.iter().map(|&h| f(h)).sum(),
+        s2: counted.iter().map(|&h| f(h) * f(h)).sum(),
+    };
+    loop {
+        if !p.budget_left() {
+            return;
+        }
+        let cpu = sums(&|h| p.util(h));
+        let mem = sums(&|h| p.mem_util(h));
+        let (sc, sm) = (cpu.sigma(), mem.sigma());
+        if sc <= cfg.cpu_target && sm <= cfg.mem_target {
+            return;
+        }
+        let before = cfg.cpu_weight * sc + cfg.mem_weight * sm;
+        let score = |h: usize| cfg.cpu_weight * p.util(h) + cfg.mem_weight * p.mem_util(h);
+        let mut order = counted.clone();
+        order.sort_by(|&a, &b| score(b).total_cmp(&score(a)).then(a.cmp(&b)));
+        let k = cfg.candidate_hosts.min(order.len());
+        let sources = &order[..k];
+        let dests = &order[order.len() - k..];
+        let mut best: Option<(f64, usize, usize)> = None;
+        for &src in sources {
+            let (cs, ms) = (s.hosts[src].cpu_mhz(), s.hosts[src].mem_kb as f64);
+            for &v in &p.on_host[src] {
+                let vm = &s.vms[v];
+                for &dst in dests {
+                    if dst == src {
+                        continue;
+                    }
+                    let (cd, md) = (s.hosts[dst].cpu_mhz(), s.hosts[dst].mem_kb as f64);
+                    let (us, ud) = (p.util(src), p.util(dst));
+                    let (ms0, md0) = (p.mem_util(src), p.mem_util(dst));
+                    let c2 = cpu.sigma_after(
+                        us,
+                        us - vm.cpu_demand_mhz / cs,
+                        ud,
+                        ud + vm.cpu_demand_mhz / cd,
+                    );
+                    let m2 = mem.sigma_after(
+                        ms0,
+                        ms0 - vm.mem_kb as f64 / ms,
+                        md0,
+                        md0 + vm.mem_kb as f64 / md,
+                    );
+                    let after = cfg.cpu_weight * c2 + cfg.mem_weight * m2;
+                    let gain = before - after;
+                    if best.is_some_and(|(g, _, _)| gain <= g) {
+                        continue;
+                    }
+                    if p.check(v, dst, gain, cfg.dest_max_util, MoveKind::Consolidate)
+                        .is_ok()
+                    {
+                        best = Some((gain, v, dst));
+                    }
+                }
+            }
+        }
+        let Some((gain, v, dst)) = best else {
+            return;
+        };
+        let reason = Reason::Imbalance {
+            sigma_before: r6(before),
+            sigma_after: r6(before - gain),
+        };
+        if p.try_move(
+            v,
+            dst,
+            reason,
+            gain,
+            cfg.dest_max_util,
+            MoveKind::Consolidate,
+        )
+        .is_err()
+        {
+            return;
+        }
+    }
+}

@@ -1,0 +1,611 @@
+//! The simulation loop: advance the simulated hypervisor, build the snapshot, decide, start
+//! migrations, account the interval.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use gmond_metrics::hypervisor::profile::Profile;
+use gmond_metrics::hypervisor::sim::{SimCluster, SimHost};
+
+use super::report::Report;
+use super::scenario::{Accounting, Event, ProfileSpec, Scenario};
+use crate::constraints::Rules;
+use crate::error::{BalancerError, Result};
+use crate::plan::Plan;
+use crate::planner::{History, Input, MigrationRecord};
+use crate::policy::PolicySpec;
+use crate::snapshot::{HostState, PowerCurve, Snapshot, VmState};
+use crate::trends::{population_std_dev, TrendConfig, Trends};
+
+/// Run options.
+#[derive(Debug, Clone, Default)]
+pub struct SimOptions {
+    /// Seed (scenarios use it for their random choices; the engine itself is deterministic).
+    pub seed: u64,
+    /// Print progress on stderr.
+    pub progress: bool,
+}
+
+fn curve(name: Option<&str>) -> Option<PowerCurve> {
+    match name {
+        Some("g4") => Some(PowerCurve::G4),
+        Some("g5") => Some(PowerCurve::G5),
+        _ => None,
+    }
+}
+
+fn profile(p: &ProfileSpec) -> Profile {
+    match p {
+        ProfileSpec::Constant { level } => Profile::Constant(*level),
+        ProfileSpec::Spike {
+            base,
+            peak,
+            start_s,
+            duration_s,
+        } => Profile::Spike {
+            base: *base,
+            peak: *peak,
+            start_ms: start_s * 1000,
+            duration_ms: duration_s * 1000,
+        },
+        ProfileSpec::Noise {
+            mean,
+            amplitude,
+            period_s,
+            seed,
+        } => Profile::Noise {
+            mean: *mean,
+            amplitude: *amplitude,
+            period_ms: period_s * 1000,
+            seed: *seed,
+        },
+        ProfileSpec::Samples { samples, period_s } => Profile::Trace {
+            samples: samples.clone(),
+            period_ms: period_s * 1000,
+        },
+    }
+}
+
+/// Builds the simulated cluster, placing unplaced VMs by PABFD on their full capacity
+/// (CloudSim's initial placement).
+fn build(sc: &Scenario) -> Result<SimCluster> {
+    let mut c = SimCluster::new(0);
+    for h in &sc.hosts {
+        c.add_host(SimHost {
+            name: h.name.clone(),
+            cpus: h.cpus,
+            mhz: h.mhz,
+            mem_kib: h.mem_kb,
+            link_bps: sc.link_bps,
+            up: true,
+        })?;
+    }
+    let mut cpu = vec![0.0f64; sc.hosts.len()];
+    let mut mem = vec![0u64; sc.hosts.len()];
+    for v in &sc.vms {
+        let cap = if v.cpu_cap_mhz > 0.0 {
+            v.cpu_cap_mhz
+        } else {
+            f64::from(v.vcpus) * f64::from(sc.hosts[0].mhz)
+        };
+        let h = match &v.host {
+            Some(n) => c.host_index(n).ok_or_else(|| {
+                BalancerError::Scenario(format!("vm {} on unknown host {n}", v.name))
+            })?,
+            None => {
+                let mut best: Option<(f64, usize)> = None;
+                for (i, h) in sc.hosts.iter().enumerate() {
+                    let hc = f64::from(h.cpus) * f64::from(h.mhz);
+                    if mem[i] + v.mem_kb > h.mem_kb || cpu[i] + cap > hc {
+                        continue;
+                    }
+                    let pw = curve(h.power.as_deref()).unwrap_or(PowerCurve::G4);
+                    let d = pw.watts((cpu[i] + cap) / hc) - pw.watts(cpu[i] / hc);
+                    if cpu[i] != 0.0 && (cpu[i] + cap) / hc > 0.8 {
+                        continue;
+                    }
+                    if best.is_none_or(|(b, _)| d < b) {
+                        best = Some((d, i));
+                    }
+                }
+                best.map(|(_, i)| i)
+                    .ok_or_else(|| BalancerError::Scenario(format!("no host fits vm {}", v.name)))?
+            }
+        };
+        cpu[h] += cap;
+        mem[h] += v.mem_kb;
+        c.add_domain(&v.name, v.vcpus, cap, v.mem_kb, h, profile(&v.profile))?;
+    }
+    Ok(c)
+}
+
+/// Snapshot of the cluster at `t_ms` as hosts in `view` see it (hosts outside the view look
+/// dead and their VMs are absent).
+fn snapshot(
+    c: &SimCluster,
+    sc: &Scenario,
+    maint: &BTreeSet<usize>,
+    view: Option<&[bool]>,
+    t_ms: u64,
+) -> Result<Snapshot> {
+    let visible = |h: usize| view.is_none_or(|v| v[h]);
+    let hosts = c
+        .hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| HostState {
+            name: h.name.clone(),
+            cpus: h.cpus,
+            mhz: f64::from(h.mhz),
+            mem_kb: h.mem_kib,
+            up: h.up && visible(i),
+            maintenance: maint.contains(&i),
+            power: curve(sc.hosts[i].power.as_deref()),
+        })
+        .collect();
+    let mut vms = Vec::with_capacity(c.domains().len());
+    for (d, dom) in c.domains().iter().enumerate() {
+        if !c.hosts()[dom.host].up
+            || !visible(dom.host)
+            || dom.state != gmond_metrics::hypervisor::DomainState::Running
+        {
+            continue;
+        }
+        vms.push(VmState {
+            name: dom.name.clone(),
+            host: c.hosts()[dom.host].name.clone(),
+            vcpus: dom.vcpus,
+            cpu_cap_mhz: dom.cpu_cap_mhz,
+            cpu_demand_mhz: c.demand_mhz(d, t_ms),
+            mem_kb: dom.mem_kib,
+            mem_used_kb: dom.mem_kib,
+            migrating: dom.migration.is_some(),
+            host_idx: 0,
+        });
+    }
+    Snapshot::new(t_ms / 1000, hosts, vms)
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+/// Runs a scenario under a policy.
+pub fn simulate(sc: &Scenario, spec: &PolicySpec, opts: &SimOptions) -> Result<Report> {
+    sc.validate()?;
+    let mut spec = spec.clone();
+    spec.constraints
+        .anti_affinity
+        .extend(sc.anti_affinity.iter().cloned());
+    spec.constraints
+        .affinity
+        .extend(sc.affinity.iter().cloned());
+    spec.constraints.pins.extend(sc.pins.iter().cloned());
+    let policy = spec.build();
+    let mut c = build(sc)?;
+    let nh = c.hosts().len();
+    let nv = c.domains().len();
+    let mut trends = Trends::new(TrendConfig::default());
+    let mut history = History::default();
+    let mut maint: BTreeSet<usize> = BTreeSet::new();
+    let mut pending_ha: Vec<(u64, usize, usize)> = Vec::new();
+    let mut partition_until: Option<u64> = None;
+    let mut r = Report {
+        scenario: sc.name.clone(),
+        policy: spec.policy.clone(),
+        duration_s: sc.duration_s,
+        hosts: nh,
+        vms: nv,
+        ..Default::default()
+    };
+    let mut sigmas = Vec::new();
+    let mut decision_ms = Vec::new();
+    let mut balanced_run = 0u32;
+    let mut per_vm = vec![0u64; nv];
+    let mut first_host: Vec<usize> = c.domains().iter().map(|d| d.host).collect();
+    let mut mig_starts: Vec<u64> = Vec::new();
+    let (mut sla_time, mut active_time) = (0.0, 0.0);
+    let (mut req_total, mut unmet_total, mut unmet_mig) = (0.0, 0.0, 0.0);
+    let mut energy_ws = 0.0;
+    let mut active_host_ticks = 0.0;
+    let tick_ms = sc.tick_s * 1000;
+    let ticks = sc.duration_s / sc.tick_s;
+    let pe_mhz: Vec<f64> = c.hosts().iter().map(|h| f64::from(h.mhz)).collect();
+    let cap: Vec<f64> = c
+        .hosts()
+        .iter()
+        .map(|h| f64::from(h.cpus) * f64::from(h.mhz))
+        .collect();
+    let rules_cfg = spec.constraints.clone();
+    for k in 0..ticks {
+        let t_ms = k * tick_ms;
+        let t = t_ms / 1000;
+        c.advance_to(t_ms)?;
+        for e in &sc.events {
+            match e {
+                Event::HostDown {
+                    at_s,
+                    host,
+                    ha_after_s,
+                    restart_on,
+                } if *at_s == t || (*at_s > t.saturating_sub(sc.tick_s) && *at_s < t) => {
+                    let (Some(h), Some(to)) = (c.host_index(host), c.host_index(restart_on)) else {
+                        continue;
+                    };
+                    c.set_host_up(h, false)?;
+                    for (d, dom) in c.domains().iter().enumerate() {
+                        if dom.host == h {
+                            pending_ha.push((at_s + ha_after_s, d, to));
+                        }
+                    }
+                }
+                Event::Maintenance { at_s, host, on } if *at_s == t => {
+                    if let Some(h) = c.host_index(host) {
+                        if *on {
+                            maint.insert(h);
+                        } else {
+                            maint.remove(&h);
+                        }
+                    }
+                }
+                Event::Partition { at_s, duration_s } if *at_s == t => {
+                    partition_until = Some(at_s + duration_s)
+                }
+                _ => {}
+            }
+        }
+        let due: Vec<(u64, usize, usize)> =
+            pending_ha.iter().copied().filter(|p| p.0 <= t).collect();
+        pending_ha.retain(|p| p.0 > t);
+        for (_, d, to) in due {
+            c.restart_on(d, to)?;
+        }
+        let snap = snapshot(&c, sc, &maint, None, t_ms)?;
+        trends.observe(&snap);
+
+        // Metrics at the tick: sigma, balance, rule violations.
+        let loads = snap.host_loads();
+        let utils: Vec<f64> = (0..nh)
+            .filter(|&h| snap.hosts[h].up && !maint.contains(&h))
+            .map(|h| loads[h].0 / cap[h])
+            .collect();
+        let sigma = population_std_dev(&utils);
+        sigmas.push(sigma);
+        let maxu = utils.iter().copied().fold(0.0, f64::max);
+        let minu = utils.iter().copied().fold(f64::INFINITY, f64::min);
+        r.sigma_cpu_final = sigma;
+        r.spread_final = if utils.is_empty() { 0.0 } else { maxu - minu };
+        let balanced = sigma <= sc.sigma_target
+            && maxu < sc.high_util
+            && maint.iter().all(|&h| loads[h].1 == 0);
+        if t >= sc.perturb_at_s && r.time_to_balance_s.is_none() {
+            balanced_run = if balanced { balanced_run + 1 } else { 0 };
+            if balanced_run >= 3 {
+                r.time_to_balance_s =
+                    Some(t - sc.perturb_at_s - 2 * sc.tick_s.min(t - sc.perturb_at_s));
+            }
+        }
+        let rules = Rules::resolve(&rules_cfg, &snap);
+        r.rule_violation_vm_s += violating_vms(&rules, &snap) as f64 * sc.tick_s as f64;
+
+        // Decide.
+        let started = Instant::now();
+        let plan: Plan;
+        let mut extra_moves = Vec::new();
+        if partition_until.is_some_and(|u| t < u) {
+            let half_a: Vec<bool> = (0..nh).map(|h| h < nh / 2).collect();
+            let half_b: Vec<bool> = half_a.iter().map(|b| !b).collect();
+            let sa = snapshot(&c, sc, &maint, Some(&half_a), t_ms)?;
+            let sb = snapshot(&c, sc, &maint, Some(&half_b), t_ms)?;
+            let pa = policy.decide(Input {
+                snapshot: &sa,
+                trends: &trends,
+                history: &history,
+                now: t,
+            });
+            let pb = policy.decide(Input {
+                snapshot: &sb,
+                trends: &trends,
+                history: &history,
+                now: t,
+            });
+            let full = policy.decide(Input {
+                snapshot: &snap,
+                trends: &trends,
+                history: &history,
+                now: t,
+            });
+            let da: BTreeMap<&str, &str> = pa
+                .moves
+                .iter()
+                .map(|m| (m.vm.as_str(), m.to.as_str()))
+                .collect();
+            let db: BTreeMap<&str, &str> = pb
+                .moves
+                .iter()
+                .map(|m| (m.vm.as_str(), m.to.as_str()))
+                .collect();
+            let df: BTreeMap<&str, &str> = full
+                .moves
+                .iter()
+                .map(|m| (m.vm.as_str(), m.to.as_str()))
+                .collect();
+            for (vm, to) in da.iter().chain(db.iter()) {
+                if df.get(vm) != Some(to) {
+                    r.partition_conflicts += 1;
+                }
+            }
+            extra_moves.extend(pb.moves.clone());
+            plan = pa;
+        } else {
+            partition_until = None;
+            plan = policy.decide(Input {
+                snapshot: &snap,
+                trends: &trends,
+                history: &history,
+                now: t,
+            });
+        }
+        decision_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        r.notes += plan.notes.len() as u64;
+        history.reported.extend(plan.note_keys());
+
+        // Apply.
+        let mut started_now = 0;
+        for m in plan.moves.iter().chain(extra_moves.iter()) {
+            let (Some(d), Some(to)) = (c.domain_index(&m.vm), c.host_index(&m.to)) else {
+                continue;
+            };
+            let from = c.domains()[d].host;
+            if creates_violation(&rules, &snap, &m.vm, to) || maint.contains(&to) {
+                r.rule_violations += 1;
+            }
+            match c.start_migration(d, to) {
+                Ok(end) => {
+                    started_now += 1;
+                    r.migrations += 1;
+                    per_vm[d] += 1;
+                    mig_starts.push(t);
+                    let secs = (end - t_ms) as f64 / 1000.0;
+                    r.migration_seconds += secs;
+                    r.bytes_moved += c.domains()[d].mem_kib * 1024;
+                    let from_name = c.hosts()[from].name.clone();
+                    if history
+                        .of_vm(&m.vm)
+                        .any(|h| h.from == m.to && h.start + 3600 > t)
+                    {
+                        r.ping_pong += 1;
+                    }
+                    history.record(MigrationRecord {
+                        vm: m.vm.clone(),
+                        from: from_name,
+                        to: m.to.clone(),
+                        start: t,
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(vm = %m.vm, error = %e, "migration refused");
+                    r.migrations_refused += 1;
+                }
+            }
+        }
+        if started_now > 0 {
+            r.rounds_with_moves += 1;
+        }
+        let concurrent = c.domains().iter().filter(|d| d.migration.is_some()).count() as u64;
+        r.migrations_max_concurrent = r.migrations_max_concurrent.max(concurrent);
+
+        // Account [t, t + tick) in segments split at migration completions.
+        let end_ms = t_ms + tick_ms;
+        let mut events: Vec<u64> = vec![t_ms];
+        for dom in c.domains() {
+            if let Some(m) = dom.migration {
+                if m.end_ms > t_ms && m.end_ms < end_ms {
+                    events.push(m.end_ms);
+                }
+            }
+        }
+        events.sort_unstable();
+        events.dedup();
+        events.push(end_ms);
+        let mut req = vec![0.0f64; nh];
+        let mut alloc_req = vec![0.0f64; nh];
+        let mut host_active_any = vec![false; nh];
+        for w in events.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            let dt = (b - a) as f64 / 1000.0;
+            req.iter_mut().for_each(|x| *x = 0.0);
+            alloc_req.iter_mut().for_each(|x| *x = 0.0);
+            // (vm demand, capped request, migrating-out) per VM, for the scheduler.
+            let mut vm_rows: Vec<(usize, f64, f64, u8)> = Vec::with_capacity(nv);
+            for (d, dom) in c.domains().iter().enumerate() {
+                if !c.hosts()[dom.host].up
+                    || dom.state != gmond_metrics::hypervisor::DomainState::Running
+                {
+                    continue;
+                }
+                let dem = c.demand_mhz(d, t_ms);
+                let migrating = dom.migration.is_some_and(|m| match sc.accounting {
+                    Accounting::Exact => a >= m.start_ms && a < m.end_ms,
+                    Accounting::Cloudsim => a > m.start_ms && a <= m.end_ms,
+                });
+                let src = dom.host;
+                let capped = dem.min(pe_mhz[src]);
+                req[src] += dem;
+                alloc_req[src] += capped;
+                vm_rows.push((src, dem, capped, u8::from(migrating)));
+                if migrating {
+                    if let Some(m) = dom.migration {
+                        let dst = m.dest;
+                        let cd = dem.min(pe_mhz[dst]);
+                        alloc_req[dst] += 0.1 * cd;
+                        if sc.accounting == Accounting::Cloudsim {
+                            req[dst] += dem;
+                        } else {
+                            req[dst] += 0.1 * cd;
+                        }
+                        vm_rows.push((dst, 0.0, 0.1 * cd, 2));
+                    }
+                }
+            }
+            // Scale per host if oversubscribed.
+            let scale: Vec<f64> = (0..nh)
+                .map(|h| {
+                    if alloc_req[h] > cap[h] {
+                        cap[h] / alloc_req[h]
+                    } else {
+                        1.0
+                    }
+                })
+                .collect();
+            let mut util_alloc = vec![0.0f64; nh];
+            for &(h, dem, capped, mig) in &vm_rows {
+                let granted = capped * scale[h];
+                match mig {
+                    2 => util_alloc[h] += granted,
+                    1 => {
+                        let got = 0.9 * granted;
+                        util_alloc[h] += got / 0.9;
+                        unmet_total += (dem - got).max(0.0) * dt;
+                        unmet_mig += (dem - got).max(0.0) * dt;
+                        req_total += dem * dt;
+                    }
+                    _ => {
+                        util_alloc[h] += granted;
+                        unmet_total += (dem - granted).max(0.0) * dt;
+                        req_total += dem * dt;
+                    }
+                }
+            }
+            for h in 0..nh {
+                if !c.hosts()[h].up {
+                    continue;
+                }
+                let u = util_alloc[h] / cap[h];
+                if util_alloc[h] > 0.0 {
+                    host_active_any[h] = true;
+                    active_time += dt;
+                    if util_alloc[h] < req[h] * (1.0 - 1e-9) {
+                        sla_time += dt;
+                    }
+                    let pw = curve(sc.hosts[h].power.as_deref()).unwrap_or(PowerCurve::G4);
+                    energy_ws += pw.watts(u) * dt;
+                }
+                if req[h] >= cap[h] {
+                    r.overload_host_s += dt;
+                }
+                if req[h] >= sc.high_util * cap[h] {
+                    r.high_util_host_s += dt;
+                }
+            }
+        }
+        active_host_ticks += host_active_any.iter().filter(|x| **x).count() as f64;
+        if opts.progress && (k % 24 == 0 || k + 1 == ticks) {
+            eprintln!(
+                "[{}] t={}s/{}s migrations={} sigma={:.3}",
+                sc.name, t, sc.duration_s, r.migrations, sigma
+            );
+        }
+    }
+    c.advance_to(ticks * tick_ms + 3_600_000)?;
+    r.energy_kwh = energy_ws / 3.6e6;
+    r.slatah = if active_time > 0.0 {
+        sla_time / active_time
+    } else {
+        0.0
+    };
+    r.pdm = if req_total > 0.0 {
+        unmet_mig / req_total
+    } else {
+        0.0
+    };
+    r.unmet_demand = if req_total > 0.0 {
+        unmet_total / req_total
+    } else {
+        0.0
+    };
+    r.slav = r.slatah * r.pdm;
+    r.esv = r.energy_kwh * r.slav;
+    r.migrations_max_per_vm = per_vm.iter().copied().max().unwrap_or(0);
+    let mut per_hour: BTreeMap<u64, u64> = BTreeMap::new();
+    for s in &mig_starts {
+        *per_hour.entry(s / 3600).or_default() += 1;
+    }
+    r.migrations_max_per_hour = per_hour.values().copied().max().unwrap_or(0);
+    let displaced = c
+        .domains()
+        .iter()
+        .zip(first_host.iter_mut())
+        .filter(|(d, f)| d.host != **f)
+        .count() as u64;
+    r.churn = r.migrations.saturating_sub(displaced);
+    r.vms_on_maintenance_at_end = c
+        .domains()
+        .iter()
+        .filter(|d| maint.contains(&d.host))
+        .count() as u64;
+    r.active_hosts_mean = if ticks > 0 {
+        active_host_ticks / ticks as f64
+    } else {
+        0.0
+    };
+    r.sigma_cpu_mean = if sigmas.is_empty() {
+        0.0
+    } else {
+        sigmas.iter().sum::<f64>() / sigmas.len() as f64
+    };
+    r.sigma_cpu_p95 = percentile(&mut sigmas, 95.0);
+    r.decision_ms_p50 = percentile(&mut decision_ms, 50.0);
+    r.decision_ms_p99 = percentile(&mut decision_ms, 99.0);
+    Ok(r)
+}
+
+/// VMs currently violating an anti-affinity, affinity or pinning rule.
+fn violating_vms(rules: &Rules, s: &Snapshot) -> usize {
+    let mut bad = BTreeSet::new();
+    for g in &rules.anti {
+        let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
+        for &v in g {
+            *seen.entry(s.vms[v].host_idx).or_default() += 1;
+        }
+        for &v in g {
+            if seen[&s.vms[v].host_idx] > 1 {
+                bad.insert(v);
+            }
+        }
+    }
+    for g in &rules.aff {
+        let hosts: BTreeSet<usize> = g.iter().map(|&v| s.vms[v].host_idx).collect();
+        if hosts.len() > 1 {
+            bad.extend(g.iter().copied());
+        }
+    }
+    for v in 0..s.vms.len() {
+        if !rules.pin_allows(v, s.vms[v].host_idx) {
+            bad.insert(v);
+        }
+    }
+    bad.len()
+}
+
+/// True if moving `vm` to host `to` breaks a hard rule given the snapshot placement.
+fn creates_violation(rules: &Rules, s: &Snapshot, vm: &str, to: usize) -> bool {
+    let Some(v) = s.vm_index(vm) else {
+        return false;
+    };
+    if !rules.pin_allows(v, to) {
+        return true;
+    }
+    let infeasible = |g: &Vec<usize>| g.len() > s.hosts.iter().filter(|h| h.up).count();
+    rules.anti_of[v].iter().any(|&g| {
+        !infeasible(&rules.anti[g])
+            && rules.anti[g]
+                .iter()
+                .any(|&o| o != v && s.vms[o].host_idx == to)
+    })
+}

@@ -1,0 +1,13 @@
+//! Discrete-time simulator: drives a policy over the simulated hypervisor (gmond-metrics) tick
+//! by tick and measures the balancing.md section 5.1 metrics.
+//!
+//! Migration model as CloudSim's: time = memory / (bandwidth / 2); while migrating the VM gets
+//! 90 % of its demand on the source and the destination reserves another 10 %.
+
+pub mod engine;
+pub mod report;
+pub mod scenario;
+
+pub use engine::{simulate, SimOptions};
+pub use report::Report;
+pub use scenario::{builtin as builtin_scenario, Scenario, BUILTIN_SCENARIOS};

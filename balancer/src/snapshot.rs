@@ -1,0 +1,435 @@
+//! The cluster snapshot every policy decides on: hosts and VMs with capacities and demands,
+//! built from a Ganglia cluster view (virtual-node metric convention), a scenario file or the
+//! simulator, always through the same type.
+
+use std::collections::BTreeMap;
+
+use ganglia_wire::model::{Cluster, Host};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{BalancerError, Result};
+
+/// Power draw in watts at 0, 10, ..., 100 % CPU (SPECpower style), linearly interpolated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PowerCurve(pub [f64; 11]);
+
+impl PowerCurve {
+    /// HP ProLiant ML110 G4 (Xeon 3040), SPECpower, as used by CloudSim.
+    pub const G4: PowerCurve = PowerCurve([
+        86.0, 89.4, 92.6, 96.0, 99.5, 102.0, 106.0, 108.0, 112.0, 114.0, 117.0,
+    ]);
+    /// HP ProLiant ML110 G5 (Xeon 3075), SPECpower, as used by CloudSim.
+    pub const G5: PowerCurve = PowerCurve([
+        93.7, 97.0, 101.0, 105.0, 110.0, 116.0, 121.0, 125.0, 129.0, 133.0, 135.0,
+    ]);
+
+    /// Watts at utilisation `u` (clamped to 0..=1).
+    pub fn watts(&self, u: f64) -> f64 {
+        let u = u.clamp(0.0, 1.0) * 10.0;
+        let i = (u.floor() as usize).min(9);
+        let f = u - i as f64;
+        self.0[i] + (self.0[i + 1] - self.0[i]) * f
+    }
+}
+
+/// One physical host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostState {
+    /// Host name (unique).
+    pub name: String,
+    /// Physical CPUs.
+    pub cpus: u32,
+    /// MHz per CPU.
+    pub mhz: f64,
+    /// Memory, KB.
+    pub mem_kb: u64,
+    /// Alive (TN < 4 TMAX for a Ganglia view).
+    #[serde(default = "yes")]
+    pub up: bool,
+    /// In maintenance: drained, never filled.
+    #[serde(default)]
+    pub maintenance: bool,
+    /// Power model, if known (consolidation uses it; a generic curve otherwise).
+    #[serde(default)]
+    pub power: Option<PowerCurve>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl HostState {
+    /// CPU capacity in MHz.
+    pub fn cpu_mhz(&self) -> f64 {
+        f64::from(self.cpus) * self.mhz
+    }
+}
+
+/// One VM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmState {
+    /// VM name (unique).
+    pub name: String,
+    /// Name of the host it runs on.
+    pub host: String,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// CPU capacity of the VM, MHz (vCPUs x host MHz unless the VM is capped).
+    pub cpu_cap_mhz: f64,
+    /// Current CPU demand, MHz.
+    pub cpu_demand_mhz: f64,
+    /// Memory size, KB.
+    pub mem_kb: u64,
+    /// Memory in use, KB.
+    #[serde(default)]
+    pub mem_used_kb: u64,
+    /// A migration of this VM is in flight.
+    #[serde(default)]
+    pub migrating: bool,
+    /// Index of `host` in `Snapshot::hosts`, filled by [`Snapshot::new`].
+    #[serde(skip)]
+    pub host_idx: usize,
+}
+
+impl VmState {
+    /// CPU demand as a fraction of the VM's capacity.
+    pub fn cpu_frac(&self) -> f64 {
+        if self.cpu_cap_mhz > 0.0 {
+            self.cpu_demand_mhz / self.cpu_cap_mhz
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Hosts and VMs at one instant. Both lists are sorted by name, so iteration order (and every
+/// plan derived from it) is the same on every machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Snapshot {
+    /// Epoch (or simulated) seconds.
+    pub time: u64,
+    /// Hosts, sorted by name.
+    pub hosts: Vec<HostState>,
+    /// VMs, sorted by name.
+    pub vms: Vec<VmState>,
+}
+
+/// The VM metric suffixes of the virtual-node convention (ganglia.md E.1).
+pub const VM_METRICS: [&str; 5] = [
+    "vcpu_util",
+    "vcpu_num",
+    "vmem_total",
+    "vmem_util",
+    "vcpu_state",
+];
+
+impl Snapshot {
+    /// Sorts, checks uniqueness and resolves every VM's host index.
+    pub fn new(time: u64, mut hosts: Vec<HostState>, mut vms: Vec<VmState>) -> Result<Snapshot> {
+        hosts.sort_by(|a, b| a.name.cmp(&b.name));
+        vms.sort_by(|a, b| a.name.cmp(&b.name));
+        for w in hosts.windows(2) {
+            if w[0].name == w[1].name {
+                return Err(BalancerError::Snapshot(format!(
+                    "duplicate host {:?}",
+                    w[0].name
+                )));
+            }
+        }
+        for w in vms.windows(2) {
+            if w[0].name == w[1].name {
+                return Err(BalancerError::Snapshot(format!(
+                    "duplicate vm {:?}",
+                    w[0].name
+                )));
+            }
+        }
+        for h in &hosts {
+            if h.cpus == 0 || !(h.mhz > 0.0) || h.mem_kb == 0 {
+                return Err(BalancerError::Snapshot(format!(
+                    "host {:?} needs cpus, mhz and memory > 0",
+                    h.name
+                )));
+            }
+        }
+        for vm in &mut vms {
+            vm.host_idx = hosts
+                .binary_search_by(|h| h.name.as_str().cmp(&vm.host))
+                .map_err(|_| {
+                    BalancerError::Snapshot(format!(
+                        "vm {:?} on unknown host {:?}",
+                        vm.name, vm.host
+                    ))
+                })?;
+            if !vm.cpu_demand_mhz.is_finite() || vm.cpu_demand_mhz < 0.0 {
+                return Err(BalancerError::Snapshot(format!(
+                    "vm {:?}: bad cpu demand",
+                    vm.name
+                )));
+            }
+        }
+        Ok(Snapshot { time, hosts, vms })
+    }
+
+    /// Re-resolves host indices after deserialising (serde skips them).
+    pub fn reindexed(self) -> Result<Snapshot> {
+        Snapshot::new(self.time, self.hosts, self.vms)
+    }
+
+    /// Parses a snapshot from JSON or TOML text (chosen by `is_toml`).
+    pub fn parse(text: &str, is_toml: bool) -> Result<Snapshot> {
+        let s: Snapshot = if is_toml {
+            toml::from_str(text).map_err(|e| BalancerError::Config(e.to_string()))?
+        } else {
+            serde_json::from_str(text)?
+        };
+        s.reindexed()
+    }
+
+    /// Index of a host by name.
+    pub fn host_index(&self, name: &str) -> Option<usize> {
+        self.hosts
+            .binary_search_by(|h| h.name.as_str().cmp(name))
+            .ok()
+    }
+
+    /// Index of a VM by name.
+    pub fn vm_index(&self, name: &str) -> Option<usize> {
+        self.vms
+            .binary_search_by(|v| v.name.as_str().cmp(name))
+            .ok()
+    }
+
+    /// Builds a snapshot from a Ganglia cluster view.
+    ///
+    /// Host capacity comes from `vnode_cpu_num`/`vnode_cpu_speed`/`vnode_mem_total`, falling
+    /// back to gmond's `cpu_num`/`cpu_speed`/`mem_total`. A host is up iff TN < 4 TMAX, and in
+    /// maintenance if its TAGS contain `maintenance` or it reports a metric `maintenance` != 0.
+    ///
+    /// VM names: a metric `<vm>.<suffix>` belongs to VM `<vm>` when `<suffix>` (the text after
+    /// the **last** '.') is one of [`VM_METRICS`]. Splitting at the last dot keeps VM names that
+    /// contain dots (FQDNs such as `web1.example.com`) whole; names whose last segment is not a
+    /// VM metric (e.g. `disk.free` style host metrics) are ignored. A VM needs `vcpu_num` to be
+    /// counted; missing `vcpu_util` means demand 0, missing `vmem_total` means memory 0.
+    /// `now` is the snapshot time (the cluster's LOCALTIME is not trusted for it).
+    pub fn from_cluster(cluster: &Cluster, now: u64) -> Snapshot {
+        let mut hosts = Vec::new();
+        let mut vms = Vec::new();
+        for h in &cluster.hosts {
+            let mhz = num(h, "vnode_cpu_speed")
+                .or_else(|| num(h, "cpu_speed"))
+                .unwrap_or(0.0);
+            let cpus = num(h, "vnode_cpu_num")
+                .or_else(|| num(h, "cpu_num"))
+                .unwrap_or(0.0);
+            let mem = num(h, "vnode_mem_total")
+                .or_else(|| num(h, "mem_total"))
+                .unwrap_or(0.0);
+            if cpus < 1.0 || mhz <= 0.0 || mem <= 0.0 {
+                // Without capacity the host cannot take part in balancing.
+                tracing::debug!(host = %h.name, "skipping host without capacity metrics");
+                continue;
+            }
+            let maintenance = h.tags.split(',').any(|t| t.trim() == "maintenance")
+                || num(h, "maintenance").is_some_and(|v| v != 0.0);
+            hosts.push(HostState {
+                name: h.name.clone(),
+                cpus: cpus as u32,
+                mhz,
+                mem_kb: mem as u64,
+                up: h.is_up(),
+                maintenance,
+                power: None,
+            });
+            let mut per_vm: BTreeMap<&str, [Option<f64>; 5]> = BTreeMap::new();
+            for m in &h.metrics {
+                let Some((vm, suffix)) = m.name.rsplit_once('.') else {
+                    continue;
+                };
+                let Some(k) = VM_METRICS.iter().position(|s| *s == suffix) else {
+                    continue;
+                };
+                if vm.is_empty() {
+                    continue;
+                }
+                per_vm.entry(vm).or_default()[k] = m.as_f64();
+            }
+            for (vm, v) in per_vm {
+                let Some(vcpus) = v[1] else { continue };
+                let vcpus = vcpus.max(0.0) as u32;
+                let util = v[0].unwrap_or(0.0).clamp(0.0, 100.0) / 100.0;
+                let mem_kb = v[2].unwrap_or(0.0).max(0.0) as u64;
+                let mem_util = v[3].unwrap_or(100.0).clamp(0.0, 100.0) / 100.0;
+                let cap = f64::from(vcpus) * mhz;
+                vms.push(VmState {
+                    name: vm.to_string(),
+                    host: h.name.clone(),
+                    vcpus,
+                    cpu_cap_mhz: cap,
+                    cpu_demand_mhz: util * cap,
+                    mem_kb,
+                    mem_used_kb: (mem_kb as f64 * mem_util) as u64,
+                    migrating: false,
+                    host_idx: 0,
+                });
+            }
+        }
+        // A VM reported by two hosts (mid-migration views) is kept once: on the host that
+        // reports it with the higher demand is arbitrary, so keep the lexically first host.
+        vms.sort_by(|a, b| a.name.cmp(&b.name).then(a.host.cmp(&b.host)));
+        vms.dedup_by(|b, a| a.name == b.name);
+        match Snapshot::new(now, hosts, vms) {
+            Ok(s) => s,
+            Err(e) => {
+                // Only duplicate host names can fail here (the VM hosts all exist).
+                tracing::warn!(error = %e, "cluster view inconsistent; using an empty snapshot");
+                Snapshot {
+                    time: now,
+                    ..Default::default()
+                }
+            }
+        }
+    }
+
+    /// Demand and capacity totals per host: (cpu demand MHz, memory committed KB, vCPUs).
+    pub fn host_loads(&self) -> Vec<(f64, u64, u32)> {
+        let mut out = vec![(0.0, 0u64, 0u32); self.hosts.len()];
+        for vm in &self.vms {
+            let o = &mut out[vm.host_idx];
+            o.0 += vm.cpu_demand_mhz;
+            o.1 += vm.mem_kb;
+            o.2 += vm.vcpus;
+        }
+        out
+    }
+}
+
+fn num(h: &Host, name: &str) -> Option<f64> {
+    h.metric_f64(name).filter(|v| v.is_finite())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ganglia_wire::model::Metric;
+
+    fn metric(name: &str, val: &str) -> Metric {
+        Metric {
+            name: name.into(),
+            val: val.into(),
+            ty: "float".into(),
+            tmax: 60,
+            ..Default::default()
+        }
+    }
+
+    fn hv(name: &str, tn: u64, metrics: Vec<Metric>) -> Host {
+        Host {
+            name: name.into(),
+            tn,
+            tmax: 20,
+            metrics,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cluster_view_becomes_snapshot() {
+        let c = Cluster {
+            name: "c".into(),
+            hosts: vec![
+                hv(
+                    "hv1",
+                    5,
+                    vec![
+                        metric("vnode_cpu_num", "8"),
+                        metric("vnode_cpu_speed", "2000"),
+                        metric("vnode_mem_total", "16000000"),
+                        metric("cpu_num", "4"),
+                        metric("web1.example.com.vcpu_util", "50"),
+                        metric("web1.example.com.vcpu_num", "2"),
+                        metric("web1.example.com.vmem_total", "2000000"),
+                        metric("web1.example.com.vmem_util", "25"),
+                        metric("db.vcpu_num", "4"),
+                        metric("disk.free", "3"),
+                        metric(".vcpu_num", "3"),
+                    ],
+                ),
+                // Stock gmond only, and dead (TN >= 4 TMAX).
+                hv(
+                    "hv0",
+                    80,
+                    vec![
+                        metric("cpu_num", "4"),
+                        metric("cpu_speed", "1000"),
+                        metric("mem_total", "8000000"),
+                    ],
+                ),
+                hv("nocap", 0, vec![metric("load_one", "1")]),
+            ],
+            ..Default::default()
+        };
+        let s = Snapshot::from_cluster(&c, 42);
+        assert_eq!(s.time, 42);
+        let names: Vec<&str> = s.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["hv0", "hv1"]);
+        assert!(!s.hosts[0].up);
+        assert!(s.hosts[1].up);
+        assert_eq!(s.hosts[1].cpus, 8);
+        let vms: Vec<&str> = s.vms.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(vms, ["db", "web1.example.com"]);
+        let web = &s.vms[1];
+        assert_eq!(web.host_idx, 1);
+        assert_eq!(web.cpu_cap_mhz, 4000.0);
+        assert_eq!(web.cpu_demand_mhz, 2000.0);
+        assert_eq!(web.mem_kb, 2_000_000);
+        assert_eq!(web.mem_used_kb, 500_000);
+        assert_eq!(s.vms[0].cpu_demand_mhz, 0.0);
+    }
+
+    #[test]
+    fn bad_snapshots_are_errors() {
+        let h = HostState {
+            name: "a".into(),
+            cpus: 1,
+            mhz: 1.0,
+            mem_kb: 1,
+            up: true,
+            maintenance: false,
+            power: None,
+        };
+        let vm = VmState {
+            name: "v".into(),
+            host: "zz".into(),
+            vcpus: 1,
+            cpu_cap_mhz: 1.0,
+            cpu_demand_mhz: 0.5,
+            mem_kb: 1,
+            mem_used_kb: 0,
+            migrating: false,
+            host_idx: 0,
+        };
+        assert!(Snapshot::new(0, vec![h.clone(), h.clone()], vec![]).is_err());
+        assert!(Snapshot::new(0, vec![h.clone()], vec![vm.clone()]).is_err());
+        let ok = Snapshot::new(
+            0,
+            vec![h],
+            vec![VmState {
+                host: "a".into(),
+                ..vm
+            }],
+        )
+        .unwrap();
+        let json = serde_json::to_string(&ok).unwrap();
+        assert_eq!(Snapshot::parse(&json, false).unwrap(), ok);
+        assert!(Snapshot::parse("{", false).is_err());
+    }
+
+    #[test]
+    fn power_curve_interpolates() {
+        assert_eq!(PowerCurve::G4.watts(0.0), 86.0);
+        assert_eq!(PowerCurve::G4.watts(1.0), 117.0);
+        assert!((PowerCurve::G5.watts(0.05) - 95.35).abs() < 1e-9);
+        assert_eq!(PowerCurve::G5.watts(2.0), 135.0);
+    }
+}

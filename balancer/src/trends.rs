@@ -1,0 +1,420 @@
+//! Per-host and per-VM load histories with smoothing (EWMA), a least-squares trend and its
+//! forecast, sustained-condition tests (k of the last n over a threshold) and robust spread
+//! statistics (IQR, MAD) for Beloglazov's detectors.
+//!
+//! History lives in memory; [`TrendStore`] is the boundary where an RRD-backed store plugs in.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use statrs::statistics::{Data, OrderStatistics, Statistics};
+
+use crate::error::Result;
+use crate::snapshot::Snapshot;
+
+/// A bounded time series of one quantity (a utilisation in 0..=1, usually).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    cap: usize,
+    alpha: f64,
+    /// (time, value), oldest first.
+    samples: VecDeque<(u64, f64)>,
+    ewma: Option<f64>,
+}
+
+impl Series {
+    /// An empty series keeping `cap` samples, smoothing with EWMA weight `alpha` (0..=1).
+    pub fn new(cap: usize, alpha: f64) -> Series {
+        Series {
+            cap: cap.max(1),
+            alpha: alpha.clamp(0.0, 1.0),
+            samples: VecDeque::with_capacity(cap.max(1)),
+            ewma: None,
+        }
+    }
+
+    /// Appends a sample, dropping the oldest beyond capacity. A sample at an already-seen time
+    /// replaces the last one (a re-read of the same feed must not count twice).
+    pub fn push(&mut self, t: u64, v: f64) {
+        let v = if v.is_finite() { v } else { 0.0 };
+        if let Some(last) = self.samples.back_mut() {
+            if last.0 == t {
+                last.1 = v;
+                return;
+            }
+        }
+        if self.samples.len() == self.cap {
+            self.samples.pop_front();
+        }
+        self.samples.push_back((t, v));
+        self.ewma = Some(match self.ewma {
+            None => v,
+            Some(e) => self.alpha * v + (1.0 - self.alpha) * e,
+        });
+    }
+
+    /// Number of samples held.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// The newest value.
+    pub fn last(&self) -> Option<f64> {
+        self.samples.back().map(|s| s.1)
+    }
+
+    /// Exponentially weighted moving average.
+    pub fn ewma(&self) -> Option<f64> {
+        self.ewma
+    }
+
+    /// The newest `n` values, oldest first.
+    pub fn recent(&self, n: usize) -> impl Iterator<Item = f64> + '_ {
+        let skip = self.samples.len().saturating_sub(n);
+        self.samples.iter().skip(skip).map(|s| s.1)
+    }
+
+    /// Mean of the newest `n` values.
+    pub fn mean(&self, n: usize) -> Option<f64> {
+        let v: Vec<f64> = self.recent(n).collect();
+        (!v.is_empty()).then(|| v.iter().mean())
+    }
+
+    /// Least-squares line through the newest `n` values against their index 0..n-1:
+    /// (intercept, slope). None with fewer than 2 samples.
+    pub fn linear_trend(&self, n: usize) -> Option<(f64, f64)> {
+        let y: Vec<f64> = self.recent(n).collect();
+        linear_fit(&y)
+    }
+
+    /// Value the trend predicts `ahead` samples after the newest one (the newest value itself
+    /// when there is no trend yet).
+    pub fn forecast(&self, n: usize, ahead: usize) -> Option<f64> {
+        let len = self.recent(n).count();
+        match self.linear_trend(n) {
+            Some((a, b)) => Some(a + b * ((len - 1 + ahead) as f64)),
+            None => self.last(),
+        }
+    }
+
+    /// True when at least `k` of the newest `n` values exceed `threshold` (Sandpiper's test).
+    pub fn sustained_above(&self, k: usize, n: usize, threshold: f64) -> bool {
+        k > 0 && self.recent(n).filter(|v| *v > threshold).count() >= k
+    }
+
+    /// True when at least `k` of the newest `n` values are below `threshold`.
+    pub fn sustained_below(&self, k: usize, n: usize, threshold: f64) -> bool {
+        k > 0 && self.recent(n).filter(|v| *v < threshold).count() >= k
+    }
+
+    /// Median absolute deviation of the newest `n` values.
+    pub fn mad(&self, n: usize) -> Option<f64> {
+        let v: Vec<f64> = self.recent(n).collect();
+        mad(&v)
+    }
+}
+
+/// Least-squares fit y = a + b x with x = 0, 1, ...: (a, b).
+pub fn linear_fit(y: &[f64]) -> Option<(f64, f64)> {
+    let n = y.len();
+    if n < 2 {
+        return None;
+    }
+    let nf = n as f64;
+    let mx = (nf - 1.0) / 2.0;
+    let my = y.iter().mean();
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for (i, v) in y.iter().enumerate() {
+        let dx = i as f64 - mx;
+        sxy += dx * (v - my);
+        sxx += dx * dx;
+    }
+    let b = sxy / sxx;
+    Some((my - b * mx, b))
+}
+
+/// Median absolute deviation (statrs medians).
+pub fn mad(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let med = Data::new(v.to_vec()).median();
+    let dev: Vec<f64> = v.iter().map(|x| (x - med).abs()).collect();
+    Some(Data::new(dev).median())
+}
+
+/// Percentile `p` (0..=100) with Apache commons-math's default estimator (position
+/// p(n+1)/100, linear interpolation, clamped to the ends), which CloudSim's IQR detector uses;
+/// statrs' estimator differs on small samples, and fidelity needs the same numbers.
+pub fn percentile_commons(v: &[f64], p: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len() as f64;
+    let pos = p * (n + 1.0) / 100.0;
+    if pos < 1.0 {
+        return Some(s[0]);
+    }
+    if pos >= n {
+        return Some(s[s.len() - 1]);
+    }
+    let lo = pos.floor();
+    let d = pos - lo;
+    let i = lo as usize - 1;
+    Some(s[i] + d * (s[i + 1] - s[i]))
+}
+
+/// Interquartile range with [`percentile_commons`].
+pub fn iqr(v: &[f64]) -> Option<f64> {
+    Some(percentile_commons(v, 75.0)? - percentile_commons(v, 25.0)?)
+}
+
+/// Population standard deviation (statrs).
+pub fn population_std_dev(v: &[f64]) -> f64 {
+    if v.len() < 2 {
+        0.0
+    } else {
+        v.iter().population_std_dev()
+    }
+}
+
+/// Settings of the in-memory history.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TrendConfig {
+    /// Samples kept per series (default 30, as CloudSim's VM history).
+    pub capacity: usize,
+    /// EWMA weight of the newest sample (default 0.3).
+    pub alpha: f64,
+}
+
+impl Default for TrendConfig {
+    fn default() -> Self {
+        TrendConfig {
+            capacity: 30,
+            alpha: 0.3,
+        }
+    }
+}
+
+/// Histories for every host (CPU and memory utilisation) and VM (CPU demand as a fraction of
+/// its capacity), keyed by name so they survive reordering and host changes.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Trends {
+    cfg: TrendConfig,
+    host_cpu: BTreeMap<String, Series>,
+    host_mem: BTreeMap<String, Series>,
+    vm_cpu: BTreeMap<String, Series>,
+}
+
+impl Trends {
+    /// Empty histories.
+    pub fn new(cfg: TrendConfig) -> Trends {
+        Trends {
+            cfg,
+            ..Default::default()
+        }
+    }
+
+    /// Records one snapshot. VMs and hosts that disappeared keep their (frozen) history.
+    pub fn observe(&mut self, s: &Snapshot) {
+        let loads = s.host_loads();
+        let (cap, alpha) = (self.cfg.capacity, self.cfg.alpha);
+        for (h, (cpu, mem, _)) in s.hosts.iter().zip(loads) {
+            if !h.up {
+                continue;
+            }
+            self.host_cpu
+                .entry(h.name.clone())
+                .or_insert_with(|| Series::new(cap, alpha))
+                .push(s.time, cpu / h.cpu_mhz());
+            self.host_mem
+                .entry(h.name.clone())
+                .or_insert_with(|| Series::new(cap, alpha))
+                .push(s.time, mem as f64 / h.mem_kb as f64);
+        }
+        for vm in &s.vms {
+            match self.vm_cpu.get_mut(&vm.name) {
+                Some(series) => series.push(s.time, vm.cpu_frac()),
+                None => {
+                    let mut series = Series::new(cap, alpha);
+                    series.push(s.time, vm.cpu_frac());
+                    self.vm_cpu.insert(vm.name.clone(), series);
+                }
+            }
+        }
+    }
+
+    /// CPU utilisation history of a host.
+    pub fn host_cpu(&self, host: &str) -> Option<&Series> {
+        self.host_cpu.get(host)
+    }
+
+    /// Memory utilisation history of a host.
+    pub fn host_mem(&self, host: &str) -> Option<&Series> {
+        self.host_mem.get(host)
+    }
+
+    /// CPU history of a VM (fraction of its capacity).
+    pub fn vm_cpu(&self, vm: &str) -> Option<&Series> {
+        self.vm_cpu.get(vm)
+    }
+
+    /// Writes the newest sample of every series to a store.
+    pub fn persist(&self, store: &mut dyn TrendStore) -> Result<()> {
+        for (prefix, map) in [
+            ("host_cpu", &self.host_cpu),
+            ("host_mem", &self.host_mem),
+            ("vm_cpu", &self.vm_cpu),
+        ] {
+            for (name, s) in map {
+                if let Some(&(t, v)) = s.samples.back() {
+                    store.append(&format!("{prefix}/{name}"), t, v)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the histories of the named hosts and VMs from a store (after a restart).
+    pub fn restore(&mut self, store: &dyn TrendStore, hosts: &[&str], vms: &[&str]) -> Result<()> {
+        let (cap, alpha) = (self.cfg.capacity, self.cfg.alpha);
+        let load = |prefix: &str, name: &str| -> Result<Series> {
+            let mut s = Series::new(cap, alpha);
+            for (t, v) in store.recent(&format!("{prefix}/{name}"), cap)? {
+                s.push(t, v);
+            }
+            Ok(s)
+        };
+        for h in hosts {
+            let c = load("host_cpu", h)?;
+            let m = load("host_mem", h)?;
+            self.host_cpu.insert((*h).to_string(), c);
+            self.host_mem.insert((*h).to_string(), m);
+        }
+        for v in vms {
+            let s = load("vm_cpu", v)?;
+            self.vm_cpu.insert((*v).to_string(), s);
+        }
+        Ok(())
+    }
+}
+
+/// Persistent history backend (an RRD directory later; memory for now and in tests).
+pub trait TrendStore {
+    /// Appends one sample to the series `key` (e.g. `vm_cpu/web1`).
+    fn append(&mut self, key: &str, t: u64, value: f64) -> Result<()>;
+    /// The newest `n` samples of `key`, oldest first (empty if unknown).
+    fn recent(&self, key: &str, n: usize) -> Result<Vec<(u64, f64)>>;
+}
+
+/// A [`TrendStore`] in memory.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    series: BTreeMap<String, Vec<(u64, f64)>>,
+}
+
+impl TrendStore for MemoryStore {
+    fn append(&mut self, key: &str, t: u64, value: f64) -> Result<()> {
+        self.series
+            .entry(key.to_string())
+            .or_default()
+            .push((t, value));
+        Ok(())
+    }
+
+    fn recent(&self, key: &str, n: usize) -> Result<Vec<(u64, f64)>> {
+        Ok(self
+            .series
+            .get(key)
+            .map_or_else(Vec::new, |v| v[v.len().saturating_sub(n)..].to_vec()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(vals: &[f64]) -> Series {
+        let mut s = Series::new(10, 0.5);
+        for (i, v) in vals.iter().enumerate() {
+            s.push(i as u64, *v);
+        }
+        s
+    }
+
+    #[test]
+    fn ewma_by_hand() {
+        let s = series(&[1.0, 0.0, 1.0]);
+        // 1 -> 0.5 -> 0.75
+        assert_eq!(s.ewma(), Some(0.75));
+    }
+
+    #[test]
+    fn trend_and_forecast_by_hand() {
+        let s = series(&[0.1, 0.2, 0.3, 0.4]);
+        let (a, b) = s.linear_trend(4).unwrap();
+        assert!((a - 0.1).abs() < 1e-12 && (b - 0.1).abs() < 1e-12);
+        assert!((s.forecast(4, 2).unwrap() - 0.6).abs() < 1e-12);
+        assert!((s.forecast(2, 1).unwrap() - 0.5).abs() < 1e-12);
+        assert_eq!(series(&[0.7]).forecast(5, 3), Some(0.7));
+    }
+
+    #[test]
+    fn sustained_k_of_n() {
+        let s = series(&[0.9, 0.1, 0.9, 0.9, 0.2]);
+        assert!(s.sustained_above(3, 5, 0.8));
+        assert!(!s.sustained_above(3, 3, 0.8));
+        assert!(s.sustained_below(2, 5, 0.5));
+        assert!(!s.sustained_above(0, 5, 0.0));
+    }
+
+    #[test]
+    fn capacity_and_same_time_replace() {
+        let mut s = Series::new(2, 1.0);
+        s.push(1, 0.1);
+        s.push(1, 0.2);
+        assert_eq!(s.len(), 1);
+        s.push(2, 0.3);
+        s.push(3, 0.4);
+        assert_eq!(s.recent(5).collect::<Vec<_>>(), vec![0.3, 0.4]);
+        s.push(4, f64::NAN);
+        assert_eq!(s.last(), Some(0.0));
+    }
+
+    #[test]
+    fn robust_statistics_by_hand() {
+        // commons-math: n=4, p25 -> pos 1.25 -> 1 + 0.25*(2-1) = 1.25; p75 -> pos 3.75 -> 3.75.
+        let v = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(percentile_commons(&v, 25.0), Some(1.25));
+        assert_eq!(percentile_commons(&v, 75.0), Some(3.75));
+        assert_eq!(iqr(&v), Some(2.5));
+        // median 3; deviations 2,1,0,1,6 -> median 1.
+        assert_eq!(mad(&[1.0, 2.0, 3.0, 4.0, 9.0]), Some(1.0));
+        assert_eq!(population_std_dev(&[0.0, 1.0]), 0.5);
+        assert_eq!(percentile_commons(&[], 50.0), None);
+    }
+
+    #[test]
+    fn store_round_trip() {
+        let s = Snapshot::default();
+        let mut t = Trends::new(TrendConfig::default());
+        t.observe(&s);
+        let mut store = MemoryStore::default();
+        store.append("vm_cpu/a", 1, 0.5).unwrap();
+        store.append("vm_cpu/a", 2, 0.7).unwrap();
+        t.persist(&mut store).unwrap();
+        let mut r = Trends::new(TrendConfig::default());
+        r.restore(&store, &[], &["a"]).unwrap();
+        assert_eq!(
+            r.vm_cpu("a").unwrap().recent(5).collect::<Vec<_>>(),
+            vec![0.5, 0.7]
+        );
+    }
+}
