@@ -40,6 +40,11 @@ impl Config {
         self.globals.mute || self.udp_send.is_empty()
     }
 
+    /// Whether datagrams arriving on `channel` are sFlow (its port is `sflow.udp_port`).
+    pub fn is_sflow_channel(&self, channel: &UdpRecvChannel) -> bool {
+        channel.port == self.sflow.udp_port
+    }
+
     /// gmond is deaf when asked, or when it has no channel to listen on.
     pub fn effective_deaf(&self) -> bool {
         self.globals.deaf || (self.udp_recv.is_empty() && self.tcp_accept.is_empty())

@@ -488,6 +488,13 @@ impl Ctx<'_> {
                     },
                 ) => {
                     if let Some(val) = self.typed(kind, o.name, v) {
+                        if let Some(prev) = sec.field(o.name) {
+                            let message = format!(
+                                "option '{path}' is set again; this value replaces the one at {}",
+                                prev.loc
+                            );
+                            self.note(v.location.clone(), path.clone(), message);
+                        }
                         let shown = match (&val, o.name) {
                             (Val::Bool(b), _) => if *b { "yes" } else { "no" }.to_string(),
                             (Val::Str(s), "family") => family_name(s).to_string(),
