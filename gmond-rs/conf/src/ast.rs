@@ -2,7 +2,7 @@
 //!
 //! The grammar is libconfuse's, decided by the token after a name: `=`/`+=` value or `{list}`,
 //! `{` section, `NAME TITLE {` titled section, `(args)` function call. Whether a name is
-//! allowed where it appears is stage 2's business ([`crate::resolve`]).
+//! allowed where it appears is stage 2's business (the private `resolve` module).
 
 use std::sync::Arc;
 

@@ -58,6 +58,9 @@ pub(crate) struct Lexed {
     pub end: Pos,
 }
 
+/// Longest `${...}` body looked for (see `Cursor::env_body`).
+const MAX_ENV_BODY: usize = 256;
+
 /// Characters that end an unquoted word (libconfuse's bare-string class).
 fn is_word_char(c: char) -> bool {
     !matches!(
@@ -99,6 +102,9 @@ impl Cursor<'_> {
     }
 
     /// If a `${...}` starts here (closing brace before any quote), its body.
+    ///
+    /// Bodies are capped at [`MAX_ENV_BODY`] characters so that many unclosed `${` cannot make
+    /// lexing quadratic; libconfuse has no cap, but no variable name is that long.
     fn env_body(&self, stop_at_quote: bool) -> Option<String> {
         if self.peek(0) != Some('$') || self.peek(1) != Some('{') {
             return None;
@@ -106,6 +112,9 @@ impl Cursor<'_> {
         let mut body = String::new();
         let mut k = self.i + 2;
         loop {
+            if body.len() > MAX_ENV_BODY {
+                return None;
+            }
             let c = *self.chars.get(k)?;
             if c == '}' {
                 return Some(body);

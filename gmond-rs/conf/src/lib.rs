@@ -153,6 +153,16 @@ pub fn parse_str_with(
     resolve::load_text(text, name, source, opts)
 }
 
+/// Loads the config the way gmond picks it: `-c FILE` must exist; without `-c`,
+/// [`DEFAULT_CONFIG_PATH`] is used if it exists, else the built-in default text.
+pub fn load_like_gmond(conf_arg: Option<&Path>) -> Result<Loaded, ConfigErrors> {
+    match conf_arg {
+        Some(path) => load(path),
+        None if Path::new(DEFAULT_CONFIG_PATH).exists() => load(DEFAULT_CONFIG_PATH),
+        None => builtin_config(),
+    }
+}
+
 /// The built-in config (what gmond uses when no `-c` is given and the default file is
 /// missing), with its `conf.d` include read from the filesystem.
 pub fn builtin_config() -> Result<Loaded, ConfigErrors> {

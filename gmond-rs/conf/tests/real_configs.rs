@@ -264,3 +264,11 @@ fn shipped_unicast_conf_is_unicast() {
     assert!(acl.allows("10.20.30.40".parse().unwrap()));
     assert!(!acl.allows("192.168.1.1".parse().unwrap()));
 }
+
+#[test]
+fn load_like_gmond_requires_an_explicit_file_to_exist() {
+    let e = gmond_conf::load_like_gmond(Some(Path::new("/nonexistent/gmond.conf"))).unwrap_err();
+    assert!(matches!(&e.errors[0], gmond_conf::ConfigError::Io { .. }));
+    // Without -c this machine has Debian's file, which must load.
+    assert!(gmond_conf::load_like_gmond(None).is_ok());
+}
