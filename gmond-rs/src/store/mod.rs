@@ -1,2 +1,533 @@
-//! The cluster store: gmond's view of every host and metric, as a state machine with time as
-//! input. (Being written; see its issue.)
+//! The cluster store: gmond's receive-side view of every host and metric, as a pure state
+//! machine with time as an input (quinn-style `handle_*` / `poll_*`).
+//!
+//! The daemon feeds it datagrams ([`ClusterStore::handle_datagram`]) and clock ticks
+//! ([`ClusterStore::handle_timeout`] at [`ClusterStore::next_timeout`]), sends what
+//! [`ClusterStore::poll_transmit`] yields (metadata requests), marks its own metrics named by
+//! [`ClusterStore::poll_metadata_requested`] for a metadata resend, and serves
+//! [`ClusterStore::write_xml`] on its TCP port. Nothing here touches a socket or a clock, so
+//! expiry and recovery are tested with simulated time (tests/store_*.rs replay a real capture).
+//!
+//! Receive semantics follow gmond 3.7.2 (reference §A.6-A.8, §B, §F): host identity by
+//! source address or spoof string, ':' handling in metric names, heartbeat and location
+//! consumed, metrics printed only with both metadata and a value, a metadata request for each
+//! value without metadata, and expiry at cleanup sweeps with dmax counted from the last
+//! metadata. Deliberate differences: malformed datagrams (including bad spoof strings and
+//! non-string `location` values) are counted and dropped instead of crashing or replaying
+//! stale bytes; a string heartbeat gives GMOND_STARTED 0 rather than pointer garbage; and
+//! memory is bounded by [`Caps`].
+//!
+//! # Sharing between the UDP task and XML readers
+//!
+//! The store is single-threaded and `Send + Sync`; it has no interior locking. The intended
+//! use is `Arc<RwLock<ClusterStore>>` (std's lock, never held across an `.await`):
+//! ingest takes the write lock per datagram (or per batch of datagrams read in one wake-up),
+//! each XML client takes the read lock, renders with [`ClusterStore::write_xml`] into its own
+//! reusable `Vec<u8>` (memory speed: no socket I/O under the lock), releases it, and only then
+//! writes to the socket. Readers render concurrently; the UDP socket's receive buffer absorbs
+//! datagrams while a dump holds the lock (size `SO_RCVBUF` for the longest dump). Readers
+//! arriving within the same second may share one rendering: [`ClusterStore::generation`]
+//! changes with every state change, so `(now.as_secs(), generation)` is a valid cache key.
+//! A snapshot/epoch scheme was not chosen: it would copy the whole view per epoch (or need
+//! persistent maps) to save a lock whose hold time is one in-memory render.
+//!
+//! # Spoofed metric names with ':'
+//!
+//! Spoofed names keep their ':' in storage (so "svc:a" and "svc:b" are two metrics, as in
+//! gmond) and XML prints each only up to its first ':' that is not the first byte, exactly as
+//! gmond does — so both print as `NAME="svc"`. We copy that rather than print full names
+//! because consumers were built against gmond: gmetad names RRD files after METRIC NAME, and
+//! a ':' in an RRD path breaks rrdtool's `DEF:vname=file:ds:CF` syntax that ganglia-web uses.
+//! Duplicate NAMEs stay valid XML (NAME is CDATA in the DTD, not ID); gmetad keeps the last.
+
+mod config;
+mod entry;
+mod names;
+mod resolve;
+mod stats;
+mod time;
+mod xml;
+
+pub use config::{Caps, ClusterInfo, StoreConfig};
+pub use resolve::{HostsFileResolver, NumericResolver, Resolver, StaticResolver};
+pub use stats::Stats;
+pub use time::Timestamp;
+
+use entry::{Host, Map, Metric, StoredMeta, StoredValue};
+use ganglia_wire::{decode_with, encode_bounded, Message, MetricId, Value};
+use hashbrown::hash_map::EntryRef;
+use names::{IpText, Special};
+use std::collections::{HashSet, VecDeque};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+/// gmond builds metadata and requests in a buffer of 1500 − 28 − 8 bytes; a request that does
+/// not fit is not sent.
+const METADATA_MSG_LIMIT: usize = 1464;
+
+/// What happened to one datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    Dropped(DropReason),
+}
+
+/// Why a datagram was dropped; [`DropReason::as_str`] is the counter label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// It did not decode (truncated, unknown id, bad length, oversize, ...).
+    Decode(ganglia_wire::Error),
+    /// A spoofed message whose host is not "IP:name".
+    BadSpoof,
+    /// A new host while `Caps::max_hosts` are stored.
+    HostLimit,
+    /// A new metric while the host or the store is at its metric cap.
+    MetricLimit,
+    /// Storing it would exceed `Caps::max_bytes`.
+    MemoryLimit,
+}
+
+impl DropReason {
+    /// Stable label for `datagrams_dropped_total{reason=...}`; decode failures use
+    /// [`ganglia_wire::Error::reason`].
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DropReason::Decode(e) => e.reason(),
+            DropReason::BadSpoof => "bad_spoof",
+            DropReason::HostLimit => "host_limit",
+            DropReason::MetricLimit => "metric_limit",
+            DropReason::MemoryLimit => "memory_limit",
+        }
+    }
+
+    fn is_cap(&self) -> bool {
+        matches!(
+            self,
+            DropReason::HostLimit | DropReason::MetricLimit | DropReason::MemoryLimit
+        )
+    }
+}
+
+/// gmond's cluster state: hosts keyed by IP text, each with its metrics keyed by name.
+pub struct ClusterStore {
+    cfg: StoreConfig,
+    resolver: Box<dyn Resolver + Send + Sync>,
+    hosts: Map<Host>,
+    stats: Stats,
+    /// Encoded metadata requests waiting to be multicast.
+    transmit: VecDeque<Vec<u8>>,
+    /// Names other gmonds asked metadata for, deduplicated until drained.
+    requested: Vec<Box<[u8]>>,
+    requested_set: HashSet<Box<[u8]>>,
+    /// Time of the last cleanup sweep; the first event seen starts the clock.
+    last_cleanup: Option<Timestamp>,
+    generation: u64,
+    cap_warn: CapWarn,
+    /// Reused for metric names rewritten ':' -> '_'.
+    scratch: Vec<u8>,
+}
+
+/// Drops at the caps since the last warning, for one rate-limited `warn!`.
+#[derive(Debug, Default)]
+struct CapWarn {
+    last: Option<Timestamp>,
+    hosts: u64,
+    metrics: u64,
+    memory: u64,
+}
+
+impl std::fmt::Debug for ClusterStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterStore")
+            .field("stats", &self.stats)
+            .field("last_cleanup", &self.last_cleanup)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterStore {
+    /// A store that names non-spoofed hosts by their dotted address.
+    pub fn new(cfg: StoreConfig) -> Self {
+        Self::with_resolver(cfg, Box::new(NumericResolver))
+    }
+
+    /// A store that asks `resolver` for the NAME of each new non-spoofed host.
+    pub fn with_resolver(cfg: StoreConfig, resolver: Box<dyn Resolver + Send + Sync>) -> Self {
+        ClusterStore {
+            cfg,
+            resolver,
+            hosts: Map::default(),
+            stats: Stats::default(),
+            transmit: VecDeque::new(),
+            requested: Vec::new(),
+            requested_set: HashSet::new(),
+            last_cleanup: None,
+            generation: 0,
+            cap_warn: CapWarn::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Changes whenever the store's content does (a cache key for rendered XML, together with
+    /// the dump second).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// One datagram received from `src` at `now`. Never panics; anything unusable is counted
+    /// in [`Stats`] and reported as [`Outcome::Dropped`].
+    pub fn handle_datagram(&mut self, now: Timestamp, src: Ipv4Addr, bytes: &[u8]) -> Outcome {
+        self.stats.datagrams_received_total += 1;
+        self.last_cleanup.get_or_insert(now);
+        let msg = match decode_with(bytes, &self.cfg.limits) {
+            Ok(m) => m,
+            Err(e) => return self.dropped(now, src, DropReason::Decode(e)),
+        };
+        self.stats.datagrams_decoded_total += 1;
+        match self.ingest(now, src, &msg) {
+            Ok(()) => {
+                self.stats.datagrams_accepted_total += 1;
+                self.generation += 1;
+                Outcome::Accepted
+            }
+            Err(reason) => self.dropped(now, src, reason),
+        }
+    }
+
+    /// Runs gmond's cleanup sweep if more than `cleanup_threshold` has passed since the last
+    /// one: hosts silent for more than `host_dmax`, and metrics whose metadata is older than
+    /// its own dmax, are deleted. The first call (or datagram) only starts the clock.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let Some(last) = self.last_cleanup else {
+            self.last_cleanup = Some(now);
+            return;
+        };
+        if now.saturating_since(last) <= self.cfg.cleanup_threshold {
+            return;
+        }
+        self.last_cleanup = Some(now);
+        self.cleanup(now);
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has work: just past
+    /// `cleanup_threshold` after the last sweep. `None` before the store has seen any time.
+    pub fn next_timeout(&self) -> Option<Timestamp> {
+        self.last_cleanup
+            .map(|t| t + self.cfg.cleanup_threshold + Duration::from_micros(1))
+    }
+
+    /// The next datagram to multicast on every send channel (metadata requests, id 136).
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.transmit.pop_front()
+    }
+
+    /// Metric names other gmonds requested metadata for since the last call, each once. The
+    /// daemon marks its own metric of that name (if any) for a metadata resend; the request's
+    /// host field is ignored, as in gmond.
+    pub fn poll_metadata_requested(&mut self) -> impl Iterator<Item = Box<[u8]>> + '_ {
+        self.requested_set.clear();
+        self.requested.drain(..)
+    }
+
+    fn dropped(&mut self, now: Timestamp, src: Ipv4Addr, reason: DropReason) -> Outcome {
+        self.stats.datagrams_dropped_total += 1;
+        *self
+            .stats
+            .dropped_by_reason
+            .entry(reason.as_str())
+            .or_default() += 1;
+        if reason.is_cap() {
+            match reason {
+                DropReason::HostLimit => self.cap_warn.hosts += 1,
+                DropReason::MetricLimit => self.cap_warn.metrics += 1,
+                _ => self.cap_warn.memory += 1,
+            }
+            self.maybe_warn(now);
+        } else {
+            tracing::trace!(%src, reason = reason.as_str(), "datagram dropped");
+        }
+        Outcome::Dropped(reason)
+    }
+
+    fn maybe_warn(&mut self, now: Timestamp) {
+        let due = self
+            .cap_warn
+            .last
+            .is_none_or(|t| now.saturating_since(t) >= self.cfg.warn_interval);
+        if !due {
+            return;
+        }
+        let w = std::mem::take(&mut self.cap_warn);
+        tracing::warn!(
+            hosts_rejected = w.hosts,
+            metrics_rejected = w.metrics,
+            memory_rejected = w.memory,
+            hosts = self.stats.hosts,
+            metrics = self.stats.metrics,
+            bytes = self.stats.bytes,
+            "cluster store at its caps: dropping new hosts/metrics"
+        );
+        self.cap_warn.last = Some(now);
+        self.stats.cap_warnings_total += 1;
+    }
+
+    /// Applies one decoded message. Split borrows of `self` so the hot path needs no
+    /// allocation for known hosts and metrics.
+    fn ingest(
+        &mut self,
+        now: Timestamp,
+        src: Ipv4Addr,
+        msg: &Message<'_>,
+    ) -> Result<(), DropReason> {
+        let ClusterStore {
+            cfg,
+            resolver,
+            hosts,
+            stats,
+            transmit,
+            requested,
+            requested_set,
+            scratch,
+            ..
+        } = self;
+        let id = msg.metric_id();
+        let ip_text;
+        let (key, spoof_name) = if id.spoof {
+            let (ip, name) = names::split_spoof(id.host).ok_or(DropReason::BadSpoof)?;
+            (ip, Some(name))
+        } else {
+            ip_text = IpText::new(src);
+            (ip_text.as_bytes(), None)
+        };
+        let name = names::stored_name(id.name, id.spoof, scratch);
+
+        let host = match hosts.entry_ref(key) {
+            EntryRef::Occupied(e) => e.into_mut(),
+            EntryRef::Vacant(e) => {
+                if stats.hosts >= cfg.caps.max_hosts {
+                    return Err(DropReason::HostLimit);
+                }
+                // A spoofed "IP:name" for an address already known keeps the known NAME.
+                let host_name: Box<[u8]> = match spoof_name {
+                    Some(n) => n.into(),
+                    None => match resolver.name_of(src) {
+                        Some(n) => n.into_bytes().into_boxed_slice(),
+                        None => key.into(),
+                    },
+                };
+                let h = Host::new(host_name, now);
+                let bytes = h.own_bytes(key.len());
+                if stats.bytes.saturating_add(bytes) > cfg.caps.max_bytes {
+                    return Err(DropReason::MemoryLimit);
+                }
+                stats.bytes += bytes;
+                stats.hosts += 1;
+                e.insert_with_key(key.into(), h)
+            }
+        };
+        host.last_heard = now;
+
+        match msg {
+            Message::MetadataRequest(_) => {
+                stats.metadata_requests_received_total += 1;
+                if !requested_set.contains(name) {
+                    if requested_set.len() >= cfg.caps.max_pending_requested {
+                        stats.metadata_requested_dropped_total += 1;
+                    } else {
+                        let n: Box<[u8]> = name.into();
+                        requested_set.insert(n.clone());
+                        requested.push(n);
+                    }
+                }
+                Ok(())
+            }
+            Message::Metadata(md) => {
+                let keep_extra = cfg.allow_extra_data;
+                let mut need = md.metric_type.len() + md.units.len();
+                if keep_extra {
+                    need += md
+                        .extra
+                        .iter()
+                        .map(|e| 8 + e.name.len() + e.data.len())
+                        .sum::<usize>();
+                }
+                let have = |m: &Metric| m.meta.as_ref().map_or(0, StoredMeta::capacity);
+                update_metric(&mut host.metrics, stats, &cfg.caps, name, need, have, |m| {
+                    match &mut m.meta {
+                        Some(stored) => stored.set(md, keep_extra, now),
+                        None => m.meta = Some(StoredMeta::new(md, keep_extra, now)),
+                    }
+                })?;
+                Ok(())
+            }
+            Message::Value(v) => {
+                match names::special(name) {
+                    Special::Heartbeat => host.gmond_started = v.value.as_u32_bits(),
+                    Special::Location => match v.value {
+                        Value::Str(s) => {
+                            let loc = host.location.get_or_insert_with(Vec::new);
+                            let before = loc.capacity();
+                            loc.clear();
+                            loc.extend_from_slice(s);
+                            stats.bytes = (stats.bytes + loc.capacity()).saturating_sub(before);
+                        }
+                        _ => stats.location_not_string_total += 1,
+                    },
+                    Special::None => {}
+                }
+                let need = v.fmt.len()
+                    + match v.value {
+                        Value::Str(s) => s.len(),
+                        _ => 0,
+                    };
+                let have = |m: &Metric| m.value.as_ref().map_or(0, StoredValue::capacity);
+                let has_meta =
+                    update_metric(&mut host.metrics, stats, &cfg.caps, name, need, have, |m| {
+                        match &mut m.value {
+                            Some(stored) => stored.set(v.fmt, &v.value, now),
+                            None => m.value = Some(StoredValue::new(v.fmt, &v.value, now)),
+                        }
+                        m.meta.is_some()
+                    })?;
+                if !has_meta {
+                    queue_request(transmit, stats, &cfg.caps, key, &host.name, name, id);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn cleanup(&mut self, now: Timestamp) {
+        let ClusterStore {
+            cfg, hosts, stats, ..
+        } = self;
+        stats.cleanups_total += 1;
+        let host_dmax = cfg.host_dmax.filter(|d| !d.is_zero());
+        let before = (stats.hosts, stats.metrics);
+        hosts.retain(|key, host| {
+            if host_dmax.is_some_and(|d| now.saturating_since(host.last_heard) > d) {
+                stats.bytes = stats.bytes.saturating_sub(
+                    host.own_bytes(key.len())
+                        + host
+                            .metrics
+                            .iter()
+                            .map(|(k, m)| m.bytes(k.len()))
+                            .sum::<usize>(),
+                );
+                stats.hosts -= 1;
+                stats.metrics -= host.metrics.len();
+                stats.hosts_expired_total += 1;
+                return false;
+            }
+            host.metrics.retain(|name, m| {
+                let expired = m.meta.as_ref().is_some_and(|md| {
+                    md.dmax != 0
+                        && now.saturating_since(md.received)
+                            > Duration::from_secs(u64::from(md.dmax))
+                });
+                if expired {
+                    stats.bytes = stats.bytes.saturating_sub(m.bytes(name.len()));
+                    stats.metrics -= 1;
+                    stats.metrics_expired_total += 1;
+                }
+                !expired
+            });
+            true
+        });
+        if (stats.hosts, stats.metrics) != before {
+            self.generation += 1;
+            tracing::debug!(
+                hosts_removed = before.0 - stats.hosts,
+                metrics_removed = before.1 - stats.metrics,
+                "cleanup removed expired entries"
+            );
+        }
+    }
+}
+
+/// Finds or creates metric `name` and applies `apply` to it, enforcing the metric and byte
+/// caps. `need` is the payload size about to be stored and `have(m)` the capacity it will
+/// reuse, so a cap is checked before anything grows; the byte count is then trued up from
+/// the real capacities.
+fn update_metric<R>(
+    metrics: &mut Map<Metric>,
+    stats: &mut Stats,
+    caps: &Caps,
+    name: &[u8],
+    need: usize,
+    have: impl Fn(&Metric) -> usize,
+    apply: impl FnOnce(&mut Metric) -> R,
+) -> Result<R, DropReason> {
+    let metric = match metrics.entry_ref(name) {
+        EntryRef::Occupied(e) => {
+            let m = e.into_mut();
+            let grow = need.saturating_sub(have(m));
+            if grow > 0 && stats.bytes.saturating_add(grow) > caps.max_bytes {
+                return Err(DropReason::MemoryLimit);
+            }
+            m
+        }
+        EntryRef::Vacant(e) => {
+            if stats.metrics >= caps.max_metrics_total {
+                return Err(DropReason::MetricLimit);
+            }
+            let m = Metric::new(e.key());
+            let base = m.bytes(name.len());
+            if stats.bytes.saturating_add(base + need) > caps.max_bytes {
+                return Err(DropReason::MemoryLimit);
+            }
+            stats.bytes += base;
+            stats.metrics += 1;
+            e.insert_with_key(name.into(), m)
+        }
+    };
+    let before = metric.bytes(name.len());
+    let r = apply(metric);
+    stats.bytes = (stats.bytes + metric.bytes(name.len())).saturating_sub(before);
+    Ok(r)
+}
+
+/// Queues gmond's metadata request for a value that arrived without metadata: host field =
+/// the host's NAME, or "IP:NAME" when the value was spoofed; the value's name and spoof flag.
+fn queue_request(
+    transmit: &mut VecDeque<Vec<u8>>,
+    stats: &mut Stats,
+    caps: &Caps,
+    key: &[u8],
+    host_name: &[u8],
+    name: &[u8],
+    id: &MetricId<'_>,
+) {
+    if transmit.len() >= caps.max_pending_transmit {
+        stats.metadata_requests_unsent_total += 1;
+        return;
+    }
+    let spoofed_host;
+    let host: &[u8] = if id.spoof {
+        spoofed_host = [key, b":", host_name].concat();
+        &spoofed_host
+    } else {
+        host_name
+    };
+    let req = Message::MetadataRequest(MetricId {
+        host,
+        name,
+        spoof: id.spoof,
+    });
+    match encode_bounded(&req, METADATA_MSG_LIMIT) {
+        Ok(bytes) => {
+            transmit.push_back(bytes);
+            stats.metadata_requests_sent_total += 1;
+        }
+        Err(_) => stats.metadata_requests_unsent_total += 1,
+    }
+}

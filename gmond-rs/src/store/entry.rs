@@ -1,0 +1,330 @@
+//! Stored hosts and metrics: owned copies of what the wire said, laid out so that updating a
+//! known metric reuses its buffers instead of allocating.
+
+use super::names::{self, Special};
+use super::time::Timestamp;
+use ganglia_wire::{Extra, Metadata, Slope, Value};
+
+/// Byte-string-keyed table, looked up by `&[u8]` without allocating. SipHash with a random
+/// key (std's `RandomState`): keys come from the network, so flooding one bucket must not be
+/// cheap.
+pub(crate) type Map<V> = hashbrown::HashMap<Box<[u8]>, V, std::hash::RandomState>;
+
+/// One HOST: keyed in the store by its IP text (source address, or spoof IP part).
+#[derive(Debug)]
+pub(crate) struct Host {
+    pub(crate) name: Box<[u8]>,
+    /// The last string `location` value; `None` prints "unspecified".
+    pub(crate) location: Option<Vec<u8>>,
+    /// The last `heartbeat` value's low 32 bits.
+    pub(crate) gmond_started: u32,
+    pub(crate) last_heard: Timestamp,
+    pub(crate) metrics: Map<Metric>,
+}
+
+impl Host {
+    pub(crate) fn new(name: Box<[u8]>, now: Timestamp) -> Self {
+        Host {
+            name,
+            location: None,
+            gmond_started: 0,
+            last_heard: now,
+            metrics: Map::default(),
+        }
+    }
+
+    /// Bytes this host holds besides its metrics (key included).
+    pub(crate) fn own_bytes(&self, key_len: usize) -> usize {
+        HOST_OVERHEAD + key_len + self.name.len() + self.location.as_ref().map_or(0, Vec::capacity)
+    }
+}
+
+/// Fixed cost charged per host and per metric on top of their byte strings: the structs plus
+/// a rough share of hash-table slots.
+pub(crate) const HOST_OVERHEAD: usize = std::mem::size_of::<Host>() + 64;
+pub(crate) const METRIC_OVERHEAD: usize = std::mem::size_of::<Metric>() + 32;
+
+/// One metric of a host: printed only once it has both a value and metadata.
+#[derive(Debug)]
+pub(crate) struct Metric {
+    pub(crate) value: Option<StoredValue>,
+    pub(crate) meta: Option<StoredMeta>,
+    /// Bytes of the key that XML prints (see [`names::printed_len`]).
+    pub(crate) printed_len: u32,
+    /// heartbeat/location are stored like any metric (so their metadata requests happen as in
+    /// gmond) but never printed.
+    pub(crate) hidden: bool,
+}
+
+impl Metric {
+    pub(crate) fn new(name: &[u8]) -> Self {
+        Metric {
+            value: None,
+            meta: None,
+            printed_len: u32::try_from(names::printed_len(name)).unwrap_or(u32::MAX),
+            hidden: names::special(name) != Special::None,
+        }
+    }
+
+    /// Bytes held, key included.
+    pub(crate) fn bytes(&self, key_len: usize) -> usize {
+        METRIC_OVERHEAD
+            + key_len
+            + self.value.as_ref().map_or(0, |v| v.buf.capacity())
+            + self.meta.as_ref().map_or(0, |m| m.buf.capacity())
+    }
+}
+
+/// The numeric payload of a value, or the marker that the value is the string in `buf`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Num {
+    UShort(u16),
+    Short(i16),
+    Int(i32),
+    UInt(u32),
+    Float(f32),
+    Double(f64),
+    Str,
+}
+
+/// The last value: fmt and (for strings) the text share one buffer.
+#[derive(Debug)]
+pub(crate) struct StoredValue {
+    num: Num,
+    fmt_len: usize,
+    buf: Vec<u8>,
+    pub(crate) received: Timestamp,
+}
+
+impl StoredValue {
+    pub(crate) fn new(fmt: &[u8], value: &Value<'_>, now: Timestamp) -> Self {
+        let mut v = StoredValue {
+            num: Num::Str,
+            fmt_len: 0,
+            buf: Vec::new(),
+            received: now,
+        };
+        v.set(fmt, value, now);
+        v
+    }
+
+    /// Overwrites in place; allocates only if the new text outgrows the buffer.
+    pub(crate) fn set(&mut self, fmt: &[u8], value: &Value<'_>, now: Timestamp) {
+        self.buf.clear();
+        self.buf.extend_from_slice(fmt);
+        self.fmt_len = fmt.len();
+        self.num = match *value {
+            Value::UShort(x) => Num::UShort(x),
+            Value::Short(x) => Num::Short(x),
+            Value::Int(x) => Num::Int(x),
+            Value::UInt(x) => Num::UInt(x),
+            Value::Float(x) => Num::Float(x),
+            Value::Double(x) => Num::Double(x),
+            Value::Str(s) => {
+                self.buf.extend_from_slice(s);
+                Num::Str
+            }
+        };
+        self.received = now;
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    pub(crate) fn fmt(&self) -> &[u8] {
+        &self.buf[..self.fmt_len]
+    }
+
+    pub(crate) fn value(&self) -> Value<'_> {
+        match self.num {
+            Num::UShort(x) => Value::UShort(x),
+            Num::Short(x) => Value::Short(x),
+            Num::Int(x) => Value::Int(x),
+            Num::UInt(x) => Value::UInt(x),
+            Num::Float(x) => Value::Float(x),
+            Num::Double(x) => Value::Double(x),
+            Num::Str => Value::Str(&self.buf[self.fmt_len..]),
+        }
+    }
+}
+
+/// The last metadata. TYPE, UNITS and the extras live in one buffer:
+/// `type | units | (name_len:u32 name data_len:u32 data)*`, lengths little-endian.
+#[derive(Debug)]
+pub(crate) struct StoredMeta {
+    buf: Vec<u8>,
+    type_len: usize,
+    units_len: usize,
+    pub(crate) slope: Slope,
+    pub(crate) tmax: u32,
+    pub(crate) dmax: u32,
+    /// When this metadata last arrived: metric dmax counts from here (gmond's rule).
+    pub(crate) received: Timestamp,
+}
+
+impl StoredMeta {
+    pub(crate) fn new(md: &Metadata<'_>, keep_extra: bool, now: Timestamp) -> Self {
+        let mut m = StoredMeta {
+            buf: Vec::new(),
+            type_len: 0,
+            units_len: 0,
+            slope: md.slope,
+            tmax: 0,
+            dmax: 0,
+            received: now,
+        };
+        m.set(md, keep_extra, now);
+        m
+    }
+
+    pub(crate) fn set(&mut self, md: &Metadata<'_>, keep_extra: bool, now: Timestamp) {
+        let b = &mut self.buf;
+        b.clear();
+        b.extend_from_slice(md.metric_type);
+        b.extend_from_slice(md.units);
+        if keep_extra {
+            for Extra { name, data } in &md.extra {
+                push_chunk(b, name);
+                push_chunk(b, data);
+            }
+        }
+        self.type_len = md.metric_type.len();
+        self.units_len = md.units.len();
+        self.slope = md.slope;
+        self.tmax = md.tmax;
+        self.dmax = md.dmax;
+        self.received = now;
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    pub(crate) fn ty(&self) -> &[u8] {
+        &self.buf[..self.type_len]
+    }
+
+    pub(crate) fn units(&self) -> &[u8] {
+        &self.buf[self.type_len..self.type_len + self.units_len]
+    }
+
+    /// The extras in packet order.
+    pub(crate) fn extras(&self) -> Extras<'_> {
+        Extras(&self.buf[self.type_len + self.units_len..])
+    }
+}
+
+fn push_chunk(b: &mut Vec<u8>, s: &[u8]) {
+    // Wire strings are bounded by the datagram size, far below u32::MAX.
+    let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
+    b.extend_from_slice(&len.to_le_bytes());
+    b.extend_from_slice(s);
+}
+
+/// Iterator over the (name, data) pairs of a [`StoredMeta`].
+pub(crate) struct Extras<'a>(&'a [u8]);
+
+impl<'a> Extras<'a> {
+    fn chunk(&mut self) -> Option<&'a [u8]> {
+        let (len, rest) = self.0.split_first_chunk::<4>()?;
+        let len = u32::from_le_bytes(*len) as usize;
+        let s = rest.get(..len)?;
+        self.0 = &rest[len..];
+        Some(s)
+    }
+}
+
+impl<'a> Iterator for Extras<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let name = self.chunk()?;
+        let data = self.chunk()?;
+        Some((name, data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ganglia_wire::MetricId;
+
+    fn md<'a>(extra: Vec<Extra<'a>>) -> Metadata<'a> {
+        Metadata {
+            id: MetricId {
+                host: b"h",
+                name: b"m",
+                spoof: false,
+            },
+            metric_type: b"float",
+            name: b"m",
+            units: b"KB",
+            slope: Slope::BOTH,
+            tmax: 60,
+            dmax: 5,
+            extra,
+        }
+    }
+
+    #[test]
+    fn metadata_round_trips_through_one_buffer() {
+        let extra = vec![
+            Extra {
+                name: b"TITLE",
+                data: b"T",
+            },
+            Extra {
+                name: b"DESC",
+                data: b"",
+            },
+            Extra {
+                name: b"GROUP",
+                data: b"cpu",
+            },
+        ];
+        let now = Timestamp::from_secs(7);
+        let m = StoredMeta::new(&md(extra), true, now);
+        assert_eq!(m.ty(), b"float");
+        assert_eq!(m.units(), b"KB");
+        let got: Vec<_> = m.extras().collect();
+        assert_eq!(
+            got,
+            vec![
+                (&b"TITLE"[..], &b"T"[..]),
+                (&b"DESC"[..], &b""[..]),
+                (&b"GROUP"[..], &b"cpu"[..])
+            ]
+        );
+        let m = StoredMeta::new(
+            &md(vec![Extra {
+                name: b"X",
+                data: b"Y",
+            }]),
+            false,
+            now,
+        );
+        assert_eq!(m.extras().count(), 0);
+        assert_eq!((m.tmax, m.dmax, m.received), (60, 5, now));
+    }
+
+    #[test]
+    fn values_are_overwritten_in_place() {
+        let now = Timestamp::from_secs(1);
+        let mut v = StoredValue::new(b"%s", &Value::Str(b"a longer string"), now);
+        assert_eq!(v.value(), Value::Str(b"a longer string"));
+        let cap = v.buf.capacity();
+        v.set(b"%.1f", &Value::Float(2.5), Timestamp::from_secs(2));
+        assert_eq!((v.fmt(), v.value()), (&b"%.1f"[..], Value::Float(2.5)));
+        v.set(b"%s", &Value::Str(b"short"), now);
+        assert_eq!(v.value(), Value::Str(b"short"));
+        assert_eq!(v.buf.capacity(), cap, "no reallocation for smaller values");
+    }
+
+    #[test]
+    fn hidden_and_printed_names() {
+        assert!(Metric::new(b"HEARTBEAT").hidden);
+        assert!(!Metric::new(b"cpu_user").hidden);
+        assert_eq!(Metric::new(b"svc:a").printed_len, 3);
+    }
+}
