@@ -71,7 +71,7 @@ impl Metric {
         METRIC_OVERHEAD
             + key_len
             + self.value.as_ref().map_or(0, |v| v.buf.capacity())
-            + self.meta.as_ref().map_or(0, |m| m.buf.capacity())
+            + self.meta.as_ref().map_or(0, StoredMeta::capacity)
     }
 }
 
@@ -149,13 +149,16 @@ impl StoredValue {
     }
 }
 
-/// The last metadata. TYPE, UNITS and the extras live in one buffer:
-/// `type | units | (name_len:u32 name data_len:u32 data)*`, lengths little-endian.
+/// The last metadata. TYPE, UNITS and the extras' bytes live in one buffer (`type | units |
+/// name data name data ...`); `spans` locates each extra so a dump lends them out without
+/// parsing. Both vectors are reused when the metadata is refreshed.
 #[derive(Debug)]
 pub(crate) struct StoredMeta {
     buf: Vec<u8>,
     type_len: usize,
     units_len: usize,
+    /// (name start, name end, data end) of each extra, in packet order; data starts at name end.
+    spans: Vec<[u32; 3]>,
     pub(crate) slope: Slope,
     pub(crate) tmax: u32,
     pub(crate) dmax: u32,
@@ -169,6 +172,7 @@ impl StoredMeta {
             buf: Vec::new(),
             type_len: 0,
             units_len: 0,
+            spans: Vec::new(),
             slope: md.slope,
             tmax: 0,
             dmax: 0,
@@ -181,12 +185,18 @@ impl StoredMeta {
     pub(crate) fn set(&mut self, md: &Metadata<'_>, keep_extra: bool, now: Timestamp) {
         let b = &mut self.buf;
         b.clear();
+        self.spans.clear();
         b.extend_from_slice(md.metric_type);
         b.extend_from_slice(md.units);
         if keep_extra {
             for Extra { name, data } in &md.extra {
-                push_chunk(b, name);
-                push_chunk(b, data);
+                let start = b.len();
+                b.extend_from_slice(name);
+                let mid = b.len();
+                b.extend_from_slice(data);
+                // A datagram is far below 4 GiB, so every offset fits.
+                let off = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+                self.spans.push([off(start), off(mid), off(b.len())]);
             }
         }
         self.type_len = md.metric_type.len();
@@ -197,8 +207,9 @@ impl StoredMeta {
         self.received = now;
     }
 
+    /// Heap bytes held.
     pub(crate) fn capacity(&self) -> usize {
-        self.buf.capacity()
+        self.buf.capacity() + self.spans.capacity() * std::mem::size_of::<[u32; 3]>()
     }
 
     pub(crate) fn ty(&self) -> &[u8] {
@@ -210,38 +221,14 @@ impl StoredMeta {
     }
 
     /// The extras in packet order.
-    pub(crate) fn extras(&self) -> Extras<'_> {
-        Extras(&self.buf[self.type_len + self.units_len..])
-    }
-}
-
-fn push_chunk(b: &mut Vec<u8>, s: &[u8]) {
-    // Wire strings are bounded by the datagram size, far below u32::MAX.
-    let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
-    b.extend_from_slice(&len.to_le_bytes());
-    b.extend_from_slice(s);
-}
-
-/// Iterator over the (name, data) pairs of a [`StoredMeta`].
-pub(crate) struct Extras<'a>(&'a [u8]);
-
-impl<'a> Extras<'a> {
-    fn chunk(&mut self) -> Option<&'a [u8]> {
-        let (len, rest) = self.0.split_first_chunk::<4>()?;
-        let len = u32::from_le_bytes(*len) as usize;
-        let s = rest.get(..len)?;
-        self.0 = &rest[len..];
-        Some(s)
-    }
-}
-
-impl<'a> Iterator for Extras<'a> {
-    type Item = (&'a [u8], &'a [u8]);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let name = self.chunk()?;
-        let data = self.chunk()?;
-        Some((name, data))
+    pub(crate) fn extras(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.spans.iter().map(|&[a, b, c]| {
+            let (a, b, c) = (a as usize, b as usize, c as usize);
+            (
+                self.buf.get(a..b).unwrap_or_default(),
+                self.buf.get(b..c).unwrap_or_default(),
+            )
+        })
     }
 }
 
