@@ -6,6 +6,6 @@ pub mod writer;
 
 pub use reader::read_document;
 pub use writer::{
-    write_document, ClusterAttrs, ExtraPair, HostAttrs, MetricAttrs, SlopeText, Val, WriteOptions,
-    XmlWriter, DTD,
+    write_document, ClusterAttrs, ExtraPair, HostAttrs, MetricAttrs, PreparedMetric, SlopeText,
+    Val, WriteOptions, XmlWriter, DTD,
 };

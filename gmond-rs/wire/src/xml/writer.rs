@@ -146,29 +146,43 @@ pub enum SlopeText<'a> {
 }
 
 /// Writes one document element by element. Call order: `begin`, then for each host
-/// `host_start`, `metric`*, `host_end`, and finally `finish`.
+/// `host_start`, (`metric` | `prepared_metric`)*, `host_end`, and finally `finish`.
+///
+/// Output is assembled in an internal buffer and handed to the sink in 64 KiB writes, so a
+/// socket sink sees few system calls and a `Vec` sink one extra copy per chunk.
 pub struct XmlWriter<W: Write> {
     out: W,
     opts: WriteOptions,
-    line: Vec<u8>,
+    buf: Vec<u8>,
+    /// The buffer is the destination ([`XmlWriter::in_memory`]): never flushed.
+    in_memory: bool,
 }
+
+const FLUSH_AT: usize = 64 * 1024;
 
 impl<W: Write> XmlWriter<W> {
     pub fn new(out: W, opts: WriteOptions) -> Self {
         XmlWriter {
             out,
             opts,
-            line: Vec::with_capacity(512),
+            buf: Vec::with_capacity(FLUSH_AT + 4096),
+            in_memory: false,
         }
+    }
+
+    fn flush_if_full(&mut self) -> io::Result<()> {
+        if !self.in_memory && self.buf.len() >= FLUSH_AT {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
     }
 
     /// Prolog, DTD, GANGLIA_XML and CLUSTER start tags.
     pub fn begin(&mut self, c: &ClusterAttrs<'_>) -> io::Result<()> {
-        self.out.write_all(DTD.as_bytes())?;
-        self.out
-            .write_all(b"<GANGLIA_XML VERSION=\"3.7.2\" SOURCE=\"gmond\">\n")?;
-        let l = &mut self.line;
-        l.clear();
+        let l = &mut self.buf;
+        l.extend_from_slice(DTD.as_bytes());
+        l.extend_from_slice(b"<GANGLIA_XML VERSION=\"3.7.2\" SOURCE=\"gmond\">\n");
         l.extend_from_slice(b"<CLUSTER NAME=\"");
         escape_attr(c.name, l);
         l.extend_from_slice(b"\" LOCALTIME=\"");
@@ -180,12 +194,11 @@ impl<W: Write> XmlWriter<W> {
         l.extend_from_slice(b"\" URL=\"");
         escape_attr(c.url, l);
         l.extend_from_slice(b"\">\n");
-        self.out.write_all(l)
+        self.flush_if_full()
     }
 
     pub fn host_start(&mut self, h: &HostAttrs<'_>) -> io::Result<()> {
-        let l = &mut self.line;
-        l.clear();
+        let l = &mut self.buf;
         l.extend_from_slice(b"<HOST NAME=\"");
         escape_attr(h.name, l);
         l.extend_from_slice(b"\" IP=\"");
@@ -210,56 +223,129 @@ impl<W: Write> XmlWriter<W> {
         }
         push_u64(u64::from(started.unsigned_abs()), l);
         l.extend_from_slice(b"\">\n");
-        self.out.write_all(l)
+        self.flush_if_full()
     }
 
     pub fn metric<E: ExtraPair>(&mut self, m: &MetricAttrs<'_, E>) -> io::Result<()> {
-        let l = &mut self.line;
-        l.clear();
-        l.extend_from_slice(b"<METRIC NAME=\"");
-        escape_attr(m.name, l);
-        l.extend_from_slice(b"\" VAL=\"");
-        push_val(&m.val, l);
-        l.extend_from_slice(b"\" TYPE=\"");
-        escape_attr(m.ty, l);
-        l.extend_from_slice(b"\" UNITS=\"");
-        escape_attr(m.units, l);
-        l.extend_from_slice(b"\" TN=\"");
+        let l = &mut self.buf;
+        metric_head(m, l);
         push_u64(m.tn, l);
-        l.extend_from_slice(b"\" TMAX=\"");
-        push_u64(u64::from(m.tmax), l);
-        l.extend_from_slice(b"\" DMAX=\"");
-        push_u64(u64::from(m.dmax), l);
-        l.extend_from_slice(b"\" SLOPE=\"");
-        match m.slope {
-            SlopeText::Wire(s) => l.extend_from_slice(s.as_str().as_bytes()),
-            SlopeText::Text(t) => escape_attr(t, l),
-        }
-        l.extend_from_slice(b"\">\n");
-        if self.opts.allow_extra_data {
-            l.extend_from_slice(b"<EXTRA_DATA>\n");
-            for e in m.extra.iter().rev() {
-                l.extend_from_slice(b"<EXTRA_ELEMENT NAME=\"");
-                escape_attr(e.name(), l);
-                l.extend_from_slice(b"\" VAL=\"");
-                escape_attr(e.value(), l);
-                l.extend_from_slice(b"\"/>\n");
-            }
-            l.extend_from_slice(b"</EXTRA_DATA>\n");
-        }
-        l.extend_from_slice(b"</METRIC>\n");
-        self.out.write_all(l)
+        metric_tail(m, self.opts, l);
+        self.flush_if_full()
+    }
+
+    /// A metric rendered earlier with [`PreparedMetric::new`]: only TN is written now. The
+    /// daemon keeps one per metric and rebuilds it when the value or metadata changes.
+    pub fn prepared_metric(&mut self, p: &PreparedMetric, tn: u64) -> io::Result<()> {
+        let l = &mut self.buf;
+        l.extend_from_slice(&p.bytes[..p.split]);
+        push_u64(tn, l);
+        l.extend_from_slice(&p.bytes[p.split..]);
+        self.flush_if_full()
     }
 
     pub fn host_end(&mut self) -> io::Result<()> {
-        self.out.write_all(b"</HOST>\n")
+        self.buf.extend_from_slice(b"</HOST>\n");
+        self.flush_if_full()
     }
 
-    /// Closes CLUSTER and GANGLIA_XML and hands back the sink.
+    /// Closes CLUSTER and GANGLIA_XML, hands the rest to the sink, and returns it.
     pub fn finish(mut self) -> io::Result<W> {
-        self.out.write_all(b"</CLUSTER>\n</GANGLIA_XML>\n")?;
+        self.buf.extend_from_slice(b"</CLUSTER>\n</GANGLIA_XML>\n");
+        self.out.write_all(&self.buf)?;
         Ok(self.out)
     }
+}
+
+impl XmlWriter<Vec<u8>> {
+    /// Renders straight into `out` (appending), with no intermediate copy: how the daemon
+    /// renders a document once and serves the bytes to every client.
+    pub fn in_memory(out: Vec<u8>, opts: WriteOptions) -> Self {
+        XmlWriter {
+            out: Vec::new(),
+            opts,
+            buf: out,
+            in_memory: true,
+        }
+    }
+
+    /// Finishes an [`XmlWriter::in_memory`] document (or any Vec-backed one) and returns it.
+    pub fn finish_vec(mut self) -> Vec<u8> {
+        self.buf.extend_from_slice(b"</CLUSTER>\n</GANGLIA_XML>\n");
+        if self.in_memory {
+            self.buf
+        } else {
+            self.out.extend_from_slice(&self.buf);
+            self.out
+        }
+    }
+}
+
+/// One METRIC element rendered ahead of time, split where TN goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PreparedMetric {
+    bytes: Vec<u8>,
+    split: usize,
+}
+
+impl PreparedMetric {
+    /// Renders `m` (its `tn` is ignored) with the writer options it will be written under.
+    pub fn new<E: ExtraPair>(m: &MetricAttrs<'_, E>, opts: WriteOptions) -> Self {
+        let mut bytes = Vec::with_capacity(256);
+        metric_head(m, &mut bytes);
+        let split = bytes.len();
+        metric_tail(m, opts, &mut bytes);
+        bytes.shrink_to_fit();
+        PreparedMetric { bytes, split }
+    }
+
+    /// Bytes held (for memory accounting).
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+/// Everything of a METRIC element before the TN value.
+fn metric_head<E: ExtraPair>(m: &MetricAttrs<'_, E>, l: &mut Vec<u8>) {
+    l.extend_from_slice(b"<METRIC NAME=\"");
+    escape_attr(m.name, l);
+    l.extend_from_slice(b"\" VAL=\"");
+    push_val(&m.val, l);
+    l.extend_from_slice(b"\" TYPE=\"");
+    escape_attr(m.ty, l);
+    l.extend_from_slice(b"\" UNITS=\"");
+    escape_attr(m.units, l);
+    l.extend_from_slice(b"\" TN=\"");
+}
+
+/// Everything of a METRIC element after the TN value.
+fn metric_tail<E: ExtraPair>(m: &MetricAttrs<'_, E>, opts: WriteOptions, l: &mut Vec<u8>) {
+    l.extend_from_slice(b"\" TMAX=\"");
+    push_u64(u64::from(m.tmax), l);
+    l.extend_from_slice(b"\" DMAX=\"");
+    push_u64(u64::from(m.dmax), l);
+    l.extend_from_slice(b"\" SLOPE=\"");
+    match m.slope {
+        SlopeText::Wire(s) => l.extend_from_slice(s.as_str().as_bytes()),
+        SlopeText::Text(t) => escape_attr(t, l),
+    }
+    l.extend_from_slice(b"\">\n");
+    if opts.allow_extra_data {
+        l.extend_from_slice(b"<EXTRA_DATA>\n");
+        for e in m.extra.iter().rev() {
+            l.extend_from_slice(b"<EXTRA_ELEMENT NAME=\"");
+            escape_attr(e.name(), l);
+            l.extend_from_slice(b"\" VAL=\"");
+            escape_attr(e.value(), l);
+            l.extend_from_slice(b"\"/>\n");
+        }
+        l.extend_from_slice(b"</EXTRA_DATA>\n");
+    }
+    l.extend_from_slice(b"</METRIC>\n");
 }
 
 /// Renders an owned document (its first cluster; gmond serves exactly one). VALs are taken as
@@ -348,6 +434,7 @@ fn push_val(val: &Val<'_>, out: &mut Vec<u8>) {
     }
 }
 
+/// Bytes `escape_attr` does not copy as they are.
 fn needs_escape(b: u8) -> bool {
     matches!(b, b'&' | b'<' | b'"' | 0..=31)
 }
@@ -355,7 +442,10 @@ fn needs_escape(b: u8) -> bool {
 /// Any attribute: the minimum for well-formedness, raw otherwise (gmond prints these raw).
 /// Text ends at the first NUL, as C strings do.
 pub fn escape_attr(s: &[u8], out: &mut Vec<u8>) {
-    for &b in s {
+    // Most text needs nothing: copy clean runs in one go.
+    let clean = s.iter().position(|&b| needs_escape(b)).unwrap_or(s.len());
+    out.extend_from_slice(&s[..clean]);
+    for &b in &s[clean..] {
         match b {
             0 => break,
             b'&' => out.extend_from_slice(b"&amp;"),
@@ -408,6 +498,43 @@ mod tests {
         let mut out = Vec::new();
         escape_attr(b"a&b<c>d\"e'f\x01g\0hidden", &mut out);
         assert_eq!(out, b"a&amp;b&lt;c>d&quot;e'f&#65533;g");
+    }
+
+    #[test]
+    fn prepared_metric_writes_the_same_bytes() {
+        let extra = [(&b"GROUP"[..], &b"cpu"[..]), (&b"TITLE"[..], &b"T&T"[..])];
+        let m = MetricAttrs {
+            name: &b"cpu_user"[..],
+            val: Val::Typed {
+                fmt: b"%.1f",
+                value: Value::Float(2.25),
+            },
+            ty: b"float",
+            units: b"%",
+            tn: 17,
+            tmax: 90,
+            dmax: 0,
+            slope: SlopeText::Wire(Slope::BOTH),
+            extra: &extra,
+        };
+        for opts in [
+            WriteOptions::default(),
+            WriteOptions {
+                allow_extra_data: false,
+            },
+        ] {
+            let mut direct = XmlWriter::new(Vec::new(), opts);
+            direct.metric(&m).unwrap();
+            let mut prepared = XmlWriter::new(Vec::new(), opts);
+            let p = PreparedMetric::new(&MetricAttrs { tn: 999, ..m }, opts);
+            prepared.prepared_metric(&p, 17).unwrap();
+            let mut mem = XmlWriter::in_memory(b"x".to_vec(), opts);
+            mem.prepared_metric(&p, 17).unwrap();
+            let (a, b) = (direct.finish().unwrap(), prepared.finish().unwrap());
+            assert_eq!([&b"x"[..], &a].concat(), mem.finish_vec());
+            assert_eq!(a, b);
+            assert!(String::from_utf8(a).unwrap().contains("VAL=\"2.3\""));
+        }
     }
 
     #[test]
