@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The project's one test command (README; .ci/run calls exactly this).
+# Installs what the tests need (Debian packages, cargo-fuzz) idempotently, then runs every gate:
+# rustfmt, clippy -D warnings, the purity checks, all unit/property/integration/interop tests,
+# the benches in test mode, and every fuzz target for a short while. Exits non-zero if anything
+# fails. Progress goes to stderr as "== step" lines.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
+failed=()
+step() { printf '\n== %s\n' "$*" >&2; }
+run() { # run NAME CMD...: records a failure instead of stopping, so one run shows every problem
+    local name=$1; shift
+    step "$name"
+    if ! "$@"; then
+        failed+=("$name")
+        printf '!! %s failed\n' "$name" >&2
+    fi
+}
+
+# --- System packages -------------------------------------------------------------------------
+# Real peers (gmond, gmetric, gstat, gmetad), rrdtool, libvirt's client library (the `virt`
+# crate links it), and the tools the interop tests drive. --no-install-recommends: some
+# recommends multicast on their own (avahi-daemon).
+PACKAGES=(ganglia-monitor gmetad rrdtool libvirt-dev libvirt-clients iproute2 tcpdump
+          libxml2-utils pkg-config)
+install_packages() {
+    local missing=()
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    step "installing ${missing[*]}"
+    # Never let a package start its daemon outside a test namespace: gmond's stock config
+    # multicasts on eth0. policy-rc.d makes invoke-rc.d refuse; remove ours afterwards.
+    local guard=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+        guard=1
+    fi
+    local before; before=$(pgrep -x 'gmond|gmetad' || true)
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    local rc=$?
+    [ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
+    # Belt and braces: stop any gmond/gmetad the install started (by PID, only new ones).
+    for pid in $(pgrep -x 'gmond|gmetad' || true); do
+        grep -qx "$pid" <<<"$before" || kill "$pid" 2>/dev/null
+    done
+    return $rc
+}
+run "system packages" install_packages
+
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    run "install cargo-fuzz" cargo install cargo-fuzz --locked --quiet
+fi
+
+# --- Gates -------------------------------------------------------------------------------------
+run "rustfmt" cargo fmt --all --check
+run "clippy" cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+# Architecture invariants that a dependency change could silently break.
+not_in_tree() { # not_in_tree CRATE DEP: CRATE must not depend on DEP (normal edges)
+    if cargo tree -p "$1" -e normal -i "$2" >/dev/null 2>&1; then
+        echo "$1 depends on $2:" >&2
+        cargo tree -p "$1" -e normal -i "$2" >&2
+        return 1
+    fi
+}
+purity() {
+    not_in_tree ganglia-wire tokio && not_in_tree ganglia-wire socket2 &&
+        not_in_tree gmond-conf tokio && not_in_tree rrd ganglia-wire &&
+        not_in_tree rrd tokio
+}
+run "purity (cargo tree)" purity
+
+# --- Tests -------------------------------------------------------------------------------------
+# --all-targets also runs each criterion bench once in test mode, so benches keep compiling.
+run "cargo test" cargo test --workspace --all-targets
+run "doc tests" cargo test --workspace --doc --quiet
+
+# --- Fuzz targets: build all, run each briefly from the fixture seeds ---------------------------
+fuzz_all() {
+    local corpus; corpus=$(mktemp -d)
+    local rc=0 t seeds
+    (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build -O) || return 1
+    for t in $(cd fuzz && cargo fuzz list); do
+        mkdir -p "$corpus/$t"
+        case $t in
+            xdr_*) seeds=tests/fixtures/ganglia-3.7.2/bin ;;
+            xml_read) seeds=tests/fixtures/ganglia-3.7.2/xml ;;
+            gmond_conf) seeds=gmond-rs/conf/tests/data ;;
+            *) seeds="" ;;
+        esac
+        [ -n "$seeds" ] && [ -d "$seeds" ] && seeds=$(realpath "$seeds") || seeds=""
+        step "fuzz $t for ${FUZZ_SECONDS}s"
+        (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$t" "$corpus/$t" ${seeds:+"$seeds"} -- \
+            -max_total_time="$FUZZ_SECONDS" -print_final_stats=0 2>&1 | tail -n 3) || rc=1
+    done
+    rm -rf "$corpus"
+    return $rc
+}
+run "fuzz" fuzz_all
+
+# --- Summary -----------------------------------------------------------------------------------
+if [ ${#failed[@]} -ne 0 ]; then
+    printf '\nFAILED: %s\n' "${failed[*]}" >&2
+    exit 1
+fi
+printf '\nall gates passed\n' >&2
