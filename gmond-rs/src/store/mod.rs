@@ -467,6 +467,7 @@ fn update_metric<R>(
     have: impl Fn(&Metric) -> usize,
     apply: impl FnOnce(&mut Metric) -> R,
 ) -> Result<R, DropReason> {
+    let count = metrics.len();
     let metric = match metrics.entry_ref(name) {
         EntryRef::Occupied(e) => {
             let m = e.into_mut();
@@ -477,7 +478,7 @@ fn update_metric<R>(
             m
         }
         EntryRef::Vacant(e) => {
-            if stats.metrics >= caps.max_metrics_total {
+            if count >= caps.max_metrics_per_host || stats.metrics >= caps.max_metrics_total {
                 return Err(DropReason::MetricLimit);
             }
             let m = Metric::new(e.key());

@@ -1,0 +1,341 @@
+//! Untrusted input: malformed datagrams are counted by reason and dropped, floods of new
+//! hosts and metric names stop at the caps with exact counters, queues stay bounded, and no
+//! byte sequence makes the store panic or lose count.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+mod store_common;
+
+use ganglia_wire::Value;
+use gmond_rs::store::{
+    Caps, ClusterStore, DropReason, Outcome, StaticResolver, StoreConfig, Timestamp,
+};
+use proptest::prelude::*;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+use store_common::*;
+
+const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+
+fn t(s: u64) -> Timestamp {
+    Timestamp::from_secs(1_800_000_000 + s)
+}
+
+fn with_caps(caps: Caps) -> ClusterStore {
+    ClusterStore::new(StoreConfig {
+        caps,
+        ..StoreConfig::default()
+    })
+}
+
+fn assert_books_balance(s: &ClusterStore) {
+    let st = s.stats();
+    assert_eq!(
+        st.datagrams_received_total,
+        st.datagrams_accepted_total + st.datagrams_dropped_total
+    );
+    assert_eq!(
+        st.dropped_by_reason.values().sum::<u64>(),
+        st.datagrams_dropped_total
+    );
+}
+
+#[test]
+fn malformed_datagrams_are_counted_by_reason() {
+    let mut s = ClusterStore::new(StoreConfig::default());
+    let good = metadata("x", "m", false, "uint32", 0);
+    let mut huge_len = 136u32.to_be_bytes().to_vec();
+    huge_len.extend_from_slice(&u32::MAX.to_be_bytes());
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (vec![], "truncated"),
+        (good[..good.len() - 1].to_vec(), "truncated"),
+        (good[..10].to_vec(), "truncated"),
+        (vec![0, 0, 0, 5, 0, 0, 0, 0], "unknown_id"),
+        (137u32.to_be_bytes().to_vec(), "unknown_id"),
+        (vec![0xff; 64], "unknown_id"),
+        (huge_len, "bad_length"),
+        (vec![0; 1473], "oversize"),
+        (uint("nocolon", "m", true, 1), "bad_spoof"),
+    ];
+    for (bytes, reason) in &cases {
+        match s.handle_datagram(t(0), A, bytes) {
+            Outcome::Dropped(r) => assert_eq!(r.as_str(), *reason, "{bytes:?}"),
+            Outcome::Accepted => panic!("accepted {bytes:?}"),
+        }
+    }
+    let st = s.stats();
+    assert_eq!(st.dropped("truncated"), 3);
+    assert_eq!(st.dropped("unknown_id"), 3);
+    assert_eq!(st.dropped("bad_length"), 1);
+    assert_eq!(st.dropped("oversize"), 1);
+    assert_eq!(st.dropped("bad_spoof"), 1);
+    assert_eq!(st.datagrams_decoded_total, 1, "only the bad spoof decoded");
+    assert_eq!((st.hosts, st.metrics), (0, 0));
+    assert_books_balance(&s);
+    // Trailing bytes after a whole message are fine (verified on real gmond).
+    let mut padded = good.clone();
+    padded.extend_from_slice(b"trailing junk");
+    assert_eq!(s.handle_datagram(t(0), A, &padded), Outcome::Accepted);
+    // A configured larger max_udp_msg_len accepts what the default rejects.
+    let mut big = ClusterStore::new(StoreConfig {
+        limits: ganglia_wire::Limits {
+            max_datagram: 9000,
+            ..Default::default()
+        },
+        ..StoreConfig::default()
+    });
+    let mut long = good;
+    long.resize(4000, 0);
+    assert_eq!(big.handle_datagram(t(0), A, &long), Outcome::Accepted);
+}
+
+#[test]
+fn a_flood_of_spoofed_hosts_stops_at_max_hosts() {
+    let mut s = with_caps(Caps {
+        max_hosts: 100,
+        ..Caps::default()
+    });
+    for i in 0..1000 {
+        let host = format!("10.9.{}.{}:flood{i}", i / 256, i % 256);
+        let _ = s.handle_datagram(t(0), A, &uint(&host, "m", true, 1));
+    }
+    let st = s.stats();
+    assert_eq!(st.hosts, 100);
+    assert_eq!(st.dropped("host_limit"), 900);
+    assert_eq!(st.datagrams_accepted_total, 100);
+    assert_eq!(cluster(&s, t(1)).hosts.len(), 100);
+    // Known hosts keep updating.
+    let out = s.handle_datagram(t(2), A, &uint("10.9.0.0:flood0", "m", true, 2));
+    assert_eq!(out, Outcome::Accepted);
+    let out = s.handle_datagram(t(2), A, &uint("10.200.0.0:new", "m", true, 2));
+    assert_eq!(out, Outcome::Dropped(DropReason::HostLimit));
+    assert_books_balance(&s);
+}
+
+#[test]
+fn a_flood_of_metric_names_stops_at_the_metric_caps() {
+    let mut s = with_caps(Caps {
+        max_metrics_per_host: 50,
+        max_metrics_total: 120,
+        ..Caps::default()
+    });
+    for i in 0..200 {
+        let _ = s.handle_datagram(
+            t(0),
+            A,
+            &metadata("x", &format!("m{i}"), false, "uint32", 0),
+        );
+    }
+    assert_eq!(s.stats().metrics, 50);
+    assert_eq!(s.stats().dropped("metric_limit"), 150);
+    // Other hosts fill up to the store-wide cap.
+    for h in 2..=4u8 {
+        for i in 0..50 {
+            let src = Ipv4Addr::new(10, 0, 0, h);
+            let _ = s.handle_datagram(t(0), src, &uint("x", &format!("m{i}"), false, 1));
+        }
+    }
+    assert_eq!(s.stats().metrics, 120);
+    assert_eq!(s.stats().dropped("metric_limit"), 150 + 80);
+    assert_eq!(s.stats().hosts, 4);
+    // Existing metrics still take values.
+    let out = s.handle_datagram(t(1), A, &uint("x", "m3", false, 9));
+    assert_eq!(out, Outcome::Accepted);
+    assert_eq!(
+        cluster(&s, t(1))
+            .host("10.0.0.1")
+            .unwrap()
+            .metric("m3")
+            .unwrap()
+            .val,
+        "9"
+    );
+    assert_books_balance(&s);
+}
+
+#[test]
+fn memory_stays_under_max_bytes() {
+    let max_bytes = 200_000;
+    let mut s = with_caps(Caps {
+        max_bytes,
+        ..Caps::default()
+    });
+    let long = "x".repeat(600);
+    for i in 0..2000 {
+        let host = format!("10.{}.{}.1:{long}", i / 256, i % 256);
+        let name = format!("{i}{}", &long[..200]);
+        let _ = s.handle_datagram(t(0), A, &string(&host, &name, true, &long[..100]));
+        assert!(
+            s.stats().bytes <= max_bytes,
+            "{} after {i}",
+            s.stats().bytes
+        );
+    }
+    assert!(s.stats().dropped("memory_limit") > 1500);
+    assert!(
+        s.stats().bytes > max_bytes / 2,
+        "the budget is used, not wasted"
+    );
+    // Growing an existing value past the budget is refused too; updates in place are not.
+    let mut s = with_caps(Caps {
+        max_bytes: 3_000,
+        ..Caps::default()
+    });
+    let big = "y".repeat(1400);
+    let outcomes = [
+        s.handle_datagram(t(0), A, &string("x", "m", false, "short")),
+        s.handle_datagram(t(0), A, &string("x", "n", false, &big)),
+        s.handle_datagram(t(0), A, &string("x", "m", false, &big)),
+        s.handle_datagram(t(0), A, &string("x", "m", false, "tiny")),
+        s.handle_datagram(t(0), A, &string("x", "n", false, &big[..700])),
+    ];
+    use Outcome::{Accepted, Dropped};
+    assert_eq!(
+        outcomes,
+        [
+            Accepted,
+            Accepted,
+            Dropped(DropReason::MemoryLimit),
+            Accepted,
+            Accepted
+        ]
+    );
+    assert!(s.stats().bytes <= 3_000, "{}", s.stats().bytes);
+}
+
+#[test]
+fn cap_warnings_are_rate_limited() {
+    let mut s = ClusterStore::new(StoreConfig {
+        caps: Caps {
+            max_hosts: 1,
+            ..Caps::default()
+        },
+        warn_interval: Duration::from_secs(60),
+        ..StoreConfig::default()
+    });
+    for sec in 0..=150u64 {
+        let host = format!("10.1.1.{}:h{sec}", sec % 250);
+        let _ = s.handle_datagram(t(sec), A, &uint(&host, "m", true, 1));
+    }
+    // Warned at 1 (first drop), 61 and 121.
+    assert_eq!(s.stats().cap_warnings_total, 3);
+    assert_eq!(s.stats().dropped("host_limit"), 150);
+}
+
+#[test]
+fn pending_queues_are_bounded() {
+    let mut s = with_caps(Caps {
+        max_pending_transmit: 10,
+        max_pending_requested: 5,
+        ..Caps::default()
+    });
+    for i in 0..25 {
+        let _ = s.handle_datagram(t(0), A, &uint("x", &format!("m{i}"), false, 1));
+        let _ = s.handle_datagram(t(0), A, &request("x", &format!("r{i}"), false));
+        let _ = s.handle_datagram(t(0), A, &request("x", "r0", false));
+    }
+    assert_eq!(s.stats().metadata_requests_sent_total, 10);
+    assert_eq!(s.stats().metadata_requests_unsent_total, 15);
+    assert_eq!(drain_requests(&mut s).len(), 10);
+    assert_eq!(s.poll_metadata_requested().count(), 5);
+    assert_eq!(s.stats().metadata_requested_dropped_total, 20);
+    // Draining makes room again.
+    let _ = s.handle_datagram(t(1), A, &uint("x", "m0", false, 1));
+    assert_eq!(drain_requests(&mut s).len(), 1);
+}
+
+#[test]
+fn a_request_that_would_not_fit_is_not_sent() {
+    // gmond builds requests in 1464 bytes. The request carries the resolved NAME where the
+    // value carried an (ignored) empty host field, so a value that fit can ask too much.
+    let long_name = "h".repeat(100);
+    let mut s = ClusterStore::with_resolver(
+        StoreConfig::default(),
+        Box::new(StaticResolver::new().with(A, long_name)),
+    );
+    let name = "n".repeat(1420);
+    assert_eq!(
+        s.handle_datagram(t(0), A, &uint("", &name, false, 1)),
+        Outcome::Accepted
+    );
+    assert!(s.poll_transmit().is_none());
+    assert_eq!(s.stats().metadata_requests_unsent_total, 1);
+    assert_eq!(s.stats().metadata_requests_sent_total, 0);
+}
+
+fn arb_valid() -> impl Strategy<Value = Vec<u8>> {
+    let host = prop_oneof![
+        Just("h".to_string()),
+        "[0-9.:a-z]{0,12}",
+        Just("10.0.0.5:spoofed".to_string())
+    ];
+    let name = prop_oneof![
+        Just("heartbeat".to_string()),
+        Just("LOCATION".to_string()),
+        "[a-z:_]{0,8}"
+    ];
+    (
+        0u8..6,
+        host,
+        name,
+        any::<bool>(),
+        any::<u32>(),
+        "[ -~]{0,20}",
+    )
+        .prop_map(|(kind, host, name, spoof, n, text)| match kind {
+            0 => metadata(&host, &name, spoof, &text, n % 3),
+            1 => uint(&host, &name, spoof, n),
+            2 => string(&host, &name, spoof, &text),
+            3 => value(&host, &name, spoof, &text, Value::Float(f32::from_bits(n))),
+            4 => value(
+                &host,
+                &name,
+                spoof,
+                "%.3f",
+                Value::Double(f64::from(n) / 7.0),
+            ),
+            _ => request(&host, &name, spoof),
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Arbitrary bytes, and valid messages with random corruption, never panic, the
+    /// counters add up, and the dump stays a well-formed document.
+    #[test]
+    fn no_input_breaks_the_store(
+        datagrams in prop::collection::vec(
+            prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..200),
+                arb_valid(),
+                (arb_valid(), any::<usize>(), any::<u8>()).prop_map(|(mut d, at, b)| {
+                    let i = at % d.len();
+                    d[i] ^= b;
+                    d
+                }),
+                (arb_valid(), any::<usize>()).prop_map(|(d, cut)| d[..cut % (d.len() + 1)].to_vec()),
+            ],
+            1..40,
+        ),
+        srcs in prop::collection::vec(any::<u32>(), 1..4),
+        step in 0u64..400,
+    ) {
+        let mut s = ClusterStore::new(StoreConfig {
+            cleanup_threshold: Duration::from_secs(10),
+            host_dmax: Some(Duration::from_secs(500)),
+            ..StoreConfig::default()
+        });
+        for (i, d) in datagrams.iter().enumerate() {
+            let now = t(i as u64 * step);
+            let src = Ipv4Addr::from(srcs[i % srcs.len()]);
+            let _ = s.handle_datagram(now, src, d);
+            s.handle_timeout(now);
+            while s.poll_transmit().is_some() {}
+        }
+        assert_books_balance(&s);
+        let end = t(datagrams.len() as u64 * step);
+        let mut xml = Vec::new();
+        s.write_xml(end, &mut xml).unwrap();
+        let doc = ganglia_wire::xml::read_document(&xml).unwrap();
+        prop_assert!(doc.clusters[0].hosts.len() <= s.stats().hosts);
+    }
+}
