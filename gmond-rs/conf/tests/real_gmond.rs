@@ -151,6 +151,8 @@ const STRICTER: &[&str] = &[
     // libconfuse ends an open section silently at end of file; we call it unterminated.
     "globals { mute = no",
     "modules { module { name = \"core_metrics\" }",
+    // An unclosed "..." where a name is expected just ends libconfuse's input.
+    "host { location = \"a\" \"oops }",
     // gmond only notices these once it starts its sockets (or never).
     "globals { deaf = yes mute = yes }",
     "udp_send_channel { mcast_join = 239.2.11.71 }",
@@ -167,4 +169,221 @@ fn where_we_are_stricter_than_real_gmond() {
         );
         assert!(we_accept(text).is_err(), "gmond-rs accepts {text:?}");
     }
+}
+
+/// Small deterministic generator of config-shaped text (no shrinking needed: each case runs
+/// real gmond, and a failure prints the whole input).
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[self.below(xs.len())]
+    }
+}
+
+const SECTIONS: &[(&str, &[&str])] = &[
+    (
+        "globals",
+        &[
+            "daemonize",
+            "setuid",
+            "user",
+            "debug_level",
+            "max_udp_msg_len",
+            "host_dmax",
+            "gexec",
+            "tags",
+        ],
+    ),
+    ("cluster", &["name", "owner", "latlong", "url"]),
+    ("host", &["location"]),
+    (
+        "udp_send_channel",
+        &["mcast_join", "host", "port", "ttl", "bind", "mcast_if"],
+    ),
+    (
+        "udp_recv_channel",
+        &["mcast_join", "port", "bind", "retry_bind", "buffer"],
+    ),
+    (
+        "tcp_accept_channel",
+        &["port", "bind", "timeout", "gzip_output"],
+    ),
+    ("sflow", &["udp_port", "accept_vm_metrics"]),
+];
+const VALUES: &[&str] = &[
+    "yes",
+    "no",
+    "\"yes\"",
+    "'no'",
+    "8649",
+    "\"8649\"",
+    "0x10",
+    "010",
+    "08",
+    "-1",
+    "1.5",
+    "\"\"",
+    "\"a b\"",
+    "'q\\'s'",
+    "239.2.11.71",
+    "127.0.0.1",
+    "\"x\\ty\"",
+    "\"\\101\"",
+    "\"\\9\"",
+    "abc",
+    "a/b//c",
+    "TRUE",
+    "off",
+    "1e3",
+    "\"${GMOND_RS_UNSET:-1}\"",
+    "12abc",
+    "\"\\x4g\"",
+];
+/// Values of the right type for `key`, so that most generated files are valid.
+fn good_values(key: &str) -> &'static [&'static str] {
+    const BOOLS: &[&str] = &["yes", "no", "\"yes\"", "'no'", "TRUE", "off"];
+    const INTS: &[&str] = &["8649", "\"8649\"", "0x10", "010", "-1", "\"\"", "20"];
+    match key {
+        "daemonize" | "setuid" | "gexec" | "retry_bind" | "gzip_output" | "accept_vm_metrics" => {
+            BOOLS
+        }
+        "debug_level" | "max_udp_msg_len" | "host_dmax" | "port" | "ttl" | "buffer" | "timeout"
+        | "udp_port" => INTS,
+        _ => VALUES,
+    }
+}
+
+const SEPS: &[&str] = &[
+    " ",
+    "\n",
+    "  ",
+    " # c\n",
+    " /* c */ ",
+    " // c\n",
+    "\t",
+    "\r\n",
+];
+
+fn gen_config(g: &mut Gen) -> String {
+    let mut parts = Vec::new();
+    for _ in 0..1 + g.below(4) {
+        let (sec, keys) = SECTIONS[g.below(SECTIONS.len())];
+        let mut items = Vec::new();
+        for _ in 0..g.below(5) {
+            let mut key = g.pick(keys).to_string();
+            match g.below(30) {
+                0..=3 => key = key.to_uppercase(),
+                4 => key.push('x'),
+                _ => {}
+            }
+            let v = if g.below(12) == 0 {
+                g.pick(VALUES)
+            } else {
+                g.pick(good_values(&key))
+            };
+            items.push(match g.below(40) {
+                0 => format!("{key} += {v}"),
+                1 => format!("{key} {v}"),
+                2 => format!("{key} = {{ {v}, {} }}", g.pick(VALUES)),
+                _ => format!("{key} = {v}"),
+            });
+        }
+        let sep = g.pick(SEPS);
+        let open = match g.below(16) {
+            0 => "title {",
+            1 => "(",
+            _ => "{",
+        };
+        let close = match g.below(16) {
+            0 => "} }",
+            _ => "}",
+        };
+        parts.push(format!("{sec} {open} {} {close}", items.join(sep)));
+        if g.below(8) == 0 {
+            parts.push(
+                g.pick(&[
+                    "include (\"/nonexistent-gmond-rs/*.conf\")",
+                    "include (\"/nonexistent-gmond-rs/a.conf\")",
+                    "include ()",
+                    "include (\"a\", \"b\")",
+                    "modules { module { name = \"m\" param a { value = 1 } } }",
+                    "modules { module { name = \"m\" param { value = 1 } } }",
+                    "collection_group { collect_every = x metric { name = \"cpu_user\" } }",
+                    "collection_group { metric { name = \"cpu_user\" value_threshold = x } }",
+                ])
+                .to_string(),
+            );
+        }
+    }
+    let sep = g.pick(SEPS);
+    parts.join(sep)
+}
+
+/// Our errors that gmond also raises while parsing (the rest it checks later, or never).
+fn we_reject_at_parse_level(text: &str) -> Option<String> {
+    let errs = match parse_str_with(text, "gen.conf", &MemSource::new(), &LoadOptions::default()) {
+        Ok(_) => return None,
+        Err(e) => e.errors,
+    };
+    let parse_level: Vec<String> = errs
+        .iter()
+        .filter(|e| match e {
+            gmond_conf::ConfigError::BadValue { expected, .. } => {
+                ["integer", "floating point", "boolean"]
+                    .iter()
+                    .any(|t| expected.starts_with(t))
+            }
+            gmond_conf::ConfigError::OutOfRange { .. }
+            | gmond_conf::ConfigError::Invalid { .. } => false,
+            _ => true,
+        })
+        .map(|e| e.to_string())
+        .collect();
+    (!parse_level.is_empty()).then(|| parse_level.join("; "))
+}
+
+#[test]
+fn generated_configs_agree_with_real_gmond() {
+    let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+    let (mut compared, mut rejected, mut disagreements) = (0, 0, Vec::new());
+    for _ in 0..250 {
+        let text = gen_config(&mut g);
+        let ours = we_reject_at_parse_level(&text);
+        // Deliberate differences (see STRICTER): unclosed section or "..." at end of file.
+        if ours
+            .as_deref()
+            .is_some_and(|e| e.contains("is not closed") || e.contains("unterminated string"))
+        {
+            continue;
+        }
+        let real = real_gmond_accepts(&text);
+        compared += 1;
+        rejected += usize::from(real.is_err());
+        if real.is_ok() != ours.is_none() {
+            disagreements.push(format!(
+                "{text:?}\n  real gmond: {real:?}\n  gmond-rs: {ours:?}"
+            ));
+        }
+    }
+    assert!(
+        compared > 150,
+        "generator produced too few comparable cases: {compared}"
+    );
+    // Both outcomes must be well represented, or agreement would prove little.
+    assert!(
+        rejected > 30 && compared - rejected > 30,
+        "{rejected} of {compared} rejected"
+    );
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
 }
