@@ -54,7 +54,8 @@ fn bench_update(c: &mut Criterion) {
         let mut f = RrdFile::open(&path).unwrap();
         b.iter(|| {
             t += 15;
-            f.update(&Update::parse(&format!("{t}:3.25")).unwrap()).unwrap();
+            f.update(&Update::parse(&format!("{t}:3.25")).unwrap())
+                .unwrap();
         })
     });
 
