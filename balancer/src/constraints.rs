@@ -30,6 +30,9 @@ pub struct Pin {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConstraintConfig {
+    /// Check memory capacity at all (default true; false reproduces CloudSim's PlanetLab setup,
+    /// whose VMs request no RAM once created).
+    pub check_memory: bool,
     /// Fraction of host memory never filled by moves (0..1, default 0.05).
     pub mem_reserve_frac: f64,
     /// Absolute memory reserve in KB on top of the fraction (default 0).
@@ -49,6 +52,7 @@ pub struct ConstraintConfig {
 impl Default for ConstraintConfig {
     fn default() -> Self {
         ConstraintConfig {
+            check_memory: true,
             mem_reserve_frac: 0.05,
             mem_reserve_kb: 0,
             max_vcpu_ratio: 4.0,
@@ -118,6 +122,9 @@ impl Rules {
             .hosts
             .iter()
             .map(|h| {
+                if !cfg.check_memory {
+                    return u64::MAX;
+                }
                 let usable = h.mem_kb as f64 * (1.0 - cfg.mem_reserve_frac);
                 (usable as u64).saturating_sub(cfg.mem_reserve_kb)
             })

@@ -284,7 +284,11 @@ impl<'a> Planner<'a> {
             refused: BTreeMap::new(),
         };
         for (i, vm) in s.vms.iter().enumerate() {
-            let h = vm.host_idx;
+            let h = vm
+                .migrating_to
+                .as_deref()
+                .and_then(|d| s.host_index(d))
+                .unwrap_or(vm.host_idx);
             p.vm_host.push(h);
             p.cpu[h] += vm.cpu_demand_mhz;
             p.mem[h] += vm.mem_kb;

@@ -86,6 +86,10 @@ pub struct VmState {
     /// A migration of this VM is in flight.
     #[serde(default)]
     pub migrating: bool,
+    /// Destination of the migration in flight, if known. The planner books the VM's load
+    /// there already, so that a slow migration is not answered by a second one.
+    #[serde(default)]
+    pub migrating_to: Option<String>,
     /// Index of `host` in `Snapshot::hosts`, filled by [`Snapshot::new`].
     #[serde(skip)]
     pub host_idx: usize,
@@ -270,6 +274,7 @@ impl Snapshot {
                     mem_kb,
                     mem_used_kb: (mem_kb as f64 * mem_util) as u64,
                     migrating: false,
+                    migrating_to: None,
                     host_idx: 0,
                 });
             }
@@ -407,6 +412,7 @@ mod tests {
             mem_kb: 1,
             mem_used_kb: 0,
             migrating: false,
+            migrating_to: None,
             host_idx: 0,
         };
         assert!(Snapshot::new(0, vec![h.clone(), h.clone()], vec![]).is_err());

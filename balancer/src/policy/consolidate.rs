@@ -63,7 +63,8 @@ pub struct ConsolidateParams {
     pub underload_window: usize,
     /// Most underloaded hosts emptied per round (0 = unlimited, default 0).
     pub max_underload_hosts: usize,
-    /// Reproduce CloudSim 3.0.3's placement check (requested MIPS must fit a single PE).
+    /// Reproduce CloudSim 3.0.3's placement check: the demand per vCPU must fit one physical
+    /// core (default true).
     pub pe_check: bool,
 }
 
@@ -118,6 +119,9 @@ struct Ctx<'p, 'a> {
     p: &'p mut Planner<'a>,
     /// Per VM: CPU history (fractions of its capacity), newest first.
     hist: Vec<Vec<f64>>,
+    /// Per host: CPU utilisation at the start of the decision. CloudSim ranks underloaded
+    /// hosts and prices power by this value, not by the tentative placement.
+    util0: Vec<f64>,
 }
 
 impl Ctx<'_, '_> {
@@ -209,7 +213,7 @@ impl Ctx<'_, '_> {
                 continue;
             }
             let host = &s.hosts[h];
-            if self.cfg.pe_check && vm.cpu_demand_mhz > host.mhz {
+            if self.cfg.pe_check && vm.cpu_demand_mhz / f64::from(vm.vcpus.max(1)) > host.mhz {
                 continue;
             }
             let cap = host.cpu_mhz();
@@ -221,7 +225,7 @@ impl Ctx<'_, '_> {
                 continue;
             }
             let pw = self.power(h);
-            let diff = pw.watts(after / cap) - pw.watts(self.p.cpu[h] / cap);
+            let diff = pw.watts(after / cap) - pw.watts(self.util0[h]);
             if best.is_none_or(|(b, _)| diff < b) {
                 best = Some((diff, h));
             }
@@ -245,7 +249,13 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
         })
         .collect();
     let nh = s.hosts.len();
-    let ctx = Ctx { cfg, p, hist };
+    let util0: Vec<f64> = (0..nh).map(|h| p.util(h)).collect();
+    let ctx = Ctx {
+        cfg,
+        p,
+        hist,
+        util0,
+    };
 
     // Overload pass.
     let mut over = vec![false; nh];
@@ -334,7 +344,7 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
             if excl_src[h] {
                 continue;
             }
-            let u = ctx.p.util(h);
+            let u = ctx.util0[h];
             if u > 0.0 && cand.is_none_or(|(b, _)| u < b) {
                 cand = Some((u, h));
             }
@@ -352,7 +362,12 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
             }
         }
         let mut vms: Vec<usize> = ctx.p.on_host[h].clone();
-        if vms.is_empty() || vms.iter().any(|&v| s.vms[v].migrating) {
+        // CloudSim skips hosts with a VM migrating in (planned this round) or already moving.
+        if vms.is_empty()
+            || vms
+                .iter()
+                .any(|&v| s.vms[v].migrating || s.vms[v].host_idx != h)
+        {
             continue;
         }
         vms.sort_by(|&a, &b| {

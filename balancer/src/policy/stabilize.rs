@@ -17,9 +17,9 @@ pub struct StabilizeParams {
     pub cpu_weight: f64,
     /// Weight of the memory sigma (>= 0, default 1.0).
     pub mem_weight: f64,
-    /// Target CPU sigma (0..=0.5, default 0.1).
+    /// Target CPU sigma (0..=0.5, default 0.05).
     pub cpu_target: f64,
-    /// Target memory sigma (0..=0.5, default 0.1).
+    /// Target memory sigma (0..=0.5, default 0.05).
     pub mem_target: f64,
     /// Number of most and least loaded hosts searched as sources and destinations
     /// (1..=1000, default 8).
@@ -33,8 +33,8 @@ impl Default for StabilizeParams {
         StabilizeParams {
             cpu_weight: 1.0,
             mem_weight: 1.0,
-            cpu_target: 0.1,
-            mem_target: 0.1,
+            cpu_target: 0.05,
+            mem_target: 0.05,
             candidate_hosts: 8,
             dest_max_util: 0.85,
         }

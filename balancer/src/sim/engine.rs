@@ -70,6 +70,7 @@ fn profile(p: &ProfileSpec) -> Profile {
 /// (CloudSim's initial placement).
 fn build(sc: &Scenario) -> Result<SimCluster> {
     let mut c = SimCluster::new(0);
+    c.set_ignore_memory(sc.ignore_memory);
     for h in &sc.hosts {
         c.add_host(SimHost {
             name: h.name.clone(),
@@ -160,6 +161,7 @@ fn snapshot(
             mem_kb: dom.mem_kib,
             mem_used_kb: dom.mem_kib,
             migrating: dom.migration.is_some(),
+            migrating_to: dom.migration.map(|m| c.hosts()[m.dest].name.clone()),
             host_idx: 0,
         });
     }
@@ -195,6 +197,7 @@ pub fn simulate(sc: &Scenario, spec: &PolicySpec, opts: &SimOptions) -> Result<R
     let mut maint: BTreeSet<usize> = BTreeSet::new();
     let mut pending_ha: Vec<(u64, usize, usize)> = Vec::new();
     let mut partition_until: Option<u64> = None;
+    let mut maint_start: Option<u64> = None;
     let mut r = Report {
         scenario: sc.name.clone(),
         policy: spec.policy.clone(),
@@ -279,6 +282,19 @@ pub fn simulate(sc: &Scenario, spec: &PolicySpec, opts: &SimOptions) -> Result<R
         let maxu = utils.iter().copied().fold(0.0, f64::max);
         let minu = utils.iter().copied().fold(f64::INFINITY, f64::min);
         r.sigma_cpu_final = sigma;
+        r.max_util_final = maxu;
+        let mem_utils: Vec<f64> = (0..nh)
+            .filter(|&h| snap.hosts[h].up && !maint.contains(&h))
+            .map(|h| loads[h].1 as f64 / snap.hosts[h].mem_kb as f64)
+            .collect();
+        r.sigma_mem_final = population_std_dev(&mem_utils);
+        if !maint.is_empty() {
+            let start = *maint_start.get_or_insert(t);
+            let empty = c.domains().iter().all(|d| !maint.contains(&d.host));
+            if empty && r.drain_s.is_none() {
+                r.drain_s = Some(t - start);
+            }
+        }
         r.spread_final = if utils.is_empty() { 0.0 } else { maxu - minu };
         let balanced = sigma <= sc.sigma_target
             && maxu < sc.high_util
@@ -369,6 +385,9 @@ pub fn simulate(sc: &Scenario, spec: &PolicySpec, opts: &SimOptions) -> Result<R
                 Ok(end) => {
                     started_now += 1;
                     r.migrations += 1;
+                    *r.migrations_by_reason
+                        .entry(m.reason.tag().to_string())
+                        .or_default() += 1;
                     per_vm[d] += 1;
                     mig_starts.push(t);
                     let secs = (end - t_ms) as f64 / 1000.0;
@@ -432,7 +451,7 @@ pub fn simulate(sc: &Scenario, spec: &PolicySpec, opts: &SimOptions) -> Result<R
                 let dem = c.demand_mhz(d, t_ms);
                 let migrating = dom.migration.is_some_and(|m| match sc.accounting {
                     Accounting::Exact => a >= m.start_ms && a < m.end_ms,
-                    Accounting::Cloudsim => a > m.start_ms && a <= m.end_ms,
+                    Accounting::Cloudsim => a > m.start_ms && a < m.end_ms,
                 });
                 let src = dom.host;
                 let capped = dem.min(pe_mhz[src]);
@@ -537,6 +556,9 @@ pub fn simulate(sc: &Scenario, spec: &PolicySpec, opts: &SimOptions) -> Result<R
         *per_hour.entry(s / 3600).or_default() += 1;
     }
     r.migrations_max_per_hour = per_hour.values().copied().max().unwrap_or(0);
+    r.migrations_per_hour = (0..sc.duration_s.div_ceil(3600))
+        .map(|h| per_hour.get(&h).copied().unwrap_or(0))
+        .collect();
     let displaced = c
         .domains()
         .iter()

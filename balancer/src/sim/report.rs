@@ -19,6 +19,10 @@ pub struct Report {
     pub energy_kwh: f64,
     /// Migrations started.
     pub migrations: u64,
+    /// Migrations started, per reason tag.
+    pub migrations_by_reason: std::collections::BTreeMap<String, u64>,
+    /// Migrations started per hour of simulated time.
+    pub migrations_per_hour: Vec<u64>,
     /// Migrations refused by the hypervisor.
     pub migrations_refused: u64,
     /// Highest number of migrations in one hour.
@@ -51,6 +55,12 @@ pub struct Report {
     pub sigma_cpu_p95: f64,
     /// Final CPU sigma.
     pub sigma_cpu_final: f64,
+    /// Highest host CPU utilisation (requested) at the last sample.
+    pub max_util_final: f64,
+    /// Final memory sigma over up hosts.
+    pub sigma_mem_final: f64,
+    /// Seconds from the first maintenance start until every host in maintenance was empty.
+    pub drain_s: Option<u64>,
     /// Final spread (max - min utilisation).
     pub spread_final: f64,
     /// Seconds from the perturbation to a balanced state held 3 samples (None if never).
