@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 /// A position in a config file: file name as given, 1-based line and column (in characters).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Location {
     /// The file name as the caller or the `include` named it.
     pub file: Arc<str>,
@@ -18,6 +18,13 @@ impl Location {
     /// A location in `file`.
     pub fn new(file: Arc<str>, line: u32, column: u32) -> Self {
         Location { file, line, column }
+    }
+}
+
+/// Compact, so dumps of configs and warnings stay readable: `Location(file:line:column)`.
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Location({self})")
     }
 }
 

@@ -94,6 +94,27 @@ pub struct Loaded {
     pub config: Config,
     /// Options parsed but not implemented, and other notes, in file order per kind.
     pub warnings: Vec<Warning>,
+    /// Where each listed section was written, index-aligned with the `Config` vectors.
+    pub locations: SectionLocations,
+}
+
+/// Where sections start, so the daemon can say which channel or selector a runtime problem
+/// (a failed bind, an unmatched metric) comes from. Kept outside [`Config`] so that configs
+/// from different files compare equal when they mean the same.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct SectionLocations {
+    /// One per `Config::udp_send` entry.
+    pub udp_send: Vec<Location>,
+    /// One per `Config::udp_recv` entry.
+    pub udp_recv: Vec<Location>,
+    /// One per `Config::tcp_accept` entry.
+    pub tcp_accept: Vec<Location>,
+    /// One per `Config::modules` entry.
+    pub modules: Vec<Location>,
+    /// One per `Config::collection_groups` entry.
+    pub collection_groups: Vec<Location>,
+    /// `metrics[g][s]`: selector `s` of group `g` (as in [`Selection::unmatched`]).
+    pub metrics: Vec<Vec<Location>>,
 }
 
 /// Something worth logging that does not stop the daemon.

@@ -21,7 +21,7 @@ use crate::config::{
 };
 use crate::error::{ConfigError, ConfigErrors, Location};
 use crate::source::{fnmatch, has_wildcard, Source};
-use crate::{LoadOptions, Loaded, Warning, WarningKind};
+use crate::{LoadOptions, Loaded, SectionLocations, Warning, WarningKind};
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -326,7 +326,11 @@ pub(crate) fn load_text(
     };
     let mut warnings = not_implemented_warnings(&ctx.set, &opts.not_implemented);
     warnings.append(&mut ctx.warnings);
-    Ok(Loaded { config, warnings })
+    Ok(Loaded {
+        config,
+        warnings,
+        locations: section_locations(&top),
+    })
 }
 
 /// Loads the file at `path` through `source`.
@@ -746,6 +750,25 @@ impl Ctx<'_> {
             }
         }
         Some(Acl { default, entries })
+    }
+}
+
+fn section_locations(top: &Sec) -> SectionLocations {
+    let locs = |sec: &Sec, name: &str| -> Vec<Location> {
+        sec.subs(name).iter().map(|s| s.loc.clone()).collect()
+    };
+    let groups = top.subs("collection_group");
+    SectionLocations {
+        udp_send: locs(top, "udp_send_channel"),
+        udp_recv: locs(top, "udp_recv_channel"),
+        tcp_accept: locs(top, "tcp_accept_channel"),
+        modules: top
+            .subs("modules")
+            .first()
+            .map(|m| locs(m, "module"))
+            .unwrap_or_default(),
+        collection_groups: groups.iter().map(|g| g.loc.clone()).collect(),
+        metrics: groups.iter().map(|g| locs(g, "metric")).collect(),
     }
 }
 

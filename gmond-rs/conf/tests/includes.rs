@@ -135,3 +135,22 @@ fn top_file_missing_is_an_io_error() {
     .unwrap_err();
     assert!(matches!(&e.errors[0], ConfigError::Io { .. }));
 }
+
+#[test]
+fn section_locations_follow_the_config_vectors() {
+    let world = MemSource::new().with_file(
+        "/i.conf",
+        "udp_recv_channel { port = 1 }\ncollection_group {\n metric { name = \"a\" }\n metric { name = \"b\" } }",
+    );
+    let text =
+        "udp_recv_channel { port = 2 }\ninclude (\"/i.conf\")\nudp_recv_channel { port = 3 }";
+    let l = load(&world, text).unwrap();
+    let ports: Vec<u16> = l.config.udp_recv.iter().map(|c| c.port).collect();
+    assert_eq!(ports, [2, 1, 3]);
+    let at: Vec<String> = l.locations.udp_recv.iter().map(|l| l.to_string()).collect();
+    assert_eq!(at, ["main.conf:1:1", "/i.conf:1:1", "main.conf:3:1"]);
+    assert_eq!(l.locations.metrics[0][1].to_string(), "/i.conf:4:2");
+    let sel = l.config.select_metrics(&["a"]);
+    let (g, s) = sel.unmatched[0];
+    assert_eq!(l.locations.metrics[g][s].line, 4);
+}
