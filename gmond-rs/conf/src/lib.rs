@@ -13,6 +13,23 @@
 //! daemon cannot start half-configured. Options that parse but that gmond-rs does not act on
 //! come back as [`Warning`]s for the daemon to log.
 //!
+//! # Where gmond-rs differs from gmond 3.7.2 (on purpose)
+//!
+//! Checked by `tests/real_gmond.rs` against the real binary where it can be.
+//! * A section still open at end of file, or a `"..."` running to end of file where an option
+//!   name is expected, is an error (libconfuse silently stops there).
+//! * Every included file must be complete on its own (libconfuse splices tokens, so a section
+//!   could start in one file and end in another).
+//! * Glob matches are included in name order (gmond: directory order); `~` is not expanded.
+//! * Start-up checks gmond makes later, when it opens sockets, or never are made at load time:
+//!   ports present and in 1..=65535, `ttl` 0..=255, non-negative durations, deaf+mute,
+//!   bind+bind_hostname, send channels need `mcast_join` or `host`, `mcast_join` is a
+//!   multicast IP literal, `family` names 4 or 6, ACL entries, a module listed twice, a
+//!   `metric` without `name`/`name_match` (gmond crashes), `name_match` regexes (Rust `regex`
+//!   syntax: no look-around or back-references) and their `\1`..`\9` title templates.
+//! * Float options do not take C hex floats; `${...}` bodies are at most 256 characters and,
+//!   inside `"..."`, end at the closing quote.
+//!
 //! ```
 //! let loaded = gmond_conf::parse_str_with(
 //!     "udp_send_channel { host = \"127.0.0.1\" port = 8649 }",
