@@ -311,3 +311,54 @@ fn requests_seen_on_the_wire_are_reported_for_resend() {
     assert_eq!(store.poll_metadata_requested().count(), 0, "drained");
     assert_eq!(store.stats().metadata_requests_received_total, received);
 }
+
+/// Hosts and metrics sorted by name, so documents of two stores compare as sets.
+fn canonical(mut c: Cluster) -> Cluster {
+    c.hosts.sort_by(|a, b| a.name.cmp(&b.name));
+    for h in &mut c.hosts {
+        h.metrics.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    c
+}
+
+#[test]
+fn prepared_dumps_equal_direct_dumps() {
+    // Pre-rendered metrics must never show stale values: prepare at odd moments through the
+    // whole capture and compare with a twin store that never prepares (so renders directly).
+    let tb = Testbed::load();
+    let new = || ClusterStore::with_resolver(StoreConfig::default(), Box::new(resolver()));
+    let (mut prepared, mut direct) = (new(), new());
+    let mut compared = 0;
+    for (i, d) in tb.pcap.iter().enumerate() {
+        let _ = prepared.handle_datagram(ts(d.time), d.src, &d.payload);
+        let _ = direct.handle_datagram(ts(d.time), d.src, &d.payload);
+        if i % 37 == 0 {
+            prepared.prepare_xml();
+        }
+        if i % 50 == 0 {
+            let now = ts(d.time + 0.5);
+            let mut before = Vec::new();
+            prepared.write_xml(now, &mut before).unwrap();
+            prepared.prepare_xml();
+            // Same store, same hash order: preparing must not change a byte...
+            let mut after = Vec::new();
+            prepared.write_xml(now, &mut after).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&after),
+                String::from_utf8_lossy(&before),
+                "after datagram {i}"
+            );
+            assert_eq!(prepared.render_xml(now, Vec::new()).unwrap(), after);
+            // ...and must equal what an unprepared store prints.
+            assert_eq!(
+                canonical(store_common::cluster(&prepared, now)),
+                canonical(store_common::cluster(&direct, now)),
+                "after datagram {i}"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared > 10);
+    // Prepared elements are counted in the store's memory.
+    assert!(prepared.stats().bytes > direct.stats().bytes);
+}

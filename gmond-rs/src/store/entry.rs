@@ -3,6 +3,7 @@
 
 use super::names::{self, Special};
 use super::time::Timestamp;
+use ganglia_wire::xml::PreparedMetric;
 use ganglia_wire::{Extra, Metadata, Slope, Value};
 
 /// Byte-string-keyed table, looked up by `&[u8]` without allocating. SipHash with a random
@@ -20,6 +21,8 @@ pub(crate) struct Host {
     pub(crate) gmond_started: u32,
     pub(crate) last_heard: Timestamp,
     pub(crate) metrics: Map<Metric>,
+    /// Some metric changed since the last `prepare_xml`.
+    pub(crate) dirty: bool,
 }
 
 impl Host {
@@ -30,6 +33,7 @@ impl Host {
             gmond_started: 0,
             last_heard: now,
             metrics: Map::default(),
+            dirty: false,
         }
     }
 
@@ -54,6 +58,9 @@ pub(crate) struct Metric {
     /// heartbeat/location are stored like any metric (so their metadata requests happen as in
     /// gmond) but never printed.
     pub(crate) hidden: bool,
+    /// The METRIC element rendered by the last `prepare_xml`, valid while `dirty` is false.
+    pub(crate) prepared: Option<PreparedMetric>,
+    pub(crate) dirty: bool,
 }
 
 impl Metric {
@@ -63,6 +70,8 @@ impl Metric {
             meta: None,
             printed_len: u32::try_from(names::printed_len(name)).unwrap_or(u32::MAX),
             hidden: names::special(name) != Special::None,
+            prepared: None,
+            dirty: true,
         }
     }
 
@@ -72,6 +81,7 @@ impl Metric {
             + key_len
             + self.value.as_ref().map_or(0, |v| v.buf.capacity())
             + self.meta.as_ref().map_or(0, StoredMeta::capacity)
+            + self.prepared.as_ref().map_or(0, PreparedMetric::len)
     }
 }
 

@@ -21,15 +21,19 @@
 //!
 //! The store is single-threaded and `Send + Sync`; it has no interior locking. The intended
 //! use is `Arc<RwLock<ClusterStore>>` (std's lock, never held across an `.await`):
-//! ingest takes the write lock per datagram (or per batch of datagrams read in one wake-up),
-//! each XML client takes the read lock, renders with [`ClusterStore::write_xml`] into its own
-//! reusable `Vec<u8>` (memory speed: no socket I/O under the lock), releases it, and only then
-//! writes to the socket. Readers render concurrently; the UDP socket's receive buffer absorbs
-//! datagrams while a dump holds the lock (size `SO_RCVBUF` for the longest dump). Readers
-//! arriving within the same second may share one rendering: [`ClusterStore::generation`]
-//! changes with every state change, so `(now.as_secs(), generation)` is a valid cache key.
-//! A snapshot/epoch scheme was not chosen: it would copy the whole view per epoch (or need
-//! persistent maps) to save a lock whose hold time is one in-memory render.
+//!
+//! * ingest takes the write lock per datagram (or per batch read in one wake-up);
+//! * an XML client first takes the write lock briefly for [`ClusterStore::prepare_xml`]
+//!   (pre-renders only the metrics changed since the last call), then the read lock for
+//!   [`ClusterStore::render_xml`] into its own reusable `Vec<u8>` (memory speed, no socket
+//!   I/O under the lock), releases it, and only then writes to the socket.
+//!
+//! Readers render concurrently; the UDP socket's receive buffer absorbs datagrams while a
+//! dump holds the lock (size `SO_RCVBUF` for the longest dump). Clients arriving within the
+//! same second may share one rendering: [`ClusterStore::generation`] changes with every state
+//! change, so `(now.as_secs(), generation)` is a valid cache key. A snapshot/epoch scheme was
+//! not chosen: it would copy the whole view per epoch (or need persistent maps) to save a
+//! lock whose hold time is one in-memory render of pre-rendered lines.
 //!
 //! # Spoofed metric names with ':'
 //!
@@ -335,6 +339,7 @@ impl ClusterStore {
             }
         };
         host.last_heard = now;
+        host.dirty |= !matches!(msg, Message::MetadataRequest(_));
 
         match msg {
             Message::MetadataRequest(_) => {
@@ -492,6 +497,7 @@ fn update_metric<R>(
         }
     };
     let before = metric.bytes(name.len());
+    metric.dirty = true;
     let r = apply(metric);
     stats.bytes = (stats.bytes + metric.bytes(name.len())).saturating_sub(before);
     Ok(r)
