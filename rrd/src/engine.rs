@@ -35,12 +35,14 @@ enum Reading {
 }
 
 impl Header {
-    /// Applies one update (already split into one string per DS). Validates everything
-    /// before changing anything, so an error leaves the header untouched.
+    /// Applies one update (already split into one string per DS; `exact` optionally holds
+    /// float readings to use instead of parsing their text). Validates everything before
+    /// changing anything, so an error leaves the header untouched.
     pub(crate) fn apply(
         &mut self,
         t: Timestamp,
         vals: &[&[u8]],
+        exact: &[Option<f64>],
         sink: &mut RowSink<'_>,
     ) -> Result<()> {
         if vals.len() != self.ds.len() {
@@ -67,7 +69,7 @@ impl Header {
 
         // Validate and parse first (rrdtool mutates as it goes; we do not).
         let mut readings = Vec::with_capacity(vals.len());
-        for (d, v) in self.ds.iter().zip(vals) {
+        for (i, (d, v)) in self.ds.iter().zip(vals).enumerate() {
             let used = v.first() != Some(&b'U') && (d.heartbeat as f64) >= interval;
             if !used {
                 readings.push(Reading::Unknown);
@@ -94,7 +96,11 @@ impl Header {
                     readings.push(Reading::Text);
                 }
                 DsType::Gauge | DsType::Absolute => {
-                    readings.push(Reading::Float(parse_double(v)?));
+                    let x = match exact.get(i) {
+                        Some(Some(x)) => *x,
+                        _ => parse_double(v)?,
+                    };
+                    readings.push(Reading::Float(x));
                 }
             }
         }

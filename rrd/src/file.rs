@@ -133,7 +133,7 @@ impl RrdFile {
         let mut applied = 0usize;
         for u in updates {
             let vals: Vec<&[u8]> = u.values.iter().map(|s| s.as_bytes()).collect();
-            let r = header.apply(u.time, &vals, &mut |rra, row, v| {
+            let r = header.apply(u.time, &vals, &u.exact, &mut |rra, row, v| {
                 rows.insert((rra, row), v.to_vec());
             });
             if let Err(e) = r {

@@ -150,6 +150,9 @@ pub struct Update {
     pub time: Timestamp,
     /// One reading per DS in file order, as text (`U` for unknown), like rrdtool keeps them.
     pub values: Vec<String>,
+    /// Float readings given as numbers ([`Update::new`]): used as they are for GAUGE and
+    /// ABSOLUTE instead of re-parsing the text, whose rrdtool-style parse may round.
+    pub(crate) exact: Vec<Option<f64>>,
 }
 
 /// A typed reading, turned into rrdtool's text form by [`Update::new`].
@@ -190,6 +193,13 @@ impl Update {
         Update {
             time: Timestamp::from_secs(secs),
             values: values.iter().map(|v| v.text()).collect(),
+            exact: values
+                .iter()
+                .map(|v| match v {
+                    Value::Float(f) if !f.is_nan() => Some(*f),
+                    _ => None,
+                })
+                .collect(),
         }
     }
 
@@ -205,6 +215,7 @@ impl Update {
         Ok(Update {
             time,
             values: rest.split(':').map(str::to_string).collect(),
+            exact: Vec::new(),
         })
     }
 }
@@ -433,10 +444,11 @@ impl Rrd {
             })
             .collect();
         let values = &mut self.values;
-        self.header.apply(u.time, &vals, &mut |rra, row, vals| {
-            let at = offsets[rra] + row as usize * ds_cnt;
-            values[at..at + ds_cnt].copy_from_slice(vals);
-        })
+        self.header
+            .apply(u.time, &vals, &u.exact, &mut |rra, row, vals| {
+                let at = offsets[rra] + row as usize * ds_cnt;
+                values[at..at + ds_cnt].copy_from_slice(vals);
+            })
     }
 
     /// Fetches consolidated rows like `rrdtool fetch FILE CF --start S --end E --resolution R`.
