@@ -52,6 +52,11 @@ pub struct ConsolidateParams {
     pub min_history: usize,
     /// Samples in the lr fit (default 10).
     pub lr_window: usize,
+    /// Sustained overload: the detector must also hold for `overload_k` of the last
+    /// `overload_n` host samples (1 of 1 = the paper; 1..=n..=30).
+    pub overload_k: usize,
+    /// Window of the sustained overload test (default 1).
+    pub overload_n: usize,
     /// VM selection (default mmt).
     pub selection: Selection,
     /// Empty underloaded hosts (default true).
@@ -77,6 +82,8 @@ impl Default for ConsolidateParams {
             fallback_threshold: 0.7,
             min_history: 12,
             lr_window: 10,
+            overload_k: 1,
+            overload_n: 1,
             selection: Selection::Mmt,
             underload: true,
             underload_threshold: 1.0,
@@ -99,6 +106,9 @@ impl ConsolidateParams {
         }
         if !(2..=30).contains(&self.min_history) || !(2..=30).contains(&self.lr_window) {
             return Err("consolidate min_history and lr_window must be in 2..=30".into());
+        }
+        if self.overload_k == 0 || self.overload_k > self.overload_n || self.overload_n > 30 {
+            return Err("consolidate needs 1 <= overload_k <= overload_n <= 30".into());
         }
         if !(0.0..=1.0).contains(&self.underload_threshold)
             || !(1..=30).contains(&self.underload_window)
@@ -267,6 +277,14 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
         let (hot, value, threshold) = ctx.overloaded(h);
         if !hot {
             continue;
+        }
+        if cfg.overload_n > 1 {
+            let sustained = trends.host_cpu(&s.hosts[h].name).is_some_and(|ser| {
+                ser.sustained_above(cfg.overload_k, cfg.overload_n, threshold.min(1.0))
+            });
+            if !sustained {
+                continue;
+            }
         }
         over[h] = true;
         let reason = Reason::Overload {

@@ -1,0 +1,329 @@
+//! Conformance suite every built-in policy must pass: no moves on a balanced cluster, no hard
+//! constraint ever broken, byte-identical plans for identical input, (near) zero migrations
+//! under steady noise, and convergence of a hot host.
+
+use balancer::constraints::{Group, Pin};
+use balancer::planner::{History, Input};
+use balancer::policy::{PolicySpec, BUILTIN};
+use balancer::sim::{builtin_scenario, simulate, SimOptions};
+use balancer::snapshot::{HostState, Snapshot, VmState};
+use balancer::trends::{TrendConfig, Trends};
+use gmond_metrics::hypervisor::profile::{splitmix64, unit};
+
+const GB: u64 = 1024 * 1024;
+
+fn host(name: &str) -> HostState {
+    HostState {
+        name: name.into(),
+        cpus: 16,
+        mhz: 2000.0,
+        mem_kb: 64 * GB,
+        up: true,
+        maintenance: false,
+        power: None,
+    }
+}
+
+fn vm(name: &str, host: &str, frac: f64, mem_gb: u64) -> VmState {
+    VmState {
+        name: name.into(),
+        host: host.into(),
+        vcpus: 2,
+        cpu_cap_mhz: 4000.0,
+        cpu_demand_mhz: 4000.0 * frac,
+        mem_kb: mem_gb * GB,
+        mem_used_kb: mem_gb * GB,
+        migrating: false,
+        migrating_to: None,
+        host_idx: 0,
+    }
+}
+
+/// Trends built from `n` identical observations of the snapshot.
+fn steady_trends(s: &Snapshot, n: u64) -> Trends {
+    let mut t = Trends::new(TrendConfig::default());
+    for k in 0..n {
+        let mut s2 = s.clone();
+        s2.time = s.time - (n - 1 - k) * 60;
+        t.observe(&s2);
+    }
+    t
+}
+
+fn policies() -> Vec<PolicySpec> {
+    BUILTIN
+        .iter()
+        .map(|n| PolicySpec::builtin(n).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_shipped_policy_file_parses_and_bad_ones_fail() {
+    for name in [
+        "none",
+        "naive-threshold",
+        "hotspot",
+        "stabilize",
+        "consolidate",
+        "thr-mmt-0.8",
+        "iqr-mmt-1.5",
+        "mad-mmt-2.5",
+        "lr-mmt-1.2",
+    ] {
+        let path = format!(
+            "{}/../configs/policies/{name}.toml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        PolicySpec::parse(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
+    assert!(PolicySpec::parse("policy = \"nope\"").is_err());
+    assert!(PolicySpec::parse("policy = \"hotspot\"\n[hotspot]\nk = 9\nn = 5\n").is_err());
+    assert!(PolicySpec::parse("policy = \"hotspot\"\n[planner]\nbogus = 1\n").is_err());
+    assert!(
+        PolicySpec::parse("policy = \"hotspot\"\n[constraints]\nmem_reserve_frac = 1.5\n").is_err()
+    );
+}
+
+#[test]
+fn balanced_cluster_gets_no_moves() {
+    let hosts: Vec<HostState> = (0..4).map(|i| host(&format!("h{i}"))).collect();
+    let vms: Vec<VmState> = (0..24)
+        .map(|i| vm(&format!("v{i:02}"), &format!("h{}", i % 4), 0.5, 4))
+        .collect();
+    let s = Snapshot::new(3600, hosts, vms).unwrap();
+    let trends = steady_trends(&s, 10);
+    let history = History::default();
+    for spec in policies() {
+        let plan = spec.build().decide(Input {
+            snapshot: &s,
+            trends: &trends,
+            history: &history,
+            now: s.time,
+        });
+        assert!(
+            plan.moves.is_empty(),
+            "{} moved on a balanced cluster: {}",
+            spec.policy,
+            plan.explain()
+        );
+    }
+}
+
+/// A cluster with every kind of rule and some hot hosts, generated from a seed.
+fn messy(seed: u64) -> (Snapshot, PolicyRules) {
+    let r = |k: u64| unit(splitmix64(seed.wrapping_mul(1000) + k));
+    let nh = 6;
+    let mut hosts: Vec<HostState> = (0..nh).map(|i| host(&format!("h{i}"))).collect();
+    hosts[5].maintenance = true;
+    hosts[4].up = r(1) < 0.5;
+    let mut vms = Vec::new();
+    for i in 0..30u64 {
+        let h = if i < 12 {
+            0
+        } else {
+            (r(10 + i) * nh as f64) as usize % nh
+        };
+        let h = if !hosts[h].up { 0 } else { h };
+        vms.push(vm(
+            &format!("v{i:02}"),
+            &format!("h{h}"),
+            0.2 + 0.8 * r(100 + i),
+            1 + (r(200 + i) * 6.0) as u64,
+        ));
+    }
+    let s = Snapshot::new(7200, hosts, vms).unwrap();
+    let rules = PolicyRules {
+        anti: vec![Group {
+            name: "web".into(),
+            vms: vec!["v00".into(), "v01".into(), "v02".into()],
+        }],
+        aff: vec![Group {
+            name: "db".into(),
+            vms: vec!["v03".into(), "v04".into()],
+        }],
+        pins: vec![Pin {
+            vm: "v05".into(),
+            hosts: vec!["h0".into(), "h1".into()],
+        }],
+    };
+    (s, rules)
+}
+
+struct PolicyRules {
+    anti: Vec<Group>,
+    aff: Vec<Group>,
+    pins: Vec<Pin>,
+}
+
+#[test]
+fn no_move_ever_breaks_a_constraint() {
+    let mut total_moves = 0;
+    let mut rule_moves = 0;
+    for seed in 0..12 {
+        let (s, rules) = messy(seed);
+        let trends = steady_trends(&s, 12);
+        let history = History::default();
+        for mut spec in policies() {
+            spec.constraints.anti_affinity = rules.anti.clone();
+            spec.constraints.affinity = rules.aff.clone();
+            spec.constraints.pins = rules.pins.clone();
+            let plan = spec.build().decide(Input {
+                snapshot: &s,
+                trends: &trends,
+                history: &history,
+                now: s.time,
+            });
+            // Replay the plan and check every hard rule after each move.
+            let mut place: Vec<usize> = s.vms.iter().map(|v| v.host_idx).collect();
+            for m in &plan.moves {
+                let v = s.vm_index(&m.vm).unwrap();
+                let to = s.host_index(&m.to).unwrap();
+                assert_eq!(
+                    s.hosts[place[v]].name, m.from,
+                    "{}: move source mismatch",
+                    spec.policy
+                );
+                place[v] = to;
+                let h = &s.hosts[to];
+                assert!(
+                    h.up && !h.maintenance,
+                    "{}: moved {} onto unusable {}",
+                    spec.policy,
+                    m.vm,
+                    h.name
+                );
+                if spec.constraints.check_memory {
+                    let mem: u64 = (0..s.vms.len())
+                        .filter(|&i| place[i] == to)
+                        .map(|i| s.vms[i].mem_kb)
+                        .sum();
+                    let limit =
+                        (h.mem_kb as f64 * (1.0 - spec.constraints.mem_reserve_frac)) as u64;
+                    assert!(
+                        mem <= limit,
+                        "{}: memory over limit on {}",
+                        spec.policy,
+                        h.name
+                    );
+                }
+                if spec.constraints.max_vcpu_ratio > 0.0 {
+                    let vc: u32 = (0..s.vms.len())
+                        .filter(|&i| place[i] == to)
+                        .map(|i| s.vms[i].vcpus)
+                        .sum();
+                    assert!(f64::from(vc) <= f64::from(h.cpus) * spec.constraints.max_vcpu_ratio);
+                }
+                if m.vm == "v05" {
+                    assert!(m.to == "h0" || m.to == "h1", "{}: pin broken", spec.policy);
+                }
+                if ["v00", "v01", "v02"].contains(&m.vm.as_str()) {
+                    let others = ["v00", "v01", "v02"]
+                        .iter()
+                        .filter(|o| **o != m.vm)
+                        .map(|o| place[s.vm_index(o).unwrap()]);
+                    assert!(
+                        others.into_iter().all(|o| o != to),
+                        "{}: anti-affinity broken by {}",
+                        spec.policy,
+                        m.vm
+                    );
+                }
+                if ["v03", "v04"].contains(&m.vm.as_str()) {
+                    let other = if m.vm == "v03" { "v04" } else { "v03" };
+                    assert_eq!(
+                        place[s.vm_index(other).unwrap()],
+                        to,
+                        "{}: affinity broken",
+                        spec.policy
+                    );
+                }
+            }
+            total_moves += plan.moves.len();
+            rule_moves += plan.moves.iter().filter(|m| m.reason.is_rule()).count();
+        }
+    }
+    // The cases must exercise the planner, or the checks above prove nothing.
+    assert!(total_moves > 50, "only {total_moves} moves");
+    assert!(rule_moves > 10, "only {rule_moves} rule moves");
+}
+
+#[test]
+fn same_input_gives_byte_identical_plans() {
+    for seed in 0..6 {
+        let (s, _) = messy(seed);
+        // The same cluster given in a different order must give the same plan.
+        let mut rev_hosts = s.hosts.clone();
+        rev_hosts.reverse();
+        let mut rev_vms = s.vms.clone();
+        rev_vms.reverse();
+        let s2 = Snapshot::new(s.time, rev_hosts, rev_vms).unwrap();
+        let t1 = steady_trends(&s, 12);
+        let t2 = steady_trends(&s2, 12);
+        let history = History::default();
+        assert_eq!(s2, s);
+        for spec in policies() {
+            let a = spec
+                .build()
+                .decide(Input {
+                    snapshot: &s,
+                    trends: &t1,
+                    history: &history,
+                    now: s.time,
+                })
+                .to_json();
+            let b = spec
+                .build()
+                .decide(Input {
+                    snapshot: &s2,
+                    trends: &t2,
+                    history: &history,
+                    now: s.time,
+                })
+                .to_json();
+            assert_eq!(a, b, "{} is not deterministic", spec.policy);
+        }
+    }
+}
+
+#[test]
+fn steady_noise_gives_no_migrations() {
+    let sc = builtin_scenario("steady-noise-short", None, 7).unwrap();
+    for spec in policies() {
+        let r = simulate(&sc, &spec, &SimOptions::default()).unwrap();
+        assert!(
+            r.migrations <= 1,
+            "{}: {} migrations under steady noise",
+            spec.policy,
+            r.migrations
+        );
+        assert_eq!(r.ping_pong, 0);
+    }
+}
+
+#[test]
+fn hot_host_converges() {
+    let sc = builtin_scenario("hot-host", None, 1).unwrap();
+    for spec in policies() {
+        let r = simulate(&sc, &spec, &SimOptions::default()).unwrap();
+        if spec.policy == "none" {
+            assert_eq!(r.migrations, 0);
+            assert!(r.max_util_final > 2.0);
+            continue;
+        }
+        assert!(
+            r.max_util_final < 0.85,
+            "{}: hot host not relieved ({})",
+            spec.policy,
+            r.max_util_final
+        );
+        assert!(
+            r.migrations <= 20,
+            "{}: {} migrations (ideal 18)",
+            spec.policy,
+            r.migrations
+        );
+        assert_eq!(r.ping_pong, 0, "{}", spec.policy);
+        assert_eq!(r.rule_violations, 0, "{}", spec.policy);
+    }
+}
