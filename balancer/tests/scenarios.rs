@@ -1,5 +1,7 @@
 //! Scenario regression tests (balancing.md section 5.2) with pass bars on time to balance,
 //! migrations, ping-pong and rule violations, plus hand-computed metric micro cases.
+// Helpers outside #[test] fns unwrap too; a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
 
 use balancer::policy::PolicySpec;
 use balancer::sim::scenario::{Event, HostSpec, ProfileSpec, VmSpec};
