@@ -90,8 +90,8 @@ impl Default for Caps {
             max_metrics_per_host: 10_000,
             max_metrics_total: 2_000_000,
             max_bytes: 1 << 30,
-            max_pending_transmit: 65_536,
-            max_pending_requested: 65_536,
+            max_pending_transmit: 4096,
+            max_pending_requested: 4096,
         }
     }
 }
