@@ -62,6 +62,9 @@ pub enum Error {
     /// A fetch or CLI argument is malformed.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// Another process (rrdtool, or another writer using this crate) holds the file's lock.
+    #[error("{0}: could not lock RRD (another process is updating it)")]
+    Locked(PathBuf),
     /// A file to be created already exists.
     #[error("{0}: file exists")]
     Exists(PathBuf),

@@ -81,28 +81,58 @@ impl RrdFile {
         &self.path
     }
 
-    fn recover(&mut self) -> Result<()> {
-        let len = self
-            .file
-            .metadata()
-            .map_err(|e| Error::io(&self.path, e))?
-            .len();
+    /// Takes rrdtool's lock: a non-blocking POSIX write lock on the whole file.
+    fn lock(&self) -> Result<()> {
+        use rustix::fs::{fcntl_lock, FlockOperation};
+        match fcntl_lock(&self.file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(()),
+            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::ACCESS => {
+                Err(Error::Locked(self.path.clone()))
+            }
+            Err(e) => Err(Error::io(&self.path, e.into())),
+        }
+    }
+
+    fn unlock(&self) {
+        use rustix::fs::{fcntl_lock, FlockOperation};
+        // Closing the file releases the lock too; a failure here leaves nothing to undo.
+        let _ = fcntl_lock(&self.file, FlockOperation::NonBlockingUnlock);
+    }
+
+    /// The journal after the data area, if it is a commit cut short on the current header.
+    fn pending_journal(&self) -> Result<Option<Journal>> {
+        let io = |e| Error::io(&self.path, e);
+        let len = self.file.metadata().map_err(io)?.len();
         let end = self.header.file_len();
         if len <= end {
-            return Ok(());
+            return Ok(None);
         }
         let tail_len = (len - end).min(journal::MAX_RECORD + 32) as usize;
         let mut tail = vec![0u8; tail_len];
-        self.file
-            .read_exact_at(&mut tail, end)
-            .map_err(|e| Error::io(&self.path, e))?;
-        let Some(j) = Journal::parse(&tail) else {
-            return Ok(());
-        };
-        if !j.applies_to(self.header.live_offset() as u64, &self.header.live_bytes()) {
+        self.file.read_exact_at(&mut tail, end).map_err(io)?;
+        Ok(Journal::parse(&tail)
+            .filter(|j| j.applies_to(self.header.live_offset() as u64, &self.header.live_bytes())))
+    }
+
+    /// At open: rolls an interrupted commit forward, taking the lock only if there is one.
+    fn recover(&mut self) -> Result<()> {
+        if self.pending_journal()?.is_none() {
             return Ok(());
         }
+        self.lock()?;
+        let r = self.recover_locked();
+        self.unlock();
+        r
+    }
+
+    /// Re-reads the header and rolls a pending commit forward; the caller holds the lock.
+    fn recover_locked(&mut self) -> Result<()> {
+        self.header = read_header(&self.path, &self.file)?;
+        let Some(j) = self.pending_journal()? else {
+            return Ok(());
+        };
         tracing::warn!(path = %self.path.display(), "rolling interrupted rrd update forward");
+        let end = self.header.file_len();
         for (off, bytes) in &j.regions {
             if off.saturating_add(bytes.len() as u64) > end {
                 return Err(Error::Corrupt(
@@ -124,8 +154,25 @@ impl RrdFile {
 
     /// Applies updates in order and commits them as one unit. Like `rrdtool update` with
     /// several arguments, it stops at the first bad one: the updates before it are kept
-    /// (committed) and the error is returned.
+    /// (committed) and the error is returned. Holds rrdtool's lock while it works
+    /// ([`Error::Locked`] if another process holds it) and starts from the file's current
+    /// state, so updates by rrdtool or another handle since `open` are not lost.
     pub fn update_many(&mut self, updates: &[Update]) -> Result<()> {
+        self.lock()?;
+        let r = self.update_many_locked(updates);
+        self.unlock();
+        r
+    }
+
+    fn update_many_locked(&mut self, updates: &[Update]) -> Result<()> {
+        let live_now = self.header.live_bytes();
+        let mut on_disk = vec![0u8; live_now.len()];
+        self.file
+            .read_exact_at(&mut on_disk, self.header.live_offset() as u64)
+            .map_err(|e| Error::io(&self.path, e))?;
+        if on_disk != live_now {
+            self.recover_locked()?;
+        }
         let old_live = self.header.live_bytes();
         let mut header = self.header.clone();
         let mut rows: BTreeMap<(usize, u64), Vec<f64>> = BTreeMap::new();

@@ -31,32 +31,45 @@
 //! batch, [`RrdFile::update_many`]) is committed in place in three steps:
 //!
 //! 1. A **redo record** is written after the end of rrdtool's data area: the byte ranges
-//!    the update will write (the new rows and the new live header), a hash of the live
+//!    the update will write (the new rows, then the new live header), a copy of the live
 //!    header it starts from, and a checksum over the record. rrdtool never reads past its
-//!    data area, so this is invisible to it.
+//!    data area (it accepts longer files), so the record is invisible to it.
 //! 2. The new rows are written in place, then the live header (`live_head` to the end of
-//!    `rra_ptr`, at most a few KB) in one `pwrite`.
-//! 3. Nothing else: the record stays until the next update overwrites it. It no longer
-//!    applies, because the live header no longer hashes to the record's starting hash.
+//!    `rra_ptr`, under 1 KB for one DS and three RRAs) in one `pwrite`.
+//! 3. Nothing else: the record stays until the next commit overwrites it. It no longer
+//!    applies once the live header equals the record's new one.
 //!
-//! When a file is opened here ([`RrdFile::open`], [`Rrd::from_bytes`]) and a whole record
-//! is found whose starting hash equals the current live header, the update was cut short
-//! between steps 1 and 3 and is rolled forward (writing the same bytes again is
-//! idempotent). A torn record fails its checksum and is ignored: the file was not yet
-//! touched. So after a kill at any instant, the file as read through this crate holds
-//! exactly the old or the new state.
+//! When a file is opened here ([`RrdFile::open`], [`Rrd::from_bytes`], the `rrd-rs` CLI)
+//! and a whole record is found whose new live header is not yet in place while every byte
+//! of the current one is either the old or the new byte (a header write that a kill cut
+//! at a page boundary), the commit was cut short and is rolled forward: writing the same
+//! bytes again is idempotent. A torn record fails its checksum and is ignored: the file was
+//! not yet touched. So after a kill at any instant, the file as read through this crate
+//! holds exactly the old or the new state. (`Rrd::from_bytes` rolls forward in memory and
+//! writes nothing; `RrdFile::open` repairs the file.)
 //!
-//! rrdtool itself knows nothing of the record. Its file size and static header never
-//! change, so it can read the file at every instant. If an update is killed inside step 2,
-//! until the next open here rrdtool sees the old live header (old `last_update`, old
-//! PDP/CDP state) with the rows written so far: those rows are slots that the old state
-//! holds as the *oldest* rows of their archives, so only the far end of the archive shows
-//! new values early. rrdtool's own in-place updates have the same window.
+//! rrdtool itself knows nothing of the record. The file size and the static header never
+//! change, so rrdtool can read the file at every instant. If an update is killed inside
+//! step 2, then until the next open here rrdtool sees the old live header (old
+//! `last_update`, old PDP/CDP state) with the rows written so far: those rows are slots the
+//! old state holds as the *oldest* rows of their archives, so only the far end of an
+//! archive shows new values early. (With a live header longer than a page, a kill inside
+//! its write can also leave whole 8-byte fields of both states.) rrdtool's own in-place
+//! updates have the same window.
 //!
-//! Durability against power loss needs fsync; [`Sync::Full`] syncs after steps 1 and 2.
-//! The default, [`Sync::None`], protects against the process dying (kill -9), like rrdtool,
-//! which does not sync either. Creation always goes through a synced temporary file and a
-//! rename. There is no locking: one writer per file at a time.
+//! Durability against power loss needs fsync: [`Sync::Full`] syncs after steps 1 and 2.
+//! The default, [`Sync::None`], protects against the process dying (kill -9, panic, OOM),
+//! like rrdtool, which does not sync either. Creation always goes through a synced
+//! temporary file and a rename.
+//!
+//! # Sharing files with rrdtool
+//!
+//! A commit holds rrdtool's own lock (a non-blocking POSIX write lock on the whole file,
+//! taken by `rrdtool update` too); if another process holds it the update fails with
+//! [`Error::Locked`] and changes nothing. Under the lock the live header is read again, so
+//! a long-lived [`RrdFile`] builds on updates made by rrdtool or other handles since it
+//! was opened. POSIX locks belong to the process: closing any other descriptor of the same
+//! file in this process while a commit runs drops the lock.
 //!
 //! # Example
 //!

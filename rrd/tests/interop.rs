@@ -1,0 +1,92 @@
+//! Sharing files with rrdtool: a long-lived handle picks up rrdtool's updates, and the
+//! rrdtool-compatible fcntl lock keeps two writers apart.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+mod common;
+
+use common::{p, rrdtool};
+use rrd::{Error, RrdFile, Update};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const SPECS: [&str; 3] = [
+    "DS:x:GAUGE:60:U:U",
+    "RRA:AVERAGE:0.5:1:20",
+    "RRA:MAX:0.5:3:10",
+];
+
+fn rrdtool_create(path: &std::path::Path) {
+    let mut args = vec!["create", p(path), "--start", "1700000000", "--step", "10"];
+    args.extend(SPECS);
+    assert!(rrdtool(&args).ok);
+}
+
+#[test]
+fn long_lived_handle_builds_on_rrdtool_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.rrd");
+    let b = dir.path().join("b.rrd");
+    rrdtool_create(&a);
+    std::fs::copy(&a, &b).unwrap();
+    let mut h = RrdFile::open(&b).unwrap();
+    h.update(&Update::parse("1700000010:1").unwrap()).unwrap();
+    // rrdtool writes behind the handle's back...
+    assert!(
+        rrdtool(&[
+            "update",
+            p(&a),
+            "1700000010:1",
+            "1700000025:2",
+            "1700000047:3"
+        ])
+        .ok
+    );
+    assert!(rrdtool(&["update", p(&b), "1700000025:2"]).ok);
+    // ...and the handle continues from rrdtool's state, not its cached one.
+    h.update(&Update::parse("1700000047:3").unwrap()).unwrap();
+    let (ab, bb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert!(
+        ab[..] == bb[..ab.len()],
+        "interleaved writers diverged from rrdtool alone"
+    );
+}
+
+#[test]
+fn rrdtool_lock_keeps_writers_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.rrd");
+    rrdtool_create(&path);
+    // A process holding the same POSIX lock rrdtool takes while updating.
+    let mut child = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import fcntl,sys,time\nf=open(sys.argv[1],'r+')\nfcntl.lockf(f,fcntl.LOCK_EX)\nprint('locked',flush=True)\ntime.sleep(60)",
+            p(&path),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed to hold a lock");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked");
+
+    let before = std::fs::read(&path).unwrap();
+    let mut f = RrdFile::open(&path).unwrap();
+    let e = f
+        .update(&Update::parse("1700000010:1").unwrap())
+        .unwrap_err();
+    assert!(matches!(e, Error::Locked(_)), "{e:?}");
+    assert!(
+        std::fs::read(&path).unwrap() == before,
+        "locked file changed"
+    );
+    // rrdtool is kept out the same way, which shows it is the same lock.
+    assert!(!rrdtool(&["update", p(&path), "1700000010:1"]).ok);
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    f.update(&Update::parse("1700000010:1").unwrap()).unwrap();
+    assert_eq!(f.last_update().secs, 1_700_000_010);
+}
