@@ -87,6 +87,7 @@
 //! assert_eq!(got.step, 15);
 //! ```
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod engine;
 mod error;
