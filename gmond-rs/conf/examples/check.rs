@@ -1,7 +1,8 @@
 //! Checks a gmond.conf the way gmond-rs will load it: prints errors or warnings and a summary.
 //!
 //! `cargo run --release -p gmond-conf --example check -- [FILE] [--repeat N]` (FILE defaults
-//! to /etc/ganglia/gmond.conf, `-` = the built-in default text); `--repeat` times N loads.
+//! to /etc/ganglia/gmond.conf, `-` = the built-in default text); `--repeat` times N loads,
+//! `--render` prints the effective config (includes merged, defaults spelled out).
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -10,9 +11,12 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut file = gmond_conf::DEFAULT_CONFIG_PATH.to_string();
     let mut repeat = 1u32;
+    let mut show = false;
     let mut i = 0;
     while i < args.len() {
-        if args[i] == "--repeat" {
+        if args[i] == "--render" {
+            show = true;
+        } else if args[i] == "--repeat" {
             repeat = args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(1);
             i += 1;
         } else {
@@ -39,6 +43,9 @@ fn main() -> ExitCode {
                 println!("{w}");
             }
             let c = &loaded.config;
+            if show {
+                println!("{}", gmond_conf::render(c));
+            }
             println!(
                 "{file}: OK: {} send, {} recv, {} tcp channels, {} modules, {} collection groups ({} metric selectors)",
                 c.udp_send.len(),

@@ -54,6 +54,7 @@ pub mod config;
 mod default_text;
 pub mod error;
 mod lexer;
+pub mod render;
 mod resolve;
 pub mod source;
 
@@ -67,6 +68,7 @@ pub use config::{
 };
 pub use default_text::default_config_text;
 pub use error::{ConfigError, ConfigErrors, Location};
+pub use render::render;
 pub use source::{FsSource, MemSource, Source};
 
 /// Options gmond-rs parses but does not act on (yet), as `section.option`, `section.*` (any
