@@ -240,6 +240,11 @@ impl RrdFile {
         Ok(())
     }
 
+    /// Data source definitions.
+    pub fn ds(&self) -> &[crate::format::DsDef] {
+        &self.header.ds
+    }
+
     /// Time of the last update.
     pub fn last_update(&self) -> Timestamp {
         Timestamp {

@@ -17,8 +17,8 @@
 //!   heartbeat, min and max; archives AVERAGE, MIN, MAX and LAST with steps, rows and xff.
 //!   The update arithmetic follows rrdtool 1.7.2's `rrd_update.c` operation by operation, so
 //!   the same updates give the same bits (checked against `/usr/bin/rrdtool` in the tests).
-//!   Not supported: COMPUTE/DCOUNTER/DDERIVE, Holt-Winters CFs, `--template`, at-style
-//!   times, rrdcached.
+//!   Updates may name their data sources with rrdtool's `--template` ([`Template`]).
+//!   Not supported: COMPUTE/DCOUNTER/DDERIVE, Holt-Winters CFs, at-style times, rrdcached.
 //! * Differences from rrdtool, on purpose: `create` sets each `cur_row` to the last row
 //!   instead of a random one (rrdtool randomises it only to spread disk writes); an update
 //!   rejected for a bad reading changes nothing (rrdtool may already have stored the
@@ -101,5 +101,5 @@ pub use engine::Timestamp;
 pub use error::{Error, Result};
 pub use file::{RrdFile, Sync};
 pub use format::{Cf, DsDef, DsType, RraDef, FLOAT_COOKIE, VERSION};
-pub use rrd::{Fetched, InfoValue, Layout, Rrd, Update, Value};
+pub use rrd::{Fetched, InfoValue, Layout, Rrd, Template, Update, Value};
 pub use text::{c_exp, fetch_text, info_text};

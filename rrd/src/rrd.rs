@@ -220,6 +220,59 @@ impl Update {
     }
 }
 
+/// rrdtool's `--template ds1:ds2:...`: which data source each value of an update string is
+/// for; data sources left out get `U`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    /// For each value position, the DS index it feeds.
+    idx: Vec<usize>,
+    ds_cnt: usize,
+}
+
+impl Template {
+    /// Resolves `ds1:ds2:...` against the file's data sources.
+    pub fn new(template: &str, ds: &[DsDef]) -> Result<Self> {
+        let mut idx = Vec::new();
+        for name in template.split(':') {
+            if idx.len() >= ds.len() {
+                return Err(Error::InvalidUpdate(
+                    "template contains more DS definitions than RRD".to_string(),
+                ));
+            }
+            let i = ds
+                .iter()
+                .position(|d| d.name == name)
+                .ok_or_else(|| Error::InvalidUpdate(format!("unknown DS name '{name}'")))?;
+            idx.push(i);
+        }
+        Ok(Template {
+            idx,
+            ds_cnt: ds.len(),
+        })
+    }
+
+    /// Parses `T:V[:V...]` with one value per template entry, into a full update.
+    pub fn parse(&self, s: &str) -> Result<Update> {
+        let u = Update::parse(s)?;
+        if u.values.len() != self.idx.len() {
+            return Err(Error::InvalidUpdate(format!(
+                "expected {} data source readings (got {}) from {s}",
+                self.idx.len(),
+                u.values.len()
+            )));
+        }
+        let mut values = vec!["U".to_string(); self.ds_cnt];
+        for (v, &i) in u.values.into_iter().zip(&self.idx) {
+            values[i] = v;
+        }
+        Ok(Update {
+            time: u.time,
+            values,
+            exact: Vec::new(),
+        })
+    }
+}
+
 fn now() -> Timestamp {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -90,3 +90,53 @@ fn rrdtool_lock_keeps_writers_apart() {
     f.update(&Update::parse("1700000010:1").unwrap()).unwrap();
     assert_eq!(f.last_update().secs, 1_700_000_010);
 }
+
+#[test]
+fn template_updates_match_rrdtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.rrd");
+    let b = dir.path().join("b.rrd");
+    let specs = [
+        "DS:in:COUNTER:60:U:U",
+        "DS:out:GAUGE:60:U:U",
+        "DS:err:GAUGE:60:U:U",
+        "RRA:LAST:0:1:10",
+    ];
+    let mut args = vec!["create", p(&a), "--start", "1700000000", "--step", "10"];
+    args.extend(specs);
+    assert!(rrdtool(&args).ok);
+    std::fs::copy(&a, &b).unwrap();
+    let ups = ["1700000010:5:100", "1700000020:7:300", "1700000030:1:U"];
+    let mut args = vec!["update", p(&a), "--template", "out:in"];
+    args.extend(ups);
+    assert!(rrdtool(&args).ok);
+    let mut args = vec!["update", p(&b), "-t", "out:in"];
+    args.extend(ups);
+    let out = common::rrd_rs(&args);
+    assert!(out.ok, "{}", out.stderr);
+    let (ab, bb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert!(
+        ab[..] == bb[..ab.len()],
+        "template update differs from rrdtool's"
+    );
+
+    // An unknown DS name is an error and changes nothing, for both tools.
+    let before = std::fs::read(&b).unwrap();
+    let out = common::rrd_rs(&["update", p(&b), "-t", "out:nope", "1700000040:1:2"]);
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains("unknown DS name 'nope'"),
+        "{}",
+        out.stderr
+    );
+    assert!(std::fs::read(&b).unwrap() == before);
+    assert!(!rrdtool(&["update", p(&a), "-t", "out:nope", "1700000040:1:2"]).ok);
+    let ds = RrdFile::open(&b).unwrap().ds().to_vec();
+    assert!(
+        rrd::Template::new("out:in:err:in", &ds).is_err(),
+        "more entries than DSs"
+    );
+    let t = rrd::Template::new("err", &ds).unwrap();
+    assert_eq!(t.parse("1700000040:3").unwrap().values, ["U", "U", "3"]);
+    assert!(t.parse("1700000040:3:4").is_err());
+}

@@ -6,7 +6,7 @@ use rrd::{Cf, Layout, Rrd, RrdFile, Update};
 
 const USAGE: &str = "usage:
   rrd-rs create FILE [--step|-s N] [--start|-b T] [--no-overwrite|-O] DS:name:TYPE:hb:min:max... RRA:CF:xff:steps:rows...
-  rrd-rs update FILE T:V[:V...]...
+  rrd-rs update FILE [--template|-t ds1:ds2...] T:V[:V...]...
   rrd-rs fetch FILE CF [--start|-s T] [--end|-e T] [--resolution|-r N]
   rrd-rs info FILE
   rrd-rs last FILE";
@@ -127,17 +127,27 @@ fn run(args: &[String]) -> Result<String, String> {
             Ok(String::new())
         }
         "update" => {
-            let (_, pos) = options(rest, &[], &[])?;
+            let (opts, pos) = options(rest, &[("--template", "-t")], &[])?;
             let (file, ups) = pos.split_first().ok_or(USAGE)?;
             if ups.is_empty() {
                 return Err("Not enough arguments".to_string());
             }
             let mut f = RrdFile::open(file).map_err(|e| e.to_string())?;
+            let template = match opts.iter().find(|(k, _)| *k == "--template") {
+                Some((_, Some(t))) => {
+                    Some(rrd::Template::new(t, f.ds()).map_err(|e| format!("{file}: {e}"))?)
+                }
+                _ => None,
+            };
             // Parse lazily so a malformed argument stops the batch where rrdtool would.
             let mut parsed = Vec::with_capacity(ups.len());
             let mut parse_err = None;
             for u in ups {
-                match Update::parse(u) {
+                let parsed_one = match &template {
+                    Some(t) => t.parse(u),
+                    None => Update::parse(u),
+                };
+                match parsed_one {
                     Ok(u) => parsed.push(u),
                     Err(e) => {
                         parse_err = Some(e);
