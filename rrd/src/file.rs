@@ -245,6 +245,16 @@ impl RrdFile {
         &self.header.ds
     }
 
+    /// Archive definitions.
+    pub fn rra(&self) -> &[crate::format::RraDef] {
+        &self.header.rra
+    }
+
+    /// Base step in seconds.
+    pub fn step(&self) -> u64 {
+        self.header.step
+    }
+
     /// Time of the last update.
     pub fn last_update(&self) -> Timestamp {
         Timestamp {
