@@ -1,6 +1,7 @@
-//! Fuzz target: arbitrary bytes through the whole gmond.conf loader (parse, includes, validation).
+//! Fuzz target: arbitrary bytes through the whole gmond.conf loader (parse, includes,
+//! validation); every accepted config must render to text that loads back to the same config.
 #![no_main]
-use gmond_conf::{parse_str_with, LoadOptions, MemSource};
+use gmond_conf::{parse_str_with, render, LoadOptions, MemSource};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,9 +13,15 @@ fuzz_target!(|data: &[u8]| {
         .with_file("dir/a.conf", "cluster { name = \"a\" }")
         .with_file("loop.conf", "include (\"loop.conf\")")
         .with_env("A", "239.2.11.71");
-    if let Ok(loaded) = parse_str_with(&text, "fuzz.conf", &world, &LoadOptions::default()) {
+    let opts = LoadOptions::default();
+    if let Ok(loaded) = parse_str_with(&text, "fuzz.conf", &world, &opts) {
         let _ = loaded
             .config
             .select_metrics(&["cpu_user", "disk_free_sda", "vm_x_cpu", ""]);
+        let rendered = render(&loaded.config);
+        match parse_str_with(&rendered, "rendered.conf", &MemSource::new(), &opts) {
+            Ok(again) => assert_eq!(again.config, loaded.config, "{rendered}"),
+            Err(e) => panic!("rendered config does not load: {e}\n{rendered}"),
+        }
     }
 });
