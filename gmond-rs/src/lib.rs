@@ -1,5 +1,7 @@
-//! gmond-rs as a library: the cluster store and the daemon's parts, so tests and the demo can
-//! run them in-process.
+//! gmond-rs as a library: the cluster store, the sender and the daemon, so tests and the demo
+//! can run them in-process.
 #![forbid(unsafe_code)]
 
+pub mod daemon;
+pub mod sender;
 pub mod store;

@@ -1,4 +1,115 @@
-//! gmond-rs: entry point (the daemon lands with its issue).
-fn main() {
-    println!("gmond-rs {}", env!("CARGO_PKG_VERSION"));
+//! gmond-rs: the command line, with gmond 3.7.2's flags.
+use clap::Parser;
+use gmond_rs::daemon::{self, RunOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The Ganglia Monitoring Daemon, in Rust: listens to the cluster message channel, keeps the
+/// whole cluster's state in memory, and serves it as XML.
+#[derive(Parser, Debug)]
+#[command(name = "gmond-rs", disable_version_flag = true)]
+struct Args {
+    /// Location of the gmond configuration file (default /etc/ganglia/gmond.conf; the
+    /// built-in default when that file does not exist)
+    #[arg(short = 'c', long = "conf", value_name = "FILE")]
+    conf: Option<PathBuf>,
+    /// Location of this host in the cluster: 'rack,rank,plane'
+    #[arg(short = 'l', long = "location")]
+    location: Option<String>,
+    /// Debug level; greater than zero keeps the daemon in the foreground with debug logs
+    #[arg(short = 'd', long = "debug", default_value_t = 0)]
+    debug: u32,
+    /// Run in the foreground (gmond-rs always does; see README)
+    #[arg(short = 'f', long = "foreground")]
+    foreground: bool,
+    /// Print the default configuration to stdout and exit
+    #[arg(short = 't', long = "default_config")]
+    default_config: bool,
+    /// Print the list of metrics this gmond supports and exit
+    #[arg(short = 'm', long = "metrics")]
+    metrics: bool,
+    /// Calculate minimum bandwidth use for the configuration (not implemented)
+    #[arg(short = 'b', long = "bandwidth")]
+    bandwidth: bool,
+    /// Convert a 2.5.x configuration file to the 3.x format (not implemented)
+    #[arg(short = 'r', long = "convert", value_name = "FILE")]
+    convert: Option<PathBuf>,
+    /// Write the process id to this file
+    #[arg(short = 'p', long = "pid-file", value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// Print version and exit
+    #[arg(short = 'V', long = "version")]
+    version: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.version {
+        println!(
+            "gmond-rs {} (gmond 3.7.2 compatible)",
+            env!("CARGO_PKG_VERSION")
+        );
+        return ExitCode::SUCCESS;
+    }
+    if args.default_config {
+        print!("{}", gmond_conf::default_config_text());
+        return ExitCode::SUCCESS;
+    }
+    if args.metrics {
+        for spec in gmond_metrics::linux::catalogue() {
+            println!("{:<15}\t{} (module {})", spec.name, spec.desc, spec.module);
+        }
+        return ExitCode::SUCCESS;
+    }
+    if args.bandwidth || args.convert.is_some() {
+        eprintln!("gmond-rs: -b and -r are not implemented");
+        return ExitCode::from(1);
+    }
+    let level = if args.debug > 0 { "debug" } else { "info" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    // gmond's rule: -c FILE must exist; without -c, /etc/ganglia/gmond.conf or the built-in.
+    let loaded = match gmond_conf::load_like_gmond(args.conf.as_deref()) {
+        Ok(l) => l,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("gmond-rs: configuration rejected; not starting");
+            return ExitCode::from(1);
+        }
+    };
+    for w in &loaded.warnings {
+        tracing::warn!(location = %w.location, option = %w.option, "{}", w.message);
+    }
+    if loaded.config.globals.daemonize && !args.foreground && args.debug == 0 {
+        tracing::warn!("daemonize = yes is not implemented: gmond-rs stays in the foreground");
+    }
+    if let Some(path) = &args.pid_file {
+        if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+            eprintln!("gmond-rs: cannot write pid file {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    }
+    let result = daemon::run(
+        loaded.config,
+        RunOptions {
+            location: args.location,
+            ..RunOptions::default()
+        },
+    );
+    if let Some(path) = &args.pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gmond-rs: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

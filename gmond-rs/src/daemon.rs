@@ -1,0 +1,603 @@
+//! The daemon: the only part of gmond-rs that touches sockets, the clock and signals.
+//!
+//! Threads, not one event loop, where that is cheaper: each UDP receive channel has a thread
+//! blocked in `recv_from` (one system call per datagram, no readiness polling) that feeds the
+//! shared store; one sender thread collects this host's metrics on schedule and runs the
+//! store's cleanup ticks; the XML port is served by tokio, so many slow clients cost tasks,
+//! not threads, and none blocks another. The store sits in an `Arc<RwLock<_>>`: ingest takes
+//! the write lock per datagram, a dump renders into memory under the read lock (once per
+//! second and state generation, shared by every client of that second) and writes to sockets
+//! after releasing it.
+
+use crate::sender::{GroupPlan, Identity, MetricPlan, Sender};
+use crate::store::{ClusterInfo, ClusterStore, HostsFileResolver, StoreConfig, Timestamp};
+use gmond_conf::{Acl, Config, SendTarget, TcpAcceptChannel, UdpRecvChannel};
+use gmond_metrics::linux::{self, CoreInfo, LinuxCollector, MetricSpec};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A channel's socket could not be set up (bind, join, option).
+    #[error("{channel}: {what}: {source}")]
+    Socket {
+        channel: String,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    /// The configuration asks for something this build cannot do.
+    #[error("{0}")]
+    Config(String),
+    /// A thread or the runtime could not be started.
+    #[error("{what}: {source}")]
+    Runtime {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// Command-line settings that override or complement the config file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// `-l`: host location.
+    pub location: Option<String>,
+    /// Root of /proc and /sys for collection ("/" normally; tests use fake trees).
+    pub proc_root: Option<std::path::PathBuf>,
+    /// Resolver input; defaults to /etc/hosts.
+    pub hosts_file: Option<std::path::PathBuf>,
+}
+
+/// Counters of the daemon's own I/O (the store counts datagrams).
+#[derive(Debug, Default)]
+pub struct IoStats {
+    pub datagrams_sent_total: AtomicU64,
+    pub send_errors_total: AtomicU64,
+    pub acl_denied_total: AtomicU64,
+    pub xml_clients_served_total: AtomicU64,
+    pub xml_clients_failed_total: AtomicU64,
+}
+
+/// Where this host's datagrams go: every send channel gets every datagram.
+struct Outbound {
+    channels: Vec<(UdpSocket, SocketAddr)>,
+    stats: Arc<IoStats>,
+}
+
+impl Outbound {
+    fn send(&self, datagram: &[u8]) {
+        for (sock, to) in &self.channels {
+            match sock.send_to(datagram, to) {
+                Ok(_) => {
+                    self.stats
+                        .datagrams_sent_total
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.stats.send_errors_total.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(to = %to, error = %e, "send failed");
+                }
+            }
+        }
+    }
+}
+
+/// The store's settings from gmond.conf.
+pub fn store_config(cfg: &Config) -> StoreConfig {
+    StoreConfig {
+        cluster: ClusterInfo {
+            name: cfg.cluster.name.clone(),
+            owner: cfg.cluster.owner.clone(),
+            latlong: cfg.cluster.latlong.clone(),
+            url: cfg.cluster.url.clone(),
+        },
+        tags: cfg.globals.tags.clone().unwrap_or_default(),
+        host_dmax: cfg.globals.host_dmax,
+        host_tmax: cfg.globals.host_tmax,
+        cleanup_threshold: cfg.globals.cleanup_threshold,
+        allow_extra_data: cfg.globals.allow_extra_data,
+        limits: ganglia_wire::Limits {
+            max_datagram: usize::from(cfg.globals.max_udp_msg_len),
+            max_string: usize::from(cfg.globals.max_udp_msg_len),
+            ..ganglia_wire::Limits::default()
+        },
+        ..StoreConfig::default()
+    }
+}
+
+/// The collection groups bound to the metrics this host can collect (the Linux catalogue).
+pub fn group_plans(cfg: &Config) -> Vec<GroupPlan> {
+    let available: Vec<&str> = linux::catalogue().iter().map(|s| s.name).collect();
+    let selection = cfg.select_metrics(&available);
+    let mut plans: Vec<GroupPlan> = cfg
+        .collection_groups
+        .iter()
+        .map(|g| GroupPlan {
+            collect_once: g.collect_once,
+            collect_every: g.collect_every,
+            time_threshold: g.time_threshold,
+            metrics: Vec::new(),
+        })
+        .collect();
+    for m in selection.metrics {
+        let Some(spec) = linux::lookup(&m.name) else {
+            continue;
+        };
+        if let Some(plan) = plans.get_mut(m.group) {
+            plan.metrics.push(MetricPlan {
+                spec,
+                title: m.title.unwrap_or_else(|| spec.title.to_owned()),
+                value_threshold: m.value_threshold,
+            });
+        }
+    }
+    plans.retain(|p| !p.metrics.is_empty());
+    plans
+}
+
+/// This machine's host name, as gethostname() gives it.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Runs the daemon until SIGINT/SIGTERM. Every socket is set up before anything starts, so a
+/// bad channel stops start-up instead of leaving a half-configured daemon.
+pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Error> {
+    if cfg.globals.mute && cfg.globals.deaf {
+        return Err(Error::Config("deaf and mute at once: nothing to do".into()));
+    }
+    let stats = Arc::new(IoStats::default());
+    let mute = cfg.effective_mute();
+    let deaf = cfg.globals.deaf;
+
+    let outbound = Arc::new(Outbound {
+        channels: if mute {
+            Vec::new()
+        } else {
+            cfg.udp_send
+                .iter()
+                .enumerate()
+                .map(|(i, ch)| send_socket(i, ch))
+                .collect::<Result<_, _>>()?
+        },
+        stats: stats.clone(),
+    });
+    let receivers: Vec<(UdpSocket, Option<Acl>, String)> = if deaf {
+        Vec::new()
+    } else {
+        cfg.udp_recv
+            .iter()
+            .enumerate()
+            .filter(|(_, ch)| !cfg.is_sflow_channel(ch))
+            .map(|(i, ch)| {
+                recv_socket(i, ch).map(|s| (s, ch.acl.clone(), format!("udp_recv_channel#{i}")))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let listeners: Vec<(std::net::TcpListener, TcpAcceptChannel)> = if deaf {
+        Vec::new()
+    } else {
+        cfg.tcp_accept
+            .iter()
+            .enumerate()
+            .map(|(i, ch)| tcp_listener(i, ch).map(|l| (l, ch.clone())))
+            .collect::<Result<_, _>>()?
+    };
+
+    let hosts_path = opts
+        .hosts_file
+        .clone()
+        .unwrap_or_else(|| "/etc/hosts".into());
+    let resolver =
+        HostsFileResolver::parse(&std::fs::read_to_string(&hosts_path).unwrap_or_default());
+    let store = Arc::new(RwLock::new(ClusterStore::with_resolver(
+        store_config(&cfg),
+        Box::new(resolver),
+    )));
+
+    let start = SystemTime::now();
+    let host = hostname();
+    let id = Identity::new(
+        &host,
+        cfg.globals.override_hostname.as_deref(),
+        cfg.globals.override_ip.as_deref(),
+    );
+    tracing::info!(
+        host = %id.host,
+        spoof = id.spoof,
+        send_channels = outbound.channels.len(),
+        recv_channels = receivers.len(),
+        tcp_channels = listeners.len(),
+        "gmond-rs starting"
+    );
+
+    let (req_tx, req_rx) = mpsc::channel::<Box<[u8]>>();
+    for (sock, acl, name) in receivers {
+        let (store, outbound, stats, req_tx) = (
+            store.clone(),
+            outbound.clone(),
+            stats.clone(),
+            req_tx.clone(),
+        );
+        std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || receive_loop(sock, acl, &store, &outbound, &stats, &req_tx))
+            .map_err(|source| Error::Runtime {
+                what: "receive thread",
+                source,
+            })?;
+    }
+
+    let location = opts.location.clone().unwrap_or(cfg.host.location.clone());
+    let collector = LinuxCollector::new(opts.proc_root.clone().unwrap_or_else(|| "/".into()))
+        .with_core(CoreInfo {
+            start_time: Some(Timestamp::from_system_time(start).as_secs() as u32),
+            location,
+            gexec: cfg.globals.gexec,
+        });
+    let sender = Sender::new(
+        id,
+        if mute { Vec::new() } else { group_plans(&cfg) },
+        cfg.globals.send_metadata_interval,
+        usize::from(cfg.globals.max_udp_msg_len),
+        Timestamp::from_system_time(start),
+    );
+    {
+        let (store, outbound) = (store.clone(), outbound.clone());
+        std::thread::Builder::new()
+            .name("sender".into())
+            .spawn(move || sender_loop(sender, collector, req_rx, &store, &outbound))
+            .map_err(|source| Error::Runtime {
+                what: "sender thread",
+                source,
+            })?;
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Runtime {
+            what: "tokio runtime",
+            source,
+        })?;
+    rt.block_on(async move {
+        let cache = Arc::new(Mutex::new(RenderCache::default()));
+        for (listener, ch) in listeners {
+            let (store, stats, cache) = (store.clone(), stats.clone(), cache.clone());
+            tokio::spawn(serve_xml(listener, ch, store, stats, cache));
+        }
+        wait_for_shutdown().await;
+    });
+    tracing::info!("gmond-rs stopping");
+    Ok(())
+}
+
+async fn wait_for_shutdown() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn receive_loop(
+    sock: UdpSocket,
+    acl: Option<Acl>,
+    store: &RwLock<ClusterStore>,
+    outbound: &Outbound,
+    stats: &IoStats,
+    requests: &mpsc::Sender<Box<[u8]>>,
+) {
+    // One more byte than the largest accepted datagram, so an oversize one is seen as such.
+    let limit = store
+        .read()
+        .map(|s| s.config().limits.max_datagram)
+        .unwrap_or(1472);
+    let mut buf = vec![0u8; limit + 1];
+    loop {
+        let (n, from) = match sock.recv_from(&mut buf) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "recv failed");
+                continue;
+            }
+        };
+        let SocketAddr::V4(from) = from else {
+            continue;
+        };
+        if let Some(acl) = &acl {
+            if !acl.allows(*from.ip()) {
+                stats.acl_denied_total.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        }
+        let now = Timestamp::from_system_time(SystemTime::now());
+        let Ok(mut s) = store.write() else {
+            return;
+        };
+        s.handle_datagram(now, *from.ip(), &buf[..n]);
+        while let Some(d) = s.poll_transmit() {
+            outbound.send(&d);
+        }
+        for name in s.poll_metadata_requested() {
+            let _ = requests.send(name);
+        }
+    }
+}
+
+fn sender_loop(
+    mut sender: Sender,
+    mut collector: LinuxCollector,
+    requests: mpsc::Receiver<Box<[u8]>>,
+    store: &RwLock<ClusterStore>,
+    outbound: &Outbound,
+) {
+    loop {
+        let now = Timestamp::from_system_time(SystemTime::now());
+        let mut collect =
+            |spec: &'static MetricSpec| match collector.collect(spec.name, SystemTime::now()) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::debug!(metric = spec.name, error = %e, "collect failed");
+                    None
+                }
+            };
+        for d in sender.poll(now, &mut collect) {
+            outbound.send(&d);
+        }
+        if let Ok(mut s) = store.write() {
+            s.handle_timeout(now);
+        }
+        // Sleep until the next group or cleanup is due, waking early for metadata requests.
+        let next = [
+            sender.next_deadline(),
+            store.read().ok().and_then(|s| s.next_timeout()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let wait = next
+            .map(|t| t.saturating_since(Timestamp::from_system_time(SystemTime::now())))
+            .unwrap_or(Duration::from_secs(20))
+            .clamp(Duration::from_millis(10), Duration::from_secs(20));
+        match requests.recv_timeout(wait) {
+            Ok(name) => {
+                sender.metadata_requested(&name);
+                while let Ok(more) = requests.try_recv() {
+                    sender.metadata_requested(&more);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // No receive thread (deaf): just keep the schedule.
+                std::thread::sleep(wait);
+            }
+        }
+    }
+}
+
+/// The last rendered document, shared by every client of the same second and generation.
+#[derive(Default)]
+struct RenderCache {
+    key: Option<(u64, u64)>,
+    doc: Arc<Vec<u8>>,
+}
+
+fn render(store: &RwLock<ClusterStore>, cache: &Mutex<RenderCache>) -> Arc<Vec<u8>> {
+    let now = Timestamp::from_system_time(SystemTime::now());
+    let Ok(mut cache) = cache.lock() else {
+        return Arc::new(Vec::new());
+    };
+    if let Ok(mut s) = store.write() {
+        s.prepare_xml();
+    }
+    let Ok(s) = store.read() else {
+        return Arc::new(Vec::new());
+    };
+    let key = (now.as_secs(), s.generation());
+    if cache.key == Some(key) {
+        return cache.doc.clone();
+    }
+    let doc = Arc::new(
+        s.render_xml(now, Vec::with_capacity(cache.doc.len()))
+            .unwrap_or_default(),
+    );
+    cache.key = Some(key);
+    cache.doc = doc.clone();
+    doc
+}
+
+async fn serve_xml(
+    listener: std::net::TcpListener,
+    ch: TcpAcceptChannel,
+    store: Arc<RwLock<ClusterStore>>,
+    stats: Arc<IoStats>,
+    cache: Arc<Mutex<RenderCache>>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(port = ch.port, error = %e, "cannot serve XML");
+            return;
+        }
+    };
+    let ch = Arc::new(ch);
+    loop {
+        let (mut conn, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let allowed = match (&ch.acl, peer.ip()) {
+            (Some(acl), IpAddr::V4(ip)) => acl.allows(ip),
+            _ => true,
+        };
+        if !allowed {
+            stats.acl_denied_total.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let (store, stats, cache, ch) = (store.clone(), stats.clone(), cache.clone(), ch.clone());
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let doc = match tokio::task::spawn_blocking(move || render(&store, &cache)).await {
+                Ok(d) => d,
+                Err(_) => return,
+            };
+            let body: Arc<Vec<u8>> = if ch.gzip_output {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                let _ = gz.write_all(&doc);
+                Arc::new(gz.finish().unwrap_or_default())
+            } else {
+                doc
+            };
+            let write = async {
+                conn.write_all(&body).await?;
+                conn.shutdown().await
+            };
+            // gmond's `timeout` (µs) bounds each client; without one, a client that never
+            // reads still cannot hold more than its socket buffers, and others are unaffected.
+            let result = match ch.timeout {
+                Some(t) => tokio::time::timeout(t, write)
+                    .await
+                    .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())),
+                None => write.await,
+            };
+            match result {
+                Ok(()) => stats
+                    .xml_clients_served_total
+                    .fetch_add(1, Ordering::Relaxed),
+                Err(e) => {
+                    tracing::debug!(peer = %peer, error = %e, "XML client failed");
+                    stats
+                        .xml_clients_failed_total
+                        .fetch_add(1, Ordering::Relaxed)
+                }
+            };
+        });
+    }
+}
+
+fn socket_err(channel: String, what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Socket {
+        channel,
+        what,
+        source,
+    }
+}
+
+/// An interface's index, for multicast joins by interface name.
+fn ifindex(name: &str) -> Result<u32, std::io::Error> {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))?
+        .trim()
+        .parse()
+        .map_err(|_| std::io::Error::other(format!("bad ifindex for {name}")))
+}
+
+fn send_socket(
+    i: usize,
+    ch: &gmond_conf::UdpSendChannel,
+) -> Result<(UdpSocket, SocketAddr), Error> {
+    let label = format!("udp_send_channel#{i}");
+    let to: SocketAddr = match &ch.target {
+        SendTarget::Multicast(ip) => SocketAddr::new(*ip, ch.port),
+        SendTarget::Unicast(host) => (host.as_str(), ch.port)
+            .to_socket_addrs()
+            .map_err(socket_err(label.clone(), "resolve host"))?
+            .find(SocketAddr::is_ipv4)
+            .ok_or_else(|| Error::Config(format!("{label}: {host} has no IPv4 address")))?,
+    };
+    let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
+        .map_err(socket_err(label.clone(), "socket"))?;
+    if let Some(bind) = &ch.bind {
+        let ip: Ipv4Addr = bind
+            .parse()
+            .map_err(|_| Error::Config(format!("{label}: bind {bind:?} is not an IPv4 address")))?;
+        sock.bind(&SockAddr::from(SocketAddrV4::new(ip, 0)))
+            .map_err(socket_err(label.clone(), "bind"))?;
+    }
+    if to.ip().is_multicast() {
+        sock.set_multicast_ttl_v4(u32::from(ch.ttl))
+            .map_err(socket_err(label.clone(), "multicast ttl"))?;
+        if let Some(ifname) = &ch.mcast_if {
+            sock.bind_device(Some(ifname.as_bytes()))
+                .map_err(socket_err(label.clone(), "mcast_if"))?;
+        }
+    } else {
+        sock.set_ttl(u32::from(ch.ttl).max(1))
+            .map_err(socket_err(label.clone(), "ttl"))?;
+    }
+    Ok((sock.into(), to))
+}
+
+fn recv_socket(i: usize, ch: &UdpRecvChannel) -> Result<UdpSocket, Error> {
+    let label = format!("udp_recv_channel#{i}");
+    let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
+        .map_err(socket_err(label.clone(), "socket"))?;
+    sock.set_reuse_address(true)
+        .map_err(socket_err(label.clone(), "SO_REUSEADDR"))?;
+    if let Some(bytes) = ch.buffer {
+        sock.set_recv_buffer_size(bytes as usize)
+            .map_err(socket_err(label.clone(), "SO_RCVBUF"))?;
+    }
+    let bind_ip: Ipv4Addr = match &ch.bind {
+        Some(b) => b
+            .parse()
+            .map_err(|_| Error::Config(format!("{label}: bind {b:?} is not an IPv4 address")))?,
+        None => Ipv4Addr::UNSPECIFIED,
+    };
+    sock.bind(&SockAddr::from(SocketAddrV4::new(bind_ip, ch.port)))
+        .map_err(socket_err(label.clone(), "bind"))?;
+    if let Some(IpAddr::V4(group)) = ch.mcast_join {
+        let iface = match &ch.mcast_if {
+            Some(name) => socket2::InterfaceIndexOrAddress::Index(
+                ifindex(name).map_err(socket_err(label.clone(), "mcast_if"))?,
+            ),
+            None => socket2::InterfaceIndexOrAddress::Address(Ipv4Addr::UNSPECIFIED),
+        };
+        sock.join_multicast_v4_n(&group, &iface)
+            .map_err(socket_err(label.clone(), "multicast join"))?;
+    }
+    Ok(sock.into())
+}
+
+fn tcp_listener(i: usize, ch: &TcpAcceptChannel) -> Result<std::net::TcpListener, Error> {
+    let label = format!("tcp_accept_channel#{i}");
+    let ip: Ipv4Addr = match &ch.bind {
+        Some(b) => b
+            .parse()
+            .map_err(|_| Error::Config(format!("{label}: bind {b:?} is not an IPv4 address")))?,
+        None => Ipv4Addr::UNSPECIFIED,
+    };
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
+        .map_err(socket_err(label.clone(), "socket"))?;
+    sock.set_reuse_address(true)
+        .map_err(socket_err(label.clone(), "SO_REUSEADDR"))?;
+    sock.bind(&SockAddr::from(SocketAddrV4::new(ip, ch.port)))
+        .map_err(socket_err(label.clone(), "bind"))?;
+    sock.listen(128)
+        .map_err(socket_err(label.clone(), "listen"))?;
+    sock.set_nonblocking(true)
+        .map_err(socket_err(label, "nonblocking"))?;
+    Ok(sock.into())
+}
