@@ -339,6 +339,15 @@ mod tests {
         )
     }
 
+    /// Heartbeat as the core module gives it (uint32), everything else the float `v`.
+    fn values(v: f32) -> impl FnMut(&'static MetricSpec) -> Option<MetricValue> {
+        // The heartbeat reading changes with `v` too, to show collect_once keeps the first.
+        move |spec| match spec.name {
+            "heartbeat" => Some(MetricValue::U32((v * 1000.0) as u32)),
+            _ => Some(MetricValue::F32(v)),
+        }
+    }
+
     fn names(d: &[Vec<u8>]) -> Vec<(u32, String)> {
         d.iter()
             .map(|b| {
@@ -383,18 +392,18 @@ mod tests {
     #[test]
     fn thresholds_decide_when_a_group_is_sent() {
         let mut s = sender();
-        let out = s.poll(t(1000), &mut |_| Some(MetricValue::F32(1.0)));
+        let out = s.poll(t(1000), &mut values(1.0));
         assert_eq!(out.len(), 6);
         // Heartbeat (collect_once, time_threshold 20) re-sends its first value every 20 s; the
         // cpu group moved by 0.5 < 1.0 and its time_threshold (90 s) has not passed.
-        let out = s.poll(t(1020), &mut |_| Some(MetricValue::F32(1.5)));
+        let out = s.poll(t(1020), &mut values(1.5));
         assert_eq!(names(&out), vec![(132, "heartbeat".into())]);
         let Message::Value(v) = decode(&out[0]).unwrap() else {
             panic!()
         };
-        assert_eq!(v.value, Value::Float(1.0), "first reading kept");
+        assert_eq!(v.value, Value::UInt(1000), "first reading kept");
         // A move of >= value_threshold since the last SENT value sends the group (values only).
-        let out = s.poll(t(1040), &mut |_| Some(MetricValue::F32(2.0)));
+        let out = s.poll(t(1040), &mut values(2.0));
         assert_eq!(
             names(&out),
             vec![
@@ -405,19 +414,19 @@ mod tests {
         );
         // Unchanged: nothing until 90 s after the last send (1040 + 90 = 1130, next tick 1140).
         for now in [1060, 1080, 1100, 1120] {
-            let out = s.poll(t(now), &mut |_| Some(MetricValue::F32(2.0)));
+            let out = s.poll(t(now), &mut values(2.0));
             assert_eq!(names(&out), vec![(132, "heartbeat".into())], "at {now}");
         }
-        let out = s.poll(t(1140), &mut |_| Some(MetricValue::F32(2.0)));
+        let out = s.poll(t(1140), &mut values(2.0));
         assert!(names(&out).contains(&(134, "cpu_user".into())));
     }
 
     #[test]
     fn metadata_request_forces_resend_with_next_collection() {
         let mut s = sender();
-        s.poll(t(1000), &mut |_| Some(MetricValue::F32(1.0)));
+        s.poll(t(1000), &mut values(1.0));
         s.metadata_requested(b"load_one");
-        let out = s.poll(t(1020), &mut |_| Some(MetricValue::F32(1.0)));
+        let out = s.poll(t(1020), &mut values(1.0));
         assert_eq!(
             names(&out),
             vec![
