@@ -20,7 +20,8 @@
 //!   name is expected, is an error (libconfuse silently stops there).
 //! * Every included file must be complete on its own (libconfuse splices tokens, so a section
 //!   could start in one file and end in another).
-//! * Glob matches are included in name order (gmond: directory order); `~` is not expanded.
+//! * Glob matches are included in name order (gmond: directory order); `~/` in include paths
+//!   expands from `$HOME` (libconfuse asks the password database), `~user/` is not expanded.
 //! * Start-up checks gmond makes later, when it opens sockets, or never are made at load time:
 //!   ports present and in 1..=65535, `ttl` 0..=255, non-negative durations, deaf+mute,
 //!   bind+bind_hostname, send channels need `mcast_join` or `host`, `mcast_join` is a

@@ -558,7 +558,8 @@ impl Ctx<'_> {
     }
 
     fn include(&mut self, top: &mut Sec, arg: &Spanned) {
-        let path = arg.text.as_str();
+        let expanded = self.tilde_expand(&arg.text);
+        let path = expanded.as_str();
         if self.stack.iter().any(|p| p == path) {
             self.errors.push(ConfigError::IncludeLoop {
                 location: arg.location.clone(),
@@ -620,6 +621,20 @@ impl Ctx<'_> {
                 location: arg.location.clone(),
                 path: path.to_string(),
             });
+        }
+    }
+
+    /// `~` and `~/...` to the home directory, as libconfuse does for include paths (it asks
+    /// the password database; `$HOME` is what the [`Source`] can offer). `~user` is kept.
+    fn tilde_expand(&self, path: &str) -> String {
+        match path.strip_prefix('~') {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                match self.source.env_var("HOME") {
+                    Some(home) => format!("{home}{rest}"),
+                    None => path.to_string(),
+                }
+            }
+            _ => path.to_string(),
         }
     }
 

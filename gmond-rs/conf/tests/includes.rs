@@ -154,3 +154,17 @@ fn section_locations_follow_the_config_vectors() {
     let (g, s) = sel.unmatched[0];
     assert_eq!(l.locations.metrics[g][s].line, 4);
 }
+
+#[test]
+fn tilde_in_include_paths_is_the_home_directory() {
+    let world = MemSource::new()
+        .with_env("HOME", "/home/g")
+        .with_file("/home/g/extra.conf", "cluster { name = \"home\" }");
+    let l = load(&world, "include (\"~/extra.conf\")").unwrap();
+    assert_eq!(l.config.cluster.name, "home");
+    let e = load(&world, "include (\"~other/extra.conf\")").unwrap_err();
+    assert!(
+        matches!(&e.errors[0], ConfigError::MissingInclude { .. }),
+        "{e}"
+    );
+}
