@@ -39,6 +39,8 @@ struct CaseGen {
     ds: Vec<DsGen>,
     rra: Vec<RraGen>,
     upd: Vec<UpdGen>,
+    /// Extra fetches: CF, start offset from create time, length, resolution.
+    fetches: Vec<(u8, i64, i64, u64)>,
 }
 
 fn case() -> impl Strategy<Value = CaseGen> {
@@ -79,14 +81,16 @@ fn case() -> impl Strategy<Value = CaseGen> {
                 Just(ds),
                 Just(rra),
                 prop::collection::vec(upd, 1..40),
+                prop::collection::vec((0u8..4, -500i64..3000, 0i64..2000, 1u64..400), 2..=2),
             )
         })
-        .prop_map(|(step, start_off, ds, rra, upd)| CaseGen {
+        .prop_map(|(step, start_off, ds, rra, upd, fetches)| CaseGen {
             step,
             start_off,
             ds,
             rra,
             upd,
+            fetches,
         })
 }
 
@@ -315,6 +319,27 @@ fn run_case(c: &CaseGen) -> Result<(), TestCaseError> {
             )
             .unwrap();
         prop_assert_eq!(&fa.stdout, &rrd::fetch_text(&ours));
+    }
+    // Arbitrary windows and resolutions exercise the archive choice.
+    for (cf, off, len, res) in &c.fetches {
+        let cf = CFS[*cf as usize];
+        let (fs, fe) = (b.start + off, b.start + off + len);
+        let (fs_s, fe_s, res_s) = (fs.to_string(), fe.to_string(), res.to_string());
+        let args = ["fetch", p(&a), cf, "-s", &fs_s, "-e", &fe_s, "-r", &res_s];
+        let fa = rrdtool(&args);
+        let ours = rrd_c.fetch(Cf::parse(cf).unwrap(), fs, fe, *res);
+        match ours {
+            Ok(f) => prop_assert_eq!(
+                &fa.stdout,
+                &rrd::fetch_text(&f),
+                "fetch {} {} {} {}",
+                cf,
+                fs,
+                fe,
+                res
+            ),
+            Err(e) => prop_assert!(!fa.ok, "we failed ({}) where rrdtool did not", e),
+        }
     }
     let last_a = rrdtool(&["last", p(&a)]).stdout;
     prop_assert_eq!(&last_a, &rrd_rs(&["last", p(&cc)]).stdout);
