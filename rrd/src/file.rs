@@ -312,13 +312,14 @@ impl RrdFile {
 fn read_header(path: &Path, file: &File) -> Result<Header> {
     let io = |e| Error::io(path, e);
     let len = file.metadata().map_err(io)?.len();
-    let mut head = vec![0u8; (STAT_HEAD_LEN as u64).min(len) as usize];
+    // One read usually covers the whole header (under 1 KB for a few DS and RRAs).
+    let mut head = vec![0u8; FIRST_READ.min(len) as usize];
     file.read_exact_at(&mut head, 0).map_err(io)?;
     // Parse the fixed part first (cookie, version, counts) to learn the header size.
     match Header::parse_prefix(&head) {
-        Err(Error::Truncated { .. }) if head.len() == STAT_HEAD_LEN => {}
+        Err(Error::Truncated { .. }) if head.len() >= STAT_HEAD_LEN => {}
         Err(e) => return Err(e),
-        Ok(_) => {}
+        Ok(h) => return check_len(h, len),
     }
     let count = |at: usize| {
         let mut a = [0u8; 8];
@@ -335,7 +336,13 @@ fn read_header(path: &Path, file: &File) -> Result<Header> {
     }
     let mut buf = vec![0u8; hlen as usize];
     file.read_exact_at(&mut buf, 0).map_err(io)?;
-    let h = Header::parse_prefix(&buf)?;
+    check_len(Header::parse_prefix(&buf)?, len)
+}
+
+/// Bytes read at first when opening: the usual header fits.
+const FIRST_READ: u64 = 4096;
+
+fn check_len(h: Header, len: u64) -> Result<Header> {
     if h.file_len() > len {
         return Err(Error::Truncated {
             needed: h.file_len(),

@@ -98,3 +98,29 @@ fn invalid_definitions_are_rejected() {
     assert!(Rrd::create(&dup).is_err());
     assert!(Rrd::create(&Layout::new(15, 0).ds(DsDef::new("x", DsType::Gauge, 1))).is_err());
 }
+
+#[test]
+fn headers_larger_than_a_page_work_on_disk() {
+    let mut layout = Layout::new(10, 1_700_000_000);
+    for d in 0..12 {
+        layout = layout.ds(DsDef::new(&format!("d{d}"), DsType::Gauge, 60));
+    }
+    for r in 1..=8 {
+        layout = layout.rra(RraDef::new(Cf::Average, 0.5, r, 30));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.rrd");
+    let mut mem = Rrd::create(&layout).unwrap();
+    RrdFile::create(&path, &layout).unwrap();
+    for i in 1..=40 {
+        let vals: Vec<Value> = (0..12).map(|d| Value::Int(i * d)).collect();
+        let u = Update::new(1_700_000_000 + 10 * i, &vals);
+        mem.update(&u).unwrap();
+        // Reopen every time: the header (over 11 KB) takes the two-read path.
+        RrdFile::open(&path).unwrap().update(&u).unwrap();
+    }
+    let disk = std::fs::read(&path).unwrap();
+    let want = mem.to_bytes();
+    assert!(want.len() > 11_000);
+    assert!(disk[..want.len()] == want[..]);
+}
