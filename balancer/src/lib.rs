@@ -8,6 +8,7 @@
 
 pub mod constraints;
 pub mod error;
+pub mod feed;
 pub mod plan;
 pub mod planner;
 pub mod policy;

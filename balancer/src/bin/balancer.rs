@@ -1,6 +1,5 @@
 //! `balancer`: explain a plan for a snapshot or live gmond feed, or simulate a scenario.
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
@@ -89,11 +88,7 @@ fn main() -> anyhow::Result<()> {
                     Snapshot::parse(&text, path.extension().is_some_and(|e| e == "toml"))?
                 }
                 (None, Some(addr)) => {
-                    let mut s = std::net::TcpStream::connect(&addr)
-                        .with_context(|| format!("connecting {addr}"))?;
-                    let mut buf = Vec::new();
-                    s.read_to_end(&mut buf)?;
-                    bail!("read {} bytes from {addr}, but the XML reader (ganglia_wire::xml::read_document) is not available yet", buf.len());
+                    balancer::feed::fetch(&addr, std::time::Duration::from_secs(30))?
                 }
                 _ => bail!("give exactly one of --snapshot FILE or --feed host:port"),
             };
@@ -157,25 +152,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn tracing_init() {
-    // Logs go to stderr only when RUST_LOG asks for them; plans go to stdout.
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing::subscriber::set_global_default(NoopSubscriber);
-    }
-}
-
-/// Placeholder subscriber: tracing-subscriber is not a dependency of this crate yet.
-struct NoopSubscriber;
-
-impl tracing::Subscriber for NoopSubscriber {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        false
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, _: &tracing::Event<'_>) {}
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
+    // Logs go to stderr (RUST_LOG, default warn) so that stdout stays a clean plan or report.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

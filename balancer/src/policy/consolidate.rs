@@ -132,6 +132,9 @@ struct Ctx<'p, 'a> {
     /// Per host: CPU utilisation at the start of the decision. CloudSim ranks underloaded
     /// hosts and prices power by this value, not by the tentative placement.
     util0: Vec<f64>,
+    /// Per host: utilisation history of its current VMs, computed on demand and dropped when
+    /// a move touches the host (placement asks for it once per candidate host per VM).
+    hcache: std::cell::RefCell<Vec<Option<Vec<f64>>>>,
 }
 
 impl Ctx<'_, '_> {
@@ -159,6 +162,35 @@ impl Ctx<'_, '_> {
         out
     }
 
+    /// History of host `h` with its current VMs plus `extra`, from the cache.
+    fn current_history(&self, h: usize, extra: Option<usize>) -> Vec<f64> {
+        let mut cache = self.hcache.borrow_mut();
+        let base = cache[h].get_or_insert_with(|| self.host_history(h, &self.p.on_host[h], None));
+        let Some(v) = extra else {
+            return base.clone();
+        };
+        let s = self.p.snap();
+        let w = s.vms[v].cpu_cap_mhz / s.hosts[h].cpu_mhz();
+        let n = base.len().max(self.hist[v].len().min(30));
+        let mut out = base.clone();
+        out.resize(n, 0.0);
+        for (i, x) in self.hist[v].iter().enumerate().take(30) {
+            out[i] += x * w;
+        }
+        while out.last() == Some(&0.0) {
+            out.pop();
+        }
+        out
+    }
+
+    /// Forgets the cached histories of hosts touched by a move.
+    fn invalidate(&self, hosts: &[usize]) {
+        let mut cache = self.hcache.borrow_mut();
+        for &h in hosts {
+            cache[h] = None;
+        }
+    }
+
     /// (overloaded, compared value, threshold) for host `h` holding `vms` plus `extra`, with
     /// requested CPU `cpu_mhz`.
     fn detect(
@@ -168,13 +200,21 @@ impl Ctx<'_, '_> {
         extra: Option<usize>,
         cpu_mhz: f64,
     ) -> (bool, f64, f64) {
+        let cached = std::ptr::eq(vms, self.p.on_host[h].as_slice());
+        let history = || {
+            if cached {
+                self.current_history(h, extra)
+            } else {
+                self.host_history(h, vms, extra)
+            }
+        };
         let cfg = self.cfg;
         let util = cpu_mhz / self.p.snap().hosts[h].cpu_mhz();
         let thr = |t: f64| (util > t, util, t);
         match cfg.detector {
             Detector::Thr => thr(cfg.threshold),
             Detector::Iqr | Detector::Mad => {
-                let hist = self.host_history(h, vms, extra);
+                let hist = history();
                 if hist.len() < cfg.min_history {
                     return thr(cfg.fallback_threshold);
                 }
@@ -186,7 +226,7 @@ impl Ctx<'_, '_> {
                 thr(1.0 - cfg.safety * spread.unwrap_or(0.0))
             }
             Detector::Lr => {
-                let hist = self.host_history(h, vms, extra);
+                let hist = history();
                 if hist.len() < cfg.lr_window {
                     return thr(cfg.fallback_threshold);
                 }
@@ -219,7 +259,7 @@ impl Ctx<'_, '_> {
         let vm = &s.vms[v];
         let mut best: Option<(f64, usize)> = None;
         for h in 0..s.hosts.len() {
-            if excluded[h] || self.p.fits(v, h).is_err() {
+            if excluded[h] {
                 continue;
             }
             let host = &s.hosts[h];
@@ -231,14 +271,19 @@ impl Ctx<'_, '_> {
             if after > cap {
                 continue;
             }
+            // Cheap tests first: most hosts lose on power before the detector is needed.
+            let pw = self.power(h);
+            let diff = pw.watts(after / cap) - pw.watts(self.util0[h]);
+            if best.is_some_and(|(b, _)| diff >= b) {
+                continue;
+            }
+            if self.p.fits(v, h).is_err() {
+                continue;
+            }
             if self.p.cpu[h] != 0.0 && self.detect(h, &self.p.on_host[h], Some(v), after).0 {
                 continue;
             }
-            let pw = self.power(h);
-            let diff = pw.watts(after / cap) - pw.watts(self.util0[h]);
-            if best.is_none_or(|(b, _)| diff < b) {
-                best = Some((diff, h));
-            }
+            best = Some((diff, h));
         }
         best.map(|(_, h)| h)
     }
@@ -265,6 +310,7 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
         p,
         hist,
         util0,
+        hcache: std::cell::RefCell::new(vec![None; nh]),
     };
 
     // Overload pass.
@@ -335,9 +381,14 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
         }
         if let Some(d) = ctx.best_host(v, &over) {
             let gain = (ctx.p.util(h) - cfg.threshold).max(0.0) + 1.0;
-            let _ = ctx
+            let src = ctx.p.vm_host[v];
+            if ctx
                 .p
-                .try_move(v, d, reason, gain, 1.0, MoveKind::Consolidate);
+                .try_move(v, d, reason, gain, 1.0, MoveKind::Consolidate)
+                .is_ok()
+            {
+                ctx.invalidate(&[src, d]);
+            }
         }
     }
     if !cfg.underload {
@@ -402,9 +453,14 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
                 util: r6(u),
             };
             let placed = ctx.best_host(v, &excl_dst).is_some_and(|d| {
-                ctx.p
+                let ok = ctx
+                    .p
                     .try_move(v, d, reason, 1.0, 1.0, MoveKind::Consolidate)
-                    .is_ok()
+                    .is_ok();
+                if ok {
+                    ctx.invalidate(&[h, d]);
+                }
+                ok
             });
             if !placed {
                 ok = false;
@@ -421,7 +477,13 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
                 excl_src[d] = true;
             }
         } else {
+            let touched: Vec<usize> = ctx.p.moves()[start..]
+                .iter()
+                .filter_map(|m| s.host_index(&m.to))
+                .chain([h])
+                .collect();
             ctx.p.rollback_to(start);
+            ctx.invalidate(&touched);
         }
     }
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::{r6, Reason};
 use crate::planner::{MoveKind, Planner};
+use crate::trends::population_std_dev;
 
 /// `[stabilize]` parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +27,10 @@ pub struct StabilizeParams {
     pub candidate_hosts: usize,
     /// Highest CPU utilisation a destination may reach (0..=1, default 0.85).
     pub dest_max_util: f64,
+    /// Act only if a sigma was over its target in `k` of the last `n` samples (1..=n).
+    pub k: usize,
+    /// Window of the sustained test (1..=30, default 5).
+    pub n: usize,
 }
 
 impl Default for StabilizeParams {
@@ -37,6 +42,8 @@ impl Default for StabilizeParams {
             mem_target: 0.05,
             candidate_hosts: 8,
             dest_max_util: 0.85,
+            k: 3,
+            n: 5,
         }
     }
 }
@@ -54,8 +61,42 @@ impl StabilizeParams {
         {
             return Err("stabilize candidate_hosts 1..=1000, dest_max_util 0..=1".into());
         }
+        if self.k == 0 || self.k > self.n || self.n > 30 {
+            return Err(format!(
+                "stabilize k={} n={} needs 1 <= k <= n <= 30",
+                self.k, self.n
+            ));
+        }
         Ok(())
     }
+}
+
+/// True when the CPU or memory sigma over `hosts` was above target in at least k of the last n
+/// samples of the host histories (a blip shorter than k samples never triggers a move).
+fn sustained(cfg: &StabilizeParams, p: &Planner<'_>, hosts: &[usize]) -> bool {
+    let s = p.snap();
+    let trends = p.input.trends;
+    let mut cpu: Vec<Vec<f64>> = Vec::new();
+    let mut mem: Vec<Vec<f64>> = Vec::new();
+    for &h in hosts {
+        let name = &s.hosts[h].name;
+        if let (Some(c), Some(m)) = (trends.host_cpu(name), trends.host_mem(name)) {
+            cpu.push(c.recent(cfg.n).collect());
+            mem.push(m.recent(cfg.n).collect());
+        }
+    }
+    let len = cpu.iter().map(Vec::len).min().unwrap_or(0);
+    let mut over = 0;
+    for i in 0..len {
+        let at =
+            |v: &Vec<Vec<f64>>| -> Vec<f64> { v.iter().map(|x| x[x.len() - len + i]).collect() };
+        if population_std_dev(&at(&cpu)) > cfg.cpu_target
+            || population_std_dev(&at(&mem)) > cfg.mem_target
+        {
+            over += 1;
+        }
+    }
+    over >= cfg.k
 }
 
 /// Running sums for sigma over the counted hosts.
@@ -86,7 +127,7 @@ impl Sums {
 pub(crate) fn run(cfg: &StabilizeParams, p: &mut Planner<'_>) {
     let s = p.snap();
     let counted: Vec<usize> = (0..s.hosts.len()).filter(|&h| p.fillable(h)).collect();
-    if counted.len() < 2 {
+    if counted.len() < 2 || !sustained(cfg, p, &counted) {
         return;
     }
     let sums = |f: &dyn Fn(usize) -> f64| Sums {
@@ -136,7 +177,9 @@ pub(crate) fn run(cfg: &StabilizeParams, p: &mut Planner<'_>) {
                         md0 + vm.mem_kb as f64 / md,
                     );
                     let after = cfg.cpu_weight * c2 + cfg.mem_weight * m2;
-                    let gain = before - after;
+                    // Sigma drops shrink as 1/n in big clusters; n x drop is the local improvement, so the
+                    // same cost and hysteresis work at 6 hosts and at 1,000.
+                    let gain = (before - after) * cpu.n;
                     if best.is_some_and(|(g, _, _)| gain <= g) {
                         continue;
                     }
@@ -153,7 +196,7 @@ pub(crate) fn run(cfg: &StabilizeParams, p: &mut Planner<'_>) {
         };
         let reason = Reason::Imbalance {
             sigma_before: r6(before),
-            sigma_after: r6(before - gain),
+            sigma_after: r6(before - gain / cpu.n),
         };
         if p.try_move(
             v,

@@ -631,3 +631,118 @@ fn creates_violation(rules: &Rules, s: &Snapshot, vm: &str, to: usize) -> bool {
                 .any(|&o| o != v && s.vms[o].host_idx == to)
     })
 }
+
+/// The cluster as gmond-rs would publish it: one HOST per hypervisor with the virtual-node
+/// metrics of ganglia.md E.1 (`vnode_*` on the host, `<vm>.vcpu_*`/`<vm>.vmem_*` per domain).
+/// Lets tests check that [`Snapshot::from_cluster`] sees what the simulator sees.
+pub fn cluster_view(c: &SimCluster, t_ms: u64) -> ganglia_wire::model::Cluster {
+    use ganglia_wire::model::{Cluster, Host, Metric};
+    let metric = |name: String, val: String, units: &str| Metric {
+        name,
+        val,
+        ty: "float".into(),
+        units: units.into(),
+        tmax: 60,
+        slope: "both".into(),
+        ..Default::default()
+    };
+    let mut hosts = Vec::new();
+    for (h, host) in c.hosts().iter().enumerate() {
+        let used: u64 = c
+            .domains()
+            .iter()
+            .filter(|d| d.host == h)
+            .map(|d| d.mem_kib)
+            .sum();
+        let mut metrics = vec![
+            metric("vnode_cpu_num".into(), host.cpus.to_string(), "CPUs"),
+            metric("vnode_cpu_speed".into(), host.mhz.to_string(), "MHz"),
+            metric("vnode_mem_total".into(), host.mem_kib.to_string(), "KB"),
+            metric(
+                "vnode_mem_free".into(),
+                host.mem_kib.saturating_sub(used).to_string(),
+                "KB",
+            ),
+        ];
+        let mut n = 0;
+        for (d, dom) in c.domains().iter().enumerate() {
+            if dom.host != h {
+                continue;
+            }
+            n += 1;
+            // vcpu_util is a percentage of the domain's vCPUs at the host's clock.
+            let cap = f64::from(dom.vcpus) * f64::from(host.mhz);
+            let util = if cap > 0.0 {
+                100.0 * c.demand_mhz(d, t_ms) / cap
+            } else {
+                0.0
+            };
+            metrics.push(metric(
+                format!("{}.vcpu_util", dom.name),
+                format!("{util}"),
+                "%",
+            ));
+            metrics.push(metric(
+                format!("{}.vcpu_num", dom.name),
+                dom.vcpus.to_string(),
+                "vCPUs",
+            ));
+            metrics.push(metric(
+                format!("{}.vmem_total", dom.name),
+                dom.mem_kib.to_string(),
+                "KB",
+            ));
+            metrics.push(metric(format!("{}.vmem_util", dom.name), "100".into(), "%"));
+            metrics.push(metric(
+                format!("{}.vcpu_state", dom.name),
+                dom.state.code().to_string(),
+                "",
+            ));
+        }
+        metrics.push(metric("vnode_domains".into(), n.to_string(), "domains"));
+        hosts.push(Host {
+            name: host.name.clone(),
+            ip: "127.0.0.1".into(),
+            tn: if host.up { 0 } else { 1000 },
+            tmax: 20,
+            reported: t_ms / 1000,
+            metrics,
+            ..Default::default()
+        });
+    }
+    Cluster {
+        name: "sim".into(),
+        localtime: t_ms / 1000,
+        hosts,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::scenario::builtin;
+
+    #[test]
+    fn virtual_node_view_matches_direct_snapshot() {
+        let sc = builtin("flash-crowd-long", None, 1).unwrap();
+        let c = build(&sc).unwrap();
+        let t_ms = 3_700_000;
+        let direct = snapshot(&c, &sc, &BTreeSet::new(), None, t_ms).unwrap();
+        let via = Snapshot::from_cluster(&cluster_view(&c, t_ms), t_ms / 1000);
+        assert_eq!(via.hosts.len(), direct.hosts.len());
+        assert_eq!(via.vms.len(), direct.vms.len());
+        for (a, b) in via.vms.iter().zip(&direct.vms) {
+            assert_eq!(
+                (&a.name, &a.host, a.vcpus, a.mem_kb),
+                (&b.name, &b.host, b.vcpus, b.mem_kb)
+            );
+            assert!(
+                (a.cpu_demand_mhz - b.cpu_demand_mhz).abs() < 1e-6,
+                "{}",
+                a.name
+            );
+        }
+        assert!(direct.vms.iter().any(|v| v.cpu_frac() > 0.99));
+    }
+}
