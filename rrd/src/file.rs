@@ -60,14 +60,14 @@ impl RrdFile {
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        let header = read_header(&path, &file)?;
+        let (header, len) = read_header_len(&path, &file)?;
         let mut f = RrdFile {
             path,
             file,
             header,
             sync: Sync::None,
         };
-        f.recover()?;
+        f.recover(len)?;
         Ok(f)
     }
 
@@ -100,9 +100,12 @@ impl RrdFile {
     }
 
     /// The journal after the data area, if it is a commit cut short on the current header.
-    fn pending_journal(&self) -> Result<Option<Journal>> {
+    fn pending_journal(&self, len: Option<u64>) -> Result<Option<Journal>> {
         let io = |e| Error::io(&self.path, e);
-        let len = self.file.metadata().map_err(io)?.len();
+        let len = match len {
+            Some(l) => l,
+            None => self.file.metadata().map_err(io)?.len(),
+        };
         let end = self.header.file_len();
         if len <= end {
             return Ok(None);
@@ -115,8 +118,8 @@ impl RrdFile {
     }
 
     /// At open: rolls an interrupted commit forward, taking the lock only if there is one.
-    fn recover(&mut self) -> Result<()> {
-        if self.pending_journal()?.is_none() {
+    fn recover(&mut self, len: u64) -> Result<()> {
+        if self.pending_journal(Some(len))?.is_none() {
             return Ok(());
         }
         self.lock()?;
@@ -128,7 +131,7 @@ impl RrdFile {
     /// Re-reads the header and rolls a pending commit forward; the caller holds the lock.
     fn recover_locked(&mut self) -> Result<()> {
         self.header = read_header(&self.path, &self.file)?;
-        let Some(j) = self.pending_journal()? else {
+        let Some(j) = self.pending_journal(None)? else {
             return Ok(());
         };
         tracing::warn!(path = %self.path.display(), "rolling interrupted rrd update forward");
@@ -310,6 +313,11 @@ impl RrdFile {
 }
 
 fn read_header(path: &Path, file: &File) -> Result<Header> {
+    read_header_len(path, file).map(|(h, _)| h)
+}
+
+/// The header and the file's length.
+fn read_header_len(path: &Path, file: &File) -> Result<(Header, u64)> {
     let io = |e| Error::io(path, e);
     let len = file.metadata().map_err(io)?.len();
     // One read usually covers the whole header (under 1 KB for a few DS and RRAs).
@@ -319,7 +327,7 @@ fn read_header(path: &Path, file: &File) -> Result<Header> {
     match Header::parse_prefix(&head) {
         Err(Error::Truncated { .. }) if head.len() >= STAT_HEAD_LEN => {}
         Err(e) => return Err(e),
-        Ok(h) => return check_len(h, len),
+        Ok(h) => return check_len(h, len).map(|h| (h, len)),
     }
     let count = |at: usize| {
         let mut a = [0u8; 8];
@@ -336,7 +344,7 @@ fn read_header(path: &Path, file: &File) -> Result<Header> {
     }
     let mut buf = vec![0u8; hlen as usize];
     file.read_exact_at(&mut buf, 0).map_err(io)?;
-    check_len(Header::parse_prefix(&buf)?, len)
+    check_len(Header::parse_prefix(&buf)?, len).map(|h| (h, len))
 }
 
 /// Bytes read at first when opening: the usual header fits.
