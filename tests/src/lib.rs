@@ -85,11 +85,7 @@ impl LoopbackGmond {
     }
 
     pub fn try_xml(&self) -> Option<Vec<u8>> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.tcp_port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).ok()?;
-        Some(buf)
+        read_xml(self.tcp_port)
     }
 
     pub fn xml(&self) -> Vec<u8> {
@@ -104,17 +100,116 @@ impl Drop for LoopbackGmond {
     }
 }
 
+/// A child process killed (by PID) and reaped when dropped, so a failing test leaves nothing
+/// running.
+pub struct Proc {
+    child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    /// Starts `program` with `args`, output discarded (set RUST_LOG to see gmond-rs's own).
+    pub fn spawn(name: &str, program: &Path, args: &[&std::ffi::OsStr]) -> Proc {
+        let child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name}: cannot start {}: {e}", program.display()));
+        Proc {
+            child,
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it is still running (a daemon that exited on its own is a test failure).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The XML document served on 127.0.0.1:`port`, read to EOF.
+pub fn read_xml(port: u16) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// The stock config (see [`stock_config_with_channels`]) with every `collect_every` shortened to
+/// `every` seconds and every `time_threshold` to `threshold`: peers that missed each other's
+/// start-up metadata recover through metadata requests within `every` instead of up to 30 min.
+pub fn fast_stock_config_with_channels(channels: &str, every: u32, threshold: u32) -> String {
+    stock_config_with_channels(channels)
+        .lines()
+        .map(|line| {
+            let t = line.trim_start();
+            if t.starts_with("collect_every") {
+                format!("  collect_every = {every}")
+            } else if t.starts_with("time_threshold") {
+                format!("  time_threshold = {threshold}")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// gmond.conf text of the fixture testbed (= `gmond -t` with the stock modules and collection
+/// groups) with its channel sections replaced by `channels`.
+pub fn stock_config_with_channels(channels: &str) -> String {
+    let text = std::fs::read_to_string(fixture("ganglia-3.7.2/conf/gmond-node.conf")).unwrap();
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        let t = line.trim_start();
+        if !skipping
+            && ["udp_send_channel", "udp_recv_channel", "tcp_accept_channel"]
+                .iter()
+                .any(|k| t.starts_with(k))
+        {
+            skipping = true;
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+        if skipping && t.starts_with('}') {
+            skipping = false;
+        }
+    }
+    out.push_str(channels);
+    out
+}
+
 /// Calls `f` until it returns Some, or panics at the deadline.
-pub fn poll_until<T>(deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn poll_until<T>(deadline: Duration, f: impl FnMut() -> Option<T>) -> T {
+    poll_for(deadline, f).unwrap_or_else(|| panic!("condition not met within {deadline:?}"))
+}
+
+/// Calls `f` until it returns Some; None at the deadline (for a custom failure message).
+pub fn poll_for<T>(deadline: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let end = Instant::now() + deadline;
     loop {
         if let Some(v) = f() {
-            return v;
+            return Some(v);
         }
-        assert!(
-            Instant::now() < end,
-            "condition not met within {deadline:?}"
-        );
+        if Instant::now() >= end {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
