@@ -1,0 +1,214 @@
+//! The daemon against bad input: malformed datagrams are dropped without harm, a client that
+//! never reads does not block others, and a bad config refuses to start with file:line.
+//! Everything on 127.0.0.1; gmond-rs runs with a config that cannot send off the machine.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ganglia_wire::xml::read_document;
+use ganglia_wire::{encode, Message, Metadata, MetricId, Slope, Value, ValueMsg};
+use integration_tests::{free_port, poll_until, read_xml, Proc, TempDir};
+use std::ffi::OsStr;
+use std::net::{TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gmond-rs");
+
+/// gmond-rs receiving on `udp` and serving XML on `tcp`, mute (no send channel).
+fn start(dir: &TempDir, udp: u16, tcp: u16) -> Proc {
+    let conf = dir.path().join("gmond.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "globals {{ daemonize = no setuid = no host_dmax = 0 }}\n\
+             cluster {{ name = \"bad-input\" }}\n\
+             udp_recv_channel {{ bind = 127.0.0.1 port = {udp} }}\n\
+             tcp_accept_channel {{ bind = 127.0.0.1 port = {tcp} }}\n"
+        ),
+    )
+    .unwrap();
+    let p = Proc::spawn(
+        "gmond-rs",
+        Path::new(BIN),
+        &[OsStr::new("-c"), conf.as_os_str()],
+    );
+    poll_until(Duration::from_secs(20), || read_xml(tcp));
+    p
+}
+
+fn good_pair(host: &str, name: &str, v: f32) -> [Vec<u8>; 2] {
+    let id = MetricId {
+        host: host.as_bytes(),
+        name: name.as_bytes(),
+        spoof: true,
+    };
+    let mut md = Vec::new();
+    encode(
+        &Message::Metadata(Metadata {
+            id,
+            metric_type: b"float",
+            name: name.as_bytes(),
+            units: b"",
+            slope: Slope::BOTH,
+            tmax: 60,
+            dmax: 0,
+            extra: vec![],
+        }),
+        &mut md,
+    );
+    let mut val = Vec::new();
+    encode(
+        &Message::Value(ValueMsg {
+            id,
+            fmt: b"%.1f",
+            value: Value::Float(v),
+        }),
+        &mut val,
+    );
+    [md, val]
+}
+
+#[test]
+fn malformed_datagrams_are_dropped_and_the_daemon_keeps_serving() {
+    let dir = TempDir::new("bad-udp");
+    let (udp, tcp) = (free_port(), free_port());
+    let mut d = start(&dir, udp, tcp);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let [md, val] = good_pair("10.1.1.1:good", "before", 1.0);
+    let mut junk: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0, 0, 0],
+        5u32.to_be_bytes().to_vec(),
+        [&136u32.to_be_bytes()[..], &u32::MAX.to_be_bytes()].concat(),
+        vec![0xff; 1472],
+        vec![0; 9000],
+        md[..md.len() - 3].to_vec(),
+        val[..val.len() / 2].to_vec(),
+    ];
+    // A non-string `location` crashes real gmond; and a malformed spoof string.
+    let mut loc = Vec::new();
+    encode(
+        &Message::Value(ValueMsg {
+            id: MetricId {
+                host: b"10.1.1.2:x",
+                name: b"location",
+                spoof: true,
+            },
+            fmt: b"%u",
+            value: Value::UInt(7),
+        }),
+        &mut loc,
+    );
+    junk.push(loc);
+    junk.push(good_pair("no-colon", "m", 1.0)[0].clone());
+    let mut x: u32 = 12345;
+    for _ in 0..500 {
+        let len = (x % 300) as usize;
+        junk.push(
+            (0..len)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    (x >> 16) as u8
+                })
+                .collect(),
+        );
+    }
+    for j in &junk {
+        sock.send_to(j, ("127.0.0.1", udp)).unwrap();
+    }
+    // After the junk, good data still gets in and shows (resent while polling: the burst may
+    // have overflowed the socket's receive buffer, which drops whatever comes next).
+    let c = poll_until(Duration::from_secs(20), || {
+        for d in good_pair("10.1.1.1:good", "after", 2.0) {
+            sock.send_to(&d, ("127.0.0.1", udp)).unwrap();
+        }
+        let doc = read_document(&read_xml(tcp)?).ok()?;
+        let c = doc.clusters.into_iter().next()?;
+        c.host("good")?.metric("after")?;
+        Some(c)
+    });
+    assert!(d.running(), "gmond-rs survived the junk");
+    assert_eq!(c.host("good").unwrap().metric("after").unwrap().val, "2.0");
+    assert!(c.host("x").is_none_or(|h| h.location == "unspecified"));
+}
+
+#[test]
+fn a_client_that_never_reads_does_not_block_others() {
+    let dir = TempDir::new("slow-client");
+    let (udp, tcp) = (free_port(), free_port());
+    let mut d = start(&dir, udp, tcp);
+    // Make the document large enough to fill socket buffers.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for h in 0..300 {
+        for m in 0..10 {
+            for dg in good_pair(
+                &format!("10.2.{}.{}:host{h}", h / 250, h % 250),
+                &format!("metric_{m}"),
+                m as f32,
+            ) {
+                sock.send_to(&dg, ("127.0.0.1", udp)).unwrap();
+            }
+        }
+    }
+    let stuck: Vec<TcpStream> = (0..8)
+        .map(|_| TcpStream::connect(("127.0.0.1", tcp)).unwrap())
+        .collect();
+    // Others are still served, completely, while those never read.
+    for _ in 0..5 {
+        let xml = poll_until(Duration::from_secs(20), || read_xml(tcp));
+        let doc = read_document(&xml).unwrap();
+        assert!(!doc.clusters[0].hosts.is_empty());
+    }
+    assert!(d.running());
+    drop(stuck);
+}
+
+#[test]
+fn bad_configs_refuse_to_start_with_file_and_line() {
+    let dir = TempDir::new("bad-conf");
+    let cases = [
+        (
+            "unknown.conf",
+            "globals {\n  daemonize = no\n  no_such_option = 1\n}\n",
+            ":3:",
+        ),
+        (
+            "unterminated.conf",
+            "globals {\n  daemonize = no\n",
+            "unterminated.conf",
+        ),
+        ("type.conf", "globals {\n  host_dmax = \"soon\"\n}\n", ":2:"),
+    ];
+    for (name, text, want) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(BIN).arg("-c").arg(&path).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains(name) && err.contains(want), "{name}: {err}");
+        assert!(err.contains("not starting"), "{name}: {err}");
+    }
+    // A missing -c file is an error too, like gmond.
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg(dir.path().join("absent.conf"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn default_config_and_version_flags() {
+    let out = Command::new(BIN).arg("-t").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("udp_send_channel") && text.contains("collection_group"));
+    assert!(gmond_conf::parse_str(&text, "-t").is_ok());
+    let out = Command::new(BIN).arg("-V").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("gmond-rs "));
+    let out = Command::new(BIN).arg("-m").output().unwrap();
+    let list = String::from_utf8(out.stdout).unwrap();
+    for m in ["cpu_num", "load_one", "disk_free", "heartbeat"] {
+        assert!(list.lines().any(|l| l.starts_with(m)), "{m} in -m");
+    }
+}
