@@ -22,7 +22,9 @@
 //! * Differences from rrdtool, on purpose: `create` sets each `cur_row` to the last row
 //!   instead of a random one (rrdtool randomises it only to spread disk writes); an update
 //!   rejected for a bad reading changes nothing (rrdtool may already have stored the
-//!   `last_ds` of earlier data sources of that same update).
+//!   `last_ds` of earlier data sources of that same update); float readings given as
+//!   numbers ([`Value::Float`]) are used exactly, while text readings go through a copy of
+//!   rrdtool's own number parser, rounding included.
 //!
 //! # Crash safety
 //!

@@ -140,3 +140,29 @@ fn template_updates_match_rrdtool() {
     assert_eq!(t.parse("1700000040:3").unwrap().values, ["U", "U", "3"]);
     assert!(t.parse("1700000040:3:4").is_err());
 }
+
+#[test]
+fn rrdtool_graphs_our_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.rrd");
+    let png = dir.path().join("g.png");
+    let layout = rrd::Layout::from_specs(10, 1_700_000_000, &SPECS).unwrap();
+    let mut f = RrdFile::create(&path, &layout).unwrap();
+    for i in 1..=100 {
+        f.update(&Update::parse(&format!("{}:{}", 1_700_000_000 + 10 * i, i % 13)).unwrap())
+            .unwrap();
+    }
+    let def = format!("DEF:x={}:x:AVERAGE", p(&path));
+    let out = rrdtool(&[
+        "graph",
+        p(&png),
+        "--start",
+        "1700000000",
+        "--end",
+        "1700001000",
+        &def,
+        "LINE1:x#ff0000:x",
+    ]);
+    assert!(out.ok, "{}", out.stderr);
+    assert!(std::fs::metadata(&png).unwrap().len() > 1000);
+}
