@@ -89,10 +89,15 @@ impl Journal {
         let Some((off, new)) = self.regions.last() else {
             return false;
         };
+        // A page-torn write leaves each aligned 8-byte field wholly old or new, so the time
+        // (first 16 bytes) must be one of the two; a later writer's time is neither.
+        let time_ok =
+            |l: &[u8]| l.get(..16) == self.old_live.get(..16) || l.get(..16) == new.get(..16);
         *off == live_offset
             && live.len() == new.len()
             && live.len() == self.old_live.len()
             && live != &new[..]
+            && time_ok(live)
             && live
                 .iter()
                 .zip(new)
@@ -117,17 +122,25 @@ mod tests {
 
     #[test]
     fn roundtrip_and_torn_records() {
+        let old: Vec<u8> = [[1u8; 16], [1u8; 16]].concat();
+        let new: Vec<u8> = [[2u8; 16], [2u8; 16]].concat();
         let j = Journal {
-            old_live: vec![1, 1, 1],
-            regions: vec![(100, vec![1, 2, 3]), (7, vec![9; 20]), (50, vec![2, 2, 2])],
+            old_live: old.clone(),
+            regions: vec![(100, vec![1, 2, 3]), (7, vec![9; 20]), (50, new.clone())],
         };
         let b = j.encode();
         assert_eq!(Journal::parse(&b), Some(j.clone()));
-        assert!(j.applies_to(50, &[1, 1, 1]));
-        assert!(j.applies_to(50, &[2, 1, 2]));
-        assert!(!j.applies_to(50, &[2, 2, 2]), "already applied");
-        assert!(!j.applies_to(50, &[3, 1, 1]), "stale");
-        assert!(!j.applies_to(51, &[1, 1, 1]));
+        assert!(j.applies_to(50, &old));
+        let torn: Vec<u8> = [[2u8; 16], [1u8; 16]].concat();
+        assert!(j.applies_to(50, &torn));
+        assert!(!j.applies_to(50, &new), "already applied");
+        let mut later = old.clone();
+        later[0] = 3;
+        assert!(!j.applies_to(50, &later), "stale: another writer's time");
+        let mut mixed_time = old.clone();
+        mixed_time[0] = 2;
+        assert!(!j.applies_to(50, &mixed_time), "a time is never torn");
+        assert!(!j.applies_to(51, &old));
         for cut in 0..b.len() {
             assert_eq!(Journal::parse(&b[..cut]), None, "cut at {cut}");
         }

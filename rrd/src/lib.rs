@@ -42,9 +42,10 @@
 //!    applies once the live header equals the record's new one.
 //!
 //! When a file is opened here ([`RrdFile::open`], [`Rrd::from_bytes`], the `rrd-rs` CLI)
-//! and a whole record is found whose new live header is not yet in place while every byte
-//! of the current one is either the old or the new byte (a header write that a kill cut
-//! at a page boundary), the commit was cut short and is rolled forward: writing the same
+//! and a whole record is found whose new live header is not yet in place while the current
+//! one has the old or the new `last_update` and every other byte is the old or the new one
+//! (a header write that a kill cut at a page boundary), the commit was cut short and is
+//! rolled forward: writing the same
 //! bytes again is idempotent. A torn record fails its checksum and is ignored: the file was
 //! not yet touched. So after a kill at any instant, the file as read through this crate
 //! holds exactly the old or the new state. (`Rrd::from_bytes` rolls forward in memory and
