@@ -228,8 +228,15 @@ impl RrdFile {
             regions,
         };
         let end = header.file_len();
+        let record = j.encode();
+        tracing::trace!(
+            path = %self.path.display(),
+            regions = j.regions.len(),
+            record_bytes = record.len(),
+            "rrd commit"
+        );
         let io = |e| Error::io(&self.path, e);
-        self.file.write_all_at(&j.encode(), end).map_err(io)?;
+        self.file.write_all_at(&record, end).map_err(io)?;
         if self.sync == Sync::Full {
             self.file.sync_data().map_err(io)?;
         }
