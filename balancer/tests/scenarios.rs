@@ -191,6 +191,8 @@ fn micro(vms: Vec<VmSpec>, hosts: usize, duration_s: u64) -> Scenario {
         perturb_at_s: 0,
         accounting: Default::default(),
         ignore_memory: false,
+        initial_threshold: 1.0,
+        initial_first_fit: false,
     }
 }
 

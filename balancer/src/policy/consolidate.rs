@@ -68,6 +68,10 @@ pub struct ConsolidateParams {
     pub underload_window: usize,
     /// Most underloaded hosts emptied per round (0 = unlimited, default 0).
     pub max_underload_hosts: usize,
+    /// Reproduce CloudSim 3.0.3's placement arithmetic: power and the skip-the-detector test
+    /// use each host's utilisation from the start of the round, ignoring VMs placed earlier in
+    /// the same round (default false).
+    pub cloudsim_stale_util: bool,
     /// Reproduce CloudSim 3.0.3's placement check: the demand per vCPU must fit one physical
     /// core (default true).
     pub pe_check: bool,
@@ -90,6 +94,7 @@ impl Default for ConsolidateParams {
             underload_window: 1,
             max_underload_hosts: 0,
             pe_check: true,
+            cloudsim_stale_util: false,
         }
     }
 }
@@ -271,16 +276,27 @@ impl Ctx<'_, '_> {
             if after > cap {
                 continue;
             }
+            // CloudSim prices power and skips the detector by the host's utilisation at the
+            // start of the round, so a host idle then takes VMs up to full capacity.
+            let (priced, checked) = if self.cfg.cloudsim_stale_util {
+                let stale = self.util0[h] * cap;
+                (stale + vm.cpu_demand_mhz, stale != 0.0)
+            } else {
+                (after, self.p.cpu[h] != 0.0)
+            };
+            if priced > cap {
+                continue;
+            }
             // Cheap tests first: most hosts lose on power before the detector is needed.
             let pw = self.power(h);
-            let diff = pw.watts(after / cap) - pw.watts(self.util0[h]);
+            let diff = pw.watts(priced / cap) - pw.watts(self.util0[h]);
             if best.is_some_and(|(b, _)| diff >= b) {
                 continue;
             }
             if self.p.fits(v, h).is_err() {
                 continue;
             }
-            if self.p.cpu[h] != 0.0 && self.detect(h, &self.p.on_host[h], Some(v), after).0 {
+            if checked && self.detect(h, &self.p.on_host[h], Some(v), after).0 {
                 continue;
             }
             best = Some((diff, h));

@@ -97,12 +97,20 @@ fn build(sc: &Scenario) -> Result<SimCluster> {
                 let mut best: Option<(f64, usize)> = None;
                 for (i, h) in sc.hosts.iter().enumerate() {
                     let hc = f64::from(h.cpus) * f64::from(h.mhz);
-                    if mem[i] + v.mem_kb > h.mem_kb || cpu[i] + cap > hc {
+                    let per_vcpu = cap / f64::from(v.vcpus.max(1));
+                    if mem[i] + v.mem_kb > h.mem_kb
+                        || cpu[i] + cap > hc
+                        || per_vcpu > f64::from(h.mhz)
+                    {
                         continue;
+                    }
+                    if sc.initial_first_fit {
+                        best = Some((0.0, i));
+                        break;
                     }
                     let pw = curve(h.power.as_deref()).unwrap_or(PowerCurve::G4);
                     let d = pw.watts((cpu[i] + cap) / hc) - pw.watts(cpu[i] / hc);
-                    if cpu[i] != 0.0 && (cpu[i] + cap) / hc > 0.8 {
+                    if cpu[i] != 0.0 && (cpu[i] + cap) / hc > sc.initial_threshold {
                         continue;
                     }
                     if best.is_none_or(|(b, _)| d < b) {

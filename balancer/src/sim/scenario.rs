@@ -177,6 +177,19 @@ pub struct Scenario {
     /// The hypervisor lets migrations overcommit memory (CloudSim semantics).
     #[serde(default)]
     pub ignore_memory: bool,
+    /// Initial PABFD placement leaves a host alone once it would exceed this share of its
+    /// CPU at the VMs' full capacity (default 1.0: only capacity and memory limit it, like
+    /// CloudSim's NPA/DVFS runs).
+    #[serde(default = "one")]
+    pub initial_threshold: f64,
+    /// Initial placement by first fit in host order instead of PABFD (CloudSim's NPA/DVFS
+    /// runs place this way; default false).
+    #[serde(default)]
+    pub initial_first_fit: bool,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 fn gbit() -> u64 {
@@ -258,6 +271,8 @@ fn base(
         perturb_at_s: 0,
         accounting: Accounting::Exact,
         ignore_memory: false,
+        initial_threshold: 1.0,
+        initial_first_fit: false,
     }
 }
 
@@ -548,6 +563,7 @@ fn planetlab(name: &str, trace_dir: Option<&Path>, seed: u64) -> Result<Scenario
     } else {
         sc.accounting = Accounting::Cloudsim;
         sc.ignore_memory = true;
+        sc.initial_first_fit = true;
         sc.hosts = (0..nh)
             .map(|i| {
                 let g5 = i % 2 == 1;
