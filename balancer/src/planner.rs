@@ -739,3 +739,155 @@ impl<'a> Planner<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::constraints::ConstraintConfig;
+    use crate::snapshot::{HostState, VmState};
+    use crate::trends::TrendConfig;
+
+    fn snap() -> Snapshot {
+        let host = |n: &str| HostState {
+            name: n.into(),
+            cpus: 4,
+            mhz: 1000.0,
+            mem_kb: 8 << 20,
+            up: true,
+            maintenance: false,
+            power: None,
+        };
+        let vm = |n: &str, h: &str| VmState {
+            name: n.into(),
+            host: h.into(),
+            vcpus: 1,
+            cpu_cap_mhz: 1000.0,
+            cpu_demand_mhz: 900.0,
+            mem_kb: 1 << 20,
+            mem_used_kb: 1 << 20,
+            migrating: false,
+            migrating_to: None,
+            host_idx: 0,
+        };
+        Snapshot::new(
+            10_000,
+            vec![host("a"), host("b")],
+            vec![vm("v1", "a"), vm("v2", "a"), vm("v3", "a")],
+        )
+        .unwrap()
+    }
+
+    fn gate(history: &History, cfg: &PlannerConfig, now: u64) -> Result<(), Refusal> {
+        let s = snap();
+        let trends = Trends::new(TrendConfig::default());
+        let rules = Rules::resolve(&ConstraintConfig::default(), &s);
+        let p = Planner::new(
+            Input {
+                snapshot: &s,
+                trends: &trends,
+                history,
+                now,
+            },
+            &rules,
+            cfg,
+        );
+        p.vm_gate(0, 1, MoveKind::Balance)
+    }
+
+    fn moved(history: &mut History, from: &str, to: &str, start: u64) {
+        history.record(MigrationRecord {
+            vm: "v1".into(),
+            from: from.into(),
+            to: to.into(),
+            start,
+        });
+    }
+
+    #[test]
+    fn cooldown_escalates_with_repeat_moves() {
+        let cfg = PlannerConfig {
+            forbid_pingpong: false,
+            max_moves_per_vm_per_hour: 0,
+            ..Default::default()
+        };
+        let mut h = History::default();
+        moved(&mut h, "b", "a", 9_000);
+        // One move: 900 s cooldown, over at 9,900.
+        assert_eq!(gate(&h, &cfg, 9_899), Err(Refusal::Cooldown));
+        assert_eq!(gate(&h, &cfg, 9_900), Ok(()));
+        // Second move within the window doubles it: 1,800 s after the last move.
+        moved(&mut h, "a", "b", 9_500);
+        assert_eq!(gate(&h, &cfg, 11_299), Err(Refusal::Cooldown));
+        assert_eq!(gate(&h, &cfg, 11_300), Ok(()));
+    }
+
+    #[test]
+    fn ping_pong_and_hourly_rate_are_refused() {
+        let mut h = History::default();
+        moved(&mut h, "b", "a", 5_000);
+        let cfg = PlannerConfig {
+            cooldown_s: 0,
+            max_moves_per_vm_per_hour: 0,
+            ..Default::default()
+        };
+        // v1 left b at 5,000; going back to b before 8,600 is a ping-pong.
+        assert_eq!(gate(&h, &cfg, 8_599), Err(Refusal::PingPong));
+        assert_eq!(gate(&h, &cfg, 8_600), Ok(()));
+        let rate = PlannerConfig {
+            cooldown_s: 0,
+            forbid_pingpong: false,
+            max_moves_per_vm_per_hour: 1,
+            ..Default::default()
+        };
+        assert_eq!(gate(&h, &rate, 8_599), Err(Refusal::VmRate));
+        assert_eq!(gate(&h, &rate, 8_600), Ok(()));
+    }
+
+    #[test]
+    fn budget_gain_and_destination_gates() {
+        let s = snap();
+        let trends = Trends::new(TrendConfig::default());
+        let history = History::default();
+        let rules = Rules::resolve(&ConstraintConfig::default(), &s);
+        let cfg = PlannerConfig {
+            max_moves_per_round: 1,
+            ..Default::default()
+        };
+        let mut p = Planner::new(
+            Input {
+                snapshot: &s,
+                trends: &trends,
+                history: &history,
+                now: 10_000,
+            },
+            &rules,
+            &cfg,
+        );
+        // Gain below migration cost (17 s / 1800 s) plus the band: refused.
+        assert_eq!(
+            p.check(0, 1, 0.01, 1.0, MoveKind::Balance),
+            Err(Refusal::CostBenefit)
+        );
+        // Destination cap.
+        assert_eq!(
+            p.check(0, 1, 1.0, 0.2, MoveKind::Balance),
+            Err(Refusal::DestLoad)
+        );
+        assert_eq!(
+            p.check(0, 0, 1.0, 1.0, MoveKind::Balance),
+            Err(Refusal::Destination)
+        );
+        p.try_move(0, 1, Reason::Pinning, 1.0, 1.0, MoveKind::Balance)
+            .unwrap();
+        assert_eq!(p.util(0), 0.45);
+        assert_eq!(
+            p.check(1, 1, 1.0, 1.0, MoveKind::Balance),
+            Err(Refusal::Budget)
+        );
+        p.rollback_to(0);
+        assert_eq!(p.util(0), 0.675);
+        let plan = p.finish("t");
+        assert!(plan.moves.is_empty());
+        assert_eq!(plan.refused, vec![]);
+    }
+}
