@@ -9,6 +9,7 @@
 //! second and state generation, shared by every client of that second) and writes to sockets
 //! after releasing it.
 
+use crate::selfmetrics;
 use crate::sender::{GroupPlan, Identity, MetricPlan, Sender};
 use crate::store::{ClusterInfo, ClusterStore, HostsFileResolver, StoreConfig, Timestamp};
 use gmond_conf::{Acl, Config, SendTarget, TcpAcceptChannel, UdpRecvChannel};
@@ -111,9 +112,14 @@ pub fn store_config(cfg: &Config) -> StoreConfig {
     }
 }
 
-/// The collection groups bound to the metrics this host can collect (the Linux catalogue).
+/// The collection groups bound to the metrics this host can collect: the Linux catalogue and
+/// gmond-rs's own counters.
 pub fn group_plans(cfg: &Config) -> Vec<GroupPlan> {
-    let available: Vec<&str> = linux::catalogue().iter().map(|s| s.name).collect();
+    let available: Vec<&str> = linux::catalogue()
+        .iter()
+        .chain(selfmetrics::SELF_METRICS)
+        .map(|s| s.name)
+        .collect();
     let selection = cfg.select_metrics(&available);
     let mut plans: Vec<GroupPlan> = cfg
         .collection_groups
@@ -126,7 +132,7 @@ pub fn group_plans(cfg: &Config) -> Vec<GroupPlan> {
         })
         .collect();
     for m in selection.metrics {
-        let Some(spec) = linux::lookup(&m.name) else {
+        let Some(spec) = linux::lookup(&m.name).or_else(|| selfmetrics::lookup(&m.name)) else {
             continue;
         };
         if let Some(plan) = plans.get_mut(m.group) {
@@ -251,10 +257,10 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Error> {
         Timestamp::from_system_time(start),
     );
     {
-        let (store, outbound) = (store.clone(), outbound.clone());
+        let (store, outbound, stats) = (store.clone(), outbound.clone(), stats.clone());
         std::thread::Builder::new()
             .name("sender".into())
-            .spawn(move || sender_loop(sender, collector, req_rx, &store, &outbound))
+            .spawn(move || sender_loop(sender, collector, req_rx, &store, &outbound, &stats))
             .map_err(|source| Error::Runtime {
                 what: "sender thread",
                 source,
@@ -350,17 +356,23 @@ fn sender_loop(
     requests: mpsc::Receiver<Box<[u8]>>,
     store: &RwLock<ClusterStore>,
     outbound: &Outbound,
+    io: &IoStats,
 ) {
     loop {
         let now = Timestamp::from_system_time(SystemTime::now());
-        let mut collect =
-            |spec: &'static MetricSpec| match collector.collect(spec.name, SystemTime::now()) {
+        let mut collect = |spec: &'static MetricSpec| {
+            if spec.module == "gmond_rs" {
+                let stats = store.read().ok()?.stats().clone();
+                return selfmetrics::value(spec.name, &stats, io);
+            }
+            match collector.collect(spec.name, SystemTime::now()) {
                 Ok(v) => Some(v),
                 Err(e) => {
                     tracing::debug!(metric = spec.name, error = %e, "collect failed");
                     None
                 }
-            };
+            }
+        };
         for d in sender.poll(now, &mut collect) {
             outbound.send(&d);
         }

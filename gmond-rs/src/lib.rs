@@ -3,5 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod daemon;
+pub mod selfmetrics;
 pub mod sender;
 pub mod store;

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gmond-rs");
 
-/// gmond-rs receiving on `udp` and serving XML on `tcp`, mute (no send channel).
-fn start(dir: &TempDir, udp: u16, tcp: u16) -> Proc {
+/// gmond-rs receiving on `udp` and serving XML on `tcp`, with `extra` config text (mute
+/// unless `extra` adds a send channel; any send channel used here targets 127.0.0.1).
+fn start_with(dir: &TempDir, udp: u16, tcp: u16, extra: &str) -> Proc {
     let conf = dir.path().join("gmond.conf");
     std::fs::write(
         &conf,
@@ -23,7 +24,7 @@ fn start(dir: &TempDir, udp: u16, tcp: u16) -> Proc {
             "globals {{ daemonize = no setuid = no host_dmax = 0 }}\n\
              cluster {{ name = \"bad-input\" }}\n\
              udp_recv_channel {{ bind = 127.0.0.1 port = {udp} }}\n\
-             tcp_accept_channel {{ bind = 127.0.0.1 port = {tcp} }}\n"
+             tcp_accept_channel {{ bind = 127.0.0.1 port = {tcp} }}\n{extra}"
         ),
     )
     .unwrap();
@@ -34,6 +35,10 @@ fn start(dir: &TempDir, udp: u16, tcp: u16) -> Proc {
     );
     poll_until(Duration::from_secs(20), || read_xml(tcp));
     p
+}
+
+fn start(dir: &TempDir, udp: u16, tcp: u16) -> Proc {
+    start_with(dir, udp, tcp, "")
 }
 
 fn good_pair(host: &str, name: &str, v: f32) -> [Vec<u8>; 2] {
@@ -72,7 +77,17 @@ fn good_pair(host: &str, name: &str, v: f32) -> [Vec<u8>; 2] {
 fn malformed_datagrams_are_dropped_and_the_daemon_keeps_serving() {
     let dir = TempDir::new("bad-udp");
     let (udp, tcp) = (free_port(), free_port());
-    let mut d = start(&dir, udp, tcp);
+    // gmond-rs reports its own counters (opt-in group) to itself, so drops show in the feed.
+    let mut d = start_with(
+        &dir,
+        udp,
+        tcp,
+        &format!(
+            "udp_send_channel {{ host = 127.0.0.1 port = {udp} }}\n\
+             collection_group {{ collect_every = 1 time_threshold = 1\n\
+               metric {{ name_match = \"^gmond_rs_\" }} }}\n"
+        ),
+    );
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let [md, val] = good_pair("10.1.1.1:good", "before", 1.0);
     let mut junk: Vec<Vec<u8>> = vec![
@@ -130,6 +145,15 @@ fn malformed_datagrams_are_dropped_and_the_daemon_keeps_serving() {
     assert!(d.running(), "gmond-rs survived the junk");
     assert_eq!(c.host("good").unwrap().metric("after").unwrap().val, "2.0");
     assert!(c.host("x").is_none_or(|h| h.location == "unspecified"));
+    // The drops were counted and are published as gmond-rs's own metric.
+    let dropped = poll_until(Duration::from_secs(20), || {
+        let doc = read_document(&read_xml(tcp)?).ok()?;
+        let c = doc.clusters.into_iter().next()?;
+        let me = c.hosts.iter().find(|h| h.ip == "127.0.0.1")?;
+        let v = me.metric_f64("gmond_rs_datagrams_dropped")?;
+        (v >= 10.0).then_some(v)
+    });
+    assert!(dropped >= 10.0, "{dropped}");
 }
 
 #[test]
