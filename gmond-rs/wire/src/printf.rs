@@ -328,13 +328,19 @@ fn conversion(fmt: &[u8], mut i: usize, arg: &Arg<'_>, out: &mut Vec<u8>) -> usi
                 body = &body[1..];
                 w -= 1;
             }
-            out.extend(std::iter::repeat_n(pad, (w - body.len()).min(VAL_BUFFER_LEN)));
+            out.extend(std::iter::repeat_n(
+                pad,
+                (w - body.len()).min(VAL_BUFFER_LEN),
+            ));
         }
     }
     out.extend_from_slice(body);
     if let Some(w) = width {
         if left && w > body.len() {
-            out.extend(std::iter::repeat_n(pad, (w - body.len()).min(VAL_BUFFER_LEN)));
+            out.extend(std::iter::repeat_n(
+                pad,
+                (w - body.len()).min(VAL_BUFFER_LEN),
+            ));
         }
     }
     i
