@@ -23,8 +23,10 @@ run() { # run NAME CMD...: records a failure instead of stopping, so one run sho
 # Real peers (gmond, gmetric, gstat, gmetad), rrdtool, libvirt's client library (the `virt`
 # crate links it), and the tools the interop tests drive. --no-install-recommends: some
 # recommends multicast on their own (avahi-daemon).
+# python3 (Debian's, /usr/bin/python3): the rrd lock test holds an fcntl lock from a second
+# process; python3-rrdtool: librrd for the rrd side-by-side benchmark.
 PACKAGES=(ganglia-monitor gmetad rrdtool libvirt-dev libvirt-clients iproute2 tcpdump
-          libxml2-utils pkg-config)
+          libxml2-utils pkg-config python3 python3-rrdtool)
 install_packages() {
     local missing=()
     for p in "${PACKAGES[@]}"; do
