@@ -53,6 +53,8 @@ pub struct RunOptions {
     pub proc_root: Option<std::path::PathBuf>,
     /// Resolver input; defaults to /etc/hosts.
     pub hosts_file: Option<std::path::PathBuf>,
+    /// Archive the cluster view every 15 s in gmetad's RRD layout under this directory.
+    pub rrd_rootdir: Option<std::path::PathBuf>,
 }
 
 /// Counters of the daemon's own I/O (the store counts datagrams).
@@ -267,6 +269,17 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Error> {
             })?;
     }
 
+    if let Some(root) = opts.rrd_rootdir.clone() {
+        let store = store.clone();
+        std::thread::Builder::new()
+            .name("archiver".into())
+            .spawn(move || archive_loop(&crate::archive::Archiver::new(root), &store))
+            .map_err(|source| Error::Runtime {
+                what: "archiver thread",
+                source,
+            })?;
+    }
+
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -403,6 +416,34 @@ fn sender_loop(
                 // No receive thread (deaf): just keep the schedule.
                 std::thread::sleep(wait);
             }
+        }
+    }
+}
+
+/// Every 15 s (gmetad's step), the view as a document, into RRD files.
+fn archive_loop(archiver: &crate::archive::Archiver, store: &RwLock<ClusterStore>) {
+    let step = crate::archive::STEP;
+    loop {
+        let now = Timestamp::from_system_time(SystemTime::now());
+        let next = Timestamp::from_secs((now.as_secs() / step + 1) * step);
+        std::thread::sleep(next.saturating_since(now));
+        let xml = match store.read() {
+            Ok(s) => s.render_xml(next, Vec::new()).unwrap_or_default(),
+            Err(_) => return,
+        };
+        match ganglia_wire::xml::read_document(&xml) {
+            Ok(doc) => {
+                for c in &doc.clusters {
+                    let r = archiver.archive(c);
+                    tracing::debug!(
+                        updated = r.updated,
+                        created = r.created,
+                        skipped = r.skipped,
+                        "rrd round"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot archive: own XML unreadable"),
         }
     }
 }

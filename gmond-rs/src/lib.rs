@@ -2,6 +2,7 @@
 //! can run them in-process.
 #![forbid(unsafe_code)]
 
+pub mod archive;
 pub mod daemon;
 pub mod selfmetrics;
 pub mod sender;

@@ -40,6 +40,10 @@ struct Args {
     /// Print version and exit
     #[arg(short = 'V', long = "version")]
     version: bool,
+    /// Also archive the cluster view every 15 s in gmetad's RRD layout under DIR
+    /// (DIR/<cluster>/<host>/<metric>.rrd), for ganglia-web without gmetad. gmond-rs only.
+    #[arg(long = "rrd-rootdir", value_name = "DIR")]
+    rrd_rootdir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
         loaded.config,
         RunOptions {
             location: args.location,
+            rrd_rootdir: args.rrd_rootdir,
             ..RunOptions::default()
         },
     );
