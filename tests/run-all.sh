@@ -79,7 +79,7 @@ run "purity (cargo tree)" purity
 
 # --- Tests -------------------------------------------------------------------------------------
 # --all-targets also runs each criterion bench once in test mode, so benches keep compiling.
-run "cargo test" cargo test --workspace --all-targets
+run "cargo test" cargo test --workspace --all-targets --no-fail-fast
 run "doc tests" cargo test --workspace --doc --quiet
 
 # --- Fuzz targets: build all, run each briefly from the fixture seeds ---------------------------
