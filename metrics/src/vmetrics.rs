@@ -1,0 +1,718 @@
+//! Per-VM metrics in Ganglia's virtual-node convention (reference ganglia.md §E.1): VM name
+//! sanitising and its inverse, CPU % from CPU-time deltas, and the pure publisher that turns a
+//! host sample plus domain samples into metrics for the hypervisor's own host.
+//!
+//! Nothing here does I/O or reads a clock: times are arguments, so the daemon decides when a
+//! sample was taken (ideally the midpoint of the blocking libvirt call).
+//!
+//! # VM names
+//!
+//! A VM's metrics are named `<prefix>.<metric>` (e.g. `web1.vcpu_util`). The prefix is
+//! [`sanitize_vm_name`] of the libvirt domain name:
+//!
+//! * A *clean* name is kept verbatim: 1 to [`MAX_VM_PREFIX_LEN`] bytes, every byte in
+//!   `[A-Za-z0-9._-]`. Almost every real domain name is clean, so the prefix is the name.
+//! * Any other name (':' which gmond rewrites to '_' in non-spoofed names, whitespace, quotes,
+//!   '/', '<', '&', non-ASCII, empty, too long) becomes: each character outside the clean set
+//!   replaced by one '_', the result cut to `MAX_VM_PREFIX_LEN - 9` characters, then `~` and the
+//!   8 lower-case hex digits of the 32-bit FNV-1a hash of the original name's UTF-8 bytes.
+//!   `batch: job "7"` becomes `batch__job__7_~<hash>`.
+//!
+//! `~` never occurs in a clean name, so a sanitised prefix never equals a clean one; two
+//! different unclean names collide only if their hashes collide. Every VM metric also carries
+//! the domain UUID in the `VM_UUID` extra, which maps any prefix back to its domain exactly.
+//! [`parse_vm_metric`] is the inverse of the naming: it splits at the LAST '.', so prefixes may
+//! contain dots (`db.example.com.vcpu_num`).
+
+use std::collections::BTreeMap;
+
+use crate::hypervisor::{DomainInfo, DomainState, HostCapacity};
+use crate::linux::{MetricValue, ValueType};
+
+/// Longest VM prefix, bytes. Keeps `<prefix>.vdisk_bytes_written.rrd` well under the 255-byte
+/// file-name limit of gmetad's RRD tree and the XML lines under gmond's 1023-byte cut.
+pub const MAX_VM_PREFIX_LEN: usize = 128;
+
+/// Seconds between updates receivers should expect (sFlow's convention in gmond).
+pub const VM_TMAX: u32 = 60;
+
+/// Seconds after the last update when receivers delete the metric, so that a VM migrated away
+/// or stopped disappears from its old host.
+pub const VM_DMAX: u32 = 600;
+
+/// Extra element carrying the domain UUID on every per-VM metric.
+pub const EXTRA_VM_UUID: &str = "VM_UUID";
+
+/// The per-VM metric suffixes this publisher emits, in emission order.
+pub const VM_METRICS: [&str; 5] = [
+    "vcpu_util",
+    "vcpu_num",
+    "vcpu_state",
+    "vmem_total",
+    "vmem_util",
+];
+
+/// Per-VM suffixes of §E.1 that other sources (sFlow) publish; accepted by [`parse_vm_metric`].
+const OTHER_VM_METRICS: [&str; 16] = [
+    "vdisk_capacity",
+    "vdisk_total",
+    "vdisk_free",
+    "vdisk_reads",
+    "vdisk_bytes_read",
+    "vdisk_writes",
+    "vdisk_bytes_written",
+    "vdisk_errs",
+    "vbytes_in",
+    "vbytes_out",
+    "vpkts_in",
+    "vpkts_out",
+    "verrs_in",
+    "verrs_out",
+    "vdrops_in",
+    "vdrops_out",
+];
+
+/// Whether `name` is used verbatim as a metric prefix (see the module docs).
+pub fn is_clean_vm_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_VM_PREFIX_LEN && name.bytes().all(is_clean_byte)
+}
+
+fn is_clean_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+}
+
+/// The metric prefix for a domain name; deterministic, see the module docs for the rules.
+pub fn sanitize_vm_name(name: &str) -> String {
+    if is_clean_vm_name(name) {
+        return name.to_owned();
+    }
+    let keep = MAX_VM_PREFIX_LEN - 9;
+    let mut out: String = name
+        .chars()
+        .take(keep)
+        .map(|c| {
+            if c.is_ascii() && is_clean_byte(c as u8) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    out.push('~');
+    out.push_str(&format!("{:08x}", fnv1a32(name.as_bytes())));
+    out
+}
+
+/// 32-bit FNV-1a: tiny, stable across platforms and Rust versions (unlike `DefaultHasher`).
+fn fnv1a32(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5_u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// The full metric name of `metric` for the domain called `vm`.
+pub fn vm_metric_name(vm: &str, metric: &str) -> String {
+    format!("{}.{metric}", sanitize_vm_name(vm))
+}
+
+/// Splits a per-VM metric name into (prefix, suffix); `None` for host metrics and unknown
+/// suffixes. The prefix is what [`sanitize_vm_name`] produced (equal to the domain name when
+/// [`is_clean_vm_name`] holds for it); use the `VM_UUID` extra to map other prefixes back.
+pub fn parse_vm_metric(name: &str) -> Option<(&str, &str)> {
+    let (vm, metric) = name.rsplit_once('.')?;
+    if vm.is_empty() || !(VM_METRICS.contains(&metric) || OTHER_VM_METRICS.contains(&metric)) {
+        return None;
+    }
+    Some((vm, metric))
+}
+
+/// CPU utilisation of a domain in percent of its vCPUs:
+/// `delta_cpu_ns / (delta_wall_ns * vcpus) * 100`, clamped to 0..=100.
+/// `None` when the interval is empty or the domain has no vCPUs.
+pub fn cpu_util_percent(delta_cpu_ns: u64, delta_wall_ns: u64, vcpus: u32) -> Option<f64> {
+    if delta_wall_ns == 0 || vcpus == 0 {
+        return None;
+    }
+    let pct = delta_cpu_ns as f64 / (delta_wall_ns as f64 * f64::from(vcpus)) * 100.0;
+    Some(pct.clamp(0.0, 100.0))
+}
+
+/// One reading of a domain's cumulative CPU time and when it was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuSample {
+    /// Cumulative CPU time, ns.
+    pub cpu_time_ns: u64,
+    /// When it was read, ns on any monotonic clock (the same for every sample).
+    pub at_ns: u64,
+}
+
+/// Utilisation between two readings; `None` when time did not advance or the CPU time went
+/// backwards (the domain was restarted or came back from elsewhere: a new baseline).
+pub fn vcpu_util(prev: CpuSample, cur: CpuSample, vcpus: u32) -> Option<f64> {
+    let wall = cur.at_ns.checked_sub(prev.at_ns)?;
+    let cpu = cur.cpu_time_ns.checked_sub(prev.cpu_time_ns)?;
+    cpu_util_percent(cpu, wall, vcpus)
+}
+
+/// A domain as the publisher needs it: its info plus its CPU utilisation, if known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DomainSample {
+    /// What the hypervisor reported.
+    pub info: DomainInfo,
+    /// vCPU utilisation in percent; `None` on the first sample of a running domain.
+    pub vcpu_util: Option<f64>,
+}
+
+/// Remembers each domain's last CPU reading (by UUID) to turn readings into utilisation.
+#[derive(Debug, Clone, Default)]
+pub struct UtilTracker {
+    last: BTreeMap<String, CpuSample>,
+}
+
+impl UtilTracker {
+    /// An empty tracker: the next update yields no utilisation for running domains.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds one listing taken at `now_ns`; domains not in it are forgotten, so one that comes
+    /// back starts over. Domains that are not running use no CPU: their utilisation is 0.
+    pub fn update(&mut self, now_ns: u64, domains: Vec<DomainInfo>) -> Vec<DomainSample> {
+        let mut next = BTreeMap::new();
+        let out = domains
+            .into_iter()
+            .map(|info| {
+                let cur = CpuSample {
+                    cpu_time_ns: info.cpu_time_ns,
+                    at_ns: now_ns,
+                };
+                let util = match info.state {
+                    DomainState::Running => self
+                        .last
+                        .get(&info.uuid)
+                        .and_then(|prev| vcpu_util(*prev, cur, info.vcpus_current)),
+                    _ => Some(0.0),
+                };
+                next.insert(info.uuid.clone(), cur);
+                DomainSample {
+                    info,
+                    vcpu_util: util,
+                }
+            })
+            .collect();
+        self.last = next;
+        out
+    }
+}
+
+/// One metric ready for the sender: metadata plus value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VmMetric {
+    /// Full name (`vnode_cpu_num`, `web1.vcpu_util`).
+    pub name: String,
+    /// The value, in the type announced by the metadata.
+    pub value: MetricValue,
+    /// printf format for the value (`%.1f`, `%hu`, `%s`).
+    pub format: &'static str,
+    /// Units text.
+    pub units: &'static str,
+    /// `"zero"` (constant) or `"both"`.
+    pub slope: &'static str,
+    /// Advisory seconds between updates.
+    pub tmax: u32,
+    /// Seconds until receivers delete the metric.
+    pub dmax: u32,
+    /// GROUP extra.
+    pub group: &'static str,
+    /// DESC extra.
+    pub desc: &'static str,
+    /// TITLE extra (`<prefix>: <title>` for per-VM metrics, as sFlow does).
+    pub title: String,
+    /// Further extras: `VM_UUID` on per-VM metrics.
+    pub extras: Vec<(&'static str, String)>,
+}
+
+impl VmMetric {
+    /// The XML/metadata TYPE of the value.
+    pub fn value_type(&self) -> ValueType {
+        self.value.value_type()
+    }
+}
+
+struct Def {
+    suffix: &'static str,
+    format: &'static str,
+    units: &'static str,
+    slope: &'static str,
+    group: &'static str,
+    title: &'static str,
+    desc: &'static str,
+}
+
+const HOST_GROUP: &str = "hypervisor";
+
+const VNODE_CPU_NUM: Def = def(
+    "vnode_cpu_num",
+    "%hu",
+    "CPUs",
+    "zero",
+    HOST_GROUP,
+    "Hypervisor CPUs",
+    "Physical CPUs of the hypervisor",
+);
+const VNODE_CPU_SPEED: Def = def(
+    "vnode_cpu_speed",
+    "%u",
+    "MHz",
+    "zero",
+    HOST_GROUP,
+    "Hypervisor CPU Speed",
+    "Clock of the hypervisor's CPUs",
+);
+const VNODE_MEM_TOTAL: Def = def(
+    "vnode_mem_total",
+    "%.0f",
+    "KB",
+    "zero",
+    HOST_GROUP,
+    "Hypervisor Memory Total",
+    "Physical memory of the hypervisor",
+);
+const VNODE_MEM_FREE: Def = def(
+    "vnode_mem_free",
+    "%.0f",
+    "KB",
+    "both",
+    HOST_GROUP,
+    "Hypervisor Memory Free",
+    "Memory of the hypervisor not in use",
+);
+const VNODE_DOMAINS: Def = def(
+    "vnode_domains",
+    "%u",
+    "domains",
+    "both",
+    HOST_GROUP,
+    "Hypervisor Domains",
+    "Active (running or paused) domains on the hypervisor",
+);
+const VCPU_UTIL: Def = def(
+    "vcpu_util",
+    "%.1f",
+    "%",
+    "both",
+    "vm cpu",
+    "CPU Utilization",
+    "CPU time used by the VM as a share of its vCPUs",
+);
+const VCPU_NUM: Def = def(
+    "vcpu_num",
+    "%hu",
+    "vCPUs",
+    "both",
+    "vm cpu",
+    "vCPUs",
+    "vCPUs online in the VM",
+);
+const VCPU_STATE: Def = def(
+    "vcpu_state",
+    "%s",
+    "",
+    "zero",
+    "vm cpu",
+    "State",
+    "Run state of the VM (running, paused, shutoff, crashed)",
+);
+const VMEM_TOTAL: Def = def(
+    "vmem_total",
+    "%.0f",
+    "KB",
+    "both",
+    "vm memory",
+    "Memory Total",
+    "Memory currently given to the VM (balloon size)",
+);
+const VMEM_UTIL: Def = def(
+    "vmem_util",
+    "%.1f",
+    "%",
+    "both",
+    "vm memory",
+    "Memory Utilization",
+    "Memory used by the guest as a share of vmem_total",
+);
+
+const fn def(
+    suffix: &'static str,
+    format: &'static str,
+    units: &'static str,
+    slope: &'static str,
+    group: &'static str,
+    title: &'static str,
+    desc: &'static str,
+) -> Def {
+    Def {
+        suffix,
+        format,
+        units,
+        slope,
+        group,
+        title,
+        desc,
+    }
+}
+
+fn host_metric(d: &Def, value: MetricValue) -> VmMetric {
+    VmMetric {
+        name: d.suffix.to_owned(),
+        value,
+        format: d.format,
+        units: d.units,
+        slope: d.slope,
+        tmax: VM_TMAX,
+        dmax: VM_DMAX,
+        group: d.group,
+        desc: d.desc,
+        title: d.title.to_owned(),
+        extras: Vec::new(),
+    }
+}
+
+fn vm_metric(prefix: &str, uuid: &str, d: &Def, value: MetricValue) -> VmMetric {
+    VmMetric {
+        name: format!("{prefix}.{}", d.suffix),
+        value,
+        format: d.format,
+        units: d.units,
+        slope: d.slope,
+        tmax: VM_TMAX,
+        dmax: VM_DMAX,
+        group: d.group,
+        desc: d.desc,
+        title: format!("{prefix}: {}", d.title),
+        extras: vec![(EXTRA_VM_UUID, sanitize_uuid(uuid))],
+    }
+}
+
+/// libvirt gives canonical UUIDs; anything else is cut down to hex digits and '-' so that the
+/// extra stays safe in gmond's unescaped XML attributes.
+fn sanitize_uuid(uuid: &str) -> String {
+    uuid.chars()
+        .filter(|c| c.is_ascii_hexdigit() || *c == '-')
+        .take(36)
+        .collect()
+}
+
+/// The `vcpu_state` text of a state.
+pub fn state_text(state: DomainState) -> &'static str {
+    match state {
+        DomainState::Running => "running",
+        DomainState::Paused => "paused",
+        DomainState::Shutoff => "shutoff",
+        DomainState::Crashed => "crashed",
+    }
+}
+
+/// Every metric for one round: the `vnode_*` host metrics, then per VM (ordered by prefix)
+/// `vcpu_util` (when known), `vcpu_num`, `vcpu_state`, `vmem_total`, `vmem_util` (when the
+/// current memory is not 0).
+///
+/// Running and paused domains get all of them. Shut-off and crashed domains get only
+/// `vcpu_state`: they hold neither CPU nor memory, and a consumer that needs `vcpu_num` to
+/// count a VM (the balancer) ignores them. When two domains map to the same prefix (a hash
+/// collision, see the module docs) the one with the smaller UUID wins and the other is dropped.
+pub fn publish(host: &HostCapacity, domains: &[DomainSample]) -> Vec<VmMetric> {
+    let active = domains
+        .iter()
+        .filter(|d| matches!(d.info.state, DomainState::Running | DomainState::Paused))
+        .count();
+    let mut out = vec![
+        host_metric(
+            &VNODE_CPU_NUM,
+            MetricValue::U16(u16::try_from(host.cpus).unwrap_or(u16::MAX)),
+        ),
+        host_metric(&VNODE_CPU_SPEED, MetricValue::U32(host.mhz)),
+        host_metric(&VNODE_MEM_TOTAL, MetricValue::F64(host.mem_kib as f64)),
+        host_metric(&VNODE_MEM_FREE, MetricValue::F64(host.mem_free_kib as f64)),
+        host_metric(
+            &VNODE_DOMAINS,
+            MetricValue::U32(u32::try_from(active).unwrap_or(u32::MAX)),
+        ),
+    ];
+
+    let mut by_prefix: BTreeMap<String, &DomainSample> = BTreeMap::new();
+    for d in domains {
+        let prefix = sanitize_vm_name(&d.info.name);
+        match by_prefix.get(&prefix) {
+            Some(other) if other.info.uuid <= d.info.uuid => {
+                tracing::warn!(prefix = %prefix, kept = %other.info.uuid, dropped = %d.info.uuid,
+                    "two domains map to one metric prefix");
+            }
+            _ => {
+                by_prefix.insert(prefix, d);
+            }
+        }
+    }
+
+    for (prefix, d) in by_prefix {
+        let i = &d.info;
+        let m = |def: &Def, v: MetricValue| vm_metric(&prefix, &i.uuid, def, v);
+        let state = MetricValue::Str(state_text(i.state).to_owned());
+        if !matches!(i.state, DomainState::Running | DomainState::Paused) {
+            out.push(m(&VCPU_STATE, state));
+            continue;
+        }
+        if let Some(u) = d.vcpu_util {
+            out.push(m(&VCPU_UTIL, MetricValue::F32(u as f32)));
+        }
+        let vcpus = u16::try_from(i.vcpus_current).unwrap_or(u16::MAX);
+        out.push(m(&VCPU_NUM, MetricValue::U16(vcpus)));
+        out.push(m(&VCPU_STATE, state));
+        out.push(m(&VMEM_TOTAL, MetricValue::F64(i.mem_current_kib as f64)));
+        if i.mem_current_kib > 0 {
+            let used = i.mem_used_kib.min(i.mem_current_kib) as f64;
+            let pct = used / i.mem_current_kib as f64 * 100.0;
+            out.push(m(&VMEM_UTIL, MetricValue::F32(pct as f32)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dom(name: &str, uuid: &str, state: DomainState) -> DomainInfo {
+        DomainInfo {
+            name: name.into(),
+            uuid: uuid.into(),
+            state,
+            vcpus_current: 2,
+            vcpus_max: 4,
+            mem_max_kib: 2048,
+            mem_current_kib: 1024,
+            mem_used_kib: 256,
+            cpu_time_ns: 0,
+        }
+    }
+
+    #[test]
+    fn cpu_percent_hand_computed() {
+        // 1 s of CPU over 1 s on 2 vCPUs = 50 %.
+        assert_eq!(
+            cpu_util_percent(1_000_000_000, 1_000_000_000, 2),
+            Some(50.0)
+        );
+        // 3 s of CPU over 10 s on 4 vCPUs = 7.5 %.
+        assert_eq!(
+            cpu_util_percent(3_000_000_000, 10_000_000_000, 4),
+            Some(7.5)
+        );
+        // 15 ms over 60 s on 1 vCPU = 0.025 %.
+        let v = cpu_util_percent(15_000_000, 60_000_000_000, 1).unwrap();
+        assert!((v - 0.025).abs() < 1e-12, "{v}");
+        // More CPU than wall time (accounting jitter) is clamped.
+        assert_eq!(
+            cpu_util_percent(3_000_000_000, 1_000_000_000, 2),
+            Some(100.0)
+        );
+        assert_eq!(cpu_util_percent(0, 5, 1), Some(0.0));
+        assert_eq!(cpu_util_percent(1, 0, 1), None);
+        assert_eq!(cpu_util_percent(1, 1, 0), None);
+    }
+
+    #[test]
+    fn vcpu_util_between_samples() {
+        let a = CpuSample {
+            cpu_time_ns: 10_000_000_000,
+            at_ns: 1_000_000_000,
+        };
+        let b = CpuSample {
+            cpu_time_ns: 10_500_000_000,
+            at_ns: 2_000_000_000,
+        };
+        assert_eq!(vcpu_util(a, b, 1), Some(50.0));
+        assert_eq!(vcpu_util(a, b, 4), Some(12.5));
+        // Restarted domain: CPU time went backwards.
+        assert_eq!(
+            vcpu_util(
+                b,
+                CpuSample {
+                    cpu_time_ns: 1,
+                    at_ns: 3_000_000_000
+                },
+                1
+            ),
+            None
+        );
+        // Clock did not move or went backwards.
+        assert_eq!(vcpu_util(b, b, 1), None);
+        assert_eq!(vcpu_util(b, a, 1), None);
+    }
+
+    #[test]
+    fn tracker_first_sample_has_no_value() {
+        let mut t = UtilTracker::new();
+        let mut d = dom("a", "u-a", DomainState::Running);
+        d.vcpus_current = 2;
+        d.cpu_time_ns = 5_000_000_000;
+        let s = t.update(1_000_000_000, vec![d.clone()]);
+        assert_eq!(s[0].vcpu_util, None);
+        d.cpu_time_ns += 3_000_000_000; // 3 s over 2 s on 2 vCPUs = 75 %
+        let s = t.update(3_000_000_000, vec![d.clone()]);
+        assert_eq!(s[0].vcpu_util, Some(75.0));
+        // Gone for a round: forgotten, so its return is a first sample again.
+        assert!(t.update(4_000_000_000, vec![]).is_empty());
+        d.cpu_time_ns += 1_000_000_000;
+        let s = t.update(5_000_000_000, vec![d.clone()]);
+        assert_eq!(s[0].vcpu_util, None);
+        // Not running: no CPU use, known without history.
+        let p = dom("p", "u-p", DomainState::Paused);
+        assert_eq!(t.update(6_000_000_000, vec![p])[0].vcpu_util, Some(0.0));
+    }
+
+    #[test]
+    fn clean_names_kept_verbatim() {
+        for n in ["web1", "db.example.com", "a-b_c.9", "A"] {
+            assert!(is_clean_vm_name(n), "{n}");
+            assert_eq!(sanitize_vm_name(n), n);
+        }
+        let long = "x".repeat(MAX_VM_PREFIX_LEN);
+        assert_eq!(sanitize_vm_name(&long), long);
+    }
+
+    #[test]
+    fn unclean_names_replaced_and_hashed() {
+        let s = sanitize_vm_name("batch: job \"7\"");
+        assert_eq!(
+            s,
+            format!("batch__job__7_~{:08x}", fnv1a32(b"batch: job \"7\""))
+        );
+        // FNV-1a 32 reference values: "" -> 811c9dc5, "a" -> e40c292c.
+        assert_eq!(sanitize_vm_name(""), "~811c9dc5");
+        assert_eq!(fnv1a32(b"a"), 0xe40c_292c);
+        // One '_' per character, not per byte.
+        assert!(sanitize_vm_name("vm-é").starts_with("vm-_~"));
+        // ':' and '_' differ in the hash, so these do not collide.
+        assert_ne!(sanitize_vm_name("a:b"), sanitize_vm_name("a b"));
+        assert_ne!(sanitize_vm_name("a:b"), "a_b");
+        let long = "y".repeat(300);
+        let s = sanitize_vm_name(&long);
+        assert_eq!(s.len(), MAX_VM_PREFIX_LEN);
+        assert!(s.starts_with(&"y".repeat(MAX_VM_PREFIX_LEN - 9)));
+        assert_ne!(s, sanitize_vm_name(&"y".repeat(301)));
+        for n in ["a/b", "<x>", "tab\there", "quote'", "amp&", "x\0y"] {
+            let s = sanitize_vm_name(n);
+            assert!(
+                s.bytes().all(|b| is_clean_byte(b) || b == b'~'),
+                "{n:?} -> {s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn parse_inverts_naming() {
+        for vm in ["web1", "db.example.com", "batch: job", "x.vcpu_util", "é"] {
+            for m in VM_METRICS {
+                let name = vm_metric_name(vm, m);
+                let prefix = sanitize_vm_name(vm);
+                assert_eq!(parse_vm_metric(&name), Some((prefix.as_str(), m)));
+            }
+        }
+        assert_eq!(parse_vm_metric("vnode_cpu_num"), None);
+        assert_eq!(parse_vm_metric("web1.cpu_user"), None);
+        assert_eq!(parse_vm_metric(".vcpu_util"), None);
+        assert_eq!(parse_vm_metric("h.vbytes_in"), Some(("h", "vbytes_in")));
+    }
+
+    #[test]
+    fn publish_host_and_vm_metrics() {
+        let host = HostCapacity {
+            cpus: 8,
+            mhz: 2400,
+            mem_kib: 16_000_000,
+            mem_free_kib: 9_000_000,
+        };
+        let doms = vec![
+            DomainSample {
+                info: dom("web1", "01", DomainState::Running),
+                vcpu_util: Some(12.5),
+            },
+            DomainSample {
+                info: dom("a:b", "02", DomainState::Paused),
+                vcpu_util: Some(0.0),
+            },
+            DomainSample {
+                info: dom("off", "03", DomainState::Shutoff),
+                vcpu_util: Some(0.0),
+            },
+            DomainSample {
+                info: dom("new", "04", DomainState::Running),
+                vcpu_util: None,
+            },
+        ];
+        let ms = publish(&host, &doms);
+        let get = |n: &str| {
+            ms.iter()
+                .find(|m| m.name == n)
+                .unwrap_or_else(|| panic!("{n}"))
+        };
+        assert_eq!(get("vnode_cpu_num").value, MetricValue::U16(8));
+        assert_eq!(get("vnode_cpu_speed").value, MetricValue::U32(2400));
+        assert_eq!(get("vnode_mem_total").value, MetricValue::F64(16_000_000.0));
+        assert_eq!(get("vnode_mem_free").value, MetricValue::F64(9_000_000.0));
+        assert_eq!(get("vnode_domains").value, MetricValue::U32(3));
+        let u = get("web1.vcpu_util");
+        assert_eq!(u.value, MetricValue::F32(12.5));
+        assert_eq!(
+            (u.format, u.units, u.slope, u.tmax, u.dmax),
+            ("%.1f", "%", "both", 60, 600)
+        );
+        assert_eq!(u.title, "web1: CPU Utilization");
+        assert_eq!(u.group, "vm cpu");
+        assert_eq!(u.extras, vec![("VM_UUID", "01".to_owned())]);
+        assert_eq!(get("web1.vmem_util").value, MetricValue::F32(25.0));
+        assert_eq!(get("web1.vmem_total").value, MetricValue::F64(1024.0));
+        assert_eq!(get("web1.vcpu_num").value, MetricValue::U16(2));
+        let p = sanitize_vm_name("a:b");
+        assert_eq!(
+            get(&format!("{p}.vcpu_state")).value,
+            MetricValue::Str("paused".into())
+        );
+        assert_eq!(
+            get("off.vcpu_state").value,
+            MetricValue::Str("shutoff".into())
+        );
+        assert!(ms
+            .iter()
+            .all(|m| !m.name.starts_with("off.") || m.name == "off.vcpu_state"));
+        assert!(ms.iter().all(|m| m.name != "new.vcpu_util"));
+        assert!(ms.iter().any(|m| m.name == "new.vcpu_num"));
+        for m in &ms {
+            assert_eq!((m.tmax, m.dmax), (60, 600), "{}", m.name);
+            assert!(!m.group.is_empty() && !m.desc.is_empty() && !m.title.is_empty());
+        }
+    }
+
+    #[test]
+    fn publish_prefix_collision_keeps_smaller_uuid() {
+        let host = HostCapacity {
+            cpus: 1,
+            mhz: 1,
+            mem_kib: 1,
+            mem_free_kib: 1,
+        };
+        let a = DomainSample {
+            info: dom("same", "b2", DomainState::Running),
+            vcpu_util: None,
+        };
+        let b = DomainSample {
+            info: dom("same", "a1", DomainState::Running),
+            vcpu_util: None,
+        };
+        let ms = publish(&host, &[a, b]);
+        let n: Vec<_> = ms.iter().filter(|m| m.name == "same.vcpu_num").collect();
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].extras[0].1, "a1");
+    }
+}
