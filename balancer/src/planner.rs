@@ -330,6 +330,19 @@ impl<'a> Planner<'a> {
             && (self.cfg.max_parallel == 0 || self.in_flight + n < self.cfg.max_parallel)
     }
 
+    /// Moves still allowed this round (None = unlimited).
+    pub fn budget_remaining(&self) -> Option<usize> {
+        let n = self.moves.len();
+        let round = (self.cfg.max_moves_per_round > 0)
+            .then(|| self.cfg.max_moves_per_round.saturating_sub(n));
+        let par = (self.cfg.max_parallel > 0)
+            .then(|| self.cfg.max_parallel.saturating_sub(self.in_flight + n));
+        match (round, par) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Counts a refusal.
     pub fn refuse(&mut self, r: Refusal) -> Refusal {
         *self.refused.entry(r).or_default() += 1;

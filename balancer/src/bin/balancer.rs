@@ -33,6 +33,10 @@ enum Cmd {
         /// Print the human-readable explanation as well as the JSON plan.
         #[arg(long)]
         explain: bool,
+        /// The snapshot is assumed to have held for this many 60-s samples (sustained tests
+        /// need several samples; 1 = take it as a single new sample).
+        #[arg(long, default_value_t = 5)]
+        assume_samples: u64,
     },
     /// Run a scenario in the simulator.
     Simulate {
@@ -79,6 +83,7 @@ fn main() -> anyhow::Result<()> {
             feed,
             policy,
             explain,
+            assume_samples,
         } => {
             let spec = load_policy(&policy)?;
             let snap = match (snapshot, feed) {
@@ -92,9 +97,14 @@ fn main() -> anyhow::Result<()> {
                 }
                 _ => bail!("give exactly one of --snapshot FILE or --feed host:port"),
             };
+            // One snapshot has no history: treat it as having held for `assume_samples`
+            // samples, so that sustained tests can fire (said in the --help text).
             let mut trends = Trends::new(TrendConfig::default());
-            // A single snapshot is the whole history: sustained tests see one sample.
-            trends.observe(&snap);
+            for k in (0..assume_samples.max(1)).rev() {
+                let mut s = snap.clone();
+                s.time = snap.time.saturating_sub(k * 60);
+                trends.observe(&s);
+            }
             let history = History::default();
             let plan = spec.build().decide(Input {
                 snapshot: &snap,

@@ -446,6 +446,15 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
                 continue;
             }
         }
+        // A host that cannot be emptied within this round's budget is not started: a partial
+        // evacuation would be rolled back anyway.
+        if ctx
+            .p
+            .budget_remaining()
+            .is_some_and(|b| b < ctx.p.on_host[h].len())
+        {
+            continue;
+        }
         let mut vms: Vec<usize> = ctx.p.on_host[h].clone();
         // CloudSim skips hosts with a VM migrating in (planned this round) or already moving.
         if vms.is_empty()
