@@ -1,0 +1,494 @@
+//! Multi-host interop in network namespaces: two real gmond 3.7.2 and two gmond-rs on one
+//! private bridge, talking stock multicast (239.2.11.71:8649, ttl 1), each host with its own
+//! address, hostname and /etc/hosts. Real gmetric, gstat and gmetad are driven against the
+//! gmond-rs hosts; restarts and a dead host must be handled the way gmond handles them.
+//! Needs root and iproute2 (the project's test command has both); nothing leaves the testbed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ganglia_wire::model::{Cluster as View, Host};
+use ganglia_wire::xml::read_document;
+use integration_tests::netns::Cluster;
+use integration_tests::{fast_stock_config_with_channels, poll_for, require_program, Proc};
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const HOSTS: usize = 4;
+/// gmond 3.7.2 on nodes 1-2, gmond-rs on nodes 3-4.
+const REAL: [usize; 2] = [1, 2];
+const OURS: [usize; 2] = [3, 4];
+/// Every collection group collects every EVERY s and sends at least every THRESHOLD s.
+const EVERY: u32 = 5;
+const THRESHOLD: u32 = 10;
+const HOST_DMAX: u32 = 20;
+const CLEANUP: u32 = 5;
+
+const CHANNELS: &str =
+    "udp_send_channel {\n  mcast_join = 239.2.11.71\n  port = 8649\n  ttl = 1\n}\n\
+     udp_recv_channel {\n  mcast_join = 239.2.11.71\n  port = 8649\n  bind = 239.2.11.71\n}\n\
+     tcp_accept_channel {\n  port = 8649\n}\n";
+
+/// The stock config with fast groups, hosts expiring after HOST_DMAX s of silence and cleanup
+/// every CLEANUP s, so a restart and a death play out within the test.
+fn config() -> String {
+    fast_stock_config_with_channels(CHANNELS, EVERY, THRESHOLD)
+        .lines()
+        .map(|l| match l.trim_start() {
+            t if t.starts_with("host_dmax") => format!("  host_dmax = {HOST_DMAX}"),
+            t if t.starts_with("cleanup_threshold") => format!("  cleanup_threshold = {CLEANUP}"),
+            _ => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+struct Bed {
+    // Field order = drop order: daemons are killed before the namespaces go.
+    daemons: Vec<Option<Proc>>,
+    conf: PathBuf,
+    net: Cluster,
+}
+
+impl Bed {
+    fn start(&mut self, i: usize) {
+        let c = OsStr::new("-c");
+        let f = OsStr::new("-f");
+        let name = format!("node{i}");
+        let proc = if REAL.contains(&i) {
+            let gmond = require_program("gmond", "ganglia-monitor");
+            self.net
+                .spawn(i, &name, &gmond, &[c, self.conf.as_os_str(), f])
+        } else {
+            let ours = Path::new(env!("CARGO_BIN_EXE_gmond-rs"));
+            self.net
+                .spawn(i, &name, ours, &[c, self.conf.as_os_str(), f])
+        };
+        self.daemons[i] = Some(proc);
+    }
+
+    fn stop(&mut self, i: usize) {
+        self.daemons[i] = None;
+    }
+
+    fn view(&self, i: usize) -> Option<View> {
+        read_document(&self.net.read_xml(i, 8649)?)
+            .ok()?
+            .clusters
+            .into_iter()
+            .next()
+    }
+
+    /// Every node's view, or None if one does not answer.
+    fn views(&self, nodes: &[usize]) -> Option<Vec<(usize, View)>> {
+        nodes.iter().map(|&i| Some((i, self.view(i)?))).collect()
+    }
+
+    fn ip(&self, i: usize) -> String {
+        self.net.ip(i)
+    }
+
+    fn assert_running(&mut self) {
+        for i in 1..=HOSTS {
+            if let Some(p) = self.daemons[i].as_mut() {
+                assert!(p.running(), "node{i} exited: {}", self.net.log(&p.name));
+            }
+        }
+    }
+
+    /// One line per view, for failure messages.
+    fn describe(&self, nodes: &[usize]) -> String {
+        let mut s = String::new();
+        for &i in nodes {
+            s.push_str(&format!("\n  node{i}'s view: "));
+            match self.view(i) {
+                None => s.push_str("no answer"),
+                Some(v) => {
+                    for h in &v.hosts {
+                        s.push_str(&format!(
+                            "{}={} ({} metrics, TN {}, started {}); ",
+                            h.ip,
+                            h.name,
+                            h.metrics.len(),
+                            h.tn,
+                            h.gmond_started
+                        ));
+                    }
+                }
+            }
+        }
+        s
+    }
+}
+
+/// Directories and files under `dir` (for failure messages).
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+fn names(h: &Host) -> BTreeSet<String> {
+    h.metrics.iter().map(|m| m.name.clone()).collect()
+}
+
+fn host_by_ip<'a>(v: &'a View, ip: &str) -> Option<&'a Host> {
+    v.hosts.iter().find(|h| h.ip == ip)
+}
+
+/// Every node of `hosts` is in `v` under its name, with all of `want` and a heartbeat.
+fn complete(v: &View, bed: &Bed, hosts: &[usize], want: &BTreeSet<String>) -> bool {
+    hosts.iter().all(|&j| {
+        host_by_ip(v, &bed.ip(j)).is_some_and(|h| {
+            h.name == format!("node{j}") && h.gmond_started > 0 && names(h).is_superset(want)
+        })
+    })
+}
+
+#[test]
+fn two_real_gmond_and_two_gmond_rs_share_a_multicast_cluster() {
+    let t0 = Instant::now();
+    let net = Cluster::new(HOSTS);
+    let conf = net.dir().join("gmond.conf");
+    std::fs::write(&conf, config()).unwrap();
+    let mut bed = Bed {
+        daemons: (0..=HOSTS).map(|_| None).collect(),
+        conf,
+        net,
+    };
+    for i in 1..=HOSTS {
+        bed.start(i);
+    }
+    let all: Vec<usize> = (1..=HOSTS).collect();
+
+    // a. Every view lists all four hosts, by name, with the metric set real gmond collects for
+    //    itself, and every metric's metadata is the same in every view. Whoever started later
+    //    missed the others' start-up metadata and gets it through metadata requests.
+    let want = poll_for(Duration::from_secs(60), || {
+        let own = bed.view(REAL[0])?;
+        let want = names(host_by_ip(&own, &bed.ip(REAL[0]))?);
+        let vs = bed.views(&all)?;
+        (want.len() >= 30
+            && vs
+                .iter()
+                .all(|(_, v)| v.hosts.len() == HOSTS && complete(v, &bed, &all, &want)))
+        .then_some(want)
+    })
+    .unwrap_or_else(|| panic!("views never complete:{}", bed.describe(&all)));
+    bed.assert_running();
+    let views = bed.views(&all).unwrap();
+    let reference = host_by_ip(&views[0].1, &bed.ip(REAL[0])).unwrap().clone();
+    for (i, v) in &views {
+        assert_eq!(v.name, views[0].1.name, "node{i}: cluster name");
+        for j in 1..=HOSTS {
+            let h = host_by_ip(v, &bed.ip(j)).unwrap();
+            assert_eq!(names(h), want, "node{i}'s view of node{j}: metric names");
+            assert_eq!(
+                (h.tmax, h.dmax),
+                (20, HOST_DMAX),
+                "node{i}'s view of node{j}: host TMAX/DMAX"
+            );
+            for m in &reference.metrics {
+                let o = h.metric(&m.name).unwrap();
+                assert_eq!(
+                    (&o.ty, &o.units, &o.slope, o.tmax, o.dmax, &o.extra),
+                    (&m.ty, &m.units, &m.slope, m.tmax, m.dmax, &m.extra),
+                    "node{i}'s view of node{j}: metadata of {}",
+                    m.name
+                );
+                // One machine under all four hosts: these readings cannot differ.
+                if [
+                    "cpu_num",
+                    "cpu_speed",
+                    "mem_total",
+                    "swap_total",
+                    "boottime",
+                    "machine_type",
+                    "os_name",
+                    "os_release",
+                    "gexec",
+                ]
+                .contains(&m.name.as_str())
+                {
+                    assert_eq!(o.val, m.val, "node{i}'s view of node{j}: {}", m.name);
+                }
+            }
+            // Every view has the same heartbeat (start time) for the same host.
+            let first = host_by_ip(&views[0].1, &bed.ip(j)).unwrap();
+            assert_eq!(h.gmond_started, first.gmond_started, "node{j}'s heartbeat");
+        }
+    }
+    eprintln!("a. full 4-host views after {:?}", t0.elapsed());
+
+    // d (start). Real gmetad on node1 polls gmond-rs on node3 over the bridge.
+    let rrds = bed.net.dir().join("rrds");
+    std::fs::create_dir_all(&rrds).unwrap();
+    let gmetad_conf = bed.net.dir().join("gmetad.conf");
+    std::fs::write(
+        &gmetad_conf,
+        format!(
+            "data_source \"netns\" 15 {}:8649\ngridname \"netnsgrid\"\nsetuid off\n\
+             rrd_rootdir \"{}\"\ntrusted_hosts 127.0.0.1\nxml_port 8651\n\
+             interactive_port 8652\ncase_sensitive_hostnames 0\n",
+            bed.ip(OURS[0]),
+            rrds.display()
+        ),
+    )
+    .unwrap();
+    let gmetad = require_program("gmetad", "gmetad");
+    let pid_file = bed.net.dir().join("gmetad.pid");
+    let mut gmetad = bed.net.spawn(
+        REAL[0],
+        "gmetad",
+        &gmetad,
+        &[
+            OsStr::new("-c"),
+            gmetad_conf.as_os_str(),
+            OsStr::new("-d"),
+            OsStr::new("1"),
+            OsStr::new("-p"),
+            pid_file.as_os_str(),
+        ],
+    );
+
+    // c. gstat, run on node2 (a real gmond's host), reads gmond-rs's feed on node3.
+    let gstat = require_program("gstat", "ganglia-monitor");
+    let out = bed.net.run(
+        REAL[1],
+        &gstat,
+        &["-a", "-i", &bed.ip(OURS[0]), "-p", "8649"].map(OsStr::new),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "gstat failed: {text}");
+    assert!(text.contains("CLUSTER INFORMATION"), "{text}");
+    assert!(
+        text.contains(&format!("Name: {}", views[0].1.name)),
+        "{text}"
+    );
+    assert!(text.contains(&format!("Hosts: {HOSTS}")), "{text}");
+    for j in 1..=HOSTS {
+        assert!(
+            text.contains(&format!("node{j}")),
+            "node{j} in gstat: {text}"
+        );
+    }
+
+    // b. gmetric on node3 (a gmond-rs host) multicasts; plain and spoofed metrics reach all.
+    let gmetric = require_program("gmetric", "ganglia-monitor");
+    let gconf = bed.net.dir().join("gmetric.conf");
+    std::fs::write(&gconf, CHANNELS).unwrap();
+    let gmetric_run = |args: &[&str]| {
+        let mut a = vec![OsStr::new("-c"), gconf.as_os_str()];
+        a.extend(args.iter().map(OsStr::new));
+        let out = bed.net.run(OURS[0], &gmetric, &a);
+        assert!(
+            out.status.success(),
+            "gmetric {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    gmetric_run(&[
+        "-n",
+        "netns_gauge",
+        "-v",
+        "42.5",
+        "-t",
+        "float",
+        "-u",
+        "widgets",
+        "-g",
+        "interop",
+    ]);
+    gmetric_run(&[
+        "-n",
+        "vm_cpu",
+        "-v",
+        "12.5",
+        "-t",
+        "float",
+        "-S",
+        "10.9.9.9:spoofed-vm",
+    ]);
+    for i in 1..=HOSTS {
+        let v = poll_for(Duration::from_secs(15), || {
+            let v = bed.view(i)?;
+            let plain = host_by_ip(&v, &bed.ip(OURS[0]))?
+                .metric("netns_gauge")
+                .is_some();
+            let spoofed = v.host("spoofed-vm")?.metric("vm_cpu").is_some();
+            (plain && spoofed).then_some(v)
+        })
+        .unwrap_or_else(|| panic!("gmetric's metrics not in node{i}'s view"));
+        let m = host_by_ip(&v, &bed.ip(OURS[0]))
+            .unwrap()
+            .metric("netns_gauge")
+            .unwrap();
+        assert_eq!(
+            (m.val.as_str(), m.ty.as_str(), m.units.as_str()),
+            ("42.5", "float", "widgets"),
+            "node{i}"
+        );
+        assert_eq!(m.extra("GROUP"), Some("interop"), "node{i}");
+        let s = v.host("spoofed-vm").unwrap();
+        assert_eq!(s.ip, "10.9.9.9", "node{i}");
+        assert_eq!(s.metric("vm_cpu").unwrap().val, "12.5", "node{i}");
+    }
+    eprintln!("b, c. gstat and gmetric checked after {:?}", t0.elapsed());
+
+    // d. gmetad keeps an RRD per host and metric, with the layout of E.2. The directory is
+    //    named after the CLUSTER NAME in gmond's XML, not the data_source name (they differ
+    //    here on purpose: real gmetad 3.7.2 verified).
+    let rrdtool = require_program("rrdtool", "rrdtool");
+    let cluster_dir = rrds.join(&views[0].1.name);
+    let host_rrd = |j: usize| cluster_dir.join(format!("node{j}")).join("load_one.rrd");
+    poll_for(Duration::from_secs(40), || {
+        (1..=HOSTS).all(|j| host_rrd(j).exists()).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "gmetad wrote no RRDs for all hosts (running: {}): {:?}\n{}",
+            gmetad.running(),
+            walk(&rrds),
+            bed.net.log("gmetad")
+        )
+    });
+    let info = std::process::Command::new(&rrdtool)
+        .arg("info")
+        .arg(host_rrd(OURS[1]))
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&info.stdout);
+    for line in [
+        "step = 15",
+        "ds[sum].type = \"GAUGE\"",
+        "ds[sum].minimal_heartbeat = 120",
+        "rra[0].rows = 5856",
+    ] {
+        assert!(info.lines().any(|l| l == line), "{line:?} in {info}");
+    }
+    assert!(cluster_dir.join("__SummaryInfo__/load_one.rrd").exists());
+    // gmetad's own XML (port 8651 on node1) carries the four hosts it read from gmond-rs.
+    let grid = poll_for(Duration::from_secs(20), || {
+        let doc = read_document(&bed.net.read_tcp(REAL[0], "127.0.0.1", 8651)?).ok()?;
+        let c = doc
+            .clusters
+            .into_iter()
+            .find(|c| c.name == views[0].1.name)?;
+        (1..=HOSTS)
+            .all(|j| {
+                c.host(&format!("node{j}"))
+                    .is_some_and(|h| h.metric("load_one").is_some())
+            })
+            .then_some(c)
+    })
+    .unwrap_or_else(|| panic!("gmetad's XML lacks the hosts: {}", bed.net.log("gmetad")));
+    assert_eq!(
+        grid.host("node4").unwrap().ip,
+        bed.ip(4),
+        "gmetad keeps gmond-rs's IP"
+    );
+    assert!(gmetad.running(), "gmetad died: {}", bed.net.log("gmetad"));
+    drop(gmetad);
+    eprintln!("d. gmetad RRDs checked after {:?}", t0.elapsed());
+
+    // e1. A restarted gmond-rs gets its whole view back through metadata requests: values
+    //     arrive at least every THRESHOLD s, each unknown one triggers a request, and the owner
+    //     answers at its next collection (EVERY s) or, for collect-once groups, its next
+    //     THRESHOLD. The bound is two such rounds.
+    let node = OURS[0];
+    bed.stop(node);
+    let restarted = Instant::now();
+    bed.start(node);
+    let recovered = poll_for(
+        Duration::from_secs(u64::from(2 * THRESHOLD + EVERY)),
+        || {
+            let v = bed.view(node)?;
+            complete(&v, &bed, &all, &want).then_some(v)
+        },
+    )
+    .unwrap_or_else(|| {
+        panic!(
+            "restarted node{node} did not recover its view:{}",
+            bed.describe(&[node])
+        )
+    });
+    eprintln!(
+        "e. restarted node{node} has the full view after {:?}",
+        restarted.elapsed()
+    );
+    // The others see the new process's heartbeat.
+    let started = host_by_ip(&recovered, &bed.ip(node)).unwrap().gmond_started;
+    poll_for(Duration::from_secs(u64::from(2 * THRESHOLD)), || {
+        bed.views(&all)?
+            .iter()
+            .all(|(_, v)| host_by_ip(v, &bed.ip(node)).is_some_and(|h| h.gmond_started == started))
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "new heartbeat {started} of node{node} not seen everywhere:{}",
+            bed.describe(&all)
+        )
+    });
+    bed.assert_running();
+
+    // e2. A dead host (real gmond on node2) ages on the others (TN grows past every send
+    //     interval) and is removed once silent for more than host_dmax; so is the spoofed host
+    //     gmetric announced once.
+    let dead = REAL[1];
+    let watchers = [REAL[0], OURS[0], OURS[1]];
+    bed.stop(dead);
+    let killed = Instant::now();
+    let dead_ip = bed.ip(dead);
+    let tn = |v: &View| host_by_ip(v, &dead_ip).map(|h| h.tn);
+    let stale = poll_for(Duration::from_secs(u64::from(HOST_DMAX)), || {
+        let vs = bed.views(&watchers)?;
+        vs.iter()
+            .all(|(_, v)| tn(v).is_some_and(|t| t > u64::from(THRESHOLD + 1)))
+            .then_some(vs)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "node{dead}'s TN did not grow everywhere:{}",
+            bed.describe(&watchers)
+        )
+    });
+    // Still listed, with the host_dmax the receivers were configured with.
+    for (i, v) in &stale {
+        assert_eq!(host_by_ip(v, &dead_ip).unwrap().dmax, HOST_DMAX, "node{i}");
+    }
+    poll_for(
+        Duration::from_secs(u64::from(HOST_DMAX + 2 * CLEANUP + THRESHOLD)),
+        || {
+            bed.views(&watchers)?
+                .iter()
+                .all(|(_, v)| tn(v).is_none() && v.host("spoofed-vm").is_none())
+                .then_some(())
+        },
+    )
+    .unwrap_or_else(|| {
+        panic!(
+            "node{dead} or spoofed-vm not removed after host_dmax {HOST_DMAX}:{}",
+            bed.describe(&watchers)
+        )
+    });
+    eprintln!(
+        "e. node{dead} removed everywhere {:?} after the kill",
+        killed.elapsed()
+    );
+    // The living keep each other.
+    let vs = bed.views(&watchers).unwrap();
+    for (i, v) in &vs {
+        for j in watchers {
+            assert!(host_by_ip(v, &bed.ip(j)).is_some(), "node{i} lost node{j}");
+        }
+    }
+    bed.assert_running();
+    eprintln!("total {:?}", t0.elapsed());
+}
