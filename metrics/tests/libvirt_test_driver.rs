@@ -248,3 +248,39 @@ fn published_metrics_from_the_test_driver() {
         }
     }
 }
+
+#[test]
+fn reconnects_once_the_uri_works_again() {
+    // A test-driver file that does not exist yet stands in for a libvirtd that is down.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.xml");
+    let uri = format!("test://{}", path.display());
+    let hv = LibvirtHypervisor::open_lazy(&uri, BackoffPolicy::default());
+    let t0 = Instant::now();
+    let s = std::time::Duration::from_secs(1);
+    assert!(matches!(
+        hv.domains_at(t0),
+        Err(HypervisorError::Backend(_))
+    ));
+    assert!(matches!(
+        hv.domains_at(t0 + s),
+        Err(HypervisorError::Backend(_))
+    ));
+    assert!(matches!(
+        hv.domains_at(t0 + 2 * s),
+        Err(HypervisorError::HostDown(_))
+    ));
+    std::fs::copy(node_uri().trim_start_matches("test://"), &path).unwrap();
+    // Still inside the 2 s backoff after the second failure: no attempt yet.
+    assert!(matches!(
+        hv.capacity_at(t0 + 2 * s),
+        Err(HypervisorError::HostDown(_))
+    ));
+    assert_eq!(hv.domains_at(t0 + 3 * s).unwrap().len(), 5);
+    assert!(hv.is_connected());
+    assert_eq!(hv.outages_total(), 1);
+    assert_eq!(
+        hv.link_state(),
+        gmond_metrics::hypervisor::libvirt::LinkState::Up
+    );
+}
