@@ -67,6 +67,7 @@ fn every_shipped_policy_file_parses_and_bad_ones_fail() {
         "hotspot",
         "stabilize",
         "consolidate",
+        "consolidate-aggressive",
         "thr-mmt-0.8",
         "iqr-mmt-1.5",
         "mad-mmt-2.5",

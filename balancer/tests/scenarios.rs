@@ -261,3 +261,27 @@ fn metric_pdm_by_hand() {
     assert_eq!(r.drain_s, Some(300));
     assert_eq!(r.ping_pong, 0);
 }
+
+#[test]
+fn damped_consolidation_beats_iqr_mmt_on_esv_with_a_fifth_of_the_migrations() {
+    let iqr = run("planetlab-small", "iqr-mmt-1.5");
+    let ours = run("planetlab-small", "consolidate-aggressive");
+    assert!(ours.esv < iqr.esv, "ESV {} vs {}", ours.esv, iqr.esv);
+    assert!(
+        ours.migrations * 5 <= iqr.migrations,
+        "{} vs {}",
+        ours.migrations,
+        iqr.migrations
+    );
+    assert!(
+        ours.energy_kwh < iqr.energy_kwh * 1.15,
+        "{} vs {}",
+        ours.energy_kwh,
+        iqr.energy_kwh
+    );
+    assert_eq!(ours.ping_pong, 0);
+    assert!(
+        iqr.ping_pong > 0,
+        "the undamped baseline is expected to ping-pong"
+    );
+}

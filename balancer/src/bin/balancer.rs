@@ -76,7 +76,7 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::List => {
             println!("scenarios: {}", BUILTIN_SCENARIOS.join(" "));
-            println!("policies: none naive-threshold hotspot stabilize consolidate thr-mmt-0.8 iqr-mmt-1.5 mad-mmt-2.5 lr-mmt-1.2");
+            println!("policies: none naive-threshold hotspot stabilize consolidate consolidate-aggressive thr-mmt-0.8 iqr-mmt-1.5 mad-mmt-2.5 lr-mmt-1.2");
         }
         Cmd::Plan {
             snapshot,

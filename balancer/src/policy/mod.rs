@@ -72,6 +72,9 @@ pub fn builtin_file(name: &str) -> Option<&'static str> {
         "hotspot" => include_str!("../../../configs/policies/hotspot.toml"),
         "stabilize" => include_str!("../../../configs/policies/stabilize.toml"),
         "consolidate" => include_str!("../../../configs/policies/consolidate.toml"),
+        "consolidate-aggressive" => {
+            include_str!("../../../configs/policies/consolidate-aggressive.toml")
+        }
         "thr-mmt-0.8" => include_str!("../../../configs/policies/thr-mmt-0.8.toml"),
         "iqr-mmt-1.5" => include_str!("../../../configs/policies/iqr-mmt-1.5.toml"),
         "mad-mmt-2.5" => include_str!("../../../configs/policies/mad-mmt-2.5.toml"),
