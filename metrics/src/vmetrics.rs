@@ -2,8 +2,9 @@
 //! sanitising and its inverse, CPU % from CPU-time deltas, and the pure publisher that turns a
 //! host sample plus domain samples into metrics for the hypervisor's own host.
 //!
-//! Nothing here does I/O or reads a clock: times are arguments, so the daemon decides when a
-//! sample was taken (ideally the midpoint of the blocking libvirt call).
+//! Nothing here does I/O or reads a clock except [`collect_round`], which calls the (blocking)
+//! hypervisor and the clock it is given; times are arguments, so the caller decides when a
+//! sample was taken (the midpoint of the domain listing).
 //!
 //! # VM names
 //!
@@ -26,7 +27,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::hypervisor::{DomainInfo, DomainState, HostCapacity};
+use crate::hypervisor::{DomainInfo, DomainState, HostCapacity, Hypervisor, HypervisorError};
 use crate::linux::{MetricValue, ValueType};
 
 /// Longest VM prefix, bytes. Keeps `<prefix>.vdisk_bytes_written.rrd` well under the 255-byte
@@ -478,6 +479,23 @@ pub fn publish(host: &HostCapacity, domains: &[DomainSample]) -> Vec<VmMetric> {
     out
 }
 
+/// One collection round: capacity, the domain listing timed by `clock_ns` (monotonic ns, read
+/// just before and after the listing; the midpoint is the sample time), CPU % from `tracker`,
+/// then [`publish`]. Blocks as long as the hypervisor does: call it off the async runtime.
+/// On error the tracker is unchanged.
+pub fn collect_round(
+    hv: &dyn Hypervisor,
+    tracker: &mut UtilTracker,
+    mut clock_ns: impl FnMut() -> u64,
+) -> Result<Vec<VmMetric>, HypervisorError> {
+    let capacity = hv.capacity()?;
+    let before = clock_ns();
+    let domains = hv.domains()?;
+    let after = clock_ns();
+    let at = before + after.saturating_sub(before) / 2;
+    Ok(publish(&capacity, &tracker.update(at, domains)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -692,6 +710,49 @@ mod tests {
             assert_eq!((m.tmax, m.dmax), (60, 600), "{}", m.name);
             assert!(!m.group.is_empty() && !m.desc.is_empty() && !m.title.is_empty());
         }
+    }
+
+    #[test]
+    fn collect_round_against_the_simulator() {
+        use crate::hypervisor::profile::Profile;
+        use crate::hypervisor::sim::{SimCluster, SimHost};
+        let mut c = SimCluster::new(7);
+        let host = SimHost {
+            name: "hv".into(),
+            cpus: 8,
+            mhz: 2000,
+            mem_kib: 1 << 24,
+            link_bps: 1_000_000_000,
+            up: true,
+        };
+        c.add_host(host).unwrap();
+        c.add_domain("quarter", 2, 4000.0, 1 << 20, 0, Profile::Constant(0.25))
+            .unwrap();
+        c.add_domain("busy", 4, 8000.0, 1 << 21, 0, Profile::Constant(1.0))
+            .unwrap();
+        let mut tracker = UtilTracker::new();
+        // The clock is read around the listing; the sim's listing takes no time.
+        let ms = collect_round(&c.host_view("hv"), &mut tracker, || 0).unwrap();
+        assert!(ms.iter().all(|m| !m.name.ends_with(".vcpu_util")));
+        c.advance_to(10_000).unwrap();
+        let ms = collect_round(&c.host_view("hv"), &mut tracker, || 10_000_000_000).unwrap();
+        let util = |n: &str| ms.iter().find(|m| m.name == n).map(|m| m.value.clone());
+        assert_eq!(util("quarter.vcpu_util"), Some(MetricValue::F32(25.0)));
+        assert_eq!(util("busy.vcpu_util"), Some(MetricValue::F32(100.0)));
+        assert_eq!(util("vnode_domains"), Some(MetricValue::U32(2)));
+        // The sample time is the midpoint of the two clock readings.
+        c.advance_to(20_000).unwrap();
+        let mut t = [19_000_000_000u64, 21_000_000_000].into_iter();
+        let ms = collect_round(&c.host_view("hv"), &mut tracker, || t.next().unwrap()).unwrap();
+        assert_eq!(
+            ms.iter()
+                .find(|m| m.name == "quarter.vcpu_util")
+                .unwrap()
+                .value,
+            MetricValue::F32(25.0)
+        );
+        // A host that is down: an error, tracker untouched.
+        assert!(collect_round(&c.host_view("nope"), &mut tracker, || 0).is_err());
     }
 
     #[test]

@@ -550,6 +550,43 @@ mod tests {
     }
 
     #[test]
+    fn hypervisor_can_move_to_a_collector_thread() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<LibvirtHypervisor>();
+        send_sync::<LibvirtSession>();
+    }
+
+    #[test]
+    fn bulk_stats_decoded_from_the_test_driver() {
+        let uri = concat!(
+            "test://",
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/libvirt/node.xml"
+        );
+        let s = LibvirtSession::open_read_only(uri).unwrap();
+        let recs = ffi::all_domain_stats(s.connection().unwrap(), STATS, 0).unwrap();
+        let mut got: Vec<(String, Option<Param>)> = recs
+            .iter()
+            .map(|r| (r.dom.name().unwrap(), r.params.get("state.state").cloned()))
+            .collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        let want = [
+            ("batch: job \"7\"", 3),
+            ("cache", 1),
+            ("db.example.com", 1),
+            ("spare", 5),
+            ("web1", 1),
+        ];
+        assert_eq!(got.len(), want.len());
+        for ((name, p), (wn, ws)) in got.iter().zip(want) {
+            assert_eq!(name, wn);
+            assert_eq!(p, &Some(Param::Int(ws)), "{name}");
+        }
+        // The test driver has only the state group (see reference libvirt.md).
+        assert!(recs[0].params.keys().all(|k| k.starts_with("state.")));
+    }
+
+    #[test]
     fn memory_used_sources() {
         // Guest reports unused: actual - unused.
         assert_eq!(memory_used_kib(1000, Some(1000), Some(300), Some(900)), 700);
