@@ -32,7 +32,8 @@ use virt::error::{Error as VirtError, ErrorNumber};
 use virt::sys;
 
 use super::{DomainInfo, DomainState, HostCapacity, Hypervisor, HypervisorError};
-use ffi::{Param, StatsRecord};
+use ffi::Param;
+use std::collections::BTreeMap;
 
 /// One live session with a hypervisor, as [`Reconnecting`] needs it.
 pub trait Session {
@@ -356,7 +357,7 @@ impl LibvirtSession {
         }
         let mut out = Vec::with_capacity(records.len());
         for rec in records {
-            let r = assemble(&rec);
+            let r = assemble(&rec.dom, &rec.params);
             release(Some(rec));
             match r {
                 Ok(d) => out.push(d),
@@ -462,12 +463,85 @@ pub fn memory_used_kib(
     }
 }
 
-/// One domain's info from its bulk-stats record plus per-domain calls for what is missing.
-fn assemble(rec: &StatsRecord) -> Result<DomainInfo, VirtError> {
-    let dom = &rec.dom;
-    let get = |k: &str| rec.params.get(k).and_then(Param::as_u64);
+/// What `virDomainGetInfo` gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BasicInfo {
+    state: u64,
+    max_kib: u64,
+    cur_kib: u64,
+    vcpus: u64,
+    cpu_ns: u64,
+}
+
+/// What `virDomainMemoryStats` gives that matters here, KiB.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct MemStats {
+    actual: Option<u64>,
+    unused: Option<u64>,
+    rss: Option<u64>,
+}
+
+/// The per-domain calls [`assemble`] may make: `virt`'s `Domain` in production, a fake in the
+/// unit tests (which thereby show what a driver with full bulk stats, like QEMU, needs).
+trait PerDomain {
+    type Err;
+    fn name(&self) -> Result<String, Self::Err>;
+    fn uuid(&self) -> Result<String, Self::Err>;
+    fn info(&self) -> Result<BasicInfo, Self::Err>;
+    fn vcpus_max(&self) -> Result<u32, Self::Err>;
+    fn memory_stats(&self) -> Result<MemStats, Self::Err>;
+    /// The domain no longer exists.
+    fn is_gone(e: &Self::Err) -> bool;
+}
+
+impl PerDomain for virt::domain::Domain {
+    type Err = VirtError;
+
+    fn name(&self) -> Result<String, VirtError> {
+        virt::domain::Domain::name(self)
+    }
+
+    fn uuid(&self) -> Result<String, VirtError> {
+        self.uuid_string()
+    }
+
+    fn info(&self) -> Result<BasicInfo, VirtError> {
+        let i = virt::domain::Domain::info(self)?;
+        Ok(BasicInfo {
+            state: u64::from(i.state.to_raw()),
+            max_kib: i.max_mem,
+            cur_kib: i.memory,
+            vcpus: u64::from(i.nr_virt_cpu),
+            cpu_ns: i.cpu_time,
+        })
+    }
+
+    fn vcpus_max(&self) -> Result<u32, VirtError> {
+        // AFFECT_CURRENT: the live maximum of an active domain, the configured one otherwise.
+        self.vcpus_flags(sys::VIR_DOMAIN_VCPU_MAXIMUM)
+    }
+
+    fn memory_stats(&self) -> Result<MemStats, VirtError> {
+        let stats = virt::domain::Domain::memory_stats(self, 0)?;
+        let tag = |t: u32| stats.iter().find(|s| s.tag == t).map(|s| s.val);
+        Ok(MemStats {
+            actual: tag(sys::VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON),
+            unused: tag(sys::VIR_DOMAIN_MEMORY_STAT_UNUSED),
+            rss: tag(sys::VIR_DOMAIN_MEMORY_STAT_RSS),
+        })
+    }
+
+    fn is_gone(e: &VirtError) -> bool {
+        is_no_domain(e)
+    }
+}
+
+/// One domain's info from its bulk-stats parameters plus per-domain calls for what is missing.
+/// Only "domain gone" errors of the optional calls propagate; their other errors fall back.
+fn assemble<D: PerDomain>(dom: &D, params: &BTreeMap<String, Param>) -> Result<DomainInfo, D::Err> {
+    let get = |k: &str| params.get(k).and_then(Param::as_u64);
     let name = dom.name()?;
-    let uuid = dom.uuid_string()?;
+    let uuid = dom.uuid()?;
     let b_state = get("state.state");
     let b_cpu = get("cpu.time");
     let b_cur = get("balloon.current");
@@ -481,45 +555,35 @@ fn assemble(rec: &StatsRecord) -> Result<DomainInfo, VirtError> {
     } else {
         None
     };
-    let pick = |bulk: Option<u64>, f: fn(&virt::domain::DomainInfo) -> u64| {
+    let pick = |bulk: Option<u64>, f: fn(&BasicInfo) -> u64| {
         bulk.or_else(|| info.as_ref().map(f)).unwrap_or(0)
     };
-    let state = state_from_code(pick(b_state, |i| u64::from(i.state.to_raw())));
-    let vcpus_current =
-        u32::try_from(pick(b_vcpus, |i| u64::from(i.nr_virt_cpu))).unwrap_or(u32::MAX);
+    let state = state_from_code(pick(b_state, |i| i.state));
+    let vcpus_current = u32::try_from(pick(b_vcpus, |i| i.vcpus)).unwrap_or(u32::MAX);
     let vcpus_max = match get("vcpu.maximum") {
         Some(v) => u32::try_from(v).unwrap_or(u32::MAX),
-        None => match dom.vcpus_flags(sys::VIR_DOMAIN_VCPU_MAXIMUM) {
+        None => match dom.vcpus_max() {
             Ok(v) => v,
-            Err(e) if is_no_domain(&e) => return Err(e),
+            Err(e) if D::is_gone(&e) => return Err(e),
             Err(_) => vcpus_current,
         },
     };
-    let mem_max_kib = pick(b_max, |i| i.max_mem);
-    let mem_current_kib = pick(b_cur, |i| i.memory);
-    let cpu_time_ns = pick(b_cpu, |i| i.cpu_time);
+    let mem_max_kib = pick(b_max, |i| i.max_kib);
+    let mem_current_kib = pick(b_cur, |i| i.cur_kib);
+    let cpu_time_ns = pick(b_cpu, |i| i.cpu_ns);
     let active = matches!(state, DomainState::Running | DomainState::Paused);
-    let has_balloon_group = rec.params.keys().any(|k| k.starts_with("balloon."));
-    let mem_used_kib = if has_balloon_group || !active {
-        memory_used_kib(
-            mem_current_kib,
-            b_cur,
-            get("balloon.unused"),
-            get("balloon.rss"),
-        )
+    let has_balloon_group = params.keys().any(|k| k.starts_with("balloon."));
+    let mem = if has_balloon_group || !active {
+        MemStats {
+            actual: b_cur,
+            unused: get("balloon.unused"),
+            rss: get("balloon.rss"),
+        }
     } else {
-        match dom.memory_stats(0) {
-            Ok(stats) => {
-                let tag = |t: u32| stats.iter().find(|s| s.tag == t).map(|s| s.val);
-                memory_used_kib(
-                    mem_current_kib,
-                    tag(sys::VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON),
-                    tag(sys::VIR_DOMAIN_MEMORY_STAT_UNUSED),
-                    tag(sys::VIR_DOMAIN_MEMORY_STAT_RSS),
-                )
-            }
-            Err(e) if is_no_domain(&e) => return Err(e),
-            Err(_) => mem_current_kib,
+        match dom.memory_stats() {
+            Ok(m) => m,
+            Err(e) if D::is_gone(&e) => return Err(e),
+            Err(_) => MemStats::default(),
         }
     };
     Ok(DomainInfo {
@@ -530,7 +594,7 @@ fn assemble(rec: &StatsRecord) -> Result<DomainInfo, VirtError> {
         vcpus_max,
         mem_max_kib,
         mem_current_kib,
-        mem_used_kib,
+        mem_used_kib: memory_used_kib(mem_current_kib, mem.actual, mem.unused, mem.rss),
         cpu_time_ns,
     })
 }
@@ -584,6 +648,119 @@ mod tests {
         }
         // The test driver has only the state group (see reference libvirt.md).
         assert!(recs[0].params.keys().all(|k| k.starts_with("state.")));
+    }
+
+    /// A domain whose per-domain calls are counted; `gone` makes them all fail as vanished.
+    #[derive(Default)]
+    struct FakeDom {
+        calls: std::cell::RefCell<Vec<&'static str>>,
+        mem: MemStats,
+        gone: bool,
+    }
+
+    impl PerDomain for FakeDom {
+        type Err = &'static str;
+        fn name(&self) -> Result<String, &'static str> {
+            Ok("vm".into())
+        }
+        fn uuid(&self) -> Result<String, &'static str> {
+            Ok("u".into())
+        }
+        fn info(&self) -> Result<BasicInfo, &'static str> {
+            self.calls.borrow_mut().push("info");
+            if self.gone {
+                return Err("gone");
+            }
+            Ok(BasicInfo {
+                state: 1,
+                max_kib: 4096,
+                cur_kib: 2048,
+                vcpus: 2,
+                cpu_ns: 7,
+            })
+        }
+        fn vcpus_max(&self) -> Result<u32, &'static str> {
+            self.calls.borrow_mut().push("vcpus_max");
+            Err("unsupported")
+        }
+        fn memory_stats(&self) -> Result<MemStats, &'static str> {
+            self.calls.borrow_mut().push("memory_stats");
+            Ok(self.mem)
+        }
+        fn is_gone(e: &&'static str) -> bool {
+            *e == "gone"
+        }
+    }
+
+    fn params(kv: &[(&str, u64)]) -> BTreeMap<String, Param> {
+        kv.iter()
+            .map(|(k, v)| ((*k).to_owned(), Param::UInt(*v)))
+            .collect()
+    }
+
+    #[test]
+    fn full_bulk_stats_need_no_per_domain_calls() {
+        // What QEMU returns in bulk for a running domain with a virtio balloon.
+        let p = params(&[
+            ("state.state", 1),
+            ("cpu.time", 123_000_000),
+            ("balloon.current", 1_048_576),
+            ("balloon.maximum", 2_097_152),
+            ("balloon.unused", 524_288),
+            ("balloon.rss", 900_000),
+            ("vcpu.current", 3),
+            ("vcpu.maximum", 4),
+        ]);
+        let d = FakeDom::default();
+        let i = assemble(&d, &p).unwrap();
+        assert!(d.calls.borrow().is_empty(), "{:?}", d.calls.borrow());
+        assert_eq!(i.state, DomainState::Running);
+        assert_eq!((i.vcpus_current, i.vcpus_max), (3, 4));
+        assert_eq!((i.mem_max_kib, i.mem_current_kib), (2_097_152, 1_048_576));
+        assert_eq!(i.mem_used_kib, 524_288);
+        assert_eq!(i.cpu_time_ns, 123_000_000);
+        // Without guest stats (memballoon none): RSS, capped at current.
+        let mut p2 = p.clone();
+        p2.remove("balloon.unused");
+        assert_eq!(assemble(&d, &p2).unwrap().mem_used_kib, 900_000);
+        p2.insert("balloon.rss".into(), Param::UInt(5_000_000));
+        assert_eq!(assemble(&d, &p2).unwrap().mem_used_kib, 1_048_576);
+        assert!(d.calls.borrow().is_empty());
+    }
+
+    #[test]
+    fn state_only_bulk_stats_fall_back_to_per_domain_calls() {
+        // What the test driver returns in bulk.
+        let p = params(&[("state.state", 3), ("state.reason", 0)]);
+        let d = FakeDom {
+            mem: MemStats {
+                actual: Some(2048),
+                unused: Some(512),
+                rss: None,
+            },
+            ..FakeDom::default()
+        };
+        let i = assemble(&d, &p).unwrap();
+        assert_eq!(*d.calls.borrow(), ["info", "vcpus_max", "memory_stats"]);
+        // Bulk wins where it has the field (paused), info fills the rest.
+        assert_eq!(i.state, DomainState::Paused);
+        assert_eq!((i.vcpus_current, i.vcpus_max), (2, 2));
+        assert_eq!(
+            (i.mem_max_kib, i.mem_current_kib, i.mem_used_kib),
+            (4096, 2048, 1536)
+        );
+        assert_eq!(i.cpu_time_ns, 7);
+        // Shut off: no memory stats call (an inactive domain has none).
+        let d = FakeDom::default();
+        let i = assemble(&d, &params(&[("state.state", 5)])).unwrap();
+        assert_eq!(*d.calls.borrow(), ["info", "vcpus_max"]);
+        assert_eq!(i.mem_used_kib, 2048);
+        // Vanished: the error propagates so the caller can skip the domain.
+        let d = FakeDom {
+            gone: true,
+            ..FakeDom::default()
+        };
+        assert_eq!(assemble(&d, &p), Err("gone"));
     }
 
     #[test]
