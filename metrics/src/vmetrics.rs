@@ -268,7 +268,7 @@ const VNODE_CPU_SPEED: Def = def(
     "zero",
     HOST_GROUP,
     "Hypervisor CPU Speed",
-    "Clock of the hypervisor's CPUs",
+    "Clock of the hypervisor CPUs",
 );
 const VNODE_MEM_TOTAL: Def = def(
     "vnode_mem_total",
@@ -707,6 +707,11 @@ mod tests {
         assert!(ms.iter().all(|m| m.name != "new.vcpu_util"));
         assert!(ms.iter().any(|m| m.name == "new.vcpu_num"));
         for m in &ms {
+            // Real gmond does not escape NAME or extras in its XML: keep them plain.
+            let texts = [m.name.as_str(), m.title.as_str(), m.desc, m.group, m.units];
+            for t in texts {
+                assert!(!t.contains(['"', '\'', '<', '>', '&']), "{t:?}");
+            }
             assert_eq!((m.tmax, m.dmax), (60, 600), "{}", m.name);
             assert!(!m.group.is_empty() && !m.desc.is_empty() && !m.title.is_empty());
         }
