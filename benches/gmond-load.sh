@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the side-by-side load harness (benches/src/bin/gmond_load.rs) against real gmond and
+# gmond-rs inside a fresh network namespace that has only `lo`, so no packet can leave the
+# machine, then removes the namespace. Extra arguments go to the harness, e.g.
+#   bash benches/gmond-load.sh --hosts 1000 --metrics 10 --rates 20000,100000,200000 --pin 1
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q -p gmond-rs -p benches --bin gmond-rs --bin gmond_load
+ns="gmrs-load-$$"
+ip netns add "$ns"
+trap 'ip netns del "$ns" 2>/dev/null || true' EXIT
+ip netns exec "$ns" ip link set lo up
+ip netns exec "$ns" target/release/gmond_load \
+    --gmond /usr/sbin/gmond --gmond-rs target/release/gmond-rs "$@"

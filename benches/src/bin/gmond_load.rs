@@ -1,0 +1,341 @@
+//! Side-by-side load harness: the same XDR traffic against real gmond and gmond-rs, one after
+//! the other, on 127.0.0.1 (run it inside a namespace with only `lo`: benches/gmond-load.sh).
+//!
+//! H spoofed hosts x M metrics; metadata first, then rounds of values where round r carries the
+//! value r, so the XML read afterwards tells exactly which metrics are stale. Per daemon,
+//! receive buffer and rate it reports: the rate reached, the daemon's CPU time per datagram
+//! (utime+stime from /proc), datagrams the kernel dropped at the socket (/proc/net/udp), and
+//! stale metrics after the run. With `--readers N`, N clients poll the XML back to back during
+//! the load. With `--dump`, the time to fetch the whole document.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a measurement tool: fail loudly
+
+use ganglia_wire::{encode, Message, Metadata, MetricId, Slope, Value, ValueMsg};
+use std::io::Read;
+use std::net::{TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Opts {
+    daemons: Vec<(String, PathBuf)>,
+    hosts: usize,
+    metrics: usize,
+    rates: Vec<u64>,
+    seconds: f64,
+    buffers: Vec<Option<u32>>,
+    readers: usize,
+    pin: Option<String>,
+    dump: bool,
+}
+
+fn parse_args() -> Opts {
+    let mut o = Opts {
+        daemons: Vec::new(),
+        hosts: 1000,
+        metrics: 10,
+        rates: vec![20_000, 100_000, 200_000],
+        seconds: 3.0,
+        buffers: vec![None, Some(4 << 20)],
+        readers: 0,
+        pin: None,
+        dump: false,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    let next = |i: &mut usize| {
+        *i += 1;
+        args.get(*i)
+            .cloned()
+            .unwrap_or_else(|| panic!("{} needs a value", args[*i - 1]))
+    };
+    while i < args.len() {
+        match args[i].as_str() {
+            "--gmond" => o.daemons.push(("gmond 3.7.2".into(), next(&mut i).into())),
+            "--gmond-rs" => o.daemons.push(("gmond-rs".into(), next(&mut i).into())),
+            "--hosts" => o.hosts = next(&mut i).parse().unwrap(),
+            "--metrics" => o.metrics = next(&mut i).parse().unwrap(),
+            "--rates" => {
+                o.rates = next(&mut i)
+                    .split(',')
+                    .map(|r| r.parse().unwrap())
+                    .collect()
+            }
+            "--seconds" => o.seconds = next(&mut i).parse().unwrap(),
+            "--buffers" => {
+                o.buffers = next(&mut i)
+                    .split(',')
+                    .map(|b| (b != "default").then(|| b.parse().unwrap()))
+                    .collect()
+            }
+            "--readers" => o.readers = next(&mut i).parse().unwrap(),
+            "--pin" => o.pin = Some(next(&mut i)),
+            "--dump" => o.dump = true,
+            other => panic!("unknown argument {other}"),
+        }
+        i += 1;
+    }
+    assert!(
+        !o.daemons.is_empty(),
+        "give --gmond PATH and/or --gmond-rs PATH"
+    );
+    o
+}
+
+fn free_port() -> u16 {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().port()
+}
+
+struct Daemon {
+    child: Child,
+    udp: u16,
+    tcp: u16,
+    _dir: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}
+
+fn start(bin: &PathBuf, buffer: Option<u32>, pin: &Option<String>) -> Daemon {
+    let (udp, tcp) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("gmond-load-{}-{udp}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("gmond.conf");
+    let buf = buffer.map(|b| format!("buffer = {b}")).unwrap_or_default();
+    std::fs::write(
+        &conf,
+        format!(
+            "globals {{ daemonize = no setuid = no mute = yes host_dmax = 0 max_udp_msg_len = 1472 }}\n\
+             cluster {{ name = \"load\" }}\n\
+             udp_recv_channel {{ bind = 127.0.0.1 port = {udp} {buf} }}\n\
+             tcp_accept_channel {{ bind = 127.0.0.1 port = {tcp} }}\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = match pin {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpu]).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let child = cmd
+        .arg("-c")
+        .arg(&conf)
+        .arg("-f")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = Daemon {
+        child,
+        udp,
+        tcp,
+        _dir: dir,
+    };
+    let end = Instant::now() + Duration::from_secs(20);
+    while read_xml(tcp).is_none() {
+        assert!(Instant::now() < end, "{} did not start", bin.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    d
+}
+
+fn read_xml(port: u16) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).ok()?;
+    Some(v)
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// The kernel's drop counter for the UDP socket bound to 127.0.0.1:`port`.
+fn socket_drops(port: u16) -> u64 {
+    let text = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    let local = format!("0100007F:{port:04X}");
+    text.lines()
+        .skip(1)
+        .filter(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn host(h: usize) -> String {
+    format!("10.{}.{}.{}:h{h}", (h >> 16) & 255, (h >> 8) & 255, h & 255)
+}
+
+fn metadata(h: &str, m: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    encode(
+        &Message::Metadata(Metadata {
+            id: MetricId {
+                host: h.as_bytes(),
+                name: m.as_bytes(),
+                spoof: true,
+            },
+            metric_type: b"uint32",
+            name: m.as_bytes(),
+            units: b"",
+            slope: Slope::BOTH,
+            tmax: 60,
+            dmax: 0,
+            extra: vec![],
+        }),
+        &mut b,
+    );
+    b
+}
+
+fn value(h: &str, m: &str, round: u32, out: &mut Vec<u8>) {
+    out.clear();
+    encode(
+        &Message::Value(ValueMsg {
+            id: MetricId {
+                host: h.as_bytes(),
+                name: m.as_bytes(),
+                spoof: true,
+            },
+            fmt: b"%u",
+            value: Value::UInt(round),
+        }),
+        out,
+    );
+}
+
+/// Sends `total` datagrams from `make` at `rate` per second; returns the rate reached.
+fn paced(
+    sock: &UdpSocket,
+    port: u16,
+    rate: u64,
+    total: u64,
+    mut make: impl FnMut(u64, &mut Vec<u8>),
+) -> f64 {
+    let start = Instant::now();
+    let mut buf = Vec::with_capacity(128);
+    for i in 0..total {
+        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+        while Instant::now() < due {
+            std::hint::spin_loop();
+        }
+        make(i, &mut buf);
+        let _ = sock.send_to(&buf, ("127.0.0.1", port));
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Metrics whose VAL is not `want` (stale or missing), out of hosts x metrics.
+fn stale(port: u16, hosts: usize, metrics: usize, want: u32) -> usize {
+    let xml = read_xml(port).unwrap_or_default();
+    let doc = ganglia_wire::xml::read_document(&xml).unwrap_or_default();
+    let fresh = doc
+        .clusters
+        .iter()
+        .flat_map(|c| &c.hosts)
+        .flat_map(|h| &h.metrics)
+        .filter(|m| m.val == want.to_string())
+        .count();
+    hosts * metrics - fresh.min(hosts * metrics)
+}
+
+fn main() {
+    let o = parse_args();
+    let names: Vec<(String, Vec<String>)> = (0..o.hosts)
+        .map(|h| (host(h), (0..o.metrics).map(|m| format!("m{m}")).collect()))
+        .collect();
+    let total = (o.hosts * o.metrics) as u64;
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let _ = socket2::SockRef::from(&sock).set_send_buffer_size(4 << 20);
+    println!(
+        "| daemon | rcvbuf | target rate/s | reached rate/s | CPU µs/datagram | socket drops | stale metrics | readers |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (label, bin) in &o.daemons {
+        for buffer in &o.buffers {
+            let d = start(bin, *buffer, &o.pin);
+            // Metadata for everything, paced, until the document shows every metric.
+            let mds: Vec<Vec<u8>> = names
+                .iter()
+                .flat_map(|(h, ms)| ms.iter().map(move |m| metadata(h, m)))
+                .collect();
+            paced(&sock, d.udp, 20_000, mds.len() as u64, |i, b| {
+                b.clone_from(&mds[i as usize])
+            });
+            let mut round = 0u32;
+            for &rate in &o.rates {
+                round += 1;
+                let stop = Arc::new(AtomicBool::new(false));
+                let dumps = Arc::new(AtomicU64::new(0));
+                let readers: Vec<_> = (0..o.readers)
+                    .map(|_| {
+                        let (stop, dumps, tcp) = (stop.clone(), dumps.clone(), d.tcp);
+                        std::thread::spawn(move || {
+                            while !stop.load(Ordering::Relaxed) {
+                                if read_xml(tcp).is_some() {
+                                    dumps.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                let n = ((rate as f64 * o.seconds) as u64).max(total);
+                let (cpu0, drops0) = (cpu_seconds(d.child.id()), socket_drops(d.udp));
+                let reached = paced(&sock, d.udp, rate, n, |i, b| {
+                    let k = (i % total) as usize;
+                    let (h, ms) = &names[k / o.metrics];
+                    // The last full pass of the run carries `round`; earlier ones round - 1.
+                    let r = if i >= n - total {
+                        round
+                    } else {
+                        round.saturating_sub(1)
+                    };
+                    value(h, &ms[k % o.metrics], r, b);
+                });
+                std::thread::sleep(Duration::from_millis(500));
+                stop.store(true, Ordering::Relaxed);
+                for r in readers {
+                    let _ = r.join();
+                }
+                let cpu = cpu_seconds(d.child.id()) - cpu0;
+                let drops = socket_drops(d.udp) - drops0;
+                let st = stale(d.tcp, o.hosts, o.metrics, round);
+                println!(
+                    "| {label} | {} | {rate} | {reached:.0} | {:.2} | {drops} ({:.2} %) | {st} ({:.2} %) | {} ({} dumps) |",
+                    buffer.map(|b| format!("{} KiB", b / 1024)).unwrap_or("default".into()),
+                    cpu * 1e6 / n as f64,
+                    100.0 * drops as f64 / n as f64,
+                    100.0 * st as f64 / total as f64,
+                    o.readers,
+                    dumps.load(Ordering::Relaxed),
+                );
+            }
+            if o.dump {
+                let t = Instant::now();
+                let xml = read_xml(d.tcp).unwrap_or_default();
+                println!(
+                    "| {label} | dump of {} hosts x {} metrics: {:.1} ms, {} bytes |",
+                    o.hosts,
+                    o.metrics,
+                    t.elapsed().as_secs_f64() * 1e3,
+                    xml.len()
+                );
+            }
+        }
+    }
+}
