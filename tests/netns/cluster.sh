@@ -4,7 +4,8 @@
 #   cluster.sh create  PREFIX N SUBNET   hosts PREFIX-n1..nN, SUBNET.I/24 (SUBNET = 10.X.Y)
 #   cluster.sh exec    PREFIX I CMD...   run CMD in host I with hostname nodeI (exec, same PID)
 #   cluster.sh destroy PREFIX            kill what runs inside (by PID), delete it all; idempotent
-#   cluster.sh gc                        destroy gmrs-PID-* leftovers whose PID is dead
+#   cluster.sh gc                        destroy gmrs-PID-* leftovers (and scratch dirs) whose
+#                                        PID is dead
 #   cluster.sh list    [PREFIX]          show the testbed's namespaces
 #
 # Safety: nothing is created in, or changed about, the root namespace; eth0 is never touched.
@@ -138,6 +139,13 @@ do_gc() {
     echo "cluster.sh: removing leftover testbed $f (owner gone)" >&2
     do_destroy "$f"
   done
+  # scratch dirs of netns::Cluster (TempDir "netns": gmond-rs-netns-PID-N) of dead owners
+  for f in "${TMPDIR:-/tmp}"/gmond-rs-netns-*; do
+    [ -d "$f" ] || continue
+    [[ "${f##*/}" =~ ^gmond-rs-netns-([0-9]+)-[0-9]+$ ]] || continue
+    [ -d "/proc/${BASH_REMATCH[1]}" ] || rm -rf -- "$f"
+  done
+  return 0
 }
 
 do_list() {
