@@ -163,5 +163,5 @@ case "$cmd" in
   destroy) [ $# -eq 1 ] || die "usage: destroy PREFIX"; do_destroy "$1" ;;
   gc)      do_gc ;;
   list)    do_list "${1:-}" ;;
-  *) sed -n '2,20p' "$0" >&2; exit 2 ;;
+  *) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac
