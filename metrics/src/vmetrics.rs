@@ -30,6 +30,9 @@ use std::collections::BTreeMap;
 use crate::hypervisor::{DomainInfo, DomainState, HostCapacity, Hypervisor, HypervisorError};
 use crate::linux::{MetricValue, ValueType};
 
+/// Bytes per GB in the disk metrics (gmond's disk_total convention: 1024^3).
+const GIB: f64 = 1_073_741_824.0;
+
 /// Longest VM prefix, bytes. Keeps `<prefix>.vdisk_bytes_written.rrd` well under the 255-byte
 /// file-name limit of gmetad's RRD tree and the XML lines under gmond's 1023-byte cut.
 pub const MAX_VM_PREFIX_LEN: usize = 128;
@@ -44,7 +47,7 @@ pub const VM_DMAX: u32 = 600;
 /// Extra element carrying the domain UUID on every per-VM metric.
 pub const EXTRA_VM_UUID: &str = "VM_UUID";
 
-/// The per-VM metric suffixes this publisher emits, in emission order.
+/// The per-VM metric suffixes published for every active domain, in emission order.
 pub const VM_METRICS: [&str; 5] = [
     "vcpu_util",
     "vcpu_num",
@@ -53,8 +56,8 @@ pub const VM_METRICS: [&str; 5] = [
     "vmem_util",
 ];
 
-/// Per-VM suffixes of §E.1 that other sources (sFlow) publish; accepted by [`parse_vm_metric`].
-const OTHER_VM_METRICS: [&str; 16] = [
+/// The disk and network suffixes of §E.1, published where the hypervisor gives I/O counters.
+pub const VM_IO_METRICS: [&str; 16] = [
     "vdisk_capacity",
     "vdisk_total",
     "vdisk_free",
@@ -121,7 +124,7 @@ pub fn vm_metric_name(vm: &str, metric: &str) -> String {
 /// [`is_clean_vm_name`] holds for it); use the `VM_UUID` extra to map other prefixes back.
 pub fn parse_vm_metric(name: &str) -> Option<(&str, &str)> {
     let (vm, metric) = name.rsplit_once('.')?;
-    if vm.is_empty() || !(VM_METRICS.contains(&metric) || OTHER_VM_METRICS.contains(&metric)) {
+    if vm.is_empty() || !(VM_METRICS.contains(&metric) || VM_IO_METRICS.contains(&metric)) {
         return None;
     }
     Some((vm, metric))
@@ -162,12 +165,121 @@ pub struct DomainSample {
     pub info: DomainInfo,
     /// vCPU utilisation in percent; `None` on the first sample of a running domain.
     pub vcpu_util: Option<f64>,
+    /// Disk and network figures, where the hypervisor gives I/O counters.
+    pub io: Option<IoRates>,
 }
 
-/// Remembers each domain's last CPU reading (by UUID) to turn readings into utilisation.
+/// Cumulative disk counters of a domain, summed over its disks (libvirt bulk `block.*`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskCounters {
+    /// Read requests.
+    pub rd_reqs: u64,
+    /// Bytes read.
+    pub rd_bytes: u64,
+    /// Write requests.
+    pub wr_reqs: u64,
+    /// Bytes written.
+    pub wr_bytes: u64,
+    /// Errors (0 where the driver does not count them).
+    pub errs: u64,
+    /// Logical size, bytes.
+    pub capacity_bytes: u64,
+    /// Bytes allocated on the host.
+    pub allocation_bytes: u64,
+}
+
+/// Cumulative network counters of a domain, summed over its interfaces (bulk `net.*`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetCounters {
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Packets received.
+    pub rx_pkts: u64,
+    /// Receive errors.
+    pub rx_errs: u64,
+    /// Receive drops.
+    pub rx_drop: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Packets sent.
+    pub tx_pkts: u64,
+    /// Send errors.
+    pub tx_errs: u64,
+    /// Send drops.
+    pub tx_drop: u64,
+}
+
+/// A domain's I/O counters; `None` for a group the hypervisor did not report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoCounters {
+    /// Disks (absent when the driver has no block stats or the domain has no disk).
+    pub disk: Option<DiskCounters>,
+    /// Interfaces (absent when the driver has no interface stats or there is no NIC).
+    pub net: Option<NetCounters>,
+}
+
+/// I/O of a domain as published: disk space, and per-second rates from two samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct IoRates {
+    /// Disk (capacity, allocation) in bytes.
+    pub disk_space: Option<(u64, u64)>,
+    /// Per second: reads, bytes read, writes, bytes written, errors.
+    pub disk: Option<[f64; 5]>,
+    /// Per second: bytes in, bytes out, packets in, packets out, errors in, errors out,
+    /// drops in, drops out.
+    pub net: Option<[f64; 8]>,
+}
+
+/// Per-second rates between two counter readings `dt_ns` apart; `None` when time did not
+/// advance or any counter went backwards (device replaced, domain restarted).
+pub fn counter_rates<const N: usize>(
+    prev: [u64; N],
+    cur: [u64; N],
+    dt_ns: u64,
+) -> Option<[f64; N]> {
+    if dt_ns == 0 {
+        return None;
+    }
+    let secs = dt_ns as f64 / 1e9;
+    let mut out = [0.0; N];
+    for (o, (p, c)) in out.iter_mut().zip(prev.iter().zip(cur.iter())) {
+        *o = c.checked_sub(*p)? as f64 / secs;
+    }
+    Some(out)
+}
+
+impl DiskCounters {
+    fn rate_fields(&self) -> [u64; 5] {
+        [
+            self.rd_reqs,
+            self.rd_bytes,
+            self.wr_reqs,
+            self.wr_bytes,
+            self.errs,
+        ]
+    }
+}
+
+impl NetCounters {
+    fn rate_fields(&self) -> [u64; 8] {
+        [
+            self.rx_bytes,
+            self.tx_bytes,
+            self.rx_pkts,
+            self.tx_pkts,
+            self.rx_errs,
+            self.tx_errs,
+            self.rx_drop,
+            self.tx_drop,
+        ]
+    }
+}
+
+/// Remembers each domain's last CPU (and I/O) reading by UUID, to turn readings into
+/// utilisation and rates.
 #[derive(Debug, Clone, Default)]
 pub struct UtilTracker {
-    last: BTreeMap<String, CpuSample>,
+    last: BTreeMap<String, (CpuSample, Option<IoCounters>)>,
 }
 
 impl UtilTracker {
@@ -179,25 +291,55 @@ impl UtilTracker {
     /// Feeds one listing taken at `now_ns`; domains not in it are forgotten, so one that comes
     /// back starts over. Domains that are not running use no CPU: their utilisation is 0.
     pub fn update(&mut self, now_ns: u64, domains: Vec<DomainInfo>) -> Vec<DomainSample> {
+        self.update_with_io(now_ns, domains.into_iter().map(|d| (d, None)).collect())
+    }
+
+    /// [`UtilTracker::update`] with I/O counters: disk space is published from the first
+    /// sample, rates from the second.
+    pub fn update_with_io(
+        &mut self,
+        now_ns: u64,
+        domains: Vec<(DomainInfo, Option<IoCounters>)>,
+    ) -> Vec<DomainSample> {
         let mut next = BTreeMap::new();
         let out = domains
             .into_iter()
-            .map(|info| {
+            .map(|(info, io)| {
                 let cur = CpuSample {
                     cpu_time_ns: info.cpu_time_ns,
                     at_ns: now_ns,
                 };
+                let prev = self.last.get(&info.uuid);
                 let util = match info.state {
-                    DomainState::Running => self
-                        .last
-                        .get(&info.uuid)
-                        .and_then(|prev| vcpu_util(*prev, cur, info.vcpus_current)),
+                    DomainState::Running => {
+                        prev.and_then(|(p, _)| vcpu_util(*p, cur, info.vcpus_current))
+                    }
                     _ => Some(0.0),
                 };
-                next.insert(info.uuid.clone(), cur);
+                let rates = io.map(|c| {
+                    let prev_io =
+                        prev.and_then(|(p, pio)| Some((now_ns.checked_sub(p.at_ns)?, (*pio)?)));
+                    IoRates {
+                        disk_space: c.disk.map(|d| (d.capacity_bytes, d.allocation_bytes)),
+                        disk: match (prev_io.and_then(|(dt, p)| Some((dt, p.disk?))), c.disk) {
+                            (Some((dt, p)), Some(d)) => {
+                                counter_rates(p.rate_fields(), d.rate_fields(), dt)
+                            }
+                            _ => None,
+                        },
+                        net: match (prev_io.and_then(|(dt, p)| Some((dt, p.net?))), c.net) {
+                            (Some((dt, p)), Some(n)) => {
+                                counter_rates(p.rate_fields(), n.rate_fields(), dt)
+                            }
+                            _ => None,
+                        },
+                    }
+                });
+                next.insert(info.uuid.clone(), (cur, io));
                 DomainSample {
                     info,
                     vcpu_util: util,
+                    io: rates,
                 }
             })
             .collect();
@@ -343,6 +485,157 @@ const VMEM_UTIL: Def = def(
     "Memory used by the guest as a share of vmem_total",
 );
 
+const VDISK: &str = "vm disk";
+const VNET: &str = "vm network";
+const VDISK_CAPACITY: Def = def(
+    "vdisk_capacity",
+    "%.3f",
+    "GB",
+    "both",
+    VDISK,
+    "Disk Capacity",
+    "Logical size of the VM disks",
+);
+const VDISK_TOTAL: Def = def(
+    "vdisk_total",
+    "%.3f",
+    "GB",
+    "both",
+    VDISK,
+    "Disk Allocated",
+    "Host space allocated to the VM disks",
+);
+const VDISK_FREE: Def = def(
+    "vdisk_free",
+    "%.3f",
+    "GB",
+    "both",
+    VDISK,
+    "Disk Unallocated",
+    "Capacity minus allocation of the VM disks",
+);
+const VDISK_RATES: [Def; 5] = [
+    def(
+        "vdisk_reads",
+        "%.2f",
+        "reads/sec",
+        "both",
+        VDISK,
+        "Disk Reads",
+        "Read requests per second",
+    ),
+    def(
+        "vdisk_bytes_read",
+        "%.2f",
+        "bytes/sec",
+        "both",
+        VDISK,
+        "Disk Bytes Read",
+        "Bytes read per second",
+    ),
+    def(
+        "vdisk_writes",
+        "%.2f",
+        "writes/sec",
+        "both",
+        VDISK,
+        "Disk Writes",
+        "Write requests per second",
+    ),
+    def(
+        "vdisk_bytes_written",
+        "%.2f",
+        "bytes/sec",
+        "both",
+        VDISK,
+        "Disk Bytes Written",
+        "Bytes written per second",
+    ),
+    def(
+        "vdisk_errs",
+        "%.2f",
+        "errors/sec",
+        "both",
+        VDISK,
+        "Disk Errors",
+        "Disk errors per second",
+    ),
+];
+const VNET_RATES: [Def; 8] = [
+    def(
+        "vbytes_in",
+        "%.2f",
+        "bytes/sec",
+        "both",
+        VNET,
+        "Bytes Received",
+        "Bytes received per second",
+    ),
+    def(
+        "vbytes_out",
+        "%.2f",
+        "bytes/sec",
+        "both",
+        VNET,
+        "Bytes Sent",
+        "Bytes sent per second",
+    ),
+    def(
+        "vpkts_in",
+        "%.2f",
+        "packets/sec",
+        "both",
+        VNET,
+        "Packets Received",
+        "Packets received per second",
+    ),
+    def(
+        "vpkts_out",
+        "%.2f",
+        "packets/sec",
+        "both",
+        VNET,
+        "Packets Sent",
+        "Packets sent per second",
+    ),
+    def(
+        "verrs_in",
+        "%.2f",
+        "errors/sec",
+        "both",
+        VNET,
+        "Receive Errors",
+        "Receive errors per second",
+    ),
+    def(
+        "verrs_out",
+        "%.2f",
+        "errors/sec",
+        "both",
+        VNET,
+        "Send Errors",
+        "Send errors per second",
+    ),
+    def(
+        "vdrops_in",
+        "%.2f",
+        "packets/sec",
+        "both",
+        VNET,
+        "Receive Drops",
+        "Received packets dropped per second",
+    ),
+    def(
+        "vdrops_out",
+        "%.2f",
+        "packets/sec",
+        "both",
+        VNET,
+        "Send Drops",
+        "Sent packets dropped per second",
+    ),
+];
+
 const fn def(
     suffix: &'static str,
     format: &'static str,
@@ -416,7 +709,8 @@ pub fn state_text(state: DomainState) -> &'static str {
 
 /// Every metric for one round: the `vnode_*` host metrics, then per VM (ordered by prefix)
 /// `vcpu_util` (when known), `vcpu_num`, `vcpu_state`, `vmem_total`, `vmem_util` (when the
-/// current memory is not 0).
+/// current memory is not 0), then where I/O counters exist `vdisk_capacity`/`vdisk_total`/
+/// `vdisk_free` and, from the second sample on, the disk and network rates.
 ///
 /// Running and paused domains get all of them. Shut-off and crashed domains get only
 /// `vcpu_state`: they hold neither CPU nor memory, and a consumer that needs `vcpu_num` to
@@ -474,6 +768,21 @@ pub fn publish(host: &HostCapacity, domains: &[DomainSample]) -> Vec<VmMetric> {
             let used = i.mem_used_kib.min(i.mem_current_kib) as f64;
             let pct = used / i.mem_current_kib as f64 * 100.0;
             out.push(m(&VMEM_UTIL, MetricValue::F32(pct as f32)));
+        }
+        let Some(io) = &d.io else { continue };
+        if let Some((cap, alloc)) = io.disk_space {
+            let gb = |b: u64| MetricValue::F32((b as f64 / GIB) as f32);
+            out.push(m(&VDISK_CAPACITY, gb(cap)));
+            out.push(m(&VDISK_TOTAL, gb(alloc)));
+            out.push(m(&VDISK_FREE, gb(cap.saturating_sub(alloc))));
+        }
+        for (defs, rates) in [
+            (&VDISK_RATES[..], io.disk.as_ref().map(|r| &r[..])),
+            (&VNET_RATES[..], io.net.as_ref().map(|r| &r[..])),
+        ] {
+            for (def, v) in defs.iter().zip(rates.unwrap_or(&[])) {
+                out.push(m(def, MetricValue::F32(*v as f32)));
+            }
         }
     }
     out
@@ -655,18 +964,22 @@ mod tests {
             DomainSample {
                 info: dom("web1", "01", DomainState::Running),
                 vcpu_util: Some(12.5),
+                io: None,
             },
             DomainSample {
                 info: dom("a:b", "02", DomainState::Paused),
                 vcpu_util: Some(0.0),
+                io: None,
             },
             DomainSample {
                 info: dom("off", "03", DomainState::Shutoff),
                 vcpu_util: Some(0.0),
+                io: None,
             },
             DomainSample {
                 info: dom("new", "04", DomainState::Running),
                 vcpu_util: None,
+                io: None,
             },
         ];
         let ms = publish(&host, &doms);
@@ -761,6 +1074,109 @@ mod tests {
     }
 
     #[test]
+    fn counter_rates_hand_computed() {
+        assert_eq!(
+            counter_rates([0, 100], [50, 400], 2_000_000_000),
+            Some([25.0, 150.0])
+        );
+        assert_eq!(counter_rates([10], [10], 500_000_000), Some([0.0]));
+        // Reset counter or no time: no rates.
+        assert_eq!(counter_rates([10, 5], [20, 4], 1_000_000_000), None);
+        assert_eq!(counter_rates([1], [2], 0), None);
+    }
+
+    #[test]
+    fn io_rates_from_the_second_sample() {
+        let d = dom("io", "0a", DomainState::Running);
+        let disk = DiskCounters {
+            rd_reqs: 100,
+            rd_bytes: 1 << 20,
+            wr_reqs: 10,
+            wr_bytes: 4096,
+            errs: 0,
+            capacity_bytes: 10 << 30,
+            allocation_bytes: 4 << 30,
+        };
+        let net = NetCounters {
+            rx_bytes: 1000,
+            tx_bytes: 500,
+            ..NetCounters::default()
+        };
+        let io = IoCounters {
+            disk: Some(disk),
+            net: Some(net),
+        };
+        let mut t = UtilTracker::new();
+        let s = t.update_with_io(0, vec![(d.clone(), Some(io))]);
+        let r = s[0].io.unwrap();
+        assert_eq!(r.disk_space, Some((10 << 30, 4 << 30)));
+        assert_eq!((r.disk, r.net), (None, None));
+        let host = HostCapacity {
+            cpus: 1,
+            mhz: 1,
+            mem_kib: 1,
+            mem_free_kib: 1,
+        };
+        let ms = publish(&host, &s);
+        let get =
+            |ms: &[VmMetric], n: &str| ms.iter().find(|m| m.name == n).map(|m| m.value.clone());
+        assert_eq!(get(&ms, "io.vdisk_capacity"), Some(MetricValue::F32(10.0)));
+        assert_eq!(get(&ms, "io.vdisk_total"), Some(MetricValue::F32(4.0)));
+        assert_eq!(get(&ms, "io.vdisk_free"), Some(MetricValue::F32(6.0)));
+        assert_eq!(get(&ms, "io.vdisk_reads"), None);
+
+        // 4 s later: 40 more reads, 4 KiB more read, 2000 more bytes in.
+        let disk2 = DiskCounters {
+            rd_reqs: 140,
+            rd_bytes: (1 << 20) + 4096,
+            ..disk
+        };
+        let net2 = NetCounters {
+            rx_bytes: 3000,
+            ..net
+        };
+        let io2 = IoCounters {
+            disk: Some(disk2),
+            net: Some(net2),
+        };
+        let s = t.update_with_io(4_000_000_000, vec![(d.clone(), Some(io2))]);
+        let r = s[0].io.unwrap();
+        assert_eq!(r.disk, Some([10.0, 1024.0, 0.0, 0.0, 0.0]));
+        assert_eq!(r.net, Some([500.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]));
+        let ms = publish(&host, &s);
+        assert_eq!(get(&ms, "io.vdisk_reads"), Some(MetricValue::F32(10.0)));
+        assert_eq!(
+            get(&ms, "io.vdisk_bytes_read"),
+            Some(MetricValue::F32(1024.0))
+        );
+        assert_eq!(get(&ms, "io.vbytes_in"), Some(MetricValue::F32(500.0)));
+        assert_eq!(get(&ms, "io.vdrops_out"), Some(MetricValue::F32(0.0)));
+        let io_names: Vec<&str> = ms
+            .iter()
+            .filter_map(|m| parse_vm_metric(&m.name))
+            .map(|(_, s)| s)
+            .filter(|s| VM_IO_METRICS.contains(s))
+            .collect();
+        assert_eq!(io_names, VM_IO_METRICS);
+        for m in &ms {
+            assert_eq!((m.tmax, m.dmax), (60, 600));
+        }
+        // A NIC that appears later starts its rates over.
+        let s = t.update_with_io(
+            8_000_000_000,
+            vec![(
+                d,
+                Some(IoCounters {
+                    disk: None,
+                    net: Some(net2),
+                }),
+            )],
+        );
+        assert_eq!(s[0].io.unwrap().disk, None);
+        assert!(s[0].io.unwrap().net.is_some());
+    }
+
+    #[test]
     fn publish_prefix_collision_keeps_smaller_uuid() {
         let host = HostCapacity {
             cpus: 1,
@@ -771,10 +1187,12 @@ mod tests {
         let a = DomainSample {
             info: dom("same", "b2", DomainState::Running),
             vcpu_util: None,
+            io: None,
         };
         let b = DomainSample {
             info: dom("same", "a1", DomainState::Running),
             vcpu_util: None,
+            io: None,
         };
         let ms = publish(&host, &[a, b]);
         let n: Vec<_> = ms.iter().filter(|m| m.name == "same.vcpu_num").collect();

@@ -284,3 +284,26 @@ fn reconnects_once_the_uri_works_again() {
         gmond_metrics::hypervisor::libvirt::LinkState::Up
     );
 }
+
+#[test]
+fn collect_round_through_the_reconnecting_wrapper() {
+    let hv = LibvirtHypervisor::open_lazy(&node_uri(), BackoffPolicy::default());
+    let mut tracker = UtilTracker::new();
+    let mut t = 0u64;
+    let ms = hv
+        .collect_round(&mut tracker, || {
+            t += 1_000;
+            t
+        })
+        .unwrap();
+    assert!(ms.iter().any(|m| m.name == "web1.vmem_util"));
+    // The test driver has no block or interface stats: no I/O metrics.
+    assert!(ms.iter().all(|m| {
+        vmetrics::parse_vm_metric(&m.name)
+            .is_none_or(|(_, s)| !vmetrics::VM_IO_METRICS.contains(&s))
+    }));
+    assert_eq!(
+        ms.iter().filter(|m| m.name.starts_with("vnode_")).count(),
+        5
+    );
+}
