@@ -1,14 +1,17 @@
 //! The libvirt implementation of [`Hypervisor`] through the `virt` crate, with reconnect and
 //! backoff when libvirtd goes away.
 //!
-//! Every call BLOCKS (libvirt RPCs, up to libvirt's keepalive timeout when the daemon hangs):
-//! never call it on an async runtime's worker threads; use a dedicated thread or
-//! `tokio::task::spawn_blocking`. Take the sample time around the call (its midpoint), not after.
+//! Every call BLOCKS (libvirt RPCs; against a hung, not dead, daemon possibly for long, since
+//! libvirt's keepalive needs an event loop this crate does not run): never call it on an async
+//! runtime's worker threads; use a dedicated thread or `tokio::task::spawn_blocking`, and do
+//! not start a round while the last is still running. Take the sample time around the call
+//! (its midpoint), not after.
 //!
 //! Data sources per domain: bulk stats (`virConnectGetAllDomainStats`: `state.*`, `cpu.time`,
-//! `balloon.*`, `vcpu.current/maximum`) where the driver has them, per-domain calls
-//! (`virDomainGetInfo`, `virDomainGetVcpusFlags`, `virDomainMemoryStats`) for whatever is
-//! missing. libvirt's test driver gives only `state.*` in bulk, so it exercises the fallbacks.
+//! `balloon.*`, `vcpu.current/maximum`, `block.*`, `net.*`) where the driver has them,
+//! per-domain calls (`virDomainGetInfo`, `virDomainGetVcpusFlags`, `virDomainMemoryStats`)
+//! for whatever is missing (not for I/O). libvirt's test driver gives only `state.*` in bulk,
+//! so it exercises the fallbacks.
 //!
 //! Memory used: balloon `current - unused` when the guest reports `unused`, else the QEMU
 //! process RSS capped at the current memory, else the current memory.
@@ -22,6 +25,7 @@ mod ffi;
 
 pub use backoff::{Backoff, BackoffPolicy, LinkState, Transition};
 
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -34,7 +38,6 @@ use virt::sys;
 use super::{DomainInfo, DomainState, HostCapacity, Hypervisor, HypervisorError};
 use crate::vmetrics::{self, DiskCounters, IoCounters, NetCounters, UtilTracker, VmMetric};
 use ffi::Param;
-use std::collections::BTreeMap;
 
 /// One live session with a hypervisor, as [`Reconnecting`] needs it.
 pub trait Session {
