@@ -72,6 +72,7 @@ not_in_tree() { # not_in_tree CRATE DEP: CRATE must not depend on DEP (normal ed
 }
 purity() {
     not_in_tree ganglia-wire tokio && not_in_tree ganglia-wire socket2 &&
+        not_in_tree ganglia-wire virt && not_in_tree balancer virt &&
         not_in_tree gmond-conf tokio && not_in_tree rrd ganglia-wire &&
         not_in_tree rrd tokio
 }
