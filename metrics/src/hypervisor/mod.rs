@@ -3,6 +3,7 @@
 //! Blocking-call style and object-safe (`&dyn Hypervisor`) so that a libvirt implementation can
 //! sit behind the same trait as the deterministic simulation in [`sim`].
 
+#[cfg(feature = "libvirt")]
 pub mod libvirt;
 pub mod profile;
 pub mod sim;
