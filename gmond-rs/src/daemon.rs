@@ -12,6 +12,7 @@
 use crate::selfmetrics;
 use crate::sender::{GroupPlan, Identity, MetricPlan, Sender};
 use crate::store::{ClusterInfo, ClusterStore, HostsFileResolver, StoreConfig, Timestamp};
+use crate::vmpublish::VmPublisher;
 use gmond_conf::{Acl, Config, SendTarget, TcpAcceptChannel, UdpRecvChannel};
 use gmond_metrics::linux::{self, CoreInfo, LinuxCollector, MetricSpec};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -227,19 +228,49 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Error> {
         "gmond-rs starting"
     );
 
+    // Metadata requests go to every part of this daemon that sends metrics.
     let (req_tx, req_rx) = mpsc::channel::<Box<[u8]>>();
+    let (vm_req_tx, vm_req_rx) = mpsc::channel::<Box<[u8]>>();
+    let req_txs = vec![req_tx, vm_req_tx];
     for (sock, acl, name) in receivers {
         let (store, outbound, stats, req_tx) = (
             store.clone(),
             outbound.clone(),
             stats.clone(),
-            req_tx.clone(),
+            req_txs.clone(),
         );
         std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || receive_loop(sock, acl, &store, &outbound, &stats, &req_tx))
             .map_err(|source| Error::Runtime {
                 what: "receive thread",
+                source,
+            })?;
+    }
+
+    if let Some(module) = cfg
+        .modules
+        .iter()
+        .find(|m| m.enabled && m.name == "libvirt_module")
+        .filter(|_| !mute)
+    {
+        let uri = module.param("uri").unwrap_or("qemu:///system").to_owned();
+        let every = module
+            .param("collect_every")
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map_or(Duration::from_secs(20), Duration::from_secs);
+        let publisher = VmPublisher::new(
+            id.clone(),
+            Duration::from_secs(120),
+            usize::from(cfg.globals.max_udp_msg_len),
+        );
+        let outbound = outbound.clone();
+        tracing::info!(uri = %uri, every_s = every.as_secs(), "per-VM metrics through libvirt");
+        std::thread::Builder::new()
+            .name("libvirt".into())
+            .spawn(move || vm_loop(&uri, every, publisher, &vm_req_rx, &outbound))
+            .map_err(|source| Error::Runtime {
+                what: "libvirt thread",
                 source,
             })?;
     }
@@ -324,7 +355,7 @@ fn receive_loop(
     store: &RwLock<ClusterStore>,
     outbound: &Outbound,
     stats: &IoStats,
-    requests: &mpsc::Sender<Box<[u8]>>,
+    requests: &[mpsc::Sender<Box<[u8]>>],
 ) {
     // One more byte than the largest accepted datagram, so an oversize one is seen as such.
     let limit = store
@@ -358,7 +389,9 @@ fn receive_loop(
             outbound.send(&d);
         }
         for name in s.poll_metadata_requested() {
-            let _ = requests.send(name);
+            for r in requests {
+                let _ = r.send(name.clone());
+            }
         }
     }
 }
@@ -415,6 +448,45 @@ fn sender_loop(
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 // No receive thread (deaf): just keep the schedule.
                 std::thread::sleep(wait);
+            }
+        }
+    }
+}
+
+/// Collects the hypervisor's domains every `every` and sends them as VM metrics. libvirt calls
+/// block, which is why this has its own thread; an unreachable libvirtd is logged once by the
+/// reconnecting hypervisor and retried with backoff while the rest of the daemon carries on.
+fn vm_loop(
+    uri: &str,
+    every: Duration,
+    mut publisher: VmPublisher,
+    requests: &mpsc::Receiver<Box<[u8]>>,
+    outbound: &Outbound,
+) {
+    use gmond_metrics::hypervisor::libvirt::{BackoffPolicy, LibvirtHypervisor};
+    let hv = LibvirtHypervisor::open_lazy(uri, BackoffPolicy::default());
+    let mut tracker = gmond_metrics::vmetrics::UtilTracker::new();
+    let clock_ns = || {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    };
+    loop {
+        match hv.collect_round(&mut tracker, clock_ns) {
+            Ok(metrics) => {
+                let now = Timestamp::from_system_time(SystemTime::now());
+                for d in publisher.encode_round(now, &metrics) {
+                    outbound.send(&d);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "no VM metrics this round"),
+        }
+        let deadline = std::time::Instant::now() + every;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match requests.recv_timeout(left) {
+                Ok(name) => publisher.metadata_requested(&name),
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(left),
             }
         }
     }

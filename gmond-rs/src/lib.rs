@@ -7,3 +7,4 @@ pub mod daemon;
 pub mod selfmetrics;
 pub mod sender;
 pub mod store;
+pub mod vmpublish;

@@ -271,17 +271,10 @@ impl Sender {
                 Err(e) => tracing::warn!(metric = spec.name, error = %e, "metadata not sent"),
             }
         }
-        let v = match &value {
-            MetricValue::U16(x) => Value::UShort(*x),
-            MetricValue::U32(x) => Value::UInt(*x),
-            MetricValue::F32(x) => Value::Float(*x),
-            MetricValue::F64(x) => Value::Double(*x),
-            MetricValue::Str(s) => Value::Str(s.as_bytes()),
-        };
         let msg = Message::Value(ValueMsg {
             id,
             fmt: m.plan.spec.format.as_bytes(),
-            value: v,
+            value: wire_value(&value),
         });
         if ganglia_wire::encoded_len(&msg) > self.max_value_len {
             tracing::warn!(
@@ -294,6 +287,17 @@ impl Sender {
         encode(&msg, &mut bytes);
         out.push(bytes);
         m.last_sent = Some(value);
+    }
+}
+
+/// A collected value as the XDR value message of its C type.
+pub fn wire_value(v: &MetricValue) -> Value<'_> {
+    match v {
+        MetricValue::U16(x) => Value::UShort(*x),
+        MetricValue::U32(x) => Value::UInt(*x),
+        MetricValue::F32(x) => Value::Float(*x),
+        MetricValue::F64(x) => Value::Double(*x),
+        MetricValue::Str(s) => Value::Str(s.as_bytes()),
     }
 }
 

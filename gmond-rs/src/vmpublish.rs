@@ -1,0 +1,162 @@
+//! Sending the per-VM metrics of this hypervisor (`gmond_metrics::vmetrics`) on this host's
+//! channels, as gmond sends its own: metadata before a metric's first value, again when a peer
+//! asks for it, and at least every `resend` so receivers never expire it (its dmax is 600 s and
+//! counts from the last metadata, reference §B.5).
+
+use crate::sender::{wire_value, Identity, METADATA_BUFFER};
+use crate::store::Timestamp;
+use ganglia_wire::{encode, encoded_len, Extra, Message, Metadata, MetricId, Slope, ValueMsg};
+use gmond_metrics::vmetrics::VmMetric;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Encoder of VM metric rounds, remembering when each name's metadata last went out.
+#[derive(Debug)]
+pub struct VmPublisher {
+    id: Identity,
+    resend: Duration,
+    max_value_len: usize,
+    metadata_at: BTreeMap<String, Timestamp>,
+    requested: BTreeSet<Vec<u8>>,
+}
+
+impl VmPublisher {
+    pub fn new(id: Identity, resend: Duration, max_udp_msg_len: usize) -> Self {
+        VmPublisher {
+            id,
+            resend,
+            max_value_len: max_udp_msg_len,
+            metadata_at: BTreeMap::new(),
+            requested: BTreeSet::new(),
+        }
+    }
+
+    /// A peer asked for the metadata of `name`: it goes out with the next round.
+    pub fn metadata_requested(&mut self, name: &[u8]) {
+        self.requested.insert(name.to_vec());
+    }
+
+    /// The datagrams for one collection round, in order (per metric: metadata if due, value).
+    /// Names no longer published are forgotten, so a VM that comes back gets metadata again.
+    pub fn encode_round(&mut self, now: Timestamp, metrics: &[VmMetric]) -> Vec<Vec<u8>> {
+        let mut out = Vec::with_capacity(metrics.len() * 2);
+        let current: BTreeSet<&str> = metrics.iter().map(|m| m.name.as_str()).collect();
+        self.metadata_at.retain(|n, _| current.contains(n.as_str()));
+        for m in metrics {
+            let id = MetricId {
+                host: self.id.host.as_bytes(),
+                name: m.name.as_bytes(),
+                spoof: self.id.spoof,
+            };
+            let due = self.requested.remove(m.name.as_bytes())
+                || self
+                    .metadata_at
+                    .get(&m.name)
+                    .is_none_or(|at| now.saturating_since(*at) >= self.resend);
+            if due {
+                // gmond's own extras order (TITLE, DESC, GROUP), then the module's own.
+                let mut extra = vec![
+                    Extra {
+                        name: b"TITLE",
+                        data: m.title.as_bytes(),
+                    },
+                    Extra {
+                        name: b"DESC",
+                        data: m.desc.as_bytes(),
+                    },
+                    Extra {
+                        name: b"GROUP",
+                        data: m.group.as_bytes(),
+                    },
+                ];
+                extra.extend(m.extras.iter().map(|(k, v)| Extra {
+                    name: k.as_bytes(),
+                    data: v.as_bytes(),
+                }));
+                let md = Message::Metadata(Metadata {
+                    id,
+                    metric_type: m.value_type().type_name().as_bytes(),
+                    name: m.name.as_bytes(),
+                    units: m.units.as_bytes(),
+                    slope: Slope::from_name(m.slope),
+                    tmax: m.tmax,
+                    dmax: m.dmax,
+                    extra,
+                });
+                match ganglia_wire::encode_bounded(&md, METADATA_BUFFER) {
+                    Ok(b) => {
+                        out.push(b);
+                        self.metadata_at.insert(m.name.clone(), now);
+                    }
+                    Err(e) => tracing::warn!(metric = %m.name, error = %e, "VM metadata not sent"),
+                }
+            }
+            let v = Message::Value(ValueMsg {
+                id,
+                fmt: m.format.as_bytes(),
+                value: wire_value(&m.value),
+            });
+            if encoded_len(&v) <= self.max_value_len {
+                let mut b = Vec::with_capacity(96);
+                encode(&v, &mut b);
+                out.push(b);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ganglia_wire::decode;
+    use gmond_metrics::linux::MetricValue;
+
+    fn metric(name: &str, v: f32) -> VmMetric {
+        VmMetric {
+            name: name.into(),
+            value: MetricValue::F32(v),
+            format: "%.1f",
+            units: "%",
+            slope: "both",
+            tmax: 60,
+            dmax: 600,
+            group: "vm cpu",
+            desc: "VM CPU utilization",
+            title: "web1: CPU utilization".into(),
+            extras: vec![("VM_UUID", "00000000-0000-0000-0000-000000000001".into())],
+        }
+    }
+
+    fn ids(d: &[Vec<u8>]) -> Vec<u32> {
+        d.iter().map(|b| decode(b).unwrap().message_id()).collect()
+    }
+
+    #[test]
+    fn metadata_first_then_only_when_due_or_requested() {
+        let mut p = VmPublisher::new(
+            Identity::new("hv1", None, None),
+            Duration::from_secs(120),
+            1472,
+        );
+        let t = |s| Timestamp::from_secs(s);
+        let ms = [metric("web1.vcpu_util", 12.5)];
+        let out = p.encode_round(t(1000), &ms);
+        assert_eq!(ids(&out), [128, 134]);
+        let Message::Metadata(md) = decode(&out[0]).unwrap() else {
+            panic!()
+        };
+        assert_eq!((md.dmax, md.tmax, md.metric_type), (600, 60, &b"float"[..]));
+        let keys: Vec<&[u8]> = md.extra.iter().map(|e| e.name).collect();
+        assert_eq!(keys, [&b"TITLE"[..], b"DESC", b"GROUP", b"VM_UUID"]);
+        assert_eq!(ids(&p.encode_round(t(1020), &ms)), [134]);
+        p.metadata_requested(b"web1.vcpu_util");
+        assert_eq!(ids(&p.encode_round(t(1040), &ms)), [128, 134]);
+        assert_eq!(ids(&p.encode_round(t(1060), &ms)), [134]);
+        // Re-sent before receivers' dmax (600 s) could expire it.
+        assert_eq!(ids(&p.encode_round(t(1160), &ms)), [128, 134]);
+        // A VM that went away and came back gets its metadata again.
+        assert!(p.encode_round(t(1180), &[]).is_empty());
+        assert_eq!(ids(&p.encode_round(t(1200), &ms)), [128, 134]);
+    }
+}
