@@ -162,13 +162,25 @@ fn restart_and_recover(bed: &mut Bed, node: usize, all: &[usize], want: &BTreeSe
     let restarted = Instant::now();
     bed.start(node);
     let mut done: Vec<Option<Duration>> = vec![None; HOSTS + 1];
+    // What each peer still lacked just before it became complete: the slowest metadata.
+    let mut lacked: Vec<Vec<String>> = vec![Vec::new(); HOSTS + 1];
     let recovered = poll_for(
         Duration::from_secs(u64::from(2 * THRESHOLD + 2 * EVERY)),
         || {
             let v = bed.view(node)?;
             for &j in all {
-                if done[j].is_none() && complete(&v, bed, &[j], want) {
+                if done[j].is_some() {
+                    continue;
+                }
+                if complete(&v, bed, &[j], want) {
                     done[j] = Some(restarted.elapsed());
+                } else if let Some(h) = host_by_ip(&v, &bed.ip(j)) {
+                    let have = names(h);
+                    let mut miss: Vec<String> = want.difference(&have).cloned().collect();
+                    if h.gmond_started == 0 {
+                        miss.push("(heartbeat)".into());
+                    }
+                    lacked[j] = miss;
                 }
             }
             complete(&v, bed, all, want).then_some(v)
@@ -181,9 +193,10 @@ fn restart_and_recover(bed: &mut Bed, node: usize, all: &[usize], want: &BTreeSe
         )
     });
     eprintln!(
-        "e. restarted node{node} has the full view after {:?}; per peer: {:?}",
+        "e. restarted node{node} has the full view after {:?}; per peer: {:?}, last lacking {:?}",
         restarted.elapsed(),
-        &done[1..]
+        &done[1..],
+        &lacked[1..]
     );
     // The others see the new process's heartbeat.
     let started = host_by_ip(&recovered, &bed.ip(node)).unwrap().gmond_started;
