@@ -1,0 +1,112 @@
+//! The XML port's options: `gzip_output` serves the same document as an RFC 1952 stream (what
+//! gmetad auto-detects), and a channel `acl` refuses or serves clients by address, for TCP and
+//! UDP alike. 127.0.0.1 only.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ganglia_wire::xml::read_document;
+use integration_tests::{free_port, poll_until, read_xml, Proc, TempDir};
+use std::ffi::OsStr;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+fn start(dir: &TempDir, text: &str) -> Proc {
+    let conf = dir.path().join("gmond.conf");
+    std::fs::write(&conf, text).unwrap();
+    Proc::spawn(
+        "gmond-rs",
+        Path::new(env!("CARGO_BIN_EXE_gmond-rs")),
+        &[OsStr::new("-c"), conf.as_os_str()],
+    )
+}
+
+#[test]
+fn gzip_output_serves_the_same_document_compressed() {
+    let dir = TempDir::new("gzip");
+    let (udp, plain, gz) = (free_port(), free_port(), free_port());
+    let mut d = start(
+        &dir,
+        &format!(
+            "globals {{ daemonize = no setuid = no host_dmax = 0 }}\n\
+             udp_send_channel {{ host = 127.0.0.1 port = {udp} }}\n\
+             udp_recv_channel {{ bind = 127.0.0.1 port = {udp} }}\n\
+             tcp_accept_channel {{ bind = 127.0.0.1 port = {plain} }}\n\
+             tcp_accept_channel {{ bind = 127.0.0.1 port = {gz} gzip_output = yes }}\n\
+             collection_group {{ collect_once = yes time_threshold = 20 metric {{ name = \"os_name\" }} }}\n"
+        ),
+    );
+    // Wait until our own metric is in the view, so both documents have content.
+    poll_until(Duration::from_secs(20), || {
+        let doc = read_document(&read_xml(plain)?).ok()?;
+        doc.clusters[0].hosts.first()?.metric("os_name").map(|_| ())
+    });
+    let raw = poll_until(Duration::from_secs(20), || read_xml(gz));
+    assert_eq!(&raw[..2], &[0x1f, 0x8b], "gzip magic");
+    let mut xml = Vec::new();
+    flate2::read::GzDecoder::new(&raw[..])
+        .read_to_end(&mut xml)
+        .unwrap();
+    let zipped = read_document(&xml).unwrap();
+    let direct = read_document(&read_xml(plain).unwrap()).unwrap();
+    let os = |doc: &ganglia_wire::model::Document| {
+        doc.clusters[0].hosts[0]
+            .metric("os_name")
+            .map(|m| m.val.clone())
+    };
+    assert_eq!(os(&zipped), os(&direct));
+    assert!(zipped.clusters[0].hosts.len() == 1);
+    assert!(d.running());
+}
+
+#[test]
+fn acls_refuse_and_allow_by_address() {
+    let dir = TempDir::new("acl");
+    let (udp, denied_tcp, allowed_tcp) = (free_port(), free_port(), free_port());
+    let mut d = start(
+        &dir,
+        &format!(
+            "globals {{ daemonize = no setuid = no host_dmax = 0 }}\n\
+             udp_recv_channel {{ bind = 127.0.0.1 port = {udp}\n\
+               acl {{ default = \"allow\" access {{ ip = 127.0.0.2 mask = 32 action = \"deny\" }} }} }}\n\
+             tcp_accept_channel {{ bind = 127.0.0.1 port = {denied_tcp}\n\
+               acl {{ default = \"deny\" access {{ ip = 10.0.0.0 mask = 8 action = \"allow\" }} }} }}\n\
+             tcp_accept_channel {{ bind = 127.0.0.1 port = {allowed_tcp}\n\
+               acl {{ default = \"deny\" access {{ ip = 127.0.0.0 mask = 255.0.0.0 action = \"allow\" }} }} }}\n"
+        ),
+    );
+    poll_until(Duration::from_secs(20), || read_xml(allowed_tcp));
+    // A denied client is closed without a byte.
+    let got = read_xml(denied_tcp).unwrap_or_default();
+    assert!(got.is_empty(), "denied client got {} bytes", got.len());
+
+    // UDP: a heartbeat from 127.0.0.2 (denied) is dropped; the same from 127.0.0.3 is not.
+    let hb = |from: &str| {
+        let sock = std::net::UdpSocket::bind((from, 0)).unwrap();
+        let mut buf = Vec::new();
+        ganglia_wire::encode(
+            &ganglia_wire::Message::Value(ganglia_wire::ValueMsg {
+                id: ganglia_wire::MetricId {
+                    host: b"x",
+                    name: b"heartbeat",
+                    spoof: false,
+                },
+                fmt: b"%u",
+                value: ganglia_wire::Value::UInt(1_795_000_000),
+            }),
+            &mut buf,
+        );
+        sock.send_to(&buf, ("127.0.0.1", udp)).unwrap();
+    };
+    let ips = poll_until(Duration::from_secs(20), || {
+        hb("127.0.0.2");
+        hb("127.0.0.3");
+        let doc = read_document(&read_xml(allowed_tcp)?).ok()?;
+        let ips: Vec<String> = doc.clusters[0].hosts.iter().map(|h| h.ip.clone()).collect();
+        ips.contains(&"127.0.0.3".to_string()).then_some(ips)
+    });
+    assert!(
+        !ips.contains(&"127.0.0.2".to_string()),
+        "denied sender shown: {ips:?}"
+    );
+    assert!(d.running());
+}
