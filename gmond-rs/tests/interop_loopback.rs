@@ -7,8 +7,8 @@
 use ganglia_wire::model::{Cluster, Host};
 use ganglia_wire::xml::read_document;
 use integration_tests::{
-    fast_stock_config_with_channels, free_port, poll_for, poll_until, read_xml, require_program,
-    Proc, TempDir,
+    assert_same_metrics, fast_stock_config_with_channels, free_port, poll_for, poll_until,
+    read_xml, require_program, Proc, TempDir,
 };
 use std::ffi::OsStr;
 use std::path::Path;
@@ -125,30 +125,7 @@ fn real_gmond_and_gmond_rs_share_one_cluster_view() {
     //    values that cannot differ between two daemons on one machine are equal.
     for view in [&view_real, &view_ours] {
         let (r, o) = (host(view, REAL), host(view, OURS));
-        for m in &r.metrics {
-            let mo = o.metric(&m.name).unwrap();
-            assert_eq!(
-                (&mo.ty, &mo.units, &mo.slope, mo.tmax, mo.dmax, &mo.extra),
-                (&m.ty, &m.units, &m.slope, m.tmax, m.dmax, &m.extra),
-                "metadata of {}",
-                m.name
-            );
-            if [
-                "cpu_num",
-                "cpu_speed",
-                "mem_total",
-                "swap_total",
-                "boottime",
-                "machine_type",
-                "os_name",
-                "os_release",
-                "gexec",
-            ]
-            .contains(&m.name.as_str())
-            {
-                assert_eq!(mo.val, m.val, "value of {}", m.name);
-            }
-        }
+        assert_same_metrics(r, o, "same view, real vs ours");
         assert!(o.gmond_started > 0, "heartbeat seen");
     }
     // 3. The two documents agree on the host attributes the serving daemon decides.

@@ -8,7 +8,9 @@
 use ganglia_wire::model::{Cluster as View, Host};
 use ganglia_wire::xml::read_document;
 use integration_tests::netns::Cluster;
-use integration_tests::{fast_stock_config_with_channels, poll_for, require_program, Proc};
+use integration_tests::{
+    assert_same_metrics, fast_stock_config_with_channels, poll_for, require_program, Proc,
+};
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -261,31 +263,7 @@ fn two_real_gmond_and_two_gmond_rs_share_a_multicast_cluster() {
                 (20, HOST_DMAX, "unspecified", ""),
                 "node{i}'s view of node{j}: host TMAX/DMAX/LOCATION/TAGS"
             );
-            for m in &reference.metrics {
-                let o = h.metric(&m.name).unwrap();
-                assert_eq!(
-                    (&o.ty, &o.units, &o.slope, o.tmax, o.dmax, &o.extra),
-                    (&m.ty, &m.units, &m.slope, m.tmax, m.dmax, &m.extra),
-                    "node{i}'s view of node{j}: metadata of {}",
-                    m.name
-                );
-                // One machine under all four hosts: these readings cannot differ.
-                if [
-                    "cpu_num",
-                    "cpu_speed",
-                    "mem_total",
-                    "swap_total",
-                    "boottime",
-                    "machine_type",
-                    "os_name",
-                    "os_release",
-                    "gexec",
-                ]
-                .contains(&m.name.as_str())
-                {
-                    assert_eq!(o.val, m.val, "node{i}'s view of node{j}: {}", m.name);
-                }
-            }
+            assert_same_metrics(&reference, h, &format!("node{i}'s view of node{j}"));
             // Every view has the same heartbeat (start time) for the same host.
             let first = host_by_ip(&views[0].1, &bed.ip(j)).unwrap();
             assert_eq!(h.gmond_started, first.gmond_started, "node{j}'s heartbeat");

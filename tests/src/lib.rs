@@ -216,6 +216,43 @@ pub fn poll_for<T>(deadline: Duration, mut f: impl FnMut() -> Option<T>) -> Opti
     }
 }
 
+/// Stock metrics whose values are the same for every daemon on one machine.
+pub const MACHINE_WIDE: [&str; 9] = [
+    "cpu_num",
+    "cpu_speed",
+    "mem_total",
+    "swap_total",
+    "boottime",
+    "machine_type",
+    "os_name",
+    "os_release",
+    "gexec",
+];
+
+/// Asserts that every metric of `reference` appears on `other` with the same metadata (TYPE,
+/// UNITS, SLOPE, TMAX, DMAX, extras), and with the same value for the [`MACHINE_WIDE`] ones:
+/// two hosts on one machine, one run by real gmond and one by gmond-rs.
+pub fn assert_same_metrics(
+    reference: &ganglia_wire::model::Host,
+    other: &ganglia_wire::model::Host,
+    context: &str,
+) {
+    for m in &reference.metrics {
+        let o = other
+            .metric(&m.name)
+            .unwrap_or_else(|| panic!("{context}: {} missing", m.name));
+        assert_eq!(
+            (&o.ty, &o.units, &o.slope, o.tmax, o.dmax, &o.extra),
+            (&m.ty, &m.units, &m.slope, m.tmax, m.dmax, &m.extra),
+            "{context}: metadata of {}",
+            m.name
+        );
+        if MACHINE_WIDE.contains(&m.name.as_str()) {
+            assert_eq!(o.val, m.val, "{context}: value of {}", m.name);
+        }
+    }
+}
+
 /// A directory removed on drop.
 pub struct TempDir(PathBuf);
 
