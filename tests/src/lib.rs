@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: failing loudly is the point
 
 pub mod netns;
+pub mod pcap;
 
 use std::io::Read;
 use std::net::{TcpStream, UdpSocket};

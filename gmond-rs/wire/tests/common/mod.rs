@@ -3,7 +3,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use ganglia_wire::{Message, Value};
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 pub fn fixture(rel: &str) -> PathBuf {
@@ -12,42 +11,8 @@ pub fn fixture(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-/// One UDP datagram from the capture.
-pub struct Datagram {
-    pub time: f64,
-    pub src: Ipv4Addr,
-    pub payload: Vec<u8>,
-}
-
-/// Reads a classic little-endian pcap of Ethernet/IPv4/UDP frames (what tcpdump -w writes).
-pub fn read_pcap(bytes: &[u8]) -> Vec<Datagram> {
-    assert_eq!(&bytes[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "classic LE pcap");
-    let le32 = |b: &[u8]| u32::from_le_bytes(b[..4].try_into().unwrap());
-    let mut out = Vec::new();
-    let mut pos = 24;
-    while pos + 16 <= bytes.len() {
-        let (sec, usec, incl) = (
-            le32(&bytes[pos..]),
-            le32(&bytes[pos + 4..]),
-            le32(&bytes[pos + 8..]) as usize,
-        );
-        let frame = &bytes[pos + 16..pos + 16 + incl];
-        pos += 16 + incl;
-        assert_eq!(&frame[12..14], &[0x08, 0x00], "IPv4 ethertype");
-        let ip = &frame[14..];
-        let ihl = usize::from(ip[0] & 0x0f) * 4;
-        assert_eq!(ip[9], 17, "UDP");
-        let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-        let udp = &ip[ihl..];
-        let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
-        out.push(Datagram {
-            time: f64::from(sec) + f64::from(usec) / 1e6,
-            src,
-            payload: udp[8..udp_len].to_vec(),
-        });
-    }
-    out
-}
+#[allow(unused_imports)] // each test binary uses a different part
+pub use integration_tests::pcap::{read_pcap, Datagram};
 
 fn s(b: &[u8]) -> String {
     String::from_utf8(b.to_vec()).unwrap()
