@@ -157,9 +157,20 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-/// Runs the daemon until SIGINT/SIGTERM. Every socket is set up before anything starts, so a
-/// bad channel stops start-up instead of leaving a half-configured daemon.
-pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Error> {
+/// Why [`run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGINT or SIGTERM: stop.
+    Stopped,
+    /// SIGHUP: the caller re-executes the program with its original arguments, as gmond does
+    /// to reload its configuration.
+    Reload,
+}
+
+/// Runs the daemon until SIGINT/SIGTERM (or SIGHUP, see [`Exit`]). Every socket is set up
+/// before anything starts, so a bad channel stops start-up instead of leaving a
+/// half-configured daemon.
+pub fn run(cfg: Config, opts: RunOptions) -> Result<Exit, Error> {
     if cfg.globals.mute && cfg.globals.deaf {
         return Err(Error::Config("deaf and mute at once: nothing to do".into()));
     }
@@ -319,32 +330,35 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), Error> {
             what: "tokio runtime",
             source,
         })?;
-    rt.block_on(async move {
+    let exit = rt.block_on(async move {
         let cache = Arc::new(Mutex::new(RenderCache::default()));
         for (listener, ch) in listeners {
             let (store, stats, cache) = (store.clone(), stats.clone(), cache.clone());
             tokio::spawn(serve_xml(listener, ch, store, stats, cache));
         }
-        wait_for_shutdown().await;
+        wait_for_signal().await
     });
-    tracing::info!("gmond-rs stopping");
-    Ok(())
+    tracing::info!(reason = ?exit, "gmond-rs stopping");
+    Ok(exit)
 }
 
-async fn wait_for_shutdown() {
+async fn wait_for_signal() -> Exit {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(mut term), Ok(mut int)) => {
+        (Ok(mut term), Ok(mut int), Ok(mut hup)) => {
             tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+                _ = term.recv() => Exit::Stopped,
+                _ = int.recv() => Exit::Stopped,
+                _ = hup.recv() => Exit::Reload,
             }
         }
         _ => {
             let _ = tokio::signal::ctrl_c().await;
+            Exit::Stopped
         }
     }
 }

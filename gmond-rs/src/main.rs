@@ -111,7 +111,20 @@ fn main() -> ExitCode {
         let _ = std::fs::remove_file(path);
     }
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(daemon::Exit::Reload) => {
+            // gmond's reload: run this program again with the same arguments (sockets are
+            // close-on-exec, so the new image can bind them again).
+            use std::os::unix::process::CommandExt;
+            tracing::info!("SIGHUP: re-executing to reload the configuration");
+            let err = std::env::current_exe().map(|exe| {
+                std::process::Command::new(exe)
+                    .args(std::env::args_os().skip(1))
+                    .exec()
+            });
+            eprintln!("gmond-rs: cannot re-execute on SIGHUP: {err:?}");
+            ExitCode::from(1)
+        }
+        Ok(daemon::Exit::Stopped) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gmond-rs: {e}");
             ExitCode::from(1)

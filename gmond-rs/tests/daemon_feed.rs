@@ -110,3 +110,33 @@ fn acls_refuse_and_allow_by_address() {
     );
     assert!(d.running());
 }
+
+#[test]
+fn sighup_reloads_the_configuration_in_place() {
+    let dir = TempDir::new("sighup");
+    let (udp, tcp) = (free_port(), free_port());
+    let conf = |name: &str| {
+        format!(
+            "globals {{ daemonize = no setuid = no }}\ncluster {{ name = \"{name}\" }}\n\
+             udp_recv_channel {{ bind = 127.0.0.1 port = {udp} }}\n\
+             tcp_accept_channel {{ bind = 127.0.0.1 port = {tcp} }}\n"
+        )
+    };
+    let mut d = start(&dir, &conf("before"));
+    let cluster_name = || {
+        let doc = read_document(&read_xml(tcp)?).ok()?;
+        Some(doc.clusters.first()?.name.clone())
+    };
+    assert_eq!(poll_until(Duration::from_secs(20), cluster_name), "before");
+    std::fs::write(dir.path().join("gmond.conf"), conf("after")).unwrap();
+    let st = std::process::Command::new("kill")
+        .args(["-HUP", &d.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The same process (exec keeps the PID) serves the new configuration.
+    poll_until(Duration::from_secs(20), || {
+        (cluster_name()? == "after").then_some(())
+    });
+    assert!(d.running());
+}

@@ -71,7 +71,8 @@ fn main() -> ExitCode {
          Ctrl-C stops it. For gmond's own behaviour use target/release/gmond-rs -c FILE."
     );
     match daemon::run(cfg, RunOptions::default()) {
-        Ok(()) => ExitCode::SUCCESS,
+        // SIGHUP has nothing to reload here (no config file): stop like gmond-rs would.
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gmond-rs-local: {e}");
             ExitCode::from(1)
