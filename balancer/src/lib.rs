@@ -12,6 +12,7 @@ pub mod feed;
 pub mod plan;
 pub mod planner;
 pub mod policy;
+pub mod rrdstore;
 pub mod sim;
 pub mod snapshot;
 pub mod trends;

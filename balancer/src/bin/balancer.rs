@@ -37,6 +37,11 @@ enum Cmd {
         /// need several samples; 1 = take it as a single new sample).
         #[arg(long, default_value_t = 5)]
         assume_samples: u64,
+        /// Keep load history in RRD files under DIR (one per host and VM series): each run
+        /// restores it, adds this snapshot, and saves it, so trends survive between runs and
+        /// restarts. Replaces --assume-samples.
+        #[arg(long, value_name = "DIR")]
+        history: Option<PathBuf>,
     },
     /// Run a scenario in the simulator.
     Simulate {
@@ -84,6 +89,7 @@ fn main() -> anyhow::Result<()> {
             policy,
             explain,
             assume_samples,
+            history,
         } => {
             let spec = load_policy(&policy)?;
             let snap = match (snapshot, feed) {
@@ -97,13 +103,23 @@ fn main() -> anyhow::Result<()> {
                 }
                 _ => bail!("give exactly one of --snapshot FILE or --feed host:port"),
             };
-            // One snapshot has no history: treat it as having held for `assume_samples`
-            // samples, so that sustained tests can fire (said in the --help text).
             let mut trends = Trends::new(TrendConfig::default());
-            for k in (0..assume_samples.max(1)).rev() {
-                let mut s = snap.clone();
-                s.time = snap.time.saturating_sub(k * 60);
-                trends.observe(&s);
+            if let Some(dir) = history {
+                // 60-s samples, a day of them per series.
+                let mut store = balancer::rrdstore::RrdStore::new(&dir, 60, 1440)?;
+                let hosts: Vec<&str> = snap.hosts.iter().map(|h| h.name.as_str()).collect();
+                let vms: Vec<&str> = snap.vms.iter().map(|v| v.name.as_str()).collect();
+                trends.restore(&store, &hosts, &vms)?;
+                trends.observe(&snap);
+                trends.persist(&mut store)?;
+            } else {
+                // One snapshot has no history: treat it as having held for `assume_samples`
+                // samples, so that sustained tests can fire (said in the --help text).
+                for k in (0..assume_samples.max(1)).rev() {
+                    let mut s = snap.clone();
+                    s.time = snap.time.saturating_sub(k * 60);
+                    trends.observe(&s);
+                }
             }
             let history = History::default();
             let plan = spec.build().decide(Input {
