@@ -166,6 +166,16 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// Resident set size of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// The kernel's drop counter for the UDP socket bound to 127.0.0.1:`port`.
 fn socket_drops(port: u16) -> u64 {
     let text = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
@@ -316,24 +326,28 @@ fn main() {
                 let drops = socket_drops(d.udp) - drops0;
                 let st = stale(d.tcp, o.hosts, o.metrics, round);
                 println!(
-                    "| {label} | {} | {rate} | {reached:.0} | {:.2} | {drops} ({:.2} %) | {st} ({:.2} %) | {} ({} dumps) |",
+                    "| {label} | {} | {rate} | {reached:.0} | {:.2} | {drops} ({:.2} %) | {st} ({:.2} %) | {} ({} dumps, {:.1}/s) |",
                     buffer.map(|b| format!("{} KiB", b / 1024)).unwrap_or("default".into()),
                     cpu * 1e6 / n as f64,
                     100.0 * drops as f64 / n as f64,
                     100.0 * st as f64 / total as f64,
                     o.readers,
                     dumps.load(Ordering::Relaxed),
+                    dumps.load(Ordering::Relaxed) as f64 / (n as f64 / reached + 0.5),
                 );
             }
             if o.dump {
                 let t = Instant::now();
                 let xml = read_xml(d.tcp).unwrap_or_default();
+                let rss = rss_kib(d.child.id());
                 println!(
-                    "| {label} | dump of {} hosts x {} metrics: {:.1} ms, {} bytes |",
+                    "| {label} | dump of {} hosts x {} metrics: {:.1} ms, {} bytes; RSS {} KiB = {:.2} KiB per metric |",
                     o.hosts,
                     o.metrics,
                     t.elapsed().as_secs_f64() * 1e3,
-                    xml.len()
+                    xml.len(),
+                    rss,
+                    rss as f64 / total as f64
                 );
             }
         }
