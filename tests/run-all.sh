@@ -94,6 +94,8 @@ fuzz_all() {
             xdr_*) seeds=tests/fixtures/ganglia-3.7.2/bin ;;
             xml_read) seeds=tests/fixtures/ganglia-3.7.2/xml ;;
             gmond_conf) seeds=gmond-rs/conf/tests/data ;;
+            rrd_text) seeds=fuzz/seeds/rrd_text ;;
+            balancer_inputs) seeds=configs/policies ;;
             *) seeds="" ;;
         esac
         [ -n "$seeds" ] && [ -d "$seeds" ] && seeds=$(realpath "$seeds") || seeds=""
