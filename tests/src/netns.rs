@@ -227,6 +227,16 @@ fn effective_uid() -> Option<u32> {
 mod tests {
     use super::*;
 
+    /// `Cluster::new` runs `gc`, which would remove the deliberately orphaned testbed of the
+    /// gc test while it is being built: the tests of this module take turns.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        SERIAL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn root_ns_state() -> String {
         let mut s = String::new();
         for args in [
@@ -246,6 +256,7 @@ mod tests {
 
     #[test]
     fn hosts_get_names_addresses_and_routes_and_vanish_on_drop() {
+        let _turn = serial();
         let before = root_ns_state();
         let c = Cluster::new(3);
         let txt = |out: Output| String::from_utf8_lossy(&out.stdout).trim().to_owned();
@@ -301,6 +312,7 @@ mod tests {
 
     #[test]
     fn gc_removes_leftovers_of_dead_owners_only() {
+        let _turn = serial();
         let script = repo_root().join("tests/netns/cluster.sh");
         assert_eq!(effective_uid(), Some(0), "must run as root");
         // A PID that was ours a moment ago and is now dead.
