@@ -422,8 +422,8 @@ fn sender_loop(
         let now = Timestamp::from_system_time(SystemTime::now());
         let mut collect = |spec: &'static MetricSpec| {
             if spec.module == "gmond_rs" {
-                let stats = store.read().ok()?.stats().clone();
-                return selfmetrics::value(spec.name, &stats, io);
+                let s = store.read().ok()?;
+                return selfmetrics::value(spec.name, s.stats(), io);
             }
             match collector.collect(spec.name, SystemTime::now()) {
                 Ok(v) => Some(v),

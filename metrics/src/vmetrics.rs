@@ -672,19 +672,13 @@ fn host_metric(d: &Def, value: MetricValue) -> VmMetric {
     }
 }
 
+/// A host metric's definition, named and titled for one VM and tagged with its UUID.
 fn vm_metric(prefix: &str, uuid: &str, d: &Def, value: MetricValue) -> VmMetric {
     VmMetric {
         name: format!("{prefix}.{}", d.suffix),
-        value,
-        format: d.format,
-        units: d.units,
-        slope: d.slope,
-        tmax: VM_TMAX,
-        dmax: VM_DMAX,
-        group: d.group,
-        desc: d.desc,
         title: format!("{prefix}: {}", d.title),
         extras: vec![(EXTRA_VM_UUID, sanitize_uuid(uuid))],
+        ..host_metric(d, value)
     }
 }
 
