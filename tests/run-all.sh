@@ -25,8 +25,12 @@ run() { # run NAME CMD...: records a failure instead of stopping, so one run sho
 # recommends multicast on their own (avahi-daemon).
 # python3 (Debian's, /usr/bin/python3): the rrd lock test holds an fcntl lock from a second
 # process; python3-rrdtool: librrd for the rrd side-by-side benchmark.
+# libvirt-daemon + the QEMU driver + qemu-system-x86: real libvirtd and TCG guests for the VM
+# metric and live-migration tests, in namespaces the tests build (tests/libvirt). Not
+# libvirt-daemon-system: it brings a default NAT network, polkit and firewall packages.
 PACKAGES=(ganglia-monitor gmetad rrdtool libvirt-dev libvirt-clients iproute2 tcpdump
-          libxml2-utils pkg-config python3 python3-rrdtool)
+          libxml2-utils pkg-config python3 python3-rrdtool
+          libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86)
 install_packages() {
     local missing=()
     for p in "${PACKAGES[@]}"; do
