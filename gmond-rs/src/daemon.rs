@@ -252,7 +252,16 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<Exit, Error> {
         );
         std::thread::Builder::new()
             .name(name.clone())
-            .spawn(move || receive_loop(sock, acl, &store, &outbound, &stats, &req_tx))
+            .spawn(move || {
+                crate::ingest::receive_loop(
+                    sock,
+                    acl,
+                    &store,
+                    &|d| outbound.send(d),
+                    &stats,
+                    &req_tx,
+                )
+            })
             .map_err(|source| Error::Runtime {
                 what: "receive thread",
                 source,
@@ -359,53 +368,6 @@ async fn wait_for_signal() -> Exit {
         _ => {
             let _ = tokio::signal::ctrl_c().await;
             Exit::Stopped
-        }
-    }
-}
-
-fn receive_loop(
-    sock: UdpSocket,
-    acl: Option<Acl>,
-    store: &RwLock<ClusterStore>,
-    outbound: &Outbound,
-    stats: &IoStats,
-    requests: &[mpsc::Sender<Box<[u8]>>],
-) {
-    // One more byte than the largest accepted datagram, so an oversize one is seen as such.
-    let limit = store
-        .read()
-        .map(|s| s.config().limits.max_datagram)
-        .unwrap_or(1472);
-    let mut buf = vec![0u8; limit + 1];
-    loop {
-        let (n, from) = match sock.recv_from(&mut buf) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "recv failed");
-                continue;
-            }
-        };
-        let SocketAddr::V4(from) = from else {
-            continue;
-        };
-        if let Some(acl) = &acl {
-            if !acl.allows(*from.ip()) {
-                stats.acl_denied_total.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-        }
-        let now = Timestamp::from_system_time(SystemTime::now());
-        let Ok(mut s) = store.write() else {
-            return;
-        };
-        s.handle_datagram(now, *from.ip(), &buf[..n]);
-        while let Some(d) = s.poll_transmit() {
-            outbound.send(&d);
-        }
-        for name in s.poll_metadata_requested() {
-            for r in requests {
-                let _ = r.send(name.clone());
-            }
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod daemon;
+pub mod ingest;
 pub mod selfmetrics;
 pub mod sender;
 pub mod store;
