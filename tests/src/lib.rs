@@ -2,6 +2,7 @@
 //! started on 127.0.0.1 with configs that cannot send a packet off the machine, stopped by PID.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: failing loudly is the point
 
+pub mod lvt;
 pub mod netns;
 pub mod pcap;
 
