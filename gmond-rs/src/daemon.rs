@@ -14,13 +14,15 @@ use crate::sender::{GroupPlan, Identity, MetricPlan, Sender};
 use crate::store::{ClusterInfo, ClusterStore, HostsFileResolver, StoreConfig, Timestamp};
 use crate::vmpublish::VmPublisher;
 use gmond_conf::{Acl, Config, SendTarget, TcpAcceptChannel, UdpRecvChannel};
+use gmond_metrics::hypervisor::HypervisorError;
 use gmond_metrics::linux::{self, CoreInfo, LinuxCollector, MetricSpec};
+use gmond_metrics::vmetrics::VmMetric;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 /// Why the daemon could not start or had to stop.
@@ -167,10 +169,123 @@ pub enum Exit {
     Reload,
 }
 
+/// Stops embedded daemons instead of process signals: clone it into as many daemons as share
+/// one process, call [`StopHandle::stop`] once, and each [`run_with`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct StopHandle(Arc<StopState>);
+
+#[derive(Debug, Default)]
+struct StopState {
+    stopped: std::sync::atomic::AtomicBool,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+impl StopHandle {
+    /// A handle that has not been stopped.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks every daemon holding a clone to stop; returns at once.
+    pub fn stop(&self) {
+        self.0.stopped.store(true, Ordering::SeqCst);
+        let _guard = self.0.lock.lock();
+        self.0.wake.notify_all();
+    }
+
+    /// Whether [`StopHandle::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.0.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps for `d` or until stopped, whichever comes first; returns whether stopped.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let deadline = std::time::Instant::now() + d;
+        let Ok(mut guard) = self.0.lock.lock() else {
+            return self.is_stopped();
+        };
+        while !self.is_stopped() {
+            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+                break;
+            };
+            guard = match self.0.wake.wait_timeout(guard, left) {
+                Ok((g, _)) => g,
+                Err(_) => break,
+            };
+        }
+        self.is_stopped()
+    }
+}
+
+/// Per-VM metrics from somewhere other than libvirt, e.g. one host of a simulated cluster.
+/// Called from the daemon's VM thread, so it may block.
+pub trait VmSource: Send {
+    /// One collection round: the host's `vnode_*` metrics and every VM's metrics.
+    fn collect(&mut self) -> Result<Vec<VmMetric>, HypervisorError>;
+}
+
+/// An injected VM metric source with its schedule; replaces `libvirt_module`.
+pub struct VmFeed {
+    /// Where the metrics come from.
+    pub source: Box<dyn VmSource>,
+    /// Time between collection rounds.
+    pub every: Duration,
+    /// Metadata is re-sent at least this often (receivers count a metric's dmax from it).
+    pub metadata_resend: Duration,
+}
+
+/// What a daemon bound, reported once every socket is up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bound {
+    /// The host name it reports as (`IP:name` when spoofed).
+    pub host: String,
+    /// UDP receive channels.
+    pub udp: Vec<SocketAddr>,
+    /// XML (TCP accept) channels.
+    pub tcp: Vec<SocketAddr>,
+}
+
+/// How an embedding program runs a daemon: [`run`] is `run_with(cfg, opts, Hooks::default())`.
+#[derive(Default)]
+pub struct Hooks {
+    /// Stop on this handle instead of SIGINT/SIGTERM/SIGHUP (no signal is handled then, and
+    /// [`run_with`] returns only after the daemon's threads have ended).
+    pub stop: Option<StopHandle>,
+    /// Per-VM metrics from this source instead of `libvirt_module`.
+    pub vm_feed: Option<VmFeed>,
+    /// Called once, when every socket is bound and every thread started.
+    pub on_ready: Option<OnReady>,
+}
+
+/// See [`Hooks::on_ready`].
+pub type OnReady = Box<dyn FnOnce(&Bound) + Send>;
+
 /// Runs the daemon until SIGINT/SIGTERM (or SIGHUP, see [`Exit`]). Every socket is set up
 /// before anything starts, so a bad channel stops start-up instead of leaving a
 /// half-configured daemon.
 pub fn run(cfg: Config, opts: RunOptions) -> Result<Exit, Error> {
+    run_with(cfg, opts, Hooks::default())
+}
+
+/// [`run`] for programs that embed daemons: stopped through [`Hooks::stop`], VM metrics from
+/// [`Hooks::vm_feed`]; sockets still come from `cfg`, exactly as for the stand-alone daemon.
+pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Error> {
+    let Hooks {
+        stop: external_stop,
+        vm_feed,
+        on_ready,
+    } = hooks;
+    let embedded = external_stop.is_some();
+    let stop = external_stop.unwrap_or_default();
+    // Embedded daemons check for a stop at least this often; the stand-alone one keeps its
+    // long sleeps (the process ends on a signal anyway).
+    let max_wait = if embedded {
+        Duration::from_millis(250)
+    } else {
+        Duration::from_secs(20)
+    };
+    let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::new();
     if cfg.globals.mute && cfg.globals.deaf {
         return Err(Error::Config("deaf and mute at once: nothing to do".into()));
     }
@@ -243,6 +358,17 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<Exit, Error> {
     let (req_tx, req_rx) = mpsc::channel::<Box<[u8]>>();
     let (vm_req_tx, vm_req_rx) = mpsc::channel::<Box<[u8]>>();
     let req_txs = vec![req_tx, vm_req_tx];
+    let bound = Bound {
+        host: id.host.clone(),
+        udp: receivers
+            .iter()
+            .filter_map(|(sock, _, _)| sock.local_addr().ok())
+            .collect(),
+        tcp: listeners
+            .iter()
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect(),
+    };
     for (sock, acl, name) in receivers {
         let (store, outbound, stats, req_tx) = (
             store.clone(),
@@ -250,6 +376,8 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<Exit, Error> {
             stats.clone(),
             req_txs.clone(),
         );
+        // Not joined on stop: the receive loop has no stop check yet, so these threads end
+        // with the process (their sockets stay bound until then).
         std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
@@ -268,31 +396,74 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<Exit, Error> {
             })?;
     }
 
-    if let Some(module) = cfg
+    let publisher = |resend: Duration| {
+        VmPublisher::new(id.clone(), resend, usize::from(cfg.globals.max_udp_msg_len))
+    };
+    if mute {
+        // Nothing to publish VM metrics on.
+    } else if let Some(feed) = vm_feed {
+        let VmFeed {
+            mut source,
+            every,
+            metadata_resend,
+        } = feed;
+        let publisher = publisher(metadata_resend);
+        let (outbound, stop) = (outbound.clone(), stop.clone());
+        tracing::info!(
+            every_ms = every.as_millis() as u64,
+            "per-VM metrics from an injected source"
+        );
+        threads.push(
+            std::thread::Builder::new()
+                .name("vm-source".into())
+                .spawn(move || {
+                    let loop_cfg = VmLoop {
+                        every,
+                        max_wait,
+                        requests: &vm_req_rx,
+                        outbound: &outbound,
+                        stop: &stop,
+                    };
+                    vm_loop(source.as_mut(), publisher, &loop_cfg);
+                })
+                .map_err(|source| Error::Runtime {
+                    what: "VM source thread",
+                    source,
+                })?,
+        );
+    } else if let Some(module) = cfg
         .modules
         .iter()
         .find(|m| m.enabled && m.name == "libvirt_module")
-        .filter(|_| !mute)
     {
         let uri = module.param("uri").unwrap_or("qemu:///system").to_owned();
         let every = module
             .param("collect_every")
             .and_then(|s| s.trim().parse::<u64>().ok())
             .map_or(Duration::from_secs(20), Duration::from_secs);
-        let publisher = VmPublisher::new(
-            id.clone(),
-            Duration::from_secs(120),
-            usize::from(cfg.globals.max_udp_msg_len),
-        );
-        let outbound = outbound.clone();
+        let publisher = publisher(Duration::from_secs(120));
+        let (outbound, stop) = (outbound.clone(), stop.clone());
         tracing::info!(uri = %uri, every_s = every.as_secs(), "per-VM metrics through libvirt");
-        std::thread::Builder::new()
-            .name("libvirt".into())
-            .spawn(move || vm_loop(&uri, every, publisher, &vm_req_rx, &outbound))
-            .map_err(|source| Error::Runtime {
-                what: "libvirt thread",
-                source,
-            })?;
+        threads.push(
+            std::thread::Builder::new()
+                .name("libvirt".into())
+                .spawn(move || {
+                    // Opened on this thread: libvirt calls block and stay off the others.
+                    let mut source = LibvirtSource::new(&uri);
+                    let loop_cfg = VmLoop {
+                        every,
+                        max_wait,
+                        requests: &vm_req_rx,
+                        outbound: &outbound,
+                        stop: &stop,
+                    };
+                    vm_loop(&mut source, publisher, &loop_cfg);
+                })
+                .map_err(|source| Error::Runtime {
+                    what: "libvirt thread",
+                    source,
+                })?,
+        );
     }
 
     let location = opts.location.clone().unwrap_or(cfg.host.location.clone());
@@ -310,44 +481,72 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<Exit, Error> {
         Timestamp::from_system_time(start),
     );
     {
-        let (store, outbound, stats) = (store.clone(), outbound.clone(), stats.clone());
-        std::thread::Builder::new()
-            .name("sender".into())
-            .spawn(move || sender_loop(sender, collector, req_rx, &store, &outbound, &stats))
-            .map_err(|source| Error::Runtime {
-                what: "sender thread",
-                source,
-            })?;
+        let (store, outbound, stats, stop) =
+            (store.clone(), outbound.clone(), stats.clone(), stop.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("sender".into())
+                .spawn(move || {
+                    sender_loop(
+                        sender, collector, req_rx, &store, &outbound, &stats, &stop, max_wait,
+                    )
+                })
+                .map_err(|source| Error::Runtime {
+                    what: "sender thread",
+                    source,
+                })?,
+        );
     }
 
     if let Some(root) = opts.rrd_rootdir.clone() {
-        let store = store.clone();
-        std::thread::Builder::new()
-            .name("archiver".into())
-            .spawn(move || archive_loop(&crate::archive::Archiver::new(root), &store))
-            .map_err(|source| Error::Runtime {
-                what: "archiver thread",
-                source,
-            })?;
+        let (store, stop) = (store.clone(), stop.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("archiver".into())
+                .spawn(move || archive_loop(&crate::archive::Archiver::new(root), &store, &stop))
+                .map_err(|source| Error::Runtime {
+                    what: "archiver thread",
+                    source,
+                })?,
+        );
     }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(if embedded { 1 } else { 2 })
         .enable_all()
         .build()
         .map_err(|source| Error::Runtime {
             what: "tokio runtime",
             source,
         })?;
+    if let Some(ready) = on_ready {
+        ready(&bound);
+    }
+    let waiter = stop.clone();
     let exit = rt.block_on(async move {
         let cache = Arc::new(Mutex::new(RenderCache::default()));
         for (listener, ch) in listeners {
             let (store, stats, cache) = (store.clone(), stats.clone(), cache.clone());
             tokio::spawn(serve_xml(listener, ch, store, stats, cache));
         }
-        wait_for_signal().await
+        if embedded {
+            while !waiter.is_stopped() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Exit::Stopped
+        } else {
+            wait_for_signal().await
+        }
     });
-    tracing::info!(reason = ?exit, "gmond-rs stopping");
+    tracing::info!(reason = ?exit, host = %bound.host, "gmond-rs stopping");
+    if embedded {
+        // Closes the XML listeners before returning, so their ports are free again.
+        rt.shutdown_timeout(Duration::from_secs(1));
+        stop.stop();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
     Ok(exit)
 }
 
@@ -372,6 +571,7 @@ async fn wait_for_signal() -> Exit {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn sender_loop(
     mut sender: Sender,
     mut collector: LinuxCollector,
@@ -379,8 +579,10 @@ fn sender_loop(
     store: &RwLock<ClusterStore>,
     outbound: &Outbound,
     io: &IoStats,
+    stop: &StopHandle,
+    max_wait: Duration,
 ) {
-    loop {
+    while !stop.is_stopped() {
         let now = Timestamp::from_system_time(SystemTime::now());
         let mut collect = |spec: &'static MetricSpec| {
             if spec.module == "gmond_rs" {
@@ -412,7 +614,7 @@ fn sender_loop(
         let wait = next
             .map(|t| t.saturating_since(Timestamp::from_system_time(SystemTime::now())))
             .unwrap_or(Duration::from_secs(20))
-            .clamp(Duration::from_millis(10), Duration::from_secs(20));
+            .clamp(Duration::from_millis(10), max_wait);
         match requests.recv_timeout(wait) {
             Ok(name) => {
                 sender.metadata_requested(&name);
@@ -423,58 +625,91 @@ fn sender_loop(
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 // No receive thread (deaf): just keep the schedule.
-                std::thread::sleep(wait);
+                stop.sleep(wait);
             }
         }
     }
 }
 
-/// Collects the hypervisor's domains every `every` and sends them as VM metrics. libvirt calls
-/// block, which is why this has its own thread; an unreachable libvirtd is logged once by the
-/// reconnecting hypervisor and retried with backoff while the rest of the daemon carries on.
-fn vm_loop(
-    uri: &str,
+/// The libvirt module's VM source: a lazily connecting, reconnecting read-only connection.
+struct LibvirtSource {
+    hv: gmond_metrics::hypervisor::libvirt::LibvirtHypervisor,
+    tracker: gmond_metrics::vmetrics::UtilTracker,
+}
+
+impl LibvirtSource {
+    fn new(uri: &str) -> Self {
+        use gmond_metrics::hypervisor::libvirt::{BackoffPolicy, LibvirtHypervisor};
+        LibvirtSource {
+            hv: LibvirtHypervisor::open_lazy(uri, BackoffPolicy::default()),
+            tracker: gmond_metrics::vmetrics::UtilTracker::new(),
+        }
+    }
+}
+
+impl VmSource for LibvirtSource {
+    fn collect(&mut self) -> Result<Vec<VmMetric>, HypervisorError> {
+        let clock_ns = || {
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        };
+        self.hv.collect_round(&mut self.tracker, clock_ns)
+    }
+}
+
+/// The VM thread's schedule and outputs.
+struct VmLoop<'a> {
     every: Duration,
-    mut publisher: VmPublisher,
-    requests: &mpsc::Receiver<Box<[u8]>>,
-    outbound: &Outbound,
-) {
-    use gmond_metrics::hypervisor::libvirt::{BackoffPolicy, LibvirtHypervisor};
-    let hv = LibvirtHypervisor::open_lazy(uri, BackoffPolicy::default());
-    let mut tracker = gmond_metrics::vmetrics::UtilTracker::new();
-    let clock_ns = || {
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-    };
-    loop {
-        match hv.collect_round(&mut tracker, clock_ns) {
+    max_wait: Duration,
+    requests: &'a mpsc::Receiver<Box<[u8]>>,
+    outbound: &'a Outbound,
+    stop: &'a StopHandle,
+}
+
+/// Collects the VM metrics every `every` and sends them. Sources may block (libvirt does),
+/// which is why this has its own thread; an unreachable libvirtd is logged once by the
+/// reconnecting hypervisor and retried with backoff while the rest of the daemon carries on.
+fn vm_loop(source: &mut dyn VmSource, mut publisher: VmPublisher, l: &VmLoop<'_>) {
+    while !l.stop.is_stopped() {
+        match source.collect() {
             Ok(metrics) => {
                 let now = Timestamp::from_system_time(SystemTime::now());
                 for d in publisher.encode_round(now, &metrics) {
-                    outbound.send(&d);
+                    l.outbound.send(&d);
                 }
             }
             Err(e) => tracing::debug!(error = %e, "no VM metrics this round"),
         }
-        let deadline = std::time::Instant::now() + every;
+        let deadline = std::time::Instant::now() + l.every;
         while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-            match requests.recv_timeout(left) {
+            if l.stop.is_stopped() {
+                return;
+            }
+            match l.requests.recv_timeout(left.min(l.max_wait)) {
                 Ok(name) => publisher.metadata_requested(&name),
-                Err(mpsc::RecvTimeoutError::Timeout) => break,
-                Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(left),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    l.stop.sleep(left.min(l.max_wait));
+                }
             }
         }
     }
 }
 
 /// Every 15 s (gmetad's step), the view as a document, into RRD files.
-fn archive_loop(archiver: &crate::archive::Archiver, store: &RwLock<ClusterStore>) {
+fn archive_loop(
+    archiver: &crate::archive::Archiver,
+    store: &RwLock<ClusterStore>,
+    stop: &StopHandle,
+) {
     let step = crate::archive::STEP;
     loop {
         let now = Timestamp::from_system_time(SystemTime::now());
         let next = Timestamp::from_secs((now.as_secs() / step + 1) * step);
-        std::thread::sleep(next.saturating_since(now));
+        if stop.sleep(next.saturating_since(now)) {
+            return;
+        }
         let xml = match store.read() {
             Ok(s) => s.render_xml(next, Vec::new()).unwrap_or_default(),
             Err(_) => return,
