@@ -6,9 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p gmond-rs -p benches --bin gmond-rs --bin gmond_load
+target="${CARGO_TARGET_DIR:-target}/release"
 ns="gmrs-load-$$"
 ip netns add "$ns"
 trap 'ip netns del "$ns" 2>/dev/null || true' EXIT
 ip netns exec "$ns" ip link set lo up
-ip netns exec "$ns" target/release/gmond_load \
-    --gmond /usr/sbin/gmond --gmond-rs target/release/gmond-rs "$@"
+ip netns exec "$ns" "$target/gmond_load" \
+    --gmond /usr/sbin/gmond --gmond-rs "$target/gmond-rs" "$@"

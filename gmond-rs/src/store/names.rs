@@ -57,43 +57,52 @@ pub(crate) fn special(name: &[u8]) -> Special {
 }
 
 /// The dotted quad of `ip` in a stack buffer: the host key of non-spoofed senders, built
-/// without allocating on the ingest path.
+/// without allocating on the ingest path (once per datagram, so branch-free).
 pub(crate) struct IpText {
-    buf: [u8; 15],
+    buf: [u8; 16],
     len: usize,
 }
 
+/// Each octet's decimal digits, left-aligned, and how many there are (built at compile time).
+const OCTETS: [([u8; 3], u8); 256] = {
+    let mut t = [([0u8; 3], 0u8); 256];
+    let mut o = 0;
+    while o < 256 {
+        let b = o as u8;
+        t[o] = if b >= 100 {
+            ([b'0' + b / 100, b'0' + b / 10 % 10, b'0' + b % 10], 3)
+        } else if b >= 10 {
+            ([b'0' + b / 10, b'0' + b % 10, 0], 2)
+        } else {
+            ([b'0' + b, 0, 0], 1)
+        };
+        o += 1;
+    }
+    t
+};
+
 impl IpText {
     pub(crate) fn new(ip: Ipv4Addr) -> Self {
-        let mut t = IpText {
-            buf: [0; 15],
-            len: 0,
-        };
-        for (i, octet) in ip.octets().into_iter().enumerate() {
+        let mut buf = [0u8; 16];
+        let mut len = 0;
+        // Three digit bytes are copied and the cursor advances past the significant ones;
+        // `& 15` keeps indices in bounds without a check (at most 15 bytes are used).
+        for (i, o) in ip.octets().into_iter().enumerate() {
             if i > 0 {
-                t.push(b'.');
+                buf[len & 15] = b'.';
+                len += 1;
             }
-            if octet >= 100 {
-                t.push(b'0' + octet / 100);
-            }
-            if octet >= 10 {
-                t.push(b'0' + octet / 10 % 10);
-            }
-            t.push(b'0' + octet % 10);
+            let (digits, n) = OCTETS[usize::from(o)];
+            buf[len & 15] = digits[0];
+            buf[(len + 1) & 15] = digits[1];
+            buf[(len + 2) & 15] = digits[2];
+            len += usize::from(n);
         }
-        t
-    }
-
-    fn push(&mut self, b: u8) {
-        // 4 octets of at most 3 digits and 3 dots: exactly fills 15 bytes at most.
-        if let Some(slot) = self.buf.get_mut(self.len) {
-            *slot = b;
-            self.len += 1;
-        }
+        IpText { buf, len }
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+        self.buf.get(..self.len).unwrap_or_default()
     }
 }
 
@@ -152,6 +161,11 @@ mod tests {
             Ipv4Addr::new(192, 168, 10, 200),
         ] {
             assert_eq!(IpText::new(ip).as_bytes(), ip.to_string().as_bytes());
+        }
+        for o in 0..=255u8 {
+            for ip in [Ipv4Addr::new(o, 7, 99, o), Ipv4Addr::new(100, o, o, 10)] {
+                assert_eq!(IpText::new(ip).as_bytes(), ip.to_string().as_bytes());
+            }
         }
     }
 }
