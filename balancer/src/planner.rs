@@ -531,6 +531,15 @@ impl<'a> Planner<'a> {
         });
     }
 
+    /// Lets VM `v` be planned once more this round although it already moved (CloudSim 3.0.3's
+    /// underload pass can evacuate a host that just received it; see `consolidate`'s
+    /// `cloudsim_quirks`). The plan then holds both moves; executors run the last one.
+    pub fn allow_second_move(&mut self, v: usize) {
+        if let Some(m) = self.moved.get_mut(v) {
+            *m = false;
+        }
+    }
+
     /// Undoes the last `n` moves (used when a group of moves must be all-or-nothing).
     pub fn rollback_to(&mut self, n: usize) {
         while self.moves.len() > n {
@@ -551,7 +560,8 @@ impl<'a> Planner<'a> {
             let pos = self.on_host[src].partition_point(|&x| x < v);
             self.on_host[src].insert(pos, v);
             self.vm_host[v] = src;
-            self.moved[v] = false;
+            // A VM planned twice (see allow_second_move) keeps its first move.
+            self.moved[v] = self.moves.iter().any(|x| x.vm == m.vm);
         }
     }
 

@@ -176,6 +176,23 @@ pub fn iqr(v: &[f64]) -> Option<f64> {
     Some(percentile_commons(v, 75.0)? - percentile_commons(v, 25.0)?)
 }
 
+/// Interquartile range as CloudSim 3.0.3's `MathUtil.iqr` computes it (the code the paper's
+/// numbers come from): sort, then take the values at positions round(0.25 (n + 1)) and
+/// round(0.75 (n + 1)) (1-based, halves rounded up), without interpolation.
+pub fn iqr_cloudsim(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len() as f64;
+    let at = |q: f64| {
+        let i = ((q * (n + 1.0)) + 0.5).floor() as usize;
+        s[i.saturating_sub(1).min(s.len() - 1)]
+    };
+    Some(at(0.75) - at(0.25))
+}
+
 /// Population standard deviation (statrs).
 pub fn population_std_dev(v: &[f64]) -> f64 {
     if v.len() < 2 {

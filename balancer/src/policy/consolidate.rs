@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::plan::{r6, Reason};
 use crate::planner::{MoveKind, Planner};
 use crate::snapshot::PowerCurve;
-use crate::trends::{iqr, linear_fit, mad};
+use crate::trends::{iqr_cloudsim, linear_fit, mad};
 
 /// Overload detectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +72,10 @@ pub struct ConsolidateParams {
     /// use each host's utilisation from the start of the round, ignoring VMs placed earlier in
     /// the same round (default false).
     pub cloudsim_stale_util: bool,
+    /// Reproduce CloudSim 3.0.3's round literally (default false): "switched off" means idle
+    /// at the start of the round, and the underload pass may evacuate a host that just received
+    /// VMs from an overloaded one, planning those VMs twice (both moves count as migrations).
+    pub cloudsim_quirks: bool,
     /// Reproduce CloudSim 3.0.3's placement check: the demand per vCPU must fit one physical
     /// core (default true).
     pub pe_check: bool,
@@ -95,6 +99,7 @@ impl Default for ConsolidateParams {
             max_underload_hosts: 0,
             pe_check: true,
             cloudsim_stale_util: false,
+            cloudsim_quirks: false,
         }
     }
 }
@@ -224,7 +229,7 @@ impl Ctx<'_, '_> {
                     return thr(cfg.fallback_threshold);
                 }
                 let spread = if cfg.detector == Detector::Iqr {
-                    iqr(&hist)
+                    iqr_cloudsim(&hist)
                 } else {
                     mad(&hist)
                 };
@@ -385,11 +390,11 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
             }
         }
     }
+    // Stable, as CloudSim's sort: ties keep host order, then selection order.
     to_move.sort_by(|a, b| {
         s.vms[b.0]
             .cpu_demand_mhz
             .total_cmp(&s.vms[a.0].cpu_demand_mhz)
-            .then(a.0.cmp(&b.0))
     });
     for (v, h, reason) in to_move {
         if !ctx.p.budget_left() {
@@ -412,8 +417,18 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
     }
 
     // Underload pass.
+    // "Switched off" is judged by the utilisation at the start of the round (CloudSim's
+    // getSwitchedOffHosts): an idle host woken by the overload pass above neither gets
+    // evacuated nor receives an underloaded host's VMs in the same round.
     let off: Vec<bool> = (0..nh)
-        .map(|h| ctx.p.cpu[h] == 0.0 || !s.hosts[h].up)
+        .map(|h| {
+            let idle = if cfg.cloudsim_quirks {
+                ctx.util0[h] == 0.0
+            } else {
+                ctx.p.cpu[h] == 0.0
+            };
+            idle || !s.hosts[h].up
+        })
         .collect();
     let mut excl_src: Vec<bool> = (0..nh)
         .map(|h| over[h] || off[h] || ctx.p.rules.maintenance[h])
@@ -456,20 +471,16 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
             continue;
         }
         let mut vms: Vec<usize> = ctx.p.on_host[h].clone();
-        // CloudSim skips hosts with a VM migrating in (planned this round) or already moving.
+        // Hosts with a VM already moving are skipped; so are hosts that received VMs this
+        // round, except in CloudSim's literal round, which evacuates them too.
         if vms.is_empty()
             || vms
                 .iter()
-                .any(|&v| s.vms[v].migrating || s.vms[v].host_idx != h)
+                .any(|&v| s.vms[v].migrating || (!cfg.cloudsim_quirks && s.vms[v].host_idx != h))
         {
             continue;
         }
-        vms.sort_by(|&a, &b| {
-            s.vms[b]
-                .cpu_demand_mhz
-                .total_cmp(&s.vms[a].cpu_demand_mhz)
-                .then(a.cmp(&b))
-        });
+        vms.sort_by(|&a, &b| s.vms[b].cpu_demand_mhz.total_cmp(&s.vms[a].cpu_demand_mhz));
         let start = ctx.p.moves().len();
         let mut ok = true;
         for v in vms {
@@ -477,6 +488,9 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
                 host: s.hosts[h].name.clone(),
                 util: r6(u),
             };
+            if s.vms[v].host_idx != h {
+                ctx.p.allow_second_move(v);
+            }
             let placed = ctx.best_host(v, &excl_dst).is_some_and(|d| {
                 let ok = ctx
                     .p

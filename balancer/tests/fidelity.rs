@@ -1,0 +1,239 @@
+//! Fidelity to CloudSim 3.0.3: the PlanetLab day 20110303 on Beloglazov & Buyya's setup must
+//! reproduce the table of balancing.md section 3.3 (the authors' code, re-run) within 15 % on
+//! energy, migrations and SLATAH; plus hand-computed micro cases of the CloudSim world model
+//! (idle VMs leaving, destinations short of MIPS while a VM migrates in, trapezoid energy).
+// Helpers outside #[test] fns unwrap too; a failure there is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use balancer::policy::PolicySpec;
+use balancer::sim::scenario::{Accounting, HostSpec, ProfileSpec, VmSpec};
+use balancer::sim::{builtin_scenario, simulate, Report, Scenario, SimOptions};
+use balancer::trends::iqr_cloudsim;
+
+/// One row of the CloudSim 3.0.3 table (balancing.md section 3.3, day 20110303).
+struct Cloudsim {
+    policy: &'static str,
+    energy_kwh: f64,
+    migrations: f64,
+    slatah: f64,
+}
+
+const TABLE: [Cloudsim; 4] = [
+    Cloudsim {
+        policy: "thr-mmt-0.8",
+        energy_kwh: 198.08,
+        migrations: 27_728.0,
+        slatah: 0.0500,
+    },
+    Cloudsim {
+        policy: "iqr-mmt-1.5",
+        energy_kwh: 193.63,
+        migrations: 27_592.0,
+        slatah: 0.0502,
+    },
+    Cloudsim {
+        policy: "mad-mmt-2.5",
+        energy_kwh: 189.79,
+        migrations: 27_781.0,
+        slatah: 0.0509,
+    },
+    Cloudsim {
+        policy: "lr-mmt-1.2",
+        energy_kwh: 167.83,
+        migrations: 27_649.0,
+        slatah: 0.0572,
+    },
+];
+
+const BAR: f64 = 0.15;
+
+fn planetlab(policy: &str) -> Report {
+    let sc = builtin_scenario("planetlab", None, 1).unwrap();
+    simulate(
+        &sc,
+        &PolicySpec::builtin(policy).unwrap(),
+        &SimOptions::default(),
+    )
+    .unwrap()
+}
+
+fn within(what: &str, ours: f64, theirs: f64) -> Option<String> {
+    let dev = ours / theirs - 1.0;
+    (dev.abs() > BAR).then(|| {
+        format!(
+            "{what}: ours {ours:.4} vs CloudSim {theirs:.4} ({:+.1} %)",
+            dev * 100.0
+        )
+    })
+}
+
+fn check(row: &Cloudsim) {
+    let r = planetlab(row.policy);
+    let errs: Vec<String> = [
+        within("energy kWh", r.energy_kwh, row.energy_kwh),
+        within("migrations", r.migrations as f64, row.migrations),
+        within("SLATAH", r.slatah, row.slatah),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    assert!(errs.is_empty(), "{}: {}", row.policy, errs.join("; "));
+}
+
+#[test]
+fn thr_mmt_0_8_reproduces_cloudsim_within_15_percent() {
+    check(&TABLE[0]);
+}
+
+#[test]
+fn iqr_mmt_1_5_reproduces_cloudsim_within_15_percent() {
+    check(&TABLE[1]);
+}
+
+#[test]
+fn mad_mmt_2_5_reproduces_cloudsim_within_15_percent() {
+    check(&TABLE[2]);
+}
+
+#[test]
+fn lr_mmt_1_2_reproduces_cloudsim_within_15_percent() {
+    check(&TABLE[3]);
+}
+
+#[test]
+fn dvfs_energy_matches_cloudsim_within_15_percent() {
+    // No migrations ("none" places by first fit, as CloudSim's DVFS run): checks the world
+    // alone (power model, trapezoid energy, idle VMs leaving). CloudSim: 764.96 kWh.
+    let r = planetlab("none");
+    assert_eq!(r.migrations, 0);
+    if let Some(e) = within("energy kWh", r.energy_kwh, 764.96) {
+        panic!("{e}");
+    }
+}
+
+fn cloudsim_micro(vms: Vec<VmSpec>, hosts: usize, duration_s: u64) -> Scenario {
+    let mut sc = builtin_scenario("planetlab-small", None, 1).unwrap();
+    sc.name = "micro".into();
+    sc.duration_s = duration_s;
+    sc.hosts = (0..hosts)
+        .map(|i| HostSpec {
+            name: format!("h{i}"),
+            cpus: 1,
+            mhz: 1000,
+            mem_kb: 4 << 20,
+            power: Some("g4".into()),
+        })
+        .collect();
+    sc.vms = vms;
+    assert_eq!(sc.accounting, Accounting::Cloudsim);
+    sc
+}
+
+fn traced(name: &str, host: &str, samples: &[f32]) -> VmSpec {
+    VmSpec {
+        name: name.into(),
+        vcpus: 1,
+        cpu_cap_mhz: 1000.0,
+        mem_kb: 1 << 20,
+        host: Some(host.into()),
+        profile: ProfileSpec::Samples {
+            samples: samples.into(),
+            period_s: 300,
+        },
+    }
+}
+
+#[test]
+fn energy_is_the_trapezoid_from_the_first_update_on() {
+    // CloudSim's first update is at 300 s. Then 0.5 -> 0.7 over [300, 600) and 0.7 -> 0.7 over
+    // [600, 900): (102 + 108) / 2 * 300 + 108 * 300 W s. The last sample (900 s) is the end.
+    let sc = cloudsim_micro(vec![traced("v", "h0", &[0.1, 0.5, 0.7, 0.7])], 1, 1200);
+    let r = simulate(
+        &sc,
+        &PolicySpec::builtin("none").unwrap(),
+        &SimOptions::default(),
+    )
+    .unwrap();
+    let want = ((102.0 + 108.0) / 2.0 * 300.0 + 108.0 * 300.0) / 3.6e6;
+    // Samples are f32, as the trace reader stores them.
+    assert!(
+        (r.energy_kwh / want - 1.0).abs() < 1e-7,
+        "{} vs {want}",
+        r.energy_kwh
+    );
+}
+
+#[test]
+fn a_vm_with_two_zero_samples_in_a_row_leaves() {
+    // v1 reaches 0 at 600 s and stays there at 900 s: it leaves at the 600 s update and its
+    // host draws nothing afterwards; v2 has a single zero and stays.
+    let sc = cloudsim_micro(
+        vec![
+            traced("v1", "h0", &[0.5, 0.5, 0.0, 0.0, 0.9, 0.9]),
+            traced("v2", "h1", &[0.5, 0.5, 0.0, 0.5, 0.5, 0.5]),
+        ],
+        2,
+        1800,
+    );
+    let r = simulate(
+        &sc,
+        &PolicySpec::builtin("none").unwrap(),
+        &SimOptions::default(),
+    )
+    .unwrap();
+    // h0: [300, 600) 0.5 -> 0.0 only. h1: [300, 600) 0.5 -> 0; [600, 900) idle at its start,
+    // so nothing; [900, 1500) at 0.5.
+    let h0 = (102.0 + 86.0) / 2.0 * 300.0;
+    let h1 = (102.0 + 86.0) / 2.0 * 300.0 + 102.0 * 600.0;
+    let want = (h0 + h1) / 3.6e6;
+    assert!(
+        (r.energy_kwh / want - 1.0).abs() < 1e-7,
+        "{} vs {want}",
+        r.energy_kwh
+    );
+}
+
+#[test]
+fn a_host_receiving_a_vm_is_short_of_mips_until_the_migration_ends() {
+    // h0 is overloaded (1.0 > 0.8) at 300 s; THR-MMT moves one VM to h1. CloudSim: 1024 MB at
+    // 62.5 MB/s = 16.384 s. h1 requests the VM's full MIPS but gets 10 % meanwhile: 16.384
+    // violated seconds. The source loses 10 % of the VM meanwhile.
+    let sc = cloudsim_micro(
+        vec![
+            traced("a", "h0", &[0.5, 0.5, 0.5, 0.5]),
+            traced("b", "h0", &[0.5, 0.5, 0.5, 0.5]),
+        ],
+        2,
+        1200,
+    );
+    let mut spec = PolicySpec::builtin("thr-mmt-0.8").unwrap();
+    spec.consolidate.underload = false;
+    let r = simulate(&sc, &spec, &SimOptions::default()).unwrap();
+    assert_eq!(r.migrations, 1);
+    let secs = 16.384;
+    assert!(
+        (r.migration_seconds - secs).abs() < 1e-9,
+        "{}",
+        r.migration_seconds
+    );
+    // Active host-seconds: h0 over [300, 900), h1 from the migration's start.
+    let active = 600.0 + 600.0;
+    assert!((r.slatah - secs / active).abs() < 1e-9, "{}", r.slatah);
+    // Requested: 2 VMs x 500 MHz x 600 s; lost to the migration: 10 % of 500 MHz for 16 s.
+    assert!(
+        (r.pdm - 0.1 * 500.0 * secs / (2.0 * 500.0 * 600.0)).abs() < 1e-9,
+        "{}",
+        r.pdm
+    );
+}
+
+#[test]
+fn iqr_as_cloudsim_3_0_3_computes_it() {
+    // n = 10: positions round(2.75) = 3 and round(8.25) = 8 (1-based) of the sorted data.
+    let v = [10.0, 1.0, 9.0, 2.0, 8.0, 3.0, 7.0, 4.0, 6.0, 5.0];
+    assert_eq!(iqr_cloudsim(&v), Some(8.0 - 3.0));
+    // n = 12: round(3.25) = 3, round(9.75) = 10.
+    let w: Vec<f64> = (1..=12).map(f64::from).collect();
+    assert_eq!(iqr_cloudsim(&w), Some(10.0 - 3.0));
+    assert_eq!(iqr_cloudsim(&[]), None);
+}
