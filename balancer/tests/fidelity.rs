@@ -237,3 +237,19 @@ fn iqr_as_cloudsim_3_0_3_computes_it() {
     assert_eq!(iqr_cloudsim(&w), Some(10.0 - 3.0));
     assert_eq!(iqr_cloudsim(&[]), None);
 }
+
+#[test]
+fn consolidate_defaults_beat_iqr_mmt_on_esv_with_a_fifth_of_the_migrations() {
+    // The quality goal of issue 6, on the same day and world as the fidelity table.
+    let iqr = planetlab("iqr-mmt-1.5");
+    let ours = planetlab("consolidate");
+    assert!(ours.esv < iqr.esv, "ESV {} vs {}", ours.esv, iqr.esv);
+    assert!(
+        ours.migrations * 5 <= iqr.migrations,
+        "{} vs {} migrations",
+        ours.migrations,
+        iqr.migrations
+    );
+    assert_eq!(ours.ping_pong, 0);
+    assert_eq!(ours.rule_violations, 0);
+}
