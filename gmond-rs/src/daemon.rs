@@ -58,6 +58,19 @@ pub struct RunOptions {
     pub hosts_file: Option<std::path::PathBuf>,
     /// Archive the cluster view every 15 s in gmetad's RRD layout under this directory.
     pub rrd_rootdir: Option<std::path::PathBuf>,
+    /// Called once every socket is bound, before any thread starts: where the program forks
+    /// into the background, so a bad channel is still reported on its terminal.
+    pub detach: Option<Detach>,
+}
+
+/// See [`RunOptions::detach`].
+#[derive(Clone)]
+pub struct Detach(pub Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>);
+
+impl std::fmt::Debug for Detach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Detach")
+    }
 }
 
 /// Counters of the daemon's own I/O (the store counts datagrams).
@@ -326,6 +339,12 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
             .map(|(i, ch)| tcp_listener(i, ch).map(|l| (l, ch.clone())))
             .collect::<Result<_, _>>()?
     };
+    if let Some(Detach(detach)) = &opts.detach {
+        detach().map_err(|source| Error::Runtime {
+            what: "daemonize",
+            source,
+        })?;
+    }
 
     let hosts_path = opts
         .hosts_file

@@ -1,8 +1,9 @@
 //! gmond-rs: the command line, with gmond 3.7.2's flags.
 use clap::Parser;
-use gmond_rs::daemon::{self, RunOptions};
-use std::path::PathBuf;
+use gmond_rs::daemon::{self, Detach, RunOptions};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// The Ganglia Monitoring Daemon, in Rust: listens to the cluster message channel, keeps the
 /// whole cluster's state in memory, and serves it as XML.
@@ -19,7 +20,7 @@ struct Args {
     /// Debug level; greater than zero keeps the daemon in the foreground with debug logs
     #[arg(short = 'd', long = "debug", default_value_t = 0)]
     debug: u32,
-    /// Run in the foreground (gmond-rs always does; see README)
+    /// Run in the foreground (otherwise, with `daemonize = yes`, detach as gmond does)
     #[arg(short = 'f', long = "foreground")]
     foreground: bool,
     /// Print the default configuration to stdout and exit
@@ -90,11 +91,27 @@ fn main() -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!(location = %w.location, option = %w.option, "{}", w.message);
     }
-    if loaded.config.globals.daemonize && !args.foreground && args.debug == 0 {
-        tracing::warn!("daemonize = yes is not implemented: gmond-rs stays in the foreground");
-    }
-    if let Some(path) = &args.pid_file {
-        if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+    // gmond's rule: a debug level keeps it in the foreground like -f.
+    let background = loaded.config.globals.daemonize && !args.foreground && args.debug == 0;
+    // Absolute, because detaching changes the working directory to /.
+    let pid_file = match args
+        .pid_file
+        .as_deref()
+        .map(std::path::absolute)
+        .transpose()
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("gmond-rs: pid file: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut detach_hook = None;
+    if background {
+        let pid_file = pid_file.clone();
+        detach_hook = Some(Detach(Arc::new(move || detach(pid_file.as_deref()))));
+    } else if let Some(path) = &pid_file {
+        if let Err(e) = write_pid_file(path) {
             eprintln!("gmond-rs: cannot write pid file {}: {e}", path.display());
             return ExitCode::from(1);
         }
@@ -104,10 +121,11 @@ fn main() -> ExitCode {
         RunOptions {
             location: args.location,
             rrd_rootdir: args.rrd_rootdir,
+            detach: detach_hook,
             ..RunOptions::default()
         },
     );
-    if let Some(path) = &args.pid_file {
+    if let Some(path) = &pid_file {
         let _ = std::fs::remove_file(path);
     }
     match result {
@@ -130,4 +148,21 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Goes into the background as gmond does (fork, the parent exits 0, setsid, chdir /, standard
+/// streams to /dev/null), then records the new process id. Called by the daemon once its
+/// sockets are bound, so a bad channel is still reported on the terminal, and before it
+/// starts any thread, so the fork copies a single-threaded process.
+fn detach(pid_file: Option<&Path>) -> std::io::Result<()> {
+    tracing::info!("detaching into the background");
+    nix::unistd::daemon(false, false)?;
+    match pid_file {
+        Some(path) => write_pid_file(path),
+        None => Ok(()),
+    }
+}
+
+fn write_pid_file(path: &Path) -> std::io::Result<()> {
+    std::fs::write(path, format!("{}\n", std::process::id()))
 }
