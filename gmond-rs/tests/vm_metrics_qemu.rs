@@ -11,43 +11,15 @@
 
 use ganglia_wire::model::Host;
 use ganglia_wire::xml::read_document;
-use integration_tests::lvt::{Guest, Testbed};
+use integration_tests::lvt::{gmond_conf, Guest, Testbed, GMOND_PORT as PORT};
 use integration_tests::Proc;
 use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
 
-const PORT: u16 = 8649;
 /// How long a host's view may take to show something it is waiting for (generous: the
 /// machine has 2 cores, shared with builds).
 const WAIT: Duration = Duration::from_secs(90);
-
-/// gmond.conf of a testbed host: Ganglia's default multicast channel on the bridge (the host's
-/// route sends 239.0.0.0/8 out of its testbed interface only), heartbeat and load metrics,
-/// and, with `libvirt`, per-VM metrics from the host's own libvirtd every `every` seconds.
-/// Inside a host, `qemu:///system` is that host's libvirtd: the host's mount namespace has
-/// its private /run/libvirt (`qemu+tcp://<its address>/system` works too).
-pub fn host_conf(libvirt: bool, every: u32) -> String {
-    let module = if libvirt {
-        format!(
-            "  module {{\n    name = \"libvirt_module\"\n    path = \"builtin\"\n    \
-             param uri {{ value = \"qemu:///system\" }}\n    \
-             param collect_every {{ value = \"{every}\" }}\n  }}\n"
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        "globals {{\n  daemonize = no\n  setuid = no\n  host_dmax = 0\n  send_metadata_interval = 10\n}}\n\
-         cluster {{\n  name = \"hypervisors\"\n}}\n\
-         udp_send_channel {{\n  mcast_join = 239.2.11.71\n  port = {PORT}\n  ttl = 1\n}}\n\
-         udp_recv_channel {{\n  mcast_join = 239.2.11.71\n  port = {PORT}\n  bind = 239.2.11.71\n}}\n\
-         tcp_accept_channel {{\n  port = {PORT}\n}}\n\
-         modules {{\n  module {{\n    name = \"core_metrics\"\n  }}\n  module {{\n    name = \"load_module\"\n    path = \"modload.so\"\n  }}\n{module}}}\n\
-         collection_group {{\n  collect_once = yes\n  time_threshold = 5\n  metric {{\n    name = \"heartbeat\"\n  }}\n}}\n\
-         collection_group {{\n  collect_every = 5\n  time_threshold = 10\n  metric {{\n    name = \"load_one\"\n    value_threshold = 1.0\n  }}\n}}\n"
-    )
-}
 
 /// Starts gmond-rs on host `i` with `conf`.
 fn start_gmond(bed: &Testbed, i: usize, conf: &str) -> Proc {
@@ -85,8 +57,8 @@ fn busy_guest_outweighs_idle_one_and_shows_on_another_host_over_multicast() {
     // one that halts.
     bed.guest(1, "busy1", Guest::Busy, 16, 1, Some(50));
     bed.guest(1, "idle1", Guest::Idle, 32, 2, None);
-    let mut g1 = start_gmond(&bed, 1, &host_conf(true, 2));
-    let mut g2 = start_gmond(&bed, 2, &host_conf(false, 2));
+    let mut g1 = start_gmond(&bed, 1, &gmond_conf(true, 2));
+    let mut g2 = start_gmond(&bed, 2, &gmond_conf(false, 2));
 
     // hv2 hears hv1's VM metrics over multicast; CPU % needs two rounds of hv1's collector.
     let seen = bed.wait_for(WAIT, || {
@@ -160,7 +132,7 @@ fn busy_guest_outweighs_idle_one_and_shows_on_another_host_over_multicast() {
 fn libvirtd_restart_is_logged_once_and_metrics_resume_by_themselves() {
     let bed = Testbed::new(1);
     bed.guest(1, "idle1", Guest::Idle, 16, 1, None);
-    let mut g = start_gmond(&bed, 1, &host_conf(true, 1));
+    let mut g = start_gmond(&bed, 1, &gmond_conf(true, 1));
     let up = bed.wait_for(WAIT, || {
         host_in_view(&bed, 1, "hv1").filter(|h| h.metric("idle1.vcpu_state").is_some())
     });

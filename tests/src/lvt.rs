@@ -30,6 +30,36 @@ const LOCK_FILE: &str = "/tmp/gmond-rs-lvt.lock";
 /// How long [`Testbed::new`] waits for another process's testbed to go away.
 const LOCK_WAIT: Duration = Duration::from_secs(900);
 
+/// The port of the gmond channels in [`gmond_conf`].
+pub const GMOND_PORT: u16 = 8649;
+
+/// gmond.conf of a testbed host: Ganglia's default multicast channel on the bridge (the host's
+/// route sends 239.0.0.0/8 out of its testbed interface only), heartbeat and load metrics,
+/// and, with `libvirt`, per-VM metrics from the host's own libvirtd every `every` seconds.
+/// Inside a host, `qemu:///system` is that host's libvirtd: the host's mount namespace has
+/// its private /run/libvirt (`qemu+tcp://<its address>/system` works too).
+pub fn gmond_conf(libvirt: bool, every: u32) -> String {
+    let module = if libvirt {
+        format!(
+            "  module {{\n    name = \"libvirt_module\"\n    path = \"builtin\"\n    \
+             param uri {{ value = \"qemu:///system\" }}\n    \
+             param collect_every {{ value = \"{every}\" }}\n  }}\n"
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "globals {{\n  daemonize = no\n  setuid = no\n  host_dmax = 0\n  send_metadata_interval = 10\n}}\n\
+         cluster {{\n  name = \"hypervisors\"\n}}\n\
+         udp_send_channel {{\n  mcast_join = 239.2.11.71\n  port = {GMOND_PORT}\n  ttl = 1\n}}\n\
+         udp_recv_channel {{\n  mcast_join = 239.2.11.71\n  port = {GMOND_PORT}\n  bind = 239.2.11.71\n}}\n\
+         tcp_accept_channel {{\n  port = {GMOND_PORT}\n}}\n\
+         modules {{\n  module {{\n    name = \"core_metrics\"\n  }}\n  module {{\n    name = \"load_module\"\n    path = \"modload.so\"\n  }}\n{module}}}\n\
+         collection_group {{\n  collect_once = yes\n  time_threshold = 5\n  metric {{\n    name = \"heartbeat\"\n  }}\n}}\n\
+         collection_group {{\n  collect_every = 5\n  time_threshold = 10\n  metric {{\n    name = \"load_one\"\n    value_threshold = 1.0\n  }}\n}}\n"
+    )
+}
+
 /// What a boot-sector guest does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Guest {
