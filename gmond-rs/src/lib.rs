@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod daemon;
+pub mod demo;
 pub mod ingest;
 pub mod selfmetrics;
 pub mod sender;
