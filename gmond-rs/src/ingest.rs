@@ -18,6 +18,13 @@
 //! instead of one per datagram. It delays ingest by at most [`MAX_PAUSE`] and needs the
 //! receive buffer to hold [`TARGET`] datagrams plus scheduling jitter (the stock 208 KiB holds
 //! about 256 small ones on loopback). When datagrams are rare the loop never sleeps.
+//!
+//! Ingest does not wait behind readers: a dump holds the store's read lock for as long as it
+//! renders (tens of milliseconds at 10,000 hosts, more on a busy core), longer than a socket
+//! buffer lasts at 100k datagrams/s. So the write lock is only tried; while a dump holds it,
+//! batches are copied into a [`Backlog`] (bounded by [`BACKLOG_BYTES`]) and keep the socket
+//! drained, and the backlog is applied, each datagram with its own arrival time, at the next
+//! successful try. Only a full backlog waits for the lock.
 
 use crate::daemon::IoStats;
 use crate::store::{ClusterStore, Timestamp};
@@ -29,13 +36,24 @@ use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
-use std::sync::RwLock;
+use std::sync::{RwLock, TryLockError};
 use std::time::{Duration, SystemTime};
 
 /// Datagrams taken per system call at most. 64 x ~1.5 KB of buffers is 94 KB per channel; a
 /// stock receive buffer (208 KiB of skb truesize) holds about 200 small datagrams, so a batch
 /// drains a good share of it without making one lock hold long (64 x ~0.3 µs of store work).
 pub const BATCH: usize = 64;
+
+/// Batches taken under one store lock at most when a backlog is queued (2,048 datagrams,
+/// well under a millisecond of store work that a dump may wait for).
+pub const DRAIN: usize = 32;
+
+/// Datagram bytes held while a dump holds the store (about 80,000 typical datagrams, over a
+/// second at 50k/s); beyond it ingest waits for the lock.
+pub const BACKLOG_BYTES: usize = 8 << 20;
+
+/// How long to wait before trying the lock again while a dump holds it and the socket is empty.
+const RETRY: Duration = Duration::from_micros(200);
 
 /// Datagrams a pause aims to let collect: an eighth of what a stock buffer holds.
 pub const TARGET: u32 = 32;
@@ -60,14 +78,23 @@ pub fn receive_loop(
         .read()
         .map(|s| s.config().limits.max_datagram)
         .unwrap_or(1472);
-    let mut batch = Batch::new(limit + 1);
+    let slot = limit + 1;
+    let mut batch = Batch::new(slot);
     let mut outgoing: Vec<Vec<u8>> = Vec::new();
     let mut asked: Vec<Box<[u8]>> = Vec::new();
+    let mut backlog = Backlog::default();
     let mut previous = Timestamp::from_system_time(SystemTime::now());
     let mut waiting_since = previous;
     loop {
-        let received = match batch.receive(&sock) {
-            Ok(r) => r,
+        // With a backlog, look for more without blocking: the lock is what we wait for.
+        let flags = if backlog.is_empty() {
+            MsgFlags::MSG_WAITFORONE
+        } else {
+            MsgFlags::MSG_DONTWAIT
+        };
+        let received = match batch.receive(&sock, flags) {
+            Ok(r) => Some(r),
+            Err(Errno::EAGAIN) => None,
             Err(Errno::EINTR) => continue,
             Err(e) => {
                 tracing::warn!(error = %e, "recvmmsg failed");
@@ -75,25 +102,47 @@ pub fn receive_loop(
             }
         };
         let now = Timestamp::from_system_time(SystemTime::now());
-        let count = received.count;
-        {
-            let Ok(mut s) = store.write() else {
-                return;
-            };
-            for (from, bytes) in received.iter() {
-                if let Some(acl) = &acl {
-                    if !acl.allows(from) {
-                        stats.acl_denied_total.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                }
-                s.handle_datagram(now, from, bytes);
+        let count = received.as_ref().map_or(0, |r| r.count);
+        let guard = if backlog.data.len() + count * slot > BACKLOG_BYTES {
+            store.write().ok()
+        } else {
+            match store.try_write() {
+                Ok(g) => Some(g),
+                Err(TryLockError::WouldBlock) => None,
+                Err(TryLockError::Poisoned(_)) => return,
             }
-            while let Some(d) = s.poll_transmit() {
-                outgoing.push(d);
+        };
+        let Some(mut s) = guard else {
+            // A dump holds the store: keep the datagrams, keep the socket drained.
+            match &received {
+                Some(r) => backlog.push(now, r),
+                None => std::thread::sleep(RETRY),
             }
-            asked.extend(s.poll_metadata_requested());
+            continue;
+        };
+        let backlogged = !backlog.is_empty();
+        backlog.apply(&mut s, acl.as_ref(), stats);
+        let mut full = count == BATCH;
+        if let Some(r) = received {
+            apply(&mut s, now, &r, acl.as_ref(), stats);
         }
+        // A full batch means more is queued: drain it under this lock rather than queue
+        // behind the next dump again.
+        for _ in 1..DRAIN {
+            if !full {
+                break;
+            }
+            let Ok(more) = batch.receive(&sock, MsgFlags::MSG_DONTWAIT) else {
+                break;
+            };
+            full = more.count == BATCH;
+            apply(&mut s, now, &more, acl.as_ref(), stats);
+        }
+        while let Some(d) = s.poll_transmit() {
+            outgoing.push(d);
+        }
+        asked.extend(s.poll_metadata_requested());
+        drop(s);
         for d in outgoing.drain(..) {
             send(&d);
         }
@@ -102,15 +151,74 @@ pub fn receive_loop(
                 let _ = r.send(name.clone());
             }
         }
-        if let Some(p) = pause(
-            count,
-            now.saturating_since(previous),
-            now.saturating_since(waiting_since),
-        ) {
+        let pause = match backlogged {
+            true => None,
+            false => pause(
+                count,
+                now.saturating_since(previous),
+                now.saturating_since(waiting_since),
+            ),
+        };
+        if let Some(p) = pause {
             std::thread::sleep(p);
         }
         previous = now;
         waiting_since = Timestamp::from_system_time(SystemTime::now());
+    }
+}
+
+/// Datagrams received while a dump held the store, with their arrival times, in order.
+#[derive(Default)]
+struct Backlog {
+    data: Vec<u8>,
+    /// (arrival, source, end offset in `data`) per datagram.
+    items: Vec<(Timestamp, Ipv4Addr, usize)>,
+}
+
+impl Backlog {
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    fn push(&mut self, now: Timestamp, received: &Received<'_>) {
+        for (from, bytes) in received.iter() {
+            self.data.extend_from_slice(bytes);
+            self.items.push((now, from, self.data.len()));
+        }
+    }
+
+    /// Feeds everything to the store in arrival order and empties the backlog (its buffers
+    /// are kept for the next dump).
+    fn apply(&mut self, s: &mut ClusterStore, acl: Option<&Acl>, stats: &IoStats) {
+        let mut start = 0;
+        for &(at, from, end) in &self.items {
+            let bytes = self.data.get(start..end).unwrap_or_default();
+            start = end;
+            if acl.is_some_and(|a| !a.allows(from)) {
+                stats.acl_denied_total.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            s.handle_datagram(at, from, bytes);
+        }
+        self.data.clear();
+        self.items.clear();
+    }
+}
+
+/// Feeds one batch to the store, dropping datagrams the channel's ACL denies.
+fn apply(
+    s: &mut ClusterStore,
+    now: Timestamp,
+    received: &Received<'_>,
+    acl: Option<&Acl>,
+    stats: &IoStats,
+) {
+    for (from, bytes) in received.iter() {
+        if acl.is_some_and(|a| !a.allows(from)) {
+            stats.acl_denied_total.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        s.handle_datagram(now, from, bytes);
     }
 }
 
@@ -152,9 +260,9 @@ impl Batch {
         }
     }
 
-    /// Blocks until at least one datagram is queued, then takes whatever else is already
-    /// there without waiting (MSG_WAITFORONE).
-    fn receive(&mut self, sock: &UdpSocket) -> Result<Received<'_>, Errno> {
+    /// With MSG_WAITFORONE: blocks until at least one datagram is queued, then takes whatever
+    /// else is already there without waiting. With MSG_DONTWAIT: EAGAIN if none is queued.
+    fn receive(&mut self, sock: &UdpSocket, flags: MsgFlags) -> Result<Received<'_>, Errno> {
         let mut meta = [(Ipv4Addr::UNSPECIFIED, 0); BATCH];
         let mut count = 0;
         {
@@ -165,7 +273,7 @@ impl Batch {
                 sock.as_raw_fd(),
                 &mut self.headers,
                 iovs.iter_mut(),
-                MsgFlags::MSG_WAITFORONE,
+                flags,
                 None,
             )?;
             for r in results {
@@ -213,6 +321,77 @@ impl Received<'_> {
 mod tests {
     use super::*;
 
+    /// Bytes queued on the UDP socket bound to 127.0.0.1:`port` (/proc/net/udp rx_queue).
+    fn queued(port: u16) -> Option<u64> {
+        let text = std::fs::read_to_string("/proc/net/udp").ok()?;
+        let local = format!("0100007F:{port:04X}");
+        text.lines().skip(1).find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&local.as_str()))
+                .then(|| u64::from_str_radix(f.get(4)?.split(':').nth(1)?, 16).ok())?
+        })
+    }
+
+    fn poll(mut f: impl FnMut() -> bool) {
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(
+                std::time::Instant::now() < end,
+                "condition not reached in 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_reader_holding_the_store_does_not_stop_the_socket_being_drained() {
+        use crate::store::StoreConfig;
+        use ganglia_wire::{encode, Message, MetricId, Value, ValueMsg};
+        use std::sync::Arc;
+
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = rx.local_addr().unwrap().port();
+        let store = Arc::new(RwLock::new(ClusterStore::new(StoreConfig::default())));
+        let stats = Arc::new(IoStats::default());
+        {
+            let (store, stats) = (store.clone(), stats.clone());
+            std::thread::spawn(move || receive_loop(rx, None, &store, &|_| {}, &stats, &[]));
+        }
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut d = Vec::new();
+        // Fewer than the stock buffer holds (about 256), so the kernel drops none of them.
+        let n = 200;
+        {
+            // A dump in progress: the read lock is held while every datagram is sent.
+            let _reader = store.read().unwrap();
+            for i in 0..n {
+                d.clear();
+                encode(
+                    &Message::Value(ValueMsg {
+                        id: MetricId {
+                            host: format!("10.0.0.{}:h", i % 7).as_bytes(),
+                            name: b"m",
+                            spoof: true,
+                        },
+                        fmt: b"%u",
+                        value: Value::UInt(i),
+                    }),
+                    &mut d,
+                );
+                tx.send_to(&d, ("127.0.0.1", port)).unwrap();
+            }
+            // Drained into the backlog although the store is locked.
+            poll(|| queued(port) == Some(0));
+            assert_eq!(
+                store.try_read().unwrap().stats().datagrams_received_total,
+                0
+            );
+        }
+        // Applied once the reader is gone, every one of them.
+        poll(|| store.read().unwrap().stats().datagrams_received_total == u64::from(n));
+        assert_eq!(store.read().unwrap().stats().hosts, 7);
+    }
+
     #[test]
     fn pauses_follow_the_rate_and_stop_when_datagrams_are_rare() {
         let us = Duration::from_micros;
@@ -241,7 +420,7 @@ mod tests {
         // Loopback delivery is synchronous: all three are queued once send_to returns.
         let mut batch = Batch::new(32);
         let got: Vec<(Ipv4Addr, Vec<u8>)> = batch
-            .receive(&rx)
+            .receive(&rx, MsgFlags::MSG_WAITFORONE)
             .unwrap()
             .iter()
             .map(|(ip, d)| (ip, d.to_vec()))
@@ -268,7 +447,7 @@ mod tests {
         let mut batch = Batch::new(8);
         let mut seen = Vec::new();
         for want in [BATCH, 5] {
-            let r = batch.receive(&rx).unwrap();
+            let r = batch.receive(&rx, MsgFlags::MSG_WAITFORONE).unwrap();
             let before = seen.len();
             seen.extend(
                 r.iter()
