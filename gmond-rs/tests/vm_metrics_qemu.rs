@@ -2,7 +2,8 @@
 //! testbed of `tests/libvirt` (`integration_tests::lvt`): gmond-rs with `libvirt_module` runs
 //! on host hv1 in its namespaces, multicasting on the testbed bridge; a busy guest reports far
 //! higher `vcpu_util` than an idle one; a second gmond-rs on hv2 shows hv1's VM metrics; and a
-//! libvirtd restart under gmond-rs is logged once, crashes nothing, and metrics resume alone.
+//! libvirtd restart under gmond-rs is logged once, crashes nothing, and metrics resume alone;
+//! a guest migrated away in the middle of a collection round breaks nothing.
 //!
 //! Needs root, cgroup v1 `cpu`/`cpuacct`, and Debian's libvirt-daemon,
 //! libvirt-daemon-driver-qemu, libvirt-clients and qemu-system-x86; fails (never skips) without.
@@ -171,4 +172,61 @@ fn libvirtd_restart_is_logged_once_and_metrics_resume_by_themselves() {
         "outage lines in gmond-rs's log:\n{log}"
     );
     assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn guest_migrated_away_mid_round_costs_nothing_and_the_next_round_is_exact() {
+    use gmond_metrics::hypervisor::libvirt::LibvirtSession;
+    use gmond_metrics::hypervisor::Hypervisor;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let bed = Testbed::new(2);
+    bed.guest(1, "stay1", Guest::Idle, 16, 1, None);
+    bed.guest(1, "leave1", Guest::Idle, 16, 1, None);
+    let mut s = LibvirtSession::open_read_only(&bed.local_uri(1)).unwrap();
+    // Between the bulk listing and the per-domain calls, a live migration takes leave1 to
+    // hv2 (as a balancer would), through hv1's libvirtd (peer to peer over the testbed).
+    let (src, dst) = (bed.local_uri(1), bed.tcp_uri(2));
+    let once = AtomicBool::new(false);
+    s.set_after_list_hook(move |_| {
+        if once.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let out = std::process::Command::new("virsh")
+            .args(["-q", "-c", &src, "migrate", "--live", "--p2p"])
+            .args(["--persistent", "--undefinesource", "leave1", &dst])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    let first = s
+        .domains()
+        .expect("a round with a domain leaving mid-way still succeeds");
+    let names: Vec<&str> = first.iter().map(|d| d.name.as_str()).collect();
+    assert!(names.contains(&"stay1"), "{names:?}");
+    // leave1 is either reported from the listing's snapshot or skipped as vanished; never
+    // both, never an error.
+    let reported = names.contains(&"leave1");
+    eprintln!("round with the migration: {names:?}");
+    assert_eq!(
+        s.domains_vanished_total() + s.domains_failed_total(),
+        u64::from(!reported),
+        "{names:?}"
+    );
+    assert_eq!(bed.running(2).unwrap(), ["leave1"]);
+    let next = s.domains().unwrap();
+    let names: Vec<&str> = next.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["stay1"], "hv1 still lists a guest that left");
+    let there = LibvirtSession::open_read_only(&bed.local_uri(2)).unwrap();
+    let names: Vec<String> = there
+        .domains()
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(names, ["leave1"]);
 }
