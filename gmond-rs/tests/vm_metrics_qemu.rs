@@ -54,9 +54,10 @@ fn val(h: &Host, m: &str) -> Option<f64> {
 #[test]
 fn busy_guest_outweighs_idle_one_and_shows_on_another_host_over_multicast() {
     let bed = Testbed::new(2);
-    // One spinning guest capped at half a core (the machine has two, shared with builds) and
-    // one that halts.
-    bed.guest(1, "busy1", Guest::Busy, 16, 1, Some(50));
+    // One spinning guest capped at a fifth of a core and one that halts. A small cap holds
+    // even when builds load the machine (CFS gives each runnable thread more than 20 %), so
+    // the busy guest's reading is its cap, not the machine's contention.
+    bed.guest(1, "busy1", Guest::Busy, 16, 1, Some(20));
     bed.guest(1, "idle1", Guest::Idle, 32, 2, None);
     let mut g1 = start_gmond(&bed, 1, &gmond_conf(true, 2));
     let mut g2 = start_gmond(&bed, 2, &gmond_conf(false, 2));
@@ -89,8 +90,8 @@ fn busy_guest_outweighs_idle_one_and_shows_on_another_host_over_multicast() {
     let busy = val(&later, "busy1.vcpu_util").unwrap();
     let idle = val(&later, "idle1.vcpu_util").unwrap();
     eprintln!("hv2's view of hv1: busy1.vcpu_util = {busy} %, idle1.vcpu_util = {idle} %");
-    assert!(busy >= 20.0, "busy guest (cap 50 %) at {busy} %");
-    assert!(busy <= 60.0, "busy guest above its 50 % cap: {busy} %");
+    assert!(busy >= 10.0, "busy guest (cap 20 %) at {busy} %");
+    assert!(busy <= 25.0, "busy guest above its 20 % cap: {busy} %");
     assert!(idle < 5.0, "idle guest at {idle} %");
     assert!(
         busy > 10.0 * idle.max(0.1),
