@@ -663,4 +663,52 @@ mod tests {
             hostname
         );
     }
+
+    #[test]
+    fn leftovers_of_a_dead_owner_go_first_and_nothing_of_them_survives() {
+        // A testbed whose owner died without tearing it down (as after SIGKILL), with a guest.
+        let mut child = Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let orphan = format!("gvirt-{dead}-orphan");
+        let scripts = repo_root().join("tests/libvirt");
+        script(&scripts, "setup.sh", &[orphan.as_str(), "1"]);
+        script(
+            &scripts,
+            "guest.sh",
+            &[orphan.as_str(), "1", "lost", "idle"],
+        );
+        let state = Path::new(STATE_ROOT).join(&orphan);
+        let pid_of = |f: &str| -> u32 {
+            std::fs::read_to_string(state.join(f))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let pids = [
+            pid_of("h1/holder.pid"),
+            pid_of("h1/libvirtd.pid"),
+            pid_of("h1/run/qemu/lost.pid"),
+        ];
+        let alive = |p: u32| {
+            std::fs::read_to_string(format!("/proc/{p}/status")).is_ok_and(|s| {
+                !s.lines()
+                    .any(|l| l.starts_with("State:") && l.contains('Z'))
+            })
+        };
+        assert!(
+            pids.iter().all(|&p| alive(p)),
+            "orphan not running: {pids:?}"
+        );
+
+        let bed = Testbed::new(1);
+        assert!(!state.exists(), "orphan state left");
+        assert!(!Path::new(&format!("/run/netns/{orphan}-h1")).exists());
+        assert!(!Path::new(&format!("/sys/fs/cgroup/cpu/{orphan}-h1")).exists());
+        let left: Vec<u32> = pids.into_iter().filter(|&p| alive(p)).collect();
+        assert!(left.is_empty(), "orphan processes survived: {left:?}");
+        // The live testbed was built after the clean-up and works.
+        assert_eq!(bed.running(1).unwrap(), Vec::<String>::new());
+    }
 }
