@@ -1,0 +1,325 @@
+//! The agent's config file (`configs/balancer-agent.toml`): TOML parsed into typed fields,
+//! then range-checked; every error carries file:line:column.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{AgentError, Result};
+
+/// What the agent does with a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Advertise only; never a leader candidate, never plans.
+    Off,
+    /// Plan, log, audit and publish; move nothing (dry run).
+    #[default]
+    Recommend,
+    /// Plan and migrate.
+    Auto,
+}
+
+impl Mode {
+    /// The text published as `balancer_mode`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Recommend => "recommend",
+            Mode::Auto => "auto",
+        }
+    }
+
+    /// Parses `off`, `recommend` or `auto`.
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s.trim() {
+            "off" => Some(Mode::Off),
+            "recommend" => Some(Mode::Recommend),
+            "auto" => Some(Mode::Auto),
+            _ => None,
+        }
+    }
+}
+
+/// What happens to migrations in flight when the agent loses the lead or stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InflightAction {
+    /// Let them run to completion (libvirt migrations are atomic: the VM ends on one host).
+    Finish,
+    /// Abort them (the VM stays on its source).
+    Abort,
+}
+
+/// Live-migration flags and limits, as passed to libvirt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MigrationFlags {
+    /// VIR_MIGRATE_LIVE (default true).
+    pub live: bool,
+    /// VIR_MIGRATE_PEER2PEER: the source libvirtd talks to the destination (default true).
+    pub p2p: bool,
+    /// VIR_MIGRATE_TUNNELLED: data through the libvirtd connection (needs p2p; default false).
+    pub tunnelled: bool,
+    /// VIR_MIGRATE_PERSIST_DEST (default true).
+    pub persistent: bool,
+    /// VIR_MIGRATE_UNDEFINE_SOURCE (default true).
+    pub undefine_source: bool,
+    /// VIR_MIGRATE_UNSAFE: allow migration without shared-storage cache guarantees (default false).
+    pub allow_unsafe: bool,
+    /// Bandwidth limit, MiB/s; 0 = libvirt's default (unlimited).
+    pub bandwidth_mib_s: u64,
+    /// Maximum downtime, ms; 0 = libvirt's default.
+    pub max_downtime_ms: u64,
+}
+
+impl Default for MigrationFlags {
+    fn default() -> Self {
+        MigrationFlags {
+            live: true,
+            p2p: true,
+            tunnelled: false,
+            persistent: true,
+            undefine_source: true,
+            allow_unsafe: false,
+            bandwidth_mib_s: 0,
+            max_downtime_ms: 0,
+        }
+    }
+}
+
+/// The whole agent config. Every field has a default; see `configs/balancer-agent.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// off | recommend | auto (default recommend).
+    pub mode: Mode,
+    /// Policy: a built-in name (`hotspot`, `stabilize`, ...) or a policy TOML file path.
+    pub policy: String,
+    /// Seconds between ticks (feed reads and metric sends). 1..=3600, default 10.
+    pub interval_s: u64,
+    /// gmond XML feed host:port (default 127.0.0.1:8649).
+    pub feed: String,
+    /// libvirt URI per host; `{host}` is the Ganglia NAME, `{ip}` its IP attribute.
+    pub uri_template: String,
+    /// Hosts that may be sources or destinations and whose metrics count. Empty = the
+    /// cluster's membership: hosts whose hypervisor this agent can reach through
+    /// `uri_template`.
+    pub trusted_hosts: Vec<String>,
+    /// A host (or its balancer) silent for this many seconds is not a leader candidate.
+    /// 5..=3600, default 60.
+    pub leader_timeout_s: u64,
+    /// Hard limit: migrations started per `budget_window_s`, cluster-wide as far as this agent
+    /// knows (its own plus those others advertise). 0 = none allowed. Default 6.
+    pub budget_migrations: u32,
+    /// Budget window, seconds. 1..=86400, default 3600.
+    pub budget_window_s: u64,
+    /// Migrations this agent runs at once. 1..=64, default 2.
+    pub max_parallel: usize,
+    /// A migration still running after this many seconds is aborted. 1..=86400, default 300.
+    pub migration_timeout_s: u64,
+    /// A VM whose migration failed is not moved again for this long. Default 1800.
+    pub failure_cooldown_s: u64,
+    /// Failures to one destination (within `dest_exclusion_s`) that exclude it. 1..=100,
+    /// default 2.
+    pub dest_failure_limit: u32,
+    /// How long an excluded destination stays out of consideration, seconds. Default 1800.
+    pub dest_exclusion_s: u64,
+    /// Seconds after a migration at which its observed gain is measured. Default 120.
+    pub observe_after_s: u64,
+    /// Moves advertised in `balancer_recent_moves` (and honoured from others) for this long.
+    /// Default 3600.
+    pub recent_moves_window_s: u64,
+    /// Append-only JSON-lines audit log; none = audit records only go to the log.
+    pub audit_log: Option<PathBuf>,
+    /// finish | abort: in-flight migrations when another host takes the lead. Default finish.
+    pub on_lost_lead: InflightAction,
+    /// finish | abort: in-flight migrations on SIGTERM. Default abort.
+    pub on_stop: InflightAction,
+    /// TMAX of the published metrics, seconds. Default 60.
+    pub metric_tmax_s: u32,
+    /// DMAX of the published metrics, seconds (0 = never deleted). Default 3600.
+    pub metric_dmax_s: u32,
+    /// Libvirt migration flags.
+    pub migration: MigrationFlags,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            mode: Mode::Recommend,
+            policy: "hotspot".into(),
+            interval_s: 10,
+            feed: "127.0.0.1:8649".into(),
+            uri_template: "qemu+tcp://{ip}/system".into(),
+            trusted_hosts: Vec::new(),
+            leader_timeout_s: 60,
+            budget_migrations: 6,
+            budget_window_s: 3600,
+            max_parallel: 2,
+            migration_timeout_s: 300,
+            failure_cooldown_s: 1800,
+            dest_failure_limit: 2,
+            dest_exclusion_s: 1800,
+            observe_after_s: 120,
+            recent_moves_window_s: 3600,
+            audit_log: None,
+            on_lost_lead: InflightAction::Finish,
+            on_stop: InflightAction::Abort,
+            metric_tmax_s: 60,
+            metric_dmax_s: 3600,
+            migration: MigrationFlags::default(),
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Parses and validates config text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<AgentConfig> {
+        let cfg: AgentConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+            AgentError::Config {
+                file: file.to_string(),
+                line,
+                column,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        cfg.validate(text, file)?;
+        Ok(cfg)
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<AgentConfig> {
+        let text = std::fs::read_to_string(path).map_err(|source| AgentError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        AgentConfig::parse(&text, &path.display().to_string())
+    }
+
+    /// Range checks; `text` locates the offending key.
+    fn validate(&self, text: &str, file: &str) -> Result<()> {
+        let err = |key: &str, message: String| {
+            let (line, column) = key_line(text, key);
+            AgentError::Config {
+                file: file.to_string(),
+                line,
+                column,
+                message: format!("{key}: {message}"),
+            }
+        };
+        let range = |key: &str, v: u64, lo: u64, hi: u64| {
+            if v < lo || v > hi {
+                Err(err(key, format!("{v} is outside {lo}..={hi}")))
+            } else {
+                Ok(())
+            }
+        };
+        range("interval_s", self.interval_s, 1, 3600)?;
+        range("leader_timeout_s", self.leader_timeout_s, 5, 3600)?;
+        range("budget_window_s", self.budget_window_s, 1, 86_400)?;
+        range("max_parallel", self.max_parallel as u64, 1, 64)?;
+        range("migration_timeout_s", self.migration_timeout_s, 1, 86_400)?;
+        range(
+            "dest_failure_limit",
+            u64::from(self.dest_failure_limit),
+            1,
+            100,
+        )?;
+        range("metric_tmax_s", u64::from(self.metric_tmax_s), 1, 86_400)?;
+        if self.policy.trim().is_empty() {
+            return Err(err(
+                "policy",
+                "must name a built-in policy or a file".into(),
+            ));
+        }
+        if !self.uri_template.contains("{host}") && !self.uri_template.contains("{ip}") {
+            return Err(err(
+                "uri_template",
+                "must contain {host} or {ip} (one URI per host)".into(),
+            ));
+        }
+        if self.migration.tunnelled && !self.migration.p2p {
+            return Err(err("tunnelled", "needs p2p = true".into()));
+        }
+        for h in &self.trusted_hosts {
+            if h.trim().is_empty() {
+                return Err(err("trusted_hosts", "empty host name".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The libvirt URI of a host: the template with `{host}` and `{ip}` substituted.
+    pub fn uri_for(&self, host: &str, ip: &str) -> String {
+        self.uri_template
+            .replace("{host}", host)
+            .replace("{ip}", if ip.is_empty() { host } else { ip })
+    }
+}
+
+/// 1-based line and column of byte offset `at`.
+fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let before = &text[..at.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
+    (line, col)
+}
+
+/// Line and column of `key = ...` in `text`, (0, 0) when the key is not written (a default).
+fn key_line(text: &str, key: &str) -> (usize, usize) {
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim_start();
+        if let Some(rest) = t.strip_prefix(key) {
+            if rest.trim_start().starts_with('=') {
+                return (i + 1, l.len() - t.len() + 1);
+            }
+        }
+    }
+    (0, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_parses() {
+        let text = include_str!("../../../configs/balancer-agent.toml");
+        let cfg = AgentConfig::parse(text, "balancer-agent.toml").unwrap();
+        assert_eq!(cfg.mode, Mode::Recommend);
+        assert_eq!(cfg.uri_for("h1", "10.0.0.1"), "qemu+tcp://10.0.0.1/system");
+    }
+
+    #[test]
+    fn errors_carry_file_line_and_column() {
+        let e = AgentConfig::parse("mode = \"auto\"\n\nmax_parallel = 0\n", "a.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "a.toml:3:1: max_parallel: 0 is outside 1..=64"
+        );
+        let e = AgentConfig::parse("mode = \"sideways\"\n", "b.toml").unwrap_err();
+        let AgentError::Config { line, column, .. } = e else {
+            panic!("{e}")
+        };
+        assert_eq!((line, column), (1, 8));
+        let e = AgentConfig::parse("\n  nonsense = 1\n", "c.toml").unwrap_err();
+        assert!(e.to_string().starts_with("c.toml:2:"), "{e}");
+        let e = AgentConfig::parse("uri_template = \"qemu:///system\"\n", "d").unwrap_err();
+        assert!(e.to_string().contains("uri_template"), "{e}");
+        let e =
+            AgentConfig::parse("[migration]\np2p = false\ntunnelled = true\n", "e").unwrap_err();
+        assert!(e.to_string().starts_with("e:3:1: tunnelled"), "{e}");
+    }
+
+    #[test]
+    fn empty_text_is_all_defaults() {
+        assert_eq!(AgentConfig::parse("", "x").unwrap(), AgentConfig::default());
+        assert_eq!(Mode::parse("auto"), Some(Mode::Auto));
+        assert_eq!(Mode::parse("nope"), None);
+    }
+}

@@ -1,0 +1,292 @@
+//! [`Executor`] over the simulated hypervisor (`gmond_metrics::hypervisor::sim::SimCluster`,
+//! shared as `Arc<Mutex<..>>` with whoever advances its time), with injectable faults for the
+//! failure paths real libvirt cannot easily produce: errors, hangs, libvirtd restarts.
+//!
+//! A migration takes simulated time: `migrate` starts it in the cluster and blocks (polling
+//! every `poll` of real time) until the cluster's clock, advanced by the driver, completes it,
+//! or until it disappears (destination failed, aborted).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use gmond_metrics::hypervisor::sim::SimCluster;
+use gmond_metrics::hypervisor::DomainState;
+
+use crate::error::{AgentError, Result};
+use crate::executor::{Executor, HostAddr, MigrationRequest, Presence};
+
+/// A fault to inject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// The next migration of this VM fails at once with this (libvirt-like) text.
+    FailMigration {
+        /// VM name ("*" = any).
+        vm: String,
+        /// Error text.
+        message: String,
+    },
+    /// The next migration of this VM never progresses until aborted.
+    Hang {
+        /// VM name ("*" = any).
+        vm: String,
+    },
+    /// The next migration of this VM loses its libvirtd connection once started: the call
+    /// fails with a connection error while the migration itself goes on, and the source host's
+    /// libvirtd answers nothing for the next `down_calls` calls (a daemon restart).
+    RestartMidMigration {
+        /// VM name ("*" = any).
+        vm: String,
+        /// Calls to the source host that fail after the restart.
+        down_calls: u32,
+    },
+}
+
+#[derive(Debug, Default)]
+struct State {
+    faults: Vec<Fault>,
+    /// Host -> calls left that fail (libvirtd down).
+    down: BTreeMap<String, u32>,
+    /// Hosts whose hypervisor is not reachable at all (not members).
+    unreachable: Vec<String>,
+    /// Migrations aborted by id.
+    aborted: Vec<u64>,
+    migrations_started: u32,
+}
+
+/// The simulated executor.
+#[derive(Debug, Clone)]
+pub struct SimExecutor {
+    cluster: Arc<Mutex<SimCluster>>,
+    state: Arc<Mutex<State>>,
+    poll: Duration,
+    stop: Arc<AtomicBool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl SimExecutor {
+    /// An executor over `cluster`, polling migrations every millisecond of real time.
+    pub fn new(cluster: Arc<Mutex<SimCluster>>) -> SimExecutor {
+        SimExecutor {
+            cluster,
+            state: Arc::default(),
+            poll: Duration::from_millis(1),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Real-time polling period of blocked migrations.
+    pub fn with_poll(mut self, poll: Duration) -> SimExecutor {
+        self.poll = poll;
+        self
+    }
+
+    /// Injects a fault (consumed by the first migration it matches).
+    pub fn inject(&self, f: Fault) {
+        lock(&self.state).faults.push(f);
+    }
+
+    /// Makes `host`'s hypervisor unreachable (or reachable again).
+    pub fn set_unreachable(&self, host: &str, unreachable: bool) {
+        let mut s = lock(&self.state);
+        s.unreachable.retain(|h| h != host);
+        if unreachable {
+            s.unreachable.push(host.to_string());
+        }
+    }
+
+    /// Migrations started through this executor (all agents sharing it).
+    pub fn migrations_started(&self) -> u32 {
+        lock(&self.state).migrations_started
+    }
+
+    /// Makes every blocked `migrate` return (end of a test or demo).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    fn take_fault(&self, vm: &str) -> Option<Fault> {
+        let mut s = lock(&self.state);
+        let i = s.faults.iter().position(|f| {
+            let v = match f {
+                Fault::FailMigration { vm, .. } | Fault::Hang { vm } => vm,
+                Fault::RestartMidMigration { vm, .. } => vm,
+            };
+            v == vm || v == "*"
+        })?;
+        Some(s.faults.remove(i))
+    }
+
+    /// Fails the call when `host`'s libvirtd is down (consuming one failing call).
+    fn call(&self, host: &str) -> Result<()> {
+        let mut s = lock(&self.state);
+        if s.unreachable.iter().any(|h| h == host) {
+            return Err(AgentError::Unreachable {
+                host: host.to_string(),
+                message: "Failed to connect socket: Connection refused".into(),
+            });
+        }
+        if let Some(n) = s.down.get_mut(host) {
+            if *n > 0 {
+                *n -= 1;
+                return Err(AgentError::Unreachable {
+                    host: host.to_string(),
+                    message: "Cannot recv data: Connection reset by peer".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn aborted(&self, id: u64) -> bool {
+        lock(&self.state).aborted.contains(&id)
+    }
+}
+
+impl Executor for SimExecutor {
+    fn name(&self) -> &str {
+        "sim"
+    }
+
+    fn reachable(&self, host: &HostAddr) -> bool {
+        self.call(&host.name).is_ok() && lock(&self.cluster).host_index(&host.name).is_some()
+    }
+
+    fn locate(&self, vm: &str, host: &HostAddr) -> Result<Presence> {
+        self.call(&host.name)?;
+        let c = lock(&self.cluster);
+        let h = c
+            .host_index(&host.name)
+            .ok_or_else(|| AgentError::Unreachable {
+                host: host.name.clone(),
+                message: "no such host".into(),
+            })?;
+        if !c.hosts()[h].up {
+            return Err(AgentError::Unreachable {
+                host: host.name.clone(),
+                message: "host is down".into(),
+            });
+        }
+        let Some(d) = c.domain_index(vm) else {
+            return Ok(Presence::Absent);
+        };
+        let dom = &c.domains()[d];
+        if dom.host == h {
+            if dom.migration.is_some() {
+                return Ok(Presence::Busy);
+            }
+            return Ok(if dom.state == DomainState::Running {
+                Presence::Running
+            } else {
+                Presence::NotRunning
+            });
+        }
+        // The paused incoming copy on the destination.
+        if dom.migration.is_some_and(|m| m.dest == h) {
+            return Ok(Presence::Busy);
+        }
+        Ok(Presence::Absent)
+    }
+
+    fn migrate(&self, req: &MigrationRequest) -> Result<()> {
+        self.call(&req.from.name)?;
+        let fault = self.take_fault(&req.vm);
+        let fail = |message: String| AgentError::Migration {
+            vm: req.vm.clone(),
+            message,
+        };
+        let (d, src, dst) = {
+            let mut c = lock(&self.cluster);
+            let d = c.domain_index(&req.vm).ok_or_else(|| {
+                fail(format!(
+                    "Domain not found: no domain with matching name '{}'",
+                    req.vm
+                ))
+            })?;
+            let src = c
+                .host_index(&req.from.name)
+                .ok_or_else(|| fail("unknown source".into()))?;
+            let dst = c
+                .host_index(&req.to.name)
+                .ok_or_else(|| fail("unknown destination".into()))?;
+            if c.domains()[d].host != src {
+                return Err(fail(format!(
+                    "domain {} is not on {}",
+                    req.vm, req.from.name
+                )));
+            }
+            if let Some(Fault::FailMigration { message, .. }) = &fault {
+                return Err(fail(message.clone()));
+            }
+            if !matches!(fault, Some(Fault::Hang { .. })) {
+                c.start_migration(d, dst).map_err(|e| fail(e.to_string()))?;
+            }
+            (d, src, dst)
+        };
+        lock(&self.state).migrations_started += 1;
+        tracing::debug!(vm = %req.vm, from = %req.from.name, to = %req.to.name, "sim migration started");
+        if let Some(Fault::RestartMidMigration { down_calls, .. }) = fault {
+            lock(&self.state)
+                .down
+                .insert(req.from.name.clone(), down_calls);
+            return Err(AgentError::Unreachable {
+                host: req.from.name.clone(),
+                message: "Cannot recv data: Connection reset by peer (libvirtd restarted)".into(),
+            });
+        }
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return Err(fail("executor stopped".into()));
+            }
+            if self.aborted(req.id) {
+                return Err(AgentError::Aborted {
+                    vm: req.vm.clone(),
+                    message: "operation aborted: migration out job: canceled by client".into(),
+                });
+            }
+            {
+                let c = lock(&self.cluster);
+                let dom = &c.domains()[d];
+                if dom.migration.is_none() && !matches!(fault, Some(Fault::Hang { .. })) {
+                    return if dom.host == dst {
+                        Ok(())
+                    } else if !c.hosts()[dst].up {
+                        Err(fail(format!(
+                            "Unable to read from monitor: Connection reset by peer (destination {} went down)",
+                            req.to.name
+                        )))
+                    } else if dom.host == src {
+                        Err(fail("migration job ended without completing".into()))
+                    } else {
+                        Err(fail("domain moved elsewhere".into()))
+                    };
+                }
+            }
+            std::thread::sleep(self.poll);
+        }
+    }
+
+    fn abort(&self, req: &MigrationRequest) -> Result<()> {
+        self.call(&req.from.name)?;
+        lock(&self.state).aborted.push(req.id);
+        let mut c = lock(&self.cluster);
+        let (Some(d), Some(src)) = (c.domain_index(&req.vm), c.host_index(&req.from.name)) else {
+            return Err(AgentError::Refused {
+                vm: req.vm.clone(),
+                message: "no such domain or host".into(),
+            });
+        };
+        if c.domains()[d].migration.is_some() && c.domains()[d].host == src {
+            // Cancelling leaves the domain running on its source, as libvirt does.
+            c.restart_on(d, src).map_err(|e| AgentError::Migration {
+                vm: req.vm.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+}
