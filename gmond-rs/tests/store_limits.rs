@@ -152,6 +152,54 @@ fn a_flood_of_metric_names_stops_at_the_metric_caps() {
 }
 
 #[test]
+fn hosts_share_one_copy_of_identical_metadata_and_it_is_freed_with_them() {
+    let mut s = ClusterStore::new(StoreConfig {
+        host_dmax: Some(Duration::from_secs(60)),
+        cleanup_threshold: Duration::from_secs(1),
+        ..StoreConfig::default()
+    });
+    let desc = "a description long enough to matter ".repeat(4);
+    let md = |host: &str| {
+        metadata_with(
+            host,
+            "load_one",
+            false,
+            "float",
+            0,
+            &[
+                ("TITLE", "One Minute Load Average"),
+                ("DESC", &desc),
+                ("GROUP", "load"),
+            ],
+        )
+    };
+    let payload =
+        "float".len() + "u".len() + "TITLEOne Minute Load AverageDESCGROUPload".len() + desc.len();
+    assert_eq!(s.handle_datagram(t(0), A, &md("a")), Outcome::Accepted);
+    let first = s.stats().bytes;
+    let b = Ipv4Addr::new(10, 0, 0, 2);
+    assert_eq!(s.handle_datagram(t(0), b, &md("b")), Outcome::Accepted);
+    let second = s.stats().bytes - first;
+    // The second host pays for its own entries, not for another copy of the metadata.
+    assert!(
+        second + payload <= first,
+        "first host {first} bytes, second {second}, metadata payload {payload}"
+    );
+    // Different metadata is a body of its own.
+    let c = Ipv4Addr::new(10, 0, 0, 3);
+    assert_eq!(
+        s.handle_datagram(t(0), c, &metadata("c", "load_one", false, "float", 0)),
+        Outcome::Accepted
+    );
+    assert!(s.stats().bytes - first - second > 0);
+    // Every host expires; the shared bodies go with the last of their users.
+    s.handle_timeout(t(30));
+    s.handle_timeout(t(100));
+    assert_eq!((s.stats().hosts, s.stats().metrics), (0, 0));
+    assert_eq!(s.stats().bytes, 0, "bytes left after every host expired");
+}
+
+#[test]
 fn memory_stays_under_max_bytes() {
     let max_bytes = 200_000;
     let mut s = with_caps(Caps {

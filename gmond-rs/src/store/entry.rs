@@ -23,7 +23,9 @@ pub(crate) struct Host {
     /// The last `heartbeat` value's low 32 bits.
     pub(crate) gmond_started: u32,
     pub(crate) last_heard: Timestamp,
-    pub(crate) metrics: Map<Metric>,
+    /// Boxed: a table sized for 33 metrics has 64 slots, and a slot holding the whole
+    /// 128-byte metric would waste half the table; a pointer wastes 8 bytes per empty slot.
+    pub(crate) metrics: Map<Box<Metric>>,
     /// Some metric changed since the last `prepare_xml`.
     pub(crate) dirty: bool,
 }
@@ -49,7 +51,7 @@ impl Host {
 /// Fixed cost charged per host and per metric on top of their byte strings: the structs plus
 /// a rough share of hash-table slots.
 pub(crate) const HOST_OVERHEAD: usize = std::mem::size_of::<Host>() + 64;
-pub(crate) const METRIC_OVERHEAD: usize = std::mem::size_of::<Metric>() + 32;
+pub(crate) const METRIC_OVERHEAD: usize = std::mem::size_of::<Metric>() + 48;
 
 /// One metric of a host: printed only once it has both a value and metadata.
 #[derive(Debug)]
@@ -83,7 +85,6 @@ impl Metric {
         METRIC_OVERHEAD
             + key_len
             + self.value.as_ref().map_or(0, |v| v.buf.capacity())
-            + self.meta.as_ref().map_or(0, StoredMeta::capacity)
             + self.prepared.as_ref().map_or(0, PreparedMetric::len)
     }
 }
@@ -162,75 +163,73 @@ impl StoredValue {
     }
 }
 
-/// The last metadata. TYPE, UNITS and the extras' bytes live in one buffer (`type | units |
-/// name data name data ...`); `spans` locates each extra so a dump lends them out without
-/// parsing. Both vectors are reused when the metadata is refreshed.
-#[derive(Debug)]
-pub(crate) struct StoredMeta {
-    buf: Vec<u8>,
-    type_len: usize,
-    units_len: usize,
+/// TYPE, UNITS and the extras of a metric's metadata, in one buffer (`type | units | name data
+/// name data ...`, `spans` locating each extra so a dump lends them out without parsing).
+///
+/// Every host running the same gmond sends the same body for a metric name, so the store keeps
+/// each distinct body once ([`Interner`]) and metrics share it: with gmond's TITLE, DESC and
+/// GROUP extras that is about 100 bytes per metric not stored 10,000 times.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct MetaBody {
+    buf: Box<[u8]>,
+    type_len: u32,
+    units_len: u32,
     /// (name start, name end, data end) of each extra, in packet order; data starts at name end.
-    spans: Vec<[u32; 3]>,
-    pub(crate) slope: Slope,
-    pub(crate) tmax: u32,
-    pub(crate) dmax: u32,
-    /// When this metadata last arrived: metric dmax counts from here (gmond's rule).
-    pub(crate) received: Timestamp,
+    spans: Box<[[u32; 3]]>,
 }
 
-impl StoredMeta {
-    pub(crate) fn new(md: &Metadata<'_>, keep_extra: bool, now: Timestamp) -> Self {
-        let mut m = StoredMeta {
-            buf: Vec::new(),
-            type_len: 0,
-            units_len: 0,
-            spans: Vec::new(),
-            slope: md.slope,
-            tmax: 0,
-            dmax: 0,
-            received: now,
-        };
-        m.set(md, keep_extra, now);
-        m
-    }
+/// Distinct metadata bodies, shared by the metrics that carry them. A body no metric uses any
+/// more is dropped at the next cleanup sweep.
+pub(crate) type Interner = hashbrown::HashSet<std::sync::Arc<MetaBody>>;
 
-    pub(crate) fn set(&mut self, md: &Metadata<'_>, keep_extra: bool, now: Timestamp) {
-        let b = &mut self.buf;
-        b.clear();
-        self.spans.clear();
+impl MetaBody {
+    pub(crate) fn new(md: &Metadata<'_>, keep_extra: bool) -> Self {
+        // A datagram is far below 4 GiB, so every offset fits.
+        let off = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+        let mut b = Vec::with_capacity(
+            md.metric_type.len()
+                + md.units.len()
+                + if keep_extra {
+                    md.extra.iter().map(|e| e.name.len() + e.data.len()).sum()
+                } else {
+                    0
+                },
+        );
         b.extend_from_slice(md.metric_type);
         b.extend_from_slice(md.units);
+        let mut spans = Vec::new();
         if keep_extra {
+            spans.reserve_exact(md.extra.len());
             for Extra { name, data } in &md.extra {
                 let start = b.len();
                 b.extend_from_slice(name);
                 let mid = b.len();
                 b.extend_from_slice(data);
-                // A datagram is far below 4 GiB, so every offset fits.
-                let off = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
-                self.spans.push([off(start), off(mid), off(b.len())]);
+                spans.push([off(start), off(mid), off(b.len())]);
             }
         }
-        self.type_len = md.metric_type.len();
-        self.units_len = md.units.len();
-        self.slope = md.slope;
-        self.tmax = md.tmax;
-        self.dmax = md.dmax;
-        self.received = now;
+        MetaBody {
+            buf: b.into_boxed_slice(),
+            type_len: off(md.metric_type.len()),
+            units_len: off(md.units.len()),
+            spans: spans.into_boxed_slice(),
+        }
     }
 
-    /// Heap bytes held.
-    pub(crate) fn capacity(&self) -> usize {
-        self.buf.capacity() + self.spans.capacity() * std::mem::size_of::<[u32; 3]>()
+    /// Heap bytes held by one shared copy, the reference counts included.
+    pub(crate) fn bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + 16 + self.buf.len() + self.spans.len() * 12
     }
 
     pub(crate) fn ty(&self) -> &[u8] {
-        &self.buf[..self.type_len]
+        self.buf.get(..self.type_len as usize).unwrap_or_default()
     }
 
     pub(crate) fn units(&self) -> &[u8] {
-        &self.buf[self.type_len..self.type_len + self.units_len]
+        let start = self.type_len as usize;
+        self.buf
+            .get(start..start + self.units_len as usize)
+            .unwrap_or_default()
     }
 
     /// The extras in packet order.
@@ -242,6 +241,41 @@ impl StoredMeta {
                 self.buf.get(b..c).unwrap_or_default(),
             )
         })
+    }
+}
+
+/// The last metadata: the shared body plus what is per metric.
+#[derive(Debug)]
+pub(crate) struct StoredMeta {
+    pub(crate) body: std::sync::Arc<MetaBody>,
+    pub(crate) slope: Slope,
+    pub(crate) tmax: u32,
+    pub(crate) dmax: u32,
+    /// When this metadata last arrived: metric dmax counts from here (gmond's rule).
+    pub(crate) received: Timestamp,
+}
+
+impl StoredMeta {
+    pub(crate) fn new(body: std::sync::Arc<MetaBody>, md: &Metadata<'_>, now: Timestamp) -> Self {
+        StoredMeta {
+            body,
+            slope: md.slope,
+            tmax: md.tmax,
+            dmax: md.dmax,
+            received: now,
+        }
+    }
+
+    pub(crate) fn ty(&self) -> &[u8] {
+        self.body.ty()
+    }
+
+    pub(crate) fn units(&self) -> &[u8] {
+        self.body.units()
+    }
+
+    pub(crate) fn extras(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.body.extras()
     }
 }
 
@@ -284,7 +318,8 @@ mod tests {
             },
         ];
         let now = Timestamp::from_secs(7);
-        let m = StoredMeta::new(&md(extra), true, now);
+        let body = std::sync::Arc::new(MetaBody::new(&md(extra.clone()), true));
+        let m = StoredMeta::new(body, &md(extra), now);
         assert_eq!(m.ty(), b"float");
         assert_eq!(m.units(), b"KB");
         let got: Vec<_> = m.extras().collect();
@@ -296,15 +331,16 @@ mod tests {
                 (&b"GROUP"[..], &b"cpu"[..])
             ]
         );
-        let m = StoredMeta::new(
-            &md(vec![Extra {
-                name: b"X",
-                data: b"Y",
-            }]),
-            false,
-            now,
-        );
-        assert_eq!(m.extras().count(), 0);
+        let one = vec![Extra {
+            name: b"X",
+            data: b"Y",
+        }];
+        let body = MetaBody::new(&md(one.clone()), false);
+        assert_eq!(body.extras().count(), 0);
+        // Equal content is one body, whatever the extras the store chose not to keep.
+        assert_eq!(body, MetaBody::new(&md(vec![]), false));
+        assert_ne!(body, MetaBody::new(&md(one.clone()), true));
+        let m = StoredMeta::new(std::sync::Arc::new(body), &md(one), now);
         assert_eq!((m.tmax, m.dmax, m.received), (60, 5, now));
     }
 

@@ -57,7 +57,7 @@ pub use resolve::{HostsFileResolver, NumericResolver, Resolver, StaticResolver};
 pub use stats::Stats;
 pub use time::Timestamp;
 
-use entry::{Host, Map, Metric, StoredMeta, StoredValue};
+use entry::{Host, Interner, Map, MetaBody, Metric, StoredMeta, StoredValue};
 use ganglia_wire::{decode_with, encode_bounded, Message, MetricId, Value};
 use hashbrown::hash_map::EntryRef;
 use names::{IpText, Special};
@@ -118,6 +118,8 @@ pub struct ClusterStore {
     cfg: StoreConfig,
     resolver: Box<dyn Resolver + Send + Sync>,
     hosts: Map<Host>,
+    /// Metadata bodies shared between hosts (see [`entry::MetaBody`]).
+    metas: Interner,
     stats: Stats,
     /// Encoded metadata requests waiting to be multicast.
     transmit: VecDeque<Vec<u8>>,
@@ -162,6 +164,7 @@ impl ClusterStore {
             cfg,
             resolver,
             hosts: Map::default(),
+            metas: Interner::default(),
             stats: Stats::default(),
             transmit: VecDeque::new(),
             requested: Vec::new(),
@@ -296,6 +299,7 @@ impl ClusterStore {
             cfg,
             resolver,
             hosts,
+            metas,
             stats,
             transmit,
             requested,
@@ -356,22 +360,23 @@ impl ClusterStore {
                 Ok(())
             }
             Message::Metadata(md) => {
-                let keep_extra = cfg.allow_extra_data;
-                let mut need = md.metric_type.len() + md.units.len();
-                if keep_extra {
-                    need += md
-                        .extra
-                        .iter()
-                        .map(|e| 8 + e.name.len() + e.data.len())
-                        .sum::<usize>();
-                }
-                let have = |m: &Metric| m.meta.as_ref().map_or(0, StoredMeta::capacity);
-                update_metric(&mut host.metrics, stats, &cfg.caps, name, need, have, |m| {
-                    match &mut m.meta {
-                        Some(stored) => stored.set(md, keep_extra, now),
-                        None => m.meta = Some(StoredMeta::new(md, keep_extra, now)),
-                    }
-                })?;
+                let body = intern(
+                    metas,
+                    stats,
+                    &cfg.caps,
+                    MetaBody::new(md, cfg.allow_extra_data),
+                )?;
+                update_metric(
+                    &mut host.metrics,
+                    stats,
+                    &cfg.caps,
+                    name,
+                    0,
+                    |_| 0,
+                    |m| {
+                        m.meta = Some(StoredMeta::new(body, md, now));
+                    },
+                )?;
                 Ok(())
             }
             Message::Value(v) => {
@@ -413,7 +418,11 @@ impl ClusterStore {
 
     fn cleanup(&mut self, now: Timestamp) {
         let ClusterStore {
-            cfg, hosts, stats, ..
+            cfg,
+            hosts,
+            metas,
+            stats,
+            ..
         } = self;
         stats.cleanups_total += 1;
         let host_dmax = cfg.host_dmax.filter(|d| !d.is_zero());
@@ -448,6 +457,14 @@ impl ClusterStore {
             });
             true
         });
+        // Bodies only the interner still holds: their metrics were replaced or removed.
+        metas.retain(|b| {
+            let used = std::sync::Arc::strong_count(b) > 1;
+            if !used {
+                stats.bytes = stats.bytes.saturating_sub(b.bytes());
+            }
+            used
+        });
         if (stats.hosts, stats.metrics) != before {
             self.generation += 1;
             tracing::debug!(
@@ -464,7 +481,7 @@ impl ClusterStore {
 /// reuse, so a cap is checked before anything grows; the byte count is then trued up from
 /// the real capacities.
 fn update_metric<R>(
-    metrics: &mut Map<Metric>,
+    metrics: &mut Map<Box<Metric>>,
     stats: &mut Stats,
     caps: &Caps,
     name: &[u8],
@@ -486,7 +503,7 @@ fn update_metric<R>(
             if count >= caps.max_metrics_per_host || stats.metrics >= caps.max_metrics_total {
                 return Err(DropReason::MetricLimit);
             }
-            let m = Metric::new(e.key());
+            let m = Box::new(Metric::new(e.key()));
             let base = m.bytes(name.len());
             if stats.bytes.saturating_add(base + need) > caps.max_bytes {
                 return Err(DropReason::MemoryLimit);
@@ -501,6 +518,27 @@ fn update_metric<R>(
     let r = apply(metric);
     stats.bytes = (stats.bytes + metric.bytes(name.len())).saturating_sub(before);
     Ok(r)
+}
+
+/// The shared copy of `body`, stored on first sight (counted in `Stats::bytes`, refused at
+/// `Caps::max_bytes`).
+fn intern(
+    metas: &mut Interner,
+    stats: &mut Stats,
+    caps: &Caps,
+    body: MetaBody,
+) -> Result<std::sync::Arc<MetaBody>, DropReason> {
+    if let Some(b) = metas.get(&body) {
+        return Ok(b.clone());
+    }
+    let bytes = body.bytes();
+    if stats.bytes.saturating_add(bytes) > caps.max_bytes {
+        return Err(DropReason::MemoryLimit);
+    }
+    stats.bytes += bytes;
+    let b = std::sync::Arc::new(body);
+    metas.insert(b.clone());
+    Ok(b)
 }
 
 /// Queues gmond's metadata request for a value that arrived without metadata: host field =
