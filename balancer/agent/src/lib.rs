@@ -58,6 +58,9 @@ pub mod metrics;
 pub mod sim_exec;
 pub mod view;
 
+/// The policy crate, re-exported so users need no second dependency.
+pub use balancer;
+
 pub use agent::{Agent, AgentOptions, Outcome, TickReport};
 pub use config::{AgentConfig, InflightAction, Mode};
 pub use error::{AgentError, Result};

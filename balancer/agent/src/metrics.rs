@@ -389,7 +389,11 @@ mod tests {
         assert_eq!((md.id.host, md.id.spoof), (&b"10.0.0.9:hv9"[..], true));
         // A value too long for the datagram limit is left out.
         let short = encode_datagrams(&id, &pubs, 60, 0, false, 52);
-        assert!(!short.is_empty() && short.len() < NAMES.len(), "{}", short.len());
+        assert!(
+            !short.is_empty() && short.len() < NAMES.len(),
+            "{}",
+            short.len()
+        );
         assert!(short.iter().all(|d| d.len() <= 52));
     }
 }

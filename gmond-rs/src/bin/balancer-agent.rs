@@ -1,0 +1,293 @@
+//! `balancer-agent`: the per-host balancer beside gmond-rs (or gmond). Reads the cluster's XML
+//! feed, leads or follows, plans and migrates through libvirt, and sends its own metrics to the
+//! gmond.conf's udp_send_channels. A thin CLI over the `balancer_agent` library.
+
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use balancer_agent::audit::AuditLog;
+use balancer_agent::metrics::{Identity, MetricSink, UdpSink};
+use balancer_agent::{Agent, AgentConfig, AgentOptions, LibvirtExecutor, Mode};
+use clap::Parser;
+use gmond_conf::SendTarget;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "balancer-agent",
+    about = "Per-host VM balancer: leader from the Ganglia view, libvirt live migration"
+)]
+struct Cli {
+    /// gmond.conf: its udp_send_channels receive our metrics; override_hostname/override_ip
+    /// give our identity (default: gmond's own choice of file).
+    #[arg(long)]
+    conf: Option<PathBuf>,
+    /// Agent config (configs/balancer-agent.toml); defaults for every key when absent.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// gmond XML feed host:port (overrides the config's `feed`).
+    #[arg(long)]
+    feed: Option<String>,
+    /// Mode override: off, recommend or auto.
+    #[arg(long)]
+    mode: Option<String>,
+    /// Policy name or file (overrides the config's `policy`).
+    #[arg(long)]
+    policy: Option<String>,
+    /// Audit log file (overrides the config's `audit_log`).
+    #[arg(long)]
+    audit: Option<PathBuf>,
+    /// This host's NAME in the Ganglia view (default: override_hostname, else the hostname).
+    #[arg(long)]
+    name: Option<String>,
+    /// Seconds between rounds (overrides the config's `interval_s`).
+    #[arg(long)]
+    interval: Option<u64>,
+    /// One round, then exit (auto mode waits for the migrations it started).
+    #[arg(long)]
+    once: bool,
+    /// Same as --mode recommend.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let cli = Cli::parse();
+
+    let gconf = gmond_conf::load_like_gmond(cli.conf.as_deref())
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .config;
+    let mut cfg = match &cli.config {
+        Some(p) => AgentConfig::load(p)?,
+        None => AgentConfig::default(),
+    };
+    if let Some(f) = &cli.feed {
+        cfg.feed = f.clone();
+    }
+    if let Some(p) = &cli.policy {
+        cfg.policy = p.clone();
+    }
+    if let Some(a) = &cli.audit {
+        cfg.audit_log = Some(a.clone());
+    }
+    if let Some(i) = cli.interval {
+        cfg.interval_s = i.max(1);
+    }
+    if let Some(m) = &cli.mode {
+        cfg.mode = Mode::parse(m).with_context(|| format!("--mode {m}: off, recommend or auto"))?;
+    }
+    if cli.dry_run {
+        cfg.mode = Mode::Recommend;
+    }
+
+    let hostname = gmond_rs::daemon::hostname();
+    let g = &gconf.globals;
+    let identity = Identity::new(
+        &hostname,
+        g.override_hostname.as_deref(),
+        g.override_ip.as_deref(),
+    );
+    let name = cli
+        .name
+        .clone()
+        .or_else(|| g.override_hostname.clone())
+        .unwrap_or(hostname);
+
+    let mut sink = if gconf.effective_mute() {
+        tracing::warn!("gmond.conf has no udp_send_channel (or is mute): metrics are not sent");
+        None
+    } else {
+        let mut to: Vec<SocketAddr> = Vec::new();
+        let mut ttl = 1;
+        for ch in &gconf.udp_send {
+            ttl = u32::from(ch.ttl).max(ttl);
+            match &ch.target {
+                SendTarget::Multicast(ip) => to.push(SocketAddr::new(*ip, ch.port)),
+                SendTarget::Unicast(h) => to.extend(
+                    (h.as_str(), ch.port)
+                        .to_socket_addrs()
+                        .with_context(|| format!("udp_send_channel host {h}"))?
+                        .filter(SocketAddr::is_ipv4)
+                        .take(1),
+                ),
+            }
+        }
+        Some(UdpSink::new(to, ttl).context("metric socket")?)
+    };
+
+    let audit = match &cfg.audit_log {
+        Some(p) => AuditLog::open(p)?,
+        None => AuditLog::none(),
+    };
+    let mut opts = AgentOptions::new(&name, cfg.clone(), Arc::new(LibvirtExecutor::new(&cfg)));
+    opts.identity = identity.clone();
+    opts.audit = audit;
+    opts.max_udp_msg_len = usize::from(g.max_udp_msg_len);
+    let mut agent = Agent::new(opts)?;
+    let signals = Signals::install()?;
+    tracing::info!(name = %name, identity = %identity.host, mode = cfg.mode.as_str(),
+        policy = %agent.policy().policy, feed = %cfg.feed, "balancer-agent starting");
+
+    let interval = Duration::from_secs(cfg.interval_s);
+    loop {
+        let round = Instant::now();
+        let now = epoch();
+        match read_feed(&cfg.feed) {
+            Ok(xml) => match agent.tick_xml(&xml, now) {
+                Ok(r) => {
+                    tracing::debug!(leader = ?r.leader, is_leader = r.is_leader,
+                        started = r.started.len(), recommended = r.recommended.len(), "round")
+                }
+                Err(e) => tracing::warn!(error = %e, "bad feed"),
+            },
+            Err(e) => tracing::warn!(feed = %cfg.feed, error = %e, "feed unavailable"),
+        }
+        if let Some(s) = sink.as_mut() {
+            agent.publish(s as &mut dyn MetricSink);
+        }
+        if cli.once {
+            let deadline = Instant::now() + Duration::from_secs(cfg.migration_timeout_s + 30);
+            while agent.inflight() > 0 && Instant::now() < deadline {
+                agent.wait_worker(epoch(), Duration::from_millis(200));
+            }
+            return Ok(());
+        }
+        // Sleep in small steps so signals are handled within ~100 ms.
+        while round.elapsed() < interval {
+            if signals.term.swap(false, Ordering::SeqCst) {
+                tracing::info!("stopping");
+                let outcomes = agent.shutdown(
+                    epoch(),
+                    cfg.on_stop,
+                    Duration::from_secs(cfg.migration_timeout_s.min(120)),
+                );
+                for (vm, o) in outcomes {
+                    tracing::info!(vm = %vm, outcome = ?o, "migration ended at stop");
+                }
+                // Advertise `off` once, so another host takes the lead without waiting.
+                if let Some(s) = sink.as_mut() {
+                    agent.publish(s as &mut dyn MetricSink);
+                }
+                return Ok(());
+            }
+            if signals.hup.swap(false, Ordering::SeqCst) {
+                reload(&mut agent, &cfg.policy);
+            }
+            // Finished migrations are collected as they come, not only once per interval.
+            agent.wait_worker(epoch(), Duration::from_millis(100));
+        }
+    }
+}
+
+fn epoch() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// SIGHUP: re-reads the policy. A built-in name has nothing to re-read but is re-validated.
+fn reload(agent: &mut Agent, policy: &str) {
+    let path = std::path::Path::new(policy);
+    let text = if path.exists() {
+        std::fs::read_to_string(path).map_err(|e| e.to_string())
+    } else {
+        balancer_agent::balancer::policy::builtin_file(policy)
+            .map(str::to_string)
+            .ok_or_else(|| format!("{policy}: no such file or built-in policy"))
+    };
+    match text {
+        Ok(t) => match agent.reload_policy(&t, epoch()) {
+            Ok(()) => tracing::info!(policy = %policy, "SIGHUP: policy reloaded"),
+            Err(e) => {
+                tracing::error!(policy = %policy, error = %e, "SIGHUP: policy rejected, old one kept")
+            }
+        },
+        Err(e) => tracing::error!(error = %e, "SIGHUP: policy unreadable, old one kept"),
+    }
+}
+
+/// Reads a whole XML document (to EOF) with a bound on time and size.
+fn read_feed(addr: &str) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let sa = addr
+        .to_socket_addrs()?
+        .next()
+        .with_context(|| format!("{addr}: no address"))?;
+    let s = TcpStream::connect_timeout(&sa, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut buf = Vec::new();
+    s.take(balancer_agent::balancer::feed::MAX_FEED_BYTES + 1)
+        .read_to_end(&mut buf)?;
+    if buf.len() as u64 > balancer_agent::balancer::feed::MAX_FEED_BYTES {
+        bail!(
+            "feed larger than {} bytes",
+            balancer_agent::balancer::feed::MAX_FEED_BYTES
+        );
+    }
+    Ok(buf)
+}
+
+/// Signal flags set by a small runtime thread (the agent's loop itself is plain blocking code).
+struct Signals {
+    hup: Arc<AtomicBool>,
+    term: Arc<AtomicBool>,
+}
+
+impl Signals {
+    /// Installs SIGHUP, SIGTERM and SIGINT handlers; returns once they are in place.
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let hup = Arc::new(AtomicBool::new(false));
+        let term = Arc::new(AtomicBool::new(false));
+        let (h, t) = (hup.clone(), term.clone());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let (mut shup, mut sterm, mut sint) = match (
+                    signal(SignalKind::hangup()),
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) {
+                    (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+                    _ => {
+                        let _ = ready_tx.send(Err("signal handlers".to_string()));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                loop {
+                    tokio::select! {
+                        _ = shup.recv() => h.store(true, Ordering::SeqCst),
+                        _ = sterm.recv() => t.store(true, Ordering::SeqCst),
+                        _ = sint.recv() => t.store(true, Ordering::SeqCst),
+                    }
+                }
+            });
+        });
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Signals { hup, term }),
+            Ok(Err(e)) => bail!("installing {e}"),
+            Err(_) => bail!("signal thread died"),
+        }
+    }
+}
