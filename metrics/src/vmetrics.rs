@@ -12,14 +12,19 @@
 //! [`sanitize_vm_name`] of the libvirt domain name:
 //!
 //! * A *clean* name is kept verbatim: 1 to [`MAX_VM_PREFIX_LEN`] bytes, every byte in
-//!   `[A-Za-z0-9._-]`. Almost every real domain name is clean, so the prefix is the name.
+//!   `[A-Za-z0-9._-]`, and no `--`. Almost every real domain name is clean, so the prefix is
+//!   the name.
 //! * Any other name (':' which gmond rewrites to '_' in non-spoofed names, whitespace, quotes,
-//!   '/', '<', '&', non-ASCII, empty, too long) becomes: each character outside the clean set
-//!   replaced by one '_', the result cut to `MAX_VM_PREFIX_LEN - 9` characters, then `~` and the
-//!   8 lower-case hex digits of the 32-bit FNV-1a hash of the original name's UTF-8 bytes.
-//!   `batch: job "7"` becomes `batch__job__7_~<hash>`.
+//!   '/', '<', '&', non-ASCII, empty, too long, or containing `--`) becomes: each character
+//!   outside `[A-Za-z0-9._-]` replaced by one '_', the result cut to `MAX_VM_PREFIX_LEN - 10`
+//!   characters, then `--` and the 8 lower-case hex digits of the 32-bit FNV-1a hash of the
+//!   original name's UTF-8 bytes. `batch: job "7"` becomes `batch__job__7_--<hash>`.
 //!
-//! `~` never occurs in a clean name, so a sanitised prefix never equals a clean one; two
+//! The marker is made of characters that survive every consumer of a metric name: ganglia-web
+//! passes names through PHP's `escapeshellcmd`, which escapes `~`, `#`, `&`, `*`, `?`, brackets
+//! and more, after which graph.php looks for a file that does not exist.
+//!
+//! `--` never occurs in a clean name, so a sanitised prefix never equals a clean one; two
 //! different unclean names collide only if their hashes collide. Every VM metric also carries
 //! the domain UUID in the `VM_UUID` extra, which maps any prefix back to its domain exactly.
 //! [`parse_vm_metric`] is the inverse of the naming: it splits at the LAST '.', so prefixes may
@@ -78,8 +83,14 @@ pub const VM_IO_METRICS: [&str; 16] = [
 
 /// Whether `name` is used verbatim as a metric prefix (see the module docs).
 pub fn is_clean_vm_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= MAX_VM_PREFIX_LEN && name.bytes().all(is_clean_byte)
+    !name.is_empty()
+        && name.len() <= MAX_VM_PREFIX_LEN
+        && name.bytes().all(is_clean_byte)
+        && !name.contains(MARKER)
 }
+
+/// Separates a sanitised name from its hash; never part of a clean name.
+const MARKER: &str = "--";
 
 fn is_clean_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
@@ -90,7 +101,7 @@ pub fn sanitize_vm_name(name: &str) -> String {
     if is_clean_vm_name(name) {
         return name.to_owned();
     }
-    let keep = MAX_VM_PREFIX_LEN - 9;
+    let keep = MAX_VM_PREFIX_LEN - MARKER.len() - 8;
     let mut out: String = name
         .chars()
         .take(keep)
@@ -102,7 +113,7 @@ pub fn sanitize_vm_name(name: &str) -> String {
             }
         })
         .collect();
-    out.push('~');
+    out.push_str(MARKER);
     out.push_str(&format!("{:08x}", fnv1a32(name.as_bytes())));
     out
 }
@@ -907,25 +918,31 @@ mod tests {
         let s = sanitize_vm_name("batch: job \"7\"");
         assert_eq!(
             s,
-            format!("batch__job__7_~{:08x}", fnv1a32(b"batch: job \"7\""))
+            format!("batch__job__7_--{:08x}", fnv1a32(b"batch: job \"7\""))
         );
         // FNV-1a 32 reference values: "" -> 811c9dc5, "a" -> e40c292c.
-        assert_eq!(sanitize_vm_name(""), "~811c9dc5");
+        assert_eq!(sanitize_vm_name(""), "--811c9dc5");
         assert_eq!(fnv1a32(b"a"), 0xe40c_292c);
         // One '_' per character, not per byte.
-        assert!(sanitize_vm_name("vm-é").starts_with("vm-_~"));
+        assert!(sanitize_vm_name("vm-é").starts_with("vm-_--"));
+        // A clean-looking name with the marker in it is hashed too, so it cannot pose as a
+        // sanitised one.
+        assert_eq!(
+            sanitize_vm_name("a--b"),
+            format!("a--b--{:08x}", fnv1a32(b"a--b"))
+        );
         // ':' and '_' differ in the hash, so these do not collide.
         assert_ne!(sanitize_vm_name("a:b"), sanitize_vm_name("a b"));
         assert_ne!(sanitize_vm_name("a:b"), "a_b");
         let long = "y".repeat(300);
         let s = sanitize_vm_name(&long);
         assert_eq!(s.len(), MAX_VM_PREFIX_LEN);
-        assert!(s.starts_with(&"y".repeat(MAX_VM_PREFIX_LEN - 9)));
+        assert!(s.starts_with(&"y".repeat(MAX_VM_PREFIX_LEN - 10)));
         assert_ne!(s, sanitize_vm_name(&"y".repeat(301)));
         for n in ["a/b", "<x>", "tab\there", "quote'", "amp&", "x\0y"] {
             let s = sanitize_vm_name(n);
             assert!(
-                s.bytes().all(|b| is_clean_byte(b) || b == b'~'),
+                s.bytes().all(is_clean_byte) && s.contains(MARKER),
                 "{n:?} -> {s:?}"
             );
         }

@@ -10,7 +10,8 @@ use gmond_metrics::vmetrics::{
 use proptest::prelude::*;
 
 fn safe(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'~')
+    // What survives PHP's escapeshellcmd unchanged (ganglia-web's graph.php).
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
 }
 
 proptest! {
@@ -22,11 +23,12 @@ proptest! {
         prop_assert!(p.bytes().all(safe), "{p:?}");
         prop_assert_eq!(&p, &sanitize_vm_name(&name));
         prop_assert_eq!(p == name, is_clean_vm_name(&name));
-        prop_assert_eq!(p.contains('~'), !is_clean_vm_name(&name));
+        prop_assert_eq!(p.contains("--"), !is_clean_vm_name(&name));
     }
 
     #[test]
     fn clean_names_pass_through(name in "[A-Za-z0-9._-]{1,128}") {
+        prop_assume!(!name.contains("--"));
         prop_assert_eq!(sanitize_vm_name(&name), name);
     }
 
