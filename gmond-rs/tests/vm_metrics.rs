@@ -71,7 +71,7 @@ fn libvirt_domains_show_as_virtual_node_metrics() {
     assert!(me
         .metrics
         .iter()
-        .any(|m| m.name.starts_with("batch__job__7_~") && m.name.ends_with(".vcpu_state")));
+        .any(|m| m.name.starts_with("batch__job__7_--") && m.name.ends_with(".vcpu_state")));
     let m = me.metric("web1.vcpu_num").unwrap();
     assert_eq!((m.tmax, m.dmax), (60, 600));
     assert!(m.extra("VM_UUID").is_some());

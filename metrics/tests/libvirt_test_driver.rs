@@ -213,7 +213,7 @@ fn published_metrics_from_the_test_driver() {
     assert!(ms.iter().all(|m| m.name != "web1.vcpu_util"));
 
     let batch = vmetrics::sanitize_vm_name("batch: job \"7\"");
-    assert!(batch.starts_with("batch__job__7_~"), "{batch}");
+    assert!(batch.starts_with("batch__job__7_--"), "{batch}");
     let st = get(&format!("{batch}.vcpu_state"));
     assert_eq!(st.value, MetricValue::Str("paused".into()));
     assert_eq!(st.title, format!("{batch}: State"));
