@@ -28,9 +28,13 @@ run() { # run NAME CMD...: records a failure instead of stopping, so one run sho
 # libvirt-daemon + the QEMU driver + qemu-system-x86: real libvirtd and TCG guests for the VM
 # metric and live-migration tests, in namespaces the tests build (tests/libvirt). Not
 # libvirt-daemon-system: it brings a default NAT network, polkit and firewall packages.
+# ganglia-webfrontend, PHP (cli for its built-in server, cgi and xml as ganglia-web needs),
+# chromium and patch: the browser test serves a private, patched copy of ganglia-web on
+# 127.0.0.1 and drives headless Chromium (chromium's recommends would bring avahi-daemon).
 PACKAGES=(ganglia-monitor gmetad rrdtool libvirt-dev libvirt-clients iproute2 tcpdump
           libxml2-utils pkg-config python3 python3-rrdtool
-          libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86)
+          libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86
+          ganglia-webfrontend php-cli php-cgi php-xml chromium patch)
 install_packages() {
     local missing=()
     for p in "${PACKAGES[@]}"; do
@@ -45,13 +49,13 @@ install_packages() {
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
         guard=1
     fi
-    local before; before=$(pgrep -x 'gmond|gmetad' || true)
+    local before; before=$(pgrep -x 'gmond|gmetad|apache2|libvirtd|avahi-daemon' || true)
     DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
     local rc=$?
     [ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
-    # Belt and braces: stop any gmond/gmetad the install started (by PID, only new ones).
-    for pid in $(pgrep -x 'gmond|gmetad' || true); do
+    # Belt and braces: stop any daemon the install started (by PID, only new ones).
+    for pid in $(pgrep -x 'gmond|gmetad|apache2|libvirtd|avahi-daemon' || true); do
         grep -qx "$pid" <<<"$before" || kill "$pid" 2>/dev/null
     done
     return $rc
