@@ -352,9 +352,24 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
         .unwrap_or_else(|| "/etc/hosts".into());
     let resolver =
         HostsFileResolver::parse(&std::fs::read_to_string(&hosts_path).unwrap_or_default());
+    // As gmond: the system resolver (hosts file, then DNS) off the receive thread. A hosts
+    // file given explicitly (tests, simulations) is the only source.
+    let resolver: Box<dyn crate::store::Resolver + Send + Sync> = match opts.hosts_file {
+        Some(_) => Box::new(resolver),
+        None => Box::new(
+            crate::ingest::BackgroundResolver::spawn(
+                resolver,
+                Box::new(crate::ingest::system_lookup),
+            )
+            .map_err(|source| Error::Runtime {
+                what: "resolver thread",
+                source,
+            })?,
+        ),
+    };
     let store = Arc::new(RwLock::new(ClusterStore::with_resolver(
         store_config(&cfg),
-        Box::new(resolver),
+        resolver,
     )));
 
     let start = SystemTime::now();

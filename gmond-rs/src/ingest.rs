@@ -27,15 +27,17 @@
 //! successful try. Only a full backlog waits for the lock.
 
 use crate::daemon::IoStats;
-use crate::store::{ClusterStore, Timestamp};
+use crate::store::{ClusterStore, HostsFileResolver, Resolver, Timestamp};
 use gmond_conf::Acl;
 use nix::errno::Errno;
 use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrIn};
+use std::collections::{HashMap, HashSet};
 use std::io::IoSliceMut;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::sync::{RwLock, TryLockError};
 use std::time::{Duration, SystemTime};
 
@@ -121,6 +123,7 @@ pub fn receive_loop(
             continue;
         };
         let backlogged = !backlog.is_empty();
+        s.poll_resolver();
         backlog.apply(&mut s, acl.as_ref(), stats);
         let mut full = count == BATCH;
         if let Some(r) = received {
@@ -165,6 +168,105 @@ pub fn receive_loop(
         previous = now;
         waiting_since = Timestamp::from_system_time(SystemTime::now());
     }
+}
+
+/// How a host NAME is looked up for an address: [`system_lookup`] in the daemon, a fake in
+/// tests. It may block (DNS); it runs on the resolver's own thread.
+pub type Lookup = Box<dyn Fn(Ipv4Addr) -> Option<String> + Send>;
+
+/// Lookups waiting at most; an address beyond that keeps its dotted NAME (a flood of new
+/// senders must not queue unbounded work).
+const LOOKUPS_QUEUED: usize = 1024;
+
+/// Remembered answers at most (then forgotten all at once and asked again).
+const ANSWERS_KEPT: usize = 200_000;
+
+/// Host NAMEs as gmond finds them (getnameinfo: /etc/hosts, then DNS), without blocking the
+/// receive thread: the store asks once per new host, from memory. The hosts file answers at
+/// once; any other address is queued for a resolver thread, the host is named by its address
+/// meanwhile, and the answer reaches the store through [`Resolver::take_resolved`] (renamed
+/// at the next batch). Answers are cached, so a host that expires and comes back is named at
+/// once (a changed DNS name is seen after a restart of gmond-rs).
+pub struct BackgroundResolver {
+    hosts: HostsFileResolver,
+    shared: Arc<Mutex<Lookups>>,
+    queue: mpsc::SyncSender<Ipv4Addr>,
+}
+
+#[derive(Default)]
+struct Lookups {
+    answers: HashMap<Ipv4Addr, Option<String>>,
+    pending: HashSet<Ipv4Addr>,
+    resolved: Vec<(Ipv4Addr, String)>,
+}
+
+impl BackgroundResolver {
+    /// Starts the resolver thread.
+    pub fn spawn(hosts: HostsFileResolver, lookup: Lookup) -> std::io::Result<Self> {
+        let (queue, asked) = mpsc::sync_channel::<Ipv4Addr>(LOOKUPS_QUEUED);
+        let shared = Arc::new(Mutex::new(Lookups::default()));
+        let answers = shared.clone();
+        std::thread::Builder::new()
+            .name("resolver".into())
+            .spawn(move || {
+                for ip in asked {
+                    let name = lookup(ip);
+                    tracing::debug!(%ip, name = name.as_deref().unwrap_or(""), "reverse lookup");
+                    let Ok(mut l) = answers.lock() else {
+                        return;
+                    };
+                    l.pending.remove(&ip);
+                    if l.answers.len() >= ANSWERS_KEPT {
+                        l.answers.clear();
+                    }
+                    l.answers.insert(ip, name.clone());
+                    if let Some(n) = name {
+                        l.resolved.push((ip, n));
+                    }
+                }
+            })?;
+        Ok(BackgroundResolver {
+            hosts,
+            shared,
+            queue,
+        })
+    }
+}
+
+impl Resolver for BackgroundResolver {
+    fn name_of(&self, ip: Ipv4Addr) -> Option<String> {
+        if let Some(n) = self.hosts.name_of(ip) {
+            return Some(n);
+        }
+        let Ok(mut l) = self.shared.lock() else {
+            return None;
+        };
+        if let Some(known) = l.answers.get(&ip) {
+            return known.clone();
+        }
+        if l.pending.insert(ip) && self.queue.try_send(ip).is_err() {
+            l.pending.remove(&ip);
+        }
+        None
+    }
+
+    fn take_resolved(&self) -> Vec<(Ipv4Addr, String)> {
+        self.shared
+            .lock()
+            .map(|mut l| std::mem::take(&mut l.resolved))
+            .unwrap_or_default()
+    }
+}
+
+/// getnameinfo through the system resolver (nsswitch order: /etc/hosts, then DNS), `None`
+/// where it has no name, as gmond does for a new host. Loopback addresses other than those in
+/// /etc/hosts are not asked: on a real cluster no peer sends from 127/8, and a test running
+/// daemons on 127.0.0.x would otherwise send DNS queries off the machine.
+pub fn system_lookup(ip: Ipv4Addr) -> Option<String> {
+    if ip.is_loopback() {
+        return None;
+    }
+    dns_lookup::lookup_addr(&std::net::IpAddr::V4(ip)).ok()
 }
 
 /// Datagrams received while a dump held the store, with their arrival times, in order.
@@ -390,6 +492,57 @@ mod tests {
         // Applied once the reader is gone, every one of them.
         poll(|| store.read().unwrap().stats().datagrams_received_total == u64::from(n));
         assert_eq!(store.read().unwrap().stats().hosts, 7);
+    }
+
+    #[test]
+    fn lookups_run_off_the_asking_thread_and_are_remembered() {
+        let (release, gate) = mpsc::channel::<()>();
+        let gate = Mutex::new(gate);
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = asked.clone();
+        let r = BackgroundResolver::spawn(
+            HostsFileResolver::parse("10.0.0.1 fromfile\n"),
+            Box::new(move |ip| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                // Blocks like a slow DNS server until the test lets it answer.
+                gate.lock().unwrap().recv().ok()?;
+                (ip.octets()[3] == 2).then(|| format!("node{}", ip.octets()[3]))
+            }),
+        )
+        .unwrap();
+        // The hosts file answers at once; other addresses are queued, not waited for.
+        assert_eq!(
+            r.name_of(Ipv4Addr::new(10, 0, 0, 1)).as_deref(),
+            Some("fromfile")
+        );
+        assert_eq!(r.name_of(Ipv4Addr::new(10, 0, 0, 2)), None);
+        assert_eq!(r.name_of(Ipv4Addr::new(10, 0, 0, 3)), None);
+        // Asking again while the lookup is under way queues nothing more.
+        assert_eq!(r.name_of(Ipv4Addr::new(10, 0, 0, 2)), None);
+        assert!(r.take_resolved().is_empty());
+        release.send(()).unwrap();
+        release.send(()).unwrap();
+        let mut got = Vec::new();
+        poll(|| {
+            got.extend(r.take_resolved());
+            asked.load(Ordering::SeqCst) == 2 && !got.is_empty()
+        });
+        assert_eq!(got, vec![(Ipv4Addr::new(10, 0, 0, 2), "node2".to_owned())]);
+        // Remembered, failures included: no second lookup.
+        poll(|| {
+            r.name_of(Ipv4Addr::new(10, 0, 0, 3)).is_none()
+                && r.shared.lock().unwrap().pending.is_empty()
+        });
+        assert_eq!(
+            r.name_of(Ipv4Addr::new(10, 0, 0, 2)).as_deref(),
+            Some("node2")
+        );
+        assert_eq!(asked.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn loopback_senders_are_not_looked_up() {
+        assert_eq!(system_lookup(Ipv4Addr::new(127, 0, 0, 73)), None);
     }
 
     #[test]

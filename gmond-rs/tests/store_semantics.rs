@@ -100,6 +100,60 @@ fn the_resolver_is_asked_once_per_new_host() {
     assert_eq!(asked.load(Ordering::SeqCst), 2);
 }
 
+/// Knows nothing at first sight; its answers arrive later (a lookup under way).
+struct Late(std::sync::Mutex<Vec<(Ipv4Addr, String)>>);
+
+impl Resolver for Late {
+    fn name_of(&self, _ip: Ipv4Addr) -> Option<String> {
+        None
+    }
+
+    fn take_resolved(&self) -> Vec<(Ipv4Addr, String)> {
+        std::mem::take(&mut self.0.lock().unwrap())
+    }
+}
+
+#[test]
+fn late_answers_rename_hosts_still_named_by_their_address() {
+    let late = Arc::new(Late(Default::default()));
+    struct Shared(Arc<Late>);
+    impl Resolver for Shared {
+        fn name_of(&self, ip: Ipv4Addr) -> Option<String> {
+            self.0.name_of(ip)
+        }
+        fn take_resolved(&self) -> Vec<(Ipv4Addr, String)> {
+            self.0.take_resolved()
+        }
+    }
+    let mut s = ClusterStore::with_resolver(StoreConfig::default(), Box::new(Shared(late.clone())));
+    feed(&mut s, t(0), B, &metadata("x", "m", false, "uint32", 0));
+    feed(&mut s, t(0), B, &uint("x", "m", false, 5));
+    feed(&mut s, t(0), A, &uint("10.0.0.3:spoofed", "m", true, 1));
+    assert!(cluster(&s, t(1)).host("10.0.0.2").is_some());
+    let generation = s.generation();
+    *late.0.lock().unwrap() = vec![
+        (B, "node-b".into()),
+        // A spoofed host keeps the name its sender chose.
+        (Ipv4Addr::new(10, 0, 0, 3), "dns-name".into()),
+        // An address no host has any more is ignored.
+        (Ipv4Addr::new(10, 0, 0, 9), "gone".into()),
+    ];
+    s.poll_resolver();
+    assert_ne!(s.generation(), generation, "a rename is a change to render");
+    let c = cluster(&s, t(2));
+    let b = c.host("node-b").unwrap();
+    assert_eq!(
+        (b.ip.as_str(), b.metric("m").unwrap().val.as_str()),
+        ("10.0.0.2", "5")
+    );
+    assert!(c.host("spoofed").is_some());
+    assert_eq!(c.hosts.len(), 2);
+    // Only a name that is still the address is replaced.
+    *late.0.lock().unwrap() = vec![(B, "renamed-again".into())];
+    s.poll_resolver();
+    assert!(cluster(&s, t(3)).host("node-b").is_some());
+}
+
 #[test]
 fn spoofed_messages_create_the_spoofed_host() {
     let mut s = store();

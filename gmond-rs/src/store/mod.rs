@@ -210,6 +210,25 @@ impl ClusterStore {
         }
     }
 
+    /// Applies names the resolver found late (see [`Resolver::take_resolved`]): a host named
+    /// by its address when first heard from takes the looked-up NAME, as it would have had
+    /// with gmond's blocking lookup. Spoofed names and names already resolved are kept.
+    pub fn poll_resolver(&mut self) {
+        for (ip, name) in self.resolver.take_resolved() {
+            let key = IpText::new(ip);
+            let Some(host) = self.hosts.get_mut(key.as_bytes()) else {
+                continue;
+            };
+            if *host.name != *key.as_bytes() {
+                continue;
+            }
+            let before = host.name.len();
+            host.name = name.into_bytes().into_boxed_slice();
+            self.stats.bytes = (self.stats.bytes + host.name.len()).saturating_sub(before);
+            self.generation += 1;
+        }
+    }
+
     /// Runs gmond's cleanup sweep if more than `cleanup_threshold` has passed since the last
     /// one: hosts silent for more than `host_dmax`, and metrics whose metadata is older than
     /// its own dmax, are deleted. The first call (or datagram) only starts the clock.

@@ -11,6 +11,14 @@ use std::net::Ipv4Addr;
 /// as gmond does when getnameinfo fails.
 pub trait Resolver {
     fn name_of(&self, ip: Ipv4Addr) -> Option<String>;
+
+    /// Names found since the last call for addresses [`name_of`](Self::name_of) could not
+    /// answer at once (a lookup still under way). The store asks at
+    /// [`ClusterStore::poll_resolver`](super::ClusterStore::poll_resolver) and renames those
+    /// hosts that still carry their address as NAME.
+    fn take_resolved(&self) -> Vec<(Ipv4Addr, String)> {
+        Vec::new()
+    }
 }
 
 /// Never knows a name: every host is called by its address.
