@@ -268,7 +268,7 @@ fn overloaded_host_sheds_busy_guests_and_the_lead_fails_over() {
     run.say(&format!(
         "busy guests at {utils:?} % of a core; {cpus} CPUs per host; hotspot threshold {threshold:.3} \
          (hv1 now at {:.3})",
-        4.0 * q / cpus
+        utils.iter().sum::<f64>() / 100.0 / cpus
     ));
     let policy_path = run.bed.dir().join("policy.toml");
     std::fs::write(&policy_path, policy).unwrap();
