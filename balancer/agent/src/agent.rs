@@ -437,13 +437,12 @@ impl Agent {
         self.cfg.leader_timeout_s.max(90)
     }
 
-    fn is_trusted(&self, host: &str, now: u64) -> bool {
+    fn is_trusted(&self, host: &str, _now: u64) -> bool {
         if !self.cfg.trusted_hosts.is_empty() {
             return self.cfg.trusted_hosts.iter().any(|h| h == host);
         }
-        self.membership
-            .get(host)
-            .is_some_and(|(ok, at)| *ok && now < at + MEMBERSHIP_TTL_S)
+        // The last probe result counts until a newer one arrives (re-probed after the TTL).
+        self.membership.get(host).is_some_and(|(ok, _)| *ok)
     }
 
     /// With no trusted list, hosts whose hypervisor answers are members; probes run on worker
@@ -534,6 +533,13 @@ impl Agent {
                 self.metrics.migrations_failed += 1;
                 self.vm_cooldown
                     .insert(f.mv.vm.clone(), now + self.cfg.failure_cooldown_s);
+                // The planner's own cooldown then skips this VM and picks another one.
+                self.history.record(MigrationRecord {
+                    vm: f.mv.vm.clone(),
+                    from: f.mv.from.clone(),
+                    to: f.mv.from.clone(),
+                    start: now,
+                });
                 // A timeout or failure counts against the destination; an abort we asked for
                 // because of lost lead or stop does not.
                 let ours = matches!(outcome, Outcome::Aborted(_))
@@ -644,6 +650,14 @@ impl Agent {
 
     fn plan_and_act(&mut self, v: &View, now: u64, report: &mut TickReport) {
         let mut snap = v.snapshot.clone();
+        // An excluded destination is taken out of the policy's world for the exclusion period
+        // (neither filled nor drained), so the policy picks another destination instead of
+        // proposing the excluded one every round.
+        for h in &mut snap.hosts {
+            if self.dest_excluded.get(&h.name).is_some_and(|t| now < *t) {
+                h.up = false;
+            }
+        }
         for f in self.inflight.values() {
             if let Some(i) = snap.vm_index(&f.req.vm) {
                 snap.vms[i].migrating = true;
@@ -880,7 +894,8 @@ fn run_migration(
         Ok(p) => {
             return Outcome::Refused(format!("{} is already {p:?} on {}", req.vm, req.to.name))
         }
-        Err(e) => return Outcome::Refused(format!("destination: {e}")),
+        // Counts against the destination (it may get excluded), unlike a source-side refusal.
+        Err(e) => return Outcome::Failed(format!("destination before start: {e}")),
     }
     let result = exec.migrate(req);
     // Verification: running on the destination and gone from the source. After a lost
