@@ -1,8 +1,9 @@
 //! Issue 7's flagship experiment, for real: three hypervisor hosts of the `tests/libvirt`
 //! testbed, each running its own libvirtd, gmond-rs (with per-VM metrics) and `balancer-agent`
 //! in auto mode, all multicasting on the testbed bridge. Host hv1 starts with 4 busy and 2 idle
-//! QEMU guests and thresholds that make it, and only it, overloaded. The agents must elect one
-//! leader, which spreads the busy guests with live migrations (at most 2 per host, at most 3
+//! QEMU guests and thresholds that make it, and only it, overloaded. In recommend mode the
+//! agents explain the moves they would make and move nothing; restarted in auto mode they must
+//! elect one leader, which spreads the busy guests with live migrations (at most 2 per host, at most 3
 //! moves, none twice), every move explained in an audit log, every host's gmond XML showing the
 //! VMs where libvirt says they run. Then the leader's agent stops: another host takes the lead
 //! within the configured bound, and no VM moves again.
@@ -141,15 +142,19 @@ fn metric_f64(h: &Host, name: &str) -> Option<f64> {
     h.metric(name)?.val.trim().parse().ok()
 }
 
-/// The host (index) whose view-entry says it leads, per host `i`'s view; None if none or
-/// several claim it.
+/// The host (index) that leads in auto mode per `view` (its fresh `balancer_leader` is 1 and
+/// its fresh `balancer_mode` is auto); None if none or several claim it.
 fn leader_in(run: &Run, view: &Cluster) -> Option<usize> {
+    let fresh = |h: &Host, name: &str, val: &str| {
+        h.metric(name)
+            .is_some_and(|m| m.val.trim() == val && m.tn <= LEADER_TIMEOUT_S)
+    };
     let leaders: Vec<usize> = (1..=HOSTS)
         .filter(|&j| {
             view.hosts.iter().any(|h| {
                 h.name == run.bed.name(j)
-                    && h.metric("balancer_leader")
-                        .is_some_and(|m| m.val.trim() == "1" && m.tn <= LEADER_TIMEOUT_S)
+                    && fresh(h, "balancer_leader", "1")
+                    && fresh(h, "balancer_mode", "auto")
             })
         })
         .collect();
@@ -185,7 +190,7 @@ fn agent_toml(policy: &Path, audit: &Path) -> String {
     )
 }
 
-fn start_agent(bed: &Testbed, i: usize) -> Proc {
+fn start_agent(bed: &Testbed, i: usize, mode: &str) -> Proc {
     let dir = bed.dir();
     bed.spawn_env(
         i,
@@ -194,6 +199,8 @@ fn start_agent(bed: &Testbed, i: usize) -> Proc {
         &[
             OsStr::new("--config"),
             dir.join(format!("agent-hv{i}.toml")).as_os_str(),
+            OsStr::new("--mode"),
+            OsStr::new(mode),
             OsStr::new("--conf"),
             dir.join(format!("gmond-hv{i}.conf")).as_os_str(),
         ],
@@ -280,11 +287,63 @@ fn overloaded_host_sheds_busy_guests_and_the_lead_fails_over() {
         .unwrap();
     }
     let before = run.placement().expect("every libvirtd answers");
+
+    // First as an operator would: recommend mode. The leader plans and explains moves off
+    // hv1, and nothing moves.
     for i in 1..=HOSTS {
-        let a = start_agent(&run.bed, i);
-        run.agents.push(Some(a));
+        run.agents.push(Some(start_agent(&run.bed, i, "recommend")));
     }
-    run.say("agents started in auto mode on hv1, hv2, hv3");
+    run.say("agents started in recommend mode");
+    let advice = run.bed.wait_for(Duration::from_secs(60), || {
+        let recs: Vec<Audit> = run
+            .audit()
+            .into_iter()
+            .filter(|a| a.event == Event::Recommend)
+            .collect();
+        (!recs.is_empty()).then_some(recs)
+    });
+    let Some(advice) = advice else {
+        run.fail("no agent recommended a move in recommend mode");
+    };
+    for a in &advice {
+        assert_eq!(a.from.as_deref(), Some("hv1"), "{}", a.line);
+        assert!(a.has_reason && a.has_prediction, "unexplained: {}", a.line);
+        assert!(
+            BUSY.contains(&a.vm.as_deref().unwrap_or_default()),
+            "{}",
+            a.line
+        );
+    }
+    assert!(
+        !run.audit().iter().any(|a| a.event == Event::Start),
+        "a migration started in recommend mode"
+    );
+    assert_eq!(
+        run.placement().expect("every libvirtd answers"),
+        before,
+        "a guest moved in recommend mode"
+    );
+    run.say(&format!(
+        "recommended: {:?}",
+        advice
+            .iter()
+            .map(|a| format!(
+                "{}>{}",
+                a.vm.clone().unwrap_or_default(),
+                a.to.clone().unwrap_or_default()
+            ))
+            .collect::<Vec<_>>()
+    ));
+
+    // Then auto: the agents restart with the same config and `--mode auto`.
+    for slot in &mut run.agents {
+        drop(slot.take());
+    }
+    run.agents.clear();
+    for i in 1..=HOSTS {
+        run.agents.push(Some(start_agent(&run.bed, i, "auto")));
+    }
+    run.say("agents restarted in auto mode on hv1, hv2, hv3");
 
     // One leader, agreed on by every host.
     let leader = run.bed.wait_for(Duration::from_secs(60), || {
