@@ -200,6 +200,12 @@ impl Agent {
             Some(text) => PolicySpec::parse(text).map_err(|e| AgentError::Policy(e.to_string()))?,
             None => load_policy(&opts.config.policy)?,
         };
+        if !opts.config.uri_template.contains("{host}")
+            && !opts.config.uri_template.contains("{ip}")
+        {
+            tracing::warn!(uri = %opts.config.uri_template,
+                "uri_template has neither {{host}} nor {{ip}}: every host maps to the same URI (tests only)");
+        }
         let (tx, rx) = channel();
         let metrics = AgentMetrics {
             mode: opts.config.mode.as_str().to_string(),
