@@ -125,18 +125,14 @@ fn recommend_mode_agent_publishes_into_gmond_rs_and_reloads_on_sighup() {
     signal(&agent, "HUP");
     poll_until(Duration::from_secs(20), || {
         audit_events(&audit)
-            .iter()
-            .any(|e| *e == Event::ReloadRejected)
+            .contains(&Event::ReloadRejected)
             .then_some(())
     });
     assert!(agent.running());
     std::fs::write(&policy, "policy = \"stabilize\"\n").unwrap();
     signal(&agent, "HUP");
     poll_until(Duration::from_secs(20), || {
-        audit_events(&audit)
-            .iter()
-            .any(|e| *e == Event::Reload)
-            .then_some(())
+        audit_events(&audit).contains(&Event::Reload).then_some(())
     });
     let events = audit_events(&audit);
     assert_eq!(events.first(), Some(&Event::Leader));
