@@ -30,6 +30,7 @@ const SPOOFS: [&str; 5] = [
 const NAMES: [&str; 7] = ["m", "n", "a:b", "a:c", "heartbeat", "Location", ":z"];
 const HOST_DMAX: u64 = 50;
 const THRESHOLD: u64 = 10;
+const REQUEST_INTERVAL: u64 = 7;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -103,6 +104,8 @@ struct MHost {
 struct Model {
     hosts: BTreeMap<String, MHost>,
     requests: Vec<(String, String, bool)>,
+    /// When a request for (name, spoofed) last went out: one per REQUEST_INTERVAL.
+    asked: BTreeMap<(String, bool), u64>,
     last_cleanup: Option<u64>,
     dropped: u64,
 }
@@ -172,12 +175,14 @@ impl Model {
         }
         let m = host.metrics.entry(name.clone()).or_default();
         m.value = Some((value.shown, now));
-        if m.meta.is_none() {
+        let asked = self.asked.get(&(name.clone(), spoof.is_some()));
+        if m.meta.is_none() && asked.is_none_or(|&t| now - t >= REQUEST_INTERVAL) {
             let field = if spoof.is_some() {
                 format!("{key}:{}", host.name)
             } else {
                 host.name.clone()
             };
+            self.asked.insert((name.clone(), spoof.is_some()), now);
             self.requests.push((field, name, spoof.is_some()));
         }
     }
@@ -285,6 +290,7 @@ proptest! {
             StoreConfig {
                 host_dmax: Some(Duration::from_secs(HOST_DMAX)),
                 cleanup_threshold: Duration::from_secs(THRESHOLD),
+                metadata_request_interval: Duration::from_secs(REQUEST_INTERVAL),
                 ..StoreConfig::default()
             },
             Box::new(resolver),

@@ -114,6 +114,28 @@ impl Resolver for Late {
 }
 
 #[test]
+fn with_no_request_interval_every_value_without_metadata_asks_as_gmond_does() {
+    let mut s = ClusterStore::with_resolver(
+        StoreConfig {
+            metadata_request_interval: std::time::Duration::ZERO,
+            ..StoreConfig::default()
+        },
+        Box::new(StaticResolver::new().with(A, "alpha")),
+    );
+    feed(&mut s, t(0), A, &uint("x", "m", false, 1));
+    feed(&mut s, t(0), A, &uint("x", "m", false, 2));
+    feed(&mut s, t(0), B, &uint("x", "m", false, 2));
+    assert_eq!(
+        drain_requests(&mut s),
+        vec![
+            ("alpha".into(), "m".into(), false),
+            ("alpha".into(), "m".into(), false),
+            ("10.0.0.2".into(), "m".into(), false),
+        ]
+    );
+}
+
+#[test]
 fn late_answers_rename_hosts_still_named_by_their_address() {
     let late = Arc::new(Late(Default::default()));
     struct Shared(Arc<Late>);
@@ -342,27 +364,37 @@ fn location_sets_the_host_location_only_from_strings() {
 }
 
 #[test]
-fn values_without_metadata_request_it_once_per_value() {
+fn values_without_metadata_request_it_once_per_name_and_interval() {
     let mut s = store();
     feed(&mut s, t(0), A, &uint("x", "m", false, 1));
+    // Another value, or another host's value, of a name just asked about: receivers answer
+    // by name whatever host a request names, so one request brings every host's metadata.
     feed(&mut s, t(1), A, &uint("x", "m", false, 2));
-    feed(&mut s, t(1), A, &uint("10.5.5.5:vm", "vm_m", true, 3));
+    feed(&mut s, t(1), B, &uint("x", "m", false, 2));
+    // The spoofed spelling of a name is asked about on its own.
+    feed(&mut s, t(1), A, &uint("10.5.5.5:vm", "m", true, 3));
     assert_eq!(
         drain_requests(&mut s),
         vec![
             ("alpha".into(), "m".into(), false),
-            ("alpha".into(), "m".into(), false),
-            ("10.5.5.5:vm".into(), "vm_m".into(), true),
+            ("10.5.5.5:vm".into(), "m".into(), true),
         ]
     );
-    assert_eq!(s.stats().metadata_requests_sent_total, 3);
+    assert_eq!(s.stats().metadata_requests_sent_total, 2);
+    assert_eq!(s.stats().metadata_requests_suppressed_total, 2);
+    // Still no metadata an interval later: asked again (a request can be lost).
+    feed(&mut s, t(20), B, &uint("x", "m", false, 2));
+    assert_eq!(
+        drain_requests(&mut s),
+        vec![("10.0.0.2".into(), "m".into(), false)]
+    );
     assert!(s.poll_transmit().is_none());
     // The metadata arrives: the stored value prints, with its own TN.
-    feed(&mut s, t(5), A, &metadata("x", "m", false, "double", 0));
-    let c = cluster(&s, t(6));
+    feed(&mut s, t(21), A, &metadata("x", "m", false, "double", 0));
+    let c = cluster(&s, t(22));
     let m = c.host("alpha").unwrap().metric("m").unwrap().clone();
-    assert_eq!((m.val.as_str(), m.ty.as_str(), m.tn), ("2", "double", 5));
-    feed(&mut s, t(7), A, &uint("x", "m", false, 3));
+    assert_eq!((m.val.as_str(), m.ty.as_str(), m.tn), ("2", "double", 21));
+    feed(&mut s, t(43), A, &uint("x", "m", false, 3));
     assert!(
         s.poll_transmit().is_none(),
         "metadata known: no more requests"

@@ -27,6 +27,12 @@ pub struct StoreConfig {
     pub caps: Caps,
     /// At most one `tracing::warn!` about dropped hosts/metrics per this interval.
     pub warn_interval: Duration,
+    /// At most one metadata request per metric name (and spoof flag) in this interval.
+    /// Receivers ignore a request's host field and resend the named metric of their own
+    /// (reference §A.7), so one request brings every host's copy; gmond asks again for each
+    /// value without metadata, which after a restart is hosts x names requests. `ZERO` asks
+    /// per value, as gmond.
+    pub metadata_request_interval: Duration,
 }
 
 impl Default for StoreConfig {
@@ -41,6 +47,7 @@ impl Default for StoreConfig {
             limits: Limits::default(),
             caps: Caps::default(),
             warn_interval: Duration::from_secs(60),
+            metadata_request_interval: Duration::from_secs(20),
         }
     }
 }

@@ -14,8 +14,11 @@
 //! value without metadata, and expiry at cleanup sweeps with dmax counted from the last
 //! metadata. Deliberate differences: malformed datagrams (including bad spoof strings and
 //! non-string `location` values) are counted and dropped instead of crashing or replaying
-//! stale bytes; a string heartbeat gives GMOND_STARTED 0 rather than pointer garbage; and
-//! memory is bounded by [`Caps`].
+//! stale bytes; a string heartbeat gives GMOND_STARTED 0 rather than pointer garbage;
+//! memory is bounded by [`Caps`]; and a metric name is asked about at most once per
+//! `metadata_request_interval` (gmond asks again for every value still without metadata, so
+//! a restarted node sent hosts x names requests where names suffice: receivers answer by name,
+//! whatever host the request names).
 //!
 //! # Sharing between the UDP task and XML readers
 //!
@@ -123,6 +126,8 @@ pub struct ClusterStore {
     stats: Stats,
     /// Encoded metadata requests waiting to be multicast.
     transmit: VecDeque<Vec<u8>>,
+    /// When a metadata request last went out per metric name, plain and spoofed.
+    asked: [Map<Timestamp>; 2],
     /// Names other gmonds asked metadata for, deduplicated until drained.
     requested: Vec<Box<[u8]>>,
     requested_set: HashSet<Box<[u8]>>,
@@ -165,6 +170,7 @@ impl ClusterStore {
             resolver,
             hosts: Map::default(),
             metas: Interner::default(),
+            asked: Default::default(),
             stats: Stats::default(),
             transmit: VecDeque::new(),
             requested: Vec::new(),
@@ -319,6 +325,7 @@ impl ClusterStore {
             resolver,
             hosts,
             metas,
+            asked,
             stats,
             transmit,
             requested,
@@ -428,7 +435,22 @@ impl ClusterStore {
                         m.meta.is_some()
                     })?;
                 if !has_meta {
-                    queue_request(transmit, stats, &cfg.caps, key, &host.name, name, id);
+                    let last = &mut asked[usize::from(id.spoof)];
+                    let recent = last
+                        .get(name)
+                        .is_some_and(|&t| now.saturating_since(t) < cfg.metadata_request_interval);
+                    if recent {
+                        stats.metadata_requests_suppressed_total += 1;
+                    } else if queue_request(transmit, stats, &cfg.caps, key, &host.name, name, id)
+                        && !cfg.metadata_request_interval.is_zero()
+                    {
+                        match last.entry_ref(name) {
+                            EntryRef::Occupied(mut e) => *e.get_mut() = now,
+                            EntryRef::Vacant(e) => {
+                                e.insert_with_key(name.into(), now);
+                            }
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -440,6 +462,7 @@ impl ClusterStore {
             cfg,
             hosts,
             metas,
+            asked,
             stats,
             ..
         } = self;
@@ -476,6 +499,9 @@ impl ClusterStore {
             });
             true
         });
+        for last in asked.iter_mut() {
+            last.retain(|_, t| now.saturating_since(*t) < cfg.metadata_request_interval);
+        }
         // Bodies only the interner still holds: their metrics were replaced or removed.
         metas.retain(|b| {
             let used = std::sync::Arc::strong_count(b) > 1;
@@ -570,10 +596,10 @@ fn queue_request(
     host_name: &[u8],
     name: &[u8],
     id: &MetricId<'_>,
-) {
+) -> bool {
     if transmit.len() >= caps.max_pending_transmit {
         stats.metadata_requests_unsent_total += 1;
-        return;
+        return false;
     }
     let spoofed_host;
     let host: &[u8] = if id.spoof {
@@ -591,7 +617,11 @@ fn queue_request(
         Ok(bytes) => {
             transmit.push_back(bytes);
             stats.metadata_requests_sent_total += 1;
+            true
         }
-        Err(_) => stats.metadata_requests_unsent_total += 1,
+        Err(_) => {
+            stats.metadata_requests_unsent_total += 1;
+            false
+        }
     }
 }

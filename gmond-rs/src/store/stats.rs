@@ -22,6 +22,9 @@ pub struct Stats {
     pub metadata_requests_sent_total: u64,
     /// Metadata requests not queued because the transmit queue was full.
     pub metadata_requests_unsent_total: u64,
+    /// Values without metadata not asked about again: a request for that name went out
+    /// within `metadata_request_interval`.
+    pub metadata_requests_suppressed_total: u64,
     /// Metadata requests received from the network.
     pub metadata_requests_received_total: u64,
     /// Requested names not recorded because the pending set was full.
