@@ -904,6 +904,10 @@ fn run_migration(
         Err(e) => return Outcome::Failed(format!("destination before start: {e}")),
     }
     let result = exec.migrate(req);
+    if let Err(e @ AgentError::Refused { .. }) = &result {
+        // Not started (another job holds the domain): whatever happens to the VM is not ours.
+        return Outcome::Refused(e.to_string());
+    }
     // Verification: running on the destination and gone from the source. After a lost
     // connection (libvirtd restart) the answer may take a few tries.
     let mut last_err = String::new();

@@ -113,7 +113,17 @@ impl LibvirtExecutor {
 
     fn run_migration(&self, req: &MigrationRequest, dom: &Domain) -> Result<()> {
         let fail = |e: VirtError| {
-            if is_code(&e, ErrorNumber::OperationAborted) {
+            // Another job holds the domain (a concurrent migration by another agent): nothing
+            // was started, so nothing must be verified or counted against the destination.
+            if is_code(&e, ErrorNumber::OperationInvalid)
+                || (is_code(&e, ErrorNumber::OperationTimeout)
+                    && e.message().contains("state change lock"))
+            {
+                AgentError::Refused {
+                    vm: req.vm.clone(),
+                    message: e.to_string(),
+                }
+            } else if is_code(&e, ErrorNumber::OperationAborted) {
                 AgentError::Aborted {
                     vm: req.vm.clone(),
                     message: e.to_string(),

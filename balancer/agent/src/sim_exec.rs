@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use gmond_metrics::hypervisor::sim::SimCluster;
-use gmond_metrics::hypervisor::DomainState;
+use gmond_metrics::hypervisor::{DomainState, HypervisorError};
 
 use crate::error::{AgentError, Result};
 use crate::executor::{Executor, HostAddr, MigrationRequest, Presence};
@@ -214,16 +214,22 @@ impl Executor for SimExecutor {
                 .host_index(&req.to.name)
                 .ok_or_else(|| fail("unknown destination".into()))?;
             if c.domains()[d].host != src {
-                return Err(fail(format!(
-                    "domain {} is not on {}",
-                    req.vm, req.from.name
-                )));
+                return Err(AgentError::Refused {
+                    vm: req.vm.clone(),
+                    message: format!("domain {} is not on {}", req.vm, req.from.name),
+                });
             }
             if let Some(Fault::FailMigration { message, .. }) = &fault {
                 return Err(fail(message.clone()));
             }
             if !matches!(fault, Some(Fault::Hang { .. })) {
-                c.start_migration(d, dst).map_err(|e| fail(e.to_string()))?;
+                c.start_migration(d, dst).map_err(|e| match e {
+                    HypervisorError::MigrationRefused { .. } => AgentError::Refused {
+                        vm: req.vm.clone(),
+                        message: e.to_string(),
+                    },
+                    other => fail(other.to_string()),
+                })?;
             }
             (d, src, dst)
         };

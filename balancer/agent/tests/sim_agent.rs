@@ -550,3 +550,67 @@ fn shutdown_aborts_in_flight_and_hands_over() {
     let r = step(&mut w, &mut agents);
     assert_eq!(r[0].leader.as_deref(), Some("h2"));
 }
+
+#[test]
+fn two_leaders_during_a_partition_never_move_a_vm_twice() {
+    let mut w = World::hot_host();
+    let mut agents = vec![
+        agent(&w, "h1", config(Mode::Auto)),
+        agent(&w, "h2", config(Mode::Auto)),
+    ];
+    let mut both_led = 0;
+    for _ in 0..30 {
+        w.report_hypervisors();
+        let full = w.view();
+        // h2 does not hear h1's balancer (its datagrams are lost): it leads too.
+        let mut partial = full.clone();
+        for h in &mut partial.hosts {
+            if h.name == "h1" {
+                h.metrics.retain(|m| !m.name.starts_with("balancer_"));
+            }
+        }
+        let r1 = agents[0].agent.tick(&full, w.now);
+        let r2 = agents[1].agent.tick(&partial, w.now);
+        if r1.is_leader && r2.is_leader {
+            both_led += 1;
+        }
+        for a in &agents {
+            let d = a.agent.datagrams();
+            w.ingest(&d);
+        }
+        w.advance(STEP);
+        for a in agents.iter_mut() {
+            if a.agent.inflight() > 0 {
+                a.agent
+                    .wait_worker(w.now, std::time::Duration::from_millis(30));
+            }
+        }
+    }
+    assert!(
+        both_led > 5,
+        "the partition made two leaders ({both_led} rounds)"
+    );
+    let starts: usize = agents.iter().map(|a| a.records(Event::Start).len()).sum();
+    assert!(starts >= 2);
+    assert!(
+        !agents[1].records(Event::Start).is_empty(),
+        "the second leader tried to move too"
+    );
+    // The same VM was attempted by both: the double move the checks must stop.
+    let tried = |a: &TestAgent| -> std::collections::BTreeSet<String> {
+        a.records(Event::Start)
+            .into_iter()
+            .map(|r| r.vm.unwrap())
+            .collect()
+    };
+    assert!(tried(&agents[0]).intersection(&tried(&agents[1])).count() > 0);
+    let per_vm = moves_per_vm(&agents);
+    assert!(!per_vm.is_empty());
+    assert!(per_vm.values().all(|&n| n == 1), "{per_vm:?}");
+    // Every migration the hypervisor actually ran is one verified move: the losing side was
+    // refused (by the pre-check or by the hypervisor), never counted as done.
+    let done: usize = per_vm.values().sum();
+    assert_eq!(w.exec.migrations_started() as usize, done);
+    let busy = w.busy_per_host();
+    assert!(busy.values().all(|&n| n <= 2), "{busy:?}");
+}
