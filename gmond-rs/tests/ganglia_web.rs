@@ -126,8 +126,10 @@ impl Expect {
 
 /// The testbed: one namespace with the feed, gmetad and the web server running inside.
 struct Bed {
-    net: Cluster,
+    // Field order is drop order: each process is killed by its PID first, then the namespace
+    // is destroyed with anything still inside.
     procs: Vec<Proc>,
+    net: Cluster,
     chromium: PathBuf,
     artifacts: PathBuf,
 }
@@ -406,8 +408,8 @@ fn ganglia_web_shows_the_cluster_its_vms_and_the_balancer() {
     let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ganglia-web");
     std::fs::create_dir_all(&artifacts).unwrap();
     let mut bed = Bed {
-        net: Cluster::new(1),
         procs: Vec::new(),
+        net: Cluster::new(1),
         chromium,
         artifacts,
     };
@@ -513,13 +515,14 @@ fn ganglia_web_shows_the_cluster_its_vms_and_the_balancer() {
         .iter()
         .chain(&expect.balancer_graphs)
         .collect();
-    bed.page_until_complete("host", &host_path, |dom| {
+    let graphs_missing = |dom: &str| -> Vec<String> {
         graphs
             .iter()
             .filter(|m| !dom.contains(&format!("alt=\"{} {}\"", html(&expect.host), html(m))))
             .map(|m| m.to_string())
             .collect()
-    });
+    };
+    bed.page_until_complete("host", &host_path, graphs_missing);
     //    Its "Host Overview" (fetched by the page's button) lists the string metrics.
     let overview_path = format!("/ganglia/host_overview.php?h={h}&c={c}");
     bed.page_until_complete("host-overview", &overview_path, |dom| {
@@ -590,9 +593,16 @@ fn ganglia_web_shows_the_cluster_its_vms_and_the_balancer() {
     std::fs::write(bed.artifacts.join("graph.png"), &png).unwrap();
 
     // 7. Screenshots, and no PHP fatal error on the way.
+    //    The host's own metric groups collapsed, so that the balancer's, the hypervisor's and
+    //    the VMs' graphs fit in the picture; taken right after that very page was complete.
+    let host_shot_path = format!(
+        "{host_path}&mc=3&metric_group=ALLGROUPS_%7C_cpu_%7C_disk_%7C_load_%7C_memory_%7C_network\
+         _%7C_process"
+    );
+    bed.page_until_complete("host-vms", &host_shot_path, graphs_missing);
     let shots = [
+        bed.screenshot("host", &host_shot_path, 2400),
         bed.screenshot("cluster", &cluster_path, 1300),
-        bed.screenshot("host", &host_path, 2400),
     ];
     for s in &shots {
         eprintln!("screenshot: {}", s.display());
@@ -625,6 +635,7 @@ fn shipped_systemd_units_verify() {
     let unshare = require_program("unshare", "util-linux");
     let dir = integration_tests::TempDir::new("units");
     let gmond_rs = env!("CARGO_BIN_EXE_gmond-rs");
+    let agent = env!("CARGO_BIN_EXE_balancer-agent");
     let units = repo_root().join("configs/systemd");
     let mut names = Vec::new();
     for entry in std::fs::read_dir(&units).unwrap() {
@@ -633,10 +644,9 @@ fn shipped_systemd_units_verify() {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
-        // balancer-agent: until its binary is built here, a stand-in that exists.
         let text = text
             .replace("/usr/local/bin/gmond-rs", gmond_rs)
-            .replace("/usr/local/bin/balancer-agent", "/bin/true");
+            .replace("/usr/local/bin/balancer-agent", agent);
         let name = path.file_name().unwrap().to_owned();
         let copy = dir.path().join(&name);
         std::fs::write(&copy, &text).unwrap();
@@ -656,21 +666,43 @@ fn shipped_systemd_units_verify() {
     names.sort();
     assert_eq!(names, ["balancer-agent.service", "gmond-rs.service"]);
 
-    let unit = std::fs::read_to_string(units.join("gmond-rs.service")).unwrap();
-    let exec = unit
-        .lines()
-        .find_map(|l| l.strip_prefix("ExecStart="))
-        .expect("ExecStart in gmond-rs.service");
-    let mut argv: Vec<String> = exec.split_whitespace().map(str::to_owned).collect();
-    assert_eq!(argv[0], "/usr/local/bin/gmond-rs");
-    argv[0] = gmond_rs.to_owned();
-    // The unit reads /etc/ganglia/gmond.conf; the shipped configs/gmond.conf stands in for it.
-    let conf = repo_root().join("configs/gmond.conf");
-    for a in argv.iter_mut() {
-        if a == "/etc/ganglia/gmond.conf" {
-            *a = conf.display().to_string();
+    // The units read /etc/ganglia/gmond.conf and /etc/gmond-rs/balancer-agent.toml; the files
+    // shipped in configs/ stand in for them.
+    let argv = |unit: &str, program: &str| -> Vec<String> {
+        let text = std::fs::read_to_string(units.join(unit)).unwrap();
+        let exec = text
+            .lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .unwrap_or_else(|| panic!("no ExecStart in {unit}"));
+        let mut argv: Vec<String> = exec.split_whitespace().map(str::to_owned).collect();
+        assert_eq!(
+            argv[0],
+            format!("/usr/local/bin/{}", unit.trim_end_matches(".service"))
+        );
+        argv[0] = program.to_owned();
+        for a in argv.iter_mut() {
+            let shipped = match a.as_str() {
+                "/etc/ganglia/gmond.conf" => "configs/gmond.conf",
+                "/etc/gmond-rs/balancer-agent.toml" => "configs/balancer-agent.toml",
+                _ => continue,
+            };
+            *a = repo_root().join(shipped).display().to_string();
         }
-    }
+        argv
+    };
+    // balancer-agent: its flags must exist (clap rejects an unknown one before --help).
+    let agent_argv = argv("balancer-agent.service", agent);
+    let out = std::process::Command::new(&agent_argv[0])
+        .args(&agent_argv[1..])
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{agent_argv:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let argv = argv("gmond-rs.service", gmond_rs);
     let out = std::process::Command::new(&unshare)
         .arg("-n")
         .args(&argv)
