@@ -18,7 +18,8 @@
 //! migrated by both, or migrated back soon after. Each is blocked by an independent check:
 //!
 //! 1. **At planning**, a VM is only a candidate if the leader's view shows it on exactly one
-//!    host (a VM reported fresh by two hosts is in flight: [`view::build`]), on the planned
+//!    host (a VM reported fresh by two hosts, within `view::SUPERSEDED_AFTER_S` of each other,
+//!    is in flight: [`view::build`]), on the planned
 //!    source, with the source and destination live; VMs with a recent move in the history are
 //!    refused (planner cooldown and the agent's `recently_moved` gate).
 //! 2. **The history is shared through the view**: every agent advertises the moves it started
