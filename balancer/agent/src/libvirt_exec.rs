@@ -4,7 +4,7 @@
 //!
 //! Every call blocks. `virt` 0.5's `Drop` for `Connect` and `Domain` panics when libvirt fails
 //! to free the object (a daemon that went away); objects are released through
-//! [`release`], which contains that panic.
+//! `release`, which contains that panic.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
