@@ -519,3 +519,87 @@ fn two_real_gmond_and_two_gmond_rs_share_a_multicast_cluster() {
     }
     eprintln!("total {:?}", t0.elapsed());
 }
+
+/// Size of a pcap file holding only its global header (no packet captured).
+const PCAP_HEADER: u64 = 24;
+
+#[test]
+fn mcast_if_sends_by_the_configured_interface() {
+    let tcpdump = require_program("tcpdump", "tcpdump");
+    // node1 has two interfaces: e0 on the bridge (where 239.0.0.0/8 is routed) and e1, a
+    // direct link to node2. mcast_if = e1 must take the datagrams off the route's interface.
+    let net = Cluster::new(2);
+    net.link(1, 2);
+    let capture = |iface: &str| net.dir().join(format!("{iface}.pcap"));
+    let mut dumps = Vec::new();
+    for iface in ["e0", "e1"] {
+        let out = capture(iface);
+        dumps.push(net.spawn(
+            1,
+            &format!("tcpdump-{iface}"),
+            &tcpdump,
+            &[
+                OsStr::new("-i"),
+                OsStr::new(iface),
+                OsStr::new("-n"),
+                OsStr::new("-U"),
+                OsStr::new("-w"),
+                out.as_os_str(),
+                OsStr::new("udp and port 8649"),
+            ],
+        ));
+    }
+    // Both captures run (their header is written) before anything is sent.
+    for iface in ["e0", "e1"] {
+        let started = poll_for(Duration::from_secs(20), || {
+            let len = std::fs::metadata(capture(iface)).ok()?.len();
+            (len >= PCAP_HEADER).then_some(())
+        });
+        assert!(
+            started.is_some(),
+            "tcpdump on {iface} did not start: {}",
+            net.log(&format!("tcpdump-{iface}"))
+        );
+    }
+    let conf = net.dir().join("mcast-if.conf");
+    std::fs::write(
+        &conf,
+        fast_stock_config_with_channels(
+            "udp_send_channel {\n  mcast_join = 239.2.11.71\n  port = 8649\n  ttl = 1\n  \
+             mcast_if = e1\n}\n",
+            EVERY,
+            THRESHOLD,
+        ),
+    )
+    .unwrap();
+    let _ours = net.spawn(
+        1,
+        "gmond-rs",
+        Path::new(env!("CARGO_BIN_EXE_gmond-rs")),
+        &[OsStr::new("-c"), conf.as_os_str(), OsStr::new("-f")],
+    );
+    // Start-up metadata goes out at once: it must show on e1.
+    let on_e1 = poll_for(Duration::from_secs(20), || {
+        let len = std::fs::metadata(capture("e1")).ok()?.len();
+        (len > PCAP_HEADER).then_some(len)
+    });
+    assert!(
+        on_e1.is_some(),
+        "nothing sent on e1 (mcast_if); gmond-rs log: {}",
+        net.log("gmond-rs")
+    );
+    // Give a wrongly routed copy time to appear too (the sender sends every group at start,
+    // and again within THRESHOLD s): one more send round on e1 first.
+    let first = on_e1.unwrap();
+    let more = poll_for(Duration::from_secs(u64::from(THRESHOLD) * 2), || {
+        let len = std::fs::metadata(capture("e1")).ok()?.len();
+        (len > first).then_some(())
+    });
+    assert!(more.is_some(), "only one burst on e1");
+    drop(dumps);
+    assert_eq!(
+        std::fs::metadata(capture("e0")).unwrap().len(),
+        PCAP_HEADER,
+        "datagrams left by e0, the multicast route's interface, despite mcast_if = e1"
+    );
+}

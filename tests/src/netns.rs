@@ -95,6 +95,41 @@ impl Cluster {
         format!("{}-n{i}", self.prefix)
     }
 
+    /// Adds a second link, `e1`, directly between hosts `a` and `b` (a veth pair), with
+    /// addresses `10.214.<k>.a/24` and `10.214.<k>.b/24` (`k` as in this testbed's subnet):
+    /// for tests where a host has two interfaces and traffic must leave by a chosen one. The
+    /// pair goes with the namespaces; nothing is routed off the testbed.
+    pub fn link(&self, a: usize, b: usize) -> (String, String) {
+        let (na, nb) = (self.ns(a), self.ns(b));
+        assert_ne!(a, b, "a link joins two hosts");
+        let k = self.subnet.rsplit('.').next().unwrap_or("1");
+        // Short names in the root namespace for the instant before they move (15-byte limit).
+        let tag = format!("{:x}", std::process::id() % 0xffff);
+        let (ta, tb) = (format!("gl{tag}a{a}"), format!("gl{tag}b{b}"));
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ip(&["link", "add", &ta, "type", "veth", "peer", "name", &tb]);
+        ip(&["link", "set", &ta, "netns", &na]);
+        ip(&["link", "set", &tb, "netns", &nb]);
+        let addrs = [
+            (&na, &ta, format!("10.214.{k}.{a}")),
+            (&nb, &tb, format!("10.214.{k}.{b}")),
+        ];
+        for (ns, tmp, addr) in &addrs {
+            ip(&["-n", ns, "link", "set", tmp, "name", "e1"]);
+            ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", "e1"]);
+            ip(&["-n", ns, "link", "set", "e1", "up"]);
+        }
+        (addrs[0].2.clone(), addrs[1].2.clone())
+    }
+
     /// The namespace name prefix shared by everything of this testbed.
     pub fn prefix(&self) -> &str {
         &self.prefix
