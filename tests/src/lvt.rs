@@ -672,6 +672,9 @@ mod tests {
         child.wait().unwrap();
         let orphan = format!("gvirt-{dead}-orphan");
         let scripts = repo_root().join("tests/libvirt");
+        // Built under the lock: another test's Testbed::new would (rightly) remove it
+        // half-built.
+        let lock = MachineLock::acquire();
         script(&scripts, "setup.sh", &[orphan.as_str(), "1"]);
         script(
             &scripts,
@@ -701,6 +704,7 @@ mod tests {
             pids.iter().all(|&p| alive(p)),
             "orphan not running: {pids:?}"
         );
+        drop(lock);
 
         let bed = Testbed::new(1);
         assert!(!state.exists(), "orphan state left");
