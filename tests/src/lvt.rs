@@ -585,6 +585,21 @@ mod tests {
         bed.guest(1, "spin", Guest::Busy, 16, 1, Some(30));
         bed.guest(1, "nap", Guest::Idle, 16, 1, None);
         assert_eq!(bed.running(1).unwrap(), ["nap", "spin"]);
+        // The host's only links are lo and its testbed veth; its only listener is libvirtd, on
+        // the testbed address.
+        let links = txt(bed.run(1, Path::new("ip"), &["-o", "link"].map(OsStr::new)));
+        let names: Vec<&str> = links
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n))
+            .collect();
+        assert_eq!(names, ["lo", "e0"], "{links}");
+        let listeners = txt(bed.run(1, Path::new("ss"), &["-Hltnu"].map(OsStr::new)));
+        let local: Vec<&str> = listeners
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4))
+            .collect();
+        assert_eq!(local, ["10.77.0.1:16509"], "{listeners}");
         let t0 = (
             bed.cpu_time_ns(1, "spin").unwrap(),
             bed.cpu_time_ns(1, "nap").unwrap(),
