@@ -51,7 +51,8 @@ fn main() -> ExitCode {
     let args = Args::parse();
     // The live view needs a terminal; piped output gets the plain logs.
     let tui = !args.no_tui && std::io::stdout().is_terminal();
-    let default_level = if tui { "warn" } else { "info" };
+    // Log lines would scribble over the live view: only errors then (RUST_LOG overrides).
+    let default_level = if tui { "error" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     tracing_subscriber::fmt()

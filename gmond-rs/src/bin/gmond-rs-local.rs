@@ -1,6 +1,6 @@
-//! `cargo run --release` with no arguments: one gmond-rs node confined to 127.0.0.1, with the
-//! stock metric set, so the main command is safe on any network. (The embedded demo will take
-//! this place.) For gmond's own behaviour, run the `gmond-rs` binary.
+//! `cargo run --release --bin gmond-rs-local`: one gmond-rs node confined to 127.0.0.1, with the
+//! stock metric set, safe on any network (`cargo run --release` alone starts the demo). For
+//! gmond's own behaviour, run the `gmond-rs` binary.
 use gmond_conf::{SendTarget, TcpAcceptChannel, UdpRecvChannel, UdpSendChannel};
 use gmond_rs::daemon::{self, RunOptions};
 use std::net::{TcpListener, UdpSocket};

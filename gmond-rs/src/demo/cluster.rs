@@ -19,7 +19,7 @@ pub const VM_VCPUS: u32 = 2;
 /// Memory of a demo VM, KiB (2 GiB: a 34 s live migration on the 1 Gbit/s link).
 pub const VM_MEM_KIB: u64 = 2 << 20;
 /// CPU demand of a spiking VM, fraction of its vCPUs.
-pub const SPIKE_LEVEL: f32 = 0.92;
+pub const SPIKE_LEVEL: f32 = 0.75;
 /// PlanetLab's sample period: 5 minutes.
 const TRACE_PERIOD_MS: SimMs = 300_000;
 /// Resolution of the spiking VMs' profile, fine enough for a spike that starts seconds in.
@@ -159,12 +159,12 @@ fn load_traces(spec: &ClusterSpec) -> (LoadSource, Traces) {
     };
     match read {
         Ok((dir, all)) => {
-            // Traces averaging 8-35 % move visibly without overloading a host on their own.
+            // Traces averaging 5-25 % move visibly without overloading a host on their own.
             let mut lively: Vec<(String, Vec<f32>)> = all
                 .iter()
                 .filter(|(_, s)| {
                     let mean = s.iter().map(|&v| f64::from(v)).sum::<f64>() / s.len() as f64;
-                    (0.08..=0.35).contains(&mean)
+                    (0.05..=0.25).contains(&mean)
                 })
                 .cloned()
                 .collect();
@@ -266,7 +266,7 @@ mod tests {
                 .collect()
         };
         let after = demand(100_000);
-        assert!(after[1] > 1.5, "spike host at {after:?}");
+        assert!(after[1] >= 1.5, "spike host at {after:?}");
         assert!(after.iter().enumerate().all(|(h, u)| h == 1 || *u < 0.9));
         assert!(demand(95_000)[1] < 0.9);
         // Every VM follows a real trace file.
@@ -281,7 +281,7 @@ mod tests {
         };
         assert!(why.contains("/nonexistent/planetlab"), "{why}");
         assert_eq!(b.sim.domains().len(), 16);
-        assert!(b.sim.demand_mhz(1, 200_000) > 3000.0);
+        assert!(b.sim.demand_mhz(1, 200_000) >= 3000.0);
         let quiet: f64 = (0..16).map(|d| b.sim.demand_mhz(d, 0)).sum();
         assert!(quiet > 0.0);
     }

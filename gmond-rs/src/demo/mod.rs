@@ -106,10 +106,16 @@ impl DemoOptions {
         Ok(())
     }
 
-    /// Wall time between VM metric rounds: 20 simulated seconds (libvirt_module's default),
-    /// at least 1 s.
+    /// Wall time between VM metric rounds: 10 simulated seconds, between 0.5 s and 20 s of
+    /// wall time. Faster than the balancers' tick, so that a finished migration shows in the
+    /// view before the next decision.
     fn vm_every(&self) -> Duration {
-        Duration::from_secs_f64((20.0 / self.speedup).clamp(1.0, 20.0))
+        Duration::from_secs_f64((10.0 / self.speedup).clamp(0.5, 20.0))
+    }
+
+    /// Wall time between balancer ticks: 20 simulated seconds, at least 1 s.
+    fn agent_every(&self) -> Duration {
+        Duration::from_secs_f64((20.0 / self.speedup).clamp(1.0, 60.0))
     }
 }
 
@@ -231,6 +237,7 @@ pub fn run(opts: &DemoOptions, stop: &StopHandle) -> Result<Summary, Error> {
     };
     // A migrated VM leaves its old host's view 3 rounds after its last update there.
     let vm_dmax = (every.as_secs_f64() * 3.0).ceil().max(3.0) as u32;
+    let readings = source::CpuReadings::default();
     let (ready_tx, ready_rx) = mpsc::channel::<Bound>();
     let mut daemon_threads = Vec::new();
     for (i, name) in host_names.iter().enumerate() {
@@ -242,7 +249,12 @@ pub fn run(opts: &DemoOptions, stop: &StopHandle) -> Result<Summary, Error> {
         let hooks = Hooks {
             stop: Some(daemons_stop.clone()),
             vm_feed: Some(VmFeed {
-                source: Box::new(source::SimVmSource::new(shared.sim.clone(), name, vm_dmax)),
+                source: Box::new(source::SimVmSource::new(
+                    shared.sim.clone(),
+                    readings.clone(),
+                    name,
+                    vm_dmax,
+                )),
                 every,
                 // Receivers count dmax from the last metadata: re-send it well within.
                 metadata_resend: Duration::from_secs(u64::from(vm_dmax / 3).max(1)),
@@ -328,7 +340,7 @@ pub fn run(opts: &DemoOptions, stop: &StopHandle) -> Result<Summary, Error> {
         port,
         policy: policy.clone(),
         sim: shared.sim.clone(),
-        tick: every,
+        tick: opts.agent_every(),
         speedup: opts.speedup,
         wall_start,
         epoch,
@@ -382,7 +394,8 @@ pub fn run(opts: &DemoOptions, stop: &StopHandle) -> Result<Summary, Error> {
     let mut last_capture: Option<Instant> = None;
     let mut last_log = Instant::now();
     let mut view = view::ClusterView::default();
-    let stale_s = (every.as_secs() * 3).max(5);
+    // A VM's entry on a host it left stops being refreshed: after 2.5 rounds it is stale.
+    let stale_s = (every.as_secs_f64() * 2.5).ceil().max(2.0) as u64;
     loop {
         let stopping =
             stop.is_stopped() || opts.duration.is_some_and(|d| wall_start.elapsed() >= d);
@@ -509,18 +522,15 @@ fn clock_loop(
                         end_ms: None,
                         failed: false,
                     });
+                    // The reason is in the leader's "decides" event just before.
                     events.push((
                         m.start_ms,
                         format!(
-                            "{} -> {}: live migration of {} started{}",
+                            "{} -> {}: live migration of {} started ({:.0} s expected)",
                             host(dom.host),
                             host(m.dest),
                             dom.name,
-                            if reason.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" ({reason})")
-                            }
+                            m.end_ms.saturating_sub(m.start_ms) as f64 / 1000.0
                         ),
                     ));
                 }

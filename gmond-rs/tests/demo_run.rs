@@ -1,0 +1,285 @@
+//! The demo binary end to end (`gmond-rs-demo --no-tui --duration N` on free ports, loopback
+//! only): the cluster feed lists every simulated host with its per-VM and balancer metrics,
+//! real gstat reads it, the balancer migrates at least one VM and the summary says so; a taken
+//! port and missing traces fall back with a clear message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ganglia_wire::model::Document;
+use integration_tests::{free_port, poll_for, read_xml, require_program};
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A running demo; killed (by PID) if the test fails before it exits.
+struct Demo {
+    child: Child,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Demo {
+    fn start(args: &[&str]) -> Demo {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gmond-rs-demo"))
+            .args(["--no-tui"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start gmond-rs-demo");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let lines = stderr.clone();
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(pipe).lines() {
+                let Ok(l) = l else { break };
+                lines.lock().unwrap().push(l);
+            }
+        });
+        Demo { child, stderr }
+    }
+
+    /// The feed port the demo announces.
+    fn feed_port(&self) -> u16 {
+        poll_for(Duration::from_secs(60), || {
+            let lines = self.stderr.lock().unwrap();
+            lines.iter().find_map(|l| {
+                let rest = l.split("cluster XML feed on 127.0.0.1:").nth(1)?;
+                rest.split_whitespace().next()?.parse().ok()
+            })
+        })
+        .unwrap_or_else(|| panic!("no feed line; stderr:\n{}", self.stderr_text()))
+    }
+
+    fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Waits for the exit (the demo's --duration) and returns its stdout (the summary).
+    fn finish(mut self) -> String {
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "demo failed: {status}\n{}",
+            self.stderr_text()
+        );
+        out
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn document(port: u16) -> Option<Document> {
+    ganglia_wire::xml::read_document(&read_xml(port)?).ok()
+}
+
+/// The number after `label` on the summary line starting with it.
+fn summary_number(summary: &str, label: &str) -> usize {
+    let line = summary
+        .lines()
+        .find(|l| l.starts_with(label))
+        .unwrap_or_else(|| panic!("no {label:?} in summary:\n{summary}"));
+    line[label.len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("bad line {line:?}"))
+}
+
+#[test]
+fn feed_shows_every_host_and_the_balancer_moves_a_vm() {
+    let port = free_port();
+    let demo = Demo::start(&[
+        "--port",
+        &port.to_string(),
+        "--duration",
+        "35",
+        "--hosts",
+        "4",
+        "--vms",
+        "16",
+    ]);
+    assert_eq!(demo.feed_port(), port);
+    let hosts = ["hv01", "hv02", "hv03", "hv04"];
+    // Every host with its capacity, its VMs' metrics and its balancer's metrics.
+    let doc = poll_for(Duration::from_secs(40), || {
+        let doc = document(port)?;
+        let c = doc.clusters.first()?;
+        hosts
+            .iter()
+            .all(|h| {
+                c.host(h).is_some_and(|h| {
+                    h.metric("vnode_cpu_num").is_some()
+                        && h.metrics.iter().any(|m| m.name.ends_with(".vcpu_util"))
+                        && h.metrics.iter().any(|m| m.name.ends_with(".vmem_total"))
+                        && h.metric("balancer_mode").is_some_and(|m| m.val == "auto")
+                        && h.metric("balancer_leader").is_some()
+                })
+            })
+            .then_some(doc)
+            .filter(|d| {
+                // The first ticks elect the leader.
+                d.clusters[0]
+                    .hosts
+                    .iter()
+                    .any(|h| h.metric_f64("balancer_leader") == Some(1.0))
+            })
+    })
+    .unwrap_or_else(|| panic!("feed incomplete; stderr:\n{}", demo.stderr_text()));
+    let c = &doc.clusters[0];
+    assert_eq!(c.name, "demo");
+    for h in hosts {
+        let host = c.host(h).unwrap();
+        assert!(host.ip.starts_with("127.0.0."), "{h} at {}", host.ip);
+    }
+    let leaders: Vec<&str> = c
+        .hosts
+        .iter()
+        .filter(|h| h.metric_f64("balancer_leader") == Some(1.0))
+        .map(|h| h.name.as_str())
+        .collect();
+    assert_eq!(leaders, ["hv01"], "exactly the lowest name leads");
+
+    // Real gstat reads the same feed.
+    let gstat = require_program("gstat", "ganglia-monitor");
+    let out = Command::new(gstat)
+        .args(["-a", "-i", "127.0.0.1", "-p", &port.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "gstat: {text}");
+    assert!(
+        text.contains("Name: demo") && text.contains("Hosts: 4"),
+        "{text}"
+    );
+    for h in hosts {
+        assert!(
+            text.lines().any(|l| l.trim() == h),
+            "gstat lacks {h}:\n{text}"
+        );
+    }
+
+    // The spike on hv02 is answered by a migration, visible in the feed as a balancer counter.
+    let moved = poll_for(Duration::from_secs(45), || {
+        let doc = document(port)?;
+        let done = doc.clusters[0]
+            .host("hv01")?
+            .metric_f64("balancer_migrations_done")?;
+        (done >= 1.0).then_some(done)
+    });
+    let summary = demo.finish();
+    assert!(
+        moved.is_some(),
+        "no migration seen in the feed; summary:\n{summary}"
+    );
+    assert!(summary_number(&summary, "migrations:") >= 1, "{summary}");
+    assert!(
+        summary.contains("hv02 ->"),
+        "moves leave the spiking host:\n{summary}"
+    );
+    assert!(summary.contains("peak overload:"), "{summary}");
+    assert!(summary.contains("hotspot"), "reasons are shown:\n{summary}");
+}
+
+#[test]
+fn a_taken_port_falls_back_with_a_clear_message() {
+    let taken = free_port();
+    let _holder = TcpListener::bind(("127.0.0.1", taken)).unwrap();
+    let demo = Demo::start(&[
+        "--port",
+        &taken.to_string(),
+        "--duration",
+        "6",
+        "--hosts",
+        "2",
+        "--vms",
+        "4",
+    ]);
+    let port = demo.feed_port();
+    assert_ne!(port, taken);
+    let said = demo.stderr_text();
+    assert!(
+        said.contains(&format!("port {taken} is taken"))
+            && said.contains(&format!("using port {port}")),
+        "{said}"
+    );
+    let doc = poll_for(Duration::from_secs(20), || {
+        let d = document(port)?;
+        (d.clusters.first()?.hosts.len() == 2).then_some(d)
+    });
+    assert!(doc.is_some(), "no feed on the fallback port");
+    let summary = demo.finish();
+    assert!(summary.contains("== gmond-rs demo summary =="), "{summary}");
+    assert!(!said.contains("panicked"));
+}
+
+#[test]
+fn missing_traces_fall_back_to_synthetic_load() {
+    let port = free_port();
+    let demo = Demo::start(&[
+        "--port",
+        &port.to_string(),
+        "--duration",
+        "6",
+        "--hosts",
+        "2",
+        "--vms",
+        "4",
+        "--trace",
+        "/nonexistent/planetlab",
+    ]);
+    demo.feed_port();
+    let said = demo.stderr_text();
+    assert!(
+        said.contains("PlanetLab traces unavailable") && said.contains("synthetic load"),
+        "{said}"
+    );
+    // The synthetic VMs are published like traced ones.
+    let vms = poll_for(Duration::from_secs(20), || {
+        let d = document(port)?;
+        let n = d.clusters[0]
+            .hosts
+            .iter()
+            .flat_map(|h| h.metrics.iter())
+            .filter(|m| m.name.ends_with(".vcpu_num"))
+            .count();
+        (n == 4).then_some(n)
+    });
+    assert_eq!(vms, Some(4));
+    let summary = demo.finish();
+    assert!(summary.contains("migrations:"), "{summary}");
+}
+
+#[test]
+fn bad_options_are_refused_without_a_trace() {
+    for args in [
+        &["--hosts", "0"][..],
+        &["--hosts", "33"],
+        &["--speedup", "0"],
+        &["--policy", "/nonexistent/policy.toml"],
+        &["--duration=-1"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_gmond-rs-demo"))
+            .arg("--no-tui")
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} accepted");
+        assert!(err.contains("gmond-rs-demo:"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
