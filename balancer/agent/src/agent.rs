@@ -921,6 +921,10 @@ fn run_migration(
         let dst = exec.locate(&req.vm, &req.to);
         let src = exec.locate(&req.vm, &req.from);
         match (&result, dst, src) {
+            // Our job was cancelled: if the VM is elsewhere, someone else moved it.
+            (Err(e @ AgentError::Aborted { .. }), _, _) => {
+                return Outcome::Aborted(e.to_string());
+            }
             (_, Ok(Presence::Running), Ok(Presence::Absent)) => {
                 return Outcome::Done {
                     note: result.as_ref().err().map(|e| e.to_string()),

@@ -52,6 +52,8 @@ struct State {
     unreachable: Vec<String>,
     /// Migrations aborted by id.
     aborted: Vec<u64>,
+    /// VMs whose (hung) migration job is in progress without moving: busy on their source.
+    hung: Vec<String>,
     migrations_started: u32,
 }
 
@@ -175,8 +177,9 @@ impl Executor for SimExecutor {
             return Ok(Presence::Absent);
         };
         let dom = &c.domains()[d];
+        let hung = lock(&self.state).hung.iter().any(|v| v == vm);
         if dom.host == h {
-            if dom.migration.is_some() {
+            if dom.migration.is_some() || hung {
                 return Ok(Presence::Busy);
             }
             return Ok(if dom.state == DomainState::Running {
@@ -219,8 +222,19 @@ impl Executor for SimExecutor {
                     message: format!("domain {} is not on {}", req.vm, req.from.name),
                 });
             }
+            if lock(&self.state).hung.iter().any(|v| *v == req.vm) {
+                return Err(AgentError::Refused {
+                    vm: req.vm.clone(),
+                    message:
+                        "Requested operation is not valid: another migration job is already running"
+                            .into(),
+                });
+            }
             if let Some(Fault::FailMigration { message, .. }) = &fault {
                 return Err(fail(message.clone()));
+            }
+            if matches!(fault, Some(Fault::Hang { .. })) {
+                lock(&self.state).hung.push(req.vm.clone());
             }
             if !matches!(fault, Some(Fault::Hang { .. })) {
                 c.start_migration(d, dst).map_err(|e| match e {
@@ -246,9 +260,11 @@ impl Executor for SimExecutor {
         }
         loop {
             if self.stop.load(Ordering::SeqCst) {
+                lock(&self.state).hung.retain(|v| *v != req.vm);
                 return Err(fail("executor stopped".into()));
             }
             if self.aborted(req.id) {
+                lock(&self.state).hung.retain(|v| *v != req.vm);
                 return Err(AgentError::Aborted {
                     vm: req.vm.clone(),
                     message: "operation aborted: migration out job: canceled by client".into(),

@@ -1,0 +1,119 @@
+//! Property: whatever the load, the partitions between agents and the injected faults, no VM
+//! is migrated twice within its cooldown, every migration the hypervisor ran is one verified
+//! move, and the budget holds.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use balancer_agent::audit::Event;
+use balancer_agent::{Fault, Mode};
+use common::*;
+use proptest::prelude::*;
+
+fn fault(k: u8) -> Option<Fault> {
+    match k {
+        0 => Some(Fault::FailMigration {
+            vm: "*".into(),
+            message: "internal error: injected".into(),
+        }),
+        1 => Some(Fault::Hang { vm: "*".into() }),
+        2 => Some(Fault::RestartMidMigration {
+            vm: "*".into(),
+            down_calls: 2,
+        }),
+        _ => None,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    #[test]
+    fn no_double_moves_under_partitions_and_faults(
+        // h1 (index 0) is always hot: 4 to 6 busy VMs; others anywhere.
+        hot in proptest::collection::vec(0.9f64..1.0, 4..7),
+        others in proptest::collection::vec((0usize..3, 0.0f64..1.0), 0..5),
+        // Per round: which agents hear the others' balancers (bit i = agent i is cut off).
+        cuts in proptest::collection::vec(0u8..8, 20),
+        faults in proptest::collection::vec(0u8..6, 0..3),
+        budget in 1u32..5,
+    ) {
+        let vms: Vec<(usize, f64)> = hot.iter().map(|d| (0, *d)).chain(others).collect();
+        let names: Vec<String> = (0..vms.len()).map(|i| format!("vm{i}")).collect();
+        let spec: Vec<(&str, usize, f64)> = names
+            .iter()
+            .zip(&vms)
+            .map(|(n, (h, d))| (n.as_str(), *h, *d))
+            .collect();
+        let mut w = World::new(&["h1", "h2", "h3"], &spec);
+        for f in faults.iter().filter_map(|k| fault(*k)) {
+            w.exec.inject(f);
+        }
+        let mut cfg = config(Mode::Auto);
+        cfg.budget_migrations = budget;
+        cfg.migration_timeout_s = 40;
+        let mut agents: Vec<TestAgent> = ["h1", "h2", "h3"]
+            .iter()
+            .map(|h| agent(&w, h, cfg.clone()))
+            .collect();
+        for cut in &cuts {
+            w.report_hypervisors();
+            let full = w.view();
+            for (i, a) in agents.iter_mut().enumerate() {
+                let mut v = full.clone();
+                if cut & (1 << i) != 0 {
+                    // This agent hears no other balancer this round.
+                    for h in &mut v.hosts {
+                        if h.name != a.agent.name() {
+                            h.metrics.retain(|m| !m.name.starts_with("balancer_"));
+                        }
+                    }
+                }
+                a.agent.tick(&v, w.now);
+            }
+            for a in &agents {
+                let d = a.agent.datagrams();
+                w.ingest(&d);
+            }
+            w.advance(STEP);
+            for a in agents.iter_mut() {
+                if a.agent.inflight() > 0 {
+                    a.agent.wait_worker(w.now, std::time::Duration::from_millis(20));
+                }
+            }
+        }
+        // Let running migrations end (time still advances) before counting.
+        for _ in 0..8 {
+            w.advance(STEP);
+            for a in agents.iter_mut() {
+                while a.agent.inflight() > 0
+                    && a.agent.wait_worker(w.now, std::time::Duration::from_millis(50))
+                {}
+            }
+        }
+        let per_vm = moves_per_vm(&agents);
+        let trail: Vec<_> = agents
+            .iter()
+            .flat_map(|a| a.audit.lock().unwrap().clone())
+            .filter(|r| r.vm.is_some())
+            .map(|r| (r.time - T0, r.host, r.event, r.vm, r.from, r.to, r.outcome, r.error))
+            .collect();
+        prop_assert!(per_vm.values().all(|&n| n == 1), "{:?}\n{:#?}", per_vm, trail);
+        let done: usize = per_vm.values().sum();
+        // Each agent keeps its own budget, and learns the others' moves only through the view.
+        for a in &agents {
+            prop_assert!(a.records(Event::Start).len() <= budget as usize);
+        }
+        prop_assert!(w.exec.migrations_started() as usize >= done);
+        // A started migration that did not end verified was aborted, failed, or is unknown;
+        // none ended with the VM on two hosts (the simulated hypervisor cannot), and none of
+        // the verified ones was a second move of a VM.
+        for a in &agents {
+            for r in a.records(Event::Done) {
+                let (host, migrating) = w.where_is(r.vm.as_ref().unwrap());
+                prop_assert!(!migrating);
+                prop_assert_eq!(Some(host), r.to.clone());
+            }
+        }
+    }
+}
