@@ -222,7 +222,7 @@ impl Executor for SimExecutor {
                     message: format!("domain {} is not on {}", req.vm, req.from.name),
                 });
             }
-            if lock(&self.state).hung.iter().any(|v| *v == req.vm) {
+            if lock(&self.state).hung.contains(&req.vm) {
                 return Err(AgentError::Refused {
                     vm: req.vm.clone(),
                     message:
