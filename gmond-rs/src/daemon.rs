@@ -1,13 +1,13 @@
 //! The daemon: the only part of gmond-rs that touches sockets, the clock and signals.
 //!
 //! Threads, not one event loop, where that is cheaper: each UDP receive channel has a thread
-//! blocked in `recv_from` (one system call per datagram, no readiness polling) that feeds the
-//! shared store; one sender thread collects this host's metrics on schedule and runs the
-//! store's cleanup ticks; the XML port is served by tokio, so many slow clients cost tasks,
-//! not threads, and none blocks another. The store sits in an `Arc<RwLock<_>>`: ingest takes
-//! the write lock per datagram, a dump renders into memory under the read lock (once per
-//! second and state generation, shared by every client of that second) and writes to sockets
-//! after releasing it.
+//! taking batches with `recvmmsg` (see [`crate::ingest`]) that feeds the shared store; one
+//! sender thread collects this host's metrics on schedule and runs the store's cleanup ticks;
+//! the XML port is served by tokio, so many slow clients cost tasks, not threads, and none
+//! blocks another. The store sits in an `Arc<RwLock<_>>`: ingest takes the write lock once
+//! per batch (and never waits behind a dump: it keeps a backlog while one renders), a dump
+//! renders into memory under the read lock (once per second and state generation, shared by
+//! every client of that second) and writes to sockets after releasing it.
 
 use crate::selfmetrics;
 use crate::sender::{GroupPlan, Identity, MetricPlan, Sender};
