@@ -311,23 +311,49 @@ impl MetricSink for &MemorySink {
     }
 }
 
-/// UDP to every destination (the gmond.conf's udp_send_channels, resolved by the caller).
+/// One UDP send channel (a gmond.conf `udp_send_channel`, resolved by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendChannel {
+    /// Destination (multicast group or unicast address) and port.
+    pub to: SocketAddr,
+    /// Local IPv4 address to send from.
+    pub bind: Option<std::net::Ipv4Addr>,
+    /// Interface for multicast sends (SO_BINDTODEVICE), as gmond's `mcast_if`.
+    pub mcast_if: Option<String>,
+    /// TTL (multicast TTL for groups).
+    pub ttl: u32,
+}
+
+/// UDP to every send channel: one socket per channel, set up as gmond sets up its own.
 #[derive(Debug)]
 pub struct UdpSink {
-    socket: UdpSocket,
-    to: Vec<SocketAddr>,
+    sockets: Vec<(UdpSocket, SocketAddr)>,
     /// Datagrams that could not be sent.
     pub send_errors_total: u64,
 }
 
 impl UdpSink {
-    /// A socket bound to an ephemeral port; `ttl` for multicast destinations.
-    pub fn new(to: Vec<SocketAddr>, ttl: u32) -> std::io::Result<UdpSink> {
-        let socket = UdpSocket::bind("0.0.0.0:0")?;
-        socket.set_multicast_ttl_v4(ttl)?;
+    /// Opens a socket per channel; fails on the first channel that cannot be set up.
+    pub fn new(channels: &[SendChannel]) -> std::io::Result<UdpSink> {
+        use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+        let mut sockets = Vec::with_capacity(channels.len());
+        for ch in channels {
+            let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            if let Some(ip) = ch.bind {
+                s.bind(&SockAddr::from(std::net::SocketAddrV4::new(ip, 0)))?;
+            }
+            if ch.to.ip().is_multicast() {
+                s.set_multicast_ttl_v4(ch.ttl)?;
+                if let Some(dev) = &ch.mcast_if {
+                    s.bind_device(Some(dev.as_bytes()))?;
+                }
+            } else {
+                s.set_ttl(ch.ttl.max(1))?;
+            }
+            sockets.push((s.into(), ch.to));
+        }
         Ok(UdpSink {
-            socket,
-            to,
+            sockets,
             send_errors_total: 0,
         })
     }
@@ -335,8 +361,8 @@ impl UdpSink {
 
 impl MetricSink for UdpSink {
     fn send(&mut self, datagram: &[u8]) {
-        for to in &self.to {
-            if let Err(e) = self.socket.send_to(datagram, to) {
+        for (sock, to) in &self.sockets {
+            if let Err(e) = sock.send_to(datagram, to) {
                 self.send_errors_total += 1;
                 tracing::debug!(to = %to, error = %e, "metric datagram not sent");
             }
@@ -395,5 +421,33 @@ mod tests {
             short.len()
         );
         assert!(short.iter().all(|d| d.len() <= 52));
+    }
+}
+
+#[cfg(test)]
+mod udp_tests {
+    use super::*;
+
+    #[test]
+    fn udp_sink_sends_to_every_channel() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let ch = |s: &UdpSocket| SendChannel {
+            to: s.local_addr().unwrap(),
+            bind: Some(std::net::Ipv4Addr::LOCALHOST),
+            mcast_if: None,
+            ttl: 1,
+        };
+        let mut sink = UdpSink::new(&[ch(&a), ch(&b)]).unwrap();
+        sink.send(b"hello");
+        let mut buf = [0u8; 16];
+        for s in [&a, &b] {
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let (n, from) = s.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"hello");
+            assert_eq!(from.ip(), std::net::Ipv4Addr::LOCALHOST);
+        }
+        assert_eq!(sink.send_errors_total, 0);
     }
 }

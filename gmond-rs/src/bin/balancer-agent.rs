@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use balancer_agent::audit::AuditLog;
-use balancer_agent::metrics::{Identity, MetricSink, UdpSink};
+use balancer_agent::metrics::{Identity, MetricSink, SendChannel, UdpSink};
 use balancer_agent::{Agent, AgentConfig, AgentOptions, LibvirtExecutor, Mode};
 use clap::Parser;
 use gmond_conf::SendTarget;
@@ -106,22 +106,31 @@ fn main() -> anyhow::Result<()> {
         tracing::warn!("gmond.conf has no udp_send_channel (or is mute): metrics are not sent");
         None
     } else {
-        let mut to: Vec<SocketAddr> = Vec::new();
-        let mut ttl = 1;
+        let mut channels = Vec::new();
         for ch in &gconf.udp_send {
-            ttl = u32::from(ch.ttl).max(ttl);
-            match &ch.target {
-                SendTarget::Multicast(ip) => to.push(SocketAddr::new(*ip, ch.port)),
-                SendTarget::Unicast(h) => to.extend(
-                    (h.as_str(), ch.port)
-                        .to_socket_addrs()
-                        .with_context(|| format!("udp_send_channel host {h}"))?
-                        .filter(SocketAddr::is_ipv4)
-                        .take(1),
-                ),
-            }
+            let to = match &ch.target {
+                SendTarget::Multicast(ip) => SocketAddr::new(*ip, ch.port),
+                SendTarget::Unicast(h) => (h.as_str(), ch.port)
+                    .to_socket_addrs()
+                    .with_context(|| format!("udp_send_channel host {h}"))?
+                    .find(SocketAddr::is_ipv4)
+                    .with_context(|| format!("udp_send_channel host {h}: no IPv4 address"))?,
+            };
+            let bind =
+                match &ch.bind {
+                    Some(b) => Some(b.parse().with_context(|| {
+                        format!("udp_send_channel bind {b}: not an IPv4 address")
+                    })?),
+                    None => None,
+                };
+            channels.push(SendChannel {
+                to,
+                bind,
+                mcast_if: ch.mcast_if.clone(),
+                ttl: u32::from(ch.ttl),
+            });
         }
-        Some(UdpSink::new(to, ttl).context("metric socket")?)
+        Some(UdpSink::new(&channels).context("metric sockets")?)
     };
 
     let audit = match &cfg.audit_log {
