@@ -162,6 +162,8 @@ pub struct Agent {
     known_moves: BTreeSet<(String, u64)>,
     own_moves: Vec<MigrationRecord>,
     placement: BTreeMap<String, String>,
+    /// VM -> (destination, until): finished moves the view may not show yet.
+    settled: BTreeMap<String, (String, u64)>,
     vm_cooldown: BTreeMap<String, u64>,
     dest_failures: BTreeMap<String, Vec<u64>>,
     dest_excluded: BTreeMap<String, u64>,
@@ -226,6 +228,7 @@ impl Agent {
             known_moves: BTreeSet::new(),
             own_moves: Vec::new(),
             placement: BTreeMap::new(),
+            settled: BTreeMap::new(),
             vm_cooldown: BTreeMap::new(),
             dest_failures: BTreeMap::new(),
             dest_excluded: BTreeMap::new(),
@@ -522,6 +525,11 @@ impl Agent {
             Outcome::Done { .. } => {
                 self.metrics.migrations_done += 1;
                 self.placement.insert(f.mv.vm.clone(), f.mv.to.clone());
+                // Until the destination reports the VM, the view still shows its load on the
+                // source; planning on that would relieve the source a second time.
+                let until = now + self.cfg.observe_after_s.max(self.vm_stale_s());
+                self.settled
+                    .insert(f.mv.vm.clone(), (f.mv.to.clone(), until));
                 self.pending_obs.push(PendingObservation {
                     id: f.req.id,
                     mv: f.mv.clone(),
@@ -655,7 +663,7 @@ impl Agent {
     }
 
     fn plan_and_act(&mut self, v: &View, now: u64, report: &mut TickReport) {
-        let mut snap = v.snapshot.clone();
+        let mut snap = self.with_settled_moves(v, now);
         // An excluded destination is taken out of the policy's world for the exclusion period
         // (neither filled nor drained), so the policy picks another destination instead of
         // proposing the excluded one every round.
@@ -717,6 +725,41 @@ impl Agent {
         self.last_recommended = recommended;
         self.last_skipped = skipped;
         report.plan = Some(plan);
+    }
+
+    /// The view's snapshot with finished moves applied where the view lags: a VM this agent
+    /// moved is placed (and its load booked) on its destination until the view shows it there.
+    fn with_settled_moves(&mut self, v: &View, now: u64) -> balancer::snapshot::Snapshot {
+        let mut snap = v.snapshot.clone();
+        let mut changed = false;
+        self.settled.retain(|vm, (dest, until)| {
+            if now >= *until {
+                return false;
+            }
+            let Some(i) = snap.vm_index(vm) else {
+                return true;
+            };
+            let shown = &snap.vms[i];
+            if shown.host == *dest && !shown.migrating {
+                return false;
+            }
+            if snap.host_index(dest).is_some() {
+                snap.vms[i].host = dest.clone();
+                snap.vms[i].migrating = false;
+                changed = true;
+            }
+            true
+        });
+        if changed {
+            match snap.clone().reindexed() {
+                Ok(s) => snap = s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "settled moves not applied");
+                    snap = v.snapshot.clone();
+                }
+            }
+        }
+        snap
     }
 
     /// The agent's own gates on a planned move, in order; `None` = go.

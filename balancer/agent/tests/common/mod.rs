@@ -34,6 +34,9 @@ pub struct World {
     hosts: BTreeMap<String, (u64, String, BTreeMap<String, MetricRec>)>,
     /// Hosts whose hypervisor reports are no longer heard (failed or partitioned).
     pub silent: Vec<String>,
+    /// VM reports show the placement of this many rounds ago (a slow metric collection).
+    pub lag_rounds: usize,
+    past: std::collections::VecDeque<SimCluster>,
 }
 
 /// The policy used by the tests: hotspot with quick sustained detection.
@@ -79,6 +82,8 @@ impl World {
             now: T0,
             hosts: BTreeMap::new(),
             silent: Vec::new(),
+            lag_rounds: 0,
+            past: std::collections::VecDeque::new(),
         }
     }
 
@@ -117,7 +122,12 @@ impl World {
     /// Every up, non-silent hypervisor reports its capacity and its VMs (as gmond-rs with the
     /// libvirt module does).
     pub fn report_hypervisors(&mut self) {
-        let c = self.cluster.lock().unwrap().clone();
+        let now = self.cluster.lock().unwrap().clone();
+        self.past.push_back(now);
+        while self.past.len() > self.lag_rounds + 1 {
+            self.past.pop_front();
+        }
+        let c = self.past.front().unwrap().clone();
         let t = c.now_ms();
         for (hi, h) in c.hosts().iter().enumerate() {
             if !h.up || self.silent.contains(&h.name) {
