@@ -142,6 +142,9 @@ pub struct TickReport {
     pub untrusted: Vec<String>,
 }
 
+/// Membership probes running at once, at most.
+const MAX_PROBES: usize = 16;
+
 /// Membership probe results are trusted for this long, seconds.
 const MEMBERSHIP_TTL_S: u64 = 300;
 
@@ -467,6 +470,11 @@ impl Agent {
                 .is_some_and(|(_, at)| now < at + MEMBERSHIP_TTL_S);
             if fresh || self.probing.contains(&h.name) || h.name.is_empty() {
                 continue;
+            }
+            // Bounded: a view of thousands of hosts (or a forger inventing names) must not
+            // start thousands of blocking probes at once; the rest wait for later ticks.
+            if self.probing.len() >= MAX_PROBES {
+                break;
             }
             self.probing.insert(h.name.clone());
             let addr = HostAddr {
