@@ -137,6 +137,23 @@ fn recommend_mode_agent_publishes_into_gmond_rs_and_reloads_on_sighup() {
     let events = audit_events(&audit);
     assert_eq!(events.first(), Some(&Event::Leader));
 
+    // SIGHUP also re-reads the config's mode.
+    let text = std::fs::read_to_string(&agent_conf).unwrap();
+    std::fs::write(
+        &agent_conf,
+        text.replace("mode = \"recommend\"", "mode = \"off\""),
+    )
+    .unwrap();
+    signal(&agent, "HUP");
+    poll_until(Duration::from_secs(20), || {
+        (host(tcp, "hvtest")?.metric("balancer_mode")?.val == "off").then_some(())
+    });
+    std::fs::write(&agent_conf, &text).unwrap();
+    signal(&agent, "HUP");
+    poll_until(Duration::from_secs(20), || {
+        (host(tcp, "hvtest")?.metric("balancer_mode")?.val == "recommend").then_some(())
+    });
+
     // SIGTERM: exits, and its last word is mode off.
     signal(&agent, "TERM");
     poll_until(Duration::from_secs(20), || (!agent.running()).then_some(()));

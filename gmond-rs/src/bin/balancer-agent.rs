@@ -189,7 +189,30 @@ fn main() -> anyhow::Result<()> {
                 return Ok(());
             }
             if signals.hup.swap(false, Ordering::SeqCst) {
-                reload(&mut agent, &cfg.policy);
+                // The config file's `mode` and `policy` are re-read (unless fixed on the
+                // command line); other keys need a restart.
+                let mut policy = cfg.policy.clone();
+                if let Some(path) = &cli.config {
+                    match AgentConfig::load(path) {
+                        Ok(new) => {
+                            if cli.mode.is_none() && !cli.dry_run && new.mode != agent.mode() {
+                                tracing::info!(
+                                    from = agent.mode().as_str(),
+                                    to = new.mode.as_str(),
+                                    "SIGHUP: mode changed"
+                                );
+                                agent.set_mode(new.mode);
+                            }
+                            if cli.policy.is_none() {
+                                policy = new.policy;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "SIGHUP: config rejected, old one kept")
+                        }
+                    }
+                }
+                reload(&mut agent, &policy);
             }
             // Finished migrations are collected as they come, not only once per interval.
             agent.wait_worker(epoch(), Duration::from_millis(100));
