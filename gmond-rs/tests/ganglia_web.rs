@@ -269,12 +269,12 @@ impl Bed {
         }
     }
 
-    fn screenshot(&self, what: &str, path: &str, height: u32) -> PathBuf {
+    fn screenshot(&self, what: &str, path: &str, (width, height): (u32, u32)) -> PathBuf {
         let file = self.artifacts.join(format!("{what}.png"));
         let _ = std::fs::remove_file(&file);
         let mut shot = std::ffi::OsString::from("--screenshot=");
         shot.push(&file);
-        let size = format!("--window-size=1400,{height}");
+        let size = format!("--window-size={width},{height}");
         let url = format!("http://127.0.0.1:{WEB_PORT}{path}");
         self.chromium(&url, &[&shot, OsStr::new(&size)]);
         let png = std::fs::read(&file)
@@ -452,6 +452,10 @@ fn ganglia_web_shows_the_cluster_its_vms_and_the_balancer() {
         String::from_utf8_lossy(&out.stderr)
     );
     let docroot = gweb.join("www");
+    // ganglia-web starts a PHP session per request: keep the files out of /var/lib/php.
+    let sessions = gweb.join("sessions");
+    let mut save_path = std::ffi::OsString::from("session.save_path=");
+    save_path.push(&sessions);
     let listen = format!("127.0.0.1:{WEB_PORT}");
     bed.spawn(
         "php",
@@ -465,6 +469,8 @@ fn ganglia_web_shows_the_cluster_its_vms_and_the_balancer() {
             OsStr::new("log_errors=1"),
             OsStr::new("-d"),
             OsStr::new("error_reporting=8191"),
+            OsStr::new("-d"),
+            &save_path,
             OsStr::new("-S"),
             OsStr::new(&listen),
             OsStr::new("-t"),
@@ -579,8 +585,8 @@ fn ganglia_web_shows_the_cluster_its_vms_and_the_balancer() {
     );
     bed.page_until_complete("host-vms", &host_shot_path, graphs_missing);
     let shots = [
-        bed.screenshot("host", &host_shot_path, 2400),
-        bed.screenshot("cluster", &cluster_path, 1300),
+        bed.screenshot("host", &host_shot_path, (1600, 2400)),
+        bed.screenshot("cluster", &cluster_path, (1400, 1300)),
     ];
     for s in &shots {
         eprintln!("screenshot: {}", s.display());

@@ -10,10 +10,12 @@
 #                      what Debian's apache.conf aliases as /javascript)
 # DEST/state           ganglia-web's writable state (views, events, Dwoo's compiled templates
 #                      and cache), instead of /var/lib/ganglia-web
+# DEST/sessions        PHP's session files (ganglia-web starts a session per request)
 #
-# Serve it with `php -S 127.0.0.1:PORT -t DEST/www` and open /ganglia/. GMETAD_PORT is gmetad's
-# interactive_port (ganglia-web asks it for /?filter=summary and /cluster/host), RRDS its
-# rrd_rootdir (graph.php runs rrdtool on those files). Nothing under /usr or /etc is changed.
+# Serve it with `php -d session.save_path=DEST/sessions -S 127.0.0.1:PORT -t DEST/www` and
+# open /ganglia/. GMETAD_PORT is gmetad's interactive_port (ganglia-web asks it for
+# /?filter=summary and /cluster/host), RRDS its rrd_rootdir (graph.php runs rrdtool on those
+# files). Nothing under /usr or /etc is changed.
 set -euo pipefail
 
 die() { echo "prepare-gweb.sh: $*" >&2; exit 1; }
@@ -29,7 +31,8 @@ command -v patch >/dev/null || die "patch not found: install Debian's patch"
 [ -d "$rrds" ] || die "RRDS '$rrds' is not a directory"
 [ ! -e "$dest/www" ] || die "$dest/www exists already"
 
-mkdir -p "$dest/www" "$dest/state/conf" "$dest/state/dwoo/compiled" "$dest/state/dwoo/cache"
+mkdir -p "$dest/www" "$dest/state/conf" "$dest/state/dwoo/compiled" "$dest/state/dwoo/cache" \
+  "$dest/sessions"
 cp -a "$src" "$dest/www/ganglia"
 ln -s /usr/share/javascript "$dest/www/javascript"
 # The package's initial state (default view, empty event lists) when it is there.
