@@ -610,9 +610,10 @@ fn ganglia_web_shows_the_cluster_its_vms_and_the_balancer() {
 }
 
 /// The shipped systemd units pass `systemd-analyze verify` (every key known, every value
-/// valid) with their binaries pointed at this build's, and gmond-rs accepts its unit's
-/// command line with Debian's config (checked with -m, which parses everything and exits; in
-/// an empty network namespace all the same, so nothing could ever be sent).
+/// valid) with their binaries pointed at this build's, and both binaries accept their unit's
+/// flags: gmond-rs with -m appended (it parses its flags, lists the metrics and exits; it does
+/// not read the file, which the next test checks; run in an empty network namespace all the
+/// same), balancer-agent with --help appended (clap rejects an unknown flag before it).
 #[test]
 fn shipped_systemd_units_verify() {
     let analyze = require_program("systemd-analyze", "systemd");
@@ -700,4 +701,82 @@ fn shipped_systemd_units_verify() {
         listed,
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// configs/gmond.conf with its commented libvirt_module block switched on.
+fn with_libvirt_enabled(text: &str) -> String {
+    let start = text
+        .find("Remove the comment markers to enable it:")
+        .expect("the libvirt block's comment");
+    let end = start
+        + text[start..]
+            .find("*/")
+            .expect("end of the libvirt comment");
+    let open = start + "Remove the comment markers to enable it:".len();
+    format!(
+        "{} */{}{}",
+        &text[..open],
+        &text[open..end],
+        &text[end + 2..]
+    )
+}
+
+/// The shipped gmond.conf files load in real gmond 3.7.2 (`gmond -c FILE -m` parses the whole
+/// file and loads the modules, then lists the metrics and exits; run in an empty network
+/// namespace all the same) and in gmond-rs's config loader, also with their commented
+/// libvirt_module block switched on: gmond-rs then runs the module with the block's settings,
+/// and real gmond still parses the file (it cannot load that module and says so at start-up).
+#[test]
+fn shipped_gmond_confs_load_in_gmond_and_gmond_rs() {
+    let gmond = require_program("gmond", "ganglia-monitor");
+    let unshare = require_program("unshare", "util-linux");
+    let dir = integration_tests::TempDir::new("confs");
+    let real_gmond = |file: &Path| {
+        std::process::Command::new(&unshare)
+            .arg("-n")
+            .arg(&gmond)
+            .arg("-c")
+            .arg(file)
+            .arg("-m")
+            .output()
+            .unwrap()
+    };
+    // A file that does not parse must fail, or the checks below prove nothing.
+    let broken = dir.path().join("broken.conf");
+    std::fs::write(&broken, "globals {\n  daemonize = \n").unwrap();
+    assert!(
+        !real_gmond(&broken).status.success(),
+        "gmond accepted a broken file"
+    );
+    assert!(gmond_conf::parse_str("globals {\n  daemonize = \n", "broken").is_err());
+
+    for name in ["gmond.conf", "gmond-unicast.conf"] {
+        let path = repo_root().join("configs").join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let on = with_libvirt_enabled(&text);
+        let enabled = dir.path().join(format!("libvirt-{name}"));
+        std::fs::write(&enabled, &on).unwrap();
+        for (file, text, libvirt) in [(&path, &text, false), (&enabled, &on, true)] {
+            let out = real_gmond(file);
+            let listed = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && listed.contains("load_one"),
+                "gmond -c {} -m: {listed}{}",
+                file.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let cfg = gmond_conf::parse_str(text, &file.display().to_string())
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+                .config;
+            let module = cfg
+                .modules
+                .iter()
+                .find(|m| m.enabled && m.name == "libvirt_module");
+            assert_eq!(module.is_some(), libvirt, "{}", file.display());
+            if let Some(m) = module {
+                assert_eq!(m.param("uri"), Some("qemu:///system"));
+                assert_eq!(m.param("collect_every").map(str::trim), Some("20"));
+            }
+        }
+    }
 }
