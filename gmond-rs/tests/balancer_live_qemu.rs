@@ -2,7 +2,8 @@
 //! testbed, each running its own libvirtd, gmond-rs (with per-VM metrics) and `balancer-agent`,
 //! all multicasting on the testbed bridge. Host hv1 starts with 4 busy and 2 idle QEMU guests,
 //! and thresholds make it, and only it, overloaded. In recommend mode the agents explain the
-//! moves they would make and move nothing. Restarted in auto mode, they elect one leader, which
+//! moves they would make and move nothing. Switched to auto (config edit + SIGHUP, no
+//! restart), they elect one leader, which
 //! spreads the busy guests with live migrations (at most 2 per host, at most 3 moves, none
 //! twice), every move explained in an audit log, every host's gmond XML showing the VMs where
 //! libvirt says they run. Then the leader's agent is killed: another host takes the lead within
@@ -176,9 +177,9 @@ fn policy_toml(q: f64, cpus: f64) -> (String, f64) {
     (text, threshold)
 }
 
-fn agent_toml(policy: &Path, audit: &Path) -> String {
+fn agent_toml(mode: &str, policy: &Path, audit: &Path) -> String {
     format!(
-        "mode = \"auto\"\npolicy = \"{}\"\ninterval_s = {TICK_S}\nfeed = \"127.0.0.1:{GMOND_PORT}\"\n\
+        "mode = \"{mode}\"\npolicy = \"{}\"\ninterval_s = {TICK_S}\nfeed = \"127.0.0.1:{GMOND_PORT}\"\n\
          uri_template = \"qemu+tcp://{{ip}}/system\"\ntrusted_hosts = [\"hv1\", \"hv2\", \"hv3\"]\n\
          leader_timeout_s = {LEADER_TIMEOUT_S}\nbudget_migrations = 6\nbudget_window_s = 3600\n\
          max_parallel = 2\nmigration_timeout_s = 60\nobserve_after_s = 10\n\
@@ -190,7 +191,9 @@ fn agent_toml(policy: &Path, audit: &Path) -> String {
     )
 }
 
-fn start_agent(bed: &Testbed, i: usize, mode: &str) -> Proc {
+/// Starts host `i`'s agent on its config file (mode and policy come from there, so SIGHUP can
+/// change them) and its gmond.conf (where its metrics go).
+fn start_agent(bed: &Testbed, i: usize) -> Proc {
     let dir = bed.dir();
     bed.spawn_env(
         i,
@@ -199,8 +202,6 @@ fn start_agent(bed: &Testbed, i: usize, mode: &str) -> Proc {
         &[
             OsStr::new("--config"),
             dir.join(format!("agent-hv{i}.toml")).as_os_str(),
-            OsStr::new("--mode"),
-            OsStr::new(mode),
             OsStr::new("--conf"),
             dir.join(format!("gmond-hv{i}.conf")).as_os_str(),
         ],
@@ -279,19 +280,22 @@ fn overloaded_host_sheds_busy_guests_and_the_lead_fails_over() {
     ));
     let policy_path = run.bed.dir().join("policy.toml");
     std::fs::write(&policy_path, policy).unwrap();
-    for i in 1..=HOSTS {
-        std::fs::write(
-            run.bed.dir().join(format!("agent-hv{i}.toml")),
-            agent_toml(&policy_path, &run.audit[i - 1]),
-        )
-        .unwrap();
-    }
+    let write_agent_configs = |mode: &str| {
+        for i in 1..=HOSTS {
+            std::fs::write(
+                run.bed.dir().join(format!("agent-hv{i}.toml")),
+                agent_toml(mode, &policy_path, &run.audit[i - 1]),
+            )
+            .unwrap();
+        }
+    };
+    write_agent_configs("recommend");
     let before = run.placement().expect("every libvirtd answers");
 
     // First as an operator would: recommend mode. The leader plans and explains moves off
     // hv1, and nothing moves.
     for i in 1..=HOSTS {
-        run.agents.push(Some(start_agent(&run.bed, i, "recommend")));
+        run.agents.push(Some(start_agent(&run.bed, i)));
     }
     run.say("agents started in recommend mode");
     let advice = run.bed.wait_for(Duration::from_secs(60), || {
@@ -335,15 +339,17 @@ fn overloaded_host_sheds_busy_guests_and_the_lead_fails_over() {
             .collect::<Vec<_>>()
     ));
 
-    // Then auto: the agents restart with the same config and `--mode auto`.
-    for slot in &mut run.agents {
-        drop(slot.take());
+    // Then auto, as an operator would switch: mode = "auto" in each config, then SIGHUP (the
+    // agents keep running).
+    write_agent_configs("auto");
+    for a in run.agents.iter().flatten() {
+        let st = std::process::Command::new("kill")
+            .args(["-HUP", &a.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "cannot signal agent {}", a.pid());
     }
-    run.agents.clear();
-    for i in 1..=HOSTS {
-        run.agents.push(Some(start_agent(&run.bed, i, "auto")));
-    }
-    run.say("agents restarted in auto mode on hv1, hv2, hv3");
+    run.say("configs switched to auto; agents sent SIGHUP");
 
     // One leader, agreed on by every host.
     let leader = run.bed.wait_for(Duration::from_secs(60), || {
