@@ -2,12 +2,11 @@
 //! testbed, each running its own libvirtd, gmond-rs (with per-VM metrics) and `balancer-agent`,
 //! all multicasting on the testbed bridge. Host hv1 starts with 4 busy and 2 idle QEMU guests,
 //! and thresholds make it, and only it, overloaded. In recommend mode the agents explain the
-//! moves they would make and move nothing. Switched to auto (config edit + SIGHUP, no
-//! restart), they elect one leader, which
-//! spreads the busy guests with live migrations (at most 2 per host, at most 3 moves, none
-//! twice), every move explained in an audit log, every host's gmond XML showing the VMs where
-//! libvirt says they run. Then the leader's agent is killed: another host takes the lead within
-//! the configured bound, and no VM moves again.
+//! moves they would make and move nothing. Switched to auto (config edit + SIGHUP, no restart),
+//! they elect one leader, which spreads the busy guests with live migrations (at most 2 per
+//! host, at most 3 moves, none twice), every move explained in an audit log, every host's gmond
+//! XML showing the VMs where libvirt says they run. Then the leader's agent is killed: another
+//! host takes the lead within the configured bound, and no VM moves again.
 //!
 //! Needs what `vm_metrics_qemu.rs` needs (root, cgroup v1 cpu/cpuacct, libvirt-daemon,
 //! libvirt-daemon-driver-qemu, libvirt-clients, qemu-system-x86); fails, never skips, without.
