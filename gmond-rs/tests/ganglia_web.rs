@@ -46,8 +46,9 @@ struct Expect {
     vm_metrics: Vec<String>,
     /// Numeric balancer_* metrics on `host`, graphed on its page.
     balancer_graphs: Vec<String>,
-    /// String balancer_* metrics on `host`: (label ganglia-web prints, value).
-    balancer_strings: Vec<(String, String)>,
+    /// String balancer_* and `<vm>.vcpu_state` metrics on `host`: (label ganglia-web prints,
+    /// value where it cannot change during the test: balancer_mode's).
+    strings: Vec<(String, Option<String>)>,
     /// A `<vm>.vcpu_util` of `host` whose RRD graph.php must draw.
     graph_metric: String,
 }
@@ -100,13 +101,13 @@ impl Expect {
             .collect();
         candidates.sort_by_key(|h| (h.metric_f64("balancer_leader") != Some(1.0), &h.name));
         let h = *candidates.first()?;
-        let balancer_strings = h
+        let strings = h
             .metrics
             .iter()
-            .filter(|m| m.ty == "string" && is_bal(&m.name))
+            .filter(|m| m.ty == "string" && (is_bal(&m.name) || m.name.ends_with(".vcpu_state")))
             .map(|m| {
                 let label = m.extra("TITLE").unwrap_or(&m.name).to_owned();
-                (label, m.val.clone())
+                (label, (m.name == "balancer_mode").then(|| m.val.clone()))
             })
             .collect();
         // A name with a character that escapeshellcmd escapes, such as '~', cannot be graphed
@@ -125,7 +126,7 @@ impl Expect {
             host: h.name.clone(),
             vm_metrics: numeric(h, &is_vm),
             balancer_graphs: numeric(h, &is_bal),
-            balancer_strings,
+            strings,
             graph_metric: graph_metric.name.clone(),
         })
     }
@@ -415,7 +416,7 @@ fn ganglia_web_shows_the_cluster_its_vms_and_the_balancer() {
         expect.host,
         expect.vm_metrics.len(),
         expect.balancer_graphs,
-        expect.balancer_strings
+        expect.strings
     );
 
     // 2. gmetad with the shipped configs/gmetad-demo.conf, only its RRD directory moved to
@@ -511,12 +512,13 @@ fn ganglia_web_shows_the_cluster_its_vms_and_the_balancer() {
     let overview_path = format!("/ganglia/host_overview.php?h={h}&c={c}");
     bed.page_until_complete("host-overview", &overview_path, |dom| {
         expect
-            .balancer_strings
+            .strings
             .iter()
             .filter(|(label, val)| {
-                !dom.contains(&format!(">{}</td><td>{}", html(label), html(val)))
+                let val = val.as_deref().map(html).unwrap_or_default();
+                !dom.contains(&format!(">{}</td><td>{val}", html(label)))
             })
-            .map(|(l, v)| format!("{l} = {v}"))
+            .map(|(l, v)| format!("{l} = {v:?}"))
             .collect()
     });
 
