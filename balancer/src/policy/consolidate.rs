@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::plan::{r6, Reason};
 use crate::planner::{MoveKind, Planner};
 use crate::snapshot::PowerCurve;
-use crate::trends::{iqr_cloudsim, linear_fit, mad};
+use crate::trends::{iqr_cloudsim, kth_smallest, linear_fit};
 
 /// Overload detectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,7 +144,135 @@ struct Ctx<'p, 'a> {
     util0: Vec<f64>,
     /// Per host: utilisation history of its current VMs, computed on demand and dropped when
     /// a move touches the host (placement asks for it once per candidate host per VM).
-    hcache: std::cell::RefCell<Vec<Option<Vec<f64>>>>,
+    hcache: std::cell::RefCell<Vec<Option<Hist>>>,
+    /// Per host: watts at `util0`, the baseline CloudSim prices every placement from.
+    p0: Vec<f64>,
+    /// Per VM: history statistics for the detector shortcuts.
+    vstat: Vec<VmStat>,
+    /// Per host: (CPU capacity MHz, MHz per CPU), read once instead of per candidate.
+    hcap: Vec<(f64, f64)>,
+    /// Per host: detector headroom (see [`Ctx::room_of`]), kept current as moves are planned.
+    room: std::cell::RefCell<Vec<f64>>,
+    /// Per host: (watts at the present load, flattest slope of the curve in W per MHz), for a
+    /// lower bound of any placement's power increase.
+    pfloor: std::cell::RefCell<Vec<(f64, f64)>>,
+    /// Hosts a planned move touched this round: flag per host; per curve class (flattest
+    /// slope's bits) the hosts ordered by watts now minus watts at the start; each host's key.
+    touched: std::cell::RefCell<Touched>,
+    /// The flattest slope of any host's curve, W per MHz.
+    min_slope: f64,
+}
+
+type Touched = (
+    Vec<bool>,
+    std::collections::BTreeMap<u64, std::collections::BTreeSet<(i64, usize)>>,
+    Vec<Option<i64>>,
+);
+
+/// An order-preserving integer key for a finite f64.
+fn f64_key(x: f64) -> i64 {
+    let b = x.to_bits() as i64;
+    b ^ (((b >> 63) as u64) >> 1) as i64
+}
+
+/// The inverse of [`f64_key`].
+fn key_f64(k: i64) -> f64 {
+    f64::from_bits((k ^ (((k >> 63) as u64) >> 1) as i64) as u64)
+}
+
+/// Samples of history a detector looks at (CloudSim's PowerVm.HISTORY_LENGTH).
+const HIST: usize = 30;
+
+/// A host's utilisation history, newest first, without heap allocation: the detectors run it
+/// for every candidate host of every VM placed, so it must be cheap.
+#[derive(Debug, Clone, Copy, Default)]
+struct Hist {
+    v: [f64; HIST],
+    /// Length after trimming trailing zeros.
+    n: usize,
+    /// Largest VM memory on the host, KB (LR's migration horizon).
+    mem_kb: u64,
+    /// IQR or MAD of the history (as the detector computes it), for base histories.
+    spread: f64,
+    /// Least-squares intercept and slope over the LR window (oldest first), for base histories.
+    fit: (f64, f64),
+}
+
+/// The scalars of a cached host history the detector shortcuts use.
+#[derive(Debug, Clone, Copy)]
+struct BaseStats {
+    n: usize,
+    spread: f64,
+    fit: (f64, f64),
+    mem_kb: u64,
+}
+
+/// Per VM, what the detector shortcuts need of its history.
+#[derive(Debug, Clone, Copy, Default)]
+struct VmStat {
+    /// Samples (at most 30).
+    n: usize,
+    /// Largest and smallest sample.
+    max: f64,
+    min: f64,
+    /// Fit over the LR window, zero-padded like the host sum.
+    fit: (f64, f64),
+}
+
+impl Hist {
+    /// Drops trailing zeros, as CloudSim's trimZeroTail.
+    fn trim(&mut self) {
+        while self.n > 0 && self.v[self.n - 1] == 0.0 {
+            self.n -= 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[f64] {
+        &self.v[..self.n]
+    }
+}
+
+/// Least-squares fit over the first `n` samples of a newest-first history, oldest first (x = 0
+/// is the oldest), zero-padded if the history is shorter.
+fn lr_fit(hist: &[f64], n: usize) -> Option<(f64, f64)> {
+    let n = n.min(HIST);
+    let mut y = [0.0f64; HIST];
+    for (i, x) in hist.iter().take(n).enumerate() {
+        y[n - 1 - i] = *x;
+    }
+    linear_fit(&y[..n])
+}
+
+/// Median of a short sample (mean of the two middle values when even), on the stack.
+fn median_small(v: &[f64]) -> f64 {
+    let mut s = [0.0f64; HIST];
+    let n = v.len().min(HIST);
+    s[..n].copy_from_slice(&v[..n]);
+    let s = &mut s[..n];
+    if n == 0 {
+        return 0.0;
+    }
+    let mid = kth_smallest(s, n / 2);
+    if n % 2 == 1 {
+        mid
+    } else {
+        // After the selection, everything left of n / 2 is at most `mid`.
+        let below = s[..n / 2].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (below + mid) / 2.0
+    }
+}
+
+/// Median absolute deviation of a short sample (CloudSim's MathUtil.mad).
+fn mad_small(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let m = median_small(v);
+    let mut d = [0.0f64; HIST];
+    for (o, x) in d.iter_mut().zip(v) {
+        *o = (x - m).abs();
+    }
+    Some(median_small(&d[..v.len().min(HIST)]))
 }
 
 impl Ctx<'_, '_> {
@@ -152,52 +280,193 @@ impl Ctx<'_, '_> {
         self.p.snap().hosts[h].power.as_ref().unwrap_or(&GENERIC)
     }
 
-    /// Host utilisation history (newest first) from the VMs in `vms` plus `extra`.
-    fn host_history(&self, h: usize, vms: &[usize], extra: Option<usize>) -> Vec<f64> {
+    /// Adds VM `v`'s history, weighted by its share of host `h`, to `out`.
+    fn add_vm(&self, out: &mut Hist, h: usize, v: usize) {
         let s = self.p.snap();
-        let cap = s.hosts[h].cpu_mhz();
-        let mut out = vec![0.0; 30];
-        let mut len = 0;
+        let w = s.vms[v].cpu_cap_mhz / s.hosts[h].cpu_mhz();
+        let hv = &self.hist[v];
+        for (i, x) in hv.iter().enumerate().take(HIST) {
+            out.v[i] += x * w;
+        }
+        out.n = out.n.max(hv.len().min(HIST));
+        out.mem_kb = out.mem_kb.max(s.vms[v].mem_kb);
+    }
+
+    /// Host utilisation history (newest first) from the VMs in `vms` plus `extra`.
+    fn host_history(&self, h: usize, vms: &[usize], extra: Option<usize>) -> Hist {
+        let mut out = Hist::default();
         for &v in vms.iter().chain(extra.iter()) {
-            let w = s.vms[v].cpu_cap_mhz / cap;
-            for (i, x) in self.hist[v].iter().enumerate().take(30) {
-                out[i] += x * w;
-                len = len.max(i + 1);
-            }
+            self.add_vm(&mut out, h, v);
         }
-        out.truncate(len);
-        while out.last() == Some(&0.0) {
-            out.pop();
-        }
+        out.trim();
+        let hist = out.as_slice();
+        let spread = match self.cfg.detector {
+            Detector::Iqr => iqr_cloudsim(hist).unwrap_or(0.0),
+            Detector::Mad => mad_small(hist).unwrap_or(0.0),
+            _ => 0.0,
+        };
+        let fit = if self.cfg.detector == Detector::Lr && hist.len() >= self.cfg.lr_window {
+            lr_fit(hist, self.cfg.lr_window).unwrap_or((0.0, 0.0))
+        } else {
+            (0.0, 0.0)
+        };
+        out.spread = spread;
+        out.fit = fit;
         out
     }
 
+    /// Whether host `h` would be overloaded with VM `v` added (`after_mhz` requested). Exact,
+    /// but avoids the full detector when a bound decides: adding a history B to the host's
+    /// moves every order statistic by at most max(B) - min(B) beyond a common shift, so IQR
+    /// and MAD move at most that much; the LR prediction is linear in the history.
+    fn overloaded_with(&self, h: usize, v: usize, after_mhz: f64) -> bool {
+        let cfg = self.cfg;
+        let s = self.p.snap();
+        let cap = self.hcap[h].0;
+        let util = after_mhz / cap;
+        if cfg.detector == Detector::Thr {
+            return util > cfg.threshold;
+        }
+        let base = self.base_stats(h);
+        let vs = &self.vstat[v];
+        let w = s.vms[v].cpu_cap_mhz / cap;
+        match cfg.detector {
+            Detector::Iqr | Detector::Mad if base.n >= cfg.min_history && vs.n <= base.n => {
+                let lo = if vs.n < base.n {
+                    vs.min.min(0.0)
+                } else {
+                    vs.min
+                };
+                let range = w * (vs.max - lo);
+                if util > 1.0 - cfg.safety * (base.spread - range) + 1e-9 {
+                    return true;
+                }
+                if util <= 1.0 - cfg.safety * (base.spread + range) - 1e-9 {
+                    return false;
+                }
+            }
+            Detector::Lr if base.n >= cfg.lr_window => {
+                let (a, b) = (base.fit.0 + w * vs.fit.0, base.fit.1 + w * vs.fit.1);
+                let mem = base.mem_kb.max(s.vms[v].mem_kb);
+                let ahead = (self.p.cfg.migration_seconds(mem) / 300.0).ceil();
+                let pred = cfg.safety * (a + b * (cfg.lr_window as f64 + ahead));
+                if (pred - 1.0).abs() > 1e-9 {
+                    return pred >= 1.0;
+                }
+            }
+            _ => {}
+        }
+        self.detect(h, &self.p.on_host[h], Some(v), after_mhz).0
+    }
+
+    /// Length of the cached history of host `h`.
+    fn hist_n(&self, h: usize) -> usize {
+        self.base_stats(h).n
+    }
+
+    /// The cached history of host `h`'s current VMs, without copying it: (length, spread, fit,
+    /// largest VM memory).
+    fn base_stats(&self, h: usize) -> BaseStats {
+        let mut cache = self.hcache.borrow_mut();
+        let b = cache[h].get_or_insert_with(|| self.host_history(h, &self.p.on_host[h], None));
+        BaseStats {
+            n: b.n,
+            spread: b.spread,
+            fit: b.fit,
+            mem_kb: b.mem_kb,
+        }
+    }
+
     /// History of host `h` with its current VMs plus `extra`, from the cache.
-    fn current_history(&self, h: usize, extra: Option<usize>) -> Vec<f64> {
+    fn current_history(&self, h: usize, extra: Option<usize>) -> Hist {
         let mut cache = self.hcache.borrow_mut();
         let base = cache[h].get_or_insert_with(|| self.host_history(h, &self.p.on_host[h], None));
-        let Some(v) = extra else {
-            return base.clone();
-        };
-        let s = self.p.snap();
-        let w = s.vms[v].cpu_cap_mhz / s.hosts[h].cpu_mhz();
-        let n = base.len().max(self.hist[v].len().min(30));
-        let mut out = base.clone();
-        out.resize(n, 0.0);
-        for (i, x) in self.hist[v].iter().enumerate().take(30) {
-            out[i] += x * w;
-        }
-        while out.last() == Some(&0.0) {
-            out.pop();
+        let mut out = *base;
+        if let Some(v) = extra {
+            self.add_vm(&mut out, h, v);
+            out.trim();
         }
         out
     }
 
     /// Forgets the cached histories of hosts touched by a move.
     fn invalidate(&self, hosts: &[usize]) {
-        let mut cache = self.hcache.borrow_mut();
+        {
+            let mut cache = self.hcache.borrow_mut();
+            for &h in hosts {
+                cache[h] = None;
+            }
+        }
+        let mut room = self.room.borrow_mut();
         for &h in hosts {
-            cache[h] = None;
+            room[h] = self.room_of(h);
+        }
+        drop(room);
+        let mut pf = self.pfloor.borrow_mut();
+        for &h in hosts {
+            pf[h].0 = self.power_base(h);
+        }
+        let mut t = self.touched.borrow_mut();
+        let (flags, classes, keys) = &mut *t;
+        for &h in hosts {
+            let (pt, slope) = pf[h];
+            let class = classes.entry(slope.to_bits()).or_default();
+            if let Some(old) = keys[h] {
+                class.remove(&(old, h));
+            }
+            let k = f64_key(pt - self.p0[h]);
+            class.insert((k, h));
+            keys[h] = Some(k);
+            flags[h] = true;
+        }
+    }
+
+    /// Watts at the load a placement on `h` is priced from (before adding the VM).
+    fn power_base(&self, h: usize) -> f64 {
+        let cap = self.hcap[h].0;
+        let base = if self.cfg.cloudsim_stale_util {
+            self.util0[h] * cap
+        } else {
+            self.p.cpu[h]
+        };
+        self.power(h).watts(base / cap)
+    }
+
+    /// Detector headroom of host `h` (MHz): a VM whose `key` exceeds it is certainly refused
+    /// by the detector (see [`Ctx::overloaded_with`]'s bound); +inf where no bound applies.
+    fn room_of(&self, h: usize) -> f64 {
+        let cfg = self.cfg;
+        let cpu = self.p.cpu[h];
+        if cpu == 0.0 || cfg.cloudsim_stale_util {
+            return f64::INFINITY;
+        }
+        let cap = self.hcap[h].0;
+        match cfg.detector {
+            Detector::Thr => cfg.threshold * cap - cpu,
+            Detector::Iqr | Detector::Mad => {
+                let b = self.base_stats(h);
+                if b.n < cfg.min_history {
+                    return f64::INFINITY;
+                }
+                (1.0 - cfg.safety * b.spread) * cap - cpu
+            }
+            Detector::Lr => f64::INFINITY,
+        }
+    }
+
+    /// The VM side of the headroom test: demand minus what its history can lower the host's
+    /// spread by; -inf where no bound applies.
+    fn key_of(&self, v: usize) -> f64 {
+        let cfg = self.cfg;
+        let vm = &self.p.snap().vms[v];
+        match cfg.detector {
+            Detector::Thr => vm.cpu_demand_mhz,
+            Detector::Iqr | Detector::Mad => {
+                let vs = &self.vstat[v];
+                let range = vs.max - vs.min.min(0.0);
+                vm.cpu_demand_mhz - cfg.safety * vm.cpu_cap_mhz * range
+            }
+            Detector::Lr => f64::NEG_INFINITY,
         }
     }
 
@@ -225,31 +494,28 @@ impl Ctx<'_, '_> {
             Detector::Thr => thr(cfg.threshold),
             Detector::Iqr | Detector::Mad => {
                 let hist = history();
+                let hist = hist.as_slice();
                 if hist.len() < cfg.min_history {
                     return thr(cfg.fallback_threshold);
                 }
                 let spread = if cfg.detector == Detector::Iqr {
-                    iqr_cloudsim(&hist)
+                    iqr_cloudsim(hist)
                 } else {
-                    mad(&hist)
+                    mad_small(hist)
                 };
                 thr(1.0 - cfg.safety * spread.unwrap_or(0.0))
             }
             Detector::Lr => {
-                let hist = history();
+                let hh = history();
+                let hist = hh.as_slice();
                 if hist.len() < cfg.lr_window {
                     return thr(cfg.fallback_threshold);
                 }
-                let mut y: Vec<f64> = hist[..cfg.lr_window].to_vec();
-                y.reverse();
-                let Some((a, b)) = linear_fit(&y) else {
+                let Some((a, b)) = lr_fit(hist, cfg.lr_window) else {
                     return thr(cfg.fallback_threshold);
                 };
-                let s = self.p.snap();
-                let max_mig = self.p.on_host[h]
-                    .iter()
-                    .map(|&v| self.p.cfg.migration_seconds(s.vms[v].mem_kb))
-                    .fold(0.0, f64::max);
+                // CloudSim takes the slowest migration among the host's VMs (with the new one).
+                let max_mig = self.p.cfg.migration_seconds(hh.mem_kb);
                 // The fit is over x = 0..n-1; predict the interval after the slowest migration.
                 let ahead = (max_mig / 300.0).ceil();
                 let pred = cfg.safety * (a + b * (cfg.lr_window as f64 + ahead));
@@ -268,18 +534,33 @@ impl Ctx<'_, '_> {
         let s = self.p.snap();
         let vm = &s.vms[v];
         let mut best: Option<(f64, usize)> = None;
-        for h in 0..s.hosts.len() {
+        let per_vcpu = vm.cpu_demand_mhz / f64::from(vm.vcpus.max(1));
+        let key = self.key_of(v);
+        let vn = self.vstat[v].n;
+        let room = self.room.borrow();
+        let pfloor = self.pfloor.borrow();
+        // Power differences within a nanowatt are rounding noise: the lower index wins them.
+        let wins = |d: f64, h: usize, best: Option<(f64, usize)>| match best {
+            None => true,
+            Some((b, bh)) => d < b - 1e-9 || (d < b + 1e-9 && h < bh),
+        };
+        let consider = |h: usize, best: &mut Option<(f64, usize)>| {
             if excluded[h] {
-                continue;
+                return;
             }
-            let host = &s.hosts[h];
-            if self.cfg.pe_check && vm.cpu_demand_mhz / f64::from(vm.vcpus.max(1)) > host.mhz {
-                continue;
+            // Certain refusals first, from one comparison (the bound needs the VM's history
+            // to be no longer than the host's; a shorter host history never gets a bound).
+            if key > room[h] + 1e-6 && (self.cfg.detector == Detector::Thr || vn <= self.hist_n(h))
+            {
+                return;
             }
-            let cap = host.cpu_mhz();
+            let (cap, mhz) = self.hcap[h];
+            if self.cfg.pe_check && per_vcpu > mhz {
+                return;
+            }
             let after = self.p.cpu[h] + vm.cpu_demand_mhz;
             if after > cap {
-                continue;
+                return;
             }
             // CloudSim prices power and skips the detector by the host's utilisation at the
             // start of the round, so a host idle then takes VMs up to full capacity.
@@ -290,21 +571,58 @@ impl Ctx<'_, '_> {
                 (after, self.p.cpu[h] != 0.0)
             };
             if priced > cap {
-                continue;
+                return;
             }
-            // Cheap tests first: most hosts lose on power before the detector is needed.
-            let pw = self.power(h);
-            let diff = pw.watts(priced / cap) - pw.watts(self.util0[h]);
-            if best.is_some_and(|(b, _)| diff >= b) {
-                continue;
+            // A lower bound first: the power at the host's present load plus the curve's
+            // flattest slope; most hosts lose on it without evaluating the curve.
+            let (pt, slope) = pfloor[h];
+            if !wins(
+                pt - self.p0[h] + slope * vm.cpu_demand_mhz - 1e-10,
+                h,
+                *best,
+            ) {
+                return;
+            }
+            let diff = self.power(h).watts(priced / cap) - self.p0[h];
+            // The detector only runs for a host that would win.
+            if !wins(diff, h, *best) {
+                return;
+            }
+            if checked && self.overloaded_with(h, v, after) {
+                return;
             }
             if self.p.fits(v, h).is_err() {
-                continue;
+                return;
             }
-            if checked && self.detect(h, &self.p.on_host[h], Some(v), after).0 {
-                continue;
+            *best = Some((diff, h));
+        };
+        // Hosts untouched this round first, in index order: their lower bound is the curve's
+        // flattest slope times the demand, the same for every host of a class, so once a host
+        // is found that no untouched host can beat, the rest are skipped at once.
+        let touched = self.touched.borrow();
+        let floor = self.min_slope * vm.cpu_demand_mhz - 1e-10;
+        for h in 0..s.hosts.len() {
+            if let Some((b, _)) = best {
+                if floor >= b - 1e-9 {
+                    break;
+                }
             }
-            best = Some((diff, h));
+            if !touched.0[h] {
+                consider(h, &mut best);
+            }
+        }
+        // Hosts that took or gave VMs, per curve class by increasing (watts now - watts at the
+        // start): the bound grows along the list, so the walk stops at the first host that
+        // cannot even tie.
+        for (&slope_bits, list) in &touched.1 {
+            let slope = f64::from_bits(slope_bits);
+            for &(k, h) in list {
+                let lb = key_f64(k) + slope * vm.cpu_demand_mhz - 1e-10;
+                if best.is_some_and(|(b, _)| lb >= b + 1e-9) {
+                    break;
+                }
+                consider(h, &mut best);
+            }
         }
         best.map(|(_, h)| h)
     }
@@ -326,13 +644,74 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
         .collect();
     let nh = s.hosts.len();
     let util0: Vec<f64> = (0..nh).map(|h| p.util(h)).collect();
+    let vstat: Vec<VmStat> = hist
+        .iter()
+        .map(|hv| {
+            let hv = &hv[..hv.len().min(HIST)];
+            if hv.is_empty() {
+                return VmStat::default();
+            }
+            VmStat {
+                n: hv.len(),
+                max: hv.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                min: hv.iter().copied().fold(f64::INFINITY, f64::min),
+                fit: lr_fit(hv, cfg.lr_window).unwrap_or((0.0, 0.0)),
+            }
+        })
+        .collect();
     let ctx = Ctx {
         cfg,
         p,
         hist,
+        p0: (0..nh)
+            .map(|h| {
+                s.hosts[h]
+                    .power
+                    .as_ref()
+                    .unwrap_or(&GENERIC)
+                    .watts(util0[h])
+            })
+            .collect(),
+        vstat,
+        hcap: s.hosts.iter().map(|h| (h.cpu_mhz(), h.mhz)).collect(),
+        room: std::cell::RefCell::new(Vec::new()),
+        pfloor: std::cell::RefCell::new(Vec::new()),
+        touched: std::cell::RefCell::new((
+            vec![false; nh],
+            std::collections::BTreeMap::new(),
+            vec![None; nh],
+        )),
+        min_slope: 0.0,
         util0,
         hcache: std::cell::RefCell::new(vec![None; nh]),
     };
+
+    *ctx.room.borrow_mut() = (0..nh).map(|h| ctx.room_of(h)).collect();
+    let mut ctx = ctx;
+    *ctx.pfloor.borrow_mut() = (0..nh)
+        .map(|h| {
+            let c = &ctx.power(h).0;
+            let flattest = c
+                .windows(2)
+                .map(|w| w[1] - w[0])
+                .fold(f64::INFINITY, f64::min);
+            // W per 10 % of capacity -> W per MHz; a falling curve gets no bound.
+            (
+                ctx.power_base(h),
+                (flattest.max(0.0) * 10.0) / ctx.hcap[h].0,
+            )
+        })
+        .collect();
+    ctx.min_slope = ctx
+        .pfloor
+        .borrow()
+        .iter()
+        .map(|x| x.1)
+        .fold(f64::INFINITY, f64::min);
+    if !ctx.min_slope.is_finite() {
+        ctx.min_slope = 0.0;
+    }
+    let ctx = ctx;
 
     // Overload pass.
     let mut over = vec![false; nh];
