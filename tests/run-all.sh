@@ -104,6 +104,7 @@ fuzz_all() {
             gmond_conf) seeds=gmond-rs/conf/tests/data ;;
             rrd_text) seeds=fuzz/seeds/rrd_text ;;
             balancer_inputs) seeds=configs/policies ;;
+            agent_inputs) seeds=tests/fixtures/ganglia-3.7.2/xml ;;
             *) seeds="" ;;
         esac
         [ -n "$seeds" ] && [ -d "$seeds" ] && seeds=$(realpath "$seeds") || seeds=""
