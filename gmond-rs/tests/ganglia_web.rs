@@ -611,6 +611,85 @@ fn ganglia_web_shows_the_cluster_its_vms_and_the_balancer() {
     bed.assert_running();
 }
 
+/// A `Key=` line of a shipped unit.
+fn unit_key(unit: &str, key: &str) -> String {
+    let text = std::fs::read_to_string(repo_root().join("configs/systemd").join(unit)).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= in {unit}"))
+        .to_owned()
+}
+
+/// A shipped unit's ExecStart with `program` for its binary and the files of configs/ for the
+/// /etc files it names (/etc/ganglia/gmond.conf, /etc/gmond-rs/balancer-agent.toml).
+fn unit_exec(unit: &str, program: &str) -> Vec<String> {
+    let exec = unit_key(unit, "ExecStart");
+    let mut argv: Vec<String> = exec.split_whitespace().map(str::to_owned).collect();
+    assert_eq!(
+        argv[0],
+        format!("/usr/local/bin/{}", unit.trim_end_matches(".service"))
+    );
+    argv[0] = program.to_owned();
+    for a in argv.iter_mut() {
+        let shipped = match a.as_str() {
+            "/etc/ganglia/gmond.conf" => "configs/gmond.conf",
+            "/etc/gmond-rs/balancer-agent.toml" => "configs/balancer-agent.toml",
+            _ => continue,
+        };
+        *a = repo_root().join(shipped).display().to_string();
+    }
+    argv
+}
+
+/// gmond-rs as its unit runs it: the unit's command line and user (User=ganglia, no
+/// capabilities) with the shipped configs/gmond.conf, i.e. Debian's settings (multicast
+/// 239.2.11.71:8649). In a one-host testbed namespace, whose only route out is a bridge with
+/// nothing else on it. It must serve its own host with the stock metrics on port 8649.
+#[test]
+fn gmond_rs_serves_as_its_units_unprivileged_user_with_the_shipped_config() {
+    let setpriv = require_program("setpriv", "util-linux");
+    let user = unit_key("gmond-rs.service", "User");
+    let group = unit_key("gmond-rs.service", "Group");
+    let uid = {
+        let out = std::process::Command::new("id")
+            .args(["-u", &user])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "user {user} missing: Debian's ganglia-monitor creates it"
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let net = Cluster::new(1);
+    let argv = unit_exec("gmond-rs.service", env!("CARGO_BIN_EXE_gmond-rs"));
+    let mut args: Vec<std::ffi::OsString> = vec![
+        format!("--reuid={user}").into(),
+        format!("--regid={group}").into(),
+        "--init-groups".into(),
+        "--inh-caps=-all".into(),
+        "--bounding-set=-all".into(),
+    ];
+    args.extend(argv.iter().map(Into::into));
+    let refs: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let mut d = net.spawn(1, "gmond-rs", &setpriv, &refs);
+    let me = poll_for(DEADLINE, || {
+        assert!(d.running(), "gmond-rs exited:\n{}", net.log("gmond-rs"));
+        std::thread::sleep(Duration::from_millis(500));
+        let doc = read_document(&net.read_xml(1, 8649)?).ok()?;
+        let h = doc.clusters.first()?.hosts.first()?.clone();
+        (h.metric("load_one").is_some() && h.metric("mem_free").is_some()).then_some(h)
+    })
+    .unwrap_or_else(|| panic!("no own host with stock metrics:\n{}", net.log("gmond-rs")));
+    assert_eq!(me.name, "node1");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+    let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uids.split_whitespace().skip(1).all(|u| u == uid),
+        "gmond-rs runs as {uids}, not {user} ({uid})"
+    );
+}
+
 /// The shipped systemd units pass `systemd-analyze verify` (every key known, every value
 /// valid) with their binaries pointed at this build's, and both binaries accept their unit's
 /// flags: gmond-rs with -m appended (it parses its flags, lists the metrics and exits; it does
@@ -655,30 +734,8 @@ fn shipped_systemd_units_verify() {
 
     // The units read /etc/ganglia/gmond.conf and /etc/gmond-rs/balancer-agent.toml; the files
     // shipped in configs/ stand in for them.
-    let argv = |unit: &str, program: &str| -> Vec<String> {
-        let text = std::fs::read_to_string(units.join(unit)).unwrap();
-        let exec = text
-            .lines()
-            .find_map(|l| l.strip_prefix("ExecStart="))
-            .unwrap_or_else(|| panic!("no ExecStart in {unit}"));
-        let mut argv: Vec<String> = exec.split_whitespace().map(str::to_owned).collect();
-        assert_eq!(
-            argv[0],
-            format!("/usr/local/bin/{}", unit.trim_end_matches(".service"))
-        );
-        argv[0] = program.to_owned();
-        for a in argv.iter_mut() {
-            let shipped = match a.as_str() {
-                "/etc/ganglia/gmond.conf" => "configs/gmond.conf",
-                "/etc/gmond-rs/balancer-agent.toml" => "configs/balancer-agent.toml",
-                _ => continue,
-            };
-            *a = repo_root().join(shipped).display().to_string();
-        }
-        argv
-    };
     // balancer-agent: its flags must exist (clap rejects an unknown one before --help).
-    let agent_argv = argv("balancer-agent.service", agent);
+    let agent_argv = unit_exec("balancer-agent.service", agent);
     let out = std::process::Command::new(&agent_argv[0])
         .args(&agent_argv[1..])
         .arg("--help")
@@ -689,7 +746,7 @@ fn shipped_systemd_units_verify() {
         "{agent_argv:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let argv = argv("gmond-rs.service", gmond_rs);
+    let argv = unit_exec("gmond-rs.service", gmond_rs);
     let out = std::process::Command::new(&unshare)
         .arg("-n")
         .args(&argv)
