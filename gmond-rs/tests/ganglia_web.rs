@@ -9,8 +9,10 @@
 //! nothing but that namespace's loopback, and dropping the testbed kills every process in it by
 //! PID, also when an assertion fails. Screenshots go to `$CARGO_TARGET_TMPDIR/ganglia-web/`
 //! (printed); with `UPDATE_SCREENSHOTS=1` they are also copied to docs/screenshots/.
-//! The shipped configs that go with it are checked here too: configs/gmetad-demo.conf is the
-//! gmetad config of the browser test, and configs/systemd/*.service must verify.
+//! The deployment files that go with it are checked here too: configs/gmetad-demo.conf is the
+//! gmetad config of the browser test; configs/systemd/*.service must verify, their flags must
+//! suit the binaries, and gmond-rs must serve as its unit's unprivileged user; configs/gmond*.conf
+//! must load in real gmond and in gmond-rs, libvirt block on or off.
 //! Needs root, iproute2, gmetad, rrdtool, ganglia-webfrontend, php-cgi (php-cli) and chromium:
 //! the project's test command installs them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
