@@ -422,6 +422,7 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
                     &|d| outbound.send(d),
                     &stats,
                     &req_tx,
+                    None,
                 )
             })
             .map_err(|source| Error::Runtime {

@@ -63,9 +63,14 @@ pub const TARGET: u32 = 32;
 /// The longest pause: the most ingest is delayed on purpose.
 pub const MAX_PAUSE: Duration = Duration::from_millis(1);
 
-/// Receives datagrams on `sock` until the store's lock is poisoned. `send` transmits what the
-/// store wants sent (answers to metadata requests); metadata requests received are forwarded
-/// by name to every `requests` channel. Both happen after the store's lock is released.
+/// How often a receive loop with a stop check looks at it while no datagram arrives.
+pub const STOP_POLL: Duration = Duration::from_millis(250);
+
+/// Receives datagrams on `sock` until the store's lock is poisoned or `stop` (checked at
+/// least every [`STOP_POLL`]) says so; without a stop check it runs for the life of the
+/// process. `send` transmits what the store wants sent (answers to metadata requests);
+/// metadata requests received are forwarded by name to every `requests` channel. Both happen
+/// after the store's lock is released.
 pub fn receive_loop(
     sock: UdpSocket,
     acl: Option<Acl>,
@@ -73,7 +78,14 @@ pub fn receive_loop(
     send: &dyn Fn(&[u8]),
     stats: &IoStats,
     requests: &[mpsc::Sender<Box<[u8]>>],
+    stop: Option<&dyn Fn() -> bool>,
 ) {
+    if stop.is_some() {
+        // A blocked recvmmsg returns EAGAIN after this, so the stop check runs.
+        if let Err(e) = sock.set_read_timeout(Some(STOP_POLL)) {
+            tracing::warn!(error = %e, "no receive timeout: this receive thread cannot be stopped");
+        }
+    }
     // One more byte than the largest accepted datagram, so an oversize one is seen as such
     // (recvmmsg truncates to the slot and the decoder rejects the slot-sized datagram).
     let limit = store
@@ -88,6 +100,9 @@ pub fn receive_loop(
     let mut previous = Timestamp::from_system_time(SystemTime::now());
     let mut waiting_since = previous;
     loop {
+        if stop.is_some_and(|f| f()) {
+            return;
+        }
         // With a backlog, look for more without blocking: the lock is what we wait for.
         let flags = if backlog.is_empty() {
             MsgFlags::MSG_WAITFORONE
@@ -103,6 +118,10 @@ pub fn receive_loop(
                 continue;
             }
         };
+        if received.is_none() && backlog.is_empty() {
+            // The receive timeout of a stoppable loop: nothing to apply.
+            continue;
+        }
         let now = Timestamp::from_system_time(SystemTime::now());
         let count = received.as_ref().map_or(0, |r| r.count);
         let guard = if backlog.data.len() + count * slot > BACKLOG_BYTES {
@@ -457,7 +476,7 @@ mod tests {
         let stats = Arc::new(IoStats::default());
         {
             let (store, stats) = (store.clone(), stats.clone());
-            std::thread::spawn(move || receive_loop(rx, None, &store, &|_| {}, &stats, &[]));
+            std::thread::spawn(move || receive_loop(rx, None, &store, &|_| {}, &stats, &[], None));
         }
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut d = Vec::new();
@@ -492,6 +511,30 @@ mod tests {
         // Applied once the reader is gone, every one of them.
         poll(|| store.read().unwrap().stats().datagrams_received_total == u64::from(n));
         assert_eq!(store.read().unwrap().stats().hosts, 7);
+    }
+
+    #[test]
+    fn a_stoppable_loop_returns_once_stopped_even_when_nothing_arrives() {
+        use crate::store::StoreConfig;
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = rx.local_addr().unwrap().port();
+        let store = RwLock::new(ClusterStore::new(StoreConfig::default()));
+        let stats = IoStats::default();
+        let stopped = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let t = s.spawn(|| {
+                let check = || stopped.load(Ordering::SeqCst);
+                receive_loop(rx, None, &store, &|_| {}, &stats, &[], Some(&check));
+            });
+            // Once it has taken a datagram it is back in its blocking receive with nothing to
+            // come: only the receive timeout can bring it to the flag.
+            let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+            tx.send_to(&[0, 0, 0, 1], ("127.0.0.1", port)).unwrap();
+            poll(|| store.read().unwrap().stats().datagrams_received_total == 1);
+            stopped.store(true, Ordering::SeqCst);
+            // Joined here: a loop that never looked at the flag would hang the test.
+            t.join().unwrap();
+        });
     }
 
     #[test]
