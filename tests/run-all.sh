@@ -30,11 +30,12 @@ run() { # run NAME CMD...: records a failure instead of stopping, so one run sho
 # libvirt-daemon-system: it brings a default NAT network, polkit and firewall packages.
 # ganglia-webfrontend, PHP (cli for its built-in server, cgi and xml as ganglia-web needs),
 # chromium and patch: the browser test serves a private, patched copy of ganglia-web on
-# 127.0.0.1 and drives headless Chromium (chromium's recommends would bring avahi-daemon).
+# 127.0.0.1 and drives headless Chromium (chromium's recommends would bring avahi-daemon);
+# systemd only for systemd-analyze, which checks the shipped unit files (no init is started).
 PACKAGES=(ganglia-monitor gmetad rrdtool libvirt-dev libvirt-clients iproute2 tcpdump
           libxml2-utils pkg-config python3 python3-rrdtool
           libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86
-          ganglia-webfrontend php-cli php-cgi php-xml chromium patch)
+          ganglia-webfrontend php-cli php-cgi php-xml chromium patch systemd)
 install_packages() {
     local missing=()
     for p in "${PACKAGES[@]}"; do
