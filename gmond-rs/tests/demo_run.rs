@@ -283,3 +283,22 @@ fn bad_options_are_refused_without_a_trace() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn ctrl_c_stops_cleanly_with_a_summary() {
+    let port = free_port();
+    let demo = Demo::start(&["--port", &port.to_string(), "--hosts", "2", "--vms", "4"]);
+    let port = demo.feed_port();
+    assert!(
+        poll_for(Duration::from_secs(20), || document(port)).is_some(),
+        "no feed"
+    );
+    let kill = Command::new("kill")
+        .args(["-INT", &demo.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let summary = demo.finish();
+    assert!(summary.contains("== gmond-rs demo summary =="), "{summary}");
+    assert!(summary.contains("ran for:"), "{summary}");
+}

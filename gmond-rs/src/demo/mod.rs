@@ -173,10 +173,18 @@ pub fn run(opts: &DemoOptions, stop: &StopHandle) -> Result<Summary, Error> {
     })
     .map_err(Error::Config)?;
     match &built.load {
-        LoadSource::PlanetLab(dir) => notes.push(format!(
-            "load: PlanetLab (CoMon) CPU traces from {}",
-            dir.canonicalize().unwrap_or_else(|_| dir.clone()).display()
-        )),
+        LoadSource::PlanetLab(dir) => {
+            let dir = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+            // Relative to where the demo was started, when below it (as from `cargo run`).
+            let shown = std::env::current_dir()
+                .ok()
+                .and_then(|cwd| dir.strip_prefix(cwd).ok().map(PathBuf::from))
+                .unwrap_or_else(|| dir.clone());
+            notes.push(format!(
+                "load: PlanetLab (CoMon) CPU traces, one per VM, from {}",
+                shown.display()
+            ));
+        }
         LoadSource::Synthetic(why) => {
             let msg = format!(
                 "PlanetLab traces unavailable ({why}); using synthetic load instead \
@@ -344,7 +352,8 @@ pub fn run(opts: &DemoOptions, stop: &StopHandle) -> Result<Summary, Error> {
         speedup: opts.speedup,
         wall_start,
         epoch,
-        stop: stop.clone(),
+        // Their own handle: they keep publishing until the view has drawn its last frame.
+        stop: StopHandle::new(),
         events: {
             let shared = shared.clone();
             Arc::new(move |sim_ms, text: String| shared.event(sim_ms, text))
@@ -391,7 +400,19 @@ pub fn run(opts: &DemoOptions, stop: &StopHandle) -> Result<Summary, Error> {
     } else {
         None
     };
-    let mut last_capture: Option<Instant> = None;
+    let mut next_capture = Duration::from_secs(10);
+    if let Some(path) = &opts.capture {
+        // A fresh file per run, saying how it was made.
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let head = format!(
+            "# Frames of the gmond-rs demo's live view as plain text, every 10 s of wall time,\n\
+             # then the summary. Made by: gmond-rs-demo {}\n",
+            args.join(" ")
+        );
+        if let Err(e) = std::fs::write(path, head) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write capture");
+        }
+    }
     let mut last_log = Instant::now();
     let mut view = view::ClusterView::default();
     // A VM's entry on a host it left stops being refreshed: after 2.5 rounds it is stale.
@@ -420,8 +441,9 @@ pub fn run(opts: &DemoOptions, stop: &StopHandle) -> Result<Summary, Error> {
             log_status(&view);
         }
         if let Some(path) = &opts.capture {
-            if stopping || last_capture.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                last_capture = Some(Instant::now());
+            // Every 10 s from the 10th on (the first frames are still empty), and the last.
+            if stopping || wall_start.elapsed() >= next_capture {
+                next_capture += Duration::from_secs(10);
                 capture(path, wall_start, &tui::render(&info, &view, false));
             }
         }

@@ -55,16 +55,34 @@ pub struct ClusterView {
 }
 
 impl ClusterView {
-    /// Parses a feed. VM metrics older than `stale_s` (TN) are left out: a migrated VM keeps its
-    /// old host's entries until their dmax, but is no longer updated there.
+    /// Parses a feed. A migrated VM keeps its old host's entries until their dmax but is no
+    /// longer updated there: a VM listed by several hosts counts on the one that updated it
+    /// last, and VM metrics older than `stale_s` (TN) are left out.
     pub fn from_xml(xml: &[u8], stale_s: u64) -> Result<ClusterView, String> {
         let doc = ganglia_wire::xml::read_document(xml).map_err(|e| e.to_string())?;
         let mut view = ClusterView::default();
         for c in doc.clusters {
+            // A VM just migrated is still listed, less fresh, on the host it left: it belongs
+            // to the host that updated it last (the first by name on a tie).
+            let mut owner: BTreeMap<String, (u64, String)> = BTreeMap::new();
+            for h in &c.hosts {
+                for m in &h.metrics {
+                    let Some((vm, "vcpu_num")) = gmond_metrics::vmetrics::parse_vm_metric(&m.name)
+                    else {
+                        continue;
+                    };
+                    let e = owner
+                        .entry(vm.to_owned())
+                        .or_insert_with(|| (m.tn, h.name.clone()));
+                    if (m.tn, &h.name) < (e.0, &e.1) {
+                        *e = (m.tn, h.name.clone());
+                    }
+                }
+            }
             view.cluster = c.name.clone();
             view.localtime = view.localtime.max(c.localtime);
             view.hosts
-                .extend(c.hosts.iter().map(|h| host_row(h, stale_s)));
+                .extend(c.hosts.iter().map(|h| host_row(h, stale_s, &owner)));
         }
         view.hosts.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(view)
@@ -85,7 +103,7 @@ impl ClusterView {
     }
 }
 
-fn host_row(h: &Host, stale_s: u64) -> HostRow {
+fn host_row(h: &Host, stale_s: u64, owner: &BTreeMap<String, (u64, String)>) -> HostRow {
     let cpus = h.metric_f64("vnode_cpu_num").unwrap_or(0.0);
     let mhz = h.metric_f64("vnode_cpu_speed").unwrap_or(0.0);
     let mem_total = h.metric_f64("vnode_mem_total").unwrap_or(0.0);
@@ -95,7 +113,7 @@ fn host_row(h: &Host, stale_s: u64) -> HostRow {
         let Some((vm, suffix)) = gmond_metrics::vmetrics::parse_vm_metric(&m.name) else {
             continue;
         };
-        if m.tn > stale_s {
+        if m.tn > stale_s || owner.get(vm).is_some_and(|(_, o)| *o != h.name) {
             continue;
         }
         let v = m.as_f64().unwrap_or(0.0);
@@ -181,6 +199,8 @@ mod tests {
             metric("vm01.vcpu_util", "50", 2),
             metric("vm01.vcpu_num", "2", 2),
             metric("vm01.vmem_total", "4000", 2),
+            metric("vm03.vcpu_util", "0", 0),
+            metric("vm03.vcpu_num", "2", 0),
             // Migrated away 100 s ago: still listed until dmax, but stale.
             metric("vm02.vcpu_util", "90", 100),
             metric("vm02.vcpu_num", "2", 100),
@@ -193,6 +213,9 @@ mod tests {
         b.extend([
             metric("vm02.vcpu_util", "90", 1),
             metric("vm02.vcpu_num", "2", 1),
+            // Left 3 s ago for hv01 (fresher there): not counted here though within stale_s.
+            metric("vm03.vcpu_util", "80", 3),
+            metric("vm03.vcpu_num", "2", 3),
             metric("balancer_mode", "auto", 1),
             metric("balancer_leader", "0", 1),
         ]);
@@ -203,10 +226,11 @@ mod tests {
         // 50 % of 2 vCPUs x 2000 MHz over 4 x 2000 MHz.
         assert!((v.hosts[0].cpu - 0.25).abs() < 1e-9);
         assert!((v.hosts[0].mem - 0.25).abs() < 1e-9);
-        assert_eq!(v.hosts[0].vms, ["vm01"]);
+        assert_eq!(v.hosts[0].vms, ["vm01", "vm03"]);
+        assert_eq!(v.hosts[1].vms, ["vm02"]);
         assert!((v.hosts[1].cpu - 0.45).abs() < 1e-9);
         assert_eq!(v.leader(), Some("hv01"));
-        assert_eq!(v.vm_count(), 2);
+        assert_eq!(v.vm_count(), 3);
         let bal = v.hosts[0].balancer.as_ref().unwrap();
         assert_eq!((bal.done, bal.leader_name.as_str()), (3, "hv01"));
     }
