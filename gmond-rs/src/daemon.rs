@@ -410,11 +410,13 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
             stats.clone(),
             req_txs.clone(),
         );
-        // Not joined on stop: the receive loop has no stop check yet, so these threads end
-        // with the process (their sockets stay bound until then).
-        std::thread::Builder::new()
+        // Embedded daemons check for a stop between receive timeouts; the stand-alone one
+        // blocks in the receive call as before (the process ends on a signal).
+        let stop = stop.clone();
+        let handle = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
+                let check = || stop.is_stopped();
                 crate::ingest::receive_loop(
                     sock,
                     acl,
@@ -422,13 +424,14 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
                     &|d| outbound.send(d),
                     &stats,
                     &req_tx,
-                    None,
+                    embedded.then_some(&check as &dyn Fn() -> bool),
                 )
             })
             .map_err(|source| Error::Runtime {
                 what: "receive thread",
                 source,
             })?;
+        threads.push(handle);
     }
 
     let publisher = |resend: Duration| {

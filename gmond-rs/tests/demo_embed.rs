@@ -137,9 +137,12 @@ fn two_embedded_daemons_share_a_view_and_stop_on_one_handle() {
     let after = rounds.load(Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(rounds.load(Ordering::SeqCst), after);
-    // ...and the XML listeners are closed.
+    // ...the XML listeners are closed, and so are the receive sockets.
     for t in tcp {
         TcpListener::bind(("127.0.0.1", t)).unwrap();
+    }
+    for a in addrs {
+        std::net::UdpSocket::bind((a, port)).unwrap();
     }
 }
 
