@@ -257,6 +257,8 @@ pub struct Planner<'a> {
     /// VMs per host (indices, ascending).
     pub on_host: Vec<Vec<usize>>,
     moved: Vec<bool>,
+    /// Moves planned per VM (a VM can be planned twice, see `allow_second_move`).
+    move_count: Vec<u32>,
     in_flight: usize,
     moves: Vec<Move>,
     notes: Vec<Note>,
@@ -278,6 +280,7 @@ impl<'a> Planner<'a> {
             vcpus: vec![0; nh],
             on_host: vec![Vec::new(); nh],
             moved: vec![false; s.vms.len()],
+            move_count: vec![0; s.vms.len()],
             in_flight: s.vms.iter().filter(|v| v.migrating).count(),
             moves: Vec::new(),
             notes: Vec::new(),
@@ -510,6 +513,7 @@ impl<'a> Planner<'a> {
         self.on_host[dst].insert(pos, v);
         self.vm_host[v] = dst;
         self.moved[v] = true;
+        self.move_count[v] += 1;
         let seconds = self.cfg.migration_seconds(vm.mem_kb);
         tracing::debug!(vm = %vm.name, from = %s.hosts[src].name, to = %s.hosts[dst].name, reason = reason.tag(), "planned move");
         self.moves.push(Move {
@@ -561,7 +565,8 @@ impl<'a> Planner<'a> {
             self.on_host[src].insert(pos, v);
             self.vm_host[v] = src;
             // A VM planned twice (see allow_second_move) keeps its first move.
-            self.moved[v] = self.moves.iter().any(|x| x.vm == m.vm);
+            self.move_count[v] = self.move_count[v].saturating_sub(1);
+            self.moved[v] = self.move_count[v] > 0;
         }
     }
 

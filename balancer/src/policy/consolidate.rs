@@ -161,6 +161,8 @@ struct Ctx<'p, 'a> {
     touched: std::cell::RefCell<Touched>,
     /// The flattest slope of any host's curve, W per MHz.
     min_slope: f64,
+    /// Per host (plus a sentinel): itself while open to placement, else a later index.
+    skip: std::cell::RefCell<Vec<usize>>,
 }
 
 type Touched = (
@@ -168,6 +170,15 @@ type Touched = (
     std::collections::BTreeMap<u64, std::collections::BTreeSet<(i64, usize)>>,
     Vec<Option<i64>>,
 );
+
+/// The first index at or after `h` not yet closed in the forest `skip` (path halving).
+fn find_open(skip: &mut [usize], mut h: usize) -> usize {
+    while skip[h] != h {
+        skip[h] = skip[skip[h]];
+        h = skip[h];
+    }
+    h
+}
 
 /// An order-preserving integer key for a finite f64.
 fn f64_key(x: f64) -> i64 {
@@ -299,6 +310,12 @@ impl Ctx<'_, '_> {
             self.add_vm(&mut out, h, v);
         }
         out.trim();
+        self.stats_of(&mut out);
+        out
+    }
+
+    /// Fills the spread and fit of a base history.
+    fn stats_of(&self, out: &mut Hist) {
         let hist = out.as_slice();
         let spread = match self.cfg.detector {
             Detector::Iqr => iqr_cloudsim(hist).unwrap_or(0.0),
@@ -312,7 +329,6 @@ impl Ctx<'_, '_> {
         };
         out.spread = spread;
         out.fit = fit;
-        out
     }
 
     /// Whether host `h` would be overloaded with VM `v` added (`after_mhz` requested). Exact,
@@ -359,6 +375,21 @@ impl Ctx<'_, '_> {
         self.detect(h, &self.p.on_host[h], Some(v), after_mhz).0
     }
 
+    /// Whether the headroom bound holds for a VM with `vn` history samples and `vmem` KB on
+    /// host `h`: IQR/MAD need the VM's history no longer than the host's; LR the same
+    /// look-ahead for the host alone as with the VM.
+    fn bound_applies(&self, h: usize, vn: usize, vmem: u64) -> bool {
+        match self.cfg.detector {
+            Detector::Thr => true,
+            Detector::Iqr | Detector::Mad => vn <= self.hist_n(h),
+            Detector::Lr => {
+                let b = self.base_stats(h);
+                self.ahead(b.mem_kb.max(vmem)) == self.ahead(b.mem_kb)
+                    && self.ahead(vmem) == self.ahead(b.mem_kb)
+            }
+        }
+    }
+
     /// Length of the cached history of host `h`.
     fn hist_n(&self, h: usize) -> usize {
         self.base_stats(h).n
@@ -389,6 +420,27 @@ impl Ctx<'_, '_> {
         out
     }
 
+    /// Updates the caches after VM `v` was planned from `src` to `dst`: the destination's
+    /// history gains the VM's (no recomputation over its other VMs); the source, which no
+    /// pass fills again, is recomputed only if asked, and gets no headroom bound meanwhile.
+    fn moved(&self, v: usize, src: usize, dst: usize) {
+        {
+            let mut cache = self.hcache.borrow_mut();
+            cache[src] = None;
+            if let Some(mut b) = cache[dst] {
+                self.add_vm(&mut b, dst, v);
+                b.trim();
+                self.stats_of(&mut b);
+                cache[dst] = Some(b);
+            }
+        }
+        let mut room = self.room.borrow_mut();
+        room[src] = f64::INFINITY;
+        room[dst] = self.room_of(dst);
+        drop(room);
+        self.refresh(&[src, dst]);
+    }
+
     /// Forgets the cached histories of hosts touched by a move.
     fn invalidate(&self, hosts: &[usize]) {
         {
@@ -402,6 +454,11 @@ impl Ctx<'_, '_> {
             room[h] = self.room_of(h);
         }
         drop(room);
+        self.refresh(hosts);
+    }
+
+    /// Recomputes the power bound and the touched-host order of `hosts`.
+    fn refresh(&self, hosts: &[usize]) {
         let mut pf = self.pfloor.borrow_mut();
         for &h in hosts {
             pf[h].0 = self.power_base(h);
@@ -450,8 +507,20 @@ impl Ctx<'_, '_> {
                 }
                 (1.0 - cfg.safety * b.spread) * cap - cpu
             }
-            Detector::Lr => f64::INFINITY,
+            Detector::Lr => {
+                let b = self.base_stats(h);
+                if b.n < cfg.lr_window {
+                    return f64::INFINITY;
+                }
+                let x = cfg.lr_window as f64 + self.ahead(b.mem_kb);
+                (1.0 / cfg.safety - b.fit.0 - b.fit.1 * x) * cap
+            }
         }
+    }
+
+    /// LR's look-ahead in samples for the slowest migration of `mem_kb`.
+    fn ahead(&self, mem_kb: u64) -> f64 {
+        (self.p.cfg.migration_seconds(mem_kb) / 300.0).ceil()
     }
 
     /// The VM side of the headroom test: demand minus what its history can lower the host's
@@ -466,7 +535,12 @@ impl Ctx<'_, '_> {
                 let range = vs.max - vs.min.min(0.0);
                 vm.cpu_demand_mhz - cfg.safety * vm.cpu_cap_mhz * range
             }
-            Detector::Lr => f64::NEG_INFINITY,
+            Detector::Lr => {
+                // Valid where the host's look-ahead is the VM's (checked by the caller).
+                let vs = &self.vstat[v];
+                let x = cfg.lr_window as f64 + self.ahead(vm.mem_kb);
+                vm.cpu_cap_mhz * (vs.fit.0 + vs.fit.1 * x)
+            }
         }
     }
 
@@ -537,6 +611,7 @@ impl Ctx<'_, '_> {
         let per_vcpu = vm.cpu_demand_mhz / f64::from(vm.vcpus.max(1));
         let key = self.key_of(v);
         let vn = self.vstat[v].n;
+        let vmem = vm.mem_kb;
         let room = self.room.borrow();
         let pfloor = self.pfloor.borrow();
         // Power differences within a nanowatt are rounding noise: the lower index wins them.
@@ -550,8 +625,7 @@ impl Ctx<'_, '_> {
             }
             // Certain refusals first, from one comparison (the bound needs the VM's history
             // to be no longer than the host's; a shorter host history never gets a bound).
-            if key > room[h] + 1e-6 && (self.cfg.detector == Detector::Thr || vn <= self.hist_n(h))
-            {
+            if key > room[h] + 1e-6 && self.bound_applies(h, vn, vmem) {
                 return;
             }
             let (cap, mhz) = self.hcap[h];
@@ -601,15 +675,23 @@ impl Ctx<'_, '_> {
         // is found that no untouched host can beat, the rest are skipped at once.
         let touched = self.touched.borrow();
         let floor = self.min_slope * vm.cpu_demand_mhz - 1e-10;
-        for h in 0..s.hosts.len() {
+        let n = s.hosts.len();
+        // Excluded and touched hosts stay so for the rest of the round (the callers' exclusion
+        // sets only grow), so runs of them are skipped through a "next open host" forest.
+        let mut skip = self.skip.borrow_mut();
+        let mut h = find_open(&mut skip, 0);
+        while h < n {
             if let Some((b, _)) = best {
                 if floor >= b - 1e-9 {
                     break;
                 }
             }
-            if !touched.0[h] {
+            if excluded[h] || touched.0[h] {
+                skip[h] = h + 1;
+            } else {
                 consider(h, &mut best);
             }
+            h = find_open(&mut skip, h + 1);
         }
         // Hosts that took or gave VMs, per curve class by increasing (watts now - watts at the
         // start): the bound grows along the list, so the walk stops at the first host that
@@ -682,6 +764,7 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
             vec![None; nh],
         )),
         min_slope: 0.0,
+        skip: std::cell::RefCell::new((0..=nh).collect()),
         util0,
         hcache: std::cell::RefCell::new(vec![None; nh]),
     };
@@ -787,7 +870,7 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
                 .try_move(v, d, reason, gain, 1.0, MoveKind::Consolidate)
                 .is_ok()
             {
-                ctx.invalidate(&[src, d]);
+                ctx.moved(v, src, d);
             }
         }
     }
@@ -876,7 +959,7 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
                     .try_move(v, d, reason, 1.0, 1.0, MoveKind::Consolidate)
                     .is_ok();
                 if ok {
-                    ctx.invalidate(&[h, d]);
+                    ctx.moved(v, h, d);
                 }
                 ok
             });
