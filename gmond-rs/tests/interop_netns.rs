@@ -603,3 +603,51 @@ fn mcast_if_sends_by_the_configured_interface() {
         "datagrams left by e0, the multicast route's interface, despite mcast_if = e1"
     );
 }
+
+/// Run by [`reverse_lookup_goes_through_the_system_resolver`] inside a testbed host (ignored
+/// when run directly): prints what getnameinfo says for `GMRS_PROBE_IP`.
+#[test]
+#[ignore = "run inside a testbed host by reverse_lookup_goes_through_the_system_resolver"]
+fn getnameinfo_probe() {
+    let ip: std::net::Ipv4Addr = std::env::var("GMRS_PROBE_IP").unwrap().parse().unwrap();
+    println!(
+        "probe-answer={}",
+        gmond_rs::ingest::system_lookup(ip).unwrap_or_default()
+    );
+}
+
+#[test]
+fn reverse_lookup_goes_through_the_system_resolver() {
+    // Inside a testbed host, /etc/hosts is the testbed's (ip netns exec bind-mounts it) and
+    // has no DNS to reach: the answer for node2's address must come from getnameinfo's files
+    // backend, as gmond's does.
+    let net = Cluster::new(2);
+    let probe = |ip: &str| {
+        let out = net
+            .command(
+                1,
+                &std::env::current_exe().unwrap(),
+                &[
+                    OsStr::new("--exact"),
+                    OsStr::new("getnameinfo_probe"),
+                    OsStr::new("--ignored"),
+                    OsStr::new("--nocapture"),
+                ],
+            )
+            .env("GMRS_PROBE_IP", ip)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "probe failed: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix("probe-answer=").map(str::to_owned))
+            .unwrap_or_else(|| panic!("no answer in {text}"))
+    };
+    assert_eq!(probe(&net.ip(2)), net.name(2));
+    // An address nobody names: no answer (the daemon then uses the dotted address).
+    assert_eq!(probe("10.213.250.250"), "");
+}
