@@ -42,7 +42,7 @@ struct Args {
     /// PlanetLab day directory (default: the one shipped in metrics/data/planetlab)
     #[arg(long, value_name = "DIR")]
     trace: Option<PathBuf>,
-    /// Append plain-text frames of the live view to FILE (every 10 s and at the end)
+    /// Write plain-text frames of the live view to FILE (replaced; every 10 s and at the end)
     #[arg(long, value_name = "FILE")]
     capture: Option<PathBuf>,
 }

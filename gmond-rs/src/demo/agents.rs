@@ -289,6 +289,13 @@ pub fn reason_text(mv: &Move) -> String {
             "overload ({detector}) on {host}: {:.2} > {:.2}; {effect}",
             value, threshold
         ),
+        Reason::Imbalance {
+            sigma_before,
+            sigma_after,
+        } => format!(
+            "imbalance: load spread (sigma) {:.2} -> {:.2}; {effect}",
+            sigma_before, sigma_after
+        ),
         other => format!("{}; {effect}", other.tag()),
     }
 }

@@ -60,7 +60,7 @@ pub struct DemoOptions {
     pub seed: u64,
     /// PlanetLab day directory; `None`: the shipped one.
     pub trace_dir: Option<PathBuf>,
-    /// Append a plain-text frame to this file every 10 s and at the end.
+    /// Write plain-text frames to this file (replaced) every 10 s and at the end.
     pub capture: Option<PathBuf>,
 }
 
@@ -310,9 +310,10 @@ pub fn run(opts: &DemoOptions, stop: &StopHandle) -> Result<Summary, Error> {
     let last = net::host_addr(opts.hosts - 1);
     let gstat = format!("gstat -a -i 127.0.0.1 -p {port}");
     eprintln!(
-        "gmond-rs-demo: {} hosts on {first}..{last} (unicast, port {port}); \
+        "gmond-rs-demo: {} host{} on {first}..{last} (unicast, port {port}); \
          cluster XML feed on {feed}  (try: {gstat})",
-        opts.hosts
+        opts.hosts,
+        if opts.hosts == 1 { "" } else { "s" }
     );
 
     let wall_start = Instant::now();
