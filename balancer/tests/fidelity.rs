@@ -253,3 +253,22 @@ fn consolidate_defaults_beat_iqr_mmt_on_esv_with_a_fifth_of_the_migrations() {
     assert_eq!(ours.ping_pong, 0);
     assert_eq!(ours.rule_violations, 0);
 }
+
+#[test]
+fn lrr_mmt_1_2_reproduces_cloudsim_within_15_percent() {
+    // CloudSim 3.0.3's LRR-MMT-1.2 prints exactly LR-MMT-1.2's numbers (balancing.md 3.3).
+    let mut spec = PolicySpec::builtin("lr-mmt-1.2").unwrap();
+    spec.consolidate.detector = balancer::policy::Detector::Lrr;
+    let sc = builtin_scenario("planetlab", None, 1).unwrap();
+    let r = simulate(&sc, &spec, &SimOptions::default()).unwrap();
+    let row = &TABLE[3];
+    let errs: Vec<String> = [
+        within("energy kWh", r.energy_kwh, row.energy_kwh),
+        within("migrations", r.migrations as f64, row.migrations),
+        within("SLATAH", r.slatah, row.slatah),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    assert!(errs.is_empty(), "lrr: {}", errs.join("; "));
+}

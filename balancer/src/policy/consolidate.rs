@@ -24,6 +24,9 @@ pub enum Detector {
     Mad,
     /// s * linear prediction >= 1.
     Lr,
+    /// As `lr`, with the fit made robust by one bisquare reweighting of its residuals
+    /// (Beloglazov's LRR; outlying samples stop steering the prediction).
+    Lrr,
 }
 
 /// VM selection on an overloaded host.
@@ -254,6 +257,49 @@ fn lr_fit(hist: &[f64], n: usize) -> Option<(f64, f64)> {
     linear_fit(&y[..n])
 }
 
+/// [`lr_fit`] made robust (as loess's robustness iterations): residuals r of the current fit,
+/// scale 6 x median |r|, weights (1 - (r / scale)^2)^2 (0 beyond the scale), weighted
+/// least-squares refit; four rounds.
+fn robust_fit(hist: &[f64], n: usize) -> Option<(f64, f64)> {
+    let n = n.min(HIST).min(hist.len());
+    if n < 2 {
+        return None;
+    }
+    let mut y = [0.0f64; HIST];
+    for (i, x) in hist.iter().take(n).enumerate() {
+        y[n - 1 - i] = *x;
+    }
+    let (mut a, mut b) = linear_fit(&y[..n])?;
+    for _ in 0..4 {
+        let mut res = [0.0f64; HIST];
+        for i in 0..n {
+            res[i] = (y[i] - (a + b * i as f64)).abs();
+        }
+        let scale = 6.0 * median_small(&res[..n]);
+        if scale <= 1e-15 {
+            break;
+        }
+        let (mut sw, mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for i in 0..n {
+            let u = res[i] / scale;
+            let w = if u < 1.0 { (1.0 - u * u).powi(2) } else { 0.0 };
+            let x = i as f64;
+            sw += w;
+            sx += w * x;
+            sy += w * y[i];
+            sxx += w * x * x;
+            sxy += w * x * y[i];
+        }
+        let det = sw * sxx - sx * sx;
+        if det.abs() < 1e-12 {
+            break;
+        }
+        b = (sw * sxy - sx * sy) / det;
+        a = (sy - b * sx) / sw;
+    }
+    Some((a, b))
+}
+
 /// Median of a short sample (mean of the two middle values when even), on the stack.
 fn median_small(v: &[f64]) -> f64 {
     let mut s = [0.0f64; HIST];
@@ -387,6 +433,8 @@ impl Ctx<'_, '_> {
                 self.ahead(b.mem_kb.max(vmem)) == self.ahead(b.mem_kb)
                     && self.ahead(vmem) == self.ahead(b.mem_kb)
             }
+            // The robust fit is not linear in the history: no bound.
+            Detector::Lrr => false,
         }
     }
 
@@ -515,6 +563,7 @@ impl Ctx<'_, '_> {
                 let x = cfg.lr_window as f64 + self.ahead(b.mem_kb);
                 (1.0 / cfg.safety - b.fit.0 - b.fit.1 * x) * cap
             }
+            Detector::Lrr => f64::INFINITY,
         }
     }
 
@@ -541,6 +590,7 @@ impl Ctx<'_, '_> {
                 let x = cfg.lr_window as f64 + self.ahead(vm.mem_kb);
                 vm.cpu_cap_mhz * (vs.fit.0 + vs.fit.1 * x)
             }
+            Detector::Lrr => f64::NEG_INFINITY,
         }
     }
 
@@ -579,13 +629,18 @@ impl Ctx<'_, '_> {
                 };
                 thr(1.0 - cfg.safety * spread.unwrap_or(0.0))
             }
-            Detector::Lr => {
+            Detector::Lr | Detector::Lrr => {
                 let hh = history();
                 let hist = hh.as_slice();
                 if hist.len() < cfg.lr_window {
                     return thr(cfg.fallback_threshold);
                 }
-                let Some((a, b)) = lr_fit(hist, cfg.lr_window) else {
+                let fit = if cfg.detector == Detector::Lr {
+                    lr_fit(hist, cfg.lr_window)
+                } else {
+                    robust_fit(hist, cfg.lr_window)
+                };
+                let Some((a, b)) = fit else {
                     return thr(cfg.fallback_threshold);
                 };
                 // CloudSim takes the slowest migration among the host's VMs (with the new one).
@@ -986,5 +1041,35 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
             ctx.p.rollback_to(start);
             ctx.invalidate(&touched);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn robust_fit_ignores_an_outlier_least_squares_follows() {
+        // Newest first: an exact line 0.1 + 0.05 x (x = 0 oldest) with the newest sample spiked.
+        let n = 10;
+        let mut hist: Vec<f64> = (0..n).map(|i| 0.1 + 0.05 * (n - 1 - i) as f64).collect();
+        hist[0] = 2.0;
+        let (_, b_ls) = lr_fit(&hist, n).unwrap();
+        let (a, b) = robust_fit(&hist, n).unwrap();
+        assert!((b - 0.05).abs() < 1e-6, "robust slope {b}");
+        assert!((a - 0.1).abs() < 1e-6, "robust intercept {a}");
+        assert!(
+            b_ls > 0.1,
+            "least squares slope {b_ls} should chase the spike"
+        );
+    }
+
+    #[test]
+    fn small_medians_by_hand() {
+        assert_eq!(median_small(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median_small(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        // median 3; deviations 2,1,0,1,6 -> median 1.
+        assert_eq!(mad_small(&[1.0, 2.0, 3.0, 4.0, 9.0]), Some(1.0));
+        assert_eq!(mad_small(&[]), None);
     }
 }
