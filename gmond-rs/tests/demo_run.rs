@@ -144,6 +144,19 @@ fn feed_shows_every_host_and_the_balancer_moves_a_vm() {
     for h in hosts {
         let host = c.host(h).unwrap();
         assert!(host.ip.starts_with("127.0.0."), "{h} at {}", host.ip);
+        // VMs that stay keep a DMAX gmetad can serve between its 15 s polls.
+        for m in host
+            .metrics
+            .iter()
+            .filter(|m| m.name.ends_with(".vcpu_util"))
+        {
+            assert!(
+                m.dmax == 60 || m.dmax == 2,
+                "{h} {}: DMAX {}",
+                m.name,
+                m.dmax
+            );
+        }
     }
     let leaders: Vec<&str> = c
         .hosts

@@ -243,8 +243,9 @@ pub fn run(opts: &DemoOptions, stop: &StopHandle) -> Result<Summary, Error> {
         port,
         cleanup: Duration::from_secs(2),
     };
-    // A migrated VM leaves its old host's view 3 rounds after its last update there.
-    let vm_dmax = (every.as_secs_f64() * 3.0).ceil().max(3.0) as u32;
+    // Long enough for gmetad (it hides a metric whose TN, grown by up to its 15 s polling
+    // step, exceeds DMAX); a VM that leaves a host gets source::LEAVING_DMAX instead.
+    let vm_dmax = 60;
     let readings = source::CpuReadings::default();
     let (ready_tx, ready_rx) = mpsc::channel::<Bound>();
     let mut daemon_threads = Vec::new();
@@ -264,8 +265,9 @@ pub fn run(opts: &DemoOptions, stop: &StopHandle) -> Result<Summary, Error> {
                     vm_dmax,
                 )),
                 every,
-                // Receivers count dmax from the last metadata: re-send it well within.
-                metadata_resend: Duration::from_secs(u64::from(vm_dmax / 3).max(1)),
+                // Metadata with every round: receivers count dmax from the latest one, and a
+                // leaving VM's short dmax must reach them at once.
+                metadata_resend: every / 2,
             }),
             on_ready: Some(Box::new(move |b: &Bound| {
                 let _ = ready_tx.send(b.clone());

@@ -5,6 +5,11 @@
 //! counter carries on across a migration, so its utilisation is known from its first round on
 //! the new host. (Under libvirt the destination's first round has no figure yet; the demo's
 //! faster clock would make that gap look like an idle VM to the balancer for a whole tick.)
+//!
+//! A VM that left the host is published once more with dmax [`LEAVING_DMAX`]: receivers count
+//! dmax from the latest metadata, so its entries leave the old host within seconds, while the
+//! VMs still here keep a dmax long enough for gmetad, which hides a metric whose TN (grown by
+//! up to its polling step) exceeds its DMAX.
 
 use crate::daemon::VmSource;
 use gmond_metrics::hypervisor::sim::SimCluster;
@@ -13,6 +18,9 @@ use gmond_metrics::hypervisor::HypervisorError;
 use gmond_metrics::vmetrics::{self, parse_vm_metric, CpuSample, DomainSample, VmMetric};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+
+/// dmax (s) of the last round published for a VM that left this host.
+pub const LEAVING_DMAX: u32 = 2;
 
 /// Last CPU reading of every VM in the cluster, by UUID.
 pub type CpuReadings = Arc<Mutex<BTreeMap<String, CpuSample>>>;
@@ -23,12 +31,14 @@ pub struct SimVmSource {
     host: String,
     readings: CpuReadings,
     vm_dmax: u32,
+    /// Last round's metrics of each VM here, by metric prefix.
+    last: BTreeMap<String, Vec<VmMetric>>,
 }
 
 impl SimVmSource {
-    /// Publishes per-VM metrics with dmax `vm_dmax` seconds: the demo runs faster than real
-    /// time, so a VM that migrated away must leave its old host's view in seconds, not in
-    /// gmond's 10 minutes.
+    /// Publishes the metrics of VMs on this host with dmax `vm_dmax` seconds, and those of a
+    /// VM that left with [`LEAVING_DMAX`], once. The daemon must send metadata with every
+    /// round for the change of dmax to reach receivers at once.
     pub fn new(
         cluster: Arc<Mutex<SimCluster>>,
         readings: CpuReadings,
@@ -40,6 +50,7 @@ impl SimVmSource {
             host: host.to_owned(),
             readings,
             vm_dmax,
+            last: BTreeMap::new(),
         }
     }
 }
@@ -79,9 +90,20 @@ impl VmSource for SimVmSource {
             .collect();
         drop(readings);
         let mut metrics = vmetrics::publish(&capacity, &samples);
+        let mut current: BTreeMap<String, Vec<VmMetric>> = BTreeMap::new();
         for m in &mut metrics {
-            if parse_vm_metric(&m.name).is_some() {
+            if let Some((vm, _)) = parse_vm_metric(&m.name) {
                 m.dmax = self.vm_dmax;
+                current.entry(vm.to_owned()).or_default().push(m.clone());
+            }
+        }
+        let last = std::mem::replace(&mut self.last, current);
+        for (vm, gone) in last {
+            if !self.last.contains_key(&vm) {
+                metrics.extend(gone.into_iter().map(|mut m| {
+                    m.dmax = LEAVING_DMAX;
+                    m
+                }));
             }
         }
         Ok(metrics)
@@ -114,7 +136,7 @@ mod tests {
             .unwrap();
         let c = Arc::new(Mutex::new(c));
         let readings = CpuReadings::default();
-        let mut a = SimVmSource::new(c.clone(), readings.clone(), "a", 12);
+        let mut a = SimVmSource::new(c.clone(), readings.clone(), "a", 60);
         let first = a.collect().unwrap();
         assert!(first.iter().any(|m| m.name == "vnode_domains"));
         c.lock().unwrap().advance_to(20_000).unwrap();
@@ -128,23 +150,31 @@ mod tests {
         assert!(second
             .iter()
             .filter(|m| m.name.starts_with("web."))
-            .all(|m| m.dmax == 12));
+            .all(|m| m.dmax == 60));
         assert!(second
             .iter()
             .filter(|m| m.name.starts_with("vnode_"))
-            .all(|m| m.dmax != 12));
+            .all(|m| m.dmax != 60));
         {
             let mut g = c.lock().unwrap();
             let end = g.start_migration(d, 1).unwrap();
             g.advance_to(end).unwrap();
         }
+        // Once more with a short dmax, so it leaves the old host's view; then no more.
+        let leaving = a.collect().unwrap();
+        let web: Vec<&VmMetric> = leaving
+            .iter()
+            .filter(|m| m.name.starts_with("web."))
+            .collect();
+        assert_eq!(web.len(), vmetrics::VM_METRICS.len());
+        assert!(web.iter().all(|m| m.dmax == LEAVING_DMAX));
         assert!(!a
             .collect()
             .unwrap()
             .iter()
             .any(|m| m.name.starts_with("web.")));
         // On its new host the VM's utilisation is known from the first round.
-        let mut b = SimVmSource::new(c, readings, "b", 12);
+        let mut b = SimVmSource::new(c, readings, "b", 60);
         let on_b = b.collect().unwrap();
         assert!(on_b.iter().any(|m| m.name == "web.vcpu_num"));
         assert!(on_b.iter().any(|m| m.name == "web.vcpu_util"));

@@ -71,6 +71,9 @@ impl ClusterView {
                     else {
                         continue;
                     };
+                    if m.dmax != 0 && m.dmax <= super::source::LEAVING_DMAX {
+                        continue;
+                    }
                     let e = owner
                         .entry(vm.to_owned())
                         .or_insert_with(|| (m.tn, h.name.clone()));
@@ -113,7 +116,8 @@ fn host_row(h: &Host, stale_s: u64, owner: &BTreeMap<String, (u64, String)>) -> 
         let Some((vm, suffix)) = gmond_metrics::vmetrics::parse_vm_metric(&m.name) else {
             continue;
         };
-        if m.tn > stale_s || owner.get(vm).is_some_and(|(_, o)| *o != h.name) {
+        let leaving = m.dmax != 0 && m.dmax <= super::source::LEAVING_DMAX;
+        if leaving || m.tn > stale_s || owner.get(vm).is_some_and(|(_, o)| *o != h.name) {
             continue;
         }
         let v = m.as_f64().unwrap_or(0.0);
@@ -233,6 +237,26 @@ mod tests {
         assert_eq!(v.vm_count(), 3);
         let bal = v.hosts[0].balancer.as_ref().unwrap();
         assert_eq!((bal.done, bal.leader_name.as_str()), (3, "hv01"));
+    }
+
+    #[test]
+    fn a_leaving_vm_counts_nowhere_but_its_new_host() {
+        let leaving =
+            |name: &str, val: &str| metric(name, val, 0).replace(r#"DMAX="0""#, r#"DMAX="2""#);
+        let mut old = capacity();
+        old.extend([
+            leaving("vm05.vcpu_util", "75"),
+            leaving("vm05.vcpu_num", "2"),
+        ]);
+        let mut new = capacity();
+        new.extend([
+            metric("vm05.vcpu_util", "75", 1),
+            metric("vm05.vcpu_num", "2", 1),
+        ]);
+        let xml = doc(&[("hv01", new), ("hv02", old)]);
+        let v = ClusterView::from_xml(xml.as_bytes(), 30).unwrap();
+        assert_eq!(v.hosts[0].vms, ["vm05"]);
+        assert!(v.hosts[1].vms.is_empty() && v.hosts[1].cpu == 0.0);
     }
 
     #[test]
