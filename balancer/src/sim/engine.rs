@@ -572,11 +572,8 @@ pub fn simulate(sc: &Scenario, spec: &PolicySpec, opts: &SimOptions) -> Result<R
                 &c, sc, &mut gone, t_ms, end_ms, &pe_mhz, &cap, &ghosts, &mut tot,
             );
             active_host_ticks += active.iter().filter(|x| **x).count() as f64;
-            if opts.progress && (k % 24 == 0 || k + 1 == ticks) {
-                eprintln!(
-                    "[{}] t={}s/{}s migrations={} sigma={:.3}",
-                    sc.name, t, sc.duration_s, r.migrations, sigma
-                );
+            if opts.progress {
+                progress(sc, k, ticks, t, r.migrations, sigma);
             }
             continue;
         }
@@ -684,11 +681,8 @@ pub fn simulate(sc: &Scenario, spec: &PolicySpec, opts: &SimOptions) -> Result<R
             }
         }
         active_host_ticks += host_active_any.iter().filter(|x| **x).count() as f64;
-        if opts.progress && (k % 24 == 0 || k + 1 == ticks) {
-            eprintln!(
-                "[{}] t={}s/{}s migrations={} sigma={:.3}",
-                sc.name, t, sc.duration_s, r.migrations, sigma
-            );
+        if opts.progress {
+            progress(sc, k, ticks, t, r.migrations, sigma);
         }
     }
     c.advance_to(ticks * tick_ms + 3_600_000)?;
@@ -753,6 +747,37 @@ pub fn simulate(sc: &Scenario, spec: &PolicySpec, opts: &SimOptions) -> Result<R
     r.decision_ms_p50 = percentile(&mut decision_ms, 50.0);
     r.decision_ms_p99 = percentile(&mut decision_ms, 99.0);
     Ok(r)
+}
+
+/// Progress on stderr: a bar redrawn in place on a terminal, else a line every 24 ticks.
+fn progress(sc: &Scenario, k: u64, ticks: u64, t: u64, migrations: u64, sigma: f64) {
+    use std::io::{IsTerminal, Write};
+    let last = k + 1 == ticks;
+    let mut err = std::io::stderr();
+    if err.is_terminal() {
+        const WIDTH: u64 = 30;
+        let done = (k + 1) * WIDTH / ticks.max(1);
+        let bar: String = (0..WIDTH)
+            .map(|i| if i < done { '#' } else { '-' })
+            .collect();
+        let _ = write!(
+            err,
+            "\r[{}] [{bar}] {:3}% t={}s migrations={} sigma={:.3}{}",
+            sc.name,
+            (k + 1) * 100 / ticks.max(1),
+            t,
+            migrations,
+            sigma,
+            if last { "\n" } else { "" }
+        );
+        let _ = err.flush();
+    } else if k % 24 == 0 || last {
+        let _ = writeln!(
+            err,
+            "[{}] t={}s/{}s migrations={} sigma={:.3}",
+            sc.name, t, sc.duration_s, migrations, sigma
+        );
+    }
 }
 
 /// CloudSim 3.0.3 removes a VM from its host for good at any update where its requested MIPS
