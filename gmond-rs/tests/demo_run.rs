@@ -86,6 +86,40 @@ fn document(port: u16) -> Option<Document> {
     ganglia_wire::xml::read_document(&read_xml(port)?).ok()
 }
 
+/// Every IPv4 socket of process `pid` as (kind, local address, remote address), read from
+/// /proc/PID/fd and /proc/net/{udp,tcp}; also how many of its sockets are IPv6.
+fn sockets_of(pid: u32) -> (Vec<(String, std::net::Ipv4Addr, std::net::Ipv4Addr)>, usize) {
+    let inodes: std::collections::BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    // /proc/net addresses are the 32-bit value in host (little-endian) order, then :port.
+    let addr = |hex: &str| {
+        let v = u32::from_str_radix(hex.split(':').next().unwrap(), 16).unwrap();
+        std::net::Ipv4Addr::from(v.swap_bytes())
+    };
+    let mut out = Vec::new();
+    let mut v6 = 0;
+    for kind in ["udp", "tcp", "udp6", "tcp6"] {
+        let table = std::fs::read_to_string(format!("/proc/{pid}/net/{kind}")).unwrap();
+        for line in table.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && inodes.contains(f[9]) {
+                if kind.ends_with('6') {
+                    v6 += 1;
+                } else {
+                    out.push((kind.to_owned(), addr(f[1]), addr(f[2])));
+                }
+            }
+        }
+    }
+    (out, v6)
+}
+
 /// The number after `label` on the summary line starting with it.
 fn summary_number(summary: &str, label: &str) -> usize {
     let line = summary
@@ -165,6 +199,19 @@ fn feed_shows_every_host_and_the_balancer_moves_a_vm() {
         .map(|h| h.name.as_str())
         .collect();
     assert_eq!(leaders, ["hv01"], "exactly the lowest name leads");
+
+    // Architecture invariant: every socket of the demo is bound to (and talks to) loopback.
+    let (socks, v6) = sockets_of(demo.child.id());
+    assert_eq!(v6, 0, "IPv6 sockets");
+    // 4 receive + 16 send + 5 XML + 4 agent sockets at least.
+    assert!(socks.len() >= 29, "{socks:?}");
+    for (kind, local, remote) in &socks {
+        assert!(local.is_loopback(), "{kind} socket bound to {local}");
+        assert!(
+            remote.is_loopback() || remote.is_unspecified(),
+            "{kind} socket to {remote}"
+        );
+    }
 
     // Real gstat reads the same feed.
     let gstat = require_program("gstat", "ganglia-monitor");
