@@ -83,7 +83,7 @@ purity() {
     not_in_tree ganglia-wire tokio && not_in_tree ganglia-wire socket2 &&
         not_in_tree ganglia-wire virt && not_in_tree balancer virt &&
         not_in_tree gmond-conf tokio && not_in_tree rrd ganglia-wire &&
-        not_in_tree rrd tokio
+        not_in_tree rrd tokio && not_in_tree balancer-agent tokio
 }
 run "purity (cargo tree)" purity
 
