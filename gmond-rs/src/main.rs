@@ -47,6 +47,21 @@ struct Args {
     rrd_rootdir: Option<PathBuf>,
 }
 
+/// Writes a listing to stdout; a reader that went away (`gmond-rs -m | head`) ends the
+/// listing quietly instead of panicking as `print!` would.
+fn emit(bytes: &[u8]) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gmond-rs: cannot write to stdout: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.version {
@@ -57,14 +72,38 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if args.default_config {
-        print!("{}", gmond_conf::default_config_text());
-        return ExitCode::SUCCESS;
+        return emit(gmond_conf::default_config_text().as_bytes());
     }
     if args.metrics {
+        // As gmond -m: the configuration is loaded first (a missing -c FILE or a bad file is an
+        // error), then the metrics it can collect are listed.
+        let loaded = match gmond_conf::load_like_gmond(args.conf.as_deref()) {
+            Ok(l) => l,
+            Err(errors) => {
+                eprintln!("{errors}");
+                return ExitCode::from(1);
+            }
+        };
+        let mut out = String::new();
         for spec in gmond_metrics::linux::catalogue() {
-            println!("{:<15}\t{} (module {})", spec.name, spec.desc, spec.module);
+            out.push_str(&format!(
+                "{:<15}\t{} (module {})\n",
+                spec.name, spec.desc, spec.module
+            ));
         }
-        return ExitCode::SUCCESS;
+        if loaded
+            .config
+            .modules
+            .iter()
+            .any(|m| m.enabled && m.name == "libvirt_module")
+        {
+            for name in gmond_metrics::vmetrics::VM_METRICS {
+                out.push_str(&format!(
+                    "<vm>.{name:<10}\tper-VM metric (module libvirt_module)\n"
+                ));
+            }
+        }
+        return emit(out.as_bytes());
     }
     if args.bandwidth || args.convert.is_some() {
         eprintln!("gmond-rs: -b and -r are not implemented");
