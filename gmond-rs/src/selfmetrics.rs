@@ -69,6 +69,13 @@ pub static SELF_METRICS: &[MetricSpec] = &[
         "XML documents written completely to a client",
     ),
     spec(
+        "gmond_rs_metadata_requests_suppressed",
+        "requests",
+        "positive",
+        "Metadata requests held back",
+        "Metadata requests not sent because the same name was asked about within metadata_request_interval",
+    ),
+    spec(
         "gmond_rs_hosts",
         "hosts",
         "both",
@@ -98,6 +105,7 @@ pub fn value(name: &str, store: &Stats, io: &IoStats) -> Option<MetricValue> {
         "gmond_rs_datagrams_sent" => n(io.datagrams_sent_total.load(Ordering::Relaxed)),
         "gmond_rs_acl_denied" => n(io.acl_denied_total.load(Ordering::Relaxed)),
         "gmond_rs_xml_clients" => n(io.xml_clients_served_total.load(Ordering::Relaxed)),
+        "gmond_rs_metadata_requests_suppressed" => n(store.metadata_requests_suppressed_total),
         "gmond_rs_hosts" => n(store.hosts as u64),
         "gmond_rs_metrics" => n(store.metrics as u64),
         _ => None,
@@ -112,6 +120,7 @@ mod tests {
     fn every_self_metric_has_a_value_and_a_distinct_name() {
         let stats = Stats {
             datagrams_received_total: 7,
+            metadata_requests_suppressed_total: 5,
             hosts: 3,
             ..Stats::default()
         };
@@ -133,6 +142,10 @@ mod tests {
         assert_eq!(
             value("gmond_rs_xml_clients", &stats, &io),
             Some(MetricValue::F64(2.0))
+        );
+        assert_eq!(
+            value("gmond_rs_metadata_requests_suppressed", &stats, &io),
+            Some(MetricValue::F64(5.0))
         );
         assert_eq!(value("cpu_num", &stats, &io), None);
     }
