@@ -15,29 +15,8 @@ use std::time::Duration;
 
 use crate::store::Timestamp;
 
-/// Who this host says it is in every metric_id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// gethostname(), or "IP:name" with `override_hostname`.
-    pub host: String,
-    pub spoof: bool,
-}
-
-impl Identity {
-    /// gmond's rule: `override_hostname` (with `override_ip`, default the name itself) spoofs.
-    pub fn new(hostname: &str, override_hostname: Option<&str>, override_ip: Option<&str>) -> Self {
-        match override_hostname {
-            Some(name) => Identity {
-                host: format!("{}:{name}", override_ip.unwrap_or(name)),
-                spoof: true,
-            },
-            None => Identity {
-                host: hostname.to_owned(),
-                spoof: false,
-            },
-        }
-    }
-}
+/// Who this host says it is in every metric_id (shared with the VM and balancer metrics).
+pub use ganglia_wire::Identity;
 
 /// One collection group with its own metrics (indexes into `Sender::metrics`).
 #[derive(Debug, Clone)]

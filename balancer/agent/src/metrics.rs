@@ -179,30 +179,8 @@ impl AgentMetrics {
     }
 }
 
-/// Who the datagrams speak for: gmond's identity rule (see gmond-rs's `sender::Identity`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// Host name, or `IP:name` when spoofing (override_hostname).
-    pub host: String,
-    /// Spoof flag of the metric_id.
-    pub spoof: bool,
-}
-
-impl Identity {
-    /// `override_hostname` (with `override_ip`, default the name itself) spoofs.
-    pub fn new(hostname: &str, override_hostname: Option<&str>, override_ip: Option<&str>) -> Self {
-        match override_hostname {
-            Some(name) => Identity {
-                host: format!("{}:{name}", override_ip.unwrap_or(name)),
-                spoof: true,
-            },
-            None => Identity {
-                host: hostname.to_owned(),
-                spoof: false,
-            },
-        }
-    }
-}
+/// Who the datagrams speak for: gmond's identity rule, shared with gmond-rs.
+pub use ganglia_wire::Identity;
 
 /// gmond encodes metadata into a 1464-byte buffer.
 const METADATA_BUFFER: usize = 1464;

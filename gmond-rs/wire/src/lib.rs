@@ -6,12 +6,14 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod identity;
 pub mod model;
 pub mod printf;
 pub mod xdr;
 pub mod xml;
 
 pub use error::Error;
+pub use identity::Identity;
 pub use xdr::{
     decode, decode_prefix, decode_with, encode, encode_bounded, encoded_len, Extra, Limits,
     Message, Metadata, MetricId, Slope, Value, ValueMsg,
