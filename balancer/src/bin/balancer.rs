@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use balancer::planner::{History, Input};
 use balancer::policy::PolicySpec;
-use balancer::sim::{builtin_scenario, simulate, Scenario, SimOptions, BUILTIN_SCENARIOS};
+use balancer::sim::{builtin_scenario, simulate_recorded, Scenario, SimOptions, BUILTIN_SCENARIOS};
 use balancer::snapshot::Snapshot;
 use balancer::trends::{TrendConfig, Trends};
 use clap::{Parser, Subcommand};
@@ -60,6 +60,12 @@ enum Cmd {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Also draw host CPU utilisation over time and the migrations as a PNG here.
+        #[arg(long, value_name = "FILE.png")]
+        plot: Option<PathBuf>,
+        /// Size of the --plot image, WIDTHxHEIGHT pixels.
+        #[arg(long, value_name = "WxH", default_value = "1200x600", value_parser = parse_size)]
+        plot_size: (u32, u32),
     },
     /// List built-in scenarios and policies.
     List,
@@ -73,6 +79,14 @@ fn load_policy(p: &str) -> anyhow::Result<PolicySpec> {
     } else {
         Ok(PolicySpec::builtin(p)?)
     }
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("{s}: expected WIDTHxHEIGHT"))?;
+    let n = |v: &str| v.trim().parse::<u32>().map_err(|e| format!("{s}: {e}"));
+    Ok((n(w)?, n(h)?))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -139,6 +153,8 @@ fn main() -> anyhow::Result<()> {
             trace,
             seed,
             json,
+            plot,
+            plot_size,
         } => {
             let spec = load_policy(&policy)?;
             let path = PathBuf::from(&scenario);
@@ -147,15 +163,23 @@ fn main() -> anyhow::Result<()> {
             } else {
                 builtin_scenario(&scenario, trace.as_deref(), seed)?
             };
+            if plot.is_some() {
+                balancer::sim::plot::check_size(plot_size.0, plot_size.1)?;
+            }
             let started = std::time::Instant::now();
-            let r = simulate(
+            let (r, recording) = simulate_recorded(
                 &sc,
                 &spec,
                 &SimOptions {
                     seed,
                     progress: true,
+                    record: plot.is_some(),
                 },
             )?;
+            if let (Some(path), Some(rec)) = (&plot, &recording) {
+                balancer::sim::plot::render_png(rec, path, plot_size.0, plot_size.1)?;
+                eprintln!("plot written to {}", path.display());
+            }
             eprintln!(
                 "simulated {} under {} in {:.2} s",
                 sc.name,

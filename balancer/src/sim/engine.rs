@@ -24,6 +24,35 @@ pub struct SimOptions {
     pub seed: u64,
     /// Print progress on stderr.
     pub progress: bool,
+    /// Record per-tick host utilisation and every migration (for `--plot`); off by default so
+    /// that ordinary runs pay nothing for it.
+    pub record: bool,
+}
+
+/// One migration as the plot shows it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MigrationMark {
+    /// Simulated second at which the migration started.
+    pub t_s: u64,
+    /// Source host index (into [`Recording::hosts`]).
+    pub from: usize,
+    /// Destination host index.
+    pub to: usize,
+}
+
+/// What a run recorded with [`SimOptions::record`]: the input of [`crate::sim::plot`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recording {
+    /// Host names, in scenario order.
+    pub hosts: Vec<String>,
+    /// Simulated second of each recorded tick.
+    pub times_s: Vec<u64>,
+    /// `util[host][tick]`: requested CPU / capacity (above 1 when oversubscribed).
+    pub util: Vec<Vec<f64>>,
+    /// Every migration counted in [`Report::migrations`], in order.
+    pub migrations: Vec<MigrationMark>,
+    /// The policy's CPU overload threshold, where it has a single one.
+    pub threshold: Option<f64>,
 }
 
 fn curve(name: Option<&str>) -> Option<PowerCurve> {
@@ -271,6 +300,16 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 
 /// Runs a scenario under a policy.
 pub fn simulate(sc: &Scenario, spec: &PolicySpec, opts: &SimOptions) -> Result<Report> {
+    simulate_recorded(sc, spec, opts).map(|(r, _)| r)
+}
+
+/// Runs a scenario under a policy and returns what it recorded: `Some` exactly when
+/// `opts.record` is set.
+pub fn simulate_recorded(
+    sc: &Scenario,
+    spec: &PolicySpec,
+    opts: &SimOptions,
+) -> Result<(Report, Option<Recording>)> {
     sc.validate()?;
     let mut spec = spec.clone();
     spec.constraints
@@ -320,6 +359,12 @@ pub fn simulate(sc: &Scenario, spec: &PolicySpec, opts: &SimOptions) -> Result<R
         .map(|h| f64::from(h.cpus) * f64::from(h.mhz))
         .collect();
     let rules_cfg = spec.constraints.clone();
+    let mut rec = opts.record.then(|| Recording {
+        hosts: c.hosts().iter().map(|h| h.name.clone()).collect(),
+        util: vec![Vec::with_capacity(usize::try_from(ticks).unwrap_or(0)); nh],
+        threshold: super::plot::overload_threshold(&spec),
+        ..Default::default()
+    });
     for k in 0..ticks {
         let t_ms = k * tick_ms;
         let t = t_ms / 1000;
@@ -375,6 +420,12 @@ pub fn simulate(sc: &Scenario, spec: &PolicySpec, opts: &SimOptions) -> Result<R
 
         // Metrics at the tick: sigma, balance, rule violations.
         let loads = snap.host_loads();
+        if let Some(rec) = rec.as_mut() {
+            rec.times_s.push(t);
+            for (h, series) in rec.util.iter_mut().enumerate() {
+                series.push(loads[h].0 / cap[h]);
+            }
+        }
         let utils: Vec<f64> = (0..nh)
             .filter(|&h| snap.hosts[h].up && !maint.contains(&h))
             .map(|h| loads[h].0 / cap[h])
@@ -493,7 +544,14 @@ pub fn simulate(sc: &Scenario, spec: &PolicySpec, opts: &SimOptions) -> Result<R
                 r.rule_violations += 1;
             }
             if !seen.insert(m.vm.as_str()) {
-                if c.domains()[d].migration.is_some() {
+                if let Some(mig) = c.domains()[d].migration {
+                    if let Some(rec) = rec.as_mut() {
+                        rec.migrations.push(MigrationMark {
+                            t_s: t,
+                            from: c.domains()[d].host,
+                            to: mig.dest,
+                        });
+                    }
                     r.migrations += 1;
                     *r.migrations_by_reason
                         .entry(m.reason.tag().to_string())
@@ -519,6 +577,9 @@ pub fn simulate(sc: &Scenario, spec: &PolicySpec, opts: &SimOptions) -> Result<R
             }
             match c.start_migration(d, to) {
                 Ok(end) => {
+                    if let Some(rec) = rec.as_mut() {
+                        rec.migrations.push(MigrationMark { t_s: t, from, to });
+                    }
                     started_now += 1;
                     r.migrations += 1;
                     *r.migrations_by_reason
@@ -746,7 +807,7 @@ pub fn simulate(sc: &Scenario, spec: &PolicySpec, opts: &SimOptions) -> Result<R
     r.sigma_cpu_p95 = percentile(&mut sigmas, 95.0);
     r.decision_ms_p50 = percentile(&mut decision_ms, 50.0);
     r.decision_ms_p99 = percentile(&mut decision_ms, 99.0);
-    Ok(r)
+    Ok((r, rec))
 }
 
 /// Progress on stderr: a bar redrawn in place on a terminal, else a line every 24 ticks.

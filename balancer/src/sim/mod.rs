@@ -5,9 +5,10 @@
 //! 90 % of its demand on the source and the destination reserves another 10 %.
 
 pub mod engine;
+pub mod plot;
 pub mod report;
 pub mod scenario;
 
-pub use engine::{simulate, SimOptions};
+pub use engine::{simulate, simulate_recorded, MigrationMark, Recording, SimOptions};
 pub use report::Report;
 pub use scenario::{builtin as builtin_scenario, Scenario, BUILTIN_SCENARIOS};
