@@ -226,20 +226,11 @@ impl Sender {
                 slope: Slope(spec.slope_number()),
                 tmax: spec.tmax,
                 dmax: spec.dmax,
-                extra: vec![
-                    Extra {
-                        name: b"TITLE",
-                        data: m.plan.title.as_bytes(),
-                    },
-                    Extra {
-                        name: b"DESC",
-                        data: spec.desc.as_bytes(),
-                    },
-                    Extra {
-                        name: b"GROUP",
-                        data: spec.group.as_bytes(),
-                    },
-                ],
+                extra: Extra::gmond_standard(
+                    m.plan.title.as_bytes(),
+                    spec.desc.as_bytes(),
+                    spec.group.as_bytes(),
+                ),
             });
             match ganglia_wire::encode_bounded(&md, METADATA_BUFFER) {
                 Ok(bytes) => {

@@ -55,20 +55,11 @@ impl VmPublisher {
                     .is_none_or(|at| now.saturating_since(*at) >= self.resend);
             if due {
                 // gmond's own extras order (TITLE, DESC, GROUP), then the module's own.
-                let mut extra = vec![
-                    Extra {
-                        name: b"TITLE",
-                        data: m.title.as_bytes(),
-                    },
-                    Extra {
-                        name: b"DESC",
-                        data: m.desc.as_bytes(),
-                    },
-                    Extra {
-                        name: b"GROUP",
-                        data: m.group.as_bytes(),
-                    },
-                ];
+                let mut extra = Extra::gmond_standard(
+                    m.title.as_bytes(),
+                    m.desc.as_bytes(),
+                    m.group.as_bytes(),
+                );
                 extra.extend(m.extras.iter().map(|(k, v)| Extra {
                     name: k.as_bytes(),
                     data: v.as_bytes(),

@@ -209,20 +209,8 @@ pub fn encode_datagrams(
             MetricVal::Str(s) => ("string", "%s", Value::Str(s.as_bytes())),
         };
         if with_metadata {
-            let mut extra = vec![
-                Extra {
-                    name: b"TITLE",
-                    data: m.title.as_bytes(),
-                },
-                Extra {
-                    name: b"DESC",
-                    data: m.desc.as_bytes(),
-                },
-                Extra {
-                    name: b"GROUP",
-                    data: GROUP.as_bytes(),
-                },
-            ];
+            let mut extra =
+                Extra::gmond_standard(m.title.as_bytes(), m.desc.as_bytes(), GROUP.as_bytes());
             if id.spoof {
                 extra.push(Extra {
                     name: b"SPOOF_HOST",

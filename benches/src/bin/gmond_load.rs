@@ -208,20 +208,11 @@ fn metadata(h: &str, m: &str) -> Vec<u8> {
             dmax: 0,
             // What gmond attaches to each of its own metrics (reference §A.4), so memory per
             // metric is measured with realistic metadata.
-            extra: vec![
-                Extra {
-                    name: b"TITLE",
-                    data: m.as_bytes(),
-                },
-                Extra {
-                    name: b"DESC",
-                    data: b"A metric of the load harness, described as gmond describes its own",
-                },
-                Extra {
-                    name: b"GROUP",
-                    data: b"load",
-                },
-            ],
+            extra: Extra::gmond_standard(
+                m.as_bytes(),
+                b"A metric of the load harness, described as gmond describes its own",
+                b"load",
+            ),
         }),
         &mut b,
     );

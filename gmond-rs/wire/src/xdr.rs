@@ -112,6 +112,27 @@ pub struct Extra<'a> {
     pub data: &'a [u8],
 }
 
+impl<'a> Extra<'a> {
+    /// The extras gmond attaches to every metric it originates, in its order: TITLE, DESC,
+    /// GROUP. Senders append their own (SPOOF_HOST, VM_UUID, ...) after these.
+    pub fn gmond_standard(title: &'a [u8], desc: &'a [u8], group: &'a [u8]) -> Vec<Extra<'a>> {
+        vec![
+            Extra {
+                name: b"TITLE",
+                data: title,
+            },
+            Extra {
+                name: b"DESC",
+                data: desc,
+            },
+            Extra {
+                name: b"GROUP",
+                data: group,
+            },
+        ]
+    }
+}
+
 /// A metadata message (id 128).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata<'a> {
