@@ -6,6 +6,7 @@ pub mod lvt;
 pub mod netns;
 pub mod pcap;
 
+use std::ffi::OsStr;
 use std::io::Read;
 use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -20,6 +21,28 @@ pub fn repo_root() -> PathBuf {
 /// A fixture file under tests/fixtures.
 pub fn fixture(rel: &str) -> PathBuf {
     repo_root().join("tests/fixtures").join(rel)
+}
+
+/// Everything `addr:port` sends, read to EOF with a 10 s limit by a client that `run` starts
+/// (inside a test host's namespaces); None when the connection fails or sends nothing.
+pub fn read_tcp_with(
+    run: impl FnOnce(&Path, &[&OsStr]) -> std::process::Output,
+    addr: &str,
+    port: u16,
+) -> Option<Vec<u8>> {
+    let port = port.to_string();
+    let out = run(
+        Path::new("timeout"),
+        &[
+            OsStr::new("10"),
+            OsStr::new("bash"),
+            OsStr::new("-c"),
+            OsStr::new(r#"exec 3<>"/dev/tcp/$0/$1" && cat <&3"#),
+            OsStr::new(addr),
+            OsStr::new(&port),
+        ],
+    );
+    (out.status.success() && !out.stdout.is_empty()).then_some(out.stdout)
 }
 
 /// A port that was free a moment ago on 127.0.0.1 (UDP and TCP both checked).

@@ -357,19 +357,7 @@ impl Testbed {
     /// Everything `addr:port` sends to a client connecting from inside host `i`, read to EOF
     /// (10 s limit); None when the connection fails.
     pub fn read_tcp(&self, i: usize, addr: &str, port: u16) -> Option<Vec<u8>> {
-        let out = self.run(
-            i,
-            Path::new("timeout"),
-            &[
-                OsStr::new("10"),
-                OsStr::new("bash"),
-                OsStr::new("-c"),
-                OsStr::new(r#"exec 3<>"/dev/tcp/$0/$1" && cat <&3"#),
-                OsStr::new(addr),
-                OsStr::new(&port.to_string()),
-            ],
-        );
-        (out.status.success() && !out.stdout.is_empty()).then_some(out.stdout)
+        crate::read_tcp_with(|program, args| self.run(i, program, args), addr, port)
     }
 
     /// The XML document host `i`'s gmond serves on its own address and `port`.
