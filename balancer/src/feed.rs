@@ -2,7 +2,7 @@
 //! EOF, parse with ganglia-wire's reader, convert with [`Snapshot::from_cluster`].
 
 use std::io::Read;
-use std::net::TcpStream;
+use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use ganglia_wire::model::Cluster;
@@ -29,12 +29,25 @@ pub fn snapshot_from_xml(xml: &[u8]) -> Result<Snapshot> {
 
 /// Reads a feed from `addr` (host:port) with a read timeout, then parses it.
 pub fn fetch(addr: &str, timeout: Duration) -> Result<Snapshot> {
+    snapshot_from_xml(&read_xml(addr, timeout, timeout)?)
+}
+
+/// Reads a whole XML document from `addr` (host:port) to EOF, bounded in time (connect and
+/// each read) and in size ([`MAX_FEED_BYTES`]): the one way every consumer (the `balancer`
+/// CLI, the agent, the demo) fetches the view.
+pub fn read_xml(addr: &str, connect_timeout: Duration, read_timeout: Duration) -> Result<Vec<u8>> {
     let io = |source| BalancerError::Io {
         path: addr.to_string(),
         source,
     };
-    let stream = TcpStream::connect(addr).map_err(io)?;
-    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    let sa = addr.to_socket_addrs().map_err(io)?.next().ok_or_else(|| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no address",
+        ))
+    })?;
+    let stream = TcpStream::connect_timeout(&sa, connect_timeout).map_err(io)?;
+    stream.set_read_timeout(Some(read_timeout)).map_err(io)?;
     let mut buf = Vec::new();
     stream
         .take(MAX_FEED_BYTES + 1)
@@ -45,7 +58,7 @@ pub fn fetch(addr: &str, timeout: Duration) -> Result<Snapshot> {
             "feed from {addr} exceeds {MAX_FEED_BYTES} bytes"
         )));
     }
-    snapshot_from_xml(&buf)
+    Ok(buf)
 }
 
 #[cfg(test)]

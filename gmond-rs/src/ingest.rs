@@ -26,7 +26,7 @@
 //! drained, and the backlog is applied, each datagram with its own arrival time, at the next
 //! successful try. Only a full backlog waits for the lock.
 
-use crate::daemon::IoStats;
+use crate::iostats::IoStats;
 use crate::store::{ClusterStore, HostsFileResolver, Resolver, Timestamp};
 use gmond_conf::Acl;
 use nix::errno::Errno;

@@ -1,11 +1,11 @@
 //! gmond-rs as a library: the cluster store, the sender and the daemon, so tests and the demo
-//! can run them in-process.
+//! can run them in-process. It knows nothing of the balancer.
 #![forbid(unsafe_code)]
 
 pub mod archive;
 pub mod daemon;
-pub mod demo;
 pub mod ingest;
+pub mod iostats;
 pub mod selfmetrics;
 pub mod sender;
 pub mod store;

@@ -2,7 +2,7 @@
 //! clients show in the feed, gmetad's RRDs and ganglia-web. Opt-in the gmond way: a
 //! `collection_group` that selects them, e.g. `metric { name_match = "^gmond_rs_" }`.
 
-use crate::daemon::IoStats;
+use crate::iostats::IoStats;
 use crate::store::Stats;
 use gmond_metrics::linux::{MetricSpec, MetricValue, ValueType};
 use std::sync::atomic::Ordering;

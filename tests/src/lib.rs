@@ -18,6 +18,30 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// A binary of the workspace (`gmond-rs`, `balancer-agent`, `balancer`, `ganglia-demo`,
+/// `rrd-rs`), from the target directory this test runs from.
+///
+/// Cargo gives a test `CARGO_BIN_EXE_*` only for its own package's binaries, and these tests
+/// run every component's, so they look beside themselves: a test executable lives in
+/// `<target>/<profile>/deps/`, the binaries in `<target>/<profile>/`. The test command builds
+/// them first with the same features and profile (`cargo build --workspace --bins
+/// --all-features`), so the binary is the one built from the tree under test.
+pub fn bin(name: &str) -> &'static Path {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executables live in <target>/<profile>/deps");
+    let path = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace's binaries first \
+         (cargo build --workspace --bins --all-features; tests/run-all.sh does)",
+        path.display()
+    );
+    Box::leak(path.into_boxed_path())
+}
+
 /// A fixture file under tests/fixtures.
 pub fn fixture(rel: &str) -> PathBuf {
     repo_root().join("tests/fixtures").join(rel)

@@ -41,6 +41,28 @@ impl Mode {
     }
 }
 
+/// The hypervisor backend of the `balancer-agent` binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// Live migration through libvirt (needs the binary's `libvirt` feature).
+    #[default]
+    Libvirt,
+    /// No hypervisor access: `off` and `recommend` only (plans are audited and published,
+    /// nothing can move), membership from `trusted_hosts` alone.
+    None,
+}
+
+impl ExecutorKind {
+    /// The value as written in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutorKind::Libvirt => "libvirt",
+            ExecutorKind::None => "none",
+        }
+    }
+}
+
 /// What happens to migrations in flight when the agent loses the lead or stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -100,6 +122,8 @@ pub struct AgentConfig {
     pub interval_s: u64,
     /// gmond XML feed host:port (default 127.0.0.1:8649).
     pub feed: String,
+    /// libvirt | none: how the binary reaches hypervisors (default libvirt).
+    pub executor: ExecutorKind,
     /// libvirt URI per host; `{host}` is the Ganglia NAME, `{ip}` its IP attribute.
     pub uri_template: String,
     /// Hosts that may be sources or destinations and whose metrics count. Empty = the
@@ -151,6 +175,7 @@ impl Default for AgentConfig {
             policy: "hotspot".into(),
             interval_s: 10,
             feed: "127.0.0.1:8649".into(),
+            executor: ExecutorKind::Libvirt,
             uri_template: "qemu+tcp://{ip}/system".into(),
             trusted_hosts: Vec::new(),
             leader_timeout_s: 60,
@@ -245,6 +270,18 @@ impl AgentConfig {
                 return Err(err("trusted_hosts", "empty host name".into()));
             }
         }
+        self.check_executor()
+            .map_err(|message| err("executor", message))
+    }
+
+    /// `executor = "none"` cannot migrate, so `auto` needs `libvirt`; checked again by the
+    /// binary after `--mode` and on every reload.
+    pub fn check_executor(&self) -> std::result::Result<(), String> {
+        if self.executor == ExecutorKind::None && self.mode == Mode::Auto {
+            return Err(
+                "\"none\" cannot migrate: mode \"auto\" needs executor = \"libvirt\"".into(),
+            );
+        }
         Ok(())
     }
 
@@ -311,6 +348,14 @@ mod tests {
         let e =
             AgentConfig::parse("[migration]\np2p = false\ntunnelled = true\n", "e").unwrap_err();
         assert!(e.to_string().starts_with("e:3:1: tunnelled"), "{e}");
+    }
+
+    #[test]
+    fn auto_needs_an_executor_that_can_migrate() {
+        let e = AgentConfig::parse("mode = \"auto\"\nexecutor = \"none\"\n", "f").unwrap_err();
+        assert!(e.to_string().starts_with("f:2:1: executor"), "{e}");
+        let cfg = AgentConfig::parse("mode = \"recommend\"\nexecutor = \"none\"\n", "g").unwrap();
+        assert_eq!(cfg.executor, ExecutorKind::None);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::error::Result;
+use crate::error::{AgentError, Result};
 
 /// A host as the view names it: NAME and IP attribute (for the URI template).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -65,4 +65,45 @@ pub trait Executor: Send + Sync {
     /// Aborts the migration job of `req.vm` on `req.from` (the blocked `migrate` then returns
     /// an error and the VM stays on its source).
     fn abort(&self, req: &MigrationRequest) -> Result<()>;
+}
+
+/// `executor = "none"`: no hypervisor at all. Nothing is reachable (membership comes from
+/// `trusted_hosts` alone) and every hypervisor call fails, so not even a mistaken `auto` could
+/// move a VM.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHypervisor;
+
+impl NoHypervisor {
+    const WHY: &'static str = "no hypervisor access (executor = \"none\")";
+}
+
+impl Executor for NoHypervisor {
+    fn name(&self) -> &str {
+        "none"
+    }
+
+    fn reachable(&self, _host: &HostAddr) -> bool {
+        false
+    }
+
+    fn locate(&self, _vm: &str, host: &HostAddr) -> Result<Presence> {
+        Err(AgentError::Unreachable {
+            host: host.name.clone(),
+            message: Self::WHY.into(),
+        })
+    }
+
+    fn migrate(&self, req: &MigrationRequest) -> Result<()> {
+        Err(AgentError::Refused {
+            vm: req.vm.clone(),
+            message: Self::WHY.into(),
+        })
+    }
+
+    fn abort(&self, req: &MigrationRequest) -> Result<()> {
+        Err(AgentError::Refused {
+            vm: req.vm.clone(),
+            message: Self::WHY.into(),
+        })
+    }
 }

@@ -63,7 +63,7 @@ pub mod view;
 pub use balancer;
 
 pub use agent::{Agent, AgentOptions, Outcome, TickReport};
-pub use config::{AgentConfig, InflightAction, Mode};
+pub use config::{AgentConfig, ExecutorKind, InflightAction, Mode};
 pub use error::{AgentError, Result};
 pub use executor::{Executor, HostAddr, MigrationRequest, Presence};
 #[cfg(feature = "libvirt")]

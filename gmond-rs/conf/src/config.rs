@@ -49,6 +49,59 @@ impl Config {
     pub fn effective_deaf(&self) -> bool {
         self.globals.deaf || (self.udp_recv.is_empty() && self.tcp_accept.is_empty())
     }
+
+    /// The first enabled `libvirt_module` (gmond-rs's per-VM metrics), with its parameters.
+    /// Loading rejected bad values with FILE:LINE, so only a hand-built `Config` falls back
+    /// to the defaults here.
+    pub fn libvirt_module(&self) -> Option<LibvirtModule> {
+        let m = self
+            .modules
+            .iter()
+            .find(|m| m.enabled && m.name == LibvirtModule::NAME)?;
+        Some(LibvirtModule {
+            uri: m
+                .param("uri")
+                .unwrap_or(LibvirtModule::DEFAULT_URI)
+                .to_owned(),
+            collect_every: m
+                .param("collect_every")
+                .and_then(|v| LibvirtModule::parse_collect_every(v).ok())
+                .unwrap_or(LibvirtModule::DEFAULT_COLLECT_EVERY),
+        })
+    }
+}
+
+/// `module { name = "libvirt_module" ... }`: per-VM metrics read through libvirt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LibvirtModule {
+    /// `param uri`: the libvirt connection (default `qemu:///system`).
+    pub uri: String,
+    /// `param collect_every`: seconds between collection rounds (default 20).
+    pub collect_every: Duration,
+}
+
+impl LibvirtModule {
+    /// The module's name in gmond.conf.
+    pub const NAME: &'static str = "libvirt_module";
+    /// Default connection URI.
+    pub const DEFAULT_URI: &'static str = "qemu:///system";
+    /// Default round interval.
+    pub const DEFAULT_COLLECT_EVERY: Duration = Duration::from_secs(20);
+    /// Longest accepted round interval: beyond it the VM metrics' dmax (600 s) would expire
+    /// them between rounds.
+    pub const MAX_COLLECT_EVERY_S: u64 = 600;
+
+    /// Parses `collect_every`: whole seconds, 1 to [`Self::MAX_COLLECT_EVERY_S`].
+    pub fn parse_collect_every(value: &str) -> Result<Duration, String> {
+        match value.trim().parse::<u64>() {
+            Ok(s) if (1..=Self::MAX_COLLECT_EVERY_S).contains(&s) => Ok(Duration::from_secs(s)),
+            _ => Err(format!(
+                "libvirt_module: collect_every = \"{value}\" is not a whole number of seconds \
+                 from 1 to {}",
+                Self::MAX_COLLECT_EVERY_S
+            )),
+        }
+    }
 }
 
 /// `globals { }`, with gmond 3.7.2's compiled-in defaults.

@@ -64,7 +64,7 @@ pub use collect::{
     CollectionGroup, MetricMatch, MetricSelector, NamePattern, SelectedMetric, Selection,
 };
 pub use config::{
-    Cluster, Config, Family, Globals, Host, Module, ModuleParam, SendTarget, Sflow,
+    Cluster, Config, Family, Globals, Host, LibvirtModule, Module, ModuleParam, SendTarget, Sflow,
     TcpAcceptChannel, UdpRecvChannel, UdpSendChannel,
 };
 pub use default_text::default_config_text;

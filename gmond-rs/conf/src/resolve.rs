@@ -16,7 +16,7 @@ use crate::collect::{
     check_title_template, CollectionGroup, MetricMatch, MetricSelector, NamePattern,
 };
 use crate::config::{
-    Cluster, Config, Family, Globals, Host, Module, ModuleParam, SendTarget, Sflow,
+    Cluster, Config, Family, Globals, Host, LibvirtModule, Module, ModuleParam, SendTarget, Sflow,
     TcpAcceptChannel, UdpRecvChannel, UdpSendChannel,
 };
 use crate::error::{ConfigError, ConfigErrors, Location};
@@ -1113,9 +1113,35 @@ fn build_modules(ctx: &mut Ctx<'_>, top: &Sec) -> Vec<Module> {
                 ),
             );
         }
+        if module.enabled && module.name == LibvirtModule::NAME {
+            check_libvirt_params(ctx, m);
+        }
         out.push(module);
     }
     out
+}
+
+/// gmond-rs's own module: its parameters are checked here, where every other option is, so a
+/// bad value stops start-up with FILE:LINE instead of falling back to a default.
+fn check_libvirt_params(ctx: &mut Ctx<'_>, module: &Sec) {
+    for p in module.subs("param") {
+        let title = p.title.as_deref().unwrap_or_default();
+        let value = p.str("value");
+        if title.eq_ignore_ascii_case("collect_every") {
+            if let Err(message) =
+                LibvirtModule::parse_collect_every(value.as_deref().unwrap_or_default())
+            {
+                ctx.invalid(p.loc_of("value"), message);
+            }
+        } else if title.eq_ignore_ascii_case("uri")
+            && value.as_deref().is_none_or(|v| v.trim().is_empty())
+        {
+            ctx.invalid(
+                p.loc_of("value"),
+                "libvirt_module: uri needs a value such as \"qemu:///system\"".into(),
+            );
+        }
+    }
 }
 
 fn build_group(ctx: &mut Ctx<'_>, s: &Sec) -> CollectionGroup {

@@ -29,6 +29,14 @@ pub use cpu::{aidle_percent, CpuPercent, CpuRates};
 pub use error::Error;
 pub use net::{NetRateValues, NetRates};
 
+/// This machine's host name, as gethostname() gives it: what gmond sends as its own HOST
+/// and what the balancer agent looks for in the view.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
 /// A collected value, in the C type the metric's module uses.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MetricValue {

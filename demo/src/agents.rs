@@ -3,16 +3,16 @@
 //! publishing its `balancer_*` metrics as metric datagrams from its host's 127.0.0.x address to
 //! every daemon, as gmetric would send them to the udp_send_channels of the host's gmond.conf.
 
-use super::net;
-use crate::daemon::{Error, StopHandle};
+use crate::net;
 use balancer_agent::agent::{load_policy, Agent, AgentOptions, Outcome, TickReport};
 use balancer_agent::balancer::plan::{Move, Reason};
 use balancer_agent::config::{AgentConfig, InflightAction, Mode};
 use balancer_agent::metrics::Identity;
 use balancer_agent::sim_exec::SimExecutor;
 use gmond_metrics::hypervisor::sim::SimCluster;
-use std::io::Read;
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use gmond_rs::daemon::{Error, StopHandle};
+
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -171,7 +171,7 @@ fn balance_loop(
         let t_ms = sim_ms();
         let now = epoch + t_ms / 1000;
         for h in &mut hosts {
-            if let Some(xml) = read(h.feed) {
+            if let Some(xml) = crate::read_feed(h.feed) {
                 match h.agent.tick_xml(&xml, now) {
                     Ok(report) => {
                         if report.is_leader && report.leader != leader {
@@ -298,14 +298,6 @@ pub fn reason_text(mv: &Move) -> String {
         ),
         other => format!("{}; {effect}", other.tag()),
     }
-}
-
-fn read(addr: SocketAddr) -> Option<Vec<u8>> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
-    Some(buf)
 }
 
 #[cfg(test)]

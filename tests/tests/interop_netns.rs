@@ -62,7 +62,7 @@ impl Bed {
             self.net
                 .spawn(i, &name, &gmond, &[c, self.conf.as_os_str(), f])
         } else {
-            let ours = Path::new(env!("CARGO_BIN_EXE_gmond-rs"));
+            let ours = integration_tests::bin("gmond-rs");
             self.net
                 .spawn(i, &name, ours, &[c, self.conf.as_os_str(), f])
         };
@@ -575,7 +575,7 @@ fn mcast_if_sends_by_the_configured_interface() {
     let _ours = net.spawn(
         1,
         "gmond-rs",
-        Path::new(env!("CARGO_BIN_EXE_gmond-rs")),
+        integration_tests::bin("gmond-rs"),
         &[OsStr::new("-c"), conf.as_os_str(), OsStr::new("-f")],
     );
     // Start-up metadata goes out at once: it must show on e1.

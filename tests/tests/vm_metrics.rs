@@ -8,7 +8,7 @@ use ganglia_wire::model::Host;
 use ganglia_wire::xml::read_document;
 use integration_tests::{free_port, poll_until, read_xml, Proc, TempDir};
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 fn node_xml() -> PathBuf {
@@ -39,7 +39,7 @@ fn libvirt_domains_show_as_virtual_node_metrics() {
     .unwrap();
     let mut d = Proc::spawn(
         "gmond-rs",
-        Path::new(env!("CARGO_BIN_EXE_gmond-rs")),
+        integration_tests::bin("gmond-rs"),
         &[OsStr::new("-c"), conf.as_os_str()],
     );
     let me: Host = poll_until(Duration::from_secs(30), || {

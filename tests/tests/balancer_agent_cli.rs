@@ -78,7 +78,7 @@ fn recommend_mode_agent_publishes_into_gmond_rs_and_reloads_on_sighup() {
 
     let _gmond = Proc::spawn(
         "gmond-rs",
-        Path::new(env!("CARGO_BIN_EXE_gmond-rs")),
+        integration_tests::bin("gmond-rs"),
         &[OsStr::new("-c"), conf.as_os_str()],
     );
     // The test driver's domain shows up as VM metrics on hvtest.
@@ -89,7 +89,7 @@ fn recommend_mode_agent_publishes_into_gmond_rs_and_reloads_on_sighup() {
     let feed = format!("127.0.0.1:{tcp}");
     let mut agent = Proc::spawn(
         "balancer-agent",
-        Path::new(env!("CARGO_BIN_EXE_balancer-agent")),
+        integration_tests::bin("balancer-agent"),
         &[
             OsStr::new("--conf"),
             conf.as_os_str(),
@@ -169,7 +169,7 @@ fn once_with_a_bad_config_fails_with_file_and_line() {
     std::fs::write(&cfg, "mode = \"auto\"\nmax_parallel = 0\n").unwrap();
     let conf = dir.path().join("gmond.conf");
     std::fs::write(&conf, "globals { mute = yes }\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_balancer-agent"))
+    let out = Command::new(integration_tests::bin("balancer-agent"))
         .args([
             OsStr::new("--conf"),
             conf.as_os_str(),

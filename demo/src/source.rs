@@ -11,11 +11,11 @@
 //! VMs still here keep a dmax long enough for gmetad, which hides a metric whose TN (grown by
 //! up to its polling step) exceeds its DMAX.
 
-use crate::daemon::VmSource;
 use gmond_metrics::hypervisor::sim::SimCluster;
 use gmond_metrics::hypervisor::Hypervisor;
 use gmond_metrics::hypervisor::HypervisorError;
 use gmond_metrics::vmetrics::{self, parse_vm_metric, CpuSample, DomainSample, VmMetric};
+use gmond_rs::daemon::VmSource;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 

@@ -2,8 +2,8 @@
 //! hosts, each a real gmond-rs daemon on its own 127.0.0.x address, a load spike and the
 //! balancer rebalancing it, with a live view; loopback only, no multicast.
 use clap::Parser;
+use ganglia_demo::{self as demo, DemoOptions};
 use gmond_rs::daemon::StopHandle;
-use gmond_rs::demo::{self, DemoOptions};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +12,7 @@ use std::time::Duration;
 /// The gmond-rs demo: a simulated cluster of hypervisors monitoring itself with gmond-rs over
 /// loopback (127.0.0.x only), and the balancer moving VMs off a host whose load spikes.
 #[derive(Parser, Debug)]
-#[command(name = "gmond-rs-demo")]
+#[command(name = "ganglia-demo")]
 struct Args {
     /// Number of hypervisor hosts (1-32)
     #[arg(long, default_value_t = demo::DEFAULT_HOSTS)]
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
         None => None,
         Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
         Some(s) => {
-            eprintln!("gmond-rs-demo: --duration {s}: give a positive number of seconds");
+            eprintln!("ganglia-demo: --duration {s}: give a positive number of seconds");
             return ExitCode::from(2);
         }
     };
@@ -81,7 +81,7 @@ fn main() -> ExitCode {
     };
     let stop = StopHandle::new();
     if let Err(e) = stop_on_signals(stop.clone()) {
-        eprintln!("gmond-rs-demo: cannot handle Ctrl-C: {e}");
+        eprintln!("ganglia-demo: cannot handle Ctrl-C: {e}");
         return ExitCode::from(1);
     }
     match demo::run(&opts, &stop) {
@@ -90,7 +90,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("gmond-rs-demo: {e}");
+            eprintln!("ganglia-demo: {e}");
             ExitCode::from(1)
         }
     }

@@ -2,7 +2,7 @@
 //! capture holds) and a tiny ANSI screen that redraws it in place. A handful of escape
 //! sequences do the job, so no TUI crate is pulled in.
 
-use super::view::ClusterView;
+use crate::view::ClusterView;
 use std::io::Write;
 
 /// Width of the load bars, characters.
@@ -130,8 +130,8 @@ impl Drop for Screen {
 
 #[cfg(test)]
 mod tests {
-    use super::super::view::{BalancerRow, HostRow};
     use super::*;
+    use crate::view::{BalancerRow, HostRow};
 
     fn row(name: &str, cpu: f64, leader: bool) -> HostRow {
         HostRow {

@@ -197,7 +197,7 @@ fn start_agent(bed: &Testbed, i: usize) -> Proc {
     bed.spawn_env(
         i,
         &format!("agent-hv{i}"),
-        Path::new(env!("CARGO_BIN_EXE_balancer-agent")),
+        integration_tests::bin("balancer-agent"),
         &[
             OsStr::new("--config"),
             dir.join(format!("agent-hv{i}.toml")).as_os_str(),
@@ -237,7 +237,7 @@ fn overloaded_host_sheds_busy_guests_and_the_lead_fails_over() {
         let g = run.bed.spawn(
             i,
             &format!("gmond-hv{i}"),
-            Path::new(env!("CARGO_BIN_EXE_gmond-rs")),
+            integration_tests::bin("gmond-rs"),
             &[OsStr::new("-c"), conf.as_os_str()],
         );
         run.gmonds.push(g);

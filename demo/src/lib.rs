@@ -1,5 +1,5 @@
 //! The embedded demo behind `cargo run --release`: several simulated hypervisor hosts, each a
-//! real gmond-rs daemon ([`crate::daemon::run_with`]) on its own 127.0.0.x address, unicasting
+//! real gmond-rs daemon ([`gmond_rs::daemon::run_with`]) on its own 127.0.0.x address, unicasting
 //! the Ganglia protocol to the others; VMs from PlanetLab traces on a shared simulated
 //! hypervisor, one host spiking; one balancer agent per host in `auto` mode; a live view read
 //! back from the cluster's XML feed on 127.0.0.1.
@@ -15,12 +15,12 @@ pub mod summary;
 pub mod tui;
 pub mod view;
 
-use crate::daemon::{self, Bound, Error, Hooks, RunOptions, StopHandle, VmFeed};
 use cluster::{BuiltCluster, ClusterSpec, LoadSource};
 use gmond_metrics::hypervisor::sim::SimCluster;
+use gmond_rs::daemon::{self, Bound, Error, Hooks, RunOptions, StopHandle, VmFeed};
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -38,7 +38,7 @@ pub const SPIKE_AFTER_WALL_S: f64 = 8.0;
 /// How many events the live view keeps.
 const EVENTS_SHOWN: usize = 12;
 
-/// The demo's options (the command line of `gmond-rs-demo`).
+/// The demo's options (the command line of `ganglia-demo`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DemoOptions {
     /// Hypervisor hosts, 1..=32.
@@ -190,7 +190,7 @@ pub fn run(opts: &DemoOptions, stop: &StopHandle) -> Result<Summary, Error> {
                 "PlanetLab traces unavailable ({why}); using synthetic load instead \
                  (give the day directory with --trace DIR)"
             );
-            eprintln!("gmond-rs-demo: {msg}");
+            eprintln!("ganglia-demo: {msg}");
             notes.push(format!("load: synthetic ({why})"));
         }
     }
@@ -206,7 +206,7 @@ pub fn run(opts: &DemoOptions, stop: &StopHandle) -> Result<Summary, Error> {
             "port {} is taken on 127.0.0.1 (another gmond?); using port {port} instead",
             opts.port
         );
-        eprintln!("gmond-rs-demo: {msg}");
+        eprintln!("ganglia-demo: {msg}");
         notes.push(msg);
     }
     let policy = agents::resolve_policy(opts.policy.as_deref())?;
@@ -312,7 +312,7 @@ pub fn run(opts: &DemoOptions, stop: &StopHandle) -> Result<Summary, Error> {
     let last = net::host_addr(opts.hosts - 1);
     let gstat = format!("gstat -a -i 127.0.0.1 -p {port}");
     eprintln!(
-        "gmond-rs-demo: {} host{} on {first}..{last} (unicast, port {port}); \
+        "ganglia-demo: {} host{} on {first}..{last} (unicast, port {port}); \
          cluster XML feed on {feed}  (try: {gstat})",
         opts.hosts,
         if opts.hosts == 1 { "" } else { "s" }
@@ -374,7 +374,7 @@ pub fn run(opts: &DemoOptions, stop: &StopHandle) -> Result<Summary, Error> {
         Ok(b) => Some(b),
         Err(e) => {
             let msg = format!("balancer not started: {e}");
-            eprintln!("gmond-rs-demo: {msg}");
+            eprintln!("ganglia-demo: {msg}");
             notes.push(msg);
             None
         }
@@ -409,7 +409,7 @@ pub fn run(opts: &DemoOptions, stop: &StopHandle) -> Result<Summary, Error> {
         let args: Vec<String> = std::env::args().skip(1).collect();
         let head = format!(
             "# Frames of the gmond-rs demo's live view as plain text, every 10 s of wall time,\n\
-             # then the summary. Made by: gmond-rs-demo {}\n",
+             # then the summary. Made by: ganglia-demo {}\n",
             args.join(" ")
         );
         if let Err(e) = std::fs::write(path, head) {
@@ -628,13 +628,14 @@ fn clock_loop(
     }
 }
 
-/// Reads the whole XML document from `addr` (the daemons close after writing it).
-fn read_feed(addr: SocketAddr) -> Option<Vec<u8>> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
-    Some(buf)
+/// Reads the whole XML document from `addr` through the balancer's bounded feed reader.
+pub(crate) fn read_feed(addr: SocketAddr) -> Option<Vec<u8>> {
+    balancer::feed::read_xml(
+        &addr.to_string(),
+        Duration::from_secs(2),
+        Duration::from_secs(5),
+    )
+    .ok()
 }
 
 fn hms(ms: u64) -> String {

@@ -2,16 +2,16 @@
 //! feed, leads or follows, plans and migrates through libvirt, and sends its own metrics to the
 //! gmond.conf's udp_send_channels. A thin CLI over the `balancer_agent` library.
 
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use balancer_agent::audit::AuditLog;
 use balancer_agent::metrics::{Identity, MetricSink, SendChannel, UdpSink};
-use balancer_agent::{Agent, AgentConfig, AgentOptions, LibvirtExecutor, Mode};
+use balancer_agent::{Agent, AgentConfig, AgentOptions, Executor, ExecutorKind, Mode};
 use clap::Parser;
 use gmond_conf::SendTarget;
 
@@ -88,8 +88,10 @@ fn main() -> anyhow::Result<()> {
     if cli.dry_run {
         cfg.mode = Mode::Recommend;
     }
+    cfg.check_executor()
+        .map_err(|e| anyhow::anyhow!("executor: {e}"))?;
 
-    let hostname = gmond_rs::daemon::hostname();
+    let hostname = gmond_metrics::linux::hostname();
     let g = &gconf.globals;
     let identity = Identity::new(
         &hostname,
@@ -137,7 +139,7 @@ fn main() -> anyhow::Result<()> {
         Some(p) => AuditLog::open(p)?,
         None => AuditLog::none(),
     };
-    let mut opts = AgentOptions::new(&name, cfg.clone(), Arc::new(LibvirtExecutor::new(&cfg)));
+    let mut opts = AgentOptions::new(&name, cfg.clone(), executor(&cfg)?);
     opts.identity = identity.clone();
     opts.audit = audit;
     opts.max_udp_msg_len = usize::from(g.max_udp_msg_len);
@@ -193,7 +195,22 @@ fn main() -> anyhow::Result<()> {
                 // command line); other keys need a restart.
                 let mut policy = cfg.policy.clone();
                 if let Some(path) = &cli.config {
-                    match AgentConfig::load(path) {
+                    match AgentConfig::load(path).and_then(|new| {
+                        // The executor is fixed at start: a new `auto` must suit it.
+                        let effective = AgentConfig {
+                            executor: cfg.executor,
+                            ..new.clone()
+                        };
+                        effective.check_executor().map_err(|message| {
+                            balancer_agent::AgentError::Config {
+                                file: path.display().to_string(),
+                                line: 0,
+                                column: 0,
+                                message: format!("executor: {message}"),
+                            }
+                        })?;
+                        Ok(new)
+                    }) {
                         Ok(new) => {
                             if cli.mode.is_none() && !cli.dry_run && new.mode != agent.mode() {
                                 tracing::info!(
@@ -250,76 +267,78 @@ fn reload(agent: &mut Agent, policy: &str) {
 
 /// Reads a whole XML document (to EOF) with a bound on time and size.
 fn read_feed(addr: &str) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read;
-    let sa = addr
-        .to_socket_addrs()?
-        .next()
-        .with_context(|| format!("{addr}: no address"))?;
-    let s = TcpStream::connect_timeout(&sa, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut buf = Vec::new();
-    s.take(balancer_agent::balancer::feed::MAX_FEED_BYTES + 1)
-        .read_to_end(&mut buf)?;
-    if buf.len() as u64 > balancer_agent::balancer::feed::MAX_FEED_BYTES {
-        bail!(
-            "feed larger than {} bytes",
-            balancer_agent::balancer::feed::MAX_FEED_BYTES
-        );
-    }
-    Ok(buf)
+    Ok(balancer_agent::balancer::feed::read_xml(
+        addr,
+        Duration::from_secs(5),
+        Duration::from_secs(30),
+    )?)
 }
 
-/// Signal flags set by a small runtime thread (the agent's loop itself is plain blocking code).
+/// The hypervisor backend the config asks for. A build without libvirt refuses `libvirt`
+/// with the build command instead of running an agent that can never migrate.
+fn executor(cfg: &AgentConfig) -> anyhow::Result<Arc<dyn Executor>> {
+    match cfg.executor {
+        ExecutorKind::None => Ok(Arc::new(balancer_agent::executor::NoHypervisor)),
+        #[cfg(feature = "libvirt")]
+        ExecutorKind::Libvirt => Ok(Arc::new(balancer_agent::LibvirtExecutor::new(cfg))),
+        #[cfg(not(feature = "libvirt"))]
+        ExecutorKind::Libvirt => anyhow::bail!(
+            "executor = \"libvirt\", but this balancer-agent was built without libvirt \
+             support; build it with the `libvirt` feature: \
+             cargo build --release -p balancer-agent --features libvirt \
+             (or set executor = \"none\" for a recommend-only agent)"
+        ),
+    }
+}
+
+/// Signal flags (the agent's loop itself is plain blocking code and polls them).
 struct Signals {
     hup: Arc<AtomicBool>,
     term: Arc<AtomicBool>,
 }
 
 impl Signals {
-    /// Installs SIGHUP, SIGTERM and SIGINT handlers; returns once they are in place.
+    /// Installs SIGHUP, SIGTERM and SIGINT handlers that only set a flag.
     fn install() -> anyhow::Result<Signals> {
-        use tokio::signal::unix::{signal, SignalKind};
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let hup = Arc::new(AtomicBool::new(false));
         let term = Arc::new(AtomicBool::new(false));
-        let (h, t) = (hup.clone(), term.clone());
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e.to_string()));
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                let (mut shup, mut sterm, mut sint) = match (
-                    signal(SignalKind::hangup()),
-                    signal(SignalKind::terminate()),
-                    signal(SignalKind::interrupt()),
-                ) {
-                    (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-                    _ => {
-                        let _ = ready_tx.send(Err("signal handlers".to_string()));
-                        return;
-                    }
-                };
-                let _ = ready_tx.send(Ok(()));
-                loop {
-                    tokio::select! {
-                        _ = shup.recv() => h.store(true, Ordering::SeqCst),
-                        _ = sterm.recv() => t.store(true, Ordering::SeqCst),
-                        _ = sint.recv() => t.store(true, Ordering::SeqCst),
-                    }
-                }
-            });
-        });
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Signals { hup, term }),
-            Ok(Err(e)) => bail!("installing {e}"),
-            Err(_) => bail!("signal thread died"),
-        }
+        signal_hook::flag::register(SIGHUP, hup.clone()).context("SIGHUP handler")?;
+        signal_hook::flag::register(SIGTERM, term.clone()).context("SIGTERM handler")?;
+        signal_hook::flag::register(SIGINT, term.clone()).context("SIGINT handler")?;
+        Ok(Signals { hup, term })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(not(feature = "libvirt"))]
+    #[test]
+    fn the_libvirt_executor_without_the_feature_names_the_build_command() {
+        let err = executor(&AgentConfig::default()).err().unwrap().to_string();
+        assert!(err.contains("--features libvirt"), "{err}");
+    }
+
+    #[cfg(feature = "libvirt")]
+    #[test]
+    fn the_libvirt_executor_with_the_feature_is_libvirt() {
+        assert_eq!(executor(&AgentConfig::default()).unwrap().name(), "libvirt");
+    }
+
+    #[test]
+    fn no_hypervisor_reaches_nothing() {
+        let cfg = AgentConfig {
+            executor: ExecutorKind::None,
+            ..AgentConfig::default()
+        };
+        let none = executor(&cfg).unwrap();
+        let host = balancer_agent::HostAddr {
+            name: "hv1".into(),
+            ip: "127.0.0.1".into(),
+        };
+        assert!(!none.reachable(&host));
+        assert!(none.locate("vm", &host).is_err());
     }
 }

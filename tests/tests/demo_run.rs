@@ -1,4 +1,4 @@
-//! The demo binary end to end (`gmond-rs-demo --no-tui --duration N` on free ports, loopback
+//! The demo binary end to end (`ganglia-demo --no-tui --duration N` on free ports, loopback
 //! only): the cluster feed lists every simulated host with its per-VM and balancer metrics,
 //! real gstat reads it, the balancer migrates at least one VM and the summary says so; a taken
 //! port and missing traces fall back with a clear message.
@@ -20,14 +20,14 @@ struct Demo {
 
 impl Demo {
     fn start(args: &[&str]) -> Demo {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gmond-rs-demo"))
+        let mut child = Command::new(integration_tests::bin("ganglia-demo"))
             .args(["--no-tui"])
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start gmond-rs-demo");
+            .expect("start ganglia-demo");
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let lines = stderr.clone();
         let pipe = child.stderr.take().unwrap();
@@ -332,14 +332,14 @@ fn bad_options_are_refused_without_a_trace() {
         &["--policy", "/nonexistent/policy.toml"],
         &["--duration=-1"],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_gmond-rs-demo"))
+        let out = Command::new(integration_tests::bin("ganglia-demo"))
             .arg("--no-tui")
             .args(args)
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} accepted");
-        assert!(err.contains("gmond-rs-demo:"), "{args:?}: {err}");
+        assert!(err.contains("ganglia-demo:"), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }

@@ -15,7 +15,7 @@ use ganglia_wire::xml::read_document;
 use integration_tests::lvt::{gmond_conf, Guest, Testbed, GMOND_PORT as PORT};
 use integration_tests::Proc;
 use std::ffi::OsStr;
-use std::path::Path;
+
 use std::time::Duration;
 
 /// How long a host's view may take to show something it is waiting for (generous: the
@@ -29,7 +29,7 @@ fn start_gmond(bed: &Testbed, i: usize, conf: &str) -> Proc {
     bed.spawn_env(
         i,
         &format!("gmond-hv{i}"),
-        Path::new(env!("CARGO_BIN_EXE_gmond-rs")),
+        integration_tests::bin("gmond-rs"),
         &[OsStr::new("-c"), path.as_os_str()],
         &[(
             "RUST_LOG",

@@ -71,7 +71,7 @@ impl ClusterView {
                     else {
                         continue;
                     };
-                    if m.dmax != 0 && m.dmax <= super::source::LEAVING_DMAX {
+                    if m.dmax != 0 && m.dmax <= crate::source::LEAVING_DMAX {
                         continue;
                     }
                     let e = owner
@@ -116,7 +116,7 @@ fn host_row(h: &Host, stale_s: u64, owner: &BTreeMap<String, (u64, String)>) -> 
         let Some((vm, suffix)) = gmond_metrics::vmetrics::parse_vm_metric(&m.name) else {
             continue;
         };
-        let leaving = m.dmax != 0 && m.dmax <= super::source::LEAVING_DMAX;
+        let leaving = m.dmax != 0 && m.dmax <= crate::source::LEAVING_DMAX;
         if leaving || m.tn > stale_s || owner.get(vm).is_some_and(|(_, o)| *o != h.name) {
             continue;
         }

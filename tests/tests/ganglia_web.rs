@@ -358,8 +358,8 @@ fn gmetad_conf(rrds: &Path) -> String {
 /// 127.0.0.1:FEED_PORT.
 fn start_feed(bed: &mut Bed) {
     bed.spawn(
-        "gmond-rs-demo",
-        Path::new(env!("CARGO_BIN_EXE_gmond-rs-demo")),
+        "ganglia-demo",
+        integration_tests::bin("ganglia-demo"),
         &[
             OsStr::new("--no-tui"),
             OsStr::new("--hosts"),
@@ -407,7 +407,7 @@ fn ganglia_web_shows_the_cluster_its_vms_and_the_balancer() {
         panic!(
             "the feed never showed {DEMO_HOSTS} hosts, a balancer leader and a host with \
              balancer_mode and complete VM metrics; demo log:\n{}",
-            tail(&bed.net.log("gmond-rs-demo"), 40)
+            tail(&bed.net.log("ganglia-demo"), 40)
         )
     });
     assert!(!expect.vm_metrics.is_empty() && !expect.balancer_graphs.is_empty());
@@ -664,7 +664,10 @@ fn gmond_rs_serves_as_its_units_unprivileged_user_with_the_shipped_config() {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
     let net = Cluster::new(1);
-    let argv = unit_exec("gmond-rs.service", env!("CARGO_BIN_EXE_gmond-rs"));
+    let argv = unit_exec(
+        "gmond-rs.service",
+        integration_tests::bin("gmond-rs").to_str().unwrap(),
+    );
     let mut args: Vec<std::ffi::OsString> = vec![
         format!("--reuid={user}").into(),
         format!("--regid={group}").into(),
@@ -702,8 +705,8 @@ fn shipped_systemd_units_verify() {
     let analyze = require_program("systemd-analyze", "systemd");
     let unshare = require_program("unshare", "util-linux");
     let dir = integration_tests::TempDir::new("units");
-    let gmond_rs = env!("CARGO_BIN_EXE_gmond-rs");
-    let agent = env!("CARGO_BIN_EXE_balancer-agent");
+    let gmond_rs = integration_tests::bin("gmond-rs").to_str().unwrap();
+    let agent = integration_tests::bin("balancer-agent").to_str().unwrap();
     let units = repo_root().join("configs/systemd");
     let mut names = Vec::new();
     for entry in std::fs::read_dir(&units).unwrap() {
@@ -829,14 +832,11 @@ fn shipped_gmond_confs_load_in_gmond_and_gmond_rs() {
             let cfg = gmond_conf::parse_str(text, &file.display().to_string())
                 .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
                 .config;
-            let module = cfg
-                .modules
-                .iter()
-                .find(|m| m.enabled && m.name == "libvirt_module");
+            let module = cfg.libvirt_module();
             assert_eq!(module.is_some(), libvirt, "{}", file.display());
             if let Some(m) = module {
-                assert_eq!(m.param("uri"), Some("qemu:///system"));
-                assert_eq!(m.param("collect_every").map(str::trim), Some("20"));
+                assert_eq!(m.uri, "qemu:///system");
+                assert_eq!(m.collect_every, Duration::from_secs(20));
             }
         }
     }

@@ -11,7 +11,7 @@ use integration_tests::{
     read_xml, require_program, Proc, TempDir,
 };
 use std::ffi::OsStr;
-use std::path::Path;
+
 use std::process::Command;
 use std::time::Duration;
 
@@ -90,7 +90,7 @@ fn real_gmond_and_gmond_rs_share_one_cluster_view() {
     let mut real = Proc::spawn("gmond", &gmond, &[c, real_conf.as_os_str(), f]);
     let mut ours = Proc::spawn(
         "gmond-rs",
-        Path::new(env!("CARGO_BIN_EXE_gmond-rs")),
+        integration_tests::bin("gmond-rs"),
         &[c, ours_conf.as_os_str(), f],
     );
 

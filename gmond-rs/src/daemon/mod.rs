@@ -1,0 +1,401 @@
+//! The daemon: the only part of gmond-rs that touches sockets, the clock and signals.
+//!
+//! Threads, not one event loop, where that is cheaper: each UDP receive channel has a thread
+//! taking batches with `recvmmsg` (see [`crate::ingest`]) that feeds the shared store; one
+//! sender thread collects this host's metrics on schedule and runs the store's cleanup ticks;
+//! the XML port is served by tokio, so many slow clients cost tasks, not threads, and none
+//! blocks another. The store sits in an `Arc<RwLock<_>>`: ingest takes the write lock once
+//! per batch (and never waits behind a dump: it keeps a backlog while one renders), a dump
+//! renders into memory under the read lock (once per second and state generation, shared by
+//! every client of that second) and writes to sockets after releasing it.
+
+mod net;
+mod serve;
+mod tasks;
+mod vm;
+
+pub use vm::{VmFeed, VmSource, LIBVIRT_NOT_BUILT};
+
+use crate::iostats::IoStats;
+use crate::selfmetrics;
+use crate::sender::{GroupPlan, Identity, MetricPlan, Sender};
+use crate::store::{
+    ClusterInfo, ClusterStore, HostsFileResolver, Resolver, StoreConfig, Timestamp,
+};
+use crate::vmpublish::VmPublisher;
+use gmond_conf::Config;
+use gmond_metrics::linux::{self, CoreInfo, LinuxCollector};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A channel's socket could not be set up (bind, join, option).
+    #[error("{channel}: {what}: {source}")]
+    Socket {
+        channel: String,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    /// The configuration asks for something this build cannot do.
+    #[error("{0}")]
+    Config(String),
+    /// A thread or the runtime could not be started.
+    #[error("{what}: {source}")]
+    Runtime {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// Command-line settings that override or complement the config file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// `-l`: host location.
+    pub location: Option<String>,
+    /// Root of /proc and /sys for collection ("/" normally; tests use fake trees).
+    pub proc_root: Option<std::path::PathBuf>,
+    /// Resolver input; defaults to /etc/hosts.
+    pub hosts_file: Option<std::path::PathBuf>,
+    /// Archive the cluster view every 15 s in gmetad's RRD layout under this directory.
+    pub rrd_rootdir: Option<std::path::PathBuf>,
+    /// Called once every socket is bound, before any thread starts: where the program forks
+    /// into the background, so a bad channel is still reported on its terminal.
+    pub detach: Option<Detach>,
+}
+
+/// See [`RunOptions::detach`].
+#[derive(Clone)]
+pub struct Detach(pub Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>);
+
+impl std::fmt::Debug for Detach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Detach")
+    }
+}
+
+/// The store's settings from gmond.conf.
+pub fn store_config(cfg: &Config) -> StoreConfig {
+    StoreConfig {
+        cluster: ClusterInfo {
+            name: cfg.cluster.name.clone(),
+            owner: cfg.cluster.owner.clone(),
+            latlong: cfg.cluster.latlong.clone(),
+            url: cfg.cluster.url.clone(),
+        },
+        tags: cfg.globals.tags.clone().unwrap_or_default(),
+        host_dmax: cfg.globals.host_dmax,
+        host_tmax: cfg.globals.host_tmax,
+        cleanup_threshold: cfg.globals.cleanup_threshold,
+        allow_extra_data: cfg.globals.allow_extra_data,
+        limits: ganglia_wire::Limits {
+            max_datagram: usize::from(cfg.globals.max_udp_msg_len),
+            max_string: usize::from(cfg.globals.max_udp_msg_len),
+            ..ganglia_wire::Limits::default()
+        },
+        ..StoreConfig::default()
+    }
+}
+
+/// The collection groups bound to the metrics this host can collect: the Linux catalogue and
+/// gmond-rs's own counters.
+pub fn group_plans(cfg: &Config) -> Vec<GroupPlan> {
+    let available: Vec<&str> = linux::catalogue()
+        .iter()
+        .chain(selfmetrics::SELF_METRICS)
+        .map(|s| s.name)
+        .collect();
+    let selection = cfg.select_metrics(&available);
+    let mut plans: Vec<GroupPlan> = cfg
+        .collection_groups
+        .iter()
+        .map(|g| GroupPlan {
+            collect_once: g.collect_once,
+            collect_every: g.collect_every,
+            time_threshold: g.time_threshold,
+            metrics: Vec::new(),
+        })
+        .collect();
+    for m in selection.metrics {
+        let Some(spec) = linux::lookup(&m.name).or_else(|| selfmetrics::lookup(&m.name)) else {
+            continue;
+        };
+        if let Some(plan) = plans.get_mut(m.group) {
+            plan.metrics.push(MetricPlan {
+                spec,
+                title: m.title.unwrap_or_else(|| spec.title.to_owned()),
+                value_threshold: m.value_threshold,
+            });
+        }
+    }
+    plans.retain(|p| !p.metrics.is_empty());
+    plans
+}
+
+/// Why [`run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGINT or SIGTERM: stop.
+    Stopped,
+    /// SIGHUP: the caller re-executes the program with its original arguments, as gmond does
+    /// to reload its configuration.
+    Reload,
+}
+
+/// Stops embedded daemons instead of process signals: clone it into as many daemons as share
+/// one process, call [`StopHandle::stop`] once, and each [`run_with`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct StopHandle(Arc<StopState>);
+
+#[derive(Debug, Default)]
+struct StopState {
+    stopped: std::sync::atomic::AtomicBool,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+impl StopHandle {
+    /// A handle that has not been stopped.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks every daemon holding a clone to stop; returns at once.
+    pub fn stop(&self) {
+        self.0.stopped.store(true, Ordering::SeqCst);
+        let _guard = self.0.lock.lock();
+        self.0.wake.notify_all();
+    }
+
+    /// Whether [`StopHandle::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.0.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps for `d` or until stopped, whichever comes first; returns whether stopped.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let deadline = std::time::Instant::now() + d;
+        let Ok(mut guard) = self.0.lock.lock() else {
+            return self.is_stopped();
+        };
+        while !self.is_stopped() {
+            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+                break;
+            };
+            guard = match self.0.wake.wait_timeout(guard, left) {
+                Ok((g, _)) => g,
+                Err(_) => break,
+            };
+        }
+        self.is_stopped()
+    }
+}
+
+/// What a daemon bound, reported once every socket is up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bound {
+    /// The host name it reports as (`IP:name` when spoofed).
+    pub host: String,
+    /// UDP receive channels.
+    pub udp: Vec<SocketAddr>,
+    /// XML (TCP accept) channels.
+    pub tcp: Vec<SocketAddr>,
+}
+
+/// How an embedding program runs a daemon: [`run`] is `run_with(cfg, opts, Hooks::default())`.
+#[derive(Default)]
+pub struct Hooks {
+    /// Stop on this handle instead of SIGINT/SIGTERM/SIGHUP (no signal is handled then, and
+    /// [`run_with`] returns only after the daemon's threads have ended).
+    pub stop: Option<StopHandle>,
+    /// Per-VM metrics from this source instead of `libvirt_module`.
+    pub vm_feed: Option<VmFeed>,
+    /// Called once, when every socket is bound and every thread started.
+    pub on_ready: Option<OnReady>,
+}
+
+/// See [`Hooks::on_ready`].
+pub type OnReady = Box<dyn FnOnce(&Bound) + Send>;
+
+/// Runs the daemon until SIGINT/SIGTERM (or SIGHUP, see [`Exit`]). Every socket is set up
+/// before anything starts, so a bad channel stops start-up instead of leaving a
+/// half-configured daemon.
+pub fn run(cfg: Config, opts: RunOptions) -> Result<Exit, Error> {
+    run_with(cfg, opts, Hooks::default())
+}
+
+/// [`run`] for programs that embed daemons: stopped through [`Hooks::stop`], VM metrics from
+/// [`Hooks::vm_feed`]; sockets still come from `cfg`, exactly as for the stand-alone daemon.
+pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Error> {
+    let Hooks {
+        stop: external_stop,
+        vm_feed,
+        on_ready,
+    } = hooks;
+    let embedded = external_stop.is_some();
+    let stop = external_stop.unwrap_or_default();
+    if cfg.globals.mute && cfg.globals.deaf {
+        return Err(Error::Config("deaf and mute at once: nothing to do".into()));
+    }
+    let mute = cfg.effective_mute();
+    // Decided before any socket opens: a build without libvirt refuses libvirt_module here.
+    let vm_plan = if mute {
+        None // nothing to publish VM metrics on
+    } else {
+        vm::plan(&cfg, vm_feed)?
+    };
+    let stats = Arc::new(IoStats::default());
+    let net::Sockets {
+        outbound,
+        receivers,
+        listeners,
+    } = net::Sockets::open(&cfg, stats.clone())?;
+    if let Some(Detach(detach)) = &opts.detach {
+        detach().map_err(|source| Error::Runtime {
+            what: "daemonize",
+            source,
+        })?;
+    }
+    let store = Arc::new(RwLock::new(ClusterStore::with_resolver(
+        store_config(&cfg),
+        host_resolver(&opts)?,
+    )));
+
+    let start = SystemTime::now();
+    let id = Identity::new(
+        &linux::hostname(),
+        cfg.globals.override_hostname.as_deref(),
+        cfg.globals.override_ip.as_deref(),
+    );
+    tracing::info!(
+        host = %id.host,
+        spoof = id.spoof,
+        send_channels = outbound.channels.len(),
+        recv_channels = receivers.len(),
+        tcp_channels = listeners.len(),
+        "gmond-rs starting"
+    );
+    let bound = Bound {
+        host: id.host.clone(),
+        udp: receivers
+            .iter()
+            .filter_map(|(sock, _, _)| sock.local_addr().ok())
+            .collect(),
+        tcp: listeners
+            .iter()
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect(),
+    };
+    let shared = tasks::Shared {
+        store,
+        outbound,
+        stats,
+        stop: stop.clone(),
+        // Embedded daemons check for a stop at least this often; the stand-alone one keeps
+        // its long sleeps (the process ends on a signal anyway).
+        max_wait: if embedded {
+            Duration::from_millis(250)
+        } else {
+            Duration::from_secs(20)
+        },
+    };
+
+    // Metadata requests go to every part of this daemon that sends metrics.
+    let (req_tx, req_rx) = mpsc::channel::<Box<[u8]>>();
+    let (vm_req_tx, vm_req_rx) = mpsc::channel::<Box<[u8]>>();
+    let mut threads = tasks::Threads::default();
+    for (sock, acl, name) in receivers {
+        let s = shared.clone();
+        let req_txs = vec![req_tx.clone(), vm_req_tx.clone()];
+        threads.spawn(name, "receive thread", move || {
+            // Embedded daemons check for a stop between receive timeouts; the stand-alone
+            // one blocks in the receive call (the process ends on a signal).
+            let check = || s.stop.is_stopped();
+            crate::ingest::receive_loop(
+                sock,
+                acl,
+                &s.store,
+                &|d| s.outbound.send(d),
+                &s.stats,
+                &req_txs,
+                embedded.then_some(&check as &dyn Fn() -> bool),
+            )
+        })?;
+    }
+    drop((req_tx, vm_req_tx));
+    if let Some(plan) = vm_plan {
+        let publisher = VmPublisher::new(
+            id.clone(),
+            plan.metadata_resend,
+            usize::from(cfg.globals.max_udp_msg_len),
+        );
+        let s = shared.clone();
+        threads.spawn(plan.thread, "VM metrics thread", move || {
+            // Opened on this thread: a libvirt connection blocks and stays off the others.
+            let mut source = (plan.open)();
+            tasks::vm_loop(source.as_mut(), publisher, plan.every, &vm_req_rx, &s);
+        })?;
+    }
+    let location = opts.location.clone().unwrap_or(cfg.host.location.clone());
+    let collector = LinuxCollector::new(opts.proc_root.clone().unwrap_or_else(|| "/".into()))
+        .with_core(CoreInfo {
+            start_time: Some(Timestamp::from_system_time(start).as_secs() as u32),
+            location,
+            gexec: cfg.globals.gexec,
+        });
+    let sender = Sender::new(
+        id,
+        if mute { Vec::new() } else { group_plans(&cfg) },
+        cfg.globals.send_metadata_interval,
+        usize::from(cfg.globals.max_udp_msg_len),
+        Timestamp::from_system_time(start),
+    );
+    let s = shared.clone();
+    threads.spawn("sender", "sender thread", move || {
+        tasks::sender_loop(sender, collector, req_rx, &s)
+    })?;
+    if let Some(root) = opts.rrd_rootdir.clone() {
+        let s = shared.clone();
+        threads.spawn("archiver", "archiver thread", move || {
+            tasks::archive_loop(&crate::archive::Archiver::new(root), &s)
+        })?;
+    }
+
+    let exit = serve::serve_until_exit(listeners, &shared, embedded, || {
+        if let Some(ready) = on_ready {
+            ready(&bound);
+        }
+    })?;
+    tracing::info!(reason = ?exit, host = %bound.host, "gmond-rs stopping");
+    if embedded {
+        stop.stop();
+        threads.join();
+    }
+    Ok(exit)
+}
+
+/// How the store names hosts, as gmond does: the system resolver (hosts file, then DNS) off
+/// the receive thread. A hosts file given explicitly (tests, simulations) is the only source.
+fn host_resolver(opts: &RunOptions) -> Result<Box<dyn Resolver + Send + Sync>, Error> {
+    let hosts_path = opts
+        .hosts_file
+        .clone()
+        .unwrap_or_else(|| "/etc/hosts".into());
+    let from_file =
+        HostsFileResolver::parse(&std::fs::read_to_string(&hosts_path).unwrap_or_default());
+    if opts.hosts_file.is_some() {
+        return Ok(Box::new(from_file));
+    }
+    let background =
+        crate::ingest::BackgroundResolver::spawn(from_file, Box::new(crate::ingest::system_lookup))
+            .map_err(|source| Error::Runtime {
+                what: "resolver thread",
+                source,
+            })?;
+    Ok(Box::new(background))
+}

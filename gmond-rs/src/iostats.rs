@@ -1,0 +1,14 @@
+//! Counters of the daemon's own I/O, shared by the receive threads, the sender, the XML
+//! server and the self metrics (the store counts datagrams itself).
+
+use std::sync::atomic::AtomicU64;
+
+/// Counters of the daemon's own I/O (the store counts datagrams).
+#[derive(Debug, Default)]
+pub struct IoStats {
+    pub datagrams_sent_total: AtomicU64,
+    pub send_errors_total: AtomicU64,
+    pub acl_denied_total: AtomicU64,
+    pub xml_clients_served_total: AtomicU64,
+    pub xml_clients_failed_total: AtomicU64,
+}
