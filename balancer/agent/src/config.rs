@@ -270,19 +270,18 @@ impl AgentConfig {
                 return Err(err("trusted_hosts", "empty host name".into()));
             }
         }
-        self.check_executor()
-            .map_err(|message| err("executor", message))
+        match self.executor_conflict() {
+            Some(why) => Err(err("executor", why.into())),
+            None => Ok(()),
+        }
     }
 
-    /// `executor = "none"` cannot migrate, so `auto` needs `libvirt`; checked again by the
-    /// binary after `--mode` and on every reload.
-    pub fn check_executor(&self) -> std::result::Result<(), String> {
-        if self.executor == ExecutorKind::None && self.mode == Mode::Auto {
-            return Err(
-                "\"none\" cannot migrate: mode \"auto\" needs executor = \"libvirt\"".into(),
-            );
-        }
-        Ok(())
+    /// Why `mode` and `executor` cannot go together, if they cannot: `executor = "none"`
+    /// cannot migrate, so `auto` needs `libvirt`. Checked at load, and again by the binary
+    /// after `--mode` and on every reload.
+    pub fn executor_conflict(&self) -> Option<&'static str> {
+        (self.executor == ExecutorKind::None && self.mode == Mode::Auto)
+            .then_some("\"none\" cannot migrate: mode \"auto\" needs executor = \"libvirt\"")
     }
 
     /// The libvirt URI of a host: the template with `{host}` and `{ip}` substituted.

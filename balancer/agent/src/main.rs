@@ -66,6 +66,37 @@ fn main() -> anyhow::Result<()> {
     let gconf = gmond_conf::load_like_gmond(cli.conf.as_deref())
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .config;
+    let cfg = agent_config(&cli)?;
+    let hostname = gmond_metrics::linux::hostname();
+    let g = &gconf.globals;
+    let identity = Identity::new(
+        &hostname,
+        g.override_hostname.as_deref(),
+        g.override_ip.as_deref(),
+    );
+    let name = cli
+        .name
+        .clone()
+        .or_else(|| g.override_hostname.clone())
+        .unwrap_or(hostname);
+    let sink = metric_sink(&gconf)?;
+    let audit = match &cfg.audit_log {
+        Some(p) => AuditLog::open(p)?,
+        None => AuditLog::none(),
+    };
+    let mut opts = AgentOptions::new(&name, cfg.clone(), executor(&cfg)?);
+    opts.identity = identity.clone();
+    opts.audit = audit;
+    opts.max_udp_msg_len = usize::from(g.max_udp_msg_len);
+    let agent = Agent::new(opts)?;
+    let signals = Signals::install()?;
+    tracing::info!(name = %name, identity = %identity.host, mode = cfg.mode.as_str(),
+        policy = %agent.policy().policy, feed = %cfg.feed, "balancer-agent starting");
+    run(agent, sink, &cli, &cfg, &signals)
+}
+
+/// The config file (or the defaults) with the command line's overrides applied.
+fn agent_config(cli: &Cli) -> anyhow::Result<AgentConfig> {
     let mut cfg = match &cli.config {
         Some(p) => AgentConfig::load(p)?,
         None => AgentConfig::default(),
@@ -88,66 +119,53 @@ fn main() -> anyhow::Result<()> {
     if cli.dry_run {
         cfg.mode = Mode::Recommend;
     }
-    cfg.check_executor()
-        .map_err(|e| anyhow::anyhow!("executor: {e}"))?;
+    if let Some(why) = cfg.executor_conflict() {
+        anyhow::bail!("executor: {why}");
+    }
+    Ok(cfg)
+}
 
-    let hostname = gmond_metrics::linux::hostname();
-    let g = &gconf.globals;
-    let identity = Identity::new(
-        &hostname,
-        g.override_hostname.as_deref(),
-        g.override_ip.as_deref(),
-    );
-    let name = cli
-        .name
-        .clone()
-        .or_else(|| g.override_hostname.clone())
-        .unwrap_or(hostname);
-
-    let mut sink = if gconf.effective_mute() {
+/// Our metrics go where the host's gmond.conf sends its own: every udp_send_channel.
+fn metric_sink(gconf: &gmond_conf::Config) -> anyhow::Result<Option<UdpSink>> {
+    if gconf.effective_mute() {
         tracing::warn!("gmond.conf has no udp_send_channel (or is mute): metrics are not sent");
-        None
-    } else {
-        let mut channels = Vec::new();
-        for ch in &gconf.udp_send {
-            let to = match &ch.target {
-                SendTarget::Multicast(ip) => SocketAddr::new(*ip, ch.port),
-                SendTarget::Unicast(h) => (h.as_str(), ch.port)
-                    .to_socket_addrs()
-                    .with_context(|| format!("udp_send_channel host {h}"))?
-                    .find(SocketAddr::is_ipv4)
-                    .with_context(|| format!("udp_send_channel host {h}: no IPv4 address"))?,
-            };
-            let bind =
-                match &ch.bind {
-                    Some(b) => Some(b.parse().with_context(|| {
-                        format!("udp_send_channel bind {b}: not an IPv4 address")
-                    })?),
-                    None => None,
-                };
-            channels.push(SendChannel {
-                to,
-                bind,
-                mcast_if: ch.mcast_if.clone(),
-                ttl: u32::from(ch.ttl),
-            });
-        }
-        Some(UdpSink::new(&channels).context("metric sockets")?)
-    };
+        return Ok(None);
+    }
+    let mut channels = Vec::new();
+    for ch in &gconf.udp_send {
+        let to = match &ch.target {
+            SendTarget::Multicast(ip) => SocketAddr::new(*ip, ch.port),
+            SendTarget::Unicast(h) => (h.as_str(), ch.port)
+                .to_socket_addrs()
+                .with_context(|| format!("udp_send_channel host {h}"))?
+                .find(SocketAddr::is_ipv4)
+                .with_context(|| format!("udp_send_channel host {h}: no IPv4 address"))?,
+        };
+        let bind = match &ch.bind {
+            Some(b) => Some(
+                b.parse()
+                    .with_context(|| format!("udp_send_channel bind {b}: not an IPv4 address"))?,
+            ),
+            None => None,
+        };
+        channels.push(SendChannel {
+            to,
+            bind,
+            mcast_if: ch.mcast_if.clone(),
+            ttl: u32::from(ch.ttl),
+        });
+    }
+    Ok(Some(UdpSink::new(&channels).context("metric sockets")?))
+}
 
-    let audit = match &cfg.audit_log {
-        Some(p) => AuditLog::open(p)?,
-        None => AuditLog::none(),
-    };
-    let mut opts = AgentOptions::new(&name, cfg.clone(), executor(&cfg)?);
-    opts.identity = identity.clone();
-    opts.audit = audit;
-    opts.max_udp_msg_len = usize::from(g.max_udp_msg_len);
-    let mut agent = Agent::new(opts)?;
-    let signals = Signals::install()?;
-    tracing::info!(name = %name, identity = %identity.host, mode = cfg.mode.as_str(),
-        policy = %agent.policy().policy, feed = %cfg.feed, "balancer-agent starting");
-
+/// Rounds every `interval_s` until SIGTERM/SIGINT (or after one round with `--once`).
+fn run(
+    mut agent: Agent,
+    mut sink: Option<UdpSink>,
+    cli: &Cli,
+    cfg: &AgentConfig,
+    signals: &Signals,
+) -> anyhow::Result<()> {
     let interval = Duration::from_secs(cfg.interval_s);
     loop {
         let round = Instant::now();
@@ -175,66 +193,73 @@ fn main() -> anyhow::Result<()> {
         // Sleep in small steps so signals are handled within ~100 ms.
         while round.elapsed() < interval {
             if signals.term.swap(false, Ordering::SeqCst) {
-                tracing::info!("stopping");
-                let outcomes = agent.shutdown(
-                    epoch(),
-                    cfg.on_stop,
-                    Duration::from_secs(cfg.migration_timeout_s.min(120)),
-                );
-                for (vm, o) in outcomes {
-                    tracing::info!(vm = %vm, outcome = ?o, "migration ended at stop");
-                }
-                // Advertise `off` once, so another host takes the lead without waiting.
-                if let Some(s) = sink.as_mut() {
-                    agent.publish(s as &mut dyn MetricSink);
-                }
+                stop(&mut agent, sink.as_mut(), cfg);
                 return Ok(());
             }
             if signals.hup.swap(false, Ordering::SeqCst) {
-                // The config file's `mode` and `policy` are re-read (unless fixed on the
-                // command line); other keys need a restart.
-                let mut policy = cfg.policy.clone();
-                if let Some(path) = &cli.config {
-                    match AgentConfig::load(path).and_then(|new| {
-                        // The executor is fixed at start: a new `auto` must suit it.
-                        let effective = AgentConfig {
-                            executor: cfg.executor,
-                            ..new.clone()
-                        };
-                        effective.check_executor().map_err(|message| {
-                            balancer_agent::AgentError::Config {
-                                file: path.display().to_string(),
-                                line: 0,
-                                column: 0,
-                                message: format!("executor: {message}"),
-                            }
-                        })?;
-                        Ok(new)
-                    }) {
-                        Ok(new) => {
-                            if cli.mode.is_none() && !cli.dry_run && new.mode != agent.mode() {
-                                tracing::info!(
-                                    from = agent.mode().as_str(),
-                                    to = new.mode.as_str(),
-                                    "SIGHUP: mode changed"
-                                );
-                                agent.set_mode(new.mode);
-                            }
-                            if cli.policy.is_none() {
-                                policy = new.policy;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "SIGHUP: config rejected, old one kept")
-                        }
-                    }
-                }
-                reload(&mut agent, &policy);
+                on_sighup(&mut agent, cli, cfg);
             }
             // Finished migrations are collected as they come, not only once per interval.
             agent.wait_worker(epoch(), Duration::from_millis(100));
         }
     }
+}
+
+/// SIGTERM: migrations in flight end as `on_stop` says, then `off` is advertised once so
+/// another host takes the lead without waiting.
+fn stop(agent: &mut Agent, sink: Option<&mut UdpSink>, cfg: &AgentConfig) {
+    tracing::info!("stopping");
+    let outcomes = agent.shutdown(
+        epoch(),
+        cfg.on_stop,
+        Duration::from_secs(cfg.migration_timeout_s.min(120)),
+    );
+    for (vm, o) in outcomes {
+        tracing::info!(vm = %vm, outcome = ?o, "migration ended at stop");
+    }
+    if let Some(s) = sink {
+        agent.publish(s as &mut dyn MetricSink);
+    }
+}
+
+/// SIGHUP: the config file's `mode` and `policy` are re-read (unless fixed on the command
+/// line); other keys need a restart. A file that does not load is rejected whole.
+fn on_sighup(agent: &mut Agent, cli: &Cli, cfg: &AgentConfig) {
+    let mut policy = cfg.policy.clone();
+    if let Some(path) = &cli.config {
+        match AgentConfig::load(path).and_then(|new| {
+            // The executor is fixed at start: a new `auto` must suit it.
+            let effective = AgentConfig {
+                executor: cfg.executor,
+                ..new.clone()
+            };
+            match effective.executor_conflict() {
+                Some(why) => Err(balancer_agent::AgentError::Config {
+                    file: path.display().to_string(),
+                    line: 0,
+                    column: 0,
+                    message: format!("executor: {why}"),
+                }),
+                None => Ok(new),
+            }
+        }) {
+            Ok(new) => {
+                if cli.mode.is_none() && !cli.dry_run && new.mode != agent.mode() {
+                    tracing::info!(
+                        from = agent.mode().as_str(),
+                        to = new.mode.as_str(),
+                        "SIGHUP: mode changed"
+                    );
+                    agent.set_mode(new.mode);
+                }
+                if cli.policy.is_none() {
+                    policy = new.policy;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "SIGHUP: config rejected, old one kept"),
+        }
+    }
+    reload(agent, &policy);
 }
 
 fn epoch() -> u64 {
