@@ -11,4 +11,8 @@ pub struct IoStats {
     pub acl_denied_total: AtomicU64,
     pub xml_clients_served_total: AtomicU64,
     pub xml_clients_failed_total: AtomicU64,
+    /// XML clients closed at once because a client limit was reached.
+    pub xml_clients_refused_total: AtomicU64,
+    /// Failed accepts on the XML port (usually: out of descriptors).
+    pub xml_accept_errors_total: AtomicU64,
 }

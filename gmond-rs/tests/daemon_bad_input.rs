@@ -41,6 +41,69 @@ fn start(dir: &TempDir, udp: u16, tcp: u16) -> Proc {
     start_with(dir, udp, tcp, "")
 }
 
+/// `start` under an open-file limit of `nofile` (util-linux's prlimit execs gmond-rs, so the
+/// PID is the daemon's).
+fn start_limited(dir: &TempDir, udp: u16, tcp: u16, nofile: u32) -> Proc {
+    let prlimit = integration_tests::require_program("prlimit", "util-linux");
+    let conf = dir.path().join("gmond.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "globals {{ daemonize = no setuid = no host_dmax = 0 }}\n\
+             cluster {{ name = \"bad-input\" }}\n\
+             udp_recv_channel {{ bind = 127.0.0.1 port = {udp} buffer = 4194304 }}\n\
+             tcp_accept_channel {{ bind = 127.0.0.1 port = {tcp} }}\n"
+        ),
+    )
+    .unwrap();
+    let limit = format!("--nofile={nofile}:{nofile}");
+    let p = Proc::spawn(
+        "gmond-rs",
+        &prlimit,
+        &[
+            OsStr::new(&limit),
+            OsStr::new("--"),
+            OsStr::new(BIN),
+            OsStr::new("-c"),
+            conf.as_os_str(),
+        ],
+    );
+    poll_until(Duration::from_secs(20), || read_xml(tcp));
+    p
+}
+
+/// Sends `hosts` x `metrics` spoofed metrics (metadata and value) to `udp`.
+fn fill(udp: u16, hosts: u32, metrics: u32) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for h in 0..hosts {
+        for m in 0..metrics {
+            for dg in good_pair(
+                &format!("10.3.{}.{}:host{h}", h / 250, h % 250),
+                &format!("metric_{m}"),
+                m as f32,
+            ) {
+                sock.send_to(&dg, ("127.0.0.1", udp)).unwrap();
+            }
+        }
+    }
+}
+
+/// A TCP connection to 127.0.0.1:`port` from `from`, which never reads.
+fn idle_client(from: [u8; 4], port: u16) -> Option<socket2::Socket> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
+    s.bind(&SockAddr::from(std::net::SocketAddrV4::new(from.into(), 0)))
+        .ok()?;
+    // A small receive window, so the server's write blocks early.
+    s.set_recv_buffer_size(4096).ok()?;
+    s.connect_timeout(
+        &SockAddr::from(std::net::SocketAddrV4::new([127, 0, 0, 1].into(), port)),
+        Duration::from_secs(2),
+    )
+    .ok()?;
+    Some(s)
+}
+
 fn good_pair(host: &str, name: &str, v: f32) -> [Vec<u8>; 2] {
     let id = MetricId {
         host: host.as_bytes(),
@@ -185,6 +248,43 @@ fn a_client_that_never_reads_does_not_block_others() {
     }
     assert!(d.running());
     drop(stuck);
+}
+
+/// The attack from issue 13: with 256 descriptors and a multi-megabyte document, a few hundred
+/// clients that connect and never read used to take every descriptor, so a fresh client
+/// (gmetad) never got a document while the accept loop spun. Now each address gets a few
+/// slots (the surplus is closed at once), the total stays below the descriptor limit, and the
+/// others are served.
+#[test]
+fn idle_clients_cannot_use_up_the_descriptors() {
+    let dir = TempDir::new("idle-clients");
+    let (udp, tcp) = (free_port(), free_port());
+    let mut d = start_limited(&dir, udp, tcp, 256);
+    // About 3 MB of XML: far more than the socket buffers of a client that never reads.
+    let size = poll_until(Duration::from_secs(60), || {
+        fill(udp, 550, 40);
+        let xml = read_xml(tcp)?;
+        (xml.len() > 2_500_000).then_some(xml.len())
+    });
+    let attackers: Vec<socket2::Socket> = (0..400)
+        .filter_map(|i| idle_client([127, 0, 0, 2 + (i % 3) as u8], tcp))
+        .collect();
+    assert!(
+        attackers.len() >= 300,
+        "only {} idle clients connected",
+        attackers.len()
+    );
+    // A fresh client from another address is still served, completely, again and again.
+    for _ in 0..3 {
+        let xml = poll_until(Duration::from_secs(30), || {
+            let xml = read_xml(tcp)?;
+            (xml.len() >= size / 2).then_some(xml)
+        });
+        let doc = read_document(&xml).unwrap();
+        assert!(doc.clusters[0].hosts.len() >= 500);
+    }
+    assert!(d.running(), "gmond-rs survived the idle clients");
+    drop(attackers);
 }
 
 #[test]

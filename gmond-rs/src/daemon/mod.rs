@@ -14,6 +14,7 @@ mod serve;
 mod tasks;
 mod vm;
 
+pub use serve::ClientLimits;
 pub use vm::{VmFeed, VmSource, LIBVIRT_NOT_BUILT};
 
 use crate::iostats::IoStats;
@@ -67,6 +68,8 @@ pub struct RunOptions {
     /// Called once every socket is bound, before any thread starts: where the program forks
     /// into the background, so a bad channel is still reported on its terminal.
     pub detach: Option<Detach>,
+    /// Bounds on XML clients; `None`: [`ClientLimits::for_this_process`].
+    pub client_limits: Option<ClientLimits>,
 }
 
 /// See [`RunOptions::detach`].
@@ -366,7 +369,10 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
         })?;
     }
 
-    let exit = serve::serve_until_exit(listeners, &shared, embedded, || {
+    let limits = opts
+        .client_limits
+        .unwrap_or_else(ClientLimits::for_this_process);
+    let exit = serve::serve_until_exit(listeners, &shared, limits, embedded, || {
         if let Some(ready) = on_ready {
             ready(&bound);
         }

@@ -1,12 +1,15 @@
 //! The XML port: tokio serves every TCP accept channel, so many slow clients cost tasks, not
-//! threads. A dump is rendered once per second and store generation and shared by every
-//! client of that second.
+//! threads. A dump is rendered (and gzipped) off the async workers, once per second and store
+//! generation, and shared by every client of that second. The port is bounded against
+//! clients that connect and never read: a cap on clients in total and per address, a write
+//! timeout on every channel, and accept errors that back off instead of spinning.
 
 use super::tasks::Shared;
 use super::{Error, Exit};
 use crate::iostats::IoStats;
-use crate::store::{ClusterStore, Timestamp};
+use crate::store::{ClusterStore, Generation, Timestamp};
 use gmond_conf::TcpAcceptChannel;
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -18,6 +21,7 @@ use std::time::{Duration, SystemTime};
 pub(super) fn serve_until_exit(
     listeners: Vec<(std::net::TcpListener, TcpAcceptChannel)>,
     shared: &Shared,
+    limits: ClientLimits,
     embedded: bool,
     ready: impl FnOnce(),
 ) -> Result<Exit, Error> {
@@ -31,12 +35,13 @@ pub(super) fn serve_until_exit(
         })?;
     ready();
     let waiter = shared.stop.clone();
-    let (store, stats) = (shared.store.clone(), shared.stats.clone());
+    let stats = shared.stats.clone();
+    let renderer = Arc::new(Renderer::new(shared.store.clone()));
+    let admission = Admission::new(limits);
     let exit = rt.block_on(async move {
-        let cache = Arc::new(Mutex::new(RenderCache::default()));
         for (listener, ch) in listeners {
-            let (store, stats, cache) = (store.clone(), stats.clone(), cache.clone());
-            tokio::spawn(serve_xml(listener, ch, store, stats, cache));
+            let (renderer, admission, stats) = (renderer.clone(), admission.clone(), stats.clone());
+            tokio::spawn(serve_xml(listener, ch, renderer, admission, stats));
         }
         if embedded {
             while !waiter.is_stopped() {
@@ -75,43 +80,217 @@ async fn wait_for_signal() -> Exit {
     }
 }
 
-/// The last rendered document, shared by every client of the same second and generation.
+/// Bounds on the XML port that gmond.conf has no option for (gmond has none: any number of
+/// clients, and no write timeout unless `timeout` is set). A client that connects and never
+/// reads holds a descriptor until its write times out; these keep such clients from using
+/// up the process's descriptors, so gmetad is still served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Clients served at once, over every XML channel; the surplus is closed at once.
+    pub max_clients: usize,
+    /// Clients served at once from one address: one busy or hostile poller cannot take every
+    /// slot.
+    pub max_per_address: usize,
+    /// Write timeout of a channel without gmond.conf's `timeout`.
+    pub default_timeout: Duration,
+}
+
+impl ClientLimits {
+    /// Default clients per address.
+    pub const MAX_PER_ADDRESS: usize = 16;
+    /// Default write timeout.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Descriptors kept for everything but XML clients (sockets, files, libvirt, threads).
+    const RESERVED_FDS: u64 = 64;
+
+    /// Limits for this process: at most half of the descriptors left after the reserve, at
+    /// most 4096 and at least 8 (RLIMIT_NOFILE 1024 gives 480; the systemd unit raises it).
+    pub fn for_this_process() -> ClientLimits {
+        let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map_or(1024, |(soft, _)| soft);
+        ClientLimits::for_fd_limit(soft)
+    }
+
+    /// [`ClientLimits::for_this_process`] for a given descriptor limit.
+    pub fn for_fd_limit(soft: u64) -> ClientLimits {
+        let max = soft.saturating_sub(Self::RESERVED_FDS) / 2;
+        ClientLimits {
+            max_clients: usize::try_from(max.clamp(8, 4096)).unwrap_or(8),
+            max_per_address: Self::MAX_PER_ADDRESS,
+            default_timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// Who is being served now: admits a client only under both limits; the ticket frees its
+/// slot when the client's task ends. The map holds only addresses with a client in service,
+/// so it is bounded by `max_clients`.
+struct Admission {
+    limits: ClientLimits,
+    state: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+struct Ticket {
+    admission: Arc<Admission>,
+    ip: IpAddr,
+}
+
+impl Admission {
+    fn new(limits: ClientLimits) -> Arc<Admission> {
+        Arc::new(Admission {
+            limits,
+            state: Mutex::new((0, HashMap::new())),
+        })
+    }
+
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Ticket> {
+        let mut guard = self.state.lock().ok()?;
+        let (total, per_ip) = &mut *guard;
+        let mine = per_ip.get(&ip).copied().unwrap_or(0);
+        if *total >= self.limits.max_clients || mine >= self.limits.max_per_address {
+            return None;
+        }
+        *total += 1;
+        per_ip.insert(ip, mine + 1);
+        Some(Ticket {
+            admission: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Ok(mut guard) = self.admission.state.lock() {
+            let (total, per_ip) = &mut *guard;
+            *total = total.saturating_sub(1);
+            if let Some(n) = per_ip.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    per_ip.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+/// Failed accepts (out of descriptors, usually) back off instead of spinning: the delay
+/// doubles from 10 ms to 1 s and resets on the next success; one log line per minute says
+/// how many failed meanwhile.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    delay: Duration,
+    failures: u64,
+    last_log: Option<std::time::Instant>,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const MAX: Duration = Duration::from_secs(1);
+    const LOG_EVERY: Duration = Duration::from_secs(60);
+
+    /// A failure at `now`: how long to wait, and whether to log (with the count since the
+    /// last line).
+    fn failed(&mut self, now: std::time::Instant) -> (Duration, Option<u64>) {
+        self.delay = (self.delay * 2).clamp(Self::FIRST, Self::MAX);
+        self.failures += 1;
+        let log = self
+            .last_log
+            .is_none_or(|t| now.duration_since(t) >= Self::LOG_EVERY);
+        if log {
+            self.last_log = Some(now);
+            let n = self.failures;
+            self.failures = 0;
+            return (self.delay, Some(n));
+        }
+        (self.delay, None)
+    }
+
+    fn succeeded(&mut self) {
+        self.delay = Duration::ZERO;
+    }
+}
+
+/// The rendered document, shared by every client of the same second and store generation,
+/// with its gzip form made the first time a gzip channel asks.
 #[derive(Default)]
 struct RenderCache {
     key: Option<(u64, u64)>,
     doc: Arc<Vec<u8>>,
+    gz: Option<Arc<Vec<u8>>>,
 }
 
-fn render(store: &RwLock<ClusterStore>, cache: &Mutex<RenderCache>) -> Arc<Vec<u8>> {
-    let now = Timestamp::from_system_time(SystemTime::now());
-    let Ok(mut cache) = cache.lock() else {
-        return Arc::new(Vec::new());
-    };
-    if let Ok(mut s) = store.write() {
-        s.prepare_xml();
+/// Renders the store's XML for clients; blocking (called through `spawn_blocking`).
+struct Renderer {
+    store: Arc<RwLock<ClusterStore>>,
+    generation: Generation,
+    cache: Mutex<RenderCache>,
+}
+
+impl Renderer {
+    fn new(store: Arc<RwLock<ClusterStore>>) -> Renderer {
+        let generation = match store.read() {
+            Ok(s) => s.generation_handle(),
+            Err(p) => p.into_inner().generation_handle(),
+        };
+        Renderer {
+            store,
+            generation,
+            cache: Mutex::new(RenderCache::default()),
+        }
     }
-    let Ok(s) = store.read() else {
-        return Arc::new(Vec::new());
-    };
-    let key = (now.as_secs(), s.generation());
-    if cache.key == Some(key) {
-        return cache.doc.clone();
+
+    /// The body for one client. The cache is consulted before any store lock: clients of
+    /// the same second and generation cost no lock on the store at all (only the cache's,
+    /// which also makes concurrent misses render once).
+    fn body(&self, gzip: bool) -> Arc<Vec<u8>> {
+        let now = Timestamp::from_system_time(SystemTime::now());
+        let Ok(mut cache) = self.cache.lock() else {
+            return Arc::new(Vec::new());
+        };
+        if cache.key != Some((now.as_secs(), self.generation.get())) {
+            self.render_into(&mut cache, now);
+        }
+        if !gzip {
+            return cache.doc.clone();
+        }
+        if let Some(gz) = &cache.gz {
+            return gz.clone();
+        }
+        let gz = Arc::new(gzip_bytes(&cache.doc));
+        cache.gz = Some(gz.clone());
+        gz
     }
-    let doc = Arc::new(
-        s.render_xml(now, Vec::with_capacity(cache.doc.len()))
-            .unwrap_or_default(),
-    );
-    cache.key = Some(key);
-    cache.doc = doc.clone();
-    doc
+
+    fn render_into(&self, cache: &mut RenderCache, now: Timestamp) {
+        if let Ok(mut s) = self.store.write() {
+            s.prepare_xml();
+        }
+        let Ok(s) = self.store.read() else {
+            return;
+        };
+        cache.key = Some((now.as_secs(), s.generation()));
+        cache.doc = Arc::new(
+            s.render_xml(now, Vec::with_capacity(cache.doc.len()))
+                .unwrap_or_default(),
+        );
+        cache.gz = None;
+    }
+}
+
+/// gmond's gzip_output: an RFC 1952 stream.
+fn gzip_bytes(doc: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let _ = gz.write_all(doc);
+    gz.finish().unwrap_or_default()
 }
 
 async fn serve_xml(
     listener: std::net::TcpListener,
     ch: TcpAcceptChannel,
-    store: Arc<RwLock<ClusterStore>>,
+    renderer: Arc<Renderer>,
+    admission: Arc<Admission>,
     stats: Arc<IoStats>,
-    cache: Arc<Mutex<RenderCache>>,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -120,12 +299,25 @@ async fn serve_xml(
             return;
         }
     };
+    let timeout = ch.timeout.unwrap_or(admission.limits.default_timeout);
     let ch = Arc::new(ch);
+    let mut backoff = AcceptBackoff::default();
     loop {
-        let (mut conn, peer) = match listener.accept().await {
-            Ok(c) => c,
+        let (conn, peer) = match listener.accept().await {
+            Ok(c) => {
+                backoff.succeeded();
+                c
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
+                let (wait, log) = backoff.failed(std::time::Instant::now());
+                stats
+                    .xml_accept_errors_total
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Some(failed) = log {
+                    tracing::warn!(port = ch.port, error = %e, failed, backoff_ms = wait.as_millis() as u64,
+                        "accept failed; backing off (logged once a minute)");
+                }
+                tokio::time::sleep(wait).await;
                 continue;
             }
         };
@@ -137,43 +329,105 @@ async fn serve_xml(
             stats.acl_denied_total.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        let (store, stats, cache, ch) = (store.clone(), stats.clone(), cache.clone(), ch.clone());
+        // Over a limit: closed at once (dropping `conn`), counted; no log per client, which
+        // a flood could fill.
+        let Some(ticket) = admission.admit(peer.ip()) else {
+            stats
+                .xml_clients_refused_total
+                .fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let (renderer, stats, gzip) = (renderer.clone(), stats.clone(), ch.gzip_output);
         tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            let doc = match tokio::task::spawn_blocking(move || render(&store, &cache)).await {
-                Ok(d) => d,
-                Err(_) => return,
-            };
-            let body: Arc<Vec<u8>> = if ch.gzip_output {
-                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                let _ = gz.write_all(&doc);
-                Arc::new(gz.finish().unwrap_or_default())
-            } else {
-                doc
-            };
-            let write = async {
-                conn.write_all(&body).await?;
-                conn.shutdown().await
-            };
-            // gmond's `timeout` (µs) bounds each client; without one, a client that never
-            // reads still cannot hold more than its socket buffers, and others are unaffected.
-            let result = match ch.timeout {
-                Some(t) => tokio::time::timeout(t, write)
-                    .await
-                    .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())),
-                None => write.await,
-            };
-            match result {
-                Ok(()) => stats
-                    .xml_clients_served_total
-                    .fetch_add(1, Ordering::Relaxed),
-                Err(e) => {
-                    tracing::debug!(peer = %peer, error = %e, "XML client failed");
-                    stats
-                        .xml_clients_failed_total
-                        .fetch_add(1, Ordering::Relaxed)
-                }
-            };
+            let _ticket = ticket;
+            serve_one(conn, peer, &renderer, gzip, timeout, &stats).await;
         });
+    }
+}
+
+/// One client: the body is rendered (and gzipped) off the async workers, then written within
+/// the channel's timeout (gmond.conf's, else the default), so a client that never reads frees
+/// its slot and descriptor.
+async fn serve_one(
+    mut conn: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    renderer: &Arc<Renderer>,
+    gzip: bool,
+    timeout: Duration,
+    stats: &IoStats,
+) {
+    use tokio::io::AsyncWriteExt;
+    let r = renderer.clone();
+    let Ok(body) = tokio::task::spawn_blocking(move || r.body(gzip)).await else {
+        return;
+    };
+    let write = async {
+        conn.write_all(&body).await?;
+        conn.shutdown().await
+    };
+    let result = tokio::time::timeout(timeout, write)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+    match result {
+        Ok(()) => stats
+            .xml_clients_served_total
+            .fetch_add(1, Ordering::Relaxed),
+        Err(e) => {
+            tracing::debug!(peer = %peer, error = %e, "XML client failed");
+            stats
+                .xml_clients_failed_total
+                .fetch_add(1, Ordering::Relaxed)
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_limits_follow_the_descriptor_limit() {
+        assert_eq!(ClientLimits::for_fd_limit(256).max_clients, 96);
+        assert_eq!(ClientLimits::for_fd_limit(1024).max_clients, 480);
+        assert_eq!(ClientLimits::for_fd_limit(10).max_clients, 8);
+        assert_eq!(ClientLimits::for_fd_limit(1 << 20).max_clients, 4096);
+    }
+
+    #[test]
+    fn admission_caps_each_address_and_the_total_and_frees_on_drop() {
+        let a = Admission::new(ClientLimits {
+            max_clients: 3,
+            max_per_address: 2,
+            default_timeout: Duration::from_secs(1),
+        });
+        let x: IpAddr = [127, 0, 0, 2].into();
+        let y: IpAddr = [127, 0, 0, 3].into();
+        let t1 = a.admit(x).unwrap();
+        let _t2 = a.admit(x).unwrap();
+        assert!(a.admit(x).is_none(), "third from one address");
+        let _t3 = a.admit(y).unwrap();
+        assert!(a.admit(y).is_none(), "over the total");
+        drop(t1);
+        assert!(a.admit(x).is_some(), "a freed slot is reused");
+        assert_eq!(a.state.lock().unwrap().1.len(), 2);
+    }
+
+    #[test]
+    fn accept_failures_back_off_and_log_once_a_minute() {
+        let mut b = AcceptBackoff::default();
+        let t0 = std::time::Instant::now();
+        assert_eq!(b.failed(t0), (Duration::from_millis(10), Some(1)));
+        assert_eq!(b.failed(t0), (Duration::from_millis(20), None));
+        for _ in 0..20 {
+            b.failed(t0);
+        }
+        assert_eq!(b.failed(t0).0, Duration::from_secs(1), "capped");
+        let (_, log) = b.failed(t0 + Duration::from_secs(61));
+        assert_eq!(log, Some(23), "the count since the last line");
+        b.succeeded();
+        assert_eq!(
+            b.failed(t0 + Duration::from_secs(62)).0,
+            Duration::from_millis(10)
+        );
     }
 }

@@ -133,10 +133,27 @@ pub struct ClusterStore {
     requested_set: HashSet<Box<[u8]>>,
     /// Time of the last cleanup sweep; the first event seen starts the clock.
     last_cleanup: Option<Timestamp>,
-    generation: u64,
+    /// Shared with [`Generation`] handles, so a dump can check its cache without the store.
+    generation: Generation,
     cap_warn: CapWarn,
     /// Reused for metric names rewritten ':' -> '_'.
     scratch: Vec<u8>,
+}
+
+/// The store's change counter, readable from other threads without the store's lock. Only
+/// the store bumps it, always while it is being mutated (under the daemon's write lock).
+#[derive(Debug, Clone, Default)]
+pub struct Generation(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl Generation {
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
 }
 
 /// Drops at the caps since the last warning, for one rate-limited `warn!`.
@@ -176,7 +193,7 @@ impl ClusterStore {
             requested: Vec::new(),
             requested_set: HashSet::new(),
             last_cleanup: None,
-            generation: 0,
+            generation: Generation::default(),
             cap_warn: CapWarn::default(),
             scratch: Vec::new(),
         }
@@ -193,7 +210,13 @@ impl ClusterStore {
     /// Changes whenever the store's content does (a cache key for rendered XML, together with
     /// the dump second).
     pub fn generation(&self) -> u64 {
-        self.generation
+        self.generation.get()
+    }
+
+    /// A handle that reads [`ClusterStore::generation`] without any lock on the store: the XML
+    /// server consults its render cache with it before touching the store.
+    pub fn generation_handle(&self) -> Generation {
+        self.generation.clone()
     }
 
     /// One datagram received from `src` at `now`. Never panics; anything unusable is counted
@@ -209,7 +232,7 @@ impl ClusterStore {
         match self.ingest(now, src, &msg) {
             Ok(()) => {
                 self.stats.datagrams_accepted_total += 1;
-                self.generation += 1;
+                self.generation.bump();
                 Outcome::Accepted
             }
             Err(reason) => self.dropped(now, src, reason),
@@ -231,7 +254,7 @@ impl ClusterStore {
             let before = host.name.len();
             host.name = name.into_bytes().into_boxed_slice();
             self.stats.bytes = (self.stats.bytes + host.name.len()).saturating_sub(before);
-            self.generation += 1;
+            self.generation.bump();
         }
     }
 
@@ -511,7 +534,7 @@ impl ClusterStore {
             used
         });
         if (stats.hosts, stats.metrics) != before {
-            self.generation += 1;
+            self.generation.bump();
             tracing::debug!(
                 hosts_removed = before.0 - stats.hosts,
                 metrics_removed = before.1 - stats.metrics,
