@@ -63,6 +63,11 @@ pub const TARGET: u32 = 32;
 /// The longest pause: the most ingest is delayed on purpose.
 pub const MAX_PAUSE: Duration = Duration::from_millis(1);
 
+/// Metadata requests waiting for a sender thread, per queue; past it they are dropped and
+/// counted (a flood of requests for distinct names must not grow the daemon, and the senders
+/// re-send metadata on their own schedule anyway).
+pub const REQUEST_QUEUE: usize = 1024;
+
 /// How often a receive loop with a stop check looks at it while no datagram arrives.
 pub const STOP_POLL: Duration = Duration::from_millis(250);
 
@@ -77,7 +82,7 @@ pub fn receive_loop(
     store: &RwLock<ClusterStore>,
     send: &dyn Fn(&[u8]),
     stats: &IoStats,
-    requests: &[mpsc::Sender<Box<[u8]>>],
+    requests: &[mpsc::SyncSender<Box<[u8]>>],
     stop: Option<&dyn Fn() -> bool>,
 ) {
     if stop.is_some() {
@@ -170,7 +175,11 @@ pub fn receive_loop(
         }
         for name in asked.drain(..) {
             for r in requests {
-                let _ = r.send(name.clone());
+                if let Err(mpsc::TrySendError::Full(_)) = r.try_send(name.clone()) {
+                    stats
+                        .metadata_requests_dropped_total
+                        .fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         let pause = match backlogged {

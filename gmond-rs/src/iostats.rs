@@ -13,6 +13,8 @@ pub struct IoStats {
     pub xml_clients_failed_total: AtomicU64,
     /// XML clients closed at once because a client limit was reached.
     pub xml_clients_refused_total: AtomicU64,
+    /// Metadata requests not passed on because a sender's queue was full (a flood).
+    pub metadata_requests_dropped_total: AtomicU64,
     /// Failed accepts on the XML port (usually: out of descriptors).
     pub xml_accept_errors_total: AtomicU64,
 }

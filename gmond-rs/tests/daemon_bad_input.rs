@@ -287,6 +287,75 @@ fn idle_clients_cannot_use_up_the_descriptors() {
     drop(attackers);
 }
 
+/// Resident memory of `pid`, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A metadata request (id 136) for `name`, as gmond sends them.
+fn request(name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode(
+        &Message::MetadataRequest(MetricId {
+            host: b"10.9.9.9:asker",
+            name: name.as_bytes(),
+            spoof: true,
+        }),
+        &mut out,
+    );
+    out
+}
+
+/// Issue 13: 300,000 metadata requests for distinct names grew the daemon by 15 MiB, and the
+/// next 300,000 by 15 MiB more (they queued for a VM thread that did not exist). A million
+/// now leave it within a small, fixed bound, and it keeps serving.
+#[test]
+fn a_flood_of_metadata_requests_does_not_grow_the_daemon() {
+    let dir = TempDir::new("request-flood");
+    let (udp, tcp) = (free_port(), free_port());
+    // Not mute: a sender thread that honours requests exists, as on a real host.
+    let mut d = start_with(
+        &dir,
+        udp,
+        tcp,
+        &format!("udp_send_channel {{ host = 127.0.0.1 port = {udp} }}\n"),
+    );
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let flood = |from: u32, to: u32| {
+        for i in from..to {
+            let _ = sock.send_to(
+                &request(&format!("flood_metric_{i:07}")),
+                ("127.0.0.1", udp),
+            );
+        }
+        // Everything sent before this marker has been taken off the socket once it shows.
+        let marker = format!("marker_{to}");
+        poll_until(Duration::from_secs(60), || {
+            for dg in good_pair("10.9.9.8:marker", &marker, 1.0) {
+                sock.send_to(&dg, ("127.0.0.1", udp)).unwrap();
+            }
+            let doc = read_document(&read_xml(tcp)?).ok()?;
+            doc.clusters[0].host("marker")?.metric(&marker).map(|_| ())
+        });
+    };
+    // A first round reaches the steady state (buffers, backlog, allocator arenas).
+    flood(0, 100_000);
+    let before = rss_kib(d.pid());
+    flood(100_000, 1_100_000);
+    let after = rss_kib(d.pid());
+    assert!(d.running());
+    let grown = after.saturating_sub(before);
+    assert!(
+        grown < 4 * 1024,
+        "1,000,000 requests grew RSS by {grown} KiB ({before} -> {after})"
+    );
+}
+
 #[test]
 fn bad_configs_refuse_to_start_with_file_and_line() {
     let dir = TempDir::new("bad-conf");

@@ -308,13 +308,23 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
         },
     };
 
-    // Metadata requests go to every part of this daemon that sends metrics.
-    let (req_tx, req_rx) = mpsc::channel::<Box<[u8]>>();
-    let (vm_req_tx, vm_req_rx) = mpsc::channel::<Box<[u8]>>();
+    // Metadata requests go to every part of this daemon that sends metrics, through bounded
+    // queues (anyone on the segment can send requests; the surplus is dropped and counted).
+    // The VM queue exists only when a VM thread drains it.
+    let (req_tx, req_rx) = mpsc::sync_channel::<Box<[u8]>>(crate::ingest::REQUEST_QUEUE);
+    let (vm_req_tx, vm_req_rx) = match vm_plan {
+        Some(_) => {
+            let (tx, rx) = mpsc::sync_channel::<Box<[u8]>>(crate::ingest::REQUEST_QUEUE);
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
     let mut threads = tasks::Threads::default();
     for (sock, acl, name) in receivers {
         let s = shared.clone();
-        let req_txs = vec![req_tx.clone(), vm_req_tx.clone()];
+        let req_txs: Vec<_> = std::iter::once(req_tx.clone())
+            .chain(vm_req_tx.clone())
+            .collect();
         threads.spawn(name, "receive thread", move || {
             // Embedded daemons check for a stop between receive timeouts; the stand-alone
             // one blocks in the receive call (the process ends on a signal).
@@ -331,7 +341,7 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
         })?;
     }
     drop((req_tx, vm_req_tx));
-    if let Some(plan) = vm_plan {
+    if let (Some(plan), Some(vm_req_rx)) = (vm_plan, vm_req_rx) {
         let publisher = VmPublisher::new(
             id.clone(),
             plan.metadata_resend,
