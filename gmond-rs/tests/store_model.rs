@@ -94,6 +94,8 @@ struct MMetric {
 #[derive(Debug)]
 struct MHost {
     name: String,
+    /// A non-spoofed datagram came from the host's address (its own NAME then wins).
+    direct: bool,
     heard: u64,
     started: u32,
     location: String,
@@ -144,13 +146,19 @@ impl Model {
                 (s[..colon].to_string(), s[colon + 1..].to_string())
             }
         };
+        let direct = spoof.is_none();
         let host = self.hosts.entry(key.clone()).or_insert_with(|| MHost {
-            name: host_name,
+            name: host_name.clone(),
+            direct,
             heard: now,
             started: 0,
             location: "unspecified".into(),
             metrics: BTreeMap::new(),
         });
+        if direct && !host.direct {
+            host.direct = true;
+            host.name = host_name;
+        }
         host.heard = now;
         let name = if spoof.is_some() {
             name.to_string()

@@ -234,6 +234,28 @@ fn a_spoof_for_a_known_address_keeps_the_known_name() {
     assert_eq!(h.metric("m").unwrap().val, "5");
 }
 
+/// Squatting (issue 13): a spoof that names an address before the address speaks used to keep
+/// that NAME until restart, so the real host's own metrics appeared under the squatter's
+/// name. The address's own datagram now takes its NAME back.
+#[test]
+fn a_spoof_that_arrives_first_does_not_keep_the_real_hosts_name() {
+    let mut s = store();
+    feed(&mut s, t(0), B, &uint("10.0.0.1:squatter", "m", true, 5));
+    assert!(cluster(&s, t(1)).host("squatter").is_some());
+    feed(&mut s, t(2), A, &metadata("x", "load", false, "uint32", 0));
+    feed(&mut s, t(2), A, &uint("x", "load", false, 7));
+    let c = cluster(&s, t(3));
+    assert_eq!(c.hosts.len(), 1);
+    assert!(c.host("squatter").is_none(), "the squatter's name is gone");
+    let h = c.host("alpha").unwrap();
+    assert_eq!(h.metric("load").unwrap().val, "7");
+    assert_eq!(s.stats().spoofed_names_replaced_total, 1);
+    // A later spoof for the address keeps the address's own name.
+    feed(&mut s, t(4), B, &uint("10.0.0.1:squatter", "m", true, 6));
+    assert!(cluster(&s, t(5)).host("alpha").is_some());
+    assert_eq!(s.stats().spoofed_names_replaced_total, 1);
+}
+
 #[test]
 fn colons_become_underscores_unless_spoofed() {
     let mut s = store();

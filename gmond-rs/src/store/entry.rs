@@ -28,10 +28,13 @@ pub(crate) struct Host {
     pub(crate) metrics: Map<Box<Metric>>,
     /// Some metric changed since the last `prepare_xml`.
     pub(crate) dirty: bool,
+    /// A datagram came from the host's own address without spoofing: its NAME is then the
+    /// address's, whatever a spoof that arrived first claimed.
+    pub(crate) heard_directly: bool,
 }
 
 impl Host {
-    pub(crate) fn new(name: Box<[u8]>, now: Timestamp) -> Self {
+    pub(crate) fn new(name: Box<[u8]>, now: Timestamp, heard_directly: bool) -> Self {
         Host {
             name,
             location: None,
@@ -39,6 +42,7 @@ impl Host {
             last_heard: now,
             metrics: Map::default(),
             dirty: false,
+            heard_directly,
         }
     }
 

@@ -368,7 +368,25 @@ impl ClusterStore {
         let name = names::stored_name(id.name, id.spoof, scratch);
 
         let host = match hosts.entry_ref(key) {
-            EntryRef::Occupied(e) => e.into_mut(),
+            EntryRef::Occupied(e) => {
+                let host = e.into_mut();
+                if spoof_name.is_none() && !host.heard_directly {
+                    // The address speaks for itself: a spoof that named it first (squatting)
+                    // does not keep its NAME.
+                    host.heard_directly = true;
+                    let own: Box<[u8]> = match resolver.name_of(src) {
+                        Some(n) => n.into_bytes().into_boxed_slice(),
+                        None => key.into(),
+                    };
+                    if own != host.name {
+                        stats.bytes = (stats.bytes + own.len()).saturating_sub(host.name.len());
+                        stats.spoofed_names_replaced_total += 1;
+                        host.name = own;
+                        host.dirty = true;
+                    }
+                }
+                host
+            }
             EntryRef::Vacant(e) => {
                 if stats.hosts >= cfg.caps.max_hosts {
                     return Err(DropReason::HostLimit);
@@ -381,7 +399,7 @@ impl ClusterStore {
                         None => key.into(),
                     },
                 };
-                let h = Host::new(host_name, now);
+                let h = Host::new(host_name, now, spoof_name.is_none());
                 let bytes = h.own_bytes(key.len());
                 if stats.bytes.saturating_add(bytes) > cfg.caps.max_bytes {
                     return Err(DropReason::MemoryLimit);

@@ -29,6 +29,9 @@ pub struct Stats {
     pub metadata_requests_received_total: u64,
     /// Requested names not recorded because the pending set was full.
     pub metadata_requested_dropped_total: u64,
+    /// Host NAMEs a spoof had claimed for an address before the address spoke for itself,
+    /// replaced by the address's own name (squatting undone).
+    pub spoofed_names_replaced_total: u64,
     /// Hosts removed by cleanup (host_dmax).
     pub hosts_expired_total: u64,
     /// Metrics removed by cleanup (their metadata's dmax), not counting those of removed hosts.
