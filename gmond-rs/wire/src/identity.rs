@@ -31,7 +31,7 @@ impl Identity {
     /// gmetric's `SPOOF_HOST` extra ("IP:name") when this identity spoofs. gmond spoofs its
     /// own metrics through the metric_id alone, so only gmetric-style senders attach it.
     pub fn spoof_host_extra(&self) -> Option<Extra<'_>> {
-        self.spoof.then(|| Extra {
+        self.spoof.then_some(Extra {
             name: b"SPOOF_HOST",
             data: self.host.as_bytes(),
         })
