@@ -91,11 +91,10 @@ pub fn descriptors(
             extra,
         }
     };
-    use MetricType::{Float, String, UInt32, UInt8};
     [
         d(
             0,
-            UInt8,
+            MetricType::UInt8,
             "",
             Slope::BOTH,
             "Balancer leader",
@@ -103,7 +102,7 @@ pub fn descriptors(
         ),
         d(
             1,
-            String,
+            MetricType::String,
             "",
             Slope::ZERO,
             "Balancer mode",
@@ -111,7 +110,7 @@ pub fn descriptors(
         ),
         d(
             2,
-            UInt32,
+            MetricType::UInt32,
             "migrations",
             Slope::POSITIVE,
             "Migrations done",
@@ -119,7 +118,7 @@ pub fn descriptors(
         ),
         d(
             3,
-            UInt32,
+            MetricType::UInt32,
             "migrations",
             Slope::POSITIVE,
             "Migrations failed",
@@ -127,7 +126,7 @@ pub fn descriptors(
         ),
         d(
             4,
-            UInt32,
+            MetricType::UInt32,
             "s",
             Slope::BOTH,
             "Last balancer decision",
@@ -135,7 +134,7 @@ pub fn descriptors(
         ),
         d(
             5,
-            Float,
+            MetricType::Float,
             "",
             Slope::BOTH,
             "Cluster imbalance",
@@ -143,7 +142,7 @@ pub fn descriptors(
         ),
         d(
             6,
-            UInt32,
+            MetricType::UInt32,
             "migrations",
             Slope::BOTH,
             "Migrations in flight",
@@ -151,7 +150,7 @@ pub fn descriptors(
         ),
         d(
             7,
-            String,
+            MetricType::String,
             "",
             Slope::ZERO,
             "Balancer leader name",
@@ -159,7 +158,7 @@ pub fn descriptors(
         ),
         d(
             8,
-            UInt32,
+            MetricType::UInt32,
             "moves",
             Slope::BOTH,
             "Moves planned",
@@ -167,7 +166,7 @@ pub fn descriptors(
         ),
         d(
             9,
-            String,
+            MetricType::String,
             "",
             Slope::ZERO,
             "Recent moves",
@@ -182,6 +181,7 @@ fn format_of(t: MetricType) -> &'static str {
         MetricType::UInt8 => "%hu",
         MetricType::Float => "%.3f",
         MetricType::String => "%s",
+        // uint32, the agent's only other type.
         _ => "%u",
     }
 }
