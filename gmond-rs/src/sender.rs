@@ -1,5 +1,6 @@
 //! The sending half of gmond: collection groups scheduled with time as input, and this host's
-//! own metrics encoded as metadata + value datagrams (reference §A.4).
+//! own metrics encoded as metadata + value datagrams (reference §A.4) by `ganglia_wire`'s
+//! emitter, from a descriptor built out of each metric's catalogue entry and configured title.
 //!
 //! Rules copied from gmond 3.7.2: every group is collected and sent at start-up; a group is
 //! collected every `collect_every` and sent when any numeric metric moved by at least its
@@ -9,8 +10,8 @@
 //! (which also forces its group to send at its next collection), and every
 //! `send_metadata_interval` when that is set.
 
-use ganglia_wire::{encode, Extra, Message, Metadata, MetricId, Slope, Value, ValueMsg};
-use gmond_metrics::linux::{MetricSpec, MetricValue};
+use ganglia_wire::{Emitter, Extra, MetricDescriptor, MetricType, Slope, Value};
+use gmond_metrics::linux::{MetricSpec, MetricValue, ValueType};
 use std::time::Duration;
 
 use crate::store::Timestamp;
@@ -59,15 +60,11 @@ struct Group {
 /// The scheduler and encoder of this host's own metrics.
 #[derive(Debug)]
 pub struct Sender {
-    id: Identity,
+    emitter: Emitter,
     metrics: Vec<OwnMetric>,
     groups: Vec<Group>,
     send_metadata_interval: Option<Duration>,
-    max_value_len: usize,
 }
-
-/// gmond encodes metadata into a 1464-byte buffer (1500 - 28 - 8).
-pub const METADATA_BUFFER: usize = 1464;
 
 impl Sender {
     pub fn new(
@@ -99,11 +96,10 @@ impl Sender {
             });
         }
         Sender {
-            id,
+            emitter: Emitter::new(id, max_udp_msg_len),
             metrics,
             groups: gs,
             send_metadata_interval,
-            max_value_len: max_udp_msg_len,
         }
     }
 
@@ -211,52 +207,59 @@ impl Sender {
             (Some(i), Some(at)) => now.saturating_since(at) >= i,
             _ => false,
         };
-        let id = MetricId {
-            host: self.id.host.as_bytes(),
-            name: m.plan.spec.name.as_bytes(),
-            spoof: self.id.spoof,
-        };
+        let d = m.plan.descriptor();
         if m.metadata_due || resend {
-            let spec = m.plan.spec;
-            let md = Message::Metadata(Metadata {
-                id,
-                metric_type: spec.value_type.type_name().as_bytes(),
-                name: spec.name.as_bytes(),
-                units: spec.units.as_bytes(),
-                slope: Slope(spec.slope_number()),
-                tmax: spec.tmax,
-                dmax: spec.dmax,
-                extra: Extra::gmond_standard(
-                    m.plan.title.as_bytes(),
-                    spec.desc.as_bytes(),
-                    spec.group.as_bytes(),
-                ),
-            });
-            match ganglia_wire::encode_bounded(&md, METADATA_BUFFER) {
-                Ok(bytes) => {
+            let mut bytes = Vec::new();
+            match self.emitter.metadata(&d, &mut bytes) {
+                Ok(_) => {
                     out.push(bytes);
                     m.metadata_due = false;
                     m.metadata_sent_at = Some(now);
                 }
-                Err(e) => tracing::warn!(metric = spec.name, error = %e, "metadata not sent"),
+                // Still due: a later send tries again (and warns again).
+                Err(e) => tracing::warn!(metric = d.name, error = %e, "metadata not sent"),
             }
         }
-        let msg = Message::Value(ValueMsg {
-            id,
-            fmt: m.plan.spec.format.as_bytes(),
-            value: wire_value(&value),
-        });
-        if ganglia_wire::encoded_len(&msg) > self.max_value_len {
-            tracing::warn!(
-                metric = m.plan.spec.name,
-                "value does not fit max_udp_msg_len"
-            );
-            return;
+        let mut bytes = Vec::new();
+        match self.emitter.value(&d, wire_value(&value), &mut bytes) {
+            Ok(_) => {
+                out.push(bytes);
+                m.last_sent = Some(value);
+            }
+            Err(e) => tracing::warn!(metric = d.name, error = %e, "value not sent"),
         }
-        let mut bytes = Vec::with_capacity(64);
-        encode(&msg, &mut bytes);
-        out.push(bytes);
-        m.last_sent = Some(value);
+    }
+}
+
+impl MetricPlan {
+    /// What this metric's metadata says: its catalogue entry with the configured TITLE.
+    pub fn descriptor(&self) -> MetricDescriptor<'_> {
+        let spec = self.spec;
+        MetricDescriptor {
+            name: spec.name,
+            metric_type: wire_type(spec.value_type),
+            format: spec.format,
+            units: spec.units,
+            slope: Slope(spec.slope_number()),
+            tmax: spec.tmax,
+            dmax: spec.dmax,
+            extra: Extra::gmond_standard(
+                self.title.as_bytes(),
+                spec.desc.as_bytes(),
+                spec.group.as_bytes(),
+            ),
+        }
+    }
+}
+
+/// The TYPE a collector's value type announces.
+pub fn wire_type(t: ValueType) -> MetricType {
+    match t {
+        ValueType::U16 => MetricType::UInt16,
+        ValueType::U32 => MetricType::UInt32,
+        ValueType::F32 => MetricType::Float,
+        ValueType::F64 => MetricType::Double,
+        ValueType::Str => MetricType::String,
     }
 }
 
@@ -274,7 +277,7 @@ pub fn wire_value(v: &MetricValue) -> Value<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ganglia_wire::decode;
+    use ganglia_wire::{decode, Message};
     use gmond_metrics::linux::lookup;
 
     fn plan(name: &str, threshold: Option<f64>) -> MetricPlan {
@@ -410,6 +413,54 @@ mod tests {
                 (134, "load_one".into())
             ]
         );
+    }
+
+    /// Real gmond 3.7.2's start-up datagrams on node1 (tests/fixtures/ganglia-3.7.2/bin/01-12):
+    /// the same readings give the same bytes.
+    #[test]
+    fn startup_datagrams_are_real_gmonds_bytes() {
+        let names = [
+            "heartbeat",
+            "cpu_num",
+            "load_one",
+            "disk_total",
+            "os_name",
+            "location",
+        ];
+        let mut s = Sender::new(
+            Identity::new("node1", None, None),
+            vec![GroupPlan {
+                collect_once: false,
+                collect_every: Duration::from_secs(20),
+                time_threshold: Duration::from_secs(60),
+                metrics: names.iter().map(|n| plan(n, None)).collect(),
+            }],
+            None,
+            1472,
+            t(1000),
+        );
+        let mut collect = |spec: &'static MetricSpec| match spec.name {
+            "heartbeat" => Some(MetricValue::U32(1_795_313_226)),
+            "cpu_num" => Some(MetricValue::U16(2)),
+            "load_one" => Some(MetricValue::F32(0.92)),
+            "disk_total" => Some(MetricValue::F64(270.553174016)),
+            "os_name" => Some(MetricValue::Str("Linux".into())),
+            "location" => Some(MetricValue::Str("unspecified".into())),
+            _ => None,
+        };
+        let out = s.poll(t(1000), &mut collect);
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/ganglia-3.7.2/bin");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|f| f[..2].parse::<u32>().is_ok_and(|n| (1..=12).contains(&n)))
+            .collect();
+        files.sort();
+        assert_eq!(out.len(), files.len());
+        for (got, file) in out.iter().zip(&files) {
+            assert_eq!(got, &std::fs::read(dir.join(file)).unwrap(), "{file}");
+        }
     }
 
     #[test]

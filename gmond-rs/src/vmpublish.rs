@@ -3,9 +3,9 @@
 //! asks for it, and at least every `resend` so receivers never expire it (its dmax is 600 s and
 //! counts from the last metadata, reference §B.5).
 
-use crate::sender::{wire_value, Identity, METADATA_BUFFER};
+use crate::sender::{wire_type, wire_value, Identity};
 use crate::store::Timestamp;
-use ganglia_wire::{encode, encoded_len, Extra, Message, Metadata, MetricId, Slope, ValueMsg};
+use ganglia_wire::{Emitter, Extra, MetricDescriptor, Slope};
 use gmond_metrics::vmetrics::VmMetric;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -13,9 +13,8 @@ use std::time::Duration;
 /// Encoder of VM metric rounds, remembering when each name's metadata last went out.
 #[derive(Debug)]
 pub struct VmPublisher {
-    id: Identity,
+    emitter: Emitter,
     resend: Duration,
-    max_value_len: usize,
     metadata_at: BTreeMap<String, Timestamp>,
     requested: BTreeSet<Vec<u8>>,
 }
@@ -23,9 +22,8 @@ pub struct VmPublisher {
 impl VmPublisher {
     pub fn new(id: Identity, resend: Duration, max_udp_msg_len: usize) -> Self {
         VmPublisher {
-            id,
+            emitter: Emitter::new(id, max_udp_msg_len),
             resend,
-            max_value_len: max_udp_msg_len,
             metadata_at: BTreeMap::new(),
             requested: BTreeSet::new(),
         }
@@ -43,64 +41,56 @@ impl VmPublisher {
         let current: BTreeSet<&str> = metrics.iter().map(|m| m.name.as_str()).collect();
         self.metadata_at.retain(|n, _| current.contains(n.as_str()));
         for m in metrics {
-            let id = MetricId {
-                host: self.id.host.as_bytes(),
-                name: m.name.as_bytes(),
-                spoof: self.id.spoof,
-            };
             let due = self.requested.remove(m.name.as_bytes())
                 || self
                     .metadata_at
                     .get(&m.name)
                     .is_none_or(|at| now.saturating_since(*at) >= self.resend);
+            let d = descriptor(m);
             if due {
-                // gmond's own extras order (TITLE, DESC, GROUP), then the module's own.
-                let mut extra = Extra::gmond_standard(
-                    m.title.as_bytes(),
-                    m.desc.as_bytes(),
-                    m.group.as_bytes(),
-                );
-                extra.extend(m.extras.iter().map(|(k, v)| Extra {
-                    name: k.as_bytes(),
-                    data: v.as_bytes(),
-                }));
-                let md = Message::Metadata(Metadata {
-                    id,
-                    metric_type: m.value_type().type_name().as_bytes(),
-                    name: m.name.as_bytes(),
-                    units: m.units.as_bytes(),
-                    slope: Slope::from_name(m.slope),
-                    tmax: m.tmax,
-                    dmax: m.dmax,
-                    extra,
-                });
-                match ganglia_wire::encode_bounded(&md, METADATA_BUFFER) {
-                    Ok(b) => {
+                let mut b = Vec::new();
+                match self.emitter.metadata(&d, &mut b) {
+                    Ok(_) => {
                         out.push(b);
                         self.metadata_at.insert(m.name.clone(), now);
                     }
                     Err(e) => tracing::warn!(metric = %m.name, error = %e, "VM metadata not sent"),
                 }
             }
-            let v = Message::Value(ValueMsg {
-                id,
-                fmt: m.format.as_bytes(),
-                value: wire_value(&m.value),
-            });
-            if encoded_len(&v) <= self.max_value_len {
-                let mut b = Vec::with_capacity(96);
-                encode(&v, &mut b);
-                out.push(b);
+            let mut b = Vec::new();
+            match self.emitter.value(&d, wire_value(&m.value), &mut b) {
+                Ok(_) => out.push(b),
+                Err(e) => tracing::warn!(metric = %m.name, error = %e, "VM value not sent"),
             }
         }
         out
     }
 }
 
+/// What a VM metric announces: gmond's own extras (TITLE, DESC, GROUP), then the module's.
+fn descriptor(m: &VmMetric) -> MetricDescriptor<'_> {
+    let mut extra =
+        Extra::gmond_standard(m.title.as_bytes(), m.desc.as_bytes(), m.group.as_bytes());
+    extra.extend(m.extras.iter().map(|(k, v)| Extra {
+        name: k.as_bytes(),
+        data: v.as_bytes(),
+    }));
+    MetricDescriptor {
+        name: &m.name,
+        metric_type: wire_type(m.value_type()),
+        format: m.format,
+        units: m.units,
+        slope: Slope::from_name(m.slope),
+        tmax: m.tmax,
+        dmax: m.dmax,
+        extra,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ganglia_wire::decode;
+    use ganglia_wire::{decode, Message};
     use gmond_metrics::linux::MetricValue;
 
     fn metric(name: &str, v: f32) -> VmMetric {
@@ -121,6 +111,50 @@ mod tests {
 
     fn ids(d: &[Vec<u8>]) -> Vec<u32> {
         d.iter().map(|b| decode(b).unwrap().message_id()).collect()
+    }
+
+    /// The bytes are the emitter's for the descriptor below: what a VM metric announces.
+    #[test]
+    fn datagrams_are_the_emitters_for_the_vm_metric() {
+        let id = Identity::new("x", Some("hv1"), Some("10.0.0.1"));
+        let mut p = VmPublisher::new(id.clone(), Duration::from_secs(120), 1472);
+        let out = p.encode_round(
+            Timestamp::from_secs(1000),
+            &[metric("web1.vcpu_util", 12.5)],
+        );
+        let d = MetricDescriptor {
+            name: "web1.vcpu_util",
+            metric_type: ganglia_wire::MetricType::Float,
+            format: "%.1f",
+            units: "%",
+            slope: Slope::BOTH,
+            tmax: 60,
+            dmax: 600,
+            extra: vec![
+                Extra {
+                    name: b"TITLE",
+                    data: b"web1: CPU utilization",
+                },
+                Extra {
+                    name: b"DESC",
+                    data: b"VM CPU utilization",
+                },
+                Extra {
+                    name: b"GROUP",
+                    data: b"vm cpu",
+                },
+                Extra {
+                    name: b"VM_UUID",
+                    data: b"00000000-0000-0000-0000-000000000001",
+                },
+            ],
+        };
+        let e = Emitter::new(id, 1472);
+        let (mut md, mut v) = (Vec::new(), Vec::new());
+        e.metadata(&d, &mut md).unwrap();
+        e.value(&d, ganglia_wire::Value::Float(12.5), &mut v)
+            .unwrap();
+        assert_eq!(out, [md, v]);
     }
 
     #[test]

@@ -381,7 +381,7 @@ impl Agent {
     pub fn datagrams(&self) -> Vec<Vec<u8>> {
         encode_datagrams(
             &self.identity,
-            &self.metrics.published(),
+            &self.metrics,
             self.cfg.metric_tmax_s,
             self.cfg.metric_dmax_s,
             true,

@@ -1,13 +1,11 @@
-//! The agent's own metrics (group "balancer", on this host's HOST) and their encoding as Ganglia
-//! metric datagrams (metadata + value, as gmetric sends them), plus where datagrams go: any
-//! [`MetricSink`] (UDP send channels in the binary, a callback in the demo).
+//! The agent's own metrics (group "balancer", on this host's HOST): their descriptors and values,
+//! encoded as metadata + value datagrams by `ganglia_wire`'s emitter; plus where datagrams go:
+//! any [`MetricSink`] (UDP send channels in the binary, a callback in the demo).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Mutex;
 
-use ganglia_wire::{
-    encode, encode_bounded, Extra, Message, Metadata, MetricId, Slope, Value, ValueMsg,
-};
+use ganglia_wire::{Emitter, Extra, MetricDescriptor, MetricType, Slope, Value};
 
 use crate::coord::{MODE_METRIC, MOVES_METRIC};
 
@@ -36,36 +34,6 @@ pub struct AgentMetrics {
     pub recent_moves: String,
 }
 
-/// A published value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MetricVal {
-    /// uint8 (sent as an unsigned short, as gmetric does).
-    U8(u8),
-    /// uint32.
-    U32(u32),
-    /// float.
-    F32(f32),
-    /// string.
-    Str(String),
-}
-
-/// One metric definition plus value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PublishedMetric {
-    /// Metric name.
-    pub name: &'static str,
-    /// Value.
-    pub value: MetricVal,
-    /// Units.
-    pub units: &'static str,
-    /// Slope name.
-    pub slope: &'static str,
-    /// TITLE extra.
-    pub title: &'static str,
-    /// DESC extra.
-    pub desc: &'static str,
-}
-
 /// GROUP extra of every agent metric.
 pub const GROUP: &str = "balancer";
 
@@ -84,169 +52,169 @@ pub const NAMES: [&str; 10] = [
 ];
 
 impl AgentMetrics {
-    /// The metrics with their metadata, in [`NAMES`] order.
-    pub fn published(&self) -> Vec<PublishedMetric> {
-        let p = |name, value, units, slope, title, desc| PublishedMetric {
-            name,
-            value,
+    /// The current values, in [`NAMES`] order and in the types [`descriptors`] announce.
+    pub fn values(&self) -> [Value<'_>; 10] {
+        [
+            Value::UShort(u16::from(self.leader)),
+            Value::Str(self.mode.as_bytes()),
+            Value::UInt(self.migrations_done),
+            Value::UInt(self.migrations_failed),
+            Value::UInt(self.last_decision),
+            Value::Float(self.imbalance),
+            Value::UInt(self.inflight),
+            Value::Str(self.leader_name.as_bytes()),
+            Value::UInt(self.planned),
+            Value::Str(self.recent_moves.as_bytes()),
+        ]
+    }
+}
+
+/// What each metric announces, in [`NAMES`] order. Extras are gmond's TITLE, DESC, GROUP,
+/// then `spoof_host` (gmetric marks spoofed metrics with it; see
+/// [`Identity::spoof_host_extra`]); tmax and dmax come from the agent's configuration.
+pub fn descriptors(
+    spoof_host: Option<Extra<'_>>,
+    tmax: u32,
+    dmax: u32,
+) -> [MetricDescriptor<'_>; 10] {
+    let d = |i: usize, metric_type, units, slope, title: &'static str, desc: &'static str| {
+        let mut extra = Extra::gmond_standard(title.as_bytes(), desc.as_bytes(), GROUP.as_bytes());
+        extra.extend(spoof_host);
+        MetricDescriptor {
+            name: NAMES[i],
+            metric_type,
+            format: format_of(metric_type),
             units,
             slope,
-            title,
-            desc,
-        };
-        vec![
-            p(
-                NAMES[0],
-                MetricVal::U8(u8::from(self.leader)),
-                "",
-                "both",
-                "Balancer leader",
-                "1 while this host's balancer executes plans for the cluster",
-            ),
-            p(
-                NAMES[1],
-                MetricVal::Str(self.mode.clone()),
-                "",
-                "zero",
-                "Balancer mode",
-                "off, recommend (dry run) or auto",
-            ),
-            p(
-                NAMES[2],
-                MetricVal::U32(self.migrations_done),
-                "migrations",
-                "positive",
-                "Migrations done",
-                "Live migrations finished and verified by this host's balancer",
-            ),
-            p(
-                NAMES[3],
-                MetricVal::U32(self.migrations_failed),
-                "migrations",
-                "positive",
-                "Migrations failed",
-                "Live migrations that failed or were aborted",
-            ),
-            p(
-                NAMES[4],
-                MetricVal::U32(self.last_decision),
-                "s",
-                "both",
-                "Last balancer decision",
-                "Epoch seconds of the last plan made as leader",
-            ),
-            p(
-                NAMES[5],
-                MetricVal::F32(self.imbalance),
-                "",
-                "both",
-                "Cluster imbalance",
-                "Standard deviation of host CPU utilisation",
-            ),
-            p(
-                NAMES[6],
-                MetricVal::U32(self.inflight),
-                "migrations",
-                "both",
-                "Migrations in flight",
-                "Live migrations this host's balancer is running",
-            ),
-            p(
-                NAMES[7],
-                MetricVal::Str(self.leader_name.clone()),
-                "",
-                "zero",
-                "Balancer leader name",
-                "The host this balancer sees as leader",
-            ),
-            p(
-                NAMES[8],
-                MetricVal::U32(self.planned),
-                "moves",
-                "both",
-                "Moves planned",
-                "Moves in the last plan (recommend mode: what auto would do)",
-            ),
-            p(
-                NAMES[9],
-                MetricVal::Str(self.recent_moves.clone()),
-                "",
-                "zero",
-                "Recent moves",
-                "start:from>to:vm of recent migrations started by this balancer",
-            ),
-        ]
+            tmax,
+            dmax,
+            extra,
+        }
+    };
+    [
+        d(
+            0,
+            MetricType::UInt8,
+            "",
+            Slope::BOTH,
+            "Balancer leader",
+            "1 while this host's balancer executes plans for the cluster",
+        ),
+        d(
+            1,
+            MetricType::String,
+            "",
+            Slope::ZERO,
+            "Balancer mode",
+            "off, recommend (dry run) or auto",
+        ),
+        d(
+            2,
+            MetricType::UInt32,
+            "migrations",
+            Slope::POSITIVE,
+            "Migrations done",
+            "Live migrations finished and verified by this host's balancer",
+        ),
+        d(
+            3,
+            MetricType::UInt32,
+            "migrations",
+            Slope::POSITIVE,
+            "Migrations failed",
+            "Live migrations that failed or were aborted",
+        ),
+        d(
+            4,
+            MetricType::UInt32,
+            "s",
+            Slope::BOTH,
+            "Last balancer decision",
+            "Epoch seconds of the last plan made as leader",
+        ),
+        d(
+            5,
+            MetricType::Float,
+            "",
+            Slope::BOTH,
+            "Cluster imbalance",
+            "Standard deviation of host CPU utilisation",
+        ),
+        d(
+            6,
+            MetricType::UInt32,
+            "migrations",
+            Slope::BOTH,
+            "Migrations in flight",
+            "Live migrations this host's balancer is running",
+        ),
+        d(
+            7,
+            MetricType::String,
+            "",
+            Slope::ZERO,
+            "Balancer leader name",
+            "The host this balancer sees as leader",
+        ),
+        d(
+            8,
+            MetricType::UInt32,
+            "moves",
+            Slope::BOTH,
+            "Moves planned",
+            "Moves in the last plan (recommend mode: what auto would do)",
+        ),
+        d(
+            9,
+            MetricType::String,
+            "",
+            Slope::ZERO,
+            "Recent moves",
+            "start:from>to:vm of recent migrations started by this balancer",
+        ),
+    ]
+}
+
+/// The printf format receivers print each kind of agent value with.
+fn format_of(t: MetricType) -> &'static str {
+    match t {
+        MetricType::UInt8 => "%hu",
+        MetricType::Float => "%.3f",
+        MetricType::String => "%s",
+        // uint32, the agent's only other type.
+        _ => "%u",
     }
 }
 
 /// Who the datagrams speak for: gmond's identity rule, shared with gmond-rs.
 pub use ganglia_wire::Identity;
 
-/// gmond encodes metadata into a 1464-byte buffer.
-const METADATA_BUFFER: usize = 1464;
-
-/// Encodes `metrics` as datagrams: each metric's metadata (when `with_metadata`) then its value.
-/// Values that do not fit `max_len` are left out (logged).
+/// Encodes `metrics` as datagrams: each metric's metadata (when `with_metadata`) then its
+/// value. What does not fit (the emitter's rule) is left out and logged.
 pub fn encode_datagrams(
     id: &Identity,
-    metrics: &[PublishedMetric],
+    metrics: &AgentMetrics,
     tmax: u32,
     dmax: u32,
     with_metadata: bool,
-    max_len: usize,
+    max_udp_msg_len: usize,
 ) -> Vec<Vec<u8>> {
-    let mut out = Vec::with_capacity(metrics.len() * 2);
-    for m in metrics {
-        let mid = MetricId {
-            host: id.host.as_bytes(),
-            name: m.name.as_bytes(),
-            spoof: id.spoof,
-        };
-        let (ty, fmt, value) = match &m.value {
-            MetricVal::U8(v) => ("uint8", "%hu", Value::UShort(u16::from(*v))),
-            MetricVal::U32(v) => ("uint32", "%u", Value::UInt(*v)),
-            MetricVal::F32(v) => ("float", "%.3f", Value::Float(*v)),
-            MetricVal::Str(s) => ("string", "%s", Value::Str(s.as_bytes())),
-        };
+    let emitter = Emitter::new(id.clone(), max_udp_msg_len);
+    let mut out = Vec::with_capacity(2 * NAMES.len());
+    let descriptors = descriptors(id.spoof_host_extra(), tmax, dmax);
+    for (d, value) in descriptors.iter().zip(metrics.values()) {
         if with_metadata {
-            let mut extra =
-                Extra::gmond_standard(m.title.as_bytes(), m.desc.as_bytes(), GROUP.as_bytes());
-            if id.spoof {
-                extra.push(Extra {
-                    name: b"SPOOF_HOST",
-                    data: id.host.as_bytes(),
-                });
-            }
-            let md = Message::Metadata(Metadata {
-                id: mid,
-                metric_type: ty.as_bytes(),
-                name: m.name.as_bytes(),
-                units: m.units.as_bytes(),
-                slope: Slope::from_name(m.slope),
-                tmax,
-                dmax,
-                extra,
-            });
-            match encode_bounded(&md, METADATA_BUFFER.min(max_len)) {
-                Ok(b) => out.push(b),
-                Err(e) => tracing::warn!(metric = m.name, error = %e, "metadata not sent"),
+            let mut b = Vec::new();
+            match emitter.metadata(d, &mut b) {
+                Ok(_) => out.push(b),
+                Err(e) => tracing::warn!(metric = d.name, error = %e, "metadata not sent"),
             }
         }
-        let v = Message::Value(ValueMsg {
-            id: mid,
-            fmt: fmt.as_bytes(),
-            value,
-        });
-        if ganglia_wire::encoded_len(&v) > max_len {
-            tracing::warn!(
-                metric = m.name,
-                "value does not fit max_udp_msg_len; not sent"
-            );
-            continue;
+        let mut b = Vec::new();
+        match emitter.value(d, value, &mut b) {
+            Ok(_) => out.push(b),
+            Err(e) => tracing::warn!(metric = d.name, error = %e, "value not sent"),
         }
-        let mut b = Vec::with_capacity(96);
-        encode(&v, &mut b);
-        out.push(b);
     }
     out
 }
@@ -339,7 +307,7 @@ impl MetricSink for UdpSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ganglia_wire::decode;
+    use ganglia_wire::{decode, Message};
 
     #[test]
     fn metrics_encode_as_metadata_then_value() {
@@ -349,12 +317,15 @@ mod tests {
             imbalance: 0.25,
             ..Default::default()
         };
-        let pubs = m.published();
-        let names: Vec<&str> = pubs.iter().map(|p| p.name).collect();
-        assert_eq!(names, NAMES);
         let id = Identity::new("hv1", None, None);
-        let d = encode_datagrams(&id, &pubs, 60, 3600, true, 1472);
+        let d = encode_datagrams(&id, &m, 60, 3600, true, 1472);
         assert_eq!(d.len(), 2 * NAMES.len());
+        let names: Vec<Vec<u8>> = d
+            .iter()
+            .step_by(2)
+            .map(|b| decode(b).unwrap().metric_id().name.to_vec())
+            .collect();
+        assert_eq!(names, NAMES.map(|n| n.as_bytes().to_vec()));
         let Message::Metadata(md) = decode(&d[0]).unwrap() else {
             panic!("metadata first")
         };
@@ -366,27 +337,214 @@ mod tests {
             .extra
             .iter()
             .any(|e| e.name == b"GROUP" && e.data == b"balancer"));
+        assert!(md.extra.iter().all(|e| e.name != b"SPOOF_HOST"));
         let Message::Value(v) = decode(&d[3]).unwrap() else {
             panic!("value second")
         };
         assert_eq!(v.id.host, b"hv1");
         assert_eq!(v.value, Value::Str(b"auto"));
-        let values_only = encode_datagrams(&id, &pubs, 60, 0, false, 1472);
+        let values_only = encode_datagrams(&id, &m, 60, 0, false, 1472);
         assert_eq!(values_only.len(), NAMES.len());
         let spoof = Identity::new("x", Some("hv9"), Some("10.0.0.9"));
-        let d = encode_datagrams(&spoof, &pubs[..1], 60, 0, true, 1472);
+        let d = encode_datagrams(&spoof, &m, 60, 0, true, 1472);
         let Message::Metadata(md) = decode(&d[0]).unwrap() else {
             panic!()
         };
         assert_eq!((md.id.host, md.id.spoof), (&b"10.0.0.9:hv9"[..], true));
         // A value too long for the datagram limit is left out.
-        let short = encode_datagrams(&id, &pubs, 60, 0, false, 52);
+        let short = encode_datagrams(&id, &m, 60, 0, false, 52);
         assert!(
             !short.is_empty() && short.len() < NAMES.len(),
             "{}",
             short.len()
         );
         assert!(short.iter().all(|d| d.len() <= 52));
+    }
+}
+
+#[cfg(test)]
+mod byte_tests {
+    use super::*;
+
+    /// The agent's datagrams are the emitter's for these descriptors: gmetric-style extras
+    /// (TITLE, DESC, GROUP, then SPOOF_HOST when spoofing), one TYPE and format per value kind.
+    #[test]
+    fn datagrams_are_the_emitters_for_the_balancer_metrics() {
+        let m = AgentMetrics {
+            leader: true,
+            mode: "auto".into(),
+            migrations_done: 3,
+            migrations_failed: 1,
+            last_decision: 1_700_000_000,
+            imbalance: 0.25,
+            inflight: 2,
+            leader_name: "hv9".into(),
+            planned: 4,
+            recent_moves: "100:hv9>hv2:web1".into(),
+        };
+        let id = Identity::new("x", Some("hv9"), Some("10.0.0.9"));
+        let got = encode_datagrams(&id, &m, 60, 3600, true, 1472);
+        let d =
+            |name, metric_type, format, units, slope, title: &'static str, desc: &'static str| {
+                MetricDescriptor {
+                    name,
+                    metric_type,
+                    format,
+                    units,
+                    slope,
+                    tmax: 60,
+                    dmax: 3600,
+                    extra: vec![
+                        Extra {
+                            name: b"TITLE",
+                            data: title.as_bytes(),
+                        },
+                        Extra {
+                            name: b"DESC",
+                            data: desc.as_bytes(),
+                        },
+                        Extra {
+                            name: b"GROUP",
+                            data: b"balancer",
+                        },
+                        Extra {
+                            name: b"SPOOF_HOST",
+                            data: b"10.0.0.9:hv9",
+                        },
+                    ],
+                }
+            };
+        let want = [
+            (
+                d(
+                    "balancer_leader",
+                    MetricType::UInt8,
+                    "%hu",
+                    "",
+                    Slope::BOTH,
+                    "Balancer leader",
+                    "1 while this host's balancer executes plans for the cluster",
+                ),
+                Value::UShort(1),
+            ),
+            (
+                d(
+                    "balancer_mode",
+                    MetricType::String,
+                    "%s",
+                    "",
+                    Slope::ZERO,
+                    "Balancer mode",
+                    "off, recommend (dry run) or auto",
+                ),
+                Value::Str(b"auto"),
+            ),
+            (
+                d(
+                    "balancer_migrations_done",
+                    MetricType::UInt32,
+                    "%u",
+                    "migrations",
+                    Slope::POSITIVE,
+                    "Migrations done",
+                    "Live migrations finished and verified by this host's balancer",
+                ),
+                Value::UInt(3),
+            ),
+            (
+                d(
+                    "balancer_migrations_failed",
+                    MetricType::UInt32,
+                    "%u",
+                    "migrations",
+                    Slope::POSITIVE,
+                    "Migrations failed",
+                    "Live migrations that failed or were aborted",
+                ),
+                Value::UInt(1),
+            ),
+            (
+                d(
+                    "balancer_last_decision",
+                    MetricType::UInt32,
+                    "%u",
+                    "s",
+                    Slope::BOTH,
+                    "Last balancer decision",
+                    "Epoch seconds of the last plan made as leader",
+                ),
+                Value::UInt(1_700_000_000),
+            ),
+            (
+                d(
+                    "balancer_imbalance",
+                    MetricType::Float,
+                    "%.3f",
+                    "",
+                    Slope::BOTH,
+                    "Cluster imbalance",
+                    "Standard deviation of host CPU utilisation",
+                ),
+                Value::Float(0.25),
+            ),
+            (
+                d(
+                    "balancer_inflight",
+                    MetricType::UInt32,
+                    "%u",
+                    "migrations",
+                    Slope::BOTH,
+                    "Migrations in flight",
+                    "Live migrations this host's balancer is running",
+                ),
+                Value::UInt(2),
+            ),
+            (
+                d(
+                    "balancer_leader_name",
+                    MetricType::String,
+                    "%s",
+                    "",
+                    Slope::ZERO,
+                    "Balancer leader name",
+                    "The host this balancer sees as leader",
+                ),
+                Value::Str(b"hv9"),
+            ),
+            (
+                d(
+                    "balancer_planned",
+                    MetricType::UInt32,
+                    "%u",
+                    "moves",
+                    Slope::BOTH,
+                    "Moves planned",
+                    "Moves in the last plan (recommend mode: what auto would do)",
+                ),
+                Value::UInt(4),
+            ),
+            (
+                d(
+                    "balancer_recent_moves",
+                    MetricType::String,
+                    "%s",
+                    "",
+                    Slope::ZERO,
+                    "Recent moves",
+                    "start:from>to:vm of recent migrations started by this balancer",
+                ),
+                Value::Str(b"100:hv9>hv2:web1"),
+            ),
+        ];
+        let e = Emitter::new(id, 1472);
+        let mut expected = Vec::new();
+        for (d, v) in want {
+            let (mut md, mut val) = (Vec::new(), Vec::new());
+            e.metadata(&d, &mut md).unwrap();
+            e.value(&d, v, &mut val).unwrap();
+            expected.extend([md, val]);
+        }
+        assert_eq!(got, expected);
     }
 }
 

@@ -9,7 +9,8 @@
 //! the load. With `--dump`, the time to fetch the whole document.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a measurement tool: fail loudly
 
-use ganglia_wire::{encode, Extra, Message, Metadata, MetricId, Slope, Value, ValueMsg};
+use ganglia_wire::xdr::DEFAULT_MAX_UDP_MSG_LEN;
+use ganglia_wire::{Emitter, Extra, Identity, MetricDescriptor, MetricType, Slope, Value};
 use std::io::Read;
 use std::net::{TcpStream, UdpSocket};
 use std::path::PathBuf;
@@ -187,52 +188,30 @@ fn socket_drops(port: u16) -> u64 {
         .sum()
 }
 
-fn host(h: usize) -> String {
-    format!("10.{}.{}.{}:h{h}", (h >> 16) & 255, (h >> 8) & 255, h & 255)
+/// Spoofed host `h`: its own HOST ("IP:name") although every datagram comes from one socket.
+fn emitter(h: usize) -> Emitter {
+    let ip = format!("10.{}.{}.{}", (h >> 16) & 255, (h >> 8) & 255, h & 255);
+    let id = Identity::new("", Some(&format!("h{h}")), Some(&ip));
+    Emitter::new(id, DEFAULT_MAX_UDP_MSG_LEN)
 }
 
-fn metadata(h: &str, m: &str) -> Vec<u8> {
-    let mut b = Vec::new();
-    encode(
-        &Message::Metadata(Metadata {
-            id: MetricId {
-                host: h.as_bytes(),
-                name: m.as_bytes(),
-                spoof: true,
-            },
-            metric_type: b"uint32",
-            name: m.as_bytes(),
-            units: b"",
-            slope: Slope::BOTH,
-            tmax: 60,
-            dmax: 0,
-            // What gmond attaches to each of its own metrics (reference §A.4), so memory per
-            // metric is measured with realistic metadata.
-            extra: Extra::gmond_standard(
-                m.as_bytes(),
-                b"A metric of the load harness, described as gmond describes its own",
-                b"load",
-            ),
-        }),
-        &mut b,
-    );
-    b
-}
-
-fn value(h: &str, m: &str, round: u32, out: &mut Vec<u8>) {
-    out.clear();
-    encode(
-        &Message::Value(ValueMsg {
-            id: MetricId {
-                host: h.as_bytes(),
-                name: m.as_bytes(),
-                spoof: true,
-            },
-            fmt: b"%u",
-            value: Value::UInt(round),
-        }),
-        out,
-    );
+fn descriptor(name: &str) -> MetricDescriptor<'_> {
+    MetricDescriptor {
+        name,
+        metric_type: MetricType::UInt32,
+        format: "%u",
+        units: "",
+        slope: Slope::BOTH,
+        tmax: 60,
+        dmax: 0,
+        // What gmond attaches to each of its own metrics (reference §A.4), so memory per
+        // metric is measured with realistic metadata.
+        extra: Extra::gmond_standard(
+            name.as_bytes(),
+            b"A metric of the load harness, described as gmond describes its own",
+            b"load",
+        ),
+    }
 }
 
 /// Datagrams handed to the kernel per `sendmmsg` at most.
@@ -299,9 +278,9 @@ fn stale(port: u16, hosts: usize, metrics: usize, want: u32) -> usize {
 
 fn main() {
     let o = parse_args();
-    let names: Vec<(String, Vec<String>)> = (0..o.hosts)
-        .map(|h| (host(h), (0..o.metrics).map(|m| format!("m{m}")).collect()))
-        .collect();
+    let emitters: Vec<Emitter> = (0..o.hosts).map(emitter).collect();
+    let names: Vec<String> = (0..o.metrics).map(|m| format!("m{m}")).collect();
+    let descriptors: Vec<MetricDescriptor<'_>> = names.iter().map(|m| descriptor(m)).collect();
     let total = (o.hosts * o.metrics) as u64;
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let _ = socket2::SockRef::from(&sock).set_send_buffer_size(4 << 20);
@@ -313,9 +292,15 @@ fn main() {
         for buffer in &o.buffers {
             let d = start(bin, *buffer, &o.pin);
             // Metadata for everything, paced, until the document shows every metric.
-            let mds: Vec<Vec<u8>> = names
+            let mds: Vec<Vec<u8>> = emitters
                 .iter()
-                .flat_map(|(h, ms)| ms.iter().map(move |m| metadata(h, m)))
+                .flat_map(|e| {
+                    descriptors.iter().map(move |d| {
+                        let mut b = Vec::new();
+                        e.metadata(d, &mut b).unwrap();
+                        b
+                    })
+                })
                 .collect();
             paced(&sock, d.udp, 20_000, mds.len() as u64, |i, b| {
                 b.clone_from(&mds[i as usize])
@@ -341,14 +326,16 @@ fn main() {
                 let (cpu0, drops0) = (cpu_seconds(d.child.id()), socket_drops(d.udp));
                 let reached = paced(&sock, d.udp, rate, n, |i, b| {
                     let k = (i % total) as usize;
-                    let (h, ms) = &names[k / o.metrics];
                     // The last full pass of the run carries `round`; earlier ones round - 1.
                     let r = if i >= n - total {
                         round
                     } else {
                         round.saturating_sub(1)
                     };
-                    value(h, &ms[k % o.metrics], r, b);
+                    b.clear();
+                    emitters[k / o.metrics]
+                        .value(&descriptors[k % o.metrics], Value::UInt(r), b)
+                        .unwrap();
                 });
                 std::thread::sleep(Duration::from_millis(500));
                 stop.store(true, Ordering::Relaxed);
@@ -384,5 +371,29 @@ fn main() {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_spoofed_ip_and_name() {
+        let e = emitter(0x01_02_03);
+        assert_eq!(
+            e.identity(),
+            &Identity {
+                host: "10.1.2.3:h66051".into(),
+                spoof: true
+            }
+        );
+        let mut b = Vec::new();
+        e.value(&descriptor("m0"), Value::UInt(1), &mut b).unwrap();
+        let m = ganglia_wire::decode(&b).unwrap();
+        assert_eq!(
+            (m.metric_id().host, m.metric_id().spoof),
+            (&b"10.1.2.3:h66051"[..], true)
+        );
     }
 }

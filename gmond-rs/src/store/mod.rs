@@ -61,16 +61,12 @@ pub use stats::Stats;
 pub use time::Timestamp;
 
 use entry::{Host, Interner, Map, MetaBody, Metric, StoredMeta, StoredValue};
-use ganglia_wire::{decode_with, encode_bounded, Message, MetricId, Value};
+use ganglia_wire::{decode_with, encode_bounded, Message, MetricId, Value, METADATA_LIMIT};
 use hashbrown::hash_map::EntryRef;
 use names::{IpText, Special};
 use std::collections::{HashSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::Duration;
-
-/// gmond builds metadata and requests in a buffer of 1500 − 28 − 8 bytes; a request that does
-/// not fit is not sent.
-const METADATA_MSG_LIMIT: usize = 1464;
 
 /// What happened to one datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -654,7 +650,8 @@ fn queue_request(
         name,
         spoof: id.spoof,
     });
-    match encode_bounded(&req, METADATA_MSG_LIMIT) {
+    // gmond builds requests in its metadata buffer; one that does not fit is not sent.
+    match encode_bounded(&req, METADATA_LIMIT) {
         Ok(bytes) => {
             transmit.push_back(bytes);
             stats.metadata_requests_sent_total += 1;

@@ -27,6 +27,12 @@ pub enum Error {
     /// An encoded message would not fit in the caller's size limit.
     #[error("encoded message of {len} bytes exceeds the limit of {limit}")]
     MessageTooLarge { len: usize, limit: usize },
+    /// A value of another type than the TYPE its metric announces (the emitter refuses it).
+    #[error("a {metric_type} metric cannot send a value message {message_id}")]
+    ValueTypeMismatch {
+        metric_type: &'static str,
+        message_id: u32,
+    },
     /// The XML document is not well-formed or not a Ganglia document.
     #[error("XML error at byte {position}: {message}")]
     Xml { position: u64, message: String },
@@ -48,6 +54,7 @@ impl Error {
             Error::DatagramTooLarge { .. } => "oversize",
             Error::UnknownMessageId(_) => "unknown_id",
             Error::MessageTooLarge { .. } => "message_too_large",
+            Error::ValueTypeMismatch { .. } => "value_type_mismatch",
             Error::Xml { .. } | Error::XmlNumber { .. } => "xml",
         }
     }

@@ -1,5 +1,7 @@
 //! Who a sender's datagrams speak for: the host field and spoof flag of every metric_id.
 
+use crate::Extra;
+
 /// gmond's identity rule, shared by the daemon's own metrics, the per-VM metrics and the
 /// balancer agent's metrics so all of them land on the same HOST.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +27,15 @@ impl Identity {
             },
         }
     }
+
+    /// gmetric's `SPOOF_HOST` extra ("IP:name") when this identity spoofs. gmond spoofs its
+    /// own metrics through the metric_id alone, so only gmetric-style senders attach it.
+    pub fn spoof_host_extra(&self) -> Option<Extra<'_>> {
+        self.spoof.then_some(Extra {
+            name: b"SPOOF_HOST",
+            data: self.host.as_bytes(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -48,5 +59,18 @@ mod tests {
             }
         );
         assert_eq!(Identity::new("h", Some("web"), None).host, "web:web");
+    }
+
+    #[test]
+    fn only_a_spoofing_identity_has_a_spoof_host_extra() {
+        assert_eq!(Identity::new("h", None, None).spoof_host_extra(), None);
+        let id = Identity::new("h", Some("web"), Some("10.0.0.1"));
+        assert_eq!(
+            id.spoof_host_extra(),
+            Some(Extra {
+                name: b"SPOOF_HOST",
+                data: b"10.0.0.1:web"
+            })
+        );
     }
 }

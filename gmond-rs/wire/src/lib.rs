@@ -5,6 +5,7 @@
 //! (LOCALTIME, TN, REPORTED) is always an input.
 #![forbid(unsafe_code)]
 
+pub mod emit;
 mod error;
 mod identity;
 pub mod model;
@@ -12,9 +13,10 @@ pub mod printf;
 pub mod xdr;
 pub mod xml;
 
+pub use emit::{Emitter, MetricDescriptor, MetricType};
 pub use error::Error;
 pub use identity::Identity;
 pub use xdr::{
     decode, decode_prefix, decode_with, encode, encode_bounded, encoded_len, Extra, Limits,
-    Message, Metadata, MetricId, Slope, Value, ValueMsg,
+    Message, Metadata, MetricId, Slope, Value, ValueMsg, METADATA_LIMIT,
 };

@@ -36,6 +36,11 @@ pub const ID_METADATA_REQUEST: u32 = 136;
 /// gmond's default receive buffer (`globals.max_udp_msg_len`).
 pub const DEFAULT_MAX_UDP_MSG_LEN: usize = 1472;
 
+/// The buffer gmond and gmetric encode metadata and metadata requests into
+/// (`GANGLIA_MAX_MESSAGE_LEN`, 1500 − 28 − 8), whatever `max_udp_msg_len` says; a message
+/// that does not fit is not sent.
+pub const METADATA_LIMIT: usize = 1464;
+
 /// Bounds applied while decoding untrusted datagrams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -460,7 +465,8 @@ pub fn encode(msg: &Message<'_>, out: &mut Vec<u8>) -> usize {
 }
 
 /// Encodes into a fresh buffer, refusing messages longer than `limit` (gmond does not send a
-/// message that does not fit its buffer: 1464 bytes for metadata, `max_udp_msg_len` for values).
+/// message that does not fit its buffer: [`METADATA_LIMIT`] for metadata and requests,
+/// `max_udp_msg_len` for values).
 pub fn encode_bounded(msg: &Message<'_>, limit: usize) -> Result<Vec<u8>, Error> {
     let len = encoded_len(msg);
     if len > limit {
