@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use gmond_metrics::hypervisor::libvirt::{
     BackoffPolicy, Connector, LinkState, Reconnecting, Session,
 };
-use gmond_metrics::hypervisor::{DomainInfo, DomainState, HostCapacity, HypervisorError};
+use gmond_metrics::hypervisor::{DomainInfo, DomainState, HostCapacity};
+use gmond_metrics::Error;
 
 /// Shared knobs of the fake "daemon".
 #[derive(Default)]
@@ -28,13 +29,13 @@ struct FakeSession(Arc<World>);
 
 impl Connector for FakeConnector {
     type Session = FakeSession;
-    fn connect(&self) -> Result<FakeSession, HypervisorError> {
+    fn connect(&self) -> Result<FakeSession, Error> {
         self.0.attempts.fetch_add(1, Ordering::SeqCst);
         let ok = self.0.script.lock().unwrap().pop_front().unwrap_or(true);
         if ok {
             Ok(FakeSession(self.0.clone()))
         } else {
-            Err(HypervisorError::Backend("connection refused".into()))
+            Err(Error::Backend("connection refused".into()))
         }
     }
     fn target(&self) -> &str {
@@ -43,11 +44,11 @@ impl Connector for FakeConnector {
 }
 
 impl Session for FakeSession {
-    fn hostname(&self) -> Result<String, HypervisorError> {
+    fn hostname(&self) -> Result<String, Error> {
         self.check()?;
         Ok("hv1".into())
     }
-    fn capacity(&self) -> Result<HostCapacity, HypervisorError> {
+    fn capacity(&self) -> Result<HostCapacity, Error> {
         self.check()?;
         Ok(HostCapacity {
             cpus: 4,
@@ -56,7 +57,7 @@ impl Session for FakeSession {
             mem_free_kib: 1 << 19,
         })
     }
-    fn domains(&self) -> Result<Vec<DomainInfo>, HypervisorError> {
+    fn domains(&self) -> Result<Vec<DomainInfo>, Error> {
         self.check()?;
         Ok(vec![DomainInfo {
             name: "vm".into(),
@@ -76,11 +77,9 @@ impl Session for FakeSession {
 }
 
 impl FakeSession {
-    fn check(&self) -> Result<(), HypervisorError> {
+    fn check(&self) -> Result<(), Error> {
         if self.0.dead.load(Ordering::SeqCst) || self.0.requests_fail.load(Ordering::SeqCst) {
-            Err(HypervisorError::Backend(
-                "end of file while reading data".into(),
-            ))
+            Err(Error::Backend("end of file while reading data".into()))
         } else {
             Ok(())
         }
@@ -139,10 +138,7 @@ fn outage_backoff_and_recovery() {
 
     // The daemon goes away: the call fails, the session is dropped, an outage starts.
     world.dead.store(true, Ordering::SeqCst);
-    assert!(matches!(
-        hv.domains_at(t0 + 15 * S),
-        Err(HypervisorError::Backend(_))
-    ));
+    assert!(matches!(hv.domains_at(t0 + 15 * S), Err(Error::Backend(_))));
     assert!(!hv.is_connected());
     assert_eq!(hv.outages_total(), 1);
     assert!(matches!(
@@ -151,28 +147,22 @@ fn outage_backoff_and_recovery() {
     ));
 
     // Before the 1 s backoff is over: no attempt, HostDown at once.
-    assert_eq!(
+    assert!(matches!(
         hv.domains_at(t0 + 15 * S + S / 2),
-        Err(HypervisorError::HostDown("fake:///system".into()))
-    );
+        Err(Error::HostDown(uri)) if uri == "fake:///system"
+    ));
     assert_eq!(attempts(), 1);
 
     // Two more refused attempts, spaced 1 s then 2 s apart.
     world.script.lock().unwrap().extend([false, false]);
-    assert!(matches!(
-        hv.domains_at(t0 + 16 * S),
-        Err(HypervisorError::Backend(_))
-    ));
+    assert!(matches!(hv.domains_at(t0 + 16 * S), Err(Error::Backend(_))));
     assert_eq!(attempts(), 2);
     assert!(matches!(
         hv.capacity_at(t0 + 17 * S),
-        Err(HypervisorError::HostDown(_))
+        Err(Error::HostDown(_))
     ));
     assert_eq!(attempts(), 2);
-    assert!(matches!(
-        hv.domains_at(t0 + 18 * S),
-        Err(HypervisorError::Backend(_))
-    ));
+    assert!(matches!(hv.domains_at(t0 + 18 * S), Err(Error::Backend(_))));
     assert_eq!(attempts(), 3);
     assert!(matches!(
         hv.link_state(),
@@ -180,7 +170,7 @@ fn outage_backoff_and_recovery() {
     ));
     assert!(matches!(
         hv.domains_at(t0 + 21 * S),
-        Err(HypervisorError::HostDown(_))
+        Err(Error::HostDown(_))
     ));
 
     // The daemon is back: the next allowed attempt reconnects.

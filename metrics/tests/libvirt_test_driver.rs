@@ -9,9 +9,10 @@ use std::time::Instant;
 use gmond_metrics::hypervisor::libvirt::{
     BackoffPolicy, LibvirtConnector, LibvirtHypervisor, LibvirtSession, Reconnecting,
 };
-use gmond_metrics::hypervisor::{DomainInfo, DomainState, Hypervisor, HypervisorError};
+use gmond_metrics::hypervisor::{DomainInfo, DomainState, Hypervisor};
 use gmond_metrics::linux::MetricValue;
 use gmond_metrics::vmetrics::{self, UtilTracker};
+use gmond_metrics::Error;
 use virt::domain::Domain;
 
 fn node_uri() -> String {
@@ -153,21 +154,18 @@ fn wrong_uris_are_typed_errors() {
     let missing = "test:///nonexistent/gmond-metrics/node.xml";
     for uri in ["bogus:///nowhere", missing] {
         match LibvirtSession::open_read_only(uri) {
-            Err(HypervisorError::Backend(msg)) => assert!(msg.contains(uri), "{msg}"),
+            Err(Error::Backend(msg)) => assert!(msg.contains(uri), "{msg}"),
             other => panic!("{uri}: {other:?}"),
         }
     }
     // Through the reconnecting wrapper: the attempt fails, then backoff answers HostDown.
     let hv = LibvirtHypervisor::open_lazy(missing, BackoffPolicy::default());
     let t0 = Instant::now();
+    assert!(matches!(hv.domains_at(t0), Err(Error::Backend(_))));
     assert!(matches!(
         hv.domains_at(t0),
-        Err(HypervisorError::Backend(_))
+        Err(Error::HostDown(uri)) if uri == missing
     ));
-    assert_eq!(
-        hv.domains_at(t0),
-        Err(HypervisorError::HostDown(missing.into()))
-    );
     assert_eq!(hv.outages_total(), 1);
 }
 
@@ -258,23 +256,14 @@ fn reconnects_once_the_uri_works_again() {
     let hv = LibvirtHypervisor::open_lazy(&uri, BackoffPolicy::default());
     let t0 = Instant::now();
     let s = std::time::Duration::from_secs(1);
-    assert!(matches!(
-        hv.domains_at(t0),
-        Err(HypervisorError::Backend(_))
-    ));
-    assert!(matches!(
-        hv.domains_at(t0 + s),
-        Err(HypervisorError::Backend(_))
-    ));
-    assert!(matches!(
-        hv.domains_at(t0 + 2 * s),
-        Err(HypervisorError::HostDown(_))
-    ));
+    assert!(matches!(hv.domains_at(t0), Err(Error::Backend(_))));
+    assert!(matches!(hv.domains_at(t0 + s), Err(Error::Backend(_))));
+    assert!(matches!(hv.domains_at(t0 + 2 * s), Err(Error::HostDown(_))));
     std::fs::copy(node_uri().trim_start_matches("test://"), &path).unwrap();
     // Still inside the 2 s backoff after the second failure: no attempt yet.
     assert!(matches!(
         hv.capacity_at(t0 + 2 * s),
-        Err(HypervisorError::HostDown(_))
+        Err(Error::HostDown(_))
     ));
     assert_eq!(hv.domains_at(t0 + 3 * s).unwrap().len(), 5);
     assert!(hv.is_connected());

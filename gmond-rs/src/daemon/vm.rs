@@ -3,8 +3,8 @@
 
 use super::Error;
 use gmond_conf::Config;
-use gmond_metrics::hypervisor::HypervisorError;
 use gmond_metrics::vmetrics::VmMetric;
+use gmond_metrics::Error as HypervisorError;
 use std::time::Duration;
 
 /// Per-VM metrics from somewhere other than libvirt, e.g. one host of a simulated cluster.

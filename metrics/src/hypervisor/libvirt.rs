@@ -35,20 +35,21 @@ use virt::connect::Connect;
 use virt::error::{Error as VirtError, ErrorNumber};
 use virt::sys;
 
-use super::{DomainInfo, DomainState, HostCapacity, Hypervisor, HypervisorError};
+use super::{DomainInfo, DomainState, HostCapacity, Hypervisor};
 use crate::vmetrics::{self, DiskCounters, IoCounters, NetCounters, UtilTracker, VmMetric};
+use crate::Error;
 use ffi::Param;
 
 /// One live session with a hypervisor, as [`Reconnecting`] needs it.
 pub trait Session {
     /// The host's name.
-    fn hostname(&self) -> Result<String, HypervisorError>;
+    fn hostname(&self) -> Result<String, Error>;
     /// Host capacity.
-    fn capacity(&self) -> Result<HostCapacity, HypervisorError>;
+    fn capacity(&self) -> Result<HostCapacity, Error>;
     /// Every domain, sorted by name.
-    fn domains(&self) -> Result<Vec<DomainInfo>, HypervisorError>;
+    fn domains(&self) -> Result<Vec<DomainInfo>, Error>;
     /// Every domain with its I/O counters where the backend has them.
-    fn domains_with_io(&self) -> Result<Vec<(DomainInfo, Option<IoCounters>)>, HypervisorError> {
+    fn domains_with_io(&self) -> Result<Vec<(DomainInfo, Option<IoCounters>)>, Error> {
         Ok(self.domains()?.into_iter().map(|d| (d, None)).collect())
     }
     /// Whether the session still works; checked after a failed call to tell a lost daemon
@@ -61,14 +62,14 @@ pub trait Connector {
     /// The session type.
     type Session: Session;
     /// Opens a session (blocking).
-    fn connect(&self) -> Result<Self::Session, HypervisorError>;
+    fn connect(&self) -> Result<Self::Session, Error>;
     /// What it connects to, for logs and errors (a URI).
     fn target(&self) -> &str;
 }
 
 /// A [`Hypervisor`] that opens its session lazily, drops it when it dies, and reconnects with
 /// exponential backoff. While disconnected and waiting, calls fail at once with
-/// [`HypervisorError::HostDown`], so a caller keeps serving its other metrics.
+/// [`Error::HostDown`], so a caller keeps serving its other metrics.
 ///
 /// Logs (target `gmond_metrics::libvirt`): one `warn` when an outage starts, one `info` when it
 /// ends; the attempts in between are `debug` only.
@@ -110,17 +111,17 @@ impl<C: Connector> Reconnecting<C> {
     }
 
     /// [`Hypervisor::hostname`] with the time given.
-    pub fn hostname_at(&self, now: Instant) -> Result<String, HypervisorError> {
+    pub fn hostname_at(&self, now: Instant) -> Result<String, Error> {
         self.call(now, Session::hostname)
     }
 
     /// [`Hypervisor::capacity`] with the time given.
-    pub fn capacity_at(&self, now: Instant) -> Result<HostCapacity, HypervisorError> {
+    pub fn capacity_at(&self, now: Instant) -> Result<HostCapacity, Error> {
         self.call(now, Session::capacity)
     }
 
     /// [`Hypervisor::domains`] with the time given.
-    pub fn domains_at(&self, now: Instant) -> Result<Vec<DomainInfo>, HypervisorError> {
+    pub fn domains_at(&self, now: Instant) -> Result<Vec<DomainInfo>, Error> {
         self.call(now, Session::domains)
     }
 
@@ -128,7 +129,7 @@ impl<C: Connector> Reconnecting<C> {
     pub fn domains_with_io_at(
         &self,
         now: Instant,
-    ) -> Result<Vec<(DomainInfo, Option<IoCounters>)>, HypervisorError> {
+    ) -> Result<Vec<(DomainInfo, Option<IoCounters>)>, Error> {
         self.call(now, Session::domains_with_io)
     }
 
@@ -138,7 +139,7 @@ impl<C: Connector> Reconnecting<C> {
         &self,
         tracker: &mut UtilTracker,
         mut clock_ns: impl FnMut() -> u64,
-    ) -> Result<Vec<VmMetric>, HypervisorError> {
+    ) -> Result<Vec<VmMetric>, Error> {
         let capacity = self.capacity_at(Instant::now())?;
         let before = clock_ns();
         let domains = self.domains_with_io_at(Instant::now())?;
@@ -158,14 +159,14 @@ impl<C: Connector> Reconnecting<C> {
     fn call<T>(
         &self,
         now: Instant,
-        f: impl FnOnce(&C::Session) -> Result<T, HypervisorError>,
-    ) -> Result<T, HypervisorError> {
+        f: impl FnOnce(&C::Session) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let target = self.connector.target();
         let mut g = self.lock();
         let inner = &mut *g;
         if inner.session.is_none() {
             if !inner.backoff.may_try(now) {
-                return Err(HypervisorError::HostDown(target.to_owned()));
+                return Err(Error::HostDown(target.to_owned()));
             }
             match self.connector.connect() {
                 Ok(s) => {
@@ -179,7 +180,7 @@ impl<C: Connector> Reconnecting<C> {
             }
         }
         let Some(session) = inner.session.as_ref() else {
-            return Err(HypervisorError::HostDown(target.to_owned()));
+            return Err(Error::HostDown(target.to_owned()));
         };
         let result = f(session);
         if result.is_err() && !session.is_alive() {
@@ -192,7 +193,7 @@ impl<C: Connector> Reconnecting<C> {
     }
 }
 
-fn log_transition(target: &str, t: Transition, err: Option<&HypervisorError>) {
+fn log_transition(target: &str, t: Transition, err: Option<&Error>) {
     let err = err.map(ToString::to_string).unwrap_or_default();
     match t {
         Transition::Steady => {
@@ -215,15 +216,15 @@ fn log_transition(target: &str, t: Transition, err: Option<&HypervisorError>) {
 }
 
 impl<C: Connector> Hypervisor for Reconnecting<C> {
-    fn hostname(&self) -> Result<String, HypervisorError> {
+    fn hostname(&self) -> Result<String, Error> {
         self.hostname_at(Instant::now())
     }
 
-    fn capacity(&self) -> Result<HostCapacity, HypervisorError> {
+    fn capacity(&self) -> Result<HostCapacity, Error> {
         self.capacity_at(Instant::now())
     }
 
-    fn domains(&self) -> Result<Vec<DomainInfo>, HypervisorError> {
+    fn domains(&self) -> Result<Vec<DomainInfo>, Error> {
         self.domains_at(Instant::now())
     }
 }
@@ -267,7 +268,7 @@ impl LibvirtConnector {
 impl Connector for LibvirtConnector {
     type Session = LibvirtSession;
 
-    fn connect(&self) -> Result<LibvirtSession, HypervisorError> {
+    fn connect(&self) -> Result<LibvirtSession, Error> {
         if self.read_only {
             LibvirtSession::open_read_only(&self.uri)
         } else {
@@ -309,16 +310,16 @@ const STATS: u32 = sys::VIR_DOMAIN_STATS_STATE
 
 impl LibvirtSession {
     /// Opens a read-write connection.
-    pub fn open(uri: &str) -> Result<Self, HypervisorError> {
+    pub fn open(uri: &str) -> Result<Self, Error> {
         Self::open_with(uri, false)
     }
 
     /// Opens a read-only connection.
-    pub fn open_read_only(uri: &str) -> Result<Self, HypervisorError> {
+    pub fn open_read_only(uri: &str) -> Result<Self, Error> {
         Self::open_with(uri, true)
     }
 
-    fn open_with(uri: &str, read_only: bool) -> Result<Self, HypervisorError> {
+    fn open_with(uri: &str, read_only: bool) -> Result<Self, Error> {
         // Otherwise libvirt prints every error (including expected ones) to stderr.
         virt::error::clear_error_callback();
         let conn = if read_only {
@@ -326,7 +327,7 @@ impl LibvirtSession {
         } else {
             Connect::open(Some(uri))
         }
-        .map_err(|e| HypervisorError::Backend(format!("connect {uri}: {e}")))?;
+        .map_err(|e| Error::Backend(format!("connect {uri}: {e}")))?;
         Ok(LibvirtSession {
             conn: Some(conn),
             uri: uri.to_owned(),
@@ -337,10 +338,10 @@ impl LibvirtSession {
     }
 
     /// The underlying connection (tests drive domain state changes through it).
-    pub fn connection(&self) -> Result<&Connect, HypervisorError> {
+    pub fn connection(&self) -> Result<&Connect, Error> {
         self.conn
             .as_ref()
-            .ok_or_else(|| HypervisorError::HostDown(self.uri.clone()))
+            .ok_or_else(|| Error::HostDown(self.uri.clone()))
     }
 
     /// Domains that disappeared between the bulk listing and their per-domain calls.
@@ -360,7 +361,7 @@ impl LibvirtSession {
         self.after_list = Some(Box::new(hook));
     }
 
-    fn node_capacity(&self) -> Result<HostCapacity, HypervisorError> {
+    fn node_capacity(&self) -> Result<HostCapacity, Error> {
         let conn = self.connection()?;
         let ni = conn.node_info().map_err(backend)?;
         // Drivers without per-cell free memory (the test driver) fail or give 0: estimate from
@@ -386,7 +387,7 @@ impl LibvirtSession {
         })
     }
 
-    fn list_domains(&self) -> Result<Vec<(DomainInfo, Option<IoCounters>)>, HypervisorError> {
+    fn list_domains(&self) -> Result<Vec<(DomainInfo, Option<IoCounters>)>, Error> {
         let conn = self.connection()?;
         let records = ffi::all_domain_stats(conn, STATS, 0).map_err(backend)?;
         if let Some(hook) = &self.after_list {
@@ -433,19 +434,19 @@ fn release<T>(v: Option<T>) {
 }
 
 impl Session for LibvirtSession {
-    fn hostname(&self) -> Result<String, HypervisorError> {
+    fn hostname(&self) -> Result<String, Error> {
         self.connection()?.hostname().map_err(backend)
     }
 
-    fn capacity(&self) -> Result<HostCapacity, HypervisorError> {
+    fn capacity(&self) -> Result<HostCapacity, Error> {
         self.node_capacity()
     }
 
-    fn domains(&self) -> Result<Vec<DomainInfo>, HypervisorError> {
+    fn domains(&self) -> Result<Vec<DomainInfo>, Error> {
         Ok(self.list_domains()?.into_iter().map(|(d, _)| d).collect())
     }
 
-    fn domains_with_io(&self) -> Result<Vec<(DomainInfo, Option<IoCounters>)>, HypervisorError> {
+    fn domains_with_io(&self) -> Result<Vec<(DomainInfo, Option<IoCounters>)>, Error> {
         self.list_domains()
     }
 
@@ -457,21 +458,21 @@ impl Session for LibvirtSession {
 }
 
 impl Hypervisor for LibvirtSession {
-    fn hostname(&self) -> Result<String, HypervisorError> {
+    fn hostname(&self) -> Result<String, Error> {
         Session::hostname(self)
     }
 
-    fn capacity(&self) -> Result<HostCapacity, HypervisorError> {
+    fn capacity(&self) -> Result<HostCapacity, Error> {
         self.node_capacity()
     }
 
-    fn domains(&self) -> Result<Vec<DomainInfo>, HypervisorError> {
+    fn domains(&self) -> Result<Vec<DomainInfo>, Error> {
         Session::domains(self)
     }
 }
 
-fn backend(e: VirtError) -> HypervisorError {
-    HypervisorError::Backend(e.to_string())
+fn backend(e: VirtError) -> Error {
+    Error::Backend(e.to_string())
 }
 
 fn is_no_domain(e: &VirtError) -> bool {
