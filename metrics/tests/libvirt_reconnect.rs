@@ -1,6 +1,7 @@
 //! Reconnect and backoff of the libvirt hypervisor wrapper, with a scripted fake connector and
 //! time as input: attempts only when the backoff allows, one warn per outage, one info on
-//! recovery, and failed requests on a live session do not count as outages.
+//! recovery, failed requests on a live session do not count as outages, and collection rounds
+//! follow the time they are given.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::VecDeque;
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 use gmond_metrics::hypervisor::libvirt::{
     BackoffPolicy, Connector, LinkState, Reconnecting, Session,
 };
-use gmond_metrics::hypervisor::{DomainInfo, DomainState, HostCapacity};
+use gmond_metrics::hypervisor::{DomainInfo, DomainState, HostCapacity, Hypervisor};
+use gmond_metrics::vmetrics::UtilTracker;
 use gmond_metrics::Error;
 
 /// Shared knobs of the fake "daemon".
@@ -220,5 +222,51 @@ fn never_reachable_counts_one_outage_and_caps_the_delay() {
         }
     }
     assert_eq!(at, [0, 1, 3, 7, 15, 23, 31, 39, 47, 55]);
+    assert_eq!(hv.outages_total(), 1);
+}
+
+#[test]
+fn collection_rounds_follow_the_time_they_are_given() {
+    // The wrapper never reads the clock: rounds "seconds" apart run back to back, and whether
+    // a reconnect is tried depends only on the `now` passed in.
+    let world = Arc::new(World::default());
+    world.script.lock().unwrap().extend([false, false]);
+    let hv = Reconnecting::new(FakeConnector(world.clone()), BackoffPolicy::default());
+    let attempts = || world.attempts.load(Ordering::SeqCst);
+    let mut tracker = UtilTracker::new();
+    let clock_reads = AtomicU32::new(0);
+    let clock = || u64::from(clock_reads.fetch_add(1, Ordering::SeqCst)) * 1_000_000_000;
+    let t0 = Instant::now();
+
+    assert!(matches!(
+        hv.collect_round(t0, &mut tracker, clock),
+        Err(Error::Backend(_))
+    ));
+    assert_eq!(attempts(), 1);
+    // Inside the 1 s backoff: refused at once, no attempt, and no listing to time.
+    for now in [t0, t0 + S / 2, t0 + S - Duration::from_nanos(1)] {
+        assert!(matches!(
+            hv.collect_round(now, &mut tracker, clock),
+            Err(Error::HostDown(_))
+        ));
+        // The same instant through the Hypervisor trait.
+        let dyn_hv: &dyn Hypervisor = &hv.at(now);
+        assert!(matches!(dyn_hv.domains(), Err(Error::HostDown(_))));
+    }
+    assert_eq!((attempts(), clock_reads.load(Ordering::SeqCst)), (1, 0));
+    // At exactly 1 s: the second attempt (refused), then a 2 s wait.
+    assert!(hv.collect_round(t0 + S, &mut tracker, clock).is_err());
+    assert_eq!(attempts(), 2);
+    assert!(matches!(
+        hv.collect_round(t0 + 2 * S, &mut tracker, clock),
+        Err(Error::HostDown(_))
+    ));
+    assert_eq!(attempts(), 2);
+    // At 3 s the third attempt connects and the round runs, timed by the given clock alone.
+    let metrics = hv.collect_round(t0 + 3 * S, &mut tracker, clock).unwrap();
+    assert_eq!(attempts(), 3);
+    assert_eq!(clock_reads.load(Ordering::SeqCst), 2);
+    assert!(metrics.iter().any(|m| m.name == "vm.vcpu_num"));
+    assert_eq!(hv.link_state(), LinkState::Up);
     assert_eq!(hv.outages_total(), 1);
 }

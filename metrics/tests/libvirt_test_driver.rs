@@ -175,7 +175,8 @@ fn reconnecting_wrapper_serves_the_test_driver() {
         LibvirtConnector::read_only(&node_uri()),
         BackoffPolicy::default(),
     );
-    let dyn_hv: &dyn Hypervisor = &hv;
+    let now = hv.at(Instant::now());
+    let dyn_hv: &dyn Hypervisor = &now;
     assert_eq!(dyn_hv.domains().unwrap().len(), 5);
     assert_eq!(dyn_hv.capacity().unwrap().cpus, 8);
     assert!(hv.is_connected());
@@ -280,7 +281,7 @@ fn collect_round_through_the_reconnecting_wrapper() {
     let mut tracker = UtilTracker::new();
     let mut t = 0u64;
     let ms = hv
-        .collect_round(&mut tracker, || {
+        .collect_round(Instant::now(), &mut tracker, || {
             t += 1_000;
             t
         })

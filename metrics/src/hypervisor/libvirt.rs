@@ -7,6 +7,10 @@
 //! not start a round while the last is still running. Take the sample time around the call
 //! (its midpoint), not after.
 //!
+//! Nothing here reads the clock: the reconnect backoff is fed the `now` each call is given,
+//! and a round's sample time comes from the clock its caller passes in, so tests drive
+//! outages, backoff and recovery without sleeping.
+//!
 //! Data sources per domain: bulk stats (`virConnectGetAllDomainStats`: `state.*`, `cpu.time`,
 //! `balloon.*`, `vcpu.current/maximum`, `block.*`, `net.*`) where the driver has them,
 //! per-domain calls (`virDomainGetInfo`, `virDomainGetVcpusFlags`, `virDomainMemoryStats`)
@@ -133,16 +137,24 @@ impl<C: Connector> Reconnecting<C> {
         self.call(now, Session::domains_with_io)
     }
 
-    /// One collection round with I/O: like [`vmetrics::collect_round`] but also publishing
-    /// the disk and network metrics where the backend gives counters. Blocks.
+    /// This wrapper as a [`Hypervisor`] whose calls all happen at `now` (for the backoff).
+    pub fn at(&self, now: Instant) -> ReconnectingAt<'_, C> {
+        ReconnectingAt { hv: self, now }
+    }
+
+    /// One collection round with I/O at `now` (which decides whether a reconnect may be
+    /// tried): like [`vmetrics::collect_round`] but also publishing the disk and network
+    /// metrics where the backend gives counters. `clock_ns` is read just before and after the
+    /// listing (monotonic ns); the midpoint is the sample time. Blocks.
     pub fn collect_round(
         &self,
+        now: Instant,
         tracker: &mut UtilTracker,
         mut clock_ns: impl FnMut() -> u64,
     ) -> Result<Vec<VmMetric>, Error> {
-        let capacity = self.capacity_at(Instant::now())?;
+        let capacity = self.capacity_at(now)?;
         let before = clock_ns();
-        let domains = self.domains_with_io_at(Instant::now())?;
+        let domains = self.domains_with_io_at(now)?;
         let after = clock_ns();
         let at = before + after.saturating_sub(before) / 2;
         Ok(vmetrics::publish(
@@ -215,17 +227,24 @@ fn log_transition(target: &str, t: Transition, err: Option<&Error>) {
     }
 }
 
-impl<C: Connector> Hypervisor for Reconnecting<C> {
+/// A [`Reconnecting`] hypervisor seen at one instant ([`Reconnecting::at`]): the
+/// [`Hypervisor`] trait has no time argument, so the time is bound here instead of read.
+pub struct ReconnectingAt<'a, C: Connector> {
+    hv: &'a Reconnecting<C>,
+    now: Instant,
+}
+
+impl<C: Connector> Hypervisor for ReconnectingAt<'_, C> {
     fn hostname(&self) -> Result<String, Error> {
-        self.hostname_at(Instant::now())
+        self.hv.hostname_at(self.now)
     }
 
     fn capacity(&self) -> Result<HostCapacity, Error> {
-        self.capacity_at(Instant::now())
+        self.hv.capacity_at(self.now)
     }
 
     fn domains(&self) -> Result<Vec<DomainInfo>, Error> {
-        self.domains_at(Instant::now())
+        self.hv.domains_at(self.now)
     }
 }
 
