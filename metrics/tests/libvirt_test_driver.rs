@@ -154,14 +154,17 @@ fn wrong_uris_are_typed_errors() {
     let missing = "test:///nonexistent/gmond-metrics/node.xml";
     for uri in ["bogus:///nowhere", missing] {
         match LibvirtSession::open_read_only(uri) {
-            Err(Error::Backend(msg)) => assert!(msg.contains(uri), "{msg}"),
+            Err(Error::Connect { uri: u, message }) => {
+                assert_eq!(u, uri);
+                assert!(!message.is_empty());
+            }
             other => panic!("{uri}: {other:?}"),
         }
     }
     // Through the reconnecting wrapper: the attempt fails, then backoff answers HostDown.
     let hv = LibvirtHypervisor::open_lazy(missing, BackoffPolicy::default());
     let t0 = Instant::now();
-    assert!(matches!(hv.domains_at(t0), Err(Error::Backend(_))));
+    assert!(matches!(hv.domains_at(t0), Err(Error::Connect { .. })));
     assert!(matches!(
         hv.domains_at(t0),
         Err(Error::HostDown(uri)) if uri == missing
@@ -257,8 +260,8 @@ fn reconnects_once_the_uri_works_again() {
     let hv = LibvirtHypervisor::open_lazy(&uri, BackoffPolicy::default());
     let t0 = Instant::now();
     let s = std::time::Duration::from_secs(1);
-    assert!(matches!(hv.domains_at(t0), Err(Error::Backend(_))));
-    assert!(matches!(hv.domains_at(t0 + s), Err(Error::Backend(_))));
+    assert!(matches!(hv.domains_at(t0), Err(Error::Connect { .. })));
+    assert!(matches!(hv.domains_at(t0 + s), Err(Error::Connect { .. })));
     assert!(matches!(hv.domains_at(t0 + 2 * s), Err(Error::HostDown(_))));
     std::fs::copy(node_uri().trim_start_matches("test://"), &path).unwrap();
     // Still inside the 2 s backoff after the second failure: no attempt yet.

@@ -1,5 +1,10 @@
 //! The libvirt implementation of [`Hypervisor`] through the `virt` crate, with reconnect and
-//! backoff when libvirtd goes away.
+//! backoff when libvirtd goes away, and [`LibvirtControl`] (presence, live migration, job
+//! abort) for the balancer agent: every libvirt call of the workspace goes through here.
+//!
+//! `virt` 0.5's `Drop` for `Connect` and `Domain` panics when libvirt fails to free the object
+//! (a daemon that went away); every object is dropped through [`release`], which contains
+//! that panic. The only unsafe code is in `ffi.rs`.
 //!
 //! Every call BLOCKS (libvirt RPCs; against a hung, not dead, daemon possibly for long, since
 //! libvirt's keepalive needs an event loop this crate does not run): never call it on an async
@@ -25,9 +30,11 @@
 //! Crashed; no-state and unknown codes -> Paused (holds memory, uses no CPU as far as we know).
 
 mod backoff;
+mod control;
 mod ffi;
 
 pub use backoff::{Backoff, BackoffPolicy, LinkState, Transition};
+pub use control::{LibvirtControl, MigrateOptions, Presence};
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -339,16 +346,8 @@ impl LibvirtSession {
     }
 
     fn open_with(uri: &str, read_only: bool) -> Result<Self, Error> {
-        // Otherwise libvirt prints every error (including expected ones) to stderr.
-        virt::error::clear_error_callback();
-        let conn = if read_only {
-            Connect::open_read_only(Some(uri))
-        } else {
-            Connect::open(Some(uri))
-        }
-        .map_err(|e| Error::Backend(format!("connect {uri}: {e}")))?;
         Ok(LibvirtSession {
-            conn: Some(conn),
+            conn: Some(open_connection(uri, read_only)?),
             uri: uri.to_owned(),
             after_list: None,
             domains_vanished_total: AtomicU64::new(0),
@@ -416,7 +415,7 @@ impl LibvirtSession {
         for rec in records {
             let r = assemble(&rec.dom, &rec.params);
             let io = io_from_params(&rec.params);
-            release(Some(rec));
+            release(rec);
             match r {
                 Ok(d) => out.push((d, io)),
                 Err(e) if is_no_domain(&e) => {
@@ -445,11 +444,27 @@ impl Drop for LibvirtSession {
     }
 }
 
-/// Drops a libvirt object where `virt`'s Drop would panic if the C free failed.
-fn release<T>(v: Option<T>) {
+/// Drops a libvirt object (or anything holding one) where `virt`'s Drop would panic if the C
+/// free failed: the crate's one release guard, for collection and control alike.
+fn release<T>(v: T) {
     if catch_unwind(AssertUnwindSafe(move || drop(v))).is_err() {
         tracing::warn!(target: "gmond_metrics::libvirt", "libvirt refused to free an object");
     }
+}
+
+/// Opens a connection, read-only or read-write; a failure is [`Error::Connect`].
+fn open_connection(uri: &str, read_only: bool) -> Result<Connect, Error> {
+    // Otherwise libvirt prints every error (including expected ones) to stderr.
+    virt::error::clear_error_callback();
+    if read_only {
+        Connect::open_read_only(Some(uri))
+    } else {
+        Connect::open(Some(uri))
+    }
+    .map_err(|e| Error::Connect {
+        uri: uri.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 impl Session for LibvirtSession {
@@ -495,7 +510,11 @@ fn backend(e: VirtError) -> Error {
 }
 
 fn is_no_domain(e: &VirtError) -> bool {
-    e.code().is_known_and(|c| c == ErrorNumber::NoDomain)
+    is_code(e, ErrorNumber::NoDomain)
+}
+
+fn is_code(e: &VirtError, code: ErrorNumber) -> bool {
+    e.code().is_known_and(|c| c == code)
 }
 
 /// Maps a virDomainState code (see the module docs).
