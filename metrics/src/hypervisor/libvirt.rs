@@ -3,7 +3,7 @@
 //! abort) for the balancer agent: every libvirt call of the workspace goes through here.
 //!
 //! `virt` 0.5's `Drop` for `Connect` and `Domain` panics when libvirt fails to free the object
-//! (a daemon that went away); every object is dropped through [`release`], which contains
+//! (a daemon that went away); every object is dropped through `release`, which contains
 //! that panic. The only unsafe code is in `ffi.rs`.
 //!
 //! Every call BLOCKS (libvirt RPCs; against a hung, not dead, daemon possibly for long, since
