@@ -152,7 +152,7 @@ impl<C: Connector> Reconnecting<C> {
     /// One collection round with I/O at `now` (which decides whether a reconnect may be
     /// tried): like [`vmetrics::collect_round`] but also publishing the disk and network
     /// metrics where the backend gives counters. `clock_ns` is read just before and after the
-    /// listing (monotonic ns); the midpoint is the sample time. Blocks.
+    /// listing (ns, any clock that does not jump); the midpoint is the sample time. Blocks.
     pub fn collect_round(
         &self,
         now: Instant,
