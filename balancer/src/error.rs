@@ -15,7 +15,7 @@ pub enum BalancerError {
     Scenario(String),
     /// The simulated hypervisor refused an operation.
     #[error("hypervisor: {0}")]
-    Hypervisor(#[from] gmond_metrics::hypervisor::HypervisorError),
+    Hypervisor(#[from] gmond_metrics::Error),
     /// Reading a file failed.
     #[error("{path}: {source}")]
     Io {

@@ -101,7 +101,7 @@ fn real(c: &mut Criterion) {
     let clock = || start.elapsed().as_nanos() as u64;
     let mut tracker = UtilTracker::new();
     // Fail loudly: a URI was asked for, so an unreachable one is an error, not a skip.
-    let first = match hv.collect_round(&mut tracker, clock) {
+    let first = match hv.collect_round(Instant::now(), &mut tracker, clock) {
         Ok(m) => m,
         Err(e) => panic!("vm_collect: {uri}: {e}"),
     };
@@ -116,7 +116,12 @@ fn real(c: &mut Criterion) {
     let mut g = c.benchmark_group("vm_collect");
     g.sample_size(30);
     g.bench_function(format!("libvirt_round_{domains}_domains"), |b| {
-        b.iter(|| black_box(hv.collect_round(&mut tracker, clock).map(|m| m.len())))
+        b.iter(|| {
+            black_box(
+                hv.collect_round(Instant::now(), &mut tracker, clock)
+                    .map(|m| m.len()),
+            )
+        })
     });
     g.finish();
 }

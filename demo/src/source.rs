@@ -13,8 +13,8 @@
 
 use gmond_metrics::hypervisor::sim::SimCluster;
 use gmond_metrics::hypervisor::Hypervisor;
-use gmond_metrics::hypervisor::HypervisorError;
 use gmond_metrics::vmetrics::{self, parse_vm_metric, CpuSample, DomainSample, VmMetric};
+use gmond_metrics::Error as HypervisorError;
 use gmond_rs::daemon::VmSource;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

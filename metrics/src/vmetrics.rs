@@ -32,8 +32,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::hypervisor::{DomainInfo, DomainState, HostCapacity, Hypervisor, HypervisorError};
+use crate::hypervisor::{DomainInfo, DomainState, HostCapacity, Hypervisor};
 use crate::linux::{MetricValue, ValueType};
+use crate::Error;
 
 /// Bytes per GB in the disk metrics (gmond's disk_total convention: 1024^3).
 const GIB: f64 = 1_073_741_824.0;
@@ -801,7 +802,7 @@ pub fn collect_round(
     hv: &dyn Hypervisor,
     tracker: &mut UtilTracker,
     mut clock_ns: impl FnMut() -> u64,
-) -> Result<Vec<VmMetric>, HypervisorError> {
+) -> Result<Vec<VmMetric>, Error> {
     let capacity = hv.capacity()?;
     let before = clock_ns();
     let domains = hv.domains()?;

@@ -1,6 +1,7 @@
 //! Reconnect and backoff of the libvirt hypervisor wrapper, with a scripted fake connector and
 //! time as input: attempts only when the backoff allows, one warn per outage, one info on
-//! recovery, and failed requests on a live session do not count as outages.
+//! recovery, failed requests on a live session do not count as outages, and collection rounds
+//! follow the time they are given.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::VecDeque;
@@ -11,7 +12,9 @@ use std::time::{Duration, Instant};
 use gmond_metrics::hypervisor::libvirt::{
     BackoffPolicy, Connector, LinkState, Reconnecting, Session,
 };
-use gmond_metrics::hypervisor::{DomainInfo, DomainState, HostCapacity, HypervisorError};
+use gmond_metrics::hypervisor::{DomainInfo, DomainState, HostCapacity, Hypervisor};
+use gmond_metrics::vmetrics::UtilTracker;
+use gmond_metrics::Error;
 
 /// Shared knobs of the fake "daemon".
 #[derive(Default)]
@@ -28,13 +31,13 @@ struct FakeSession(Arc<World>);
 
 impl Connector for FakeConnector {
     type Session = FakeSession;
-    fn connect(&self) -> Result<FakeSession, HypervisorError> {
+    fn connect(&self) -> Result<FakeSession, Error> {
         self.0.attempts.fetch_add(1, Ordering::SeqCst);
         let ok = self.0.script.lock().unwrap().pop_front().unwrap_or(true);
         if ok {
             Ok(FakeSession(self.0.clone()))
         } else {
-            Err(HypervisorError::Backend("connection refused".into()))
+            Err(Error::Backend("connection refused".into()))
         }
     }
     fn target(&self) -> &str {
@@ -43,11 +46,11 @@ impl Connector for FakeConnector {
 }
 
 impl Session for FakeSession {
-    fn hostname(&self) -> Result<String, HypervisorError> {
+    fn hostname(&self) -> Result<String, Error> {
         self.check()?;
         Ok("hv1".into())
     }
-    fn capacity(&self) -> Result<HostCapacity, HypervisorError> {
+    fn capacity(&self) -> Result<HostCapacity, Error> {
         self.check()?;
         Ok(HostCapacity {
             cpus: 4,
@@ -56,7 +59,7 @@ impl Session for FakeSession {
             mem_free_kib: 1 << 19,
         })
     }
-    fn domains(&self) -> Result<Vec<DomainInfo>, HypervisorError> {
+    fn domains(&self) -> Result<Vec<DomainInfo>, Error> {
         self.check()?;
         Ok(vec![DomainInfo {
             name: "vm".into(),
@@ -76,11 +79,9 @@ impl Session for FakeSession {
 }
 
 impl FakeSession {
-    fn check(&self) -> Result<(), HypervisorError> {
+    fn check(&self) -> Result<(), Error> {
         if self.0.dead.load(Ordering::SeqCst) || self.0.requests_fail.load(Ordering::SeqCst) {
-            Err(HypervisorError::Backend(
-                "end of file while reading data".into(),
-            ))
+            Err(Error::Backend("end of file while reading data".into()))
         } else {
             Ok(())
         }
@@ -139,10 +140,7 @@ fn outage_backoff_and_recovery() {
 
     // The daemon goes away: the call fails, the session is dropped, an outage starts.
     world.dead.store(true, Ordering::SeqCst);
-    assert!(matches!(
-        hv.domains_at(t0 + 15 * S),
-        Err(HypervisorError::Backend(_))
-    ));
+    assert!(matches!(hv.domains_at(t0 + 15 * S), Err(Error::Backend(_))));
     assert!(!hv.is_connected());
     assert_eq!(hv.outages_total(), 1);
     assert!(matches!(
@@ -151,28 +149,22 @@ fn outage_backoff_and_recovery() {
     ));
 
     // Before the 1 s backoff is over: no attempt, HostDown at once.
-    assert_eq!(
+    assert!(matches!(
         hv.domains_at(t0 + 15 * S + S / 2),
-        Err(HypervisorError::HostDown("fake:///system".into()))
-    );
+        Err(Error::HostDown(uri)) if uri == "fake:///system"
+    ));
     assert_eq!(attempts(), 1);
 
     // Two more refused attempts, spaced 1 s then 2 s apart.
     world.script.lock().unwrap().extend([false, false]);
-    assert!(matches!(
-        hv.domains_at(t0 + 16 * S),
-        Err(HypervisorError::Backend(_))
-    ));
+    assert!(matches!(hv.domains_at(t0 + 16 * S), Err(Error::Backend(_))));
     assert_eq!(attempts(), 2);
     assert!(matches!(
         hv.capacity_at(t0 + 17 * S),
-        Err(HypervisorError::HostDown(_))
+        Err(Error::HostDown(_))
     ));
     assert_eq!(attempts(), 2);
-    assert!(matches!(
-        hv.domains_at(t0 + 18 * S),
-        Err(HypervisorError::Backend(_))
-    ));
+    assert!(matches!(hv.domains_at(t0 + 18 * S), Err(Error::Backend(_))));
     assert_eq!(attempts(), 3);
     assert!(matches!(
         hv.link_state(),
@@ -180,7 +172,7 @@ fn outage_backoff_and_recovery() {
     ));
     assert!(matches!(
         hv.domains_at(t0 + 21 * S),
-        Err(HypervisorError::HostDown(_))
+        Err(Error::HostDown(_))
     ));
 
     // The daemon is back: the next allowed attempt reconnects.
@@ -230,5 +222,51 @@ fn never_reachable_counts_one_outage_and_caps_the_delay() {
         }
     }
     assert_eq!(at, [0, 1, 3, 7, 15, 23, 31, 39, 47, 55]);
+    assert_eq!(hv.outages_total(), 1);
+}
+
+#[test]
+fn collection_rounds_follow_the_time_they_are_given() {
+    // The wrapper never reads the clock: rounds "seconds" apart run back to back, and whether
+    // a reconnect is tried depends only on the `now` passed in.
+    let world = Arc::new(World::default());
+    world.script.lock().unwrap().extend([false, false]);
+    let hv = Reconnecting::new(FakeConnector(world.clone()), BackoffPolicy::default());
+    let attempts = || world.attempts.load(Ordering::SeqCst);
+    let mut tracker = UtilTracker::new();
+    let clock_reads = AtomicU32::new(0);
+    let clock = || u64::from(clock_reads.fetch_add(1, Ordering::SeqCst)) * 1_000_000_000;
+    let t0 = Instant::now();
+
+    assert!(matches!(
+        hv.collect_round(t0, &mut tracker, clock),
+        Err(Error::Backend(_))
+    ));
+    assert_eq!(attempts(), 1);
+    // Inside the 1 s backoff: refused at once, no attempt, and no listing to time.
+    for now in [t0, t0 + S / 2, t0 + S - Duration::from_nanos(1)] {
+        assert!(matches!(
+            hv.collect_round(now, &mut tracker, clock),
+            Err(Error::HostDown(_))
+        ));
+        // The same instant through the Hypervisor trait.
+        let dyn_hv: &dyn Hypervisor = &hv.at(now);
+        assert!(matches!(dyn_hv.domains(), Err(Error::HostDown(_))));
+    }
+    assert_eq!((attempts(), clock_reads.load(Ordering::SeqCst)), (1, 0));
+    // At exactly 1 s: the second attempt (refused), then a 2 s wait.
+    assert!(hv.collect_round(t0 + S, &mut tracker, clock).is_err());
+    assert_eq!(attempts(), 2);
+    assert!(matches!(
+        hv.collect_round(t0 + 2 * S, &mut tracker, clock),
+        Err(Error::HostDown(_))
+    ));
+    assert_eq!(attempts(), 2);
+    // At 3 s the third attempt connects and the round runs, timed by the given clock alone.
+    let metrics = hv.collect_round(t0 + 3 * S, &mut tracker, clock).unwrap();
+    assert_eq!(attempts(), 3);
+    assert_eq!(clock_reads.load(Ordering::SeqCst), 2);
+    assert!(metrics.iter().any(|m| m.name == "vm.vcpu_num"));
+    assert_eq!(hv.link_state(), LinkState::Up);
     assert_eq!(hv.outages_total(), 1);
 }

@@ -9,9 +9,10 @@ use std::time::Instant;
 use gmond_metrics::hypervisor::libvirt::{
     BackoffPolicy, LibvirtConnector, LibvirtHypervisor, LibvirtSession, Reconnecting,
 };
-use gmond_metrics::hypervisor::{DomainInfo, DomainState, Hypervisor, HypervisorError};
+use gmond_metrics::hypervisor::{DomainInfo, DomainState, Hypervisor};
 use gmond_metrics::linux::MetricValue;
 use gmond_metrics::vmetrics::{self, UtilTracker};
+use gmond_metrics::Error;
 use virt::domain::Domain;
 
 fn node_uri() -> String {
@@ -153,21 +154,21 @@ fn wrong_uris_are_typed_errors() {
     let missing = "test:///nonexistent/gmond-metrics/node.xml";
     for uri in ["bogus:///nowhere", missing] {
         match LibvirtSession::open_read_only(uri) {
-            Err(HypervisorError::Backend(msg)) => assert!(msg.contains(uri), "{msg}"),
+            Err(Error::Connect { uri: u, message }) => {
+                assert_eq!(u, uri);
+                assert!(!message.is_empty());
+            }
             other => panic!("{uri}: {other:?}"),
         }
     }
     // Through the reconnecting wrapper: the attempt fails, then backoff answers HostDown.
     let hv = LibvirtHypervisor::open_lazy(missing, BackoffPolicy::default());
     let t0 = Instant::now();
+    assert!(matches!(hv.domains_at(t0), Err(Error::Connect { .. })));
     assert!(matches!(
         hv.domains_at(t0),
-        Err(HypervisorError::Backend(_))
+        Err(Error::HostDown(uri)) if uri == missing
     ));
-    assert_eq!(
-        hv.domains_at(t0),
-        Err(HypervisorError::HostDown(missing.into()))
-    );
     assert_eq!(hv.outages_total(), 1);
 }
 
@@ -177,7 +178,8 @@ fn reconnecting_wrapper_serves_the_test_driver() {
         LibvirtConnector::read_only(&node_uri()),
         BackoffPolicy::default(),
     );
-    let dyn_hv: &dyn Hypervisor = &hv;
+    let now = hv.at(Instant::now());
+    let dyn_hv: &dyn Hypervisor = &now;
     assert_eq!(dyn_hv.domains().unwrap().len(), 5);
     assert_eq!(dyn_hv.capacity().unwrap().cpus, 8);
     assert!(hv.is_connected());
@@ -258,23 +260,14 @@ fn reconnects_once_the_uri_works_again() {
     let hv = LibvirtHypervisor::open_lazy(&uri, BackoffPolicy::default());
     let t0 = Instant::now();
     let s = std::time::Duration::from_secs(1);
-    assert!(matches!(
-        hv.domains_at(t0),
-        Err(HypervisorError::Backend(_))
-    ));
-    assert!(matches!(
-        hv.domains_at(t0 + s),
-        Err(HypervisorError::Backend(_))
-    ));
-    assert!(matches!(
-        hv.domains_at(t0 + 2 * s),
-        Err(HypervisorError::HostDown(_))
-    ));
+    assert!(matches!(hv.domains_at(t0), Err(Error::Connect { .. })));
+    assert!(matches!(hv.domains_at(t0 + s), Err(Error::Connect { .. })));
+    assert!(matches!(hv.domains_at(t0 + 2 * s), Err(Error::HostDown(_))));
     std::fs::copy(node_uri().trim_start_matches("test://"), &path).unwrap();
     // Still inside the 2 s backoff after the second failure: no attempt yet.
     assert!(matches!(
         hv.capacity_at(t0 + 2 * s),
-        Err(HypervisorError::HostDown(_))
+        Err(Error::HostDown(_))
     ));
     assert_eq!(hv.domains_at(t0 + 3 * s).unwrap().len(), 5);
     assert!(hv.is_connected());
@@ -291,7 +284,7 @@ fn collect_round_through_the_reconnecting_wrapper() {
     let mut tracker = UtilTracker::new();
     let mut t = 0u64;
     let ms = hv
-        .collect_round(&mut tracker, || {
+        .collect_round(Instant::now(), &mut tracker, || {
             t += 1_000;
             t
         })

@@ -6,9 +6,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use gmond_metrics::linux::{
-    catalogue, CoreInfo, Error, FsStat, FsUsage, LinuxCollector, MetricValue,
-};
+use gmond_metrics::linux::{catalogue, CoreInfo, FsStat, FsUsage, LinuxCollector, MetricValue};
+use gmond_metrics::Error;
 use MetricValue::{Str, F32, F64, U16, U32};
 
 const T0: u64 = 1_795_313_226;

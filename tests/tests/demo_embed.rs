@@ -4,9 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use gmond_conf::{SendTarget, TcpAcceptChannel, UdpRecvChannel, UdpSendChannel};
-use gmond_metrics::hypervisor::HypervisorError;
 use gmond_metrics::linux::MetricValue;
 use gmond_metrics::vmetrics::VmMetric;
+use gmond_metrics::Error as HypervisorError;
 use gmond_rs::daemon::{self, Bound, Exit, Hooks, RunOptions, StopHandle, VmFeed, VmSource};
 use integration_tests::{free_port, poll_until, read_xml};
 use std::net::TcpListener;

@@ -44,8 +44,8 @@
 //! candidate, its advertised moves unread. A hard budget (`budget_migrations` per
 //! `budget_window_s`, counting this agent's starts and the moves other trusted balancers
 //! advertise) holds whatever the view says, so forged load cannot cause a migration storm.
-// unsafe_code is denied workspace-wide; the one exception is `libvirt_exec::abort_job`
-// (virDomainAbortJob has no safe wrapper in virt 0.5).
+// libvirt (and its unsafe FFI) is reached only through gmond-metrics' safe control API.
+#![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod audit;

@@ -1,17 +1,14 @@
-//! [`Executor`] over libvirt (the `virt` crate): live migration with `virDomainMigrateToURI3`
-//! (p2p) or `virDomainMigrate3` (client-managed), abort with `virDomainAbortJob`, one
-//! connection per call to each host's URI from the template (`{host}`, `{ip}`).
+//! [`Executor`] over libvirt through `gmond-metrics`' `LibvirtControl`: live migration with
+//! `virDomainMigrateToURI3` (p2p) or `virDomainMigrate3` (client-managed), abort with
+//! `virDomainAbortJob`, one connection per call to each host's URI from the template
+//! (`{host}`, `{ip}`).
 //!
-//! Every call blocks. `virt` 0.5's `Drop` for `Connect` and `Domain` panics when libvirt fails
-//! to free the object (a daemon that went away); objects are released through
-//! `release`, which contains that panic.
+//! This file only maps the agent's config ([`MigrationFlags`], the URI template) and its
+//! [`AgentError`]s onto that API; the libvirt calls themselves, and the unsafe code they need,
+//! live in `gmond-metrics` (`hypervisor::libvirt`). Every call blocks.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
-use virt::connect::Connect;
-use virt::domain::{Domain, MigrateParameters};
-use virt::error::{Error as VirtError, ErrorNumber};
-use virt::sys;
+use gmond_metrics::hypervisor::libvirt::{self as lv, LibvirtControl, MigrateOptions};
+use gmond_metrics::Error as LibvirtError;
 
 use crate::config::{AgentConfig, MigrationFlags};
 use crate::error::{AgentError, Result};
@@ -24,22 +21,9 @@ pub struct LibvirtExecutor {
     flags: MigrationFlags,
 }
 
-/// Drops a libvirt object where `virt`'s Drop would panic if the C free failed.
-fn release<T>(v: T) {
-    if catch_unwind(AssertUnwindSafe(move || drop(v))).is_err() {
-        tracing::warn!("libvirt refused to free an object");
-    }
-}
-
-fn is_code(e: &VirtError, code: ErrorNumber) -> bool {
-    e.code().is_known_and(|c| c == code)
-}
-
 impl LibvirtExecutor {
     /// An executor with the config's URI template and migration flags.
     pub fn new(cfg: &AgentConfig) -> LibvirtExecutor {
-        // Otherwise libvirt prints every error, expected ones included, to stderr.
-        virt::error::clear_error_callback();
         LibvirtExecutor {
             template: cfg.uri_template.clone(),
             flags: cfg.migration.clone(),
@@ -53,110 +37,35 @@ impl LibvirtExecutor {
             .replace("{ip}", if h.ip.is_empty() { &h.name } else { &h.ip })
     }
 
+    /// The configured flags as libvirt migration options.
+    pub fn options(&self) -> MigrateOptions {
+        let f = &self.flags;
+        MigrateOptions {
+            live: f.live,
+            p2p: f.p2p,
+            tunnelled: f.tunnelled,
+            persist_dest: f.persistent,
+            undefine_source: f.undefine_source,
+            allow_unsafe: f.allow_unsafe,
+            bandwidth_mib_s: f.bandwidth_mib_s,
+            max_downtime_ms: f.max_downtime_ms,
+        }
+    }
+
     /// The libvirt flag word for the configured flags.
     pub fn flag_bits(&self) -> u32 {
-        let f = &self.flags;
-        let mut bits = 0;
-        for (on, bit) in [
-            (f.live, sys::VIR_MIGRATE_LIVE),
-            (f.p2p, sys::VIR_MIGRATE_PEER2PEER),
-            (f.tunnelled, sys::VIR_MIGRATE_TUNNELLED),
-            (f.persistent, sys::VIR_MIGRATE_PERSIST_DEST),
-            (f.undefine_source, sys::VIR_MIGRATE_UNDEFINE_SOURCE),
-            (f.allow_unsafe, sys::VIR_MIGRATE_UNSAFE),
-        ] {
-            if on {
-                bits |= bit;
-            }
-        }
-        bits
+        self.options().flag_bits()
     }
 
-    fn connect(&self, h: &HostAddr) -> Result<Connect> {
-        let uri = self.uri(h);
-        Connect::open(Some(&uri)).map_err(|e| AgentError::Unreachable {
-            host: h.name.clone(),
-            message: format!("{uri}: {e}"),
-        })
+    fn open(&self, h: &HostAddr) -> Result<LibvirtControl> {
+        LibvirtControl::open(&self.uri(h)).map_err(|e| unreachable(h, e))
     }
+}
 
-    fn domain(&self, conn: &Connect, vm: &str, host: &HostAddr) -> Result<Option<Domain>> {
-        match conn.lookup_domain_by_name(vm) {
-            Ok(d) => Ok(Some(d)),
-            Err(e) if is_code(&e, ErrorNumber::NoDomain) => Ok(None),
-            Err(e) => Err(AgentError::Unreachable {
-                host: host.name.clone(),
-                message: e.to_string(),
-            }),
-        }
-    }
-
-    fn presence(dom: &Domain, host: &HostAddr) -> Result<Presence> {
-        let info = dom.info().map_err(|e| AgentError::Unreachable {
-            host: host.name.clone(),
-            message: e.to_string(),
-        })?;
-        // Drivers without job info (the test driver) have no jobs to report.
-        let job = dom
-            .job_info()
-            .map(|j| j.r#type != sys::VIR_DOMAIN_JOB_NONE as i32)
-            .unwrap_or(false);
-        if job {
-            return Ok(Presence::Busy);
-        }
-        Ok(if info.state.is(virt::domain::DomainState::Running) {
-            Presence::Running
-        } else {
-            Presence::NotRunning
-        })
-    }
-
-    fn run_migration(&self, req: &MigrationRequest, dom: &Domain) -> Result<()> {
-        let fail = |e: VirtError| {
-            // Another job holds the domain (a concurrent migration by another agent): nothing
-            // was started, so nothing must be verified or counted against the destination.
-            if is_code(&e, ErrorNumber::OperationInvalid)
-                || (is_code(&e, ErrorNumber::OperationTimeout)
-                    && e.message().contains("state change lock"))
-            {
-                AgentError::Refused {
-                    vm: req.vm.clone(),
-                    message: e.to_string(),
-                }
-            } else if is_code(&e, ErrorNumber::OperationAborted) {
-                AgentError::Aborted {
-                    vm: req.vm.clone(),
-                    message: e.to_string(),
-                }
-            } else {
-                AgentError::Migration {
-                    vm: req.vm.clone(),
-                    message: e.to_string(),
-                }
-            }
-        };
-        let params = MigrateParameters {
-            bandwidth: (self.flags.bandwidth_mib_s > 0).then_some(self.flags.bandwidth_mib_s),
-            ..Default::default()
-        };
-        let bits = self.flag_bits();
-        let dest = self.uri(&req.to);
-        tracing::info!(vm = %req.vm, from = %self.uri(&req.from), to = %dest, flags = bits, "libvirt migration");
-        if self.flags.p2p {
-            dom.migrate_to_uri3(Some(&dest), params, bits).map_err(fail)
-        } else {
-            let dconn = self.connect(&req.to)?;
-            let r = dom.migrate3(&dconn, params, bits);
-            let out = match r {
-                Ok(d) => {
-                    release(d);
-                    Ok(())
-                }
-                Err(e) => Err(fail(e)),
-            };
-            release(dconn);
-            out
-        }
+fn unreachable(host: &HostAddr, e: LibvirtError) -> AgentError {
+    AgentError::Unreachable {
+        host: host.name.clone(),
+        message: e.to_string(),
     }
 }
 
@@ -166,11 +75,8 @@ impl Executor for LibvirtExecutor {
     }
 
     fn reachable(&self, host: &HostAddr) -> bool {
-        match self.connect(host) {
-            Ok(c) => {
-                release(c);
-                true
-            }
+        match LibvirtControl::probe(&self.uri(host)) {
+            Ok(()) => true,
             Err(e) => {
                 tracing::debug!(host = %host.name, error = %e, "membership probe failed");
                 false
@@ -179,77 +85,58 @@ impl Executor for LibvirtExecutor {
     }
 
     fn locate(&self, vm: &str, host: &HostAddr) -> Result<Presence> {
-        let conn = self.connect(host)?;
-        let out = match self.domain(&conn, vm, host) {
-            Ok(Some(d)) => {
-                let p = LibvirtExecutor::presence(&d, host);
-                release(d);
-                p
-            }
-            Ok(None) => Ok(Presence::Absent),
-            Err(e) => Err(e),
-        };
-        release(conn);
-        out
+        let p = self
+            .open(host)?
+            .presence(vm)
+            .map_err(|e| unreachable(host, e))?;
+        Ok(match p {
+            lv::Presence::Running => Presence::Running,
+            lv::Presence::Busy => Presence::Busy,
+            lv::Presence::NotRunning => Presence::NotRunning,
+            lv::Presence::Absent => Presence::Absent,
+        })
     }
 
     fn migrate(&self, req: &MigrationRequest) -> Result<()> {
-        let conn = self.connect(&req.from)?;
-        let dom = match self.domain(&conn, &req.vm, &req.from) {
-            Ok(Some(d)) => d,
-            Ok(None) => {
-                release(conn);
-                return Err(AgentError::Refused {
-                    vm: req.vm.clone(),
-                    message: format!("not defined on {}", req.from.name),
-                });
-            }
-            Err(e) => {
-                release(conn);
-                return Err(e);
-            }
-        };
-        if self.flags.max_downtime_ms > 0 {
-            if let Err(e) = dom.migrate_set_max_downtime(self.flags.max_downtime_ms, 0) {
-                tracing::warn!(vm = %req.vm, error = %e, "max downtime not set");
-            }
-        }
-        let out = self.run_migration(req, &dom);
-        release(dom);
-        release(conn);
-        out
+        let src = self.open(&req.from)?;
+        let dest = self.uri(&req.to);
+        let opts = self.options();
+        tracing::info!(vm = %req.vm, from = %src.uri(), to = %dest, flags = opts.flag_bits(),
+            "libvirt migration");
+        let vm = || req.vm.clone();
+        src.migrate(&req.vm, &dest, &opts).map_err(|e| match e {
+            LibvirtError::UnknownDomain(_) => AgentError::Refused {
+                vm: vm(),
+                message: format!("not defined on {}", req.from.name),
+            },
+            // Another job holds the domain: nothing started, nothing to verify or count.
+            LibvirtError::MigrationRefused { why, .. } => AgentError::Refused {
+                vm: vm(),
+                message: why,
+            },
+            LibvirtError::MigrationAborted { why, .. } => AgentError::Aborted {
+                vm: vm(),
+                message: why,
+            },
+            LibvirtError::MigrationFailed { why, .. } => AgentError::Migration {
+                vm: vm(),
+                message: why,
+            },
+            // The source is connected already: only the destination can fail to connect.
+            e @ LibvirtError::Connect { .. } => unreachable(&req.to, e),
+            e => unreachable(&req.from, e),
+        })
     }
 
     fn abort(&self, req: &MigrationRequest) -> Result<()> {
-        let conn = self.connect(&req.from)?;
-        let out = match self.domain(&conn, &req.vm, &req.from) {
-            Ok(Some(d)) => {
-                let r = abort_job(&d).map_err(|e| AgentError::Migration {
-                    vm: req.vm.clone(),
-                    message: format!("abort: {e}"),
-                });
-                release(d);
-                r
-            }
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
-        };
-        release(conn);
-        out
-    }
-}
-
-/// `virDomainAbortJob`, which `virt` 0.5 does not wrap.
-#[allow(unsafe_code)]
-fn abort_job(dom: &Domain) -> std::result::Result<(), VirtError> {
-    // SAFETY: `dom` owns a live reference to the domain for the whole call (it is borrowed, so
-    // it cannot be dropped meanwhile); virDomainAbortJob only reads the pointer and is
-    // thread-safe in libvirt, which is why it may run while migrate blocks on another thread.
-    let rc = unsafe { sys::virDomainAbortJob(dom.as_ptr()) };
-    if rc < 0 {
-        Err(VirtError::last_error())
-    } else {
-        Ok(())
+        match self.open(&req.from)?.abort_job(&req.vm) {
+            Ok(()) | Err(LibvirtError::UnknownDomain(_)) => Ok(()),
+            Err(LibvirtError::AbortFailed { why, .. }) => Err(AgentError::Migration {
+                vm: req.vm.clone(),
+                message: format!("abort: {why}"),
+            }),
+            Err(e) => Err(unreachable(&req.from, e)),
+        }
     }
 }
 
@@ -312,5 +199,67 @@ mod tests {
             ..x
         };
         assert!(!bad.reachable(&h));
+        assert!(matches!(
+            bad.locate("test", &h),
+            Err(AgentError::Unreachable { host, .. }) if host == "a"
+        ));
+    }
+
+    #[test]
+    fn gmond_metrics_errors_map_onto_agent_errors() {
+        // The host NAME is the whole URI, so source and destination can differ.
+        let cfg = AgentConfig {
+            uri_template: "{host}".into(),
+            ..Default::default()
+        };
+        let host = |uri: &str| HostAddr {
+            name: uri.into(),
+            ip: String::new(),
+        };
+        let refused = "qemu+tcp://127.0.0.1:1/system";
+        let req = |vm: &str, to: &str| MigrationRequest {
+            id: 7,
+            vm: vm.into(),
+            from: host("test:///default"),
+            to: host(to),
+            timeout: std::time::Duration::from_secs(5),
+        };
+        let x = LibvirtExecutor::new(&cfg);
+        // Not on the source: refused before anything starts.
+        let e = x.migrate(&req("nope", "test:///default")).unwrap_err();
+        assert!(
+            matches!(&e, AgentError::Refused { vm, message }
+                if vm == "nope" && message == "not defined on test:///default"),
+            "{e}"
+        );
+        // Client-managed with a destination that refuses connections: the destination is
+        // the unreachable host.
+        let mut direct = cfg.clone();
+        direct.migration.p2p = false;
+        let e = LibvirtExecutor::new(&direct)
+            .migrate(&req("test", refused))
+            .unwrap_err();
+        assert!(
+            matches!(&e, AgentError::Unreachable { host, .. } if host == refused),
+            "{e}"
+        );
+        // The source unreachable: named as such.
+        let e = x
+            .migrate(&MigrationRequest {
+                from: host(refused),
+                ..req("test", "test:///default")
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&e, AgentError::Unreachable { host, .. } if host == refused),
+            "{e}"
+        );
+        // Abort: nothing to abort when the domain is gone; libvirt's refusal otherwise.
+        x.abort(&req("nope", "test:///default")).unwrap();
+        let e = x.abort(&req("test", "test:///default")).unwrap_err();
+        assert!(
+            matches!(&e, AgentError::Migration { message, .. } if message.starts_with("abort: ")),
+            "{e}"
+        );
     }
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use gmond_metrics::hypervisor::sim::SimCluster;
-use gmond_metrics::hypervisor::{DomainState, HypervisorError};
+use gmond_metrics::{hypervisor::DomainState, Error as HypervisorError};
 
 use crate::error::{AgentError, Result};
 use crate::executor::{Executor, HostAddr, MigrationRequest, Presence};

@@ -3,8 +3,8 @@
 
 use super::Error;
 use gmond_conf::Config;
-use gmond_metrics::hypervisor::HypervisorError;
 use gmond_metrics::vmetrics::VmMetric;
+use gmond_metrics::Error as HypervisorError;
 use std::time::Duration;
 
 /// Per-VM metrics from somewhere other than libvirt, e.g. one host of a simulated cluster.
@@ -106,13 +106,16 @@ impl LibvirtSource {
 
 #[cfg(feature = "libvirt")]
 impl VmSource for LibvirtSource {
+    /// The I/O shell reads the clock for the collector: `now` drives the reconnect backoff,
+    /// and the wall clock times the domain listing.
     fn collect(&mut self) -> Result<Vec<VmMetric>, HypervisorError> {
         let clock_ns = || {
             std::time::SystemTime::now()
                 .duration_since(std::time::SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64)
         };
-        self.hv.collect_round(&mut self.tracker, clock_ns)
+        self.hv
+            .collect_round(std::time::Instant::now(), &mut self.tracker, clock_ns)
     }
 }
 

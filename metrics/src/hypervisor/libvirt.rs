@@ -1,11 +1,20 @@
 //! The libvirt implementation of [`Hypervisor`] through the `virt` crate, with reconnect and
-//! backoff when libvirtd goes away.
+//! backoff when libvirtd goes away, and [`LibvirtControl`] (presence, live migration, job
+//! abort) for the balancer agent: every libvirt call of the workspace goes through here.
+//!
+//! `virt` 0.5's `Drop` for `Connect` and `Domain` panics when libvirt fails to free the object
+//! (a daemon that went away); every object is dropped through `release`, which contains
+//! that panic. The only unsafe code is in `ffi.rs`.
 //!
 //! Every call BLOCKS (libvirt RPCs; against a hung, not dead, daemon possibly for long, since
 //! libvirt's keepalive needs an event loop this crate does not run): never call it on an async
 //! runtime's worker threads; use a dedicated thread or `tokio::task::spawn_blocking`, and do
 //! not start a round while the last is still running. Take the sample time around the call
 //! (its midpoint), not after.
+//!
+//! Nothing here reads the clock: the reconnect backoff is fed the `now` each call is given,
+//! and a round's sample time comes from the clock its caller passes in, so tests drive
+//! outages, backoff and recovery without sleeping.
 //!
 //! Data sources per domain: bulk stats (`virConnectGetAllDomainStats`: `state.*`, `cpu.time`,
 //! `balloon.*`, `vcpu.current/maximum`, `block.*`, `net.*`) where the driver has them,
@@ -21,9 +30,11 @@
 //! Crashed; no-state and unknown codes -> Paused (holds memory, uses no CPU as far as we know).
 
 mod backoff;
+mod control;
 mod ffi;
 
 pub use backoff::{Backoff, BackoffPolicy, LinkState, Transition};
+pub use control::{LibvirtControl, MigrateOptions, Presence};
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -35,20 +46,21 @@ use virt::connect::Connect;
 use virt::error::{Error as VirtError, ErrorNumber};
 use virt::sys;
 
-use super::{DomainInfo, DomainState, HostCapacity, Hypervisor, HypervisorError};
+use super::{DomainInfo, DomainState, HostCapacity, Hypervisor};
 use crate::vmetrics::{self, DiskCounters, IoCounters, NetCounters, UtilTracker, VmMetric};
+use crate::Error;
 use ffi::Param;
 
 /// One live session with a hypervisor, as [`Reconnecting`] needs it.
 pub trait Session {
     /// The host's name.
-    fn hostname(&self) -> Result<String, HypervisorError>;
+    fn hostname(&self) -> Result<String, Error>;
     /// Host capacity.
-    fn capacity(&self) -> Result<HostCapacity, HypervisorError>;
+    fn capacity(&self) -> Result<HostCapacity, Error>;
     /// Every domain, sorted by name.
-    fn domains(&self) -> Result<Vec<DomainInfo>, HypervisorError>;
+    fn domains(&self) -> Result<Vec<DomainInfo>, Error>;
     /// Every domain with its I/O counters where the backend has them.
-    fn domains_with_io(&self) -> Result<Vec<(DomainInfo, Option<IoCounters>)>, HypervisorError> {
+    fn domains_with_io(&self) -> Result<Vec<(DomainInfo, Option<IoCounters>)>, Error> {
         Ok(self.domains()?.into_iter().map(|d| (d, None)).collect())
     }
     /// Whether the session still works; checked after a failed call to tell a lost daemon
@@ -61,14 +73,14 @@ pub trait Connector {
     /// The session type.
     type Session: Session;
     /// Opens a session (blocking).
-    fn connect(&self) -> Result<Self::Session, HypervisorError>;
+    fn connect(&self) -> Result<Self::Session, Error>;
     /// What it connects to, for logs and errors (a URI).
     fn target(&self) -> &str;
 }
 
 /// A [`Hypervisor`] that opens its session lazily, drops it when it dies, and reconnects with
 /// exponential backoff. While disconnected and waiting, calls fail at once with
-/// [`HypervisorError::HostDown`], so a caller keeps serving its other metrics.
+/// [`Error::HostDown`], so a caller keeps serving its other metrics.
 ///
 /// Logs (target `gmond_metrics::libvirt`): one `warn` when an outage starts, one `info` when it
 /// ends; the attempts in between are `debug` only.
@@ -110,17 +122,17 @@ impl<C: Connector> Reconnecting<C> {
     }
 
     /// [`Hypervisor::hostname`] with the time given.
-    pub fn hostname_at(&self, now: Instant) -> Result<String, HypervisorError> {
+    pub fn hostname_at(&self, now: Instant) -> Result<String, Error> {
         self.call(now, Session::hostname)
     }
 
     /// [`Hypervisor::capacity`] with the time given.
-    pub fn capacity_at(&self, now: Instant) -> Result<HostCapacity, HypervisorError> {
+    pub fn capacity_at(&self, now: Instant) -> Result<HostCapacity, Error> {
         self.call(now, Session::capacity)
     }
 
     /// [`Hypervisor::domains`] with the time given.
-    pub fn domains_at(&self, now: Instant) -> Result<Vec<DomainInfo>, HypervisorError> {
+    pub fn domains_at(&self, now: Instant) -> Result<Vec<DomainInfo>, Error> {
         self.call(now, Session::domains)
     }
 
@@ -128,20 +140,28 @@ impl<C: Connector> Reconnecting<C> {
     pub fn domains_with_io_at(
         &self,
         now: Instant,
-    ) -> Result<Vec<(DomainInfo, Option<IoCounters>)>, HypervisorError> {
+    ) -> Result<Vec<(DomainInfo, Option<IoCounters>)>, Error> {
         self.call(now, Session::domains_with_io)
     }
 
-    /// One collection round with I/O: like [`vmetrics::collect_round`] but also publishing
-    /// the disk and network metrics where the backend gives counters. Blocks.
+    /// This wrapper as a [`Hypervisor`] whose calls all happen at `now` (for the backoff).
+    pub fn at(&self, now: Instant) -> ReconnectingAt<'_, C> {
+        ReconnectingAt { hv: self, now }
+    }
+
+    /// One collection round with I/O at `now` (which decides whether a reconnect may be
+    /// tried): like [`vmetrics::collect_round`] but also publishing the disk and network
+    /// metrics where the backend gives counters. `clock_ns` is read just before and after the
+    /// listing (ns, any clock that does not jump); the midpoint is the sample time. Blocks.
     pub fn collect_round(
         &self,
+        now: Instant,
         tracker: &mut UtilTracker,
         mut clock_ns: impl FnMut() -> u64,
-    ) -> Result<Vec<VmMetric>, HypervisorError> {
-        let capacity = self.capacity_at(Instant::now())?;
+    ) -> Result<Vec<VmMetric>, Error> {
+        let capacity = self.capacity_at(now)?;
         let before = clock_ns();
-        let domains = self.domains_with_io_at(Instant::now())?;
+        let domains = self.domains_with_io_at(now)?;
         let after = clock_ns();
         let at = before + after.saturating_sub(before) / 2;
         Ok(vmetrics::publish(
@@ -158,14 +178,14 @@ impl<C: Connector> Reconnecting<C> {
     fn call<T>(
         &self,
         now: Instant,
-        f: impl FnOnce(&C::Session) -> Result<T, HypervisorError>,
-    ) -> Result<T, HypervisorError> {
+        f: impl FnOnce(&C::Session) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let target = self.connector.target();
         let mut g = self.lock();
         let inner = &mut *g;
         if inner.session.is_none() {
             if !inner.backoff.may_try(now) {
-                return Err(HypervisorError::HostDown(target.to_owned()));
+                return Err(Error::HostDown(target.to_owned()));
             }
             match self.connector.connect() {
                 Ok(s) => {
@@ -179,7 +199,7 @@ impl<C: Connector> Reconnecting<C> {
             }
         }
         let Some(session) = inner.session.as_ref() else {
-            return Err(HypervisorError::HostDown(target.to_owned()));
+            return Err(Error::HostDown(target.to_owned()));
         };
         let result = f(session);
         if result.is_err() && !session.is_alive() {
@@ -192,7 +212,7 @@ impl<C: Connector> Reconnecting<C> {
     }
 }
 
-fn log_transition(target: &str, t: Transition, err: Option<&HypervisorError>) {
+fn log_transition(target: &str, t: Transition, err: Option<&Error>) {
     let err = err.map(ToString::to_string).unwrap_or_default();
     match t {
         Transition::Steady => {
@@ -214,17 +234,24 @@ fn log_transition(target: &str, t: Transition, err: Option<&HypervisorError>) {
     }
 }
 
-impl<C: Connector> Hypervisor for Reconnecting<C> {
-    fn hostname(&self) -> Result<String, HypervisorError> {
-        self.hostname_at(Instant::now())
+/// A [`Reconnecting`] hypervisor seen at one instant ([`Reconnecting::at`]): the
+/// [`Hypervisor`] trait has no time argument, so the time is bound here instead of read.
+pub struct ReconnectingAt<'a, C: Connector> {
+    hv: &'a Reconnecting<C>,
+    now: Instant,
+}
+
+impl<C: Connector> Hypervisor for ReconnectingAt<'_, C> {
+    fn hostname(&self) -> Result<String, Error> {
+        self.hv.hostname_at(self.now)
     }
 
-    fn capacity(&self) -> Result<HostCapacity, HypervisorError> {
-        self.capacity_at(Instant::now())
+    fn capacity(&self) -> Result<HostCapacity, Error> {
+        self.hv.capacity_at(self.now)
     }
 
-    fn domains(&self) -> Result<Vec<DomainInfo>, HypervisorError> {
-        self.domains_at(Instant::now())
+    fn domains(&self) -> Result<Vec<DomainInfo>, Error> {
+        self.hv.domains_at(self.now)
     }
 }
 
@@ -267,7 +294,7 @@ impl LibvirtConnector {
 impl Connector for LibvirtConnector {
     type Session = LibvirtSession;
 
-    fn connect(&self) -> Result<LibvirtSession, HypervisorError> {
+    fn connect(&self) -> Result<LibvirtSession, Error> {
         if self.read_only {
             LibvirtSession::open_read_only(&self.uri)
         } else {
@@ -309,26 +336,18 @@ const STATS: u32 = sys::VIR_DOMAIN_STATS_STATE
 
 impl LibvirtSession {
     /// Opens a read-write connection.
-    pub fn open(uri: &str) -> Result<Self, HypervisorError> {
+    pub fn open(uri: &str) -> Result<Self, Error> {
         Self::open_with(uri, false)
     }
 
     /// Opens a read-only connection.
-    pub fn open_read_only(uri: &str) -> Result<Self, HypervisorError> {
+    pub fn open_read_only(uri: &str) -> Result<Self, Error> {
         Self::open_with(uri, true)
     }
 
-    fn open_with(uri: &str, read_only: bool) -> Result<Self, HypervisorError> {
-        // Otherwise libvirt prints every error (including expected ones) to stderr.
-        virt::error::clear_error_callback();
-        let conn = if read_only {
-            Connect::open_read_only(Some(uri))
-        } else {
-            Connect::open(Some(uri))
-        }
-        .map_err(|e| HypervisorError::Backend(format!("connect {uri}: {e}")))?;
+    fn open_with(uri: &str, read_only: bool) -> Result<Self, Error> {
         Ok(LibvirtSession {
-            conn: Some(conn),
+            conn: Some(open_connection(uri, read_only)?),
             uri: uri.to_owned(),
             after_list: None,
             domains_vanished_total: AtomicU64::new(0),
@@ -337,10 +356,10 @@ impl LibvirtSession {
     }
 
     /// The underlying connection (tests drive domain state changes through it).
-    pub fn connection(&self) -> Result<&Connect, HypervisorError> {
+    pub fn connection(&self) -> Result<&Connect, Error> {
         self.conn
             .as_ref()
-            .ok_or_else(|| HypervisorError::HostDown(self.uri.clone()))
+            .ok_or_else(|| Error::HostDown(self.uri.clone()))
     }
 
     /// Domains that disappeared between the bulk listing and their per-domain calls.
@@ -360,7 +379,7 @@ impl LibvirtSession {
         self.after_list = Some(Box::new(hook));
     }
 
-    fn node_capacity(&self) -> Result<HostCapacity, HypervisorError> {
+    fn node_capacity(&self) -> Result<HostCapacity, Error> {
         let conn = self.connection()?;
         let ni = conn.node_info().map_err(backend)?;
         // Drivers without per-cell free memory (the test driver) fail or give 0: estimate from
@@ -386,7 +405,7 @@ impl LibvirtSession {
         })
     }
 
-    fn list_domains(&self) -> Result<Vec<(DomainInfo, Option<IoCounters>)>, HypervisorError> {
+    fn list_domains(&self) -> Result<Vec<(DomainInfo, Option<IoCounters>)>, Error> {
         let conn = self.connection()?;
         let records = ffi::all_domain_stats(conn, STATS, 0).map_err(backend)?;
         if let Some(hook) = &self.after_list {
@@ -396,7 +415,7 @@ impl LibvirtSession {
         for rec in records {
             let r = assemble(&rec.dom, &rec.params);
             let io = io_from_params(&rec.params);
-            release(Some(rec));
+            release(rec);
             match r {
                 Ok(d) => out.push((d, io)),
                 Err(e) if is_no_domain(&e) => {
@@ -425,27 +444,43 @@ impl Drop for LibvirtSession {
     }
 }
 
-/// Drops a libvirt object where `virt`'s Drop would panic if the C free failed.
-fn release<T>(v: Option<T>) {
+/// Drops a libvirt object (or anything holding one) where `virt`'s Drop would panic if the C
+/// free failed: the crate's one release guard, for collection and control alike.
+fn release<T>(v: T) {
     if catch_unwind(AssertUnwindSafe(move || drop(v))).is_err() {
         tracing::warn!(target: "gmond_metrics::libvirt", "libvirt refused to free an object");
     }
 }
 
+/// Opens a connection, read-only or read-write; a failure is [`Error::Connect`].
+fn open_connection(uri: &str, read_only: bool) -> Result<Connect, Error> {
+    // Otherwise libvirt prints every error (including expected ones) to stderr.
+    virt::error::clear_error_callback();
+    if read_only {
+        Connect::open_read_only(Some(uri))
+    } else {
+        Connect::open(Some(uri))
+    }
+    .map_err(|e| Error::Connect {
+        uri: uri.to_owned(),
+        message: e.to_string(),
+    })
+}
+
 impl Session for LibvirtSession {
-    fn hostname(&self) -> Result<String, HypervisorError> {
+    fn hostname(&self) -> Result<String, Error> {
         self.connection()?.hostname().map_err(backend)
     }
 
-    fn capacity(&self) -> Result<HostCapacity, HypervisorError> {
+    fn capacity(&self) -> Result<HostCapacity, Error> {
         self.node_capacity()
     }
 
-    fn domains(&self) -> Result<Vec<DomainInfo>, HypervisorError> {
+    fn domains(&self) -> Result<Vec<DomainInfo>, Error> {
         Ok(self.list_domains()?.into_iter().map(|(d, _)| d).collect())
     }
 
-    fn domains_with_io(&self) -> Result<Vec<(DomainInfo, Option<IoCounters>)>, HypervisorError> {
+    fn domains_with_io(&self) -> Result<Vec<(DomainInfo, Option<IoCounters>)>, Error> {
         self.list_domains()
     }
 
@@ -457,25 +492,29 @@ impl Session for LibvirtSession {
 }
 
 impl Hypervisor for LibvirtSession {
-    fn hostname(&self) -> Result<String, HypervisorError> {
+    fn hostname(&self) -> Result<String, Error> {
         Session::hostname(self)
     }
 
-    fn capacity(&self) -> Result<HostCapacity, HypervisorError> {
+    fn capacity(&self) -> Result<HostCapacity, Error> {
         self.node_capacity()
     }
 
-    fn domains(&self) -> Result<Vec<DomainInfo>, HypervisorError> {
+    fn domains(&self) -> Result<Vec<DomainInfo>, Error> {
         Session::domains(self)
     }
 }
 
-fn backend(e: VirtError) -> HypervisorError {
-    HypervisorError::Backend(e.to_string())
+fn backend(e: VirtError) -> Error {
+    Error::Backend(e.to_string())
 }
 
 fn is_no_domain(e: &VirtError) -> bool {
-    e.code().is_known_and(|c| c == ErrorNumber::NoDomain)
+    is_code(e, ErrorNumber::NoDomain)
+}
+
+fn is_code(e: &VirtError, code: ErrorNumber) -> bool {
+    e.code().is_known_and(|c| c == code)
 }
 
 /// Maps a virDomainState code (see the module docs).

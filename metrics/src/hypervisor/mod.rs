@@ -10,55 +10,7 @@ pub mod sim;
 
 use serde::{Deserialize, Serialize};
 
-/// Errors of the hypervisor layer.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum HypervisorError {
-    /// The named host is not known to this hypervisor connection.
-    #[error("unknown host {0:?}")]
-    UnknownHost(String),
-    /// The named domain does not exist.
-    #[error("unknown domain {0:?}")]
-    UnknownDomain(String),
-    /// The host is down or unreachable.
-    #[error("host {0:?} is down")]
-    HostDown(String),
-    /// The domain is already migrating, or source equals destination.
-    #[error("migration of {domain:?} refused: {why}")]
-    MigrationRefused {
-        /// Domain name.
-        domain: String,
-        /// Human-readable cause.
-        why: String,
-    },
-    /// The destination lacks memory for the domain.
-    #[error("host {host:?} lacks memory for {domain:?}")]
-    InsufficientMemory {
-        /// Destination host.
-        host: String,
-        /// Domain name.
-        domain: String,
-    },
-    /// A trace file could not be read or parsed.
-    #[error("trace {path}: {why}")]
-    Trace {
-        /// File path.
-        path: String,
-        /// Cause.
-        why: String,
-    },
-    /// Time went backwards (the simulation only moves forward).
-    #[error("time went backwards: now {now_ms} ms < {last_ms} ms")]
-    TimeBackwards {
-        /// The time passed in.
-        now_ms: u64,
-        /// The last time seen.
-        last_ms: u64,
-    },
-    /// The backend failed (libvirt error text, I/O).
-    #[error("backend: {0}")]
-    Backend(String),
-}
+use crate::Error;
 
 /// libvirt-style domain run state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,11 +78,11 @@ pub struct HostCapacity {
 /// A connection to one host's hypervisor. Calls block; implementations must not panic.
 pub trait Hypervisor {
     /// The host's name.
-    fn hostname(&self) -> Result<String, HypervisorError>;
+    fn hostname(&self) -> Result<String, Error>;
     /// Host capacity.
-    fn capacity(&self) -> Result<HostCapacity, HypervisorError>;
+    fn capacity(&self) -> Result<HostCapacity, Error>;
     /// Every domain on the host (running or not), sorted by name.
-    fn domains(&self) -> Result<Vec<DomainInfo>, HypervisorError>;
+    fn domains(&self) -> Result<Vec<DomainInfo>, Error>;
 }
 
 #[cfg(test)]
@@ -143,6 +95,6 @@ mod tests {
         let c = sim::SimCluster::new(1);
         let h = c.host_view("none");
         takes(&h);
-        assert!(matches!(h.domains(), Err(HypervisorError::UnknownHost(_))));
+        assert!(matches!(h.domains(), Err(Error::UnknownHost(_))));
     }
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::HypervisorError;
+use crate::Error;
 
 /// Milliseconds of simulated time.
 pub type SimMs = u64;
@@ -102,19 +102,23 @@ pub fn unit(x: u64) -> f64 {
 }
 
 /// Reads a PlanetLab/CoMon trace file: one integer CPU percentage per line.
-pub fn read_planetlab(path: &Path) -> Result<Vec<f32>, HypervisorError> {
-    let text = std::fs::read_to_string(path).map_err(|e| HypervisorError::Trace {
+pub fn read_planetlab(path: &Path) -> Result<Vec<f32>, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Trace {
         path: path.display().to_string(),
         why: e.to_string(),
     })?;
-    parse_planetlab(&text).map_err(|why| HypervisorError::Trace {
+    parse_planetlab(&text).map_err(|e| Error::Trace {
         path: path.display().to_string(),
-        why,
+        why: e.detail(),
     })
 }
 
 /// Parses PlanetLab trace text; blank lines are ignored, values must be 0..=100.
-pub fn parse_planetlab(text: &str) -> Result<Vec<f32>, String> {
+pub fn parse_planetlab(text: &str) -> Result<Vec<f32>, Error> {
+    let bad = |detail: String| Error::Malformed {
+        what: "PlanetLab trace",
+        detail,
+    };
     let mut out = Vec::with_capacity(288);
     for (i, line) in text.lines().enumerate() {
         let s = line.trim();
@@ -123,22 +127,22 @@ pub fn parse_planetlab(text: &str) -> Result<Vec<f32>, String> {
         }
         let v: f32 = s
             .parse()
-            .map_err(|_| format!("line {}: not a number: {s:?}", i + 1))?;
+            .map_err(|_| bad(format!("line {}: not a number: {s:?}", i + 1)))?;
         if !(0.0..=100.0).contains(&v) {
-            return Err(format!("line {}: {v} outside 0..=100", i + 1));
+            return Err(bad(format!("line {}: {v} outside 0..=100", i + 1)));
         }
         out.push(v / 100.0);
     }
     if out.is_empty() {
-        return Err("no samples".to_string());
+        return Err(bad("no samples".to_string()));
     }
     Ok(out)
 }
 
 /// Every file of a PlanetLab day directory, sorted by file name (CloudSim's directory order is
 /// the file system's; sorting makes ours reproducible), as (name, samples).
-pub fn read_planetlab_dir(dir: &Path) -> Result<Vec<(String, Vec<f32>)>, HypervisorError> {
-    let err = |e: std::io::Error| HypervisorError::Trace {
+pub fn read_planetlab_dir(dir: &Path) -> Result<Vec<(String, Vec<f32>)>, Error> {
+    let err = |e: std::io::Error| Error::Trace {
         path: dir.display().to_string(),
         why: e.to_string(),
     };
@@ -203,7 +207,10 @@ mod tests {
     #[test]
     fn planetlab_parse_rejects_garbage() {
         assert_eq!(parse_planetlab("10\n20\n").unwrap(), vec![0.1, 0.2]);
-        assert!(parse_planetlab("10\nx\n").unwrap_err().contains("line 2"));
+        assert!(parse_planetlab("10\nx\n")
+            .unwrap_err()
+            .to_string()
+            .contains("line 2"));
         assert!(parse_planetlab("101\n").is_err());
         assert!(parse_planetlab("").is_err());
     }

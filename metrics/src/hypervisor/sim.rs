@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use super::profile::{splitmix64, Profile, SimMs};
-use super::{DomainInfo, DomainState, HostCapacity, Hypervisor, HypervisorError};
+use super::{DomainInfo, DomainState, HostCapacity, Hypervisor};
+use crate::Error;
 
 /// A simulated physical host.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,12 +110,9 @@ impl SimCluster {
     }
 
     /// Adds a host; names must be unique.
-    pub fn add_host(&mut self, host: SimHost) -> Result<usize, HypervisorError> {
+    pub fn add_host(&mut self, host: SimHost) -> Result<usize, Error> {
         if self.host_by_name.contains_key(&host.name) {
-            return Err(HypervisorError::Backend(format!(
-                "duplicate host {:?}",
-                host.name
-            )));
+            return Err(Error::Backend(format!("duplicate host {:?}", host.name)));
         }
         let i = self.hosts.len();
         self.host_by_name.insert(host.name.clone(), i);
@@ -133,14 +131,12 @@ impl SimCluster {
         mem_kib: u64,
         host: usize,
         profile: Profile,
-    ) -> Result<usize, HypervisorError> {
+    ) -> Result<usize, Error> {
         if host >= self.hosts.len() {
-            return Err(HypervisorError::UnknownHost(format!("#{host}")));
+            return Err(Error::UnknownHost(format!("#{host}")));
         }
         if self.domain_by_name.contains_key(name) {
-            return Err(HypervisorError::Backend(format!(
-                "duplicate domain {name:?}"
-            )));
+            return Err(Error::Backend(format!("duplicate domain {name:?}")));
         }
         let i = self.domains.len();
         let h = splitmix64(self.seed ^ fnv(name));
@@ -219,16 +215,16 @@ impl SimCluster {
 
     /// Starts a live migration of domain `d` to host `dest` at the current time; returns its
     /// completion time. Memory on the destination is reserved from now on.
-    pub fn start_migration(&mut self, d: usize, dest: usize) -> Result<SimMs, HypervisorError> {
+    pub fn start_migration(&mut self, d: usize, dest: usize) -> Result<SimMs, Error> {
         let dom = self
             .domains
             .get(d)
-            .ok_or_else(|| HypervisorError::UnknownDomain(format!("#{d}")))?;
+            .ok_or_else(|| Error::UnknownDomain(format!("#{d}")))?;
         let dst = self
             .hosts
             .get(dest)
-            .ok_or_else(|| HypervisorError::UnknownHost(format!("#{dest}")))?;
-        let refuse = |why: &str| HypervisorError::MigrationRefused {
+            .ok_or_else(|| Error::UnknownHost(format!("#{dest}")))?;
+        let refuse = |why: &str| Error::MigrationRefused {
             domain: dom.name.clone(),
             why: why.to_string(),
         };
@@ -239,14 +235,14 @@ impl SimCluster {
             return Err(refuse("already on destination"));
         }
         if !dst.up {
-            return Err(HypervisorError::HostDown(dst.name.clone()));
+            return Err(Error::HostDown(dst.name.clone()));
         }
         let src = &self.hosts[dom.host];
         if !src.up {
-            return Err(HypervisorError::HostDown(src.name.clone()));
+            return Err(Error::HostDown(src.name.clone()));
         }
         if !self.ignore_memory && self.host_mem_committed_kib(dest) + dom.mem_kib > dst.mem_kib {
-            return Err(HypervisorError::InsufficientMemory {
+            return Err(Error::InsufficientMemory {
                 host: dst.name.clone(),
                 domain: dom.name.clone(),
             });
@@ -263,11 +259,11 @@ impl SimCluster {
 
     /// Marks a host failed (or repaired). Domains on a failed host stop; migrations touching it
     /// are aborted.
-    pub fn set_host_up(&mut self, h: usize, up: bool) -> Result<(), HypervisorError> {
+    pub fn set_host_up(&mut self, h: usize, up: bool) -> Result<(), Error> {
         let host = self
             .hosts
             .get_mut(h)
-            .ok_or_else(|| HypervisorError::UnknownHost(format!("#{h}")))?;
+            .ok_or_else(|| Error::UnknownHost(format!("#{h}")))?;
         host.up = up;
         for d in &mut self.domains {
             if d.migration.is_some_and(|m| m.dest == h || d.host == h) && !up {
@@ -285,14 +281,14 @@ impl SimCluster {
     }
 
     /// Restarts domain `d` on host `h` immediately (HA restart after a host failure).
-    pub fn restart_on(&mut self, d: usize, h: usize) -> Result<(), HypervisorError> {
+    pub fn restart_on(&mut self, d: usize, h: usize) -> Result<(), Error> {
         if h >= self.hosts.len() {
-            return Err(HypervisorError::UnknownHost(format!("#{h}")));
+            return Err(Error::UnknownHost(format!("#{h}")));
         }
         let dom = self
             .domains
             .get_mut(d)
-            .ok_or_else(|| HypervisorError::UnknownDomain(format!("#{d}")))?;
+            .ok_or_else(|| Error::UnknownDomain(format!("#{d}")))?;
         dom.host = h;
         dom.migration = None;
         dom.state = DomainState::Running;
@@ -302,12 +298,9 @@ impl SimCluster {
     /// Advances simulated time: accumulates CPU time (demand held constant from the last step,
     /// as sampled monitoring would see it) and completes migrations due by `now_ms`, in
     /// completion-time order.
-    pub fn advance_to(
-        &mut self,
-        now_ms: SimMs,
-    ) -> Result<Vec<CompletedMigration>, HypervisorError> {
+    pub fn advance_to(&mut self, now_ms: SimMs) -> Result<Vec<CompletedMigration>, Error> {
         if now_ms < self.now_ms {
-            return Err(HypervisorError::TimeBackwards {
+            return Err(Error::TimeBackwards {
                 now_ms,
                 last_ms: self.now_ms,
             });
@@ -365,25 +358,25 @@ pub struct SimHostView<'a> {
 }
 
 impl SimHostView<'_> {
-    fn index(&self) -> Result<usize, HypervisorError> {
+    fn index(&self) -> Result<usize, Error> {
         let h = self
             .cluster
             .host_index(self.name)
-            .ok_or_else(|| HypervisorError::UnknownHost(self.name.to_string()))?;
+            .ok_or_else(|| Error::UnknownHost(self.name.to_string()))?;
         if self.cluster.hosts[h].up {
             Ok(h)
         } else {
-            Err(HypervisorError::HostDown(self.name.to_string()))
+            Err(Error::HostDown(self.name.to_string()))
         }
     }
 }
 
 impl Hypervisor for SimHostView<'_> {
-    fn hostname(&self) -> Result<String, HypervisorError> {
+    fn hostname(&self) -> Result<String, Error> {
         self.index().map(|_| self.name.to_string())
     }
 
-    fn capacity(&self) -> Result<HostCapacity, HypervisorError> {
+    fn capacity(&self) -> Result<HostCapacity, Error> {
         let h = self.index()?;
         let host = &self.cluster.hosts[h];
         let used = self.cluster.host_mem_committed_kib(h);
@@ -395,7 +388,7 @@ impl Hypervisor for SimHostView<'_> {
         })
     }
 
-    fn domains(&self) -> Result<Vec<DomainInfo>, HypervisorError> {
+    fn domains(&self) -> Result<Vec<DomainInfo>, Error> {
         let h = self.index()?;
         // Name order comes from the BTreeMap, so the listing is sorted without a sort.
         Ok(self
@@ -472,7 +465,7 @@ mod tests {
         assert_eq!(c.host_view("b").domains().unwrap()[0].name, "vm1");
         assert!(matches!(
             c.start_migration(d, 1),
-            Err(HypervisorError::MigrationRefused { .. })
+            Err(Error::MigrationRefused { .. })
         ));
     }
 
@@ -486,25 +479,19 @@ mod tests {
             .unwrap();
         assert!(matches!(
             c.start_migration(big, 1),
-            Err(HypervisorError::InsufficientMemory { .. })
+            Err(Error::InsufficientMemory { .. })
         ));
         let mut loose = c.clone();
         loose.set_ignore_memory(true);
         assert!(loose.start_migration(big, 1).is_ok());
         c.set_host_up(1, false).unwrap();
-        assert!(matches!(
-            c.start_migration(big, 1),
-            Err(HypervisorError::HostDown(_))
-        ));
+        assert!(matches!(c.start_migration(big, 1), Err(Error::HostDown(_))));
         assert!(matches!(
             c.host_view("b").capacity(),
-            Err(HypervisorError::HostDown(_))
+            Err(Error::HostDown(_))
         ));
         assert!(c.advance_to(5).is_ok());
-        assert!(matches!(
-            c.advance_to(4),
-            Err(HypervisorError::TimeBackwards { .. })
-        ));
+        assert!(matches!(c.advance_to(4), Err(Error::TimeBackwards { .. })));
     }
 
     #[test]

@@ -16,7 +16,6 @@
 
 mod catalogue;
 mod cpu;
-mod error;
 mod net;
 pub mod procfs;
 
@@ -24,9 +23,10 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::Error;
+
 pub use catalogue::{catalogue, lookup, MetricSpec, ValueType};
 pub use cpu::{aidle_percent, CpuPercent, CpuRates};
-pub use error::Error;
 pub use net::{NetRateValues, NetRates};
 
 /// This machine's host name, as gethostname() gives it: what gmond sends as its own HOST
@@ -185,10 +185,11 @@ fn read(root: &Path, rel: &str) -> Result<String, Error> {
     std::fs::read_to_string(&path).map_err(|source| Error::Io { path, source })
 }
 
-fn parse_err(root: &Path, rel: &str, detail: String) -> Error {
+/// A parser's complaint about `rel`, under the file's full path.
+fn parse_err(root: &Path, rel: &str, e: Error) -> Error {
     Error::Parse {
         path: root.join(rel),
-        detail,
+        detail: e.detail(),
     }
 }
 

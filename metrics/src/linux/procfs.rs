@@ -3,7 +3,10 @@
 //! Each takes the file's text and returns typed fields; none touches the filesystem, so
 //! they are tested on literal strings. Where gmond's C code has a lenient quirk that decides
 //! a value (substring key search in meminfo, prefix interface filters), the quirk is kept
-//! and named at the function.
+//! and named at the function. Errors are [`Error::Malformed`]; the collector puts them under
+//! the file's path.
+
+use crate::Error;
 
 /// Number of jiffy fields gmond sums into "total" (user..steal; guest is already in user).
 pub const CPU_FIELDS: usize = 8;
@@ -68,7 +71,11 @@ impl StatSnapshot {
 }
 
 /// Parses /proc/stat. Errors when the aggregate `cpu` line is missing or malformed.
-pub fn parse_stat(text: &str) -> Result<StatSnapshot, String> {
+pub fn parse_stat(text: &str) -> Result<StatSnapshot, Error> {
+    let bad = |detail: String| Error::Malformed {
+        what: "/proc/stat",
+        detail,
+    };
     let mut jiffies = [0u64; CPU_FIELDS];
     let mut nstates = None;
     let mut btime = 0u32;
@@ -79,15 +86,16 @@ pub fn parse_stat(text: &str) -> Result<StatSnapshot, String> {
             Some("cpu") if nstates.is_none() => {
                 let mut n = 0;
                 for (i, tok) in tokens.enumerate() {
-                    let v = parse_jiffies(tok)
-                        .ok_or_else(|| format!("cpu field {} is not a number: {tok:?}", i + 1))?;
+                    let v = parse_jiffies(tok).ok_or_else(|| {
+                        bad(format!("cpu field {} is not a number: {tok:?}", i + 1))
+                    })?;
                     if let Some(slot) = jiffies.get_mut(i) {
                         *slot = v;
                     }
                     n += 1;
                 }
                 if n < 4 {
-                    return Err(format!("cpu line has {n} fields, expected at least 4"));
+                    return Err(bad(format!("cpu line has {n} fields, expected at least 4")));
                 }
                 nstates = Some(n);
             }
@@ -101,7 +109,7 @@ pub fn parse_stat(text: &str) -> Result<StatSnapshot, String> {
             _ => {}
         }
     }
-    let nstates = nstates.ok_or_else(|| "no aggregate \"cpu\" line".to_string())?;
+    let nstates = nstates.ok_or_else(|| bad("no aggregate \"cpu\" line".to_string()))?;
     Ok(StatSnapshot {
         jiffies,
         nstates,
@@ -126,14 +134,15 @@ fn parse_jiffies(tok: &str) -> Option<u64> {
 ///
 /// `Ok(None)` when the key does not occur (gmond then reports 0); an error when it occurs
 /// but no number follows.
-pub fn meminfo_kb(text: &str, key: &str) -> Result<Option<f64>, String> {
+pub fn meminfo_kb(text: &str, key: &str) -> Result<Option<f64>, Error> {
     let Some(pos) = text.find(key) else {
         return Ok(None);
     };
     let rest = &text[pos + key.len()..];
-    leading_f64(rest)
-        .map(Some)
-        .ok_or_else(|| format!("{key} is not followed by a number"))
+    leading_f64(rest).map(Some).ok_or_else(|| Error::Malformed {
+        what: "/proc/meminfo",
+        detail: format!("{key} is not followed by a number"),
+    })
 }
 
 /// The longest prefix of `s` (after blanks) that parses as a float, like C's atof/strtod.
@@ -168,23 +177,29 @@ pub struct LoadAvg {
 }
 
 /// Parses /proc/loadavg (`0.01 0.15 0.10 1/84 8564`).
-pub fn parse_loadavg(text: &str) -> Result<LoadAvg, String> {
+pub fn parse_loadavg(text: &str) -> Result<LoadAvg, Error> {
+    let bad = |detail: String| Error::Malformed {
+        what: "/proc/loadavg",
+        detail,
+    };
     let mut t = text.split_ascii_whitespace();
-    let mut load = |what: &str| -> Result<f32, String> {
-        let tok = t.next().ok_or_else(|| format!("missing {what}"))?;
+    let mut load = |what: &str| -> Result<f32, Error> {
+        let tok = t.next().ok_or_else(|| bad(format!("missing {what}")))?;
         tok.parse::<f32>()
-            .map_err(|_| format!("{what} is not a number: {tok:?}"))
+            .map_err(|_| bad(format!("{what} is not a number: {tok:?}")))
     };
     let one = load("1-minute load")?;
     let five = load("5-minute load")?;
     let fifteen = load("15-minute load")?;
-    let procs = t.next().ok_or("missing running/total field")?;
+    let procs = t
+        .next()
+        .ok_or_else(|| bad("missing running/total field".to_string()))?;
     let (r, tot) = procs
         .split_once('/')
-        .ok_or_else(|| format!("process field without '/': {procs:?}"))?;
+        .ok_or_else(|| bad(format!("process field without '/': {procs:?}")))?;
     let num = |s: &str| {
         s.parse::<u32>()
-            .map_err(|_| format!("process count is not a number: {procs:?}"))
+            .map_err(|_| bad(format!("process count is not a number: {procs:?}")))
     };
     Ok(LoadAvg {
         one,
@@ -209,7 +224,11 @@ pub struct IfCounters {
 }
 
 /// Parses /proc/net/dev into (interface name, counters), skipping the two header lines.
-pub fn parse_net_dev(text: &str) -> Result<Vec<(String, IfCounters)>, String> {
+pub fn parse_net_dev(text: &str) -> Result<Vec<(String, IfCounters)>, Error> {
+    let bad = |detail: String| Error::Malformed {
+        what: "/proc/net/dev",
+        detail,
+    };
     let mut out = Vec::new();
     for line in text.lines().skip(2) {
         if line.trim().is_empty() {
@@ -217,17 +236,17 @@ pub fn parse_net_dev(text: &str) -> Result<Vec<(String, IfCounters)>, String> {
         }
         let (name, rest) = line
             .split_once(':')
-            .ok_or_else(|| format!("interface line without ':': {line:?}"))?;
+            .ok_or_else(|| bad(format!("interface line without ':': {line:?}")))?;
         let fields: Vec<u64> = rest
             .split_ascii_whitespace()
             .map(|t| t.parse::<u64>())
             .collect::<Result<_, _>>()
-            .map_err(|_| format!("non-numeric counter in {line:?}"))?;
+            .map_err(|_| bad(format!("non-numeric counter in {line:?}")))?;
         if fields.len() < 10 {
-            return Err(format!(
+            return Err(bad(format!(
                 "interface line has {} counters: {line:?}",
                 fields.len()
-            ));
+            )));
         }
         out.push((
             name.trim().to_string(),
@@ -292,10 +311,13 @@ fn is_remote_mount(device: &str, fstype: &str) -> bool {
 }
 
 /// Counts CPUs in a kernel CPU list such as `0-3,6,8-9` (sysfs `online`).
-pub fn count_cpu_list(text: &str) -> Result<u32, String> {
+pub fn count_cpu_list(text: &str) -> Result<u32, Error> {
     let mut n = 0u32;
     for part in text.trim().split(',').filter(|p| !p.is_empty()) {
-        let bad = || format!("bad CPU list entry {part:?}");
+        let bad = || Error::Malformed {
+            what: "CPU list",
+            detail: format!("bad entry {part:?}"),
+        };
         let (a, b) = match part.split_once('-') {
             Some((a, b)) => (
                 a.parse::<u32>().map_err(|_| bad())?,
@@ -312,7 +334,10 @@ pub fn count_cpu_list(text: &str) -> Result<u32, String> {
         n = n.saturating_add((b - a).saturating_add(1));
     }
     if n == 0 {
-        return Err("empty CPU list".to_string());
+        return Err(Error::Malformed {
+            what: "CPU list",
+            detail: "empty".to_string(),
+        });
     }
     Ok(n)
 }
@@ -376,12 +401,12 @@ mod tests {
     #[test]
     fn meminfo_uses_first_substring_match() {
         let m = "MemTotal: 100 kB\nCached:  40 kB\nSwapCached: 7 kB\n";
-        assert_eq!(meminfo_kb(m, "Cached:"), Ok(Some(40.0)));
-        assert_eq!(meminfo_kb(m, "MemShared:"), Ok(None));
+        assert_eq!(meminfo_kb(m, "Cached:").unwrap(), Some(40.0));
+        assert_eq!(meminfo_kb(m, "MemShared:").unwrap(), None);
         // gmond's strstr would find "Cached:" inside "SwapCached:" if that came first.
         assert_eq!(
-            meminfo_kb("SwapCached: 7 kB\nCached: 40 kB\n", "Cached:"),
-            Ok(Some(7.0))
+            meminfo_kb("SwapCached: 7 kB\nCached: 40 kB\n", "Cached:").unwrap(),
+            Some(7.0)
         );
         assert!(meminfo_kb("MemTotal: kB\n", "MemTotal:").is_err());
     }
@@ -459,10 +484,13 @@ mod tests {
 
     #[test]
     fn cpu_lists() {
-        assert_eq!(count_cpu_list("0-1\n"), Ok(2));
-        assert_eq!(count_cpu_list("0-3,6,8-9"), Ok(7));
-        assert!(count_cpu_list("3-1").is_err());
-        assert_eq!(count_cpu_list("0-4294967295,7"), Ok(u32::MAX));
+        assert_eq!(count_cpu_list("0-1\n").unwrap(), 2);
+        assert_eq!(count_cpu_list("0-3,6,8-9").unwrap(), 7);
+        assert!(matches!(
+            count_cpu_list("3-1"),
+            Err(Error::Malformed { what: "CPU list", detail }) if detail.contains("\"3-1\"")
+        ));
+        assert_eq!(count_cpu_list("0-4294967295,7").unwrap(), u32::MAX);
         assert!(count_cpu_list("\n").is_err());
     }
 

@@ -1,6 +1,8 @@
-//! The only unsafe code of the crate: bulk domain stats through `virt::sys`, because the `virt`
-//! 0.5.0 wrapper leaks every record and hands out raw pointers. Records are decoded into owned
-//! Rust values and freed with `virDomainStatsRecordListFree` before returning.
+//! The only unsafe code of the crate (and of the workspace's libvirt use): bulk domain stats
+//! through `virt::sys`, because the `virt` 0.5.0 wrapper leaks every record and hands out raw
+//! pointers (records are decoded into owned Rust values and freed with
+//! `virDomainStatsRecordListFree` before returning), and `virDomainAbortJob`, which `virt`
+//! 0.5.0 does not wrap.
 #![allow(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -143,4 +145,19 @@ fn decode_params(params: sys::virTypedParameterPtr, n: i32) -> BTreeMap<String, 
         out.insert(field, value);
     }
     out
+}
+
+/// `virDomainAbortJob(dom)`: aborts the domain's current job (a migration), whose blocked
+/// call then fails with "operation aborted".
+pub(crate) fn abort_job(dom: &Domain) -> Result<(), Error> {
+    // SAFETY: `dom` owns a live reference to the domain for the whole call (it is borrowed, so
+    // it cannot be dropped meanwhile); virDomainAbortJob only reads the pointer and is
+    // thread-safe in libvirt, which is why it may run while a migration blocks on another
+    // thread.
+    let rc = unsafe { sys::virDomainAbortJob(dom.as_ptr()) };
+    if rc < 0 {
+        Err(Error::last_error())
+    } else {
+        Ok(())
+    }
 }
