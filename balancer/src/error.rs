@@ -7,6 +7,9 @@ pub enum BalancerError {
     /// A snapshot refers to something inconsistent (unknown host, duplicate name).
     #[error("invalid snapshot: {0}")]
     Snapshot(String),
+    /// A Ganglia XML document could not be read.
+    #[error("xml feed: {0}")]
+    Xml(#[from] ganglia_wire::Error),
     /// A policy or scenario configuration is invalid (TOML error or value out of range).
     #[error("invalid config: {0}")]
     Config(String),

@@ -1,11 +1,10 @@
 //! Snapshots from a live Ganglia XML feed (gmond port 8649 or gmetad 8651): connect, read to
-//! EOF, parse with ganglia-wire's reader, convert with [`Snapshot::from_cluster`].
+//! EOF, parse and merge its clusters with [`crate::view::parse_xml`], convert with
+//! [`Snapshot::from_cluster`].
 
 use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
-
-use ganglia_wire::model::Cluster;
 
 use crate::error::{BalancerError, Result};
 use crate::snapshot::Snapshot;
@@ -16,15 +15,8 @@ pub const MAX_FEED_BYTES: u64 = 512 << 20;
 /// Parses a Ganglia XML document into one snapshot; hosts of every CLUSTER are merged and the
 /// newest LOCALTIME is the snapshot time.
 pub fn snapshot_from_xml(xml: &[u8]) -> Result<Snapshot> {
-    let doc = ganglia_wire::xml::read_document(xml)
-        .map_err(|e| BalancerError::Snapshot(format!("xml feed: {e}")))?;
-    let mut merged = Cluster::default();
-    for c in doc.clusters {
-        merged.localtime = merged.localtime.max(c.localtime);
-        merged.hosts.extend(c.hosts);
-    }
-    let now = merged.localtime;
-    Ok(Snapshot::from_cluster(&merged, now))
+    let merged = crate::view::parse_xml(xml)?;
+    Ok(Snapshot::from_cluster(&merged, merged.localtime))
 }
 
 /// Reads a feed from `addr` (host:port) with a read timeout, then parses it.

@@ -16,5 +16,6 @@ pub mod rrdstore;
 pub mod sim;
 pub mod snapshot;
 pub mod trends;
+pub mod view;
 
 pub use error::{BalancerError, Result};

@@ -1,13 +1,12 @@
 //! The cluster snapshot every policy decides on: hosts and VMs with capacities and demands,
-//! built from a Ganglia cluster view (virtual-node metric convention), a scenario file or the
-//! simulator, always through the same type.
+//! built from a Ganglia cluster view (read by [`crate::view`], the one reader of the
+//! virtual-node convention), a scenario file or the simulator, always through the same type.
 
-use std::collections::BTreeMap;
-
-use ganglia_wire::model::{Cluster, Host};
+use ganglia_wire::model::Cluster;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BalancerError, Result};
+use crate::view::{ReadOptions, VnodeView};
 
 /// Power draw in watts at 0, 10, ..., 100 % CPU (SPECpower style), linearly interpolated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,15 +118,6 @@ pub struct Snapshot {
     pub vms: Vec<VmState>,
 }
 
-/// The VM metric suffixes of the virtual-node convention (ganglia.md E.1).
-pub const VM_METRICS: [&str; 5] = [
-    "vcpu_util",
-    "vcpu_num",
-    "vmem_total",
-    "vmem_util",
-    "vcpu_state",
-];
-
 impl Snapshot {
     /// Sorts, checks uniqueness and resolves every VM's host index.
     pub fn new(time: u64, mut hosts: Vec<HostState>, mut vms: Vec<VmState>) -> Result<Snapshot> {
@@ -205,96 +195,13 @@ impl Snapshot {
             .ok()
     }
 
-    /// Builds a snapshot from a Ganglia cluster view.
-    ///
-    /// Host capacity comes from `vnode_cpu_num`/`vnode_cpu_speed`/`vnode_mem_total`, falling
-    /// back to gmond's `cpu_num`/`cpu_speed`/`mem_total`. A host is up iff TN < 4 TMAX, and in
-    /// maintenance if its TAGS contain `maintenance` or it reports a metric `maintenance` != 0.
-    ///
-    /// VM names: a metric `<vm>.<suffix>` belongs to VM `<vm>` when `<suffix>` (the text after
-    /// the **last** '.') is one of [`VM_METRICS`]. Splitting at the last dot keeps VM names that
-    /// contain dots (FQDNs such as `web1.example.com`) whole; names whose last segment is not a
-    /// VM metric (e.g. `disk.free` style host metrics) are ignored. A VM needs `vcpu_num` to be
-    /// counted; missing `vcpu_util` means demand 0, missing `vmem_total` means memory 0.
+    /// Builds a snapshot from a Ganglia cluster view through the one reader of the
+    /// virtual-node convention, [`crate::view::VnodeView`] (its docs give the rules: VM names,
+    /// host capacity, which host owns a VM reported by several, in flight). No VM metric is
+    /// taken as stale here; the agent, which knows its round length, reads with a bound.
     /// `now` is the snapshot time (the cluster's LOCALTIME is not trusted for it).
     pub fn from_cluster(cluster: &Cluster, now: u64) -> Snapshot {
-        let mut hosts = Vec::new();
-        let mut vms = Vec::new();
-        for h in &cluster.hosts {
-            let mhz = num(h, "vnode_cpu_speed")
-                .or_else(|| num(h, "cpu_speed"))
-                .unwrap_or(0.0);
-            let cpus = num(h, "vnode_cpu_num")
-                .or_else(|| num(h, "cpu_num"))
-                .unwrap_or(0.0);
-            let mem = num(h, "vnode_mem_total")
-                .or_else(|| num(h, "mem_total"))
-                .unwrap_or(0.0);
-            if cpus < 1.0 || mhz <= 0.0 || mem <= 0.0 {
-                // Without capacity the host cannot take part in balancing.
-                tracing::debug!(host = %h.name, "skipping host without capacity metrics");
-                continue;
-            }
-            let maintenance = h.tags.split(',').any(|t| t.trim() == "maintenance")
-                || num(h, "maintenance").is_some_and(|v| v != 0.0);
-            hosts.push(HostState {
-                name: h.name.clone(),
-                cpus: cpus as u32,
-                mhz,
-                mem_kb: mem as u64,
-                up: h.is_up(),
-                maintenance,
-                power: None,
-            });
-            let mut per_vm: BTreeMap<&str, [Option<f64>; 5]> = BTreeMap::new();
-            for m in &h.metrics {
-                let Some((vm, suffix)) = m.name.rsplit_once('.') else {
-                    continue;
-                };
-                let Some(k) = VM_METRICS.iter().position(|s| *s == suffix) else {
-                    continue;
-                };
-                if vm.is_empty() {
-                    continue;
-                }
-                per_vm.entry(vm).or_default()[k] = m.as_f64();
-            }
-            for (vm, v) in per_vm {
-                let Some(vcpus) = v[1] else { continue };
-                let vcpus = vcpus.max(0.0) as u32;
-                let util = v[0].unwrap_or(0.0).clamp(0.0, 100.0) / 100.0;
-                let mem_kb = v[2].unwrap_or(0.0).max(0.0) as u64;
-                let mem_util = v[3].unwrap_or(100.0).clamp(0.0, 100.0) / 100.0;
-                let cap = f64::from(vcpus) * mhz;
-                vms.push(VmState {
-                    name: vm.to_string(),
-                    host: h.name.clone(),
-                    vcpus,
-                    cpu_cap_mhz: cap,
-                    cpu_demand_mhz: util * cap,
-                    mem_kb,
-                    mem_used_kb: (mem_kb as f64 * mem_util) as u64,
-                    migrating: false,
-                    migrating_to: None,
-                    host_idx: 0,
-                });
-            }
-        }
-        // A VM reported by two hosts (mid-migration views) is kept once: on the host that
-        // reports it with the higher demand is arbitrary, so keep the lexically first host.
-        vms.sort_by(|a, b| a.name.cmp(&b.name).then(a.host.cmp(&b.host)));
-        vms.dedup_by(|b, a| a.name == b.name);
-        match Snapshot::new(now, hosts, vms) {
-            Ok(s) => s,
-            Err(e) => {
-                // Only duplicate host names can fail here (the VM hosts all exist).
-                tracing::warn!(error = %e, "cluster view inconsistent; using an empty snapshot");
-                Snapshot {
-                    time: now,
-                    ..Default::default()
-                }
-            }
-        }
+        VnodeView::read(cluster, &ReadOptions::default()).snapshot(now)
     }
 
     /// Demand and capacity totals per host: (cpu demand MHz, memory committed KB, vCPUs).
@@ -310,14 +217,10 @@ impl Snapshot {
     }
 }
 
-fn num(h: &Host, name: &str) -> Option<f64> {
-    h.metric_f64(name).filter(|v| v.is_finite())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ganglia_wire::model::Metric;
+    use ganglia_wire::model::{Host, Metric};
 
     fn metric(name: &str, val: &str) -> Metric {
         Metric {

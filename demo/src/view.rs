@@ -1,9 +1,11 @@
 //! What the live view shows, read back from the cluster's own XML feed (the same document gstat
-//! and gmetad get): per host CPU and memory load from the per-VM metrics, VM counts, and the
+//! and gmetad get) through the balancer's one reader of the virtual-node convention
+//! ([`balancer::view`]): per host CPU and memory load from the VMs it owns, VM counts, and the
 //! balancer's own metrics.
 
+use balancer::view::{HostView, ReadOptions, VnodeView};
+use balancer::BalancerError;
 use ganglia_wire::model::Host;
-use std::collections::BTreeMap;
 
 /// One host row.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,39 +58,29 @@ pub struct ClusterView {
 
 impl ClusterView {
     /// Parses a feed. A migrated VM keeps its old host's entries until their dmax but is no
-    /// longer updated there: a VM listed by several hosts counts on the one that updated it
-    /// last, and VM metrics older than `stale_s` (TN) are left out.
-    pub fn from_xml(xml: &[u8], stale_s: u64) -> Result<ClusterView, String> {
-        let doc = ganglia_wire::xml::read_document(xml).map_err(|e| e.to_string())?;
-        let mut view = ClusterView::default();
-        for c in doc.clusters {
-            // A VM just migrated is still listed, less fresh, on the host it left: it belongs
-            // to the host that updated it last (the first by name on a tie).
-            let mut owner: BTreeMap<String, (u64, String)> = BTreeMap::new();
-            for h in &c.hosts {
-                for m in &h.metrics {
-                    let Some((vm, "vcpu_num")) = gmond_metrics::vmetrics::parse_vm_metric(&m.name)
-                    else {
-                        continue;
-                    };
-                    if m.dmax != 0 && m.dmax <= crate::source::LEAVING_DMAX {
-                        continue;
-                    }
-                    let e = owner
-                        .entry(vm.to_owned())
-                        .or_insert_with(|| (m.tn, h.name.clone()));
-                    if (m.tn, &h.name) < (e.0, &e.1) {
-                        *e = (m.tn, h.name.clone());
-                    }
-                }
-            }
-            view.cluster = c.name.clone();
-            view.localtime = view.localtime.max(c.localtime);
-            view.hosts
-                .extend(c.hosts.iter().map(|h| host_row(h, stale_s, &owner)));
-        }
-        view.hosts.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(view)
+    /// longer updated there: VM metrics older than `stale_s` (TN) are left out, a VM listed by
+    /// several hosts counts on the one that updated it last, and the last round a host sends
+    /// for a VM that left it (dmax [`crate::source::LEAVING_DMAX`]) counts nowhere.
+    pub fn from_xml(xml: &[u8], stale_s: u64) -> Result<ClusterView, BalancerError> {
+        let cluster = balancer::view::parse_xml(xml)?;
+        let vnodes = VnodeView::read(
+            &cluster,
+            &ReadOptions {
+                vm_stale_s: stale_s,
+            },
+        );
+        let mut hosts: Vec<HostRow> = vnodes
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, hv)| host_row(&cluster.hosts[hv.index], hv, i, &vnodes))
+            .collect();
+        hosts.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(ClusterView {
+            cluster: cluster.name,
+            localtime: cluster.localtime,
+            hosts,
+        })
     }
 
     /// The leader: the host whose balancer says it leads (the lowest name if several do, which
@@ -106,31 +98,19 @@ impl ClusterView {
     }
 }
 
-fn host_row(h: &Host, stale_s: u64, owner: &BTreeMap<String, (u64, String)>) -> HostRow {
-    let cpus = h.metric_f64("vnode_cpu_num").unwrap_or(0.0);
-    let mhz = h.metric_f64("vnode_cpu_speed").unwrap_or(0.0);
-    let mem_total = h.metric_f64("vnode_mem_total").unwrap_or(0.0);
-    // Per VM: (vcpu_util %, vcpu_num, vmem_total KiB), fresh values only.
-    let mut vms: BTreeMap<&str, (f64, f64, f64)> = BTreeMap::new();
-    for m in &h.metrics {
-        let Some((vm, suffix)) = gmond_metrics::vmetrics::parse_vm_metric(&m.name) else {
-            continue;
-        };
-        let leaving = m.dmax != 0 && m.dmax <= crate::source::LEAVING_DMAX;
-        if leaving || m.tn > stale_s || owner.get(vm).is_some_and(|(_, o)| *o != h.name) {
-            continue;
-        }
-        let v = m.as_f64().unwrap_or(0.0);
-        let e = vms.entry(vm).or_default();
-        match suffix {
-            "vcpu_util" => e.0 = v,
-            "vcpu_num" => e.1 = v,
-            "vmem_total" => e.2 = v,
-            _ => {}
-        }
+/// The row of host `hv` (index `i` in `vnodes.hosts`), whose HOST element is `h`.
+fn host_row(h: &Host, hv: &HostView, i: usize, vnodes: &VnodeView) -> HostRow {
+    let (cpu_mhz, mhz, mem_total) = hv
+        .capacity
+        .map_or((0.0, 0.0, 0.0), |c| (c.cpu_mhz(), c.mhz, c.mem_kb as f64));
+    let mut demand = 0.0;
+    let mut mem = 0.0;
+    let mut vms = Vec::new();
+    for vm in vnodes.vms_on(i) {
+        demand += vm.util_pct.unwrap_or(0.0) / 100.0 * vm.vcpus.unwrap_or(0.0) * mhz;
+        mem += vm.mem_kb.unwrap_or(0.0);
+        vms.push(vm.name.clone());
     }
-    let demand: f64 = vms.values().map(|(u, n, _)| u / 100.0 * n * mhz).sum();
-    let mem: f64 = vms.values().map(|(_, _, m)| m).sum();
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     let balancer = h.metric("balancer_mode").map(|mode| {
         let int = |n: &str| h.metric_f64(n).map_or(0, |v| v.max(0.0) as u64);
@@ -148,12 +128,12 @@ fn host_row(h: &Host, stale_s: u64, owner: &BTreeMap<String, (u64, String)>) -> 
         }
     });
     HostRow {
-        name: h.name.clone(),
-        ip: h.ip.clone(),
-        up: h.is_up(),
-        cpu: ratio(demand, cpus * mhz),
+        name: hv.name.clone(),
+        ip: hv.ip.clone(),
+        up: hv.up,
+        cpu: ratio(demand, cpu_mhz),
         mem: ratio(mem, mem_total),
-        vms: vms.keys().map(|s| (*s).to_owned()).collect(),
+        vms,
         balancer,
     }
 }
@@ -257,6 +237,13 @@ mod tests {
         let v = ClusterView::from_xml(xml.as_bytes(), 30).unwrap();
         assert_eq!(v.hosts[0].vms, ["vm05"]);
         assert!(v.hosts[1].vms.is_empty() && v.hosts[1].cpu == 0.0);
+    }
+
+    #[test]
+    fn the_leaving_dmax_is_a_farewell_to_the_reader() {
+        // The reader takes DMAX below TMAX for a last round; the source publishes VM metrics
+        // with vmetrics' TMAX.
+        const { assert!(crate::source::LEAVING_DMAX < gmond_metrics::vmetrics::VM_TMAX) };
     }
 
     #[test]

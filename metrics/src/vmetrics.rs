@@ -53,13 +53,29 @@ pub const VM_DMAX: u32 = 600;
 /// Extra element carrying the domain UUID on every per-VM metric.
 pub const EXTRA_VM_UUID: &str = "VM_UUID";
 
-/// The per-VM metric suffixes published for every active domain, in emission order.
+/// The suffix of each per-VM metric that readers of the view interpret (the balancer's
+/// snapshot, the agent, the demo), named so that publisher and readers share one spelling.
+pub mod suffix {
+    /// CPU time used as a share of the VM's vCPUs, %.
+    pub const VCPU_UTIL: &str = "vcpu_util";
+    /// vCPUs online.
+    pub const VCPU_NUM: &str = "vcpu_num";
+    /// Run state (running, paused, shutoff, crashed).
+    pub const VCPU_STATE: &str = "vcpu_state";
+    /// Memory given to the VM, KB.
+    pub const VMEM_TOTAL: &str = "vmem_total";
+    /// Memory used by the guest as a share of `vmem_total`, %.
+    pub const VMEM_UTIL: &str = "vmem_util";
+}
+
+/// The per-VM metric suffixes published for every active domain, in emission order: the one
+/// list, with [`VM_IO_METRICS`], that [`parse_vm_metric`] accepts.
 pub const VM_METRICS: [&str; 5] = [
-    "vcpu_util",
-    "vcpu_num",
-    "vcpu_state",
-    "vmem_total",
-    "vmem_util",
+    suffix::VCPU_UTIL,
+    suffix::VCPU_NUM,
+    suffix::VCPU_STATE,
+    suffix::VMEM_TOTAL,
+    suffix::VMEM_UTIL,
 ];
 
 /// The disk and network suffixes of §E.1, published where the hypervisor gives I/O counters.
@@ -452,7 +468,7 @@ const VNODE_DOMAINS: Def = def(
     "Active (running or paused) domains on the hypervisor",
 );
 const VCPU_UTIL: Def = def(
-    "vcpu_util",
+    suffix::VCPU_UTIL,
     "%.1f",
     "%",
     "both",
@@ -461,7 +477,7 @@ const VCPU_UTIL: Def = def(
     "CPU time used by the VM as a share of its vCPUs",
 );
 const VCPU_NUM: Def = def(
-    "vcpu_num",
+    suffix::VCPU_NUM,
     "%hu",
     "vCPUs",
     "both",
@@ -470,7 +486,7 @@ const VCPU_NUM: Def = def(
     "vCPUs online in the VM",
 );
 const VCPU_STATE: Def = def(
-    "vcpu_state",
+    suffix::VCPU_STATE,
     "%s",
     "",
     "zero",
@@ -479,7 +495,7 @@ const VCPU_STATE: Def = def(
     "Run state of the VM (running, paused, shutoff, crashed)",
 );
 const VMEM_TOTAL: Def = def(
-    "vmem_total",
+    suffix::VMEM_TOTAL,
     "%.0f",
     "KB",
     "both",
@@ -488,7 +504,7 @@ const VMEM_TOTAL: Def = def(
     "Memory currently given to the VM (balloon size)",
 );
 const VMEM_UTIL: Def = def(
-    "vmem_util",
+    suffix::VMEM_UTIL,
     "%.1f",
     "%",
     "both",

@@ -1,43 +1,33 @@
-//! From a gmond XML view to what the agent decides on: untrusted hosts removed, stale VM
-//! metrics dropped, a VM reported fresh by two hosts treated as in flight (it is mid-migration
-//! or its old host's metrics have not expired yet), and the snapshot built through
-//! `balancer::snapshot::Snapshot::from_cluster`.
+//! From a gmond XML view to what the agent decides on: untrusted hosts removed, then the
+//! balancer's one reader of the virtual-node convention ([`balancer::view::VnodeView`]) with
+//! the agent's staleness bound: it drops stale VM metrics, gives a VM reported by several hosts
+//! to the freshest report and says which VMs are in flight (reported fresh by two hosts:
+//! mid-migration, or the old host's metrics not stale yet), and builds the snapshot.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use balancer::snapshot::{Snapshot, VM_METRICS};
+use balancer::snapshot::Snapshot;
+use balancer::view::{ReadOptions, VnodeView};
 use ganglia_wire::model::{Cluster, Document, Host};
 
 use crate::error::{AgentError, Result};
 
+pub use balancer::view::SUPERSEDED_AFTER_S;
+
 /// Every CLUSTER of a document merged into one (gmetad feeds carry several).
 pub fn merge_document(doc: Document) -> Cluster {
-    let mut merged = Cluster::default();
-    for c in doc.clusters {
-        if merged.name.is_empty() {
-            merged.name = c.name.clone();
-        }
-        merged.localtime = merged.localtime.max(c.localtime);
-        merged.hosts.extend(c.hosts);
-    }
-    merged
+    balancer::view::merge_document(doc)
 }
 
 /// Parses a gmond/gmetad XML document into one merged cluster.
 pub fn parse_xml(xml: &[u8]) -> Result<Cluster> {
-    let doc =
-        ganglia_wire::xml::read_document(xml).map_err(|e| AgentError::View(format!("xml: {e}")))?;
-    Ok(merge_document(doc))
+    balancer::view::parse_xml(xml).map_err(|e| AgentError::View(e.to_string()))
 }
-
-/// A VM report this many seconds older than the freshest report of the same VM (on another
-/// host) is taken as superseded rather than as a migration in flight.
-pub const SUPERSEDED_AFTER_S: u64 = 45;
 
 /// The cleaned view of one tick.
 #[derive(Debug, Clone, Default)]
 pub struct View {
-    /// Trusted hosts only, VM metrics cleaned (what coordination and planning see).
+    /// Trusted hosts only, once each (what coordination and the liveness gates read).
     pub cluster: Cluster,
     /// The snapshot for the policy; VMs in `in_flight` are marked migrating.
     pub snapshot: Snapshot,
@@ -49,92 +39,40 @@ pub struct View {
     pub untrusted: Vec<String>,
 }
 
-/// The VM a metric belongs to under the virtual-node convention, with the suffix.
-fn vm_of(name: &str) -> Option<(&str, &str)> {
-    let (vm, suffix) = name.rsplit_once('.')?;
-    (!vm.is_empty() && VM_METRICS.contains(&suffix)).then_some((vm, suffix))
-}
-
-/// How fresh a VM's report on a host is: the smallest TN of its metrics.
-fn vm_tn(h: &Host, vm: &str) -> Option<u64> {
-    h.metrics
-        .iter()
-        .filter(|m| vm_of(&m.name).is_some_and(|(v, _)| v == vm))
-        .map(|m| m.tn)
-        .min()
-}
-
-/// Builds the view: keeps trusted hosts, drops VM metrics older than `vm_stale_s`, resolves a
-/// VM reported by several hosts to the freshest report (ties: lowest host name) and marks it in
-/// flight, and builds the snapshot at time `now`.
+/// Builds the view at time `now`: keeps trusted hosts (the first of each name), and reads them
+/// with VM metrics older than `vm_stale_s` ignored (see [`balancer::view`] for ownership and
+/// in flight).
 pub fn build(cluster: &Cluster, trusted: &dyn Fn(&str) -> bool, now: u64, vm_stale_s: u64) -> View {
     let mut untrusted = Vec::new();
+    let mut names = BTreeSet::new();
     let mut hosts: Vec<Host> = Vec::new();
     for h in &cluster.hosts {
         if !trusted(&h.name) {
             untrusted.push(h.name.clone());
-            continue;
-        }
-        if hosts.iter().any(|o| o.name == h.name) {
-            continue;
-        }
-        let mut h = h.clone();
-        h.metrics
-            .retain(|m| vm_of(&m.name).is_none() || m.tn <= vm_stale_s);
-        hosts.push(h);
-    }
-    // VM -> hosts reporting it, with freshness.
-    let mut seen: BTreeMap<String, Vec<(u64, usize)>> = BTreeMap::new();
-    for (i, h) in hosts.iter().enumerate() {
-        let vms: BTreeSet<&str> = h
-            .metrics
-            .iter()
-            .filter_map(|m| vm_of(&m.name).map(|(v, _)| v))
-            .collect();
-        for vm in vms {
-            if let Some(tn) = vm_tn(h, vm) {
-                seen.entry(vm.to_string()).or_default().push((tn, i));
-            }
+        } else if names.insert(h.name.as_str()) {
+            hosts.push(h.clone());
         }
     }
-    let mut in_flight = BTreeSet::new();
-    for (vm, mut reports) in seen {
-        if reports.len() < 2 {
-            continue;
-        }
-        reports.sort_by(|a, b| a.0.cmp(&b.0).then(hosts[a.1].name.cmp(&hosts[b.1].name)));
-        // A report much older than the freshest one is the host the VM left (its metrics
-        // linger until they expire); close reports mean the VM is mid-migration. Misjudging
-        // this is safe: the hypervisor pre-check refuses a VM with a job in progress.
-        if reports[1].0 <= reports[0].0 + SUPERSEDED_AFTER_S {
-            in_flight.insert(vm.clone());
-        }
-        for &(_, i) in &reports[1..] {
-            hosts[i]
-                .metrics
-                .retain(|m| vm_of(&m.name).is_none_or(|(v, _)| v != vm));
-        }
-    }
-    let ips = hosts
+    let cleaned = Cluster {
+        name: cluster.name.clone(),
+        localtime: cluster.localtime,
+        owner: cluster.owner.clone(),
+        latlong: cluster.latlong.clone(),
+        url: cluster.url.clone(),
+        hosts,
+    };
+    let vnodes = VnodeView::read(&cleaned, &ReadOptions { vm_stale_s });
+    let ips = cleaned
+        .hosts
         .iter()
         .map(|h| (h.name.clone(), h.ip.clone()))
         .collect();
-    let cleaned = Cluster {
-        hosts,
-        ..cluster.clone()
-    };
-    let mut snapshot = Snapshot::from_cluster(&cleaned, now);
-    for vm in &mut snapshot.vms {
-        if in_flight.contains(&vm.name) {
-            vm.migrating = true;
-        }
-    }
     untrusted.sort();
     untrusted.dedup();
     View {
+        snapshot: vnodes.snapshot(now),
+        in_flight: vnodes.in_flight().map(str::to_owned).collect(),
         cluster: cleaned,
-        snapshot,
-        in_flight,
         ips,
         untrusted,
     }
@@ -241,5 +179,30 @@ mod tests {
         // a: web (0.125); b: moved, new, moving (0.375).
         assert!((imbalance(&v.snapshot) - 0.125).abs() < 1e-9);
         assert_eq!(host_util(&v.snapshot, "b"), Some(0.375));
+    }
+
+    #[test]
+    fn a_departed_vms_last_round_is_no_report() {
+        // a migrated "done" to b and sent its last round with DMAX 2 (< TMAX): fresher than
+        // b's copy, but neither owner nor a sign of a migration in flight.
+        let mut old = hv("a", &[("done", 0)]);
+        for m in old
+            .metrics
+            .iter_mut()
+            .filter(|m| m.name.starts_with("done."))
+        {
+            m.dmax = 2;
+        }
+        let c = Cluster {
+            hosts: vec![old, hv("b", &[("done", 1)])],
+            ..Default::default()
+        };
+        let v = build(&c, &|_| true, 1000, 90);
+        assert!(v.in_flight.is_empty());
+        assert_eq!(v.snapshot.vms.len(), 1);
+        assert_eq!(
+            (v.snapshot.vms[0].host.as_str(), v.snapshot.vms[0].migrating),
+            ("b", false)
+        );
     }
 }

@@ -1,0 +1,639 @@
+//! The one reader of a Ganglia view under the virtual-node convention: a `Cluster` (or a whole
+//! XML document) becomes hosts with their capacity and VMs with their owner, for every consumer
+//! (the balancer's [`Snapshot`], the agent's in-flight detection, the demo's live view).
+//!
+//! # What a VM is
+//!
+//! A metric is a VM's when [`parse_vm_metric`] says so (`<vm>.<suffix>`, split at the last '.',
+//! suffix from `gmond_metrics::vmetrics`' one list). All metrics of one VM on one host are that
+//! host's *copy* of the VM. Within a copy:
+//!
+//! * a metric whose TN exceeds [`ReadOptions::vm_stale_s`] is *stale* and ignored: its host
+//!   stopped refreshing it (the VM left, or the host's publisher stopped) and gmond keeps it
+//!   until its DMAX;
+//! * a metric with `0 < DMAX < TMAX` is a *farewell* and ignored for ownership: its publisher
+//!   asked receivers to delete it before its next update was due, so it will not be refreshed.
+//!   The demo's source sends a departed VM's last round that way; a copy made only of
+//!   farewells is listed in [`VnodeView::leaving`];
+//! * a copy's freshness is the smallest TN among its remaining metrics.
+//!
+//! # Who owns a VM
+//!
+//! The host with the freshest copy owns the VM (ties: the lowest host name), and the VM's
+//! figures are that copy's. A second copy at most [`SUPERSEDED_AFTER_S`] less fresh makes the
+//! VM *in flight* (mid-migration, or its old host's copy not yet stale); an older one is
+//! superseded and only ignored. Misjudging in flight is safe for the balancer: the agent's
+//! hypervisor pre-check refuses a VM with a job in progress.
+//!
+//! Hosts are taken once per NAME (the first, as a gmetad document listing one twice).
+//! Capacity comes from `vnode_cpu_num`/`vnode_cpu_speed`/`vnode_mem_total`, falling back to
+//! gmond's `cpu_num`/`cpu_speed`/`mem_total`. Non-finite values count as absent, so one forged
+//! value cannot poison a sum.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ganglia_wire::model::{Cluster, Document, Host, Metric};
+use gmond_metrics::vmetrics::{parse_vm_metric, suffix};
+
+use crate::error::Result;
+use crate::snapshot::{HostState, Snapshot, VmState};
+
+/// A copy this many seconds less fresh than the owner's is taken as superseded (the host the
+/// VM left, its metrics lingering until they go stale) rather than as a migration in flight.
+pub const SUPERSEDED_AFTER_S: u64 = 45;
+
+/// How to read a view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// VM metrics with a larger TN (seconds) are stale and ignored; `u64::MAX` keeps them all.
+    pub vm_stale_s: u64,
+}
+
+impl Default for ReadOptions {
+    /// Nothing is stale: a one-shot reader (`balancer plan`) has no round length to judge by.
+    fn default() -> Self {
+        ReadOptions {
+            vm_stale_s: u64::MAX,
+        }
+    }
+}
+
+/// What a host can run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Capacity {
+    /// Physical CPUs (at least 1).
+    pub cpus: u32,
+    /// MHz per CPU (positive).
+    pub mhz: f64,
+    /// Memory, KB (at least 1).
+    pub mem_kb: u64,
+}
+
+impl Capacity {
+    /// CPU capacity in MHz.
+    pub fn cpu_mhz(&self) -> f64 {
+        f64::from(self.cpus) * self.mhz
+    }
+}
+
+/// One host of the view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostView {
+    /// NAME.
+    pub name: String,
+    /// IP attribute.
+    pub ip: String,
+    /// TN < 4 TMAX (gmetad's and ganglia-web's rule).
+    pub up: bool,
+    /// TAGS contain `maintenance`, or a `maintenance` metric is non-zero.
+    pub maintenance: bool,
+    /// `None` when its metrics do not give all of CPUs, MHz and memory.
+    pub capacity: Option<Capacity>,
+    /// Index of the HOST in the cluster that was read, for its other metrics.
+    pub index: usize,
+}
+
+/// One VM as its owner reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VmView {
+    /// The metric prefix (the domain name when it is clean; see `vmetrics`).
+    pub name: String,
+    /// The owner: the host with the freshest copy.
+    pub host: String,
+    /// Index of the owner in [`VnodeView::hosts`].
+    pub host_idx: usize,
+    /// Freshness of the owner's copy (smallest TN of its metrics), seconds.
+    pub tn: u64,
+    /// `vcpu_num`.
+    pub vcpus: Option<f64>,
+    /// `vcpu_util`, % of its vCPUs.
+    pub util_pct: Option<f64>,
+    /// `vmem_total`, KB.
+    pub mem_kb: Option<f64>,
+    /// `vmem_util`, % of `vmem_total`.
+    pub mem_util_pct: Option<f64>,
+    /// Another host has a copy within [`SUPERSEDED_AFTER_S`] of the owner's.
+    pub in_flight: bool,
+}
+
+/// A host whose only copy of a VM is a farewell: the VM has just left it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Leaving {
+    /// VM metric prefix.
+    pub vm: String,
+    /// The host it left.
+    pub host: String,
+}
+
+/// A view read under the virtual-node convention (see the module docs for the rules).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct VnodeView {
+    /// Hosts in document order, one per name.
+    pub hosts: Vec<HostView>,
+    /// VMs sorted by name, each once, on its owner.
+    pub vms: Vec<VmView>,
+    /// Farewell-only copies, sorted.
+    pub leaving: Vec<Leaving>,
+}
+
+/// Every CLUSTER of a document merged into one (gmetad feeds carry several): the first name,
+/// the newest LOCALTIME, all hosts in document order.
+pub fn merge_document(doc: Document) -> Cluster {
+    let mut merged = Cluster::default();
+    for c in doc.clusters {
+        if merged.name.is_empty() {
+            merged.name = c.name;
+        }
+        merged.localtime = merged.localtime.max(c.localtime);
+        merged.hosts.extend(c.hosts);
+    }
+    merged
+}
+
+/// Parses a gmond/gmetad XML document into one merged cluster.
+pub fn parse_xml(xml: &[u8]) -> Result<Cluster> {
+    Ok(merge_document(ganglia_wire::xml::read_document(xml)?))
+}
+
+/// One host's copy of one VM, while reading.
+#[derive(Debug, Default)]
+struct Copy {
+    tn: u64,
+    vcpus: Option<f64>,
+    util_pct: Option<f64>,
+    mem_kb: Option<f64>,
+    mem_util_pct: Option<f64>,
+}
+
+impl VnodeView {
+    /// Reads `cluster` (see the module docs for the rules).
+    pub fn read(cluster: &Cluster, opts: &ReadOptions) -> VnodeView {
+        let mut hosts: Vec<HostView> = Vec::new();
+        let mut names = BTreeSet::new();
+        // VM -> (index in `hosts`, copy) for every live copy.
+        let mut copies: BTreeMap<&str, Vec<(usize, Copy)>> = BTreeMap::new();
+        // (VM, index in `hosts`) of farewell metrics, and of live copies.
+        let mut farewells: BTreeSet<(&str, usize)> = BTreeSet::new();
+        let mut live: BTreeSet<(&str, usize)> = BTreeSet::new();
+        for (index, h) in cluster.hosts.iter().enumerate() {
+            if !names.insert(h.name.as_str()) {
+                continue;
+            }
+            let hi = hosts.len();
+            hosts.push(host_view(h, index));
+            let mut here: BTreeMap<&str, Copy> = BTreeMap::new();
+            for m in &h.metrics {
+                let Some((vm, sfx)) = parse_vm_metric(&m.name) else {
+                    continue;
+                };
+                if m.tn > opts.vm_stale_s {
+                    continue;
+                }
+                if is_farewell(m) {
+                    farewells.insert((vm, hi));
+                    continue;
+                }
+                let c = here.entry(vm).or_insert_with(|| Copy {
+                    tn: m.tn,
+                    ..Copy::default()
+                });
+                c.tn = c.tn.min(m.tn);
+                let v = m.as_f64().filter(|v| v.is_finite());
+                match sfx {
+                    suffix::VCPU_NUM => c.vcpus = v,
+                    suffix::VCPU_UTIL => c.util_pct = v,
+                    suffix::VMEM_TOTAL => c.mem_kb = v,
+                    suffix::VMEM_UTIL => c.mem_util_pct = v,
+                    // State and I/O: they make the copy (and its freshness), no figure needed.
+                    _ => {}
+                }
+            }
+            for (vm, c) in here {
+                live.insert((vm, hi));
+                copies.entry(vm).or_default().push((hi, c));
+            }
+        }
+        let mut vms = Vec::with_capacity(copies.len());
+        for (vm, mut cs) in copies {
+            cs.sort_by(|a, b| {
+                a.1.tn
+                    .cmp(&b.1.tn)
+                    .then_with(|| hosts[a.0].name.cmp(&hosts[b.0].name))
+            });
+            let in_flight = cs
+                .get(1)
+                .is_some_and(|(_, c)| c.tn <= cs[0].1.tn.saturating_add(SUPERSEDED_AFTER_S));
+            let Some((hi, c)) = cs.into_iter().next() else {
+                continue;
+            };
+            vms.push(VmView {
+                name: vm.to_owned(),
+                host: hosts[hi].name.clone(),
+                host_idx: hi,
+                tn: c.tn,
+                vcpus: c.vcpus,
+                util_pct: c.util_pct,
+                mem_kb: c.mem_kb,
+                mem_util_pct: c.mem_util_pct,
+                in_flight,
+            });
+        }
+        let leaving = farewells
+            .difference(&live)
+            .map(|&(vm, hi)| Leaving {
+                vm: vm.to_owned(),
+                host: hosts[hi].name.clone(),
+            })
+            .collect();
+        VnodeView {
+            hosts,
+            vms,
+            leaving,
+        }
+    }
+
+    /// The VMs `host` owns (index in [`VnodeView::hosts`]), by name.
+    pub fn vms_on(&self, host: usize) -> impl Iterator<Item = &VmView> {
+        self.vms.iter().filter(move |v| v.host_idx == host)
+    }
+
+    /// Names of the VMs in flight.
+    pub fn in_flight(&self) -> impl Iterator<Item = &str> {
+        self.vms
+            .iter()
+            .filter(|v| v.in_flight)
+            .map(|v| v.name.as_str())
+    }
+
+    /// The policy's snapshot at time `now`: hosts with capacity, and the VMs on them that
+    /// report `vcpu_num` (missing `vcpu_util` means demand 0, missing `vmem_total` memory 0,
+    /// missing `vmem_util` all of it used); VMs in flight are marked migrating.
+    pub fn snapshot(&self, now: u64) -> Snapshot {
+        let hosts: Vec<HostState> = self
+            .hosts
+            .iter()
+            .filter_map(|h| {
+                let Some(cap) = h.capacity else {
+                    // Without capacity the host cannot take part in balancing.
+                    tracing::debug!(host = %h.name, "skipping host without capacity metrics");
+                    return None;
+                };
+                Some(HostState {
+                    name: h.name.clone(),
+                    cpus: cap.cpus,
+                    mhz: cap.mhz,
+                    mem_kb: cap.mem_kb,
+                    up: h.up,
+                    maintenance: h.maintenance,
+                    power: None,
+                })
+            })
+            .collect();
+        let vms = self
+            .vms
+            .iter()
+            .filter_map(|vm| {
+                let cap = self.hosts[vm.host_idx].capacity?;
+                let vcpus = vm.vcpus?.max(0.0) as u32;
+                let util = vm.util_pct.unwrap_or(0.0).clamp(0.0, 100.0) / 100.0;
+                let mem_kb = vm.mem_kb.unwrap_or(0.0).max(0.0) as u64;
+                let mem_util = vm.mem_util_pct.unwrap_or(100.0).clamp(0.0, 100.0) / 100.0;
+                let cpu_cap = f64::from(vcpus) * cap.mhz;
+                Some(VmState {
+                    name: vm.name.clone(),
+                    host: vm.host.clone(),
+                    vcpus,
+                    cpu_cap_mhz: cpu_cap,
+                    cpu_demand_mhz: util * cpu_cap,
+                    mem_kb,
+                    mem_used_kb: (mem_kb as f64 * mem_util) as u64,
+                    migrating: vm.in_flight,
+                    migrating_to: None,
+                    host_idx: 0,
+                })
+            })
+            .collect();
+        match Snapshot::new(now, hosts, vms) {
+            Ok(s) => s,
+            Err(e) => {
+                // Hosts are unique, capacities positive and demands finite by construction, so
+                // this is a bug; an empty snapshot makes the policies do nothing.
+                tracing::warn!(error = %e, "cluster view inconsistent; using an empty snapshot");
+                Snapshot {
+                    time: now,
+                    ..Default::default()
+                }
+            }
+        }
+    }
+}
+
+/// DMAX below TMAX: receivers are told to delete it before the next update is due.
+fn is_farewell(m: &Metric) -> bool {
+    m.dmax != 0 && m.dmax < m.tmax
+}
+
+fn host_view(h: &Host, index: usize) -> HostView {
+    let num = |name: &str| h.metric_f64(name).filter(|v| v.is_finite());
+    let mhz = num("vnode_cpu_speed").or_else(|| num("cpu_speed"));
+    let cpus = num("vnode_cpu_num").or_else(|| num("cpu_num"));
+    let mem = num("vnode_mem_total").or_else(|| num("mem_total"));
+    let capacity = match (cpus, mhz, mem) {
+        (Some(cpus), Some(mhz), Some(mem)) if cpus >= 1.0 && mhz > 0.0 && mem >= 1.0 => {
+            Some(Capacity {
+                cpus: cpus as u32,
+                mhz,
+                mem_kb: mem as u64,
+            })
+        }
+        _ => None,
+    };
+    HostView {
+        name: h.name.clone(),
+        ip: h.ip.clone(),
+        up: h.is_up(),
+        maintenance: h.tags.split(',').any(|t| t.trim() == "maintenance")
+            || num("maintenance").is_some_and(|v| v != 0.0),
+        capacity,
+        index,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A VM-style metric (TMAX 60) with DMAX `dmax`.
+    fn m(name: &str, val: &str, tn: u64, dmax: u32) -> Metric {
+        Metric {
+            name: name.into(),
+            val: val.into(),
+            ty: "float".into(),
+            tn,
+            tmax: 60,
+            dmax,
+            ..Default::default()
+        }
+    }
+
+    /// A hypervisor with capacity and `vms` as (name, TN, DMAX) copies of vcpu_num + vcpu_util.
+    fn hv(name: &str, vms: &[(&str, u64, u32)]) -> Host {
+        let mut metrics = vec![
+            m("vnode_cpu_num", "4", 1, 0),
+            m("vnode_cpu_speed", "1000", 1, 0),
+            m("vnode_mem_total", "8000000", 1, 0),
+        ];
+        for &(vm, tn, dmax) in vms {
+            metrics.push(m(&format!("{vm}.vcpu_num"), "2", tn, dmax));
+            metrics.push(m(&format!("{vm}.vcpu_util"), "50", tn, dmax));
+        }
+        Host {
+            name: name.into(),
+            ip: format!("10.0.0.{}", name.len()),
+            tmax: 20,
+            metrics,
+            ..Default::default()
+        }
+    }
+
+    fn cluster(hosts: Vec<Host>) -> Cluster {
+        Cluster {
+            name: "c".into(),
+            hosts,
+            ..Default::default()
+        }
+    }
+
+    fn owners(v: &VnodeView) -> Vec<(&str, &str, bool)> {
+        v.vms
+            .iter()
+            .map(|vm| (vm.name.as_str(), vm.host.as_str(), vm.in_flight))
+            .collect()
+    }
+
+    #[test]
+    fn the_freshest_copy_owns_and_close_copies_are_in_flight() {
+        let c = cluster(vec![
+            hv("b", &[("moving", 1, 0), ("moved", 2, 0), ("tie", 4, 0)]),
+            hv("a", &[("moving", 3, 0), ("moved", 80, 0), ("tie", 4, 0)]),
+        ]);
+        let v = VnodeView::read(&c, &ReadOptions::default());
+        // moving: 2 s apart, in flight on the fresher b; moved: a's copy 78 s older than b's,
+        // superseded; tie: equally fresh, the lower name owns, in flight.
+        assert_eq!(
+            owners(&v),
+            [
+                ("moved", "b", false),
+                ("moving", "b", true),
+                ("tie", "a", true)
+            ]
+        );
+        assert_eq!(v.in_flight().collect::<Vec<_>>(), ["moving", "tie"]);
+        // The owner's figures, and its host index into `hosts` (document order).
+        assert_eq!(v.hosts[v.vms[1].host_idx].name, "b");
+        assert_eq!((v.vms[1].tn, v.vms[1].vcpus), (1, Some(2.0)));
+        assert_eq!(
+            v.vms_on(1).map(|vm| vm.name.as_str()).collect::<Vec<_>>(),
+            ["tie"]
+        );
+        // The snapshot marks in-flight VMs migrating.
+        let s = v.snapshot(7);
+        assert_eq!(s.time, 7);
+        let migrating: Vec<(&str, bool)> = s
+            .vms
+            .iter()
+            .map(|vm| (vm.name.as_str(), vm.migrating))
+            .collect();
+        assert_eq!(
+            migrating,
+            [("moved", false), ("moving", true), ("tie", true)]
+        );
+    }
+
+    #[test]
+    fn the_boundary_of_superseded_is_inclusive() {
+        let at = |older: u64| {
+            let c = cluster(vec![hv("a", &[("x", 10, 0)]), hv("b", &[("x", older, 0)])]);
+            VnodeView::read(&c, &ReadOptions::default()).vms[0].in_flight
+        };
+        assert!(at(10 + SUPERSEDED_AFTER_S));
+        assert!(!at(11 + SUPERSEDED_AFTER_S));
+    }
+
+    #[test]
+    fn stale_metrics_are_ignored() {
+        let c = cluster(vec![
+            hv("a", &[("web", 5, 0), ("db", 200, 0), ("moved", 80, 0)]),
+            hv("b", &[("moved", 2, 0)]),
+        ]);
+        let v = VnodeView::read(&c, &ReadOptions { vm_stale_s: 60 });
+        // db is gone; moved's old copy is not even a superseded one.
+        assert_eq!(owners(&v), [("moved", "b", false), ("web", "a", false)]);
+        let v = VnodeView::read(&c, &ReadOptions::default());
+        assert_eq!(owners(&v)[0], ("db", "a", false));
+    }
+
+    #[test]
+    fn a_departed_vms_farewell_counts_nowhere() {
+        // vm05 left a for b: a published its last round with DMAX 2 (< TMAX 60), and that
+        // copy is even fresher than b's first one.
+        let c = cluster(vec![
+            hv("a", &[("vm05", 0, 2), ("stay", 1, 60)]),
+            hv("b", &[("vm05", 1, 60), ("gone", 0, 2)]),
+        ]);
+        let v = VnodeView::read(&c, &ReadOptions { vm_stale_s: 30 });
+        assert_eq!(owners(&v), [("stay", "a", false), ("vm05", "b", false)]);
+        let leaving = |vm: &str, host: &str| Leaving {
+            vm: vm.into(),
+            host: host.into(),
+        };
+        // A VM stopped on b leaves too, with no owner anywhere.
+        assert_eq!(v.leaving, [leaving("gone", "b"), leaving("vm05", "a")]);
+        // DMAX 0 (never deleted) and DMAX >= TMAX are ordinary copies.
+        let c = cluster(vec![hv("a", &[("x", 1, 0)]), hv("b", &[("y", 1, 60)])]);
+        let v = VnodeView::read(&c, &ReadOptions::default());
+        assert_eq!(v.vms.len(), 2);
+        assert!(v.leaving.is_empty());
+    }
+
+    #[test]
+    fn odd_and_forged_names_and_values() {
+        let mut h = hv("hv", &[]);
+        h.metrics.extend([
+            // Prefixes with dots stay whole; sanitised prefixes are ordinary names.
+            m("web1.example.com.vcpu_num", "2", 1, 0),
+            m("batch__job--0badcafe.vcpu_num", "1", 1, 0),
+            // Not VM metrics: no prefix, no suffix, unknown suffix.
+            m(".vcpu_num", "3", 1, 0),
+            m("vcpu_num", "3", 1, 0),
+            m("disk.free", "3", 1, 0),
+            m("web1.cpu_user", "3", 1, 0),
+            // A forged value is absent, not a NaN in every sum.
+            m("nan.vcpu_num", "2", 1, 0),
+            m("nan.vcpu_util", "NaN", 1, 0),
+            m("inf.vcpu_num", "inf", 1, 0),
+            // Text where a number belongs; I/O and state only.
+            m("text.vcpu_num", "two", 1, 0),
+            m("io.vbytes_in", "5", 1, 0),
+            m("off.vcpu_state", "shutoff", 1, 0),
+            m("neg.vcpu_num", "-3", 1, 0),
+        ]);
+        let v = VnodeView::read(&cluster(vec![h]), &ReadOptions::default());
+        let names: Vec<&str> = v.vms.iter().map(|vm| vm.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "batch__job--0badcafe",
+                "inf",
+                "io",
+                "nan",
+                "neg",
+                "off",
+                "text",
+                "web1.example.com"
+            ]
+        );
+        let nan = &v.vms[3];
+        assert_eq!((nan.vcpus, nan.util_pct), (Some(2.0), None));
+        // The snapshot takes those with a vCPU count; the rest are listed but not balanced.
+        let s = v.snapshot(0);
+        let names: Vec<(&str, u32, f64)> = s
+            .vms
+            .iter()
+            .map(|vm| (vm.name.as_str(), vm.vcpus, vm.cpu_demand_mhz))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("batch__job--0badcafe", 1, 0.0),
+                ("nan", 2, 0.0),
+                ("neg", 0, 0.0),
+                ("web1.example.com", 2, 0.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn hosts_once_each_with_capacity_fallbacks() {
+        let stock = Host {
+            name: "stock".into(),
+            tn: 100,
+            tmax: 20,
+            tags: "rack1, maintenance".into(),
+            metrics: vec![
+                m("cpu_num", "2", 1, 0),
+                m("cpu_speed", "3000", 1, 0),
+                m("mem_total", "4000", 1, 0),
+                m("lost.vcpu_num", "1", 1, 0),
+            ],
+            ..Default::default()
+        };
+        let bare = Host {
+            name: "bare".into(),
+            tmax: 20,
+            metrics: vec![
+                m("vnode_cpu_num", "4", 1, 0),
+                m("vnode_cpu_speed", "1000", 1, 0),
+                m("vnode_mem_total", "0.5", 1, 0),
+                m("here.vcpu_num", "1", 1, 0),
+            ],
+            ..Default::default()
+        };
+        let mut twin = hv("stock", &[("twin", 0, 0)]);
+        twin.tags.clear();
+        let c = cluster(vec![stock, twin, bare]);
+        let v = VnodeView::read(&c, &ReadOptions::default());
+        let hosts: Vec<(&str, usize, bool, bool)> = v
+            .hosts
+            .iter()
+            .map(|h| (h.name.as_str(), h.index, h.up, h.maintenance))
+            .collect();
+        // The second "stock" is not read at all; less than 1 KB of memory is no capacity.
+        assert_eq!(hosts, [("stock", 0, false, true), ("bare", 2, true, false)]);
+        assert_eq!(
+            v.hosts[0].capacity,
+            Some(Capacity {
+                cpus: 2,
+                mhz: 3000.0,
+                mem_kb: 4000
+            })
+        );
+        assert_eq!(v.hosts[1].capacity, None);
+        assert_eq!(
+            owners(&v),
+            [("here", "bare", false), ("lost", "stock", false)]
+        );
+        // A VM on a host without capacity is listed, but the policy cannot place it.
+        let s = v.snapshot(0);
+        assert_eq!(s.hosts.len(), 1);
+        assert_eq!(s.vms.len(), 1);
+        assert_eq!(s.vms[0].name, "lost");
+    }
+
+    #[test]
+    fn documents_merge_and_bad_xml_is_an_error() {
+        let doc = Document {
+            clusters: vec![
+                Cluster {
+                    name: "one".into(),
+                    localtime: 5,
+                    hosts: vec![hv("a", &[])],
+                    ..Default::default()
+                },
+                Cluster {
+                    name: "two".into(),
+                    localtime: 9,
+                    hosts: vec![hv("b", &[])],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let c = merge_document(doc);
+        assert_eq!((c.name.as_str(), c.localtime, c.hosts.len()), ("one", 9, 2));
+        assert!(matches!(
+            parse_xml(b"<GANGLIA_XML"),
+            Err(crate::BalancerError::Xml(_))
+        ));
+    }
+}
