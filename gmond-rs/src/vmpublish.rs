@@ -29,9 +29,14 @@ impl VmPublisher {
         }
     }
 
-    /// A peer asked for the metadata of `name`: it goes out with the next round.
+    /// A peer asked for the metadata of `name`: it goes out with the next round. Only names
+    /// this publisher sends are kept (anyone may ask for anything: a flood of requests for
+    /// distinct names must not grow this set), and at most until that round.
     pub fn metadata_requested(&mut self, name: &[u8]) {
-        self.requested.insert(name.to_vec());
+        let ours = std::str::from_utf8(name).is_ok_and(|n| self.metadata_at.contains_key(n));
+        if ours {
+            self.requested.insert(name.to_vec());
+        }
     }
 
     /// The datagrams for one collection round, in order (per metric: metadata if due, value).
@@ -63,6 +68,7 @@ impl VmPublisher {
                 Err(e) => tracing::warn!(metric = %m.name, error = %e, "VM value not sent"),
             }
         }
+        self.requested.clear();
         out
     }
 }
@@ -155,6 +161,27 @@ mod tests {
         e.value(&d, ganglia_wire::Value::Float(12.5), &mut v)
             .unwrap();
         assert_eq!(out, [md, v]);
+    }
+
+    #[test]
+    fn requests_for_names_we_do_not_send_are_not_remembered() {
+        let mut p = VmPublisher::new(
+            Identity::new("hv1", None, None),
+            Duration::from_secs(120),
+            1472,
+        );
+        let m = metric("web1.vcpu_util", 1.0);
+        p.encode_round(Timestamp::from_secs(0), std::slice::from_ref(&m));
+        for i in 0..10_000 {
+            p.metadata_requested(format!("flood_{i}").as_bytes());
+        }
+        assert!(p.requested.is_empty());
+        p.metadata_requested(b"web1.vcpu_util");
+        assert_eq!(p.requested.len(), 1);
+        // Answered with the next round, then forgotten.
+        let out = p.encode_round(Timestamp::from_secs(10), std::slice::from_ref(&m));
+        assert_eq!(out.len(), 2, "metadata and value");
+        assert!(p.requested.is_empty());
     }
 
     #[test]
