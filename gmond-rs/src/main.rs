@@ -1,6 +1,6 @@
 //! gmond-rs: the command line, with gmond 3.7.2's flags.
 use clap::Parser;
-use gmond_rs::daemon::{self, Detach, RunOptions};
+use gmond_rs::daemon::{self, Detach, ReloadCheck, RunOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -155,12 +155,19 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
+    // SIGHUP re-executes only into a configuration that loads and that this build can run.
+    let conf = args.conf.clone();
+    let reload_check = ReloadCheck(Arc::new(move || {
+        let loaded = gmond_conf::load_like_gmond(conf.as_deref()).map_err(|e| e.to_string())?;
+        daemon::check_startable(&loaded.config).map_err(|e| e.to_string())
+    }));
     let result = daemon::run(
         loaded.config,
         RunOptions {
             location: args.location,
             rrd_rootdir: args.rrd_rootdir,
             detach: detach_hook,
+            reload_check: Some(reload_check),
             ..RunOptions::default()
         },
     );

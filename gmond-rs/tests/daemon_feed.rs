@@ -122,18 +122,41 @@ fn sighup_reloads_the_configuration_in_place() {
              tcp_accept_channel {{ bind = 127.0.0.1 port = {tcp} }}\n"
         )
     };
-    let mut d = start(&dir, &conf("before"));
+    let path = dir.path().join("gmond.conf");
+    let log = dir.path().join("gmond-rs.log");
+    std::fs::write(&path, conf("before")).unwrap();
+    let mut d = Proc::spawn_logged(
+        "gmond-rs",
+        Path::new(env!("CARGO_BIN_EXE_gmond-rs")),
+        &[OsStr::new("-c"), path.as_os_str()],
+        &log,
+    );
     let cluster_name = || {
         let doc = read_document(&read_xml(tcp)?).ok()?;
         Some(doc.clusters.first()?.name.clone())
     };
+    let pid = d.pid().to_string();
+    let hup = || {
+        let st = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
     assert_eq!(poll_until(Duration::from_secs(20), cluster_name), "before");
-    std::fs::write(dir.path().join("gmond.conf"), conf("after")).unwrap();
-    let st = std::process::Command::new("kill")
-        .args(["-HUP", &d.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+
+    // A typo: the reload is refused, logged, and the daemon keeps serving the old file.
+    std::fs::write(&path, "globals {\n  daemonize = \n").unwrap();
+    hup();
+    poll_until(Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("new configuration is rejected").then_some(())
+    });
+    assert!(d.running(), "a broken file took the daemon down");
+    assert_eq!(cluster_name().as_deref(), Some("before"));
+
+    std::fs::write(&path, conf("after")).unwrap();
+    hup();
     // The same process (exec keeps the PID) serves the new configuration.
     poll_until(Duration::from_secs(20), || {
         (cluster_name()? == "after").then_some(())

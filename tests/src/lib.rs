@@ -173,6 +173,23 @@ impl Proc {
         }
     }
 
+    /// [`Proc::spawn`] with the program's standard error appended to `log` (to read what it
+    /// logged).
+    pub fn spawn_logged(name: &str, program: &Path, args: &[&std::ffi::OsStr], log: &Path) -> Proc {
+        let file = std::fs::File::create(log)
+            .unwrap_or_else(|e| panic!("{name}: log {}: {e}", log.display()));
+        let child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name}: cannot start {}: {e}", program.display()));
+        Proc {
+            child,
+            name: name.to_owned(),
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -70,6 +70,30 @@ pub struct RunOptions {
     pub detach: Option<Detach>,
     /// Bounds on XML clients; `None`: [`ClientLimits::for_this_process`].
     pub client_limits: Option<ClientLimits>,
+    /// Run on SIGHUP before returning [`Exit::Reload`]: an error (the new configuration does
+    /// not load) is logged and the daemon keeps running with what it has, so a typo never
+    /// takes monitoring down. `None`: every SIGHUP reloads.
+    pub reload_check: Option<ReloadCheck>,
+}
+
+/// See [`RunOptions::reload_check`].
+#[derive(Clone)]
+pub struct ReloadCheck(pub Arc<dyn Fn() -> Result<(), String> + Send + Sync>);
+
+impl std::fmt::Debug for ReloadCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReloadCheck")
+    }
+}
+
+/// What can be known about starting `cfg` without opening a socket: a config this build or
+/// these settings cannot run is refused here, at start-up and before a reload.
+pub fn check_startable(cfg: &Config) -> Result<(), Error> {
+    not_deaf_and_mute(cfg)?;
+    if !cfg.effective_mute() {
+        vm::plan(cfg, None)?;
+    }
+    Ok(())
 }
 
 /// See [`RunOptions::detach`].
@@ -242,9 +266,7 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
     } = hooks;
     let embedded = external_stop.is_some();
     let stop = external_stop.unwrap_or_default();
-    if cfg.globals.mute && cfg.globals.deaf {
-        return Err(Error::Config("deaf and mute at once: nothing to do".into()));
-    }
+    not_deaf_and_mute(&cfg)?;
     let mute = cfg.effective_mute();
     // Decided before any socket opens: a build without libvirt refuses libvirt_module here.
     let vm_plan = if mute {
@@ -382,17 +404,31 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
     let limits = opts
         .client_limits
         .unwrap_or_else(ClientLimits::for_this_process);
-    let exit = serve::serve_until_exit(listeners, &shared, limits, embedded, || {
-        if let Some(ready) = on_ready {
-            ready(&bound);
-        }
-    })?;
+    let exit = serve::serve_until_exit(
+        listeners,
+        &shared,
+        limits,
+        embedded,
+        opts.reload_check.clone(),
+        || {
+            if let Some(ready) = on_ready {
+                ready(&bound);
+            }
+        },
+    )?;
     tracing::info!(reason = ?exit, host = %bound.host, "gmond-rs stopping");
     if embedded {
         stop.stop();
         threads.join();
     }
     Ok(exit)
+}
+
+fn not_deaf_and_mute(cfg: &Config) -> Result<(), Error> {
+    match cfg.globals.mute && cfg.globals.deaf {
+        true => Err(Error::Config("deaf and mute at once: nothing to do".into())),
+        false => Ok(()),
+    }
 }
 
 /// How the store names hosts, as gmond does: the system resolver (hosts file, then DNS) off

@@ -5,7 +5,7 @@
 //! timeout on every channel, and accept errors that back off instead of spinning.
 
 use super::tasks::Shared;
-use super::{Error, Exit};
+use super::{Error, Exit, ReloadCheck};
 use crate::iostats::IoStats;
 use crate::store::{ClusterStore, Generation, Timestamp};
 use gmond_conf::TcpAcceptChannel;
@@ -23,6 +23,7 @@ pub(super) fn serve_until_exit(
     shared: &Shared,
     limits: ClientLimits,
     embedded: bool,
+    reload_check: Option<ReloadCheck>,
     ready: impl FnOnce(),
 ) -> Result<Exit, Error> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -49,7 +50,7 @@ pub(super) fn serve_until_exit(
             }
             Exit::Stopped
         } else {
-            wait_for_signal().await
+            wait_for_signal(reload_check).await
         }
     });
     if embedded {
@@ -59,20 +60,32 @@ pub(super) fn serve_until_exit(
     Ok(exit)
 }
 
-async fn wait_for_signal() -> Exit {
+/// SIGINT/SIGTERM stop; SIGHUP reloads once the new configuration passes `reload_check`
+/// (otherwise the error is logged and the daemon carries on as it is).
+async fn wait_for_signal(reload_check: Option<ReloadCheck>) -> Exit {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
     ) {
-        (Ok(mut term), Ok(mut int), Ok(mut hup)) => {
+        (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
             tokio::select! {
-                _ = term.recv() => Exit::Stopped,
-                _ = int.recv() => Exit::Stopped,
-                _ = hup.recv() => Exit::Reload,
+                _ = term.recv() => return Exit::Stopped,
+                _ = int.recv() => return Exit::Stopped,
+                _ = hup.recv() => {
+                    let verdict = match &reload_check {
+                        Some(ReloadCheck(check)) => check(),
+                        None => Ok(()),
+                    };
+                    match verdict {
+                        Ok(()) => return Exit::Reload,
+                        Err(e) => tracing::error!(error = %e,
+                            "SIGHUP: the new configuration is rejected; still running with the old one"),
+                    }
+                }
             }
-        }
+        },
         _ => {
             let _ = tokio::signal::ctrl_c().await;
             Exit::Stopped
