@@ -1,6 +1,7 @@
 //! Property: whatever the load, the partitions between agents and the injected faults, no VM
-//! is migrated twice within its cooldown, every migration the hypervisor ran is one verified
-//! move, and the budget holds.
+//! is migrated twice within its cooldown, every migration the hypervisor completed is exactly
+//! one verified move in the audit (and every verified move one the hypervisor completed), the
+//! budget holds, and the hot host is relieved whenever no fault stands in the way.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -26,7 +27,9 @@ fn fault(k: u8) -> Option<Fault> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+    // Enough cases to meet double moves: each case is 20 rounds of three agents whose views
+    // are cut independently, with up to two faults.
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
     fn no_double_moves_under_partitions_and_faults(
@@ -98,22 +101,30 @@ proptest! {
             .filter(|r| r.vm.is_some())
             .map(|r| (r.time - T0, r.host, r.event, r.vm, r.from, r.to, r.outcome, r.error))
             .collect();
-        prop_assert!(per_vm.values().all(|&n| n == 1), "{:?}\n{:#?}", per_vm, trail);
-        let done: usize = per_vm.values().sum();
+        // The hypervisor's own record: what really moved.
+        let mut moved: std::collections::BTreeMap<String, usize> = Default::default();
+        for (vm, _, _) in &w.completed.clone() {
+            *moved.entry(vm.clone()).or_default() += 1;
+        }
+        prop_assert!(moved.values().all(|&n| n == 1), "a VM moved twice: {:?}\n{:#?}", w.completed, trail);
+        prop_assert_eq!(&per_vm, &moved, "verified moves vs the hypervisor's\n{:#?}", trail);
         // Each agent keeps its own budget, and learns the others' moves only through the view.
         for a in &agents {
             prop_assert!(a.records(Event::Start).len() <= budget as usize);
         }
-        prop_assert!(w.exec.migrations_started() as usize >= done);
-        // A started migration that did not end verified was aborted, failed, or is unknown;
-        // none ended with the VM on two hosts (the simulated hypervisor cannot), and none of
-        // the verified ones was a second move of a VM.
+        // Every verified move ended where the audit says, and not mid-migration.
         for a in &agents {
             for r in a.records(Event::Done) {
                 let (host, migrating) = w.where_is(r.vm.as_ref().unwrap());
                 prop_assert!(!migrating);
                 prop_assert_eq!(Some(host), r.to.clone());
             }
+        }
+        // Without a fault that fails or hangs a migration, the 4-6 busy VMs of h1 cannot all
+        // stay there: the balancer must have moved at least one.
+        let blocking = faults.iter().any(|k| *k < 2);
+        if !blocking {
+            prop_assert!(!moved.is_empty(), "nothing moved off the hot host\n{:#?}", trail);
         }
     }
 }

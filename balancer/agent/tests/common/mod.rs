@@ -37,6 +37,8 @@ pub struct World {
     /// VM reports show the placement of this many rounds ago (a slow metric collection).
     pub lag_rounds: usize,
     past: std::collections::VecDeque<SimCluster>,
+    /// Every migration the simulated hypervisor completed: (VM, from, to), in order.
+    pub completed: Vec<(String, String, String)>,
 }
 
 /// The policy used by the tests: hotspot with quick sustained detection.
@@ -84,6 +86,7 @@ impl World {
             silent: Vec::new(),
             lag_rounds: 0,
             past: std::collections::VecDeque::new(),
+            completed: Vec::new(),
         }
     }
 
@@ -248,11 +251,12 @@ impl World {
     /// Advances simulated time by `secs`.
     pub fn advance(&mut self, secs: u64) {
         self.now += secs;
-        self.cluster
-            .lock()
-            .unwrap()
-            .advance_to(self.now * 1000)
-            .unwrap();
+        let mut c = self.cluster.lock().unwrap();
+        for m in c.advance_to(self.now * 1000).unwrap() {
+            let name = |h: usize| c.hosts()[h].name.clone();
+            let done = (c.domains()[m.domain].name.clone(), name(m.from), name(m.to));
+            self.completed.push(done);
+        }
     }
 
     /// Where the simulated hypervisor has `vm` (host name), and whether it is migrating.
