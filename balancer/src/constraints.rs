@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::BalancerError;
 use crate::snapshot::Snapshot;
 
 /// A named set of VMs.
@@ -66,15 +67,15 @@ impl Default for ConstraintConfig {
 
 impl ConstraintConfig {
     /// Range checks.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> crate::Result<()> {
         if !(0.0..1.0).contains(&self.mem_reserve_frac) {
-            return Err(format!(
+            return Err(BalancerError::config(format!(
                 "mem_reserve_frac {} not in [0, 1)",
                 self.mem_reserve_frac
-            ));
+            )));
         }
         if !(self.max_vcpu_ratio >= 0.0) {
-            return Err("max_vcpu_ratio must be >= 0".into());
+            return Err(BalancerError::config("max_vcpu_ratio must be >= 0"));
         }
         Ok(())
     }

@@ -32,5 +32,12 @@ pub enum BalancerError {
     Json(#[from] serde_json::Error),
 }
 
+impl BalancerError {
+    /// A [`BalancerError::Config`] with this message (range checks of config sections).
+    pub fn config(message: impl Into<String>) -> Self {
+        BalancerError::Config(message.into())
+    }
+}
+
 /// Result alias.
 pub type Result<T> = std::result::Result<T, BalancerError>;

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::constraints::Rules;
+use crate::error::BalancerError;
 use crate::plan::{r6, Cost, Move, Note, Plan, Prediction, Reason};
 use crate::snapshot::Snapshot;
 use crate::trends::Trends;
@@ -156,15 +157,19 @@ impl PlannerConfig {
     }
 
     /// Range checks.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> crate::Result<()> {
         if self.cooldown_escalation < 1.0 {
-            return Err("cooldown_escalation must be >= 1".into());
+            return Err(BalancerError::config("cooldown_escalation must be >= 1"));
         }
         if !(self.link_bps > 0.0) || !(self.benefit_horizon_s > 0.0) {
-            return Err("link_bps and benefit_horizon_s must be > 0".into());
+            return Err(BalancerError::config(
+                "link_bps and benefit_horizon_s must be > 0",
+            ));
         }
         if self.cost_weight < 0.0 || self.dirty_factor < 0.0 {
-            return Err("cost_weight and dirty_factor must be >= 0".into());
+            return Err(BalancerError::config(
+                "cost_weight and dirty_factor must be >= 0",
+            ));
         }
         Ok(())
     }

@@ -31,12 +31,13 @@ fn nth_update(i: i64) -> Update {
     )
 }
 
-/// Child side: when started by `kill_during_updates`, update the file until killed.
+/// Child side, run by `kill_during_updates` (ignored when run directly): updates the file
+/// named by `RRD_CRASH_CHILD_FILE` until killed.
 #[test]
+#[ignore = "run as a child process by kill_during_updates"]
 fn crash_child() {
-    let Ok(path) = std::env::var(CHILD_ENV) else {
-        return;
-    };
+    let path = std::env::var(CHILD_ENV)
+        .unwrap_or_else(|_| panic!("{CHILD_ENV} is not set: run kill_during_updates instead"));
     let batch = std::env::var("RRD_CRASH_BATCH").is_ok();
     let mut f = RrdFile::open(&path).unwrap();
     if std::env::var("RRD_CRASH_SYNC").is_ok() {
@@ -75,16 +76,23 @@ fn update_index_of(last: i64) -> i64 {
         .unwrap_or_else(|| panic!("last update {last} is not one of the attempted ones"))
 }
 
-/// Returns whether the kill landed inside a commit (the file needed rolling forward).
-fn kill_run(batch: bool, sync: bool, delay_us: u64) -> bool {
+/// Returns whether the kill landed inside a commit (the file needed rolling forward) and how
+/// many updates the file holds.
+fn kill_run(batch: bool, sync: bool, delay_us: u64) -> (bool, i64) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crash.rrd");
     RrdFile::create(&path, &layout()).unwrap();
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, &path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.args([
+        "--exact",
+        "crash_child",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_ENV, &path)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     if batch {
         cmd.env("RRD_CRASH_BATCH", "1");
     }
@@ -140,18 +148,27 @@ fn kill_run(batch: bool, sync: bool, delay_us: u64) -> bool {
     // And it keeps working.
     let mut f = RrdFile::open(&path).unwrap();
     f.update(&nth_update(n + 1)).unwrap();
-    mid_commit
+    (mid_commit, n)
 }
 
 #[test]
 fn kill_during_updates() {
     // Spread kills from process start-up to some thousands of updates in.
     let mut inside = 0;
+    let mut most = 0;
     for k in 0..16u64 {
-        inside += usize::from(kill_run(k % 3 == 2, k % 2 == 1, 2_000 + k * k * 1_000));
+        let (mid_commit, n) = kill_run(k % 3 == 2, k % 2 == 1, 2_000 + k * k * 1_000);
+        inside += usize::from(mid_commit);
+        most = most.max(n);
     }
+    // The child is a test of this binary run by name: had the name or the filter been
+    // wrong, it would have run nothing and every file would still hold its first state.
+    assert!(
+        most > 0,
+        "no child updated its file: crash_child did not run"
+    );
     // Informational: where the kills landed varies from run to run.
-    eprintln!("{inside} of 16 kills landed inside a commit");
+    eprintln!("{inside} of 16 kills landed inside a commit (at most {most} updates)");
 }
 
 /// A commit cut after its journal and some rows, before the header: rolled forward on open

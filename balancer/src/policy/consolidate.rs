@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::BalancerError;
 use crate::plan::{r6, Reason};
 use crate::planner::{MoveKind, Planner};
 use crate::snapshot::PowerCurve;
@@ -109,24 +110,32 @@ impl Default for ConsolidateParams {
 
 impl ConsolidateParams {
     /// Range checks.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> crate::Result<()> {
         if !(0.0..=1.0).contains(&self.threshold) || !(0.0..=1.0).contains(&self.fallback_threshold)
         {
-            return Err("consolidate thresholds must be in 0..=1".into());
+            return Err(BalancerError::config(
+                "consolidate thresholds must be in 0..=1",
+            ));
         }
         if !(0.0..=5.0).contains(&self.safety) {
-            return Err("consolidate.safety must be in 0..=5".into());
+            return Err(BalancerError::config("consolidate.safety must be in 0..=5"));
         }
         if !(2..=30).contains(&self.min_history) || !(2..=30).contains(&self.lr_window) {
-            return Err("consolidate min_history and lr_window must be in 2..=30".into());
+            return Err(BalancerError::config(
+                "consolidate min_history and lr_window must be in 2..=30",
+            ));
         }
         if self.overload_k == 0 || self.overload_k > self.overload_n || self.overload_n > 30 {
-            return Err("consolidate needs 1 <= overload_k <= overload_n <= 30".into());
+            return Err(BalancerError::config(
+                "consolidate needs 1 <= overload_k <= overload_n <= 30",
+            ));
         }
         if !(0.0..=1.0).contains(&self.underload_threshold)
             || !(1..=30).contains(&self.underload_window)
         {
-            return Err("consolidate underload_threshold 0..=1, underload_window 1..=30".into());
+            return Err(BalancerError::config(
+                "consolidate underload_threshold 0..=1, underload_window 1..=30",
+            ));
         }
         Ok(())
     }

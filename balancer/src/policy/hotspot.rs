@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::BalancerError;
 use crate::plan::{r6, Reason};
 use crate::planner::{MoveKind, Planner};
 
@@ -45,21 +46,25 @@ impl Default for HotspotParams {
 
 impl HotspotParams {
     /// Range checks.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> crate::Result<()> {
         if !(0.0..=1.5).contains(&self.threshold) || !(0.0..=1.0).contains(&self.mem_threshold) {
-            return Err("hotspot thresholds out of range".into());
+            return Err(BalancerError::config("hotspot thresholds out of range"));
         }
         if self.k == 0 || self.k > self.n || self.n > 30 {
-            return Err(format!(
+            return Err(BalancerError::config(format!(
                 "hotspot k={} n={} needs 1 <= k <= n <= 30",
                 self.k, self.n
-            ));
+            )));
         }
         if !(2..=30).contains(&self.trend_window) || self.forecast_ahead > 12 {
-            return Err("hotspot trend_window 2..=30, forecast_ahead 0..=12".into());
+            return Err(BalancerError::config(
+                "hotspot trend_window 2..=30, forecast_ahead 0..=12",
+            ));
         }
         if !(0.0..=self.threshold).contains(&self.target) {
-            return Err("hotspot target must be in 0..=threshold".into());
+            return Err(BalancerError::config(
+                "hotspot target must be in 0..=threshold",
+            ));
         }
         Ok(())
     }

@@ -101,19 +101,18 @@ impl PolicySpec {
 
     /// Range checks of every section.
     pub fn validate(&self) -> Result<()> {
-        let c = |r: std::result::Result<(), String>| r.map_err(BalancerError::Config);
         if !BUILTIN.contains(&self.policy.as_str()) {
             return Err(BalancerError::Config(format!(
                 "unknown policy {:?}",
                 self.policy
             )));
         }
-        c(self.planner.validate())?;
-        c(self.constraints.validate())?;
-        c(self.naive.validate())?;
-        c(self.hotspot.validate())?;
-        c(self.stabilize.validate())?;
-        c(self.consolidate.validate())?;
+        self.planner.validate()?;
+        self.constraints.validate()?;
+        self.naive.validate()?;
+        self.hotspot.validate()?;
+        self.stabilize.validate()?;
+        self.consolidate.validate()?;
         Ok(())
     }
 
@@ -155,5 +154,49 @@ impl Policy for Configured {
             _ => {}
         }
         p.finish(&spec.policy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each section's range check is a `BalancerError::Config` whose text names the section
+    /// and the rule, as the balancer and the agent print it.
+    #[test]
+    fn out_of_range_sections_give_config_errors_with_their_messages() {
+        let cases = [
+            (
+                "[planner]\ncooldown_escalation = 0.5\n",
+                "invalid config: cooldown_escalation must be >= 1",
+            ),
+            (
+                "[constraints]\nmem_reserve_frac = 1.5\n",
+                "invalid config: mem_reserve_frac 1.5 not in [0, 1)",
+            ),
+            (
+                "[naive]\nthreshold = 2.0\n",
+                "invalid config: naive.threshold 2 not in 0..=1.5",
+            ),
+            (
+                "[hotspot]\nk = 9\nn = 5\n",
+                "invalid config: hotspot k=9 n=5 needs 1 <= k <= n <= 30",
+            ),
+            (
+                "[stabilize]\ncpu_weight = -1.0\n",
+                "invalid config: stabilize weights must be >= 0",
+            ),
+            (
+                "[consolidate]\nsafety = 6.0\n",
+                "invalid config: consolidate.safety must be in 0..=5",
+            ),
+        ];
+        for (section, want) in cases {
+            let text = format!("policy = \"hotspot\"\n{section}");
+            match PolicySpec::parse(&text) {
+                Err(e @ BalancerError::Config(_)) => assert_eq!(e.to_string(), want),
+                other => panic!("{section}: {other:?}"),
+            }
+        }
     }
 }

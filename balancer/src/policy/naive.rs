@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::BalancerError;
 use crate::plan::{r6, Reason};
 use crate::planner::{MoveKind, Planner};
 
@@ -22,9 +23,12 @@ impl Default for NaiveParams {
 
 impl NaiveParams {
     /// Range checks.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> crate::Result<()> {
         if !(0.0..=1.5).contains(&self.threshold) {
-            return Err(format!("naive.threshold {} not in 0..=1.5", self.threshold));
+            return Err(BalancerError::config(format!(
+                "naive.threshold {} not in 0..=1.5",
+                self.threshold
+            )));
         }
         Ok(())
     }

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::BalancerError;
 use crate::plan::{r6, Reason};
 use crate::planner::{MoveKind, Planner};
 use crate::trends::population_std_dev;
@@ -50,22 +51,26 @@ impl Default for StabilizeParams {
 
 impl StabilizeParams {
     /// Range checks.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> crate::Result<()> {
         if self.cpu_weight < 0.0 || self.mem_weight < 0.0 {
-            return Err("stabilize weights must be >= 0".into());
+            return Err(BalancerError::config("stabilize weights must be >= 0"));
         }
         if !(0.0..=0.5).contains(&self.cpu_target) || !(0.0..=0.5).contains(&self.mem_target) {
-            return Err("stabilize targets must be in 0..=0.5".into());
+            return Err(BalancerError::config(
+                "stabilize targets must be in 0..=0.5",
+            ));
         }
         if !(1..=1000).contains(&self.candidate_hosts) || !(0.0..=1.0).contains(&self.dest_max_util)
         {
-            return Err("stabilize candidate_hosts 1..=1000, dest_max_util 0..=1".into());
+            return Err(BalancerError::config(
+                "stabilize candidate_hosts 1..=1000, dest_max_util 0..=1",
+            ));
         }
         if self.k == 0 || self.k > self.n || self.n > 30 {
-            return Err(format!(
+            return Err(BalancerError::config(format!(
                 "stabilize k={} n={} needs 1 <= k <= n <= 30",
                 self.k, self.n
-            ));
+            )));
         }
         Ok(())
     }

@@ -7,6 +7,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::error::ConfigError;
+
 /// What an ACL entry or the default does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AclAction {
@@ -49,17 +51,23 @@ pub enum Subnet {
 }
 
 impl Subnet {
-    /// Builds a subnet from an `ip` and optional `mask` string, or says why not.
-    pub fn parse(ip: &str, mask: Option<&str>) -> Result<Self, String> {
+    /// Builds a subnet from an `ip` and optional `mask` string, or says why not (a
+    /// [`ConfigError::Value`] about the `ip` or the `mask`).
+    pub fn parse(ip: &str, mask: Option<&str>) -> Result<Self, ConfigError> {
         if ip.contains(':') {
             let addr: Ipv6Addr = ip
                 .parse()
-                .map_err(|_| format!("'{ip}' is not an IPv6 address"))?;
+                .map_err(|_| bad("ip", format!("'{ip}' is not an IPv6 address")))?;
             let mask = match mask {
                 None => u128::MAX,
                 Some(m) => match m.parse::<u32>() {
                     Ok(bits @ 1..=128) => u128::MAX << (128 - bits),
-                    _ => return Err(format!("'{m}' is not a mask for an IPv6 address (1..128)")),
+                    _ => {
+                        return Err(bad(
+                            "mask",
+                            format!("'{m}' is not a mask for an IPv6 address (1..128)"),
+                        ))
+                    }
                 },
             };
             return Ok(Subnet::V6 {
@@ -68,12 +76,12 @@ impl Subnet {
             });
         }
         if ip.is_empty() || !ip.chars().all(|c| c.is_ascii_digit() || c == '.') {
-            return Err(format!("'{ip}' is not an IPv4 address"));
+            return Err(bad("ip", format!("'{ip}' is not an IPv4 address")));
         }
         let (addr, implied) = match ip.parse::<Ipv4Addr>() {
             Ok(a) => (u32::from(a), u32::MAX),
             Err(_) if mask.is_none() => partial_network(ip)?,
-            Err(_) => return Err(format!("'{ip}' is not a full IPv4 address")),
+            Err(_) => return Err(bad("ip", format!("'{ip}' is not a full IPv4 address"))),
         };
         let mask = match mask {
             None => implied,
@@ -82,8 +90,11 @@ impl Subnet {
                 _ => match m.parse::<Ipv4Addr>() {
                     Ok(dotted) => u32::from(dotted),
                     Err(_) => {
-                        return Err(format!(
-                            "'{m}' is not a mask (bits 1..32 or dotted like 255.255.255.0)"
+                        return Err(bad(
+                            "mask",
+                            format!(
+                                "'{m}' is not a mask (bits 1..32 or dotted like 255.255.255.0)"
+                            ),
                         ))
                     }
                 },
@@ -109,16 +120,15 @@ impl Subnet {
 }
 
 /// "10", "10.1", "10.1.2" (and "10.1.2.3" with leading zeros std refuses): network and mask.
-fn partial_network(ip: &str) -> Result<(u32, u32), String> {
+fn partial_network(ip: &str) -> Result<(u32, u32), ConfigError> {
+    let not_network = || bad("ip", format!("'{ip}' is not an IPv4 network"));
     let parts: Vec<&str> = ip.split('.').collect();
     if parts.len() > 4 {
-        return Err(format!("'{ip}' is not an IPv4 network"));
+        return Err(not_network());
     }
     let mut addr = 0u32;
     for (i, part) in parts.iter().enumerate() {
-        let octet: u8 = part
-            .parse()
-            .map_err(|_| format!("'{ip}' is not an IPv4 network"))?;
+        let octet: u8 = part.parse().map_err(|_| not_network())?;
         addr |= u32::from(octet) << (24 - 8 * i);
     }
     let bits = 8 * parts.len() as u32;
@@ -128,6 +138,10 @@ fn partial_network(ip: &str) -> Result<(u32, u32), String> {
         !(u32::MAX >> bits)
     };
     Ok((addr, mask))
+}
+
+fn bad(what: &'static str, message: String) -> ConfigError {
+    ConfigError::Value { what, message }
 }
 
 /// One `access { }` entry.
@@ -225,13 +239,36 @@ mod tests {
     }
 
     #[test]
-    fn bad_subnets_are_rejected() {
-        assert!(Subnet::parse("10.0.0.1", Some("0")).is_err());
-        assert!(Subnet::parse("10.0.0.1", Some("33")).is_err());
-        assert!(Subnet::parse("10.0.0.1", Some("nope")).is_err());
-        assert!(Subnet::parse("host.example", None).is_err());
-        assert!(Subnet::parse("10.0.0.256", None).is_err());
-        assert!(Subnet::parse("", None).is_err());
+    fn bad_subnets_are_rejected_naming_the_part_at_fault() {
+        let what = |ip: &str, mask: Option<&str>| match Subnet::parse(ip, mask) {
+            Err(ConfigError::Value { what, message }) => (what, message),
+            other => panic!("{ip} {mask:?}: {other:?}"),
+        };
+        assert_eq!(what("10.0.0.1", Some("0")).0, "mask");
+        assert_eq!(what("10.0.0.1", Some("33")).0, "mask");
+        assert_eq!(
+            what("10.0.0.1", Some("nope")),
+            (
+                "mask",
+                "'nope' is not a mask (bits 1..32 or dotted like 255.255.255.0)".into()
+            )
+        );
+        assert_eq!(what("fe80::", Some("129")).0, "mask");
+        assert_eq!(
+            what("host.example", None),
+            ("ip", "'host.example' is not an IPv4 address".into())
+        );
+        assert_eq!(
+            what("10.0.0.256", None),
+            ("ip", "'10.0.0.256' is not an IPv4 network".into())
+        );
+        assert_eq!(what("10.1", Some("16")).0, "ip");
+        assert_eq!(what("", None).0, "ip");
+        assert_eq!(what("fe80::x", None).0, "ip");
+        // The message is the whole text: the resolver puts it after its own prefix.
+        let e = Subnet::parse("1.2.3.4.5", None).unwrap_err();
+        assert_eq!(e.to_string(), "'1.2.3.4.5' is not an IPv4 network");
+        assert_eq!(e.location(), None);
     }
 
     #[test]

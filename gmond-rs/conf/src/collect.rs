@@ -11,6 +11,7 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::config::Config;
+use crate::error::ConfigError;
 
 /// One `collection_group { }`.
 #[derive(Clone, Debug, PartialEq)]
@@ -53,9 +54,13 @@ pub struct NamePattern {
 }
 
 impl NamePattern {
-    /// Compiles `source`, or returns the regex crate's message.
-    pub fn new(source: &str) -> Result<Self, String> {
-        let regex = Regex::new(source).map_err(|e| e.to_string())?;
+    /// Compiles `source`, or returns the regex crate's message as a [`ConfigError::Value`]
+    /// about `name_match`.
+    pub fn new(source: &str) -> Result<Self, ConfigError> {
+        let regex = Regex::new(source).map_err(|e| ConfigError::Value {
+            what: "name_match",
+            message: e.to_string(),
+        })?;
         Ok(NamePattern {
             source: source.to_string(),
             regex,
@@ -163,16 +168,20 @@ fn starts_with_ci(name: &str, prefix: &str) -> bool {
 
 /// Checks a `name_match` title template the way gmond does when it expands one: after a `\`
 /// only a digit 1..9 may follow (a trailing `\` is dropped).
-pub(crate) fn check_title_template(template: &str) -> Result<(), String> {
+pub(crate) fn check_title_template(template: &str) -> Result<(), ConfigError> {
     let mut chars = template.chars();
     while let Some(c) = chars.next() {
         if c == '\\' {
             match chars.next() {
                 None | Some('1'..='9') => {}
                 Some(other) => {
-                    return Err(format!(
-                        "title '{template}' has '\\{other}': only \\1..\\9 may follow a backslash"
-                    ))
+                    return Err(ConfigError::Value {
+                        what: "title",
+                        message: format!(
+                            "title '{template}' has '\\{other}': only \\1..\\9 may follow a \
+                             backslash"
+                        ),
+                    })
                 }
             }
         }
@@ -287,6 +296,21 @@ mod tests {
         assert!(check_title_template(r"trailing \").is_ok());
         assert!(check_title_template(r"bad \0").is_err());
         assert!(check_title_template(r"bad \n").is_err());
+        assert!(matches!(
+            check_title_template(r"bad \0"),
+            Err(ConfigError::Value { what: "title", .. })
+        ));
+    }
+
+    #[test]
+    fn bad_name_match_is_a_value_error_with_the_regex_message() {
+        match NamePattern::new("cpu_(") {
+            Err(ConfigError::Value { what, message }) => {
+                assert_eq!(what, "name_match");
+                assert!(message.contains("unclosed group"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::acl::Acl;
 use crate::collect::CollectionGroup;
+use crate::error::ConfigError;
 
 /// A whole gmond.conf after validation.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -91,15 +92,19 @@ impl LibvirtModule {
     /// them between rounds.
     pub const MAX_COLLECT_EVERY_S: u64 = 600;
 
-    /// Parses `collect_every`: whole seconds, 1 to [`Self::MAX_COLLECT_EVERY_S`].
-    pub fn parse_collect_every(value: &str) -> Result<Duration, String> {
+    /// Parses `collect_every`: whole seconds, 1 to [`Self::MAX_COLLECT_EVERY_S`] (else a
+    /// [`ConfigError::Value`] about `collect_every`).
+    pub fn parse_collect_every(value: &str) -> Result<Duration, ConfigError> {
         match value.trim().parse::<u64>() {
             Ok(s) if (1..=Self::MAX_COLLECT_EVERY_S).contains(&s) => Ok(Duration::from_secs(s)),
-            _ => Err(format!(
-                "libvirt_module: collect_every = \"{value}\" is not a whole number of seconds \
-                 from 1 to {}",
-                Self::MAX_COLLECT_EVERY_S
-            )),
+            _ => Err(ConfigError::Value {
+                what: "collect_every",
+                message: format!(
+                    "libvirt_module: collect_every = \"{value}\" is not a whole number of \
+                     seconds from 1 to {}",
+                    Self::MAX_COLLECT_EVERY_S
+                ),
+            }),
         }
     }
 }

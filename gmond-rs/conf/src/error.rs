@@ -34,7 +34,8 @@ impl fmt::Display for Location {
     }
 }
 
-/// Everything that makes a gmond.conf unusable. Each variant carries where it happened.
+/// Everything that makes a gmond.conf unusable. Each variant but [`ConfigError::Value`] carries
+/// where it happened.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -124,11 +125,28 @@ pub enum ConfigError {
         /// What rule is broken.
         message: String,
     },
+    /// A value that fails a check made on the value alone ([`Subnet::parse`],
+    /// [`NamePattern::new`], [`LibvirtModule::parse_collect_every`]), which cannot know where
+    /// it was written. The resolver reports these as one of the variants above, at a
+    /// [`Location`], so the errors of a load never hold this one.
+    ///
+    /// [`Subnet::parse`]: crate::Subnet::parse
+    /// [`NamePattern::new`]: crate::NamePattern::new
+    /// [`LibvirtModule::parse_collect_every`]: crate::LibvirtModule::parse_collect_every
+    #[error("{message}")]
+    Value {
+        /// What was checked: the option's name (`ip`, `mask`, `name_match`, `title`,
+        /// `collect_every`).
+        what: &'static str,
+        /// Why it is refused, complete in itself (it names the value).
+        message: String,
+    },
 }
 
 impl ConfigError {
-    /// Where the error happened.
-    pub fn location(&self) -> &Location {
+    /// Where the error happened: always known for the errors of a load, `None` only for a
+    /// [`ConfigError::Value`] from a check of a value alone.
+    pub fn location(&self) -> Option<&Location> {
         match self {
             ConfigError::Syntax { location, .. }
             | ConfigError::UnknownOption { location, .. }
@@ -138,7 +156,8 @@ impl ConfigError {
             | ConfigError::MissingInclude { location, .. }
             | ConfigError::IncludeLoop { location, .. }
             | ConfigError::Io { location, .. }
-            | ConfigError::Invalid { location, .. } => location,
+            | ConfigError::Invalid { location, .. } => Some(location),
+            ConfigError::Value { .. } => None,
         }
     }
 }

@@ -316,10 +316,12 @@ pub(crate) fn load_text(
         _ => {
             let files = ctx.files;
             let mut errors = ctx.errors;
+            // Every error recorded here has a location (`Value` errors are placed first).
             errors.sort_by_key(|e| {
-                let l = e.location();
-                let file = files.iter().position(|f| **f == *l.file);
-                (file, l.line, l.column)
+                e.location().map(|l| {
+                    let file = files.iter().position(|f| **f == *l.file);
+                    (file, l.line, l.column)
+                })
             });
             return Err(ConfigErrors { errors });
         }
@@ -1128,10 +1130,10 @@ fn check_libvirt_params(ctx: &mut Ctx<'_>, module: &Sec) {
         let title = p.title.as_deref().unwrap_or_default();
         let value = p.str("value");
         if title.eq_ignore_ascii_case("collect_every") {
-            if let Err(message) =
+            if let Err(why) =
                 LibvirtModule::parse_collect_every(value.as_deref().unwrap_or_default())
             {
-                ctx.invalid(p.loc_of("value"), message);
+                ctx.invalid(p.loc_of("value"), why.to_string());
             }
         } else if title.eq_ignore_ascii_case("uri")
             && value.as_deref().is_none_or(|v| v.trim().is_empty())
@@ -1160,7 +1162,7 @@ fn build_group(ctx: &mut Ctx<'_>, s: &Sec) -> CollectionGroup {
                 }
                 if let Some(t) = &title {
                     if let Err(why) = check_title_template(t) {
-                        ctx.invalid(m.loc_of("title"), why);
+                        ctx.invalid(m.loc_of("title"), why.to_string());
                     }
                 }
                 match NamePattern::new(&pattern) {
@@ -1169,7 +1171,10 @@ fn build_group(ctx: &mut Ctx<'_>, s: &Sec) -> CollectionGroup {
                         ctx.errors.push(ConfigError::BadValue {
                             location: m.loc_of("name_match"),
                             option: "name_match".into(),
-                            expected: format!("regular expression ({})", first_line(&why)),
+                            expected: format!(
+                                "regular expression ({})",
+                                first_line(&why.to_string())
+                            ),
                             value: pattern,
                         });
                         continue;

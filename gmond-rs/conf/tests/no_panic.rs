@@ -35,7 +35,9 @@ fn check_outcome(text: &str, r: &Result<Loaded, ConfigErrors>) {
             assert!(!e.errors.is_empty());
             let lines = text.lines().count() as u32 + 1;
             for err in &e.errors {
-                let l = err.location();
+                let l = err
+                    .location()
+                    .expect("every error of a load has a location");
                 if &*l.file == "p.conf" {
                     assert!(
                         l.line >= 1 && l.line <= lines,
