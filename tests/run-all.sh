@@ -132,7 +132,10 @@ run "tests without libvirt" cargo test --quiet -p gmond-rs -p balancer-agent --l
 fuzz_all() {
     local corpus; corpus=$(mktemp -d)
     local rc=0 t seeds
-    (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build -O) || return 1
+    # Optimised, with debug assertions (-a) and overflow checks on: an arithmetic overflow on
+    # hostile input is a finding, not a silent wrap.
+    export CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true
+    (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build -O -a) || return 1
     for t in $(cd fuzz && cargo fuzz list); do
         mkdir -p "$corpus/$t"
         case $t in
@@ -146,7 +149,7 @@ fuzz_all() {
         esac
         [ -n "$seeds" ] && [ -d "$seeds" ] && seeds=$(realpath "$seeds") || seeds=""
         step "fuzz $t for ${FUZZ_SECONDS}s"
-        (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$t" "$corpus/$t" ${seeds:+"$seeds"} -- \
+        (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O -a "$t" "$corpus/$t" ${seeds:+"$seeds"} -- \
             -max_total_time="$FUZZ_SECONDS" -print_final_stats=0 2>&1 | tail -n 3) || rc=1
     done
     rm -rf "$corpus"

@@ -139,10 +139,21 @@ impl Snapshot {
                 )));
             }
         }
+        use crate::view::bounds;
         for h in &hosts {
             if h.cpus == 0 || !(h.mhz > 0.0) || h.mem_kb == 0 {
                 return Err(BalancerError::Snapshot(format!(
                     "host {:?} needs cpus, mhz and memory > 0",
+                    h.name
+                )));
+            }
+            // The reader's bounds, for snapshots from files too: no sum can overflow.
+            if f64::from(h.cpus) > bounds::MAX_HOST_CPUS
+                || h.mhz > bounds::MAX_CPU_MHZ
+                || h.mem_kb as f64 > bounds::MAX_HOST_MEM_KB
+            {
+                return Err(BalancerError::Snapshot(format!(
+                    "host {:?}: implausible capacity",
                     h.name
                 )));
             }
@@ -156,6 +167,15 @@ impl Snapshot {
                         vm.name, vm.host
                     ))
                 })?;
+            if f64::from(vm.vcpus) > bounds::MAX_VM_VCPUS
+                || vm.mem_kb as f64 > bounds::MAX_VM_MEM_KB
+                || vm.mem_used_kb > vm.mem_kb
+            {
+                return Err(BalancerError::Snapshot(format!(
+                    "vm {:?}: implausible vCPUs or memory",
+                    vm.name
+                )));
+            }
             if !vm.cpu_demand_mhz.is_finite() || vm.cpu_demand_mhz < 0.0 {
                 return Err(BalancerError::Snapshot(format!(
                     "vm {:?}: bad cpu demand",

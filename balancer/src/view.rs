@@ -28,7 +28,9 @@
 //! Hosts are taken once per NAME (the first, as a gmetad document listing one twice).
 //! Capacity comes from `vnode_cpu_num`/`vnode_cpu_speed`/`vnode_mem_total`, falling back to
 //! gmond's `cpu_num`/`cpu_speed`/`mem_total`. Non-finite values count as absent, so one forged
-//! value cannot poison a sum.
+//! value cannot poison a sum; a value outside [`bounds`] is implausible and takes only its own
+//! VM or host out of the view (listed in [`VnodeView::implausible`]), so no forged figure can
+//! overflow a sum or make a host look infinitely large.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -37,6 +39,32 @@ use gmond_metrics::vmetrics::{parse_vm_metric, suffix};
 
 use crate::error::Result;
 use crate::snapshot::{HostState, Snapshot, VmState};
+
+/// What a view may plausibly claim. Generous for any real machine; beyond them a figure is
+/// forged or broken.
+pub mod bounds {
+    /// Physical CPUs of a host.
+    pub const MAX_HOST_CPUS: f64 = 16_384.0;
+    /// MHz per CPU.
+    pub const MAX_CPU_MHZ: f64 = 100_000.0;
+    /// Host memory, KB (1 PiB).
+    pub const MAX_HOST_MEM_KB: f64 = (1u64 << 40) as f64;
+    /// vCPUs of a VM (libvirt's QEMU driver allows a few thousand).
+    pub const MAX_VM_VCPUS: f64 = 4096.0;
+    /// Memory of a VM, KB (64 TiB).
+    pub const MAX_VM_MEM_KB: f64 = (1u64 << 36) as f64;
+    /// `vcpu_util` and `vmem_util`, % (a little over 100 happens between samples).
+    pub const MAX_UTIL_PCT: f64 = 1000.0;
+}
+
+/// A host or VM left out of the view because a figure was implausible.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Implausible {
+    /// Host NAME or VM name.
+    pub name: String,
+    /// Which figure, and its value.
+    pub why: String,
+}
 
 /// A copy this many seconds less fresh than the owner's is taken as superseded (the host the
 /// VM left, its metrics lingering until they go stale) rather than as a migration in flight.
@@ -134,6 +162,8 @@ pub struct VnodeView {
     pub vms: Vec<VmView>,
     /// Farewell-only copies, sorted.
     pub leaving: Vec<Leaving>,
+    /// Hosts without capacity and VMs skipped because of an implausible figure, sorted.
+    pub implausible: Vec<Implausible>,
 }
 
 /// Every CLUSTER of a document merged into one (gmetad feeds carry several): the first name,
@@ -165,6 +195,22 @@ struct Copy {
     mem_util_pct: Option<f64>,
 }
 
+impl Copy {
+    /// The first figure outside [`bounds`], if any.
+    fn implausible(&self) -> Option<String> {
+        let checks = [
+            ("vcpu_num", self.vcpus, 0.0, bounds::MAX_VM_VCPUS),
+            ("vmem_total", self.mem_kb, 0.0, bounds::MAX_VM_MEM_KB),
+            ("vcpu_util", self.util_pct, 0.0, bounds::MAX_UTIL_PCT),
+            ("vmem_util", self.mem_util_pct, 0.0, bounds::MAX_UTIL_PCT),
+        ];
+        checks.into_iter().find_map(|(what, v, lo, hi)| {
+            v.filter(|v| !(lo..=hi).contains(v))
+                .map(|v| format!("{what} = {} is outside {lo}..={hi}", figure(v)))
+        })
+    }
+}
+
 impl VnodeView {
     /// Reads `cluster` (see the module docs for the rules).
     pub fn read(cluster: &Cluster, opts: &ReadOptions) -> VnodeView {
@@ -175,12 +221,20 @@ impl VnodeView {
         // (VM, index in `hosts`) of farewell metrics, and of live copies.
         let mut farewells: BTreeSet<(&str, usize)> = BTreeSet::new();
         let mut live: BTreeSet<(&str, usize)> = BTreeSet::new();
+        let mut implausible = Vec::new();
         for (index, h) in cluster.hosts.iter().enumerate() {
             if !names.insert(h.name.as_str()) {
                 continue;
             }
             let hi = hosts.len();
-            hosts.push(host_view(h, index));
+            let (view, why) = host_view(h, index);
+            if let Some(why) = why {
+                implausible.push(Implausible {
+                    name: h.name.clone(),
+                    why,
+                });
+            }
+            hosts.push(view);
             let mut here: BTreeMap<&str, Copy> = BTreeMap::new();
             for m in &h.metrics {
                 let Some((vm, sfx)) = parse_vm_metric(&m.name) else {
@@ -226,6 +280,13 @@ impl VnodeView {
             let Some((hi, c)) = cs.into_iter().next() else {
                 continue;
             };
+            if let Some(why) = c.implausible() {
+                implausible.push(Implausible {
+                    name: vm.to_owned(),
+                    why,
+                });
+                continue;
+            }
             vms.push(VmView {
                 name: vm.to_owned(),
                 host: hosts[hi].name.clone(),
@@ -245,10 +306,12 @@ impl VnodeView {
                 host: hosts[hi].name.clone(),
             })
             .collect();
+        implausible.sort();
         VnodeView {
             hosts,
             vms,
             leaving,
+            implausible,
         }
     }
 
@@ -333,13 +396,34 @@ fn is_farewell(m: &Metric) -> bool {
     m.dmax != 0 && m.dmax < m.tmax
 }
 
-fn host_view(h: &Host, index: usize) -> HostView {
+/// A figure for a message: huge forged ones in scientific notation, so a line stays a line.
+fn figure(v: f64) -> String {
+    if v.abs() >= 1e12 {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// A host and, when a capacity figure is implausible, why it has no capacity.
+fn host_view(h: &Host, index: usize) -> (HostView, Option<String>) {
     let num = |name: &str| h.metric_f64(name).filter(|v| v.is_finite());
     let mhz = num("vnode_cpu_speed").or_else(|| num("cpu_speed"));
     let cpus = num("vnode_cpu_num").or_else(|| num("cpu_num"));
     let mem = num("vnode_mem_total").or_else(|| num("mem_total"));
+    let checks = [
+        ("cpu_num", cpus, bounds::MAX_HOST_CPUS),
+        ("cpu_speed", mhz, bounds::MAX_CPU_MHZ),
+        ("mem_total", mem, bounds::MAX_HOST_MEM_KB),
+    ];
+    let why = checks.into_iter().find_map(|(what, v, hi)| {
+        v.filter(|v| *v > hi)
+            .map(|v| format!("{what} = {} is above {hi}", figure(v)))
+    });
     let capacity = match (cpus, mhz, mem) {
-        (Some(cpus), Some(mhz), Some(mem)) if cpus >= 1.0 && mhz > 0.0 && mem >= 1.0 => {
+        (Some(cpus), Some(mhz), Some(mem))
+            if why.is_none() && cpus >= 1.0 && mhz > 0.0 && mem >= 1.0 =>
+        {
             Some(Capacity {
                 cpus: cpus as u32,
                 mhz,
@@ -348,7 +432,7 @@ fn host_view(h: &Host, index: usize) -> HostView {
         }
         _ => None,
     };
-    HostView {
+    let view = HostView {
         name: h.name.clone(),
         ip: h.ip.clone(),
         up: h.is_up(),
@@ -356,7 +440,8 @@ fn host_view(h: &Host, index: usize) -> HostView {
             || num("maintenance").is_some_and(|v| v != 0.0),
         capacity,
         index,
-    }
+    };
+    (view, why)
 }
 
 #[cfg(test)]
@@ -527,11 +612,18 @@ mod tests {
                 "inf",
                 "io",
                 "nan",
-                "neg",
                 "off",
                 "text",
                 "web1.example.com"
             ]
+        );
+        // A negative vCPU count is implausible: that VM (only) is left out, and listed.
+        assert_eq!(
+            v.implausible,
+            [Implausible {
+                name: "neg".into(),
+                why: "vcpu_num = -3 is outside 0..=4096".into()
+            }]
         );
         let nan = &v.vms[3];
         assert_eq!((nan.vcpus, nan.util_pct), (Some(2.0), None));
@@ -547,10 +639,45 @@ mod tests {
             [
                 ("batch__job--0badcafe", 1, 0.0),
                 ("nan", 2, 0.0),
-                ("neg", 0, 0.0),
                 ("web1.example.com", 2, 0.0)
             ]
         );
+    }
+
+    /// Issue 14: a forged `vcpu_num` or `vmem_total` overflowed the sums, and
+    /// `vnode_cpu_speed = 1e300` made a host attract every move. Implausible figures now take
+    /// out only their own VM or host.
+    #[test]
+    fn implausible_figures_take_out_only_their_vm_or_host() {
+        let mut forged = hv("forged", &[("ok2", 1, 0)]);
+        forged.metrics[1] = m("vnode_cpu_speed", "1e300", 1, 0);
+        let mut huge = hv("huge", &[("fine", 1, 0), ("greedy", 1, 0), ("fat", 1, 0)]);
+        huge.metrics.retain(|x| x.name != "greedy.vcpu_num");
+        huge.metrics.push(m("greedy.vcpu_num", "4294967295", 1, 0));
+        huge.metrics.push(m("fat.vmem_total", "1e15", 1, 0));
+        let v = VnodeView::read(&cluster(vec![forged, huge]), &ReadOptions::default());
+        let out: Vec<(&str, &str)> = v
+            .implausible
+            .iter()
+            .map(|i| (i.name.as_str(), i.why.as_str()))
+            .collect();
+        assert_eq!(
+            out,
+            [
+                ("fat", "vmem_total = 1e15 is outside 0..=68719476736"),
+                ("forged", "cpu_speed = 1e300 is above 100000"),
+                ("greedy", "vcpu_num = 4294967295 is outside 0..=4096"),
+            ]
+        );
+        let s = v.snapshot(0);
+        let hosts: Vec<&str> = s.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(
+            hosts,
+            ["huge"],
+            "the forged host has no capacity, so it is no destination"
+        );
+        let vms: Vec<&str> = s.vms.iter().map(|vm| vm.name.as_str()).collect();
+        assert_eq!(vms, ["fine"], "the rest of the view is kept");
     }
 
     #[test]
