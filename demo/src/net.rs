@@ -3,7 +3,7 @@
 //! every host, every socket bound to its loopback address).
 
 use gmond_conf::{Config, SendTarget, TcpAcceptChannel, UdpRecvChannel, UdpSendChannel};
-use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::time::Duration;
 
 /// Most hosts the demo runs (127.0.0.11 to 127.0.0.42).
@@ -40,6 +40,17 @@ pub fn choose_port(want: u16, hosts: usize) -> Option<u16> {
     (0..PORT_TRIES)
         .filter_map(|k| want.checked_add(k))
         .find(|p| port_free(*p, &addrs))
+}
+
+/// Reads the whole XML document from `addr` through the balancer's bounded feed reader; `None`
+/// while it cannot be read (the caller keeps what it had).
+pub fn read_feed(addr: SocketAddr) -> Option<Vec<u8>> {
+    balancer::feed::read_xml(
+        &addr.to_string(),
+        Duration::from_secs(2),
+        Duration::from_secs(5),
+    )
+    .ok()
 }
 
 /// The demo cluster's shape, shared by every host's configuration.
