@@ -12,6 +12,7 @@ mod clock;
 pub mod cluster;
 mod daemons;
 mod error;
+pub mod hostmetrics;
 mod live;
 pub mod net;
 pub mod source;

@@ -70,7 +70,8 @@ pub struct Layout {
 /// Host `i`'s configuration: `base` (the built-in gmond.conf) with the layout's cluster name,
 /// the host's name spoofed as gmond's `override_hostname`, unicast to every host (itself
 /// included, so each keeps the whole cluster view), and its receive and XML channels on its own
-/// loopback address. Host 0 also serves the XML on 127.0.0.1: the cluster's feed.
+/// loopback address. Host 0 also serves the XML on 127.0.0.1: the cluster's feed. The metrics
+/// derived from the simulated VMs (`hostmetrics::DERIVED`) are not collected.
 pub fn host_config(base: &Config, layout: &Layout, i: usize, name: &str) -> Config {
     let (n, port, feed) = (layout.hosts, layout.port, i == 0);
     let me = host_addr(i).to_string();
@@ -82,8 +83,10 @@ pub fn host_config(base: &Config, layout: &Layout, i: usize, name: &str) -> Conf
     cfg.globals.cleanup_threshold = layout.cleanup;
     cfg.globals.mute = false;
     cfg.globals.deaf = false;
-    // The VM metrics come from the simulated hypervisor, never from libvirt.
+    // The VM metrics come from the simulated hypervisor, never from libvirt; so do the host's
+    // load, CPU and memory figures.
     cfg.modules.retain(|m| m.name != "libvirt_module");
+    crate::hostmetrics::leave_out(&mut cfg);
     cfg.udp_send = (0..n)
         .map(|j| UdpSendChannel {
             target: SendTarget::Unicast(host_addr(j).to_string()),
