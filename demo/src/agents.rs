@@ -3,18 +3,18 @@
 //! publishing its `balancer_*` metrics as metric datagrams from its host's 127.0.0.x address to
 //! every daemon, as gmetric would send them to the udp_send_channels of the host's gmond.conf.
 
-use crate::net;
+use crate::{net, Error};
 use balancer_agent::agent::{load_policy, Agent, AgentOptions, Outcome, TickReport};
 use balancer_agent::balancer::plan::{Move, Reason};
 use balancer_agent::config::{AgentConfig, InflightAction, Mode};
 use balancer_agent::metrics::Identity;
 use balancer_agent::sim_exec::SimExecutor;
 use gmond_metrics::hypervisor::sim::SimCluster;
-use gmond_rs::daemon::{Error, StopHandle};
+use gmond_rs::daemon::StopHandle;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// The policy the agents run.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +32,10 @@ pub struct PolicyChoice {
 /// starts, so a bad file is an error with its line and column, not a half-started demo.
 pub fn resolve_policy(arg: Option<&str>) -> Result<PolicyChoice, Error> {
     let arg = arg.unwrap_or("hotspot");
-    let spec = load_policy(arg).map_err(|e| Error::Config(format!("--policy {arg}: {e}")))?;
+    let spec = load_policy(arg).map_err(|source| Error::Policy {
+        arg: arg.to_owned(),
+        source,
+    })?;
     let threshold = match spec.policy.as_str() {
         "hotspot" => spec.hotspot.threshold,
         "naive-threshold" => spec.naive.threshold,
@@ -65,8 +68,6 @@ pub struct AgentsSetup {
     pub tick: Duration,
     /// Simulated seconds per wall second.
     pub speedup: f64,
-    /// When the demo started.
-    pub wall_start: Instant,
     /// Unix time at the start: agents see `epoch + simulated seconds` as their clock.
     pub epoch: u64,
     /// Stops the agents.
@@ -102,51 +103,45 @@ struct Host {
     sock: UdpSocket,
 }
 
+/// What the balancers' thread works with besides the agents.
+struct Loop {
+    /// Every host's receive channel, where the agents' metrics go.
+    targets: Vec<SocketAddr>,
+    sim: Arc<Mutex<SimCluster>>,
+    epoch: u64,
+    tick: Duration,
+    stop: StopHandle,
+    events: EventSink,
+    reasons: ReasonSink,
+}
+
 /// Starts one agent per host on a thread of its own; errors (policy, sockets) come back here.
-pub fn start(setup: &AgentsSetup) -> Result<Balancers, String> {
+pub fn start(setup: &AgentsSetup) -> Result<Balancers, Error> {
     let exec = SimExecutor::new(setup.sim.clone()).with_poll(Duration::from_millis(20));
-    let mut hosts = Vec::with_capacity(setup.hosts.len());
-    for (i, name) in setup.hosts.iter().enumerate() {
-        let addr = net::host_addr(i);
-        let config = AgentConfig {
-            mode: Mode::Auto,
-            policy: setup.policy.arg.clone(),
-            interval_s: (setup.tick.as_secs_f64() * setup.speedup).round().max(1.0) as u64,
-            feed: SocketAddr::from((addr, setup.port)).to_string(),
-            trusted_hosts: setup.hosts.clone(),
-            ..AgentConfig::default()
-        };
-        let mut opts = AgentOptions::new(name, config, Arc::new(exec.clone()));
-        opts.identity = Identity::new(name, Some(name), Some(&addr.to_string()));
-        let agent = Agent::new(opts).map_err(|e| format!("agent of {name}: {e}"))?;
-        let sock =
-            UdpSocket::bind((addr, 0)).map_err(|e| format!("agent of {name}: bind {addr}: {e}"))?;
-        hosts.push(Host {
-            agent,
-            feed: SocketAddr::from((addr, setup.port)),
-            sock,
-        });
-    }
-    let targets: Vec<SocketAddr> = (0..setup.hosts.len())
-        .map(|j| SocketAddr::from((net::host_addr(j), setup.port)))
-        .collect();
-    let (sim, stop, events, reasons, tick) = (
-        setup.sim.clone(),
-        setup.stop.clone(),
-        setup.events.clone(),
-        setup.reasons.clone(),
-        setup.tick,
-    );
-    let epoch = setup.epoch;
-    let (ok_tx, ok_rx) = mpsc::channel::<()>();
+    let hosts = setup
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, name)| host(setup, &exec, i, name))
+        .collect::<Result<Vec<Host>, Error>>()?;
+    let run = Loop {
+        targets: (0..setup.hosts.len())
+            .map(|j| SocketAddr::from((net::host_addr(j), setup.port)))
+            .collect(),
+        sim: setup.sim.clone(),
+        epoch: setup.epoch,
+        tick: setup.tick,
+        stop: setup.stop.clone(),
+        events: setup.events.clone(),
+        reasons: setup.reasons.clone(),
+    };
     let thread = std::thread::Builder::new()
         .name("demo-balancers".into())
-        .spawn(move || {
-            let _ = ok_tx.send(());
-            balance_loop(hosts, &targets, &sim, epoch, tick, &stop, &events, &reasons);
-        })
-        .map_err(|e| format!("balancer thread: {e}"))?;
-    let _ = ok_rx.recv_timeout(Duration::from_secs(5));
+        .spawn(move || run.balance(hosts))
+        .map_err(|source| Error::Thread {
+            what: "balancer",
+            source,
+        })?;
     Ok(Balancers {
         thread,
         exec,
@@ -154,54 +149,80 @@ pub fn start(setup: &AgentsSetup) -> Result<Balancers, String> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn balance_loop(
-    mut hosts: Vec<Host>,
-    targets: &[SocketAddr],
-    sim: &Mutex<SimCluster>,
-    epoch: u64,
-    tick: Duration,
-    stop: &StopHandle,
-    events: &EventSink,
-    reasons: &ReasonSink,
-) {
-    let sim_ms = || sim.lock().map_or(0, |c| c.now_ms());
-    let mut leader: Option<String> = None;
-    while !stop.is_stopped() {
-        let t_ms = sim_ms();
-        let now = epoch + t_ms / 1000;
-        for h in &mut hosts {
-            if let Some(xml) = crate::read_feed(h.feed) {
-                match h.agent.tick_xml(&xml, now) {
-                    Ok(report) => {
-                        if report.is_leader && report.leader != leader {
-                            leader = report.leader.clone();
-                            events(
-                                t_ms,
-                                format!(
-                                    "{} leads the balancers (lowest live name)",
-                                    h.agent.name()
-                                ),
-                            );
-                        }
-                        report_events(h.agent.name(), &report, t_ms, events, reasons);
-                    }
-                    Err(e) => tracing::warn!(host = %h.agent.name(), error = %e, "agent tick"),
-                }
-            }
-            publish(h, targets);
-        }
-        stop.sleep(tick);
+/// Host `i`'s agent, reading its own host's feed and sending from its own address.
+fn host(setup: &AgentsSetup, exec: &SimExecutor, i: usize, name: &str) -> Result<Host, Error> {
+    let addr = net::host_addr(i);
+    let feed = SocketAddr::from((addr, setup.port));
+    let config = AgentConfig {
+        mode: Mode::Auto,
+        policy: setup.policy.arg.clone(),
+        interval_s: (setup.tick.as_secs_f64() * setup.speedup).round().max(1.0) as u64,
+        feed: feed.to_string(),
+        trusted_hosts: setup.hosts.clone(),
+        ..AgentConfig::default()
+    };
+    let mut opts = AgentOptions::new(name, config, Arc::new(exec.clone()));
+    opts.identity = Identity::new(name, Some(name), Some(&addr.to_string()));
+    let agent = Agent::new(opts).map_err(|source| Error::Agent {
+        host: name.to_owned(),
+        source,
+    })?;
+    let sock = UdpSocket::bind((addr, 0)).map_err(|source| Error::AgentSocket {
+        host: name.to_owned(),
+        addr,
+        source,
+    })?;
+    Ok(Host { agent, feed, sock })
+}
+
+impl Loop {
+    fn sim_ms(&self) -> u64 {
+        self.sim.lock().map_or(0, |c| c.now_ms())
     }
-    let now = epoch + sim_ms() / 1000;
-    for h in &mut hosts {
-        for (vm, outcome) in h
-            .agent
-            .shutdown(now, InflightAction::Abort, Duration::from_secs(2))
-        {
-            tracing::info!(host = %h.agent.name(), vm = %vm, outcome = ?outcome, "at stop");
+
+    /// Ticks every agent each `tick` until stopped, then shuts them down: migrations in flight
+    /// are aborted and each agent's last metrics advertise it.
+    fn balance(&self, mut hosts: Vec<Host>) {
+        let mut leader: Option<String> = None;
+        while !self.stop.is_stopped() {
+            let t_ms = self.sim_ms();
+            for h in &mut hosts {
+                self.tick(h, t_ms, &mut leader);
+                publish(h, &self.targets);
+            }
+            self.stop.sleep(self.tick);
         }
-        publish(h, targets);
+        let now = self.epoch + self.sim_ms() / 1000;
+        for h in &mut hosts {
+            for (vm, outcome) in
+                h.agent
+                    .shutdown(now, InflightAction::Abort, Duration::from_secs(2))
+            {
+                tracing::info!(host = %h.agent.name(), vm = %vm, outcome = ?outcome, "at stop");
+            }
+            publish(h, &self.targets);
+        }
+    }
+
+    /// One agent's tick on its host's feed at simulated time `t_ms`; its decisions become
+    /// events, and so does a new leader.
+    fn tick(&self, h: &mut Host, t_ms: u64, leader: &mut Option<String>) {
+        let Some(xml) = net::read_feed(h.feed) else {
+            return;
+        };
+        match h.agent.tick_xml(&xml, self.epoch + t_ms / 1000) {
+            Ok(report) => {
+                if report.is_leader && report.leader != *leader {
+                    leader.clone_from(&report.leader);
+                    (self.events)(
+                        t_ms,
+                        format!("{} leads the balancers (lowest live name)", h.agent.name()),
+                    );
+                }
+                report_events(h.agent.name(), &report, t_ms, &self.events, &self.reasons);
+            }
+            Err(e) => tracing::warn!(host = %h.agent.name(), error = %e, "agent tick"),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The demo's simulated hypervisors: hosts, VMs driven by PlanetLab traces (or synthetic load
 //! when the traces are missing) and one host whose VMs spike, built deterministically from a seed.
 
+use crate::Error;
 use gmond_metrics::hypervisor::profile::{read_planetlab_dir, splitmix64, unit, Profile, SimMs};
 use gmond_metrics::hypervisor::sim::{SimCluster, SimHost};
 use std::path::{Path, PathBuf};
@@ -83,9 +84,9 @@ pub fn default_trace_dir() -> PathBuf {
 }
 
 /// Builds the cluster. Never fails for lack of traces: that becomes [`LoadSource::Synthetic`].
-pub fn build(spec: &ClusterSpec) -> Result<BuiltCluster, String> {
+pub fn build(spec: &ClusterSpec) -> Result<BuiltCluster, Error> {
     if spec.hosts == 0 || spec.vms == 0 {
-        return Err("the demo needs at least one host and one VM".into());
+        return Err(Error::EmptyCluster);
     }
     let mut sim = SimCluster::new(spec.seed);
     let mut host_names = Vec::with_capacity(spec.hosts);
@@ -98,8 +99,7 @@ pub fn build(spec: &ClusterSpec) -> Result<BuiltCluster, String> {
             mem_kib: HOST_MEM_KIB,
             link_bps: LINK_BPS,
             up: true,
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
         host_names.push(name);
     }
     let (load, traces) = load_traces(spec);
@@ -126,8 +126,7 @@ pub fn build(spec: &ClusterSpec) -> Result<BuiltCluster, String> {
             VM_MEM_KIB,
             host,
             profile,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         vm_origin.push((name, origin.clone()));
     }
     Ok(BuiltCluster {
@@ -145,60 +144,69 @@ type Traces = Vec<(String, Arc<[f32]>)>;
 
 /// The traces to use (at least one), chosen by seed among the lively ones, or synthetic noise.
 fn load_traces(spec: &ClusterSpec) -> (LoadSource, Traces) {
-    let read = match &spec.trace_dir {
-        None => Err("no trace directory given".to_string()),
-        Some(dir) => read_planetlab_dir(dir)
-            .map_err(|e| e.to_string())
-            .and_then(|all| {
-                if all.is_empty() {
-                    Err(format!("{} holds no trace files", dir.display()))
-                } else {
-                    Ok((dir.clone(), all))
-                }
-            }),
-    };
+    let read = spec
+        .trace_dir
+        .as_ref()
+        .map(|dir| read_traces(dir).map(|all| (dir.clone(), all)));
     match read {
-        Ok((dir, all)) => {
-            // Traces averaging 5-25 % move visibly without overloading a host on their own.
-            let mut lively: Vec<(String, Vec<f32>)> = all
-                .iter()
-                .filter(|(_, s)| {
-                    let mean = s.iter().map(|&v| f64::from(v)).sum::<f64>() / s.len() as f64;
-                    (0.05..=0.25).contains(&mean)
-                })
-                .cloned()
-                .collect();
-            if lively.is_empty() {
-                lively = all;
-            }
-            let picked = pick(spec.seed, lively.len(), spec.vms)
-                .into_iter()
-                .map(|k| {
-                    let (n, s) = &lively[k];
-                    (n.clone(), Arc::from(s.as_slice()))
-                })
-                .collect();
-            (LoadSource::PlanetLab(dir), picked)
-        }
-        Err(why) => {
-            let synth = (0..spec.vms.max(1))
-                .map(|i| {
-                    let seed = splitmix64(spec.seed ^ (i as u64).wrapping_mul(0x9E37));
-                    let p = Profile::Noise {
-                        mean: 0.15,
-                        amplitude: 0.12,
-                        period_ms: TRACE_PERIOD_MS,
-                        seed,
-                    };
-                    let samples: Vec<f32> = (0..288u64)
-                        .map(|k| p.demand_at(k * TRACE_PERIOD_MS) as f32)
-                        .collect();
-                    ("synthetic".to_string(), Arc::from(samples.as_slice()))
-                })
-                .collect();
-            (LoadSource::Synthetic(why), synth)
-        }
+        Some(Ok((dir, all))) => (LoadSource::PlanetLab(dir), pick_lively(spec, all)),
+        Some(Err(e)) => (LoadSource::Synthetic(e.to_string()), synthetic(spec)),
+        None => (
+            LoadSource::Synthetic("no trace directory given".into()),
+            synthetic(spec),
+        ),
     }
+}
+
+/// Every trace in `dir`; a directory without any is an error too.
+fn read_traces(dir: &Path) -> Result<Vec<(String, Vec<f32>)>, Error> {
+    let all = read_planetlab_dir(dir).map_err(Error::Traces)?;
+    if all.is_empty() {
+        return Err(Error::NoTraces(dir.to_path_buf()));
+    }
+    Ok(all)
+}
+
+/// One trace per VM, chosen by seed among those averaging 5-25 %: they move visibly without
+/// overloading a host on their own.
+fn pick_lively(spec: &ClusterSpec, all: Vec<(String, Vec<f32>)>) -> Traces {
+    let mut lively: Vec<(String, Vec<f32>)> = all
+        .iter()
+        .filter(|(_, s)| {
+            let mean = s.iter().map(|&v| f64::from(v)).sum::<f64>() / s.len() as f64;
+            (0.05..=0.25).contains(&mean)
+        })
+        .cloned()
+        .collect();
+    if lively.is_empty() {
+        lively = all;
+    }
+    pick(spec.seed, lively.len(), spec.vms)
+        .into_iter()
+        .map(|k| {
+            let (n, s) = &lively[k];
+            (n.clone(), Arc::from(s.as_slice()))
+        })
+        .collect()
+}
+
+/// Seeded noise around 15 %, one day of 5-minute samples per VM.
+fn synthetic(spec: &ClusterSpec) -> Traces {
+    (0..spec.vms.max(1))
+        .map(|i| {
+            let seed = splitmix64(spec.seed ^ (i as u64).wrapping_mul(0x9E37));
+            let p = Profile::Noise {
+                mean: 0.15,
+                amplitude: 0.12,
+                period_ms: TRACE_PERIOD_MS,
+                seed,
+            };
+            let samples: Vec<f32> = (0..288u64)
+                .map(|k| p.demand_at(k * TRACE_PERIOD_MS) as f32)
+                .collect();
+            ("synthetic".to_string(), Arc::from(samples.as_slice()))
+        })
+        .collect()
 }
 
 /// `n` distinct indices below `len` (with repeats only when `n > len`), in a seeded order.

@@ -3,7 +3,7 @@
 //! every host, every socket bound to its loopback address).
 
 use gmond_conf::{Config, SendTarget, TcpAcceptChannel, UdpRecvChannel, UdpSendChannel};
-use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::time::Duration;
 
 /// Most hosts the demo runs (127.0.0.11 to 127.0.0.42).
@@ -42,6 +42,17 @@ pub fn choose_port(want: u16, hosts: usize) -> Option<u16> {
         .find(|p| port_free(*p, &addrs))
 }
 
+/// Reads the whole XML document from `addr` through the balancer's bounded feed reader; `None`
+/// while it cannot be read (the caller keeps what it had).
+pub fn read_feed(addr: SocketAddr) -> Option<Vec<u8>> {
+    balancer::feed::read_xml(
+        &addr.to_string(),
+        Duration::from_secs(2),
+        Duration::from_secs(5),
+    )
+    .ok()
+}
+
 /// The demo cluster's shape, shared by every host's configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
@@ -59,7 +70,8 @@ pub struct Layout {
 /// Host `i`'s configuration: `base` (the built-in gmond.conf) with the layout's cluster name,
 /// the host's name spoofed as gmond's `override_hostname`, unicast to every host (itself
 /// included, so each keeps the whole cluster view), and its receive and XML channels on its own
-/// loopback address. Host 0 also serves the XML on 127.0.0.1: the cluster's feed.
+/// loopback address. Host 0 also serves the XML on 127.0.0.1: the cluster's feed. The metrics
+/// derived from the simulated VMs (`hostmetrics::DERIVED`) are not collected.
 pub fn host_config(base: &Config, layout: &Layout, i: usize, name: &str) -> Config {
     let (n, port, feed) = (layout.hosts, layout.port, i == 0);
     let me = host_addr(i).to_string();
@@ -71,8 +83,10 @@ pub fn host_config(base: &Config, layout: &Layout, i: usize, name: &str) -> Conf
     cfg.globals.cleanup_threshold = layout.cleanup;
     cfg.globals.mute = false;
     cfg.globals.deaf = false;
-    // The VM metrics come from the simulated hypervisor, never from libvirt.
+    // The VM metrics come from the simulated hypervisor, never from libvirt; so do the host's
+    // load, CPU and memory figures.
     cfg.modules.retain(|m| m.name != "libvirt_module");
+    crate::hostmetrics::leave_out(&mut cfg);
     cfg.udp_send = (0..n)
         .map(|j| UdpSendChannel {
             target: SendTarget::Unicast(host_addr(j).to_string()),

@@ -1,5 +1,6 @@
 //! One simulated host's VM metrics for its embedded daemon: the same publisher code as libvirt's
-//! (`vmetrics::publish`), over the shared simulated cluster and on its simulated clock.
+//! (`vmetrics::publish`), over the shared simulated cluster and on its simulated clock; and the
+//! host's own load, CPU and memory metrics derived from those VMs (`hostmetrics`).
 //!
 //! CPU readings are remembered cluster-wide (by UUID), not per host: a simulated VM's CPU
 //! counter carries on across a migration, so its utilisation is known from its first round on
@@ -11,8 +12,9 @@
 //! VMs still here keep a dmax long enough for gmetad, which hides a metric whose TN (grown by
 //! up to its polling step) exceeds its DMAX.
 
+use crate::hostmetrics::{HostMetrics, HostSample};
 use gmond_metrics::hypervisor::sim::SimCluster;
-use gmond_metrics::hypervisor::Hypervisor;
+use gmond_metrics::hypervisor::{HostCapacity, Hypervisor};
 use gmond_metrics::vmetrics::{self, parse_vm_metric, CpuSample, DomainSample, VmMetric};
 use gmond_metrics::Error as HypervisorError;
 use gmond_rs::daemon::VmSource;
@@ -33,6 +35,8 @@ pub struct SimVmSource {
     vm_dmax: u32,
     /// Last round's metrics of each VM here, by metric prefix.
     last: BTreeMap<String, Vec<VmMetric>>,
+    /// The host's own load, CPU and memory metrics, derived from its VMs.
+    host_metrics: HostMetrics,
 }
 
 impl SimVmSource {
@@ -51,18 +55,22 @@ impl SimVmSource {
             readings,
             vm_dmax,
             last: BTreeMap::new(),
+            host_metrics: HostMetrics::default(),
         }
     }
 }
 
-impl VmSource for SimVmSource {
-    fn collect(&mut self) -> Result<Vec<VmMetric>, HypervisorError> {
+impl SimVmSource {
+    /// This host's capacity and its VMs with their utilisation since the last reading, at the
+    /// simulated time returned (ms).
+    fn sample(&self) -> Result<(u64, HostCapacity, Vec<DomainSample>), HypervisorError> {
         let cluster = self
             .cluster
             .lock()
             .map_err(|_| HypervisorError::Backend("simulated cluster lock poisoned".into()))?;
         // Utilisation is CPU time over simulated time, so it does not depend on the speed-up.
-        let now_ns = cluster.now_ms().saturating_mul(1_000_000);
+        let now_ms = cluster.now_ms();
+        let now_ns = now_ms.saturating_mul(1_000_000);
         let view = cluster.host_view(&self.host);
         let capacity = view.capacity()?;
         let domains = view.domains()?;
@@ -71,7 +79,7 @@ impl VmSource for SimVmSource {
             .readings
             .lock()
             .map_err(|_| HypervisorError::Backend("CPU readings lock poisoned".into()))?;
-        let samples: Vec<DomainSample> = domains
+        let samples = domains
             .into_iter()
             .map(|info| {
                 let cur = CpuSample {
@@ -88,10 +96,14 @@ impl VmSource for SimVmSource {
                 }
             })
             .collect();
-        drop(readings);
-        let mut metrics = vmetrics::publish(&capacity, &samples);
+        Ok((now_ms, capacity, samples))
+    }
+
+    /// Sets the dmax of this round's VM metrics, and adds the last round's metrics of VMs that
+    /// left, with [`LEAVING_DMAX`].
+    fn mark_leaving(&mut self, metrics: &mut Vec<VmMetric>) {
         let mut current: BTreeMap<String, Vec<VmMetric>> = BTreeMap::new();
-        for m in &mut metrics {
+        for m in metrics.iter_mut() {
             if let Some((vm, _)) = parse_vm_metric(&m.name) {
                 m.dmax = self.vm_dmax;
                 current.entry(vm.to_owned()).or_default().push(m.clone());
@@ -105,6 +117,31 @@ impl VmSource for SimVmSource {
                     m
                 }));
             }
+        }
+    }
+}
+
+impl VmSource for SimVmSource {
+    fn collect(&mut self) -> Result<Vec<VmMetric>, HypervisorError> {
+        let (now_ms, capacity, samples) = self.sample()?;
+        let mut metrics = vmetrics::publish(&capacity, &samples);
+        self.mark_leaving(&mut metrics);
+        // A VM's first reading has no utilisation yet; until every VM here has one, the host's
+        // own figures would show it idle: they wait for the next round (once, at start-up).
+        let demand: Option<f64> = samples
+            .iter()
+            .map(|d| Some(d.vcpu_util? / 100.0 * f64::from(d.info.vcpus_current)))
+            .sum();
+        if let Some(demand_cpus) = demand {
+            metrics.extend(self.host_metrics.round(&HostSample {
+                now_ms,
+                cpus: capacity.cpus,
+                mhz: capacity.mhz,
+                demand_cpus,
+                mem_kib: capacity.mem_kib,
+                mem_free_kib: capacity.mem_free_kib,
+                vms: samples.len(),
+            }));
         }
         Ok(metrics)
     }
@@ -139,6 +176,10 @@ mod tests {
         let mut a = SimVmSource::new(c.clone(), readings.clone(), "a", 60);
         let first = a.collect().unwrap();
         assert!(first.iter().any(|m| m.name == "vnode_domains"));
+        assert!(
+            !first.iter().any(|m| m.name == "load_one"),
+            "no utilisation known yet"
+        );
         c.lock().unwrap().advance_to(20_000).unwrap();
         let second = a.collect().unwrap();
         let util = second.iter().find(|m| m.name == "web.vcpu_util").unwrap();
@@ -147,6 +188,18 @@ mod tests {
             MetricValue::F64(v) => assert!((v - 50.0).abs() < 0.01, "{v}"),
             ref other => panic!("{other:?}"),
         }
+        // The host's own figures follow its VM: one CPU of four busy, load 1.
+        let host = |name: &str| {
+            second
+                .iter()
+                .find(|m| m.name == name)
+                .unwrap()
+                .value
+                .clone()
+        };
+        assert_eq!(host("cpu_idle"), MetricValue::F32(75.0));
+        assert_eq!(host("load_one"), MetricValue::F32(1.0));
+        assert_eq!(host("cpu_num"), MetricValue::U16(4));
         assert!(second
             .iter()
             .filter(|m| m.name.starts_with("web."))

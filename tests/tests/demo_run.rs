@@ -1,10 +1,12 @@
 //! The demo binary end to end (`ganglia-demo --no-tui --duration N` on free ports, loopback
-//! only): the cluster feed lists every simulated host with its per-VM and balancer metrics,
-//! real gstat reads it, the balancer migrates at least one VM and the summary says so; a taken
-//! port and missing traces fall back with a clear message.
+//! only): the cluster feed lists every simulated host with its per-VM and balancer metrics and
+//! its own load, CPU and memory derived from its VMs (the spiking host hot, then cool again
+//! after the moves), real gstat reads it, the balancer migrates at least one VM and the summary
+//! and the `--capture` file say so; a taken port and missing traces fall back with a clear
+//! message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ganglia_wire::model::Document;
+use ganglia_wire::model::{Cluster, Document, Host};
 use integration_tests::{free_port, poll_for, read_xml, require_program};
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
@@ -133,18 +135,92 @@ fn summary_number(summary: &str, label: &str) -> usize {
         .unwrap_or_else(|| panic!("bad line {line:?}"))
 }
 
+/// A host's own figures as the demo derives them from its VMs.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    one: f64,
+    idle: f64,
+    cpus: f64,
+}
+
+fn host_load(h: &Host) -> Option<Load> {
+    Some(Load {
+        one: h.metric_f64("load_one")?,
+        idle: h.metric_f64("cpu_idle")?,
+        cpus: h.metric_f64("cpu_num")?,
+    })
+}
+
+/// The spiking host's and the calm hosts' figures, once every host has them.
+fn loads(c: &Cluster, hot: &str) -> Option<(Load, Vec<Load>)> {
+    let spiking = host_load(c.host(hot)?)?;
+    let calm = c
+        .hosts
+        .iter()
+        .filter(|h| h.name != hot)
+        .map(host_load)
+        .collect::<Option<Vec<_>>>()?;
+    Some((spiking, calm))
+}
+
+/// Every host's load, CPU and memory metrics carry gmond's own metadata (the catalogue's), and
+/// describe the simulated host (4 CPUs), not the machine running the demo.
+fn assert_gmond_host_metrics(c: &Cluster) {
+    for h in &c.hosts {
+        for name in [
+            "load_one",
+            "load_fifteen",
+            "cpu_idle",
+            "cpu_user",
+            "cpu_num",
+            "mem_free",
+        ] {
+            let m = h
+                .metric(name)
+                .unwrap_or_else(|| panic!("{} lacks {name}", h.name));
+            let spec = gmond_metrics::linux::lookup(name).unwrap();
+            assert_eq!(
+                (
+                    m.ty.as_str(),
+                    m.units.as_str(),
+                    m.tmax,
+                    m.dmax,
+                    m.slope.as_str()
+                ),
+                (
+                    spec.value_type.type_name(),
+                    spec.units,
+                    spec.tmax,
+                    spec.dmax,
+                    spec.slope_xml()
+                ),
+                "{} {name}",
+                h.name
+            );
+            assert_eq!(m.extra("TITLE"), Some(spec.title), "{} {name}", h.name);
+            assert_eq!(m.extra("GROUP"), Some(spec.group), "{} {name}", h.name);
+        }
+        assert_eq!(h.metric_f64("cpu_num"), Some(4.0), "{}", h.name);
+        assert_eq!(h.metric_f64("mem_total"), Some(f64::from(16u32 << 20)));
+    }
+}
+
 #[test]
 fn feed_shows_every_host_and_the_balancer_moves_a_vm() {
     let port = free_port();
+    let capture = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("demo-capture-{}.txt", std::process::id()));
     let demo = Demo::start(&[
         "--port",
         &port.to_string(),
         "--duration",
-        "35",
+        "45",
         "--hosts",
         "4",
         "--vms",
         "16",
+        "--capture",
+        capture.to_str().unwrap(),
     ]);
     assert_eq!(demo.feed_port(), port);
     let hosts = ["hv01", "hv02", "hv03", "hv04"];
@@ -175,6 +251,7 @@ fn feed_shows_every_host_and_the_balancer_moves_a_vm() {
     .unwrap_or_else(|| panic!("feed incomplete; stderr:\n{}", demo.stderr_text()));
     let c = &doc.clusters[0];
     assert_eq!(c.name, "demo");
+    assert_gmond_host_metrics(c);
     for h in hosts {
         let host = c.host(h).unwrap();
         assert!(host.ip.starts_with("127.0.0."), "{h} at {}", host.ip);
@@ -232,6 +309,21 @@ fn feed_shows_every_host_and_the_balancer_moves_a_vm() {
         );
     }
 
+    // The spike makes hv02 hot in its own metrics: no idle CPU, a load above the calm hosts'.
+    let hot = poll_for(Duration::from_secs(40), || {
+        let doc = document(port)?;
+        let (spiking, calm) = loads(&doc.clusters[0], "hv02")?;
+        let calm_load = calm.iter().map(|c| c.one).fold(0.0, f64::max);
+        let calm_idle = calm.iter().map(|c| c.idle).fold(100.0, f64::min);
+        (spiking.idle < 5.0 && calm_idle > 20.0 && spiking.one > calm_load + 1.0)
+            .then_some((spiking, calm))
+    });
+    assert!(
+        hot.is_some(),
+        "hv02's load_one/cpu_idle never stood out from the calm hosts'; stderr:\n{}",
+        demo.stderr_text()
+    );
+
     // The spike on hv02 is answered by a migration, visible in the feed as a balancer counter.
     let moved = poll_for(Duration::from_secs(45), || {
         let doc = document(port)?;
@@ -240,10 +332,22 @@ fn feed_shows_every_host_and_the_balancer_moves_a_vm() {
             .metric_f64("balancer_migrations_done")?;
         (done >= 1.0).then_some(done)
     });
+    // After the moves hv02 cools down: idle CPU again, its load falling below its CPU count.
+    let cool = moved.and_then(|_| {
+        poll_for(Duration::from_secs(30), || {
+            let doc = document(port)?;
+            let (hv02, _) = loads(&doc.clusters[0], "hv02")?;
+            (hv02.idle >= 15.0 && hv02.one < hv02.cpus).then_some(hv02)
+        })
+    });
     let summary = demo.finish();
     assert!(
         moved.is_some(),
         "no migration seen in the feed; summary:\n{summary}"
+    );
+    assert!(
+        cool.is_some(),
+        "hv02's load_one/cpu_idle did not come back after the moves; summary:\n{summary}"
     );
     assert!(summary_number(&summary, "migrations:") >= 1, "{summary}");
     assert!(
@@ -252,6 +356,24 @@ fn feed_shows_every_host_and_the_balancer_moves_a_vm() {
     );
     assert!(summary.contains("peak overload:"), "{summary}");
     assert!(summary.contains("hotspot"), "reasons are shown:\n{summary}");
+
+    // The capture holds plain-text frames of the live view (every host, the events), then
+    // the summary.
+    let text = std::fs::read_to_string(&capture).unwrap();
+    let _ = std::fs::remove_file(&capture);
+    assert!(
+        text.starts_with("# Frames of the gmond-rs demo's live view"),
+        "{text}"
+    );
+    assert!(text.matches("---- ").count() >= 4, "{text}");
+    for h in hosts {
+        assert!(
+            text.lines().any(|l| l.contains(&format!("{h} "))),
+            "{h}:\n{text}"
+        );
+    }
+    assert!(text.contains("decides: move") && text.contains("== gmond-rs demo summary =="));
+    assert!(!text.contains('\x1b'), "escape sequences in the capture");
 }
 
 #[test]
