@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use balancer::planner::{History, Input};
 use balancer::policy::PolicySpec;
-use balancer::sim::{builtin_scenario, simulate_recorded, Scenario, SimOptions, BUILTIN_SCENARIOS};
+use balancer::sim::{
+    builtin_scenario, simulate_with_progress, Scenario, SimOptions, TickProgress, BUILTIN_SCENARIOS,
+};
 use balancer::snapshot::Snapshot;
 use balancer::trends::{TrendConfig, Trends};
 use clap::{Parser, Subcommand};
@@ -167,14 +169,14 @@ fn main() -> anyhow::Result<()> {
                 balancer::sim::plot::check_size(plot_size.0, plot_size.1)?;
             }
             let started = std::time::Instant::now();
-            let (r, recording) = simulate_recorded(
+            let (r, recording) = simulate_with_progress(
                 &sc,
                 &spec,
                 &SimOptions {
                     seed,
-                    progress: true,
                     record: plot.is_some(),
                 },
+                &mut |at: &TickProgress| show_progress(&sc, at),
             )?;
             if let (Some(path), Some(rec)) = (&plot, &recording) {
                 balancer::sim::plot::render_png(rec, path, plot_size.0, plot_size.1)?;
@@ -199,6 +201,38 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Progress on stderr: a bar redrawn in place on a terminal, else a line every 24 ticks.
+fn show_progress(sc: &Scenario, at: &TickProgress) {
+    use std::io::{IsTerminal, Write};
+    let (k, ticks) = (at.tick, at.ticks);
+    let last = at.is_last();
+    let mut err = std::io::stderr();
+    if err.is_terminal() {
+        const WIDTH: u64 = 30;
+        let done = (k + 1) * WIDTH / ticks.max(1);
+        let bar: String = (0..WIDTH)
+            .map(|i| if i < done { '#' } else { '-' })
+            .collect();
+        let _ = write!(
+            err,
+            "\r[{}] [{bar}] {:3}% t={}s migrations={} sigma={:.3}{}",
+            sc.name,
+            (k + 1) * 100 / ticks.max(1),
+            at.t_s,
+            at.migrations,
+            at.sigma,
+            if last { "\n" } else { "" }
+        );
+        let _ = err.flush();
+    } else if k % 24 == 0 || last {
+        let _ = writeln!(
+            err,
+            "[{}] t={}s/{}s migrations={} sigma={:.3}",
+            sc.name, at.t_s, sc.duration_s, at.migrations, at.sigma
+        );
+    }
 }
 
 fn tracing_init() {
