@@ -1,12 +1,14 @@
 //! `balancer`: explain a plan for a snapshot or live gmond feed, or simulate a scenario.
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use balancer::planner::{History, Input};
 use balancer::policy::PolicySpec;
 use balancer::sim::{
-    builtin_scenario, simulate_with_progress, Scenario, SimOptions, TickProgress, BUILTIN_SCENARIOS,
+    builtin_scenario, simulate_with_progress, Progress, Scenario, SimOptions, TickProgress,
+    BUILTIN_SCENARIOS,
 };
 use balancer::snapshot::Snapshot;
 use balancer::trends::{TrendConfig, Trends};
@@ -176,7 +178,7 @@ fn main() -> anyhow::Result<()> {
                     seed,
                     record: plot.is_some(),
                 },
-                &mut |at: &TickProgress| show_progress(&sc, at),
+                &mut *progress_on_stderr(&sc),
             )?;
             if let (Some(path), Some(rec)) = (&plot, &recording) {
                 balancer::sim::plot::render_png(rec, path, plot_size.0, plot_size.1)?;
@@ -203,35 +205,70 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Progress on stderr: a bar redrawn in place on a terminal, else a line every 24 ticks.
-fn show_progress(sc: &Scenario, at: &TickProgress) {
-    use std::io::{IsTerminal, Write};
-    let (k, ticks) = (at.tick, at.ticks);
-    let last = at.is_last();
-    let mut err = std::io::stderr();
-    if err.is_terminal() {
-        const WIDTH: u64 = 30;
-        let done = (k + 1) * WIDTH / ticks.max(1);
-        let bar: String = (0..WIDTH)
-            .map(|i| if i < done { '#' } else { '-' })
-            .collect();
-        let _ = write!(
-            err,
-            "\r[{}] [{bar}] {:3}% t={}s migrations={} sigma={:.3}{}",
-            sc.name,
-            (k + 1) * 100 / ticks.max(1),
-            at.t_s,
-            at.migrations,
-            at.sigma,
-            if last { "\n" } else { "" }
-        );
-        let _ = err.flush();
-    } else if k % 24 == 0 || last {
-        let _ = writeln!(
-            err,
-            "[{}] t={}s/{}s migrations={} sigma={:.3}",
-            sc.name, at.t_s, sc.duration_s, at.migrations, at.sigma
-        );
+/// A line of plain progress every this many ticks (and one at the last tick).
+const LINE_EVERY_TICKS: u64 = 24;
+
+/// `simulate`'s progress on stderr: a bar redrawn in place on a terminal; elsewhere (logs, CI,
+/// tests) plain lines that read well in a file.
+fn progress_on_stderr(sc: &Scenario) -> Box<dyn Progress> {
+    if std::io::stderr().is_terminal() {
+        Box::new(ProgressBarView::new(&sc.name, sc.duration_s / sc.tick_s))
+    } else {
+        Box::new(ProgressLines {
+            out: std::io::stderr(),
+            scenario: sc.name.clone(),
+            duration_s: sc.duration_s,
+        })
+    }
+}
+
+/// `[scenario] t=Ts/Ds migrations=M sigma=S` every [`LINE_EVERY_TICKS`] ticks and at the last.
+struct ProgressLines<W> {
+    out: W,
+    scenario: String,
+    duration_s: u64,
+}
+
+impl<W: Write> Progress for ProgressLines<W> {
+    fn tick(&mut self, at: &TickProgress) {
+        if at.tick % LINE_EVERY_TICKS == 0 || at.is_last() {
+            // Progress is a courtesy: a closed stderr must not stop the simulation.
+            let _ = writeln!(
+                self.out,
+                "[{}] t={}s/{}s migrations={} sigma={:.3}",
+                self.scenario, at.t_s, self.duration_s, at.migrations, at.sigma
+            );
+        }
+    }
+}
+
+/// An indicatif bar over the run's ticks, with the simulated time, migrations and sigma.
+struct ProgressBarView(indicatif::ProgressBar);
+
+impl ProgressBarView {
+    fn new(scenario: &str, ticks: u64) -> ProgressBarView {
+        let bar = indicatif::ProgressBar::new(ticks);
+        // The template is a constant, so this only falls back if indicatif changes its syntax.
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("[{prefix}] [{bar:30}] {percent:>3}% {msg}")
+        {
+            bar.set_style(style.progress_chars("#>-"));
+        }
+        bar.set_prefix(scenario.to_string());
+        ProgressBarView(bar)
+    }
+}
+
+impl Progress for ProgressBarView {
+    fn tick(&mut self, at: &TickProgress) {
+        self.0.set_position(at.tick + 1);
+        self.0.set_message(format!(
+            "t={}s migrations={} sigma={:.3}",
+            at.t_s, at.migrations, at.sigma
+        ));
+        if at.is_last() {
+            self.0.finish();
+        }
     }
 }
 
@@ -243,4 +280,38 @@ fn tracing_init() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tick(tick: u64, ticks: u64) -> TickProgress {
+        TickProgress {
+            tick,
+            ticks,
+            t_s: tick * 60,
+            migrations: tick / 10,
+            sigma: 0.1234,
+        }
+    }
+
+    #[test]
+    fn plain_progress_is_a_line_every_24_ticks_and_at_the_last() {
+        let mut lines = ProgressLines {
+            out: Vec::new(),
+            scenario: "s".into(),
+            duration_s: 3000,
+        };
+        for k in 0..50 {
+            lines.tick(&tick(k, 50));
+        }
+        assert_eq!(
+            String::from_utf8(lines.out).unwrap(),
+            "[s] t=0s/3000s migrations=0 sigma=0.123\n\
+             [s] t=1440s/3000s migrations=2 sigma=0.123\n\
+             [s] t=2880s/3000s migrations=4 sigma=0.123\n\
+             [s] t=2940s/3000s migrations=4 sigma=0.123\n"
+        );
+    }
 }
