@@ -184,7 +184,7 @@ impl<'a> Run<'a> {
             cloudsim::retire_idle(&self.c, self.sc, &mut self.gone, t_ms);
         }
         self.apply_events(t)?;
-        let snap = snapshot(&self.c, self.sc, &self.maint, None, t_ms, &self.gone)?;
+        let snap = self.snapshot(t_ms, None)?;
         self.trends.observe(&snap);
         let sigma = self.measure(t, &snap);
         let rules = Rules::resolve(&self.rules, &snap);
@@ -286,6 +286,11 @@ impl<'a> Run<'a> {
         Ok(moves)
     }
 
+    /// The cluster at `t_ms` as the hosts in `view` (all if `None`) see it.
+    fn snapshot(&self, t_ms: u64, view: Option<&[bool]>) -> Result<Snapshot> {
+        snapshot(&self.c, self.sc, &self.maint, view, t_ms, &self.gone)
+    }
+
     fn decide_on(&self, snap: &Snapshot, t: u64) -> Plan {
         self.policy.decide(Input {
             snapshot: snap,
@@ -301,24 +306,8 @@ impl<'a> Run<'a> {
         let nh = self.c.hosts().len();
         let half_a: Vec<bool> = (0..nh).map(|h| h < nh / 2).collect();
         let half_b: Vec<bool> = half_a.iter().map(|b| !b).collect();
-        let sa = snapshot(
-            &self.c,
-            self.sc,
-            &self.maint,
-            Some(&half_a),
-            t_ms,
-            &self.gone,
-        )?;
-        let sb = snapshot(
-            &self.c,
-            self.sc,
-            &self.maint,
-            Some(&half_b),
-            t_ms,
-            &self.gone,
-        )?;
-        let pa = self.decide_on(&sa, t);
-        let pb = self.decide_on(&sb, t);
+        let pa = self.decide_on(&self.snapshot(t_ms, Some(&half_a))?, t);
+        let pb = self.decide_on(&self.snapshot(t_ms, Some(&half_b))?, t);
         let whole = self.decide_on(snap, t);
         let full = targets(&whole);
         for (vm, to) in targets(&pa).into_iter().chain(targets(&pb)) {
