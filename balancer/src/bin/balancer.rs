@@ -1,14 +1,18 @@
 //! `balancer`: explain a plan for a snapshot or live gmond feed, or simulate a scenario.
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use balancer::planner::{History, Input};
 use balancer::policy::PolicySpec;
-use balancer::sim::{builtin_scenario, simulate_recorded, Scenario, SimOptions, BUILTIN_SCENARIOS};
+use balancer::sim::{
+    builtin_scenario, simulate_with_progress, Progress, Scenario, SimOptions, TickProgress,
+    BUILTIN_SCENARIOS,
+};
 use balancer::snapshot::Snapshot;
 use balancer::trends::{TrendConfig, Trends};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "balancer", about = "VM balancing policies: plan and simulate")]
@@ -20,55 +24,61 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Decide one plan from a snapshot file (JSON or TOML) or a gmond XML feed.
-    Plan {
-        /// Snapshot file.
-        #[arg(long)]
-        snapshot: Option<PathBuf>,
-        /// gmond/gmetad TCP feed host:port (loopback only in tests).
-        #[arg(long)]
-        feed: Option<String>,
-        /// Policy name or TOML file (default hotspot).
-        #[arg(long, default_value = "hotspot")]
-        policy: String,
-        /// Print the human-readable explanation as well as the JSON plan.
-        #[arg(long)]
-        explain: bool,
-        /// The snapshot is assumed to have held for this many 60-s samples (sustained tests
-        /// need several samples; 1 = take it as a single new sample).
-        #[arg(long, default_value_t = 5)]
-        assume_samples: u64,
-        /// Keep load history in RRD files under DIR (one per host and VM series): each run
-        /// restores it, adds this snapshot, and saves it, so trends survive between runs and
-        /// restarts. Replaces --assume-samples.
-        #[arg(long, value_name = "DIR")]
-        history: Option<PathBuf>,
-    },
+    Plan(PlanArgs),
     /// Run a scenario in the simulator.
-    Simulate {
-        /// Built-in scenario name or scenario file.
-        #[arg(long)]
-        scenario: String,
-        /// Policy name or TOML file (default hotspot).
-        #[arg(long, default_value = "hotspot")]
-        policy: String,
-        /// PlanetLab trace directory (default: the copy in metrics/data).
-        #[arg(long)]
-        trace: Option<PathBuf>,
-        /// Seed for the scenario's random choices.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Print one JSON object instead of text.
-        #[arg(long)]
-        json: bool,
-        /// Also draw host CPU utilisation over time and the migrations as a PNG here.
-        #[arg(long, value_name = "FILE.png")]
-        plot: Option<PathBuf>,
-        /// Size of the --plot image, WIDTHxHEIGHT pixels.
-        #[arg(long, value_name = "WxH", default_value = "1200x600", value_parser = parse_size)]
-        plot_size: (u32, u32),
-    },
+    Simulate(SimulateArgs),
     /// List built-in scenarios and policies.
     List,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    /// Snapshot file.
+    #[arg(long)]
+    snapshot: Option<PathBuf>,
+    /// gmond/gmetad TCP feed host:port (loopback only in tests).
+    #[arg(long)]
+    feed: Option<String>,
+    /// Policy name or TOML file (default hotspot).
+    #[arg(long, default_value = "hotspot")]
+    policy: String,
+    /// Print the human-readable explanation as well as the JSON plan.
+    #[arg(long)]
+    explain: bool,
+    /// The snapshot is assumed to have held for this many 60-s samples (sustained tests
+    /// need several samples; 1 = take it as a single new sample).
+    #[arg(long, default_value_t = 5)]
+    assume_samples: u64,
+    /// Keep load history in RRD files under DIR (one per host and VM series): each run
+    /// restores it, adds this snapshot, and saves it, so trends survive between runs and
+    /// restarts. Replaces --assume-samples.
+    #[arg(long, value_name = "DIR")]
+    history: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// Built-in scenario name or scenario file.
+    #[arg(long)]
+    scenario: String,
+    /// Policy name or TOML file (default hotspot).
+    #[arg(long, default_value = "hotspot")]
+    policy: String,
+    /// PlanetLab trace directory (default: the copy in metrics/data).
+    #[arg(long)]
+    trace: Option<PathBuf>,
+    /// Seed for the scenario's random choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Also draw host CPU utilisation over time and the migrations as a PNG here.
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<PathBuf>,
+    /// Size of the --plot image, WIDTHxHEIGHT pixels.
+    #[arg(long, value_name = "WxH", default_value = "1200x600", value_parser = parse_size)]
+    plot_size: (u32, u32),
 }
 
 fn load_policy(p: &str) -> anyhow::Result<PolicySpec> {
@@ -91,114 +101,172 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
 
 fn main() -> anyhow::Result<()> {
     tracing_init();
-    let cli = Cli::parse();
-    match cli.cmd {
+    match Cli::parse().cmd {
         Cmd::List => {
             println!("scenarios: {}", BUILTIN_SCENARIOS.join(" "));
             println!("policies: none naive-threshold hotspot stabilize consolidate consolidate-aggressive thr-mmt-0.8 iqr-mmt-1.5 mad-mmt-2.5 lr-mmt-1.2");
+            Ok(())
         }
-        Cmd::Plan {
-            snapshot,
-            feed,
-            policy,
-            explain,
-            assume_samples,
-            history,
-        } => {
-            let spec = load_policy(&policy)?;
-            let snap = match (snapshot, feed) {
-                (Some(path), None) => {
-                    let text = std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading {}", path.display()))?;
-                    Snapshot::parse(&text, path.extension().is_some_and(|e| e == "toml"))?
-                }
-                (None, Some(addr)) => {
-                    balancer::feed::fetch(&addr, std::time::Duration::from_secs(30))?
-                }
-                _ => bail!("give exactly one of --snapshot FILE or --feed host:port"),
-            };
-            let mut trends = Trends::new(TrendConfig::default());
-            if let Some(dir) = history {
-                // 60-s samples, a day of them per series.
-                let mut store = balancer::rrdstore::RrdStore::new(&dir, 60, 1440)?;
-                let hosts: Vec<&str> = snap.hosts.iter().map(|h| h.name.as_str()).collect();
-                let vms: Vec<&str> = snap.vms.iter().map(|v| v.name.as_str()).collect();
-                trends.restore(&store, &hosts, &vms)?;
-                trends.observe(&snap);
-                trends.persist(&mut store)?;
-            } else {
-                // One snapshot has no history: treat it as having held for `assume_samples`
-                // samples, so that sustained tests can fire (said in the --help text).
-                for k in (0..assume_samples.max(1)).rev() {
-                    let mut s = snap.clone();
-                    s.time = snap.time.saturating_sub(k * 60);
-                    trends.observe(&s);
-                }
-            }
-            let history = History::default();
-            let plan = spec.build().decide(Input {
-                snapshot: &snap,
-                trends: &trends,
-                history: &history,
-                now: snap.time,
-            });
-            if explain {
-                print!("{}", plan.explain());
-            }
-            println!("{}", plan.to_json());
+        Cmd::Plan(a) => plan(a),
+        Cmd::Simulate(a) => simulate(a),
+    }
+}
+
+/// `balancer plan`: one plan for one snapshot, as JSON (after the explanation if asked).
+fn plan(a: PlanArgs) -> anyhow::Result<()> {
+    let spec = load_policy(&a.policy)?;
+    let snap = match (&a.snapshot, &a.feed) {
+        (Some(path), None) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Snapshot::parse(&text, path.extension().is_some_and(|e| e == "toml"))?
         }
-        Cmd::Simulate {
-            scenario,
-            policy,
-            trace,
-            seed,
-            json,
-            plot,
-            plot_size,
-        } => {
-            let spec = load_policy(&policy)?;
-            let path = PathBuf::from(&scenario);
-            let sc = if path.exists() {
-                Scenario::load(&path)?
-            } else {
-                builtin_scenario(&scenario, trace.as_deref(), seed)?
-            };
-            if plot.is_some() {
-                balancer::sim::plot::check_size(plot_size.0, plot_size.1)?;
-            }
-            let started = std::time::Instant::now();
-            let (r, recording) = simulate_recorded(
-                &sc,
-                &spec,
-                &SimOptions {
-                    seed,
-                    progress: true,
-                    record: plot.is_some(),
-                },
-            )?;
-            if let (Some(path), Some(rec)) = (&plot, &recording) {
-                balancer::sim::plot::render_png(rec, path, plot_size.0, plot_size.1)?;
-                eprintln!("plot written to {}", path.display());
-            }
-            eprintln!(
-                "simulated {} under {} in {:.2} s",
-                sc.name,
-                spec.policy,
-                started.elapsed().as_secs_f64()
-            );
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                let v = serde_json::to_value(&r)?;
-                if let Some(o) = v.as_object() {
-                    for (k, v) in o {
-                        println!("{k:28} {v}");
-                    }
-                }
-            }
+        (None, Some(addr)) => balancer::feed::fetch(addr, std::time::Duration::from_secs(30))?,
+        _ => bail!("give exactly one of --snapshot FILE or --feed host:port"),
+    };
+    let trends = trends_for(&snap, &a)?;
+    let history = History::default();
+    let plan = spec.build().decide(Input {
+        snapshot: &snap,
+        trends: &trends,
+        history: &history,
+        now: snap.time,
+    });
+    if a.explain {
+        print!("{}", plan.explain());
+    }
+    println!("{}", plan.to_json());
+    Ok(())
+}
+
+/// The trends `plan` decides on: the RRD history under `--history` with this snapshot added,
+/// else the snapshot repeated `--assume-samples` times.
+fn trends_for(snap: &Snapshot, a: &PlanArgs) -> anyhow::Result<Trends> {
+    let mut trends = Trends::new(TrendConfig::default());
+    if let Some(dir) = &a.history {
+        // 60-s samples, a day of them per series.
+        let mut store = balancer::rrdstore::RrdStore::new(dir, 60, 1440)?;
+        let hosts: Vec<&str> = snap.hosts.iter().map(|h| h.name.as_str()).collect();
+        let vms: Vec<&str> = snap.vms.iter().map(|v| v.name.as_str()).collect();
+        trends.restore(&store, &hosts, &vms)?;
+        trends.observe(snap);
+        trends.persist(&mut store)?;
+    } else {
+        // One snapshot has no history: treat it as having held for `assume_samples`
+        // samples, so that sustained tests can fire (said in the --help text).
+        for k in (0..a.assume_samples.max(1)).rev() {
+            let mut s = snap.clone();
+            s.time = snap.time.saturating_sub(k * 60);
+            trends.observe(&s);
+        }
+    }
+    Ok(trends)
+}
+
+/// `balancer simulate`: runs the scenario with progress on stderr, then prints the report.
+fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
+    let spec = load_policy(&a.policy)?;
+    let path = PathBuf::from(&a.scenario);
+    let sc = if path.exists() {
+        Scenario::load(&path)?
+    } else {
+        builtin_scenario(&a.scenario, a.trace.as_deref(), a.seed)?
+    };
+    let (w, h) = a.plot_size;
+    if a.plot.is_some() {
+        balancer::sim::plot::check_size(w, h)?;
+    }
+    let started = std::time::Instant::now();
+    let opts = SimOptions {
+        seed: a.seed,
+        record: a.plot.is_some(),
+    };
+    let (r, recording) = simulate_with_progress(&sc, &spec, &opts, &mut *progress_on_stderr(&sc))?;
+    if let (Some(path), Some(rec)) = (&a.plot, &recording) {
+        balancer::sim::plot::render_png(rec, path, w, h)?;
+        eprintln!("plot written to {}", path.display());
+    }
+    eprintln!(
+        "simulated {} under {} in {:.2} s",
+        sc.name,
+        spec.policy,
+        started.elapsed().as_secs_f64()
+    );
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else if let Some(o) = serde_json::to_value(&r)?.as_object() {
+        for (k, v) in o {
+            println!("{k:28} {v}");
         }
     }
     Ok(())
+}
+
+/// A line of plain progress every this many ticks (and one at the last tick).
+const LINE_EVERY_TICKS: u64 = 24;
+
+/// `simulate`'s progress on stderr: a bar redrawn in place on a terminal; elsewhere (logs, CI,
+/// tests) plain lines that read well in a file.
+fn progress_on_stderr(sc: &Scenario) -> Box<dyn Progress> {
+    if std::io::stderr().is_terminal() {
+        Box::new(ProgressBarView::new(&sc.name, sc.duration_s / sc.tick_s))
+    } else {
+        Box::new(ProgressLines {
+            out: std::io::stderr(),
+            scenario: sc.name.clone(),
+            duration_s: sc.duration_s,
+        })
+    }
+}
+
+/// `[scenario] t=Ts/Ds migrations=M sigma=S` every [`LINE_EVERY_TICKS`] ticks and at the last.
+struct ProgressLines<W> {
+    out: W,
+    scenario: String,
+    duration_s: u64,
+}
+
+impl<W: Write> Progress for ProgressLines<W> {
+    fn tick(&mut self, at: &TickProgress) {
+        if at.tick % LINE_EVERY_TICKS == 0 || at.is_last() {
+            // Progress is a courtesy: a closed stderr must not stop the simulation.
+            let _ = writeln!(
+                self.out,
+                "[{}] t={}s/{}s migrations={} sigma={:.3}",
+                self.scenario, at.t_s, self.duration_s, at.migrations, at.sigma
+            );
+        }
+    }
+}
+
+/// An indicatif bar over the run's ticks, with the simulated time, migrations and sigma.
+struct ProgressBarView(indicatif::ProgressBar);
+
+impl ProgressBarView {
+    fn new(scenario: &str, ticks: u64) -> ProgressBarView {
+        let bar = indicatif::ProgressBar::new(ticks);
+        // The template is a constant, so this only falls back if indicatif changes its syntax.
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("[{prefix}] [{bar:30}] {percent:>3}% {msg}")
+        {
+            bar.set_style(style.progress_chars("#>-"));
+        }
+        bar.set_prefix(scenario.to_string());
+        ProgressBarView(bar)
+    }
+}
+
+impl Progress for ProgressBarView {
+    fn tick(&mut self, at: &TickProgress) {
+        self.0.set_position(at.tick + 1);
+        self.0.set_message(format!(
+            "t={}s migrations={} sigma={:.3}",
+            at.t_s, at.migrations, at.sigma
+        ));
+        if at.is_last() {
+            self.0.finish();
+        }
+    }
 }
 
 fn tracing_init() {
@@ -209,4 +277,38 @@ fn tracing_init() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tick(tick: u64, ticks: u64) -> TickProgress {
+        TickProgress {
+            tick,
+            ticks,
+            t_s: tick * 60,
+            migrations: tick / 10,
+            sigma: 0.1234,
+        }
+    }
+
+    #[test]
+    fn plain_progress_is_a_line_every_24_ticks_and_at_the_last() {
+        let mut lines = ProgressLines {
+            out: Vec::new(),
+            scenario: "s".into(),
+            duration_s: 3000,
+        };
+        for k in 0..50 {
+            lines.tick(&tick(k, 50));
+        }
+        assert_eq!(
+            String::from_utf8(lines.out).unwrap(),
+            "[s] t=0s/3000s migrations=0 sigma=0.123\n\
+             [s] t=1440s/3000s migrations=2 sigma=0.123\n\
+             [s] t=2880s/3000s migrations=4 sigma=0.123\n\
+             [s] t=2940s/3000s migrations=4 sigma=0.123\n"
+        );
+    }
 }

@@ -4,11 +4,21 @@
 //! Migration model as CloudSim's: time = memory / (bandwidth / 2); while migrating the VM gets
 //! 90 % of its demand on the source and the destination reserves another 10 %.
 
+mod accounting;
+mod cloudsim;
+mod cluster;
 pub mod engine;
+mod exact;
+mod measure;
 pub mod plot;
+pub mod progress;
 pub mod report;
 pub mod scenario;
+pub mod view;
 
-pub use engine::{simulate, simulate_recorded, MigrationMark, Recording, SimOptions};
+pub use engine::{
+    simulate, simulate_recorded, simulate_with_progress, MigrationMark, Recording, SimOptions,
+};
+pub use progress::{NoProgress, Progress, TickProgress};
 pub use report::Report;
 pub use scenario::{builtin as builtin_scenario, Scenario, BUILTIN_SCENARIOS};

@@ -296,239 +296,13 @@ const VM_TYPES: [(f64, u64); 4] = [(2500.0, 870), (2000.0, 1740), (1000.0, 1740)
 /// every random choice.
 pub fn builtin(name: &str, trace_dir: Option<&Path>, seed: u64) -> Result<Scenario> {
     let mut sc = match name {
-        "hot-host" => {
-            let mut sc = base(
-                "hot-host",
-                "24 VMs of 2 vCPU at 90 % all start on host 0 of 4",
-                60,
-                7200,
-                uniform(4),
-            );
-            sc.vms = (0..24)
-                .map(|i| {
-                    vm(
-                        format!("vm-{i:02}"),
-                        2,
-                        2 * GB,
-                        Some(hn(0)),
-                        ProfileSpec::Constant { level: 0.9 },
-                    )
-                })
-                .collect();
-            sc
-        }
-        "flash-crowd-short" | "flash-crowd-long" => {
-            let long = name.ends_with("long");
-            let dur = if long { 3600 } else { 120 };
-            let mut sc = base(
-                name,
-                "steady 40 %; 7 of 64 VMs (all on host 0) jump to 100 % at 1 h",
-                60,
-                4 * 3600,
-                uniform(8),
-            );
-            sc.perturb_at_s = 3600;
-            for i in 0..64 {
-                let h = i / 8;
-                let p = if i < 7 {
-                    ProfileSpec::Spike {
-                        base: 0.4,
-                        peak: 1.0,
-                        start_s: 3600,
-                        duration_s: dur,
-                    }
-                } else {
-                    ProfileSpec::Constant { level: 0.4 }
-                };
-                sc.vms
-                    .push(vm(format!("vm-{i:02}"), 2, 4 * GB, Some(hn(h)), p));
-            }
-            sc
-        }
-        "host-failure" | "partition" => {
-            let part = name == "partition";
-            let tick = if part { 10 } else { 60 };
-            let mut sc = base(
-                name,
-                "8 hosts at 45 %; host 7 fails at 30 min, HA restarts its VMs on host 0 after 60 s",
-                tick,
-                3 * 3600,
-                uniform(8),
-            );
-            sc.perturb_at_s = 1800;
-            for i in 0..48 {
-                sc.vms.push(vm(
-                    format!("vm-{i:02}"),
-                    2,
-                    4 * GB,
-                    Some(hn(i / 6)),
-                    ProfileSpec::Constant { level: 0.6 },
-                ));
-            }
-            if part {
-                sc.description =
-                    "host 0 hot; the view splits in two halves for 30 s at 30 min".into();
-                sc.duration_s = 3600;
-                // Four extra VMs on host 0 wake up just before the split, so that the
-                // sustained tests fire while the view is partitioned.
-                for i in 0..4 {
-                    let p = ProfileSpec::Spike {
-                        base: 0.0,
-                        peak: 1.0,
-                        start_s: 1780,
-                        duration_s: 3600,
-                    };
-                    sc.vms
-                        .push(vm(format!("hot-{i:02}"), 2, 4 * GB, Some(hn(0)), p));
-                }
-                sc.events.push(Event::Partition {
-                    at_s: 1800,
-                    duration_s: 30,
-                });
-            } else {
-                sc.events.push(Event::HostDown {
-                    at_s: 1800,
-                    host: hn(7),
-                    ha_after_s: 60,
-                    restart_on: hn(0),
-                });
-            }
-            sc
-        }
-        "anti-affinity" => {
-            let mut sc = base(
-                "anti-affinity",
-                "6 hosts; 4 co-located groups of 3 must be split; a 7-VM group is infeasible",
-                60,
-                3600,
-                uniform(6),
-            );
-            sc.sigma_target = 0.5;
-            for g in 0..4 {
-                let names: Vec<String> = (0..3).map(|k| format!("g{g}-{k}")).collect();
-                for n in &names {
-                    sc.vms.push(vm(
-                        n.clone(),
-                        2,
-                        4 * GB,
-                        Some(hn(g)),
-                        ProfileSpec::Constant { level: 0.3 },
-                    ));
-                }
-                sc.anti_affinity.push(Group {
-                    name: format!("g{g}"),
-                    vms: names,
-                });
-            }
-            let big: Vec<String> = (0..7).map(|k| format!("big-{k}")).collect();
-            for (k, n) in big.iter().enumerate() {
-                sc.vms.push(vm(
-                    n.clone(),
-                    1,
-                    2 * GB,
-                    Some(hn(k % 6)),
-                    ProfileSpec::Constant { level: 0.2 },
-                ));
-            }
-            sc.anti_affinity.push(Group {
-                name: "big".into(),
-                vms: big,
-            });
-            sc
-        }
-        "maintenance-drain" | "maintenance-drain-2" => {
-            let two = name.ends_with('2');
-            let mut sc = base(
-                name,
-                "8 hosts at 40 %; host 0 (and 1) enter maintenance at 10 min, leave at 2 h",
-                60,
-                4 * 3600,
-                uniform(8),
-            );
-            sc.perturb_at_s = 600;
-            sc.sigma_target = 0.1;
-            for i in 0..48 {
-                sc.vms.push(vm(
-                    format!("vm-{i:02}"),
-                    2,
-                    4 * GB,
-                    Some(hn(i / 6)),
-                    ProfileSpec::Constant { level: 0.5 },
-                ));
-            }
-            let hosts = if two { vec![0, 1] } else { vec![0] };
-            for h in hosts {
-                sc.events.push(Event::Maintenance {
-                    at_s: 600,
-                    host: hn(h),
-                    on: true,
-                });
-                sc.events.push(Event::Maintenance {
-                    at_s: 7200,
-                    host: hn(h),
-                    on: false,
-                });
-            }
-            sc
-        }
-        "memory-bound" => {
-            let mut sc = base(
-                "memory-bound",
-                "low CPU; memory 85 % on two hosts and 40 % on four; mixed VM sizes",
-                60,
-                3600,
-                uniform(6),
-            );
-            sc.sigma_target = 0.2;
-            let sizes = [2 * GB, 4 * GB, 8 * GB];
-            let mut k = 0;
-            for h in 0..6 {
-                let target = if h < 2 { 0.85 } else { 0.40 };
-                let mut used = 0;
-                let mut j = 0;
-                while (used as f64) < target * (64 * GB) as f64 - (GB as f64) {
-                    let s = sizes[(h + j) % 3].min(
-                        ((target * (64 * GB) as f64) as u64)
-                            .saturating_sub(used)
-                            .max(2 * GB),
-                    );
-                    sc.vms.push(vm(
-                        format!("vm-{k:02}"),
-                        1,
-                        s,
-                        Some(hn(h)),
-                        ProfileSpec::Constant { level: 0.1 },
-                    ));
-                    used += s;
-                    k += 1;
-                    j += 1;
-                }
-            }
-            sc
-        }
-        "steady-noise" | "steady-noise-short" => {
-            let short = name.ends_with("short");
-            let dur = if short { 4 * 3600 } else { 24 * 3600 };
-            let mut sc = base(
-                name,
-                "8 hosts at 55 % ± 10 % white noise",
-                60,
-                dur,
-                uniform(8),
-            );
-            sc.sigma_target = 0.1;
-            for i in 0..64 {
-                let p = ProfileSpec::Noise {
-                    mean: 0.55,
-                    amplitude: 0.1,
-                    period_s: 60,
-                    seed: splitmix64(seed ^ i as u64),
-                };
-                sc.vms
-                    .push(vm(format!("vm-{i:02}"), 2, 4 * GB, Some(hn(i / 8)), p));
-            }
-            sc
-        }
+        "hot-host" => hot_host(),
+        "flash-crowd-short" | "flash-crowd-long" => flash_crowd(name),
+        "host-failure" | "partition" => host_failure(name),
+        "anti-affinity" => anti_affinity(),
+        "maintenance-drain" | "maintenance-drain-2" => maintenance_drain(name),
+        "memory-bound" => memory_bound(),
+        "steady-noise" | "steady-noise-short" => steady_noise(name, seed),
         "planetlab" | "planetlab-small" | "scale" => planetlab(name, trace_dir, seed)?,
         _ => {
             return Err(BalancerError::Scenario(format!(
@@ -538,6 +312,252 @@ pub fn builtin(name: &str, trace_dir: Option<&Path>, seed: u64) -> Result<Scenar
     };
     sc.name = name.to_string();
     Ok(sc)
+}
+
+/// 24 VMs of 2 vCPU at 90 % all start on host 0 of 4.
+fn hot_host() -> Scenario {
+    let mut sc = base(
+        "hot-host",
+        "24 VMs of 2 vCPU at 90 % all start on host 0 of 4",
+        60,
+        7200,
+        uniform(4),
+    );
+    sc.vms = (0..24)
+        .map(|i| {
+            vm(
+                format!("vm-{i:02}"),
+                2,
+                2 * GB,
+                Some(hn(0)),
+                ProfileSpec::Constant { level: 0.9 },
+            )
+        })
+        .collect();
+    sc
+}
+
+/// Steady 40 %; 7 of 64 VMs, all on host 0, spike at 1 h (2 min short, 1 h long).
+fn flash_crowd(name: &str) -> Scenario {
+    let long = name.ends_with("long");
+    let dur = if long { 3600 } else { 120 };
+    let mut sc = base(
+        name,
+        "steady 40 %; 7 of 64 VMs (all on host 0) jump to 100 % at 1 h",
+        60,
+        4 * 3600,
+        uniform(8),
+    );
+    sc.perturb_at_s = 3600;
+    for i in 0..64 {
+        let h = i / 8;
+        let p = if i < 7 {
+            ProfileSpec::Spike {
+                base: 0.4,
+                peak: 1.0,
+                start_s: 3600,
+                duration_s: dur,
+            }
+        } else {
+            ProfileSpec::Constant { level: 0.4 }
+        };
+        sc.vms
+            .push(vm(format!("vm-{i:02}"), 2, 4 * GB, Some(hn(h)), p));
+    }
+    sc
+}
+
+/// 8 hosts at 45 %: host 7 fails at 30 min, or (partition) the view splits for 30 s.
+fn host_failure(name: &str) -> Scenario {
+    let part = name == "partition";
+    let tick = if part { 10 } else { 60 };
+    let mut sc = base(
+        name,
+        "8 hosts at 45 %; host 7 fails at 30 min, HA restarts its VMs on host 0 after 60 s",
+        tick,
+        3 * 3600,
+        uniform(8),
+    );
+    sc.perturb_at_s = 1800;
+    for i in 0..48 {
+        sc.vms.push(vm(
+            format!("vm-{i:02}"),
+            2,
+            4 * GB,
+            Some(hn(i / 6)),
+            ProfileSpec::Constant { level: 0.6 },
+        ));
+    }
+    if part {
+        sc.description = "host 0 hot; the view splits in two halves for 30 s at 30 min".into();
+        sc.duration_s = 3600;
+        // Four extra VMs on host 0 wake up just before the split, so that the
+        // sustained tests fire while the view is partitioned.
+        for i in 0..4 {
+            let p = ProfileSpec::Spike {
+                base: 0.0,
+                peak: 1.0,
+                start_s: 1780,
+                duration_s: 3600,
+            };
+            sc.vms
+                .push(vm(format!("hot-{i:02}"), 2, 4 * GB, Some(hn(0)), p));
+        }
+        sc.events.push(Event::Partition {
+            at_s: 1800,
+            duration_s: 30,
+        });
+    } else {
+        sc.events.push(Event::HostDown {
+            at_s: 1800,
+            host: hn(7),
+            ha_after_s: 60,
+            restart_on: hn(0),
+        });
+    }
+    sc
+}
+
+/// Co-located anti-affinity groups to split, and one infeasible group.
+fn anti_affinity() -> Scenario {
+    let mut sc = base(
+        "anti-affinity",
+        "6 hosts; 4 co-located groups of 3 must be split; a 7-VM group is infeasible",
+        60,
+        3600,
+        uniform(6),
+    );
+    sc.sigma_target = 0.5;
+    for g in 0..4 {
+        let names: Vec<String> = (0..3).map(|k| format!("g{g}-{k}")).collect();
+        for n in &names {
+            sc.vms.push(vm(
+                n.clone(),
+                2,
+                4 * GB,
+                Some(hn(g)),
+                ProfileSpec::Constant { level: 0.3 },
+            ));
+        }
+        sc.anti_affinity.push(Group {
+            name: format!("g{g}"),
+            vms: names,
+        });
+    }
+    let big: Vec<String> = (0..7).map(|k| format!("big-{k}")).collect();
+    for (k, n) in big.iter().enumerate() {
+        sc.vms.push(vm(
+            n.clone(),
+            1,
+            2 * GB,
+            Some(hn(k % 6)),
+            ProfileSpec::Constant { level: 0.2 },
+        ));
+    }
+    sc.anti_affinity.push(Group {
+        name: "big".into(),
+        vms: big,
+    });
+    sc
+}
+
+/// Host 0 (and 1 for `-2`) in maintenance from 10 min to 2 h.
+fn maintenance_drain(name: &str) -> Scenario {
+    let two = name.ends_with('2');
+    let mut sc = base(
+        name,
+        "8 hosts at 40 %; host 0 (and 1) enter maintenance at 10 min, leave at 2 h",
+        60,
+        4 * 3600,
+        uniform(8),
+    );
+    sc.perturb_at_s = 600;
+    sc.sigma_target = 0.1;
+    for i in 0..48 {
+        sc.vms.push(vm(
+            format!("vm-{i:02}"),
+            2,
+            4 * GB,
+            Some(hn(i / 6)),
+            ProfileSpec::Constant { level: 0.5 },
+        ));
+    }
+    let hosts = if two { vec![0, 1] } else { vec![0] };
+    for h in hosts {
+        sc.events.push(Event::Maintenance {
+            at_s: 600,
+            host: hn(h),
+            on: true,
+        });
+        sc.events.push(Event::Maintenance {
+            at_s: 7200,
+            host: hn(h),
+            on: false,
+        });
+    }
+    sc
+}
+
+/// Low CPU, memory 85 % on two hosts and 40 % on four.
+fn memory_bound() -> Scenario {
+    let mut sc = base(
+        "memory-bound",
+        "low CPU; memory 85 % on two hosts and 40 % on four; mixed VM sizes",
+        60,
+        3600,
+        uniform(6),
+    );
+    sc.sigma_target = 0.2;
+    let sizes = [2 * GB, 4 * GB, 8 * GB];
+    let mut k = 0;
+    for h in 0..6 {
+        let target = if h < 2 { 0.85 } else { 0.40 };
+        let mut used = 0;
+        let mut j = 0;
+        while (used as f64) < target * (64 * GB) as f64 - (GB as f64) {
+            let s = sizes[(h + j) % 3].min(
+                ((target * (64 * GB) as f64) as u64)
+                    .saturating_sub(used)
+                    .max(2 * GB),
+            );
+            sc.vms.push(vm(
+                format!("vm-{k:02}"),
+                1,
+                s,
+                Some(hn(h)),
+                ProfileSpec::Constant { level: 0.1 },
+            ));
+            used += s;
+            k += 1;
+            j += 1;
+        }
+    }
+    sc
+}
+
+/// 8 hosts at 55 % with white noise, 24 h (4 h short).
+fn steady_noise(name: &str, seed: u64) -> Scenario {
+    let short = name.ends_with("short");
+    let dur = if short { 4 * 3600 } else { 24 * 3600 };
+    let mut sc = base(
+        name,
+        "8 hosts at 55 % ± 10 % white noise",
+        60,
+        dur,
+        uniform(8),
+    );
+    sc.sigma_target = 0.1;
+    for i in 0..64 {
+        let p = ProfileSpec::Noise {
+            mean: 0.55,
+            amplitude: 0.1,
+            period_s: 60,
+            seed: splitmix64(seed ^ i as u64),
+        };
+        sc.vms
+            .push(vm(format!("vm-{i:02}"), 2, 4 * GB, Some(hn(i / 8)), p));
+    }
+    sc
 }
 
 fn planetlab(name: &str, trace_dir: Option<&Path>, seed: u64) -> Result<Scenario> {
@@ -571,18 +591,7 @@ fn planetlab(name: &str, trace_dir: Option<&Path>, seed: u64) -> Result<Scenario
         sc.link_bps = 1_048_576_000;
         sc.ignore_memory = true;
         sc.initial_first_fit = true;
-        sc.hosts = (0..nh)
-            .map(|i| {
-                let g5 = i % 2 == 1;
-                HostSpec {
-                    name: format!("host-{i:03}"),
-                    cpus: 2,
-                    mhz: if g5 { 2660 } else { 1860 },
-                    mem_kb: 4096 * 1024,
-                    power: Some(if g5 { "g5" } else { "g4" }.into()),
-                }
-            })
-            .collect();
+        sc.hosts = cloudsim_hosts(nh);
     }
     sc.sigma_target = 1.0;
     sc.high_util = 1.0;
@@ -621,6 +630,23 @@ fn planetlab(name: &str, trace_dir: Option<&Path>, seed: u64) -> Result<Scenario
         });
     }
     Ok(sc)
+}
+
+/// Beloglazov & Buyya's hosts: HP ProLiant ML110 G4 (1860 MHz) and G5 (2660 MHz), two cores
+/// and 4 GB each, alternating.
+fn cloudsim_hosts(n: usize) -> Vec<HostSpec> {
+    (0..n)
+        .map(|i| {
+            let g5 = i % 2 == 1;
+            HostSpec {
+                name: format!("host-{i:03}"),
+                cpus: 2,
+                mhz: if g5 { 2660 } else { 1860 },
+                mem_kb: 4096 * 1024,
+                power: Some(if g5 { "g5" } else { "g4" }.into()),
+            }
+        })
+        .collect()
 }
 
 impl Scenario {
