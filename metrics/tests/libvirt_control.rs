@@ -28,6 +28,7 @@ fn options(p2p: bool) -> MigrateOptions {
         persist_dest: true,
         undefine_source: true,
         allow_unsafe: false,
+        tls: false,
         bandwidth_mib_s: 100,
         max_downtime_ms: 300,
     }

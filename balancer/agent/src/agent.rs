@@ -102,8 +102,12 @@ struct Inflight {
     req: MigrationRequest,
     mv: Move,
     started: u64,
-    abort_sent: bool,
+    /// Why it is being aborted (timeout, lost lead, stop), once decided.
     abort_why: Option<String>,
+    /// When an abort was last sent: it is sent again until the job ends.
+    abort_sent_at: Option<u64>,
+    /// An abort call for it is still blocked in the hypervisor (no second one meanwhile).
+    abort_running: Arc<std::sync::atomic::AtomicBool>,
     imbalance_before: f64,
 }
 
@@ -144,6 +148,9 @@ pub struct TickReport {
 
 /// Membership probes running at once, at most.
 const MAX_PROBES: usize = 16;
+
+/// An abort is sent again this often (seconds) until its migration ends.
+const ABORT_RETRY_S: u64 = 10;
 
 /// Membership probe results are trusted for this long, seconds.
 const MEMBERSHIP_TTL_S: u64 = 300;
@@ -205,11 +212,18 @@ impl Agent {
             Some(text) => PolicySpec::parse(text).map_err(|e| AgentError::Policy(e.to_string()))?,
             None => load_policy(&opts.config.policy)?,
         };
-        if !opts.config.uri_template.contains("{host}")
-            && !opts.config.uri_template.contains("{ip}")
-        {
+        // A config built in code skips the file's checks: `auto` still needs an inventory.
+        if let Some(why) = opts.config.auto_conflict() {
+            return Err(AgentError::Config {
+                file: "agent options".into(),
+                line: 0,
+                column: 0,
+                message: why.into(),
+            });
+        }
+        if !opts.config.uri_template.contains("{host}") && opts.config.host_uris.is_empty() {
             tracing::warn!(uri = %opts.config.uri_template,
-                "uri_template has neither {{host}} nor {{ip}}: every host maps to the same URI (tests only)");
+                "uri_template has no {{host}}: every host maps to the same URI (tests only)");
         }
         let (tx, rx) = channel();
         let metrics = AgentMetrics {
@@ -265,9 +279,24 @@ impl Agent {
     }
 
     /// Changes the mode (e.g. `--mode` or an operator switch from recommend to auto).
-    pub fn set_mode(&mut self, mode: Mode) {
+    /// Switches mode (SIGHUP). `auto` is refused without an inventory (`trusted_hosts`), or
+    /// with an executor that cannot migrate; the mode in force is then kept.
+    pub fn set_mode(&mut self, mode: Mode) -> Result<()> {
+        let next = AgentConfig {
+            mode,
+            ..self.cfg.clone()
+        };
+        if let Some(why) = next.auto_conflict().or_else(|| next.executor_conflict()) {
+            return Err(AgentError::Config {
+                file: "mode".into(),
+                line: 0,
+                column: 0,
+                message: why.into(),
+            });
+        }
         self.cfg.mode = mode;
         self.metrics.mode = mode.as_str().to_string();
+        Ok(())
     }
 
     /// The config in force.
@@ -351,7 +380,7 @@ impl Agent {
             r.outcome = Some(if is_leader { "gained" } else { "lost" }.to_string());
             self.audit_write(&r);
             if !is_leader && self.cfg.on_lost_lead == InflightAction::Abort {
-                self.abort_all("lost the lead");
+                self.abort_all("lost the lead", now);
             }
             self.was_leader = is_leader;
         }
@@ -359,11 +388,11 @@ impl Agent {
         self.metrics.leader_name = report.leader.clone().unwrap_or_default();
 
         for f in self.inflight.values_mut() {
-            if !f.abort_sent && now >= f.started + self.cfg.migration_timeout_s {
+            if f.abort_why.is_none() && now >= f.started + self.cfg.migration_timeout_s {
                 f.abort_why = Some(format!("timeout after {} s", now.saturating_sub(f.started)));
             }
         }
-        self.send_aborts();
+        self.send_aborts(now);
 
         if is_leader && !self.stopping {
             self.plan_and_act(&v, now, &mut report);
@@ -407,7 +436,7 @@ impl Agent {
     ) -> Vec<(String, Outcome)> {
         self.stopping = true;
         if action == InflightAction::Abort {
-            self.abort_all("agent stopping");
+            self.abort_all("agent stopping", now);
         }
         let end = Instant::now() + wait;
         let mut report = TickReport::default();
@@ -856,8 +885,9 @@ impl Agent {
                 req: req.clone(),
                 mv: mv.clone(),
                 started: now,
-                abort_sent: false,
                 abort_why: None,
+                abort_sent_at: None,
+                abort_running: Arc::default(),
                 imbalance_before,
             },
         );
@@ -869,28 +899,41 @@ impl Agent {
         });
     }
 
-    fn abort_all(&mut self, why: &str) {
+    fn abort_all(&mut self, why: &str, now: u64) {
         for f in self.inflight.values_mut() {
             if f.abort_why.is_none() {
                 f.abort_why = Some(why.to_string());
             }
         }
-        self.send_aborts();
+        self.send_aborts(now);
     }
 
-    /// Sends the aborts decided but not yet sent, each on its own thread (abort blocks too).
-    fn send_aborts(&mut self) {
+    /// Sends the aborts decided, each on its own thread (abort blocks too), and sends them
+    /// again every [`ABORT_RETRY_S`] until the job ends: an abort can be lost (libvirtd
+    /// restarting) or refused, and a job left running would hold the VM and a slot forever.
+    fn send_aborts(&mut self, now: u64) {
         for f in self.inflight.values_mut() {
-            if f.abort_sent || f.abort_why.is_none() {
+            let due = f
+                .abort_sent_at
+                .is_none_or(|t| now >= t.saturating_add(ABORT_RETRY_S));
+            if f.abort_why.is_none() || !due || f.abort_running.load(Ordering::SeqCst) {
                 continue;
             }
-            f.abort_sent = true;
-            tracing::warn!(vm = %f.req.vm, why = f.abort_why.as_deref().unwrap_or(""), "aborting migration");
-            let (exec, req) = (self.exec.clone(), f.req.clone());
+            let why = f.abort_why.as_deref().unwrap_or("");
+            match f.abort_sent_at {
+                None => tracing::warn!(vm = %f.req.vm, why, "aborting migration"),
+                Some(_) => {
+                    tracing::info!(vm = %f.req.vm, why, "migration still running: abort sent again")
+                }
+            }
+            f.abort_sent_at = Some(now);
+            f.abort_running.store(true, Ordering::SeqCst);
+            let (exec, req, running) = (self.exec.clone(), f.req.clone(), f.abort_running.clone());
             std::thread::spawn(move || {
                 if let Err(e) = exec.abort(&req) {
                     tracing::warn!(vm = %req.vm, error = %e, "abort failed");
                 }
+                running.store(false, Ordering::SeqCst);
             });
         }
     }
@@ -972,14 +1015,27 @@ fn run_migration(
         let dst = exec.locate(&req.vm, &req.to);
         let src = exec.locate(&req.vm, &req.from);
         match (&result, dst, src) {
-            // Our job was cancelled: if the VM is elsewhere, someone else moved it.
-            (Err(e @ AgentError::Aborted { .. }), _, _) => {
-                return Outcome::Aborted(e.to_string());
-            }
-            (_, Ok(Presence::Running), Ok(Presence::Absent)) => {
+            // The hypervisor shows the move done. Also after an abort, on the first look: the
+            // migration completed before the abort took (a job holds the domain, so no other
+            // migration of it ran meanwhile). Reporting "aborted, on the source" there would
+            // be an audit line that contradicts the hypervisor.
+            (r, Ok(Presence::Running), Ok(Presence::Absent))
+                if i == 0 || !matches!(r, Err(AgentError::Aborted { .. })) =>
+            {
                 return Outcome::Done {
-                    note: result.as_ref().err().map(|e| e.to_string()),
+                    note: result
+                        .as_ref()
+                        .err()
+                        .map(|e| format!("{e}; the hypervisor shows the migration completed")),
                 };
+            }
+            // Our job was cancelled and the VM is on its source: aborted, as intended.
+            (
+                Err(e @ AgentError::Aborted { .. }),
+                _,
+                Ok(Presence::Running | Presence::NotRunning),
+            ) => {
+                return Outcome::Aborted(e.to_string());
             }
             (Err(e), Ok(Presence::Absent), Ok(Presence::Running | Presence::NotRunning)) => {
                 return match e {

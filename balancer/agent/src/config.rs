@@ -1,6 +1,7 @@
 //! The agent's config file (`configs/balancer-agent.toml`): TOML parsed into typed fields,
 //! then range-checked; every error carries file:line:column.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -89,6 +90,9 @@ pub struct MigrationFlags {
     pub undefine_source: bool,
     /// VIR_MIGRATE_UNSAFE: allow migration without shared-storage cache guarantees (default false).
     pub allow_unsafe: bool,
+    /// VIR_MIGRATE_TLS: the migration stream over TLS with libvirt's certificates; fails
+    /// rather than fall back to plain text (default false).
+    pub tls: bool,
     /// Bandwidth limit, MiB/s; 0 = libvirt's default (unlimited).
     pub bandwidth_mib_s: u64,
     /// Maximum downtime, ms; 0 = libvirt's default.
@@ -104,6 +108,7 @@ impl Default for MigrationFlags {
             persistent: true,
             undefine_source: true,
             allow_unsafe: false,
+            tls: false,
             bandwidth_mib_s: 0,
             max_downtime_ms: 0,
         }
@@ -124,12 +129,17 @@ pub struct AgentConfig {
     pub feed: String,
     /// libvirt | none: how the binary reaches hypervisors (default libvirt).
     pub executor: ExecutorKind,
-    /// libvirt URI per host; `{host}` is the Ganglia NAME, `{ip}` its IP attribute.
+    /// libvirt URI per host; `{host}` is the host's name from `trusted_hosts`. Never an
+    /// address from the view (`{ip}` is refused): anyone on the segment can forge the view.
     pub uri_template: String,
-    /// Hosts that may be sources or destinations and whose metrics count. Empty = the
-    /// cluster's membership: hosts whose hypervisor this agent can reach through
-    /// `uri_template`.
+    /// The inventory: hosts that may be sources or destinations and whose metrics count,
+    /// names of `[A-Za-z0-9.-]` (a DNS name or an IP address). Required for `auto`. Empty (in
+    /// `recommend`) = the cluster's membership: hosts whose hypervisor this agent reaches.
     pub trusted_hosts: Vec<String>,
+    /// `[host_uris]`: the libvirt URI of a trusted host when the template does not fit it
+    /// (another transport, `qemu+tls` with a certificate name, a port). Keys must be in
+    /// `trusted_hosts`.
+    pub host_uris: BTreeMap<String, String>,
     /// A host (or its balancer) silent for this many seconds is not a leader candidate.
     /// 5..=3600, default 60.
     pub leader_timeout_s: u64,
@@ -176,8 +186,9 @@ impl Default for AgentConfig {
             interval_s: 10,
             feed: "127.0.0.1:8649".into(),
             executor: ExecutorKind::Libvirt,
-            uri_template: "qemu+tcp://{ip}/system".into(),
+            uri_template: "qemu+tcp://{host}/system".into(),
             trusted_hosts: Vec::new(),
+            host_uris: BTreeMap::new(),
             leader_timeout_s: 60,
             budget_migrations: 6,
             budget_window_s: 3600,
@@ -266,14 +277,50 @@ impl AgentConfig {
             return Err(err("tunnelled", "needs p2p = true".into()));
         }
         for h in &self.trusted_hosts {
-            if h.trim().is_empty() {
-                return Err(err("trusted_hosts", "empty host name".into()));
+            if !valid_host_name(h) {
+                return Err(err(
+                    "trusted_hosts",
+                    format!("{h:?} is not a host name or address (letters, digits, '.', '-')"),
+                ));
             }
         }
-        match self.executor_conflict() {
-            Some(why) => Err(err("executor", why.into())),
+        for (h, uri) in &self.host_uris {
+            if !self.trusted_hosts.contains(h) {
+                return Err(err(
+                    h,
+                    format!("host_uris names {h:?}, which is not in trusted_hosts"),
+                ));
+            }
+            if uri.is_empty() || uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(err(h, format!("{uri:?} is not a libvirt URI")));
+            }
+        }
+        if self.uri_template.contains("{ip}") {
+            return Err(err(
+                "uri_template",
+                "{ip} would take the address from the view, which anyone on the segment can \
+                 forge; use {host} (the trusted host's name, or its address written as the name)"
+                    .into(),
+            ));
+        }
+        if let Some(why) = self.executor_conflict() {
+            return Err(err("executor", why.into()));
+        }
+        match self.auto_conflict() {
+            Some(why) => Err(err("mode", why.into())),
             None => Ok(()),
         }
+    }
+
+    /// Why `auto` cannot run with this config, if it cannot: without a configured inventory,
+    /// a destination would be whatever the view names. Checked at load, by the binary after
+    /// `--mode`, on every reload and by `Agent::new`/`set_mode`.
+    pub fn auto_conflict(&self) -> Option<&'static str> {
+        (self.mode == Mode::Auto && self.trusted_hosts.is_empty()).then_some(
+            "\"auto\" needs trusted_hosts: without an inventory, migration destinations would \
+             come from the view, which anyone on the segment can forge (recommend works \
+             without one)",
+        )
     }
 
     /// Why `mode` and `executor` cannot go together, if they cannot: `executor = "none"`
@@ -284,12 +331,25 @@ impl AgentConfig {
             .then_some("\"none\" cannot migrate: mode \"auto\" needs executor = \"libvirt\"")
     }
 
-    /// The libvirt URI of a host: the template with `{host}` and `{ip}` substituted.
-    pub fn uri_for(&self, host: &str, ip: &str) -> String {
-        self.uri_template
-            .replace("{host}", host)
-            .replace("{ip}", if ip.is_empty() { host } else { ip })
+    /// The libvirt URI of a host: its `[host_uris]` entry, else the template with `{host}`
+    /// substituted; `None` for a name that cannot go into a URI.
+    pub fn uri_for(&self, host: &str) -> Option<String> {
+        if let Some(uri) = self.host_uris.get(host) {
+            return Some(uri.clone());
+        }
+        valid_host_name(host).then(|| self.uri_template.replace("{host}", host))
     }
+}
+
+/// A name that can go into a URI as is: letters, digits, '.' and '-' (a DNS name, an IPv4
+/// address); nothing that could add a port, a path or URI parameters.
+pub fn valid_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        && !name.starts_with(['-', '.'])
 }
 
 /// 1-based line and column of byte offset `at`.
@@ -325,12 +385,17 @@ mod tests {
         let text = include_str!("../../../configs/balancer-agent.toml");
         let cfg = AgentConfig::parse(text, "balancer-agent.toml").unwrap();
         assert_eq!(cfg.mode, Mode::Recommend);
-        assert_eq!(cfg.uri_for("h1", "10.0.0.1"), "qemu+tcp://10.0.0.1/system");
+        assert_eq!(cfg.uri_for("h1").as_deref(), Some("qemu+tcp://h1/system"));
+        assert_eq!(cfg.uri_for("evil/system?x"), None);
     }
 
     #[test]
     fn errors_carry_file_line_and_column() {
-        let e = AgentConfig::parse("mode = \"auto\"\n\nmax_parallel = 0\n", "a.toml").unwrap_err();
+        let e = AgentConfig::parse(
+            "mode = \"auto\"\ntrusted_hosts = [\"h1\"]\nmax_parallel = 0\n",
+            "a.toml",
+        )
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "a.toml:3:1: max_parallel: 0 is outside 1..=64"
@@ -355,6 +420,33 @@ mod tests {
         assert!(e.to_string().starts_with("f:2:1: executor"), "{e}");
         let cfg = AgentConfig::parse("mode = \"recommend\"\nexecutor = \"none\"\n", "g").unwrap();
         assert_eq!(cfg.executor, ExecutorKind::None);
+    }
+
+    #[test]
+    fn destinations_come_from_the_inventory_only() {
+        let e = AgentConfig::parse("mode = \"auto\"\n", "h").unwrap_err();
+        assert!(e.to_string().starts_with("h:1:1: mode"), "{e}");
+        let ok = "mode = \"auto\"\ntrusted_hosts = [\"hv1\", \"10.0.0.2\"]\n";
+        assert!(AgentConfig::parse(ok, "i").is_ok());
+        for bad in ["6.6.6.6:hv3", "hv1/system?x=y", "a b", "-x", ""] {
+            let text = format!("trusted_hosts = [{bad:?}]\n");
+            let e = AgentConfig::parse(&text, "j").unwrap_err();
+            assert!(
+                e.to_string().starts_with("j:1:1: trusted_hosts"),
+                "{bad}: {e}"
+            );
+        }
+        let e = AgentConfig::parse("uri_template = \"qemu+tcp://{ip}/system\"\n", "k").unwrap_err();
+        assert!(e.to_string().contains("forge"), "{e}");
+        let inv =
+            "trusted_hosts = [\"hv1\"]\n[host_uris]\nhv1 = \"qemu+tls://hv1.example/system\"\n";
+        let cfg = AgentConfig::parse(inv, "l").unwrap();
+        assert_eq!(
+            cfg.uri_for("hv1").as_deref(),
+            Some("qemu+tls://hv1.example/system")
+        );
+        let e = AgentConfig::parse("[host_uris]\nhv9 = \"test:///default\"\n", "m").unwrap_err();
+        assert!(e.to_string().starts_with("m:2:1: hv9"), "{e}");
     }
 
     #[test]

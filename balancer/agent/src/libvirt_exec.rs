@@ -1,7 +1,7 @@
 //! [`Executor`] over libvirt through `gmond-metrics`' `LibvirtControl`: live migration with
 //! `virDomainMigrateToURI3` (p2p) or `virDomainMigrate3` (client-managed), abort with
-//! `virDomainAbortJob`, one connection per call to each host's URI from the template
-//! (`{host}`, `{ip}`).
+//! `virDomainAbortJob`, one connection per call to each host's URI from the inventory (its
+//! `[host_uris]` entry, else the template with `{host}`; never an address from the view).
 //!
 //! This file only maps the agent's config ([`MigrationFlags`], the URI template) and its
 //! [`AgentError`]s onto that API; the libvirt calls themselves, and the unsafe code they need,
@@ -17,24 +17,30 @@ use crate::executor::{Executor, HostAddr, MigrationRequest, Presence};
 /// The libvirt executor.
 #[derive(Debug, Clone)]
 pub struct LibvirtExecutor {
-    template: String,
+    /// The config the URIs come from (`uri_template`, `host_uris`).
+    inventory: AgentConfig,
     flags: MigrationFlags,
 }
 
 impl LibvirtExecutor {
-    /// An executor with the config's URI template and migration flags.
+    /// An executor with the config's URIs and migration flags.
     pub fn new(cfg: &AgentConfig) -> LibvirtExecutor {
         LibvirtExecutor {
-            template: cfg.uri_template.clone(),
+            inventory: cfg.clone(),
             flags: cfg.migration.clone(),
         }
     }
 
-    /// The URI of `h`.
-    pub fn uri(&self, h: &HostAddr) -> String {
-        self.template
-            .replace("{host}", &h.name)
-            .replace("{ip}", if h.ip.is_empty() { &h.name } else { &h.ip })
+    /// The URI of `h`: its `[host_uris]` entry, else the template with `{host}` = its name. Only a name that can go into a
+    /// URI as is (see `config::valid_host_name`) gets one; the view's IP attribute is never
+    /// used, since anyone on the segment can forge it.
+    pub fn uri(&self, h: &HostAddr) -> Result<String> {
+        self.inventory
+            .uri_for(&h.name)
+            .ok_or_else(|| AgentError::Unreachable {
+                host: h.name.clone(),
+                message: "not a valid host name for a libvirt URI".into(),
+            })
     }
 
     /// The configured flags as libvirt migration options.
@@ -47,6 +53,7 @@ impl LibvirtExecutor {
             persist_dest: f.persistent,
             undefine_source: f.undefine_source,
             allow_unsafe: f.allow_unsafe,
+            tls: f.tls,
             bandwidth_mib_s: f.bandwidth_mib_s,
             max_downtime_ms: f.max_downtime_ms,
         }
@@ -58,7 +65,7 @@ impl LibvirtExecutor {
     }
 
     fn open(&self, h: &HostAddr) -> Result<LibvirtControl> {
-        LibvirtControl::open(&self.uri(h)).map_err(|e| unreachable(h, e))
+        LibvirtControl::open(&self.uri(h)?).map_err(|e| unreachable(h, e))
     }
 }
 
@@ -75,7 +82,10 @@ impl Executor for LibvirtExecutor {
     }
 
     fn reachable(&self, host: &HostAddr) -> bool {
-        match LibvirtControl::probe(&self.uri(host)) {
+        let Ok(uri) = self.uri(host) else {
+            return false;
+        };
+        match LibvirtControl::probe(&uri) {
             Ok(()) => true,
             Err(e) => {
                 tracing::debug!(host = %host.name, error = %e, "membership probe failed");
@@ -98,8 +108,8 @@ impl Executor for LibvirtExecutor {
     }
 
     fn migrate(&self, req: &MigrationRequest) -> Result<()> {
+        let dest = self.uri(&req.to)?;
         let src = self.open(&req.from)?;
-        let dest = self.uri(&req.to);
         let opts = self.options();
         tracing::info!(vm = %req.vm, from = %src.uri(), to = %dest, flags = opts.flag_bits(),
             "libvirt migration");
@@ -150,15 +160,25 @@ mod tests {
         let x = LibvirtExecutor::new(&cfg);
         let h = HostAddr {
             name: "hv1".into(),
-            ip: "10.78.0.1".into(),
+            ip: "6.6.6.6".into(),
         };
-        assert_eq!(x.uri(&h), "qemu+tcp://10.78.0.1/system");
+        // The view's IP attribute is never used: it is forgeable.
+        assert_eq!(x.uri(&h).unwrap(), "qemu+tcp://hv1/system");
         assert_eq!(x.flag_bits(), 1 | 2 | 8 | 16);
         cfg.uri_template = "qemu+ssh://root@{host}/system".into();
         cfg.migration.tunnelled = true;
         cfg.migration.allow_unsafe = true;
         let x = LibvirtExecutor::new(&cfg);
-        assert_eq!(x.uri(&h), "qemu+ssh://root@hv1/system");
+        assert_eq!(x.uri(&h).unwrap(), "qemu+ssh://root@hv1/system");
+        // A name that would inject URI parameters or a port gets no URI at all.
+        for bad in ["evil?keyfile=/x", "hv1:16509", "a/b"] {
+            let h = HostAddr {
+                name: bad.into(),
+                ip: String::new(),
+            };
+            assert!(x.uri(&h).is_err(), "{bad}");
+            assert!(!x.reachable(&h), "{bad}");
+        }
         assert_eq!(x.flag_bits(), 1 | 2 | 4 | 8 | 16 | 512);
     }
 
@@ -167,13 +187,18 @@ mod tests {
         // libvirt's built-in test driver: no daemon needed, cannot migrate (its error text
         // must come back to the caller).
         let cfg = AgentConfig {
-            uri_template: "test:///default?{host}".into(),
+            trusted_hosts: vec!["a".into(), "b".into(), "dead".into()],
+            host_uris: [
+                ("a", "test:///default"),
+                ("b", "test:///default"),
+                ("dead", "qemu+tcp://127.0.0.1:1/system"),
+            ]
+            .into_iter()
+            .map(|(h, u)| (h.to_string(), u.to_string()))
+            .collect(),
             ..Default::default()
         };
-        let x = LibvirtExecutor {
-            template: "test:///default".into(),
-            ..LibvirtExecutor::new(&cfg)
-        };
+        let x = LibvirtExecutor::new(&cfg);
         let h = HostAddr {
             name: "a".into(),
             ip: String::new(),
@@ -194,42 +219,50 @@ mod tests {
         let e = x.migrate(&req).unwrap_err();
         assert!(matches!(e, AgentError::Migration { .. }), "{e}");
         assert!(e.to_string().contains("not supported"), "{e}");
-        let bad = LibvirtExecutor {
-            template: "qemu+tcp://127.0.0.1:1/system".into(),
-            ..x
+        let dead = HostAddr {
+            name: "dead".into(),
+            ip: String::new(),
         };
-        assert!(!bad.reachable(&h));
+        assert!(!x.reachable(&dead));
         assert!(matches!(
-            bad.locate("test", &h),
-            Err(AgentError::Unreachable { host, .. }) if host == "a"
+            x.locate("test", &dead),
+            Err(AgentError::Unreachable { host, .. }) if host == "dead"
         ));
     }
 
     #[test]
     fn gmond_metrics_errors_map_onto_agent_errors() {
-        // The host NAME is the whole URI, so source and destination can differ.
+        // The inventory gives each host its URI: "src" the test driver, "refused" a port
+        // nothing listens on.
         let cfg = AgentConfig {
-            uri_template: "{host}".into(),
+            trusted_hosts: vec!["src".into(), "refused".into()],
+            host_uris: [
+                ("src", "test:///default"),
+                ("refused", "qemu+tcp://127.0.0.1:1/system"),
+            ]
+            .into_iter()
+            .map(|(h, u)| (h.to_string(), u.to_string()))
+            .collect(),
             ..Default::default()
         };
-        let host = |uri: &str| HostAddr {
-            name: uri.into(),
+        let host = |name: &str| HostAddr {
+            name: name.into(),
             ip: String::new(),
         };
-        let refused = "qemu+tcp://127.0.0.1:1/system";
+        let refused = "refused";
         let req = |vm: &str, to: &str| MigrationRequest {
             id: 7,
             vm: vm.into(),
-            from: host("test:///default"),
+            from: host("src"),
             to: host(to),
             timeout: std::time::Duration::from_secs(5),
         };
         let x = LibvirtExecutor::new(&cfg);
         // Not on the source: refused before anything starts.
-        let e = x.migrate(&req("nope", "test:///default")).unwrap_err();
+        let e = x.migrate(&req("nope", "src")).unwrap_err();
         assert!(
             matches!(&e, AgentError::Refused { vm, message }
-                if vm == "nope" && message == "not defined on test:///default"),
+                if vm == "nope" && message == "not defined on src"),
             "{e}"
         );
         // Client-managed with a destination that refuses connections: the destination is
@@ -247,7 +280,7 @@ mod tests {
         let e = x
             .migrate(&MigrationRequest {
                 from: host(refused),
-                ..req("test", "test:///default")
+                ..req("test", "src")
             })
             .unwrap_err();
         assert!(
@@ -255,8 +288,8 @@ mod tests {
             "{e}"
         );
         // Abort: nothing to abort when the domain is gone; libvirt's refusal otherwise.
-        x.abort(&req("nope", "test:///default")).unwrap();
-        let e = x.abort(&req("test", "test:///default")).unwrap_err();
+        x.abort(&req("nope", "src")).unwrap();
+        let e = x.abort(&req("test", "src")).unwrap_err();
         assert!(
             matches!(&e, AgentError::Migration { message, .. } if message.starts_with("abort: ")),
             "{e}"

@@ -122,6 +122,9 @@ fn agent_config(cli: &Cli) -> anyhow::Result<AgentConfig> {
     if let Some(why) = cfg.executor_conflict() {
         anyhow::bail!("executor: {why}");
     }
+    if let Some(why) = cfg.auto_conflict() {
+        anyhow::bail!("mode: {why}");
+    }
     Ok(cfg)
 }
 
@@ -250,7 +253,9 @@ fn on_sighup(agent: &mut Agent, cli: &Cli, cfg: &AgentConfig) {
                         to = new.mode.as_str(),
                         "SIGHUP: mode changed"
                     );
-                    agent.set_mode(new.mode);
+                    if let Err(e) = agent.set_mode(new.mode) {
+                        tracing::error!(error = %e, "SIGHUP: mode change rejected, old mode kept");
+                    }
                 }
                 if cli.policy.is_none() {
                     policy = new.policy;

@@ -50,8 +50,9 @@ struct State {
     down: BTreeMap<String, u32>,
     /// Hosts whose hypervisor is not reachable at all (not members).
     unreachable: Vec<String>,
-    /// Migrations aborted by id.
-    aborted: Vec<u64>,
+    /// Migrations aborted, by (agent's id, VM): ids are unique per agent only, and agents
+    /// share this executor (libvirt aborts per domain).
+    aborted: Vec<(u64, String)>,
     /// VMs whose (hung) migration job is in progress without moving: busy on their source.
     hung: Vec<String>,
     migrations_started: u32,
@@ -144,8 +145,11 @@ impl SimExecutor {
         Ok(())
     }
 
-    fn aborted(&self, id: u64) -> bool {
-        lock(&self.state).aborted.contains(&id)
+    fn aborted(&self, req: &MigrationRequest) -> bool {
+        lock(&self.state)
+            .aborted
+            .iter()
+            .any(|(id, vm)| *id == req.id && *vm == req.vm)
     }
 }
 
@@ -263,7 +267,7 @@ impl Executor for SimExecutor {
                 lock(&self.state).hung.retain(|v| *v != req.vm);
                 return Err(fail("executor stopped".into()));
             }
-            if self.aborted(req.id) {
+            if self.aborted(req) {
                 lock(&self.state).hung.retain(|v| *v != req.vm);
                 return Err(AgentError::Aborted {
                     vm: req.vm.clone(),
@@ -294,7 +298,7 @@ impl Executor for SimExecutor {
 
     fn abort(&self, req: &MigrationRequest) -> Result<()> {
         self.call(&req.from.name)?;
-        lock(&self.state).aborted.push(req.id);
+        lock(&self.state).aborted.push((req.id, req.vm.clone()));
         let mut c = lock(&self.cluster);
         let (Some(d), Some(src)) = (c.domain_index(&req.vm), c.host_index(&req.from.name)) else {
             return Err(AgentError::Refused {

@@ -6,8 +6,8 @@
 
 mod common;
 
-use balancer_agent::audit::Event;
-use balancer_agent::{Fault, InflightAction, Mode};
+use balancer_agent::audit::{AuditLog, Event};
+use balancer_agent::{Agent, AgentOptions, Fault, InflightAction, Mode};
 use common::*;
 use ganglia_wire::{encode, Message, Metadata, MetricId, Slope, Value, ValueMsg};
 use gmond_metrics::hypervisor::profile::Profile;
@@ -282,9 +282,8 @@ fn forged_metrics_cause_no_migration_storm() {
             ("v6", 2, 0.3),
         ],
     );
-    // Membership mode (no trusted list): only hosts whose hypervisor answers count.
+    // The inventory is h1-h3 (auto needs one); the forger "aaa" is outside it.
     let mut cfg = config(Mode::Auto);
-    cfg.trusted_hosts.clear();
     cfg.budget_migrations = 2;
     let mut agents: Vec<TestAgent> = ["h1", "h2"]
         .iter()
@@ -374,6 +373,27 @@ fn forged_metrics_cause_no_migration_storm() {
             .map(|r| (r.time, r.host, r.event, r.vm, r.from, r.to, r.outcome))
             .collect::<Vec<_>>()
     );
+}
+
+/// Issue 14: with no trusted hosts configured, membership came from hosts whose libvirt
+/// answered at the view's address, which a forger controls. `auto` now needs the inventory;
+/// without one the agent recommends only.
+#[test]
+fn auto_without_an_inventory_is_refused() {
+    let w = World::hot_host();
+    let mut cfg = config(Mode::Auto);
+    cfg.trusted_hosts.clear();
+    let (log, _) = AuditLog::none().with_memory();
+    let mut o = AgentOptions::new("h1", cfg.clone(), w.exec.clone());
+    o.audit = log;
+    let e = Agent::new(o).unwrap_err();
+    assert!(e.to_string().contains("trusted_hosts"), "{e}");
+    // In recommend it runs, and a switch to auto is refused, keeping recommend.
+    cfg.mode = Mode::Recommend;
+    let mut a = agent(&w, "h1", cfg);
+    let e = a.agent.set_mode(Mode::Auto).unwrap_err();
+    assert!(e.to_string().contains("trusted_hosts"), "{e}");
+    assert_eq!(a.agent.mode(), Mode::Recommend);
 }
 
 #[test]
@@ -486,7 +506,7 @@ fn recommend_mode_moves_nothing_but_explains_and_publishes_the_plan() {
     assert_eq!(h1.metric("balancer_mode").unwrap().val, "recommend");
     assert!(h1.metric_f64("balancer_planned").unwrap() > 0.0);
     // Switching to auto then moves.
-    agents[0].agent.set_mode(Mode::Auto);
+    agents[0].agent.set_mode(Mode::Auto).unwrap();
     run(&mut w, &mut agents, 10);
     assert!(w.exec.migrations_started() > 0);
 }

@@ -1,7 +1,8 @@
 //! Property: whatever the load, the partitions between agents and the injected faults, no VM
-//! is migrated twice within its cooldown, every migration the hypervisor completed is exactly
-//! one verified move in the audit (and every verified move one the hypervisor completed), the
-//! budget holds, and the hot host is relieved whenever no fault stands in the way.
+//! is migrated twice (by the hypervisor's own record), every migration the hypervisor
+//! completed is audited as verified and no other is, each move has one clean verified record,
+//! every migration ends with an outcome, the budget holds per agent, and the hot host is
+//! relieved whenever no fault stands in the way.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -85,15 +86,33 @@ proptest! {
                 }
             }
         }
-        // Let running migrations end (time still advances) before counting.
+        // Let every migration end before counting: no new ones (recommend), time advancing past
+        // every timeout (aborts are sent by ticks), then each worker's outcome collected. The
+        // workers run on real threads, so that last wait is bounded in real time, not in polls.
+        for a in agents.iter_mut() {
+            a.agent.set_mode(Mode::Recommend).unwrap();
+        }
         for _ in 0..8 {
+            w.report_hypervisors();
+            let full = w.view();
+            for a in agents.iter_mut() {
+                a.agent.tick(&full, w.now);
+            }
             w.advance(STEP);
             for a in agents.iter_mut() {
-                while a.agent.inflight() > 0
-                    && a.agent.wait_worker(w.now, std::time::Duration::from_millis(50))
-                {}
+                a.agent.wait_worker(w.now, std::time::Duration::from_millis(20));
             }
         }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while agents.iter().any(|a| a.agent.inflight() > 0) && std::time::Instant::now() < deadline {
+            for a in agents.iter_mut() {
+                a.agent.wait_worker(w.now, std::time::Duration::from_millis(50));
+            }
+        }
+        prop_assert!(
+            agents.iter().all(|a| a.agent.inflight() == 0),
+            "a migration never reported an outcome"
+        );
         let per_vm = moves_per_vm(&agents);
         let trail: Vec<_> = agents
             .iter()
@@ -107,7 +126,20 @@ proptest! {
             *moved.entry(vm.clone()).or_default() += 1;
         }
         prop_assert!(moved.values().all(|&n| n == 1), "a VM moved twice: {:?}\n{:#?}", w.completed, trail);
-        prop_assert_eq!(&per_vm, &moved, "verified moves vs the hypervisor's\n{:#?}", trail);
+        // Every move the hypervisor completed is audited as verified, and nothing else is.
+        let verified: std::collections::BTreeSet<&String> = per_vm.keys().collect();
+        prop_assert_eq!(verified, moved.keys().collect(), "verified moves vs the hypervisor's\n{:#?}", trail);
+        // A clean verified record (the migration call succeeded) is the agent's own move: one
+        // per move. A second record can only come with a note: an agent whose call failed
+        // (connection lost) and that then found the VM on the destination cannot tell its job
+        // from another leader's during a partition (two leaders: issue 14's quorum, open).
+        let mut clean: std::collections::BTreeMap<String, usize> = Default::default();
+        for a in &agents {
+            for r in a.records(Event::Done).into_iter().filter(|r| r.error.is_none()) {
+                *clean.entry(r.vm.unwrap()).or_default() += 1;
+            }
+        }
+        prop_assert!(clean.values().all(|&n| n == 1), "two clean records of one move\n{:#?}", trail);
         // Each agent keeps its own budget, and learns the others' moves only through the view.
         for a in &agents {
             prop_assert!(a.records(Event::Start).len() <= budget as usize);

@@ -51,6 +51,9 @@ pub struct MigrateOptions {
     pub undefine_source: bool,
     /// `VIR_MIGRATE_UNSAFE`: migrate even without shared-storage cache guarantees.
     pub allow_unsafe: bool,
+    /// `VIR_MIGRATE_TLS`: QEMU's migration stream over TLS with libvirt's certificates (the
+    /// migration fails rather than fall back to plain text).
+    pub tls: bool,
     /// Bandwidth limit, MiB/s; 0 = libvirt's default (unlimited).
     pub bandwidth_mib_s: u64,
     /// Maximum downtime, ms; 0 = libvirt's default.
@@ -67,6 +70,7 @@ impl MigrateOptions {
             (self.persist_dest, sys::VIR_MIGRATE_PERSIST_DEST),
             (self.undefine_source, sys::VIR_MIGRATE_UNDEFINE_SOURCE),
             (self.allow_unsafe, sys::VIR_MIGRATE_UNSAFE),
+            (self.tls, sys::VIR_MIGRATE_TLS),
         ]
         .iter()
         .filter(|(on, _)| *on)
@@ -265,6 +269,7 @@ mod tests {
             persist_dest: true,
             undefine_source: true,
             allow_unsafe: false,
+            tls: false,
             bandwidth_mib_s: 0,
             max_downtime_ms: 0,
         };
@@ -272,6 +277,9 @@ mod tests {
         o.tunnelled = true;
         o.allow_unsafe = true;
         assert_eq!(o.flag_bits(), 1 | 2 | 4 | 8 | 16 | 512);
+        o.tls = true;
+        assert_eq!(o.flag_bits(), 1 | 2 | 4 | 8 | 16 | 512 | 65536);
+        o.tls = false;
         o = MigrateOptions {
             live: false,
             p2p: false,
