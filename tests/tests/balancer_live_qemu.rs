@@ -179,7 +179,7 @@ fn policy_toml(q: f64, cpus: f64) -> (String, f64) {
 fn agent_toml(mode: &str, policy: &Path, audit: &Path) -> String {
     format!(
         "mode = \"{mode}\"\npolicy = \"{}\"\ninterval_s = {TICK_S}\nfeed = \"127.0.0.1:{GMOND_PORT}\"\n\
-         uri_template = \"qemu+tcp://{{ip}}/system\"\ntrusted_hosts = [\"hv1\", \"hv2\", \"hv3\"]\n\
+         uri_template = \"qemu+tcp://{{host}}/system\"\ntrusted_hosts = [\"hv1\", \"hv2\", \"hv3\"]\n\
          leader_timeout_s = {LEADER_TIMEOUT_S}\nbudget_migrations = 6\nbudget_window_s = 3600\n\
          max_parallel = 2\nmigration_timeout_s = 60\nobserve_after_s = 10\n\
          audit_log = \"{}\"\non_lost_lead = \"finish\"\non_stop = \"abort\"\n\
