@@ -152,10 +152,11 @@ proptest! {
                 prop_assert_eq!(Some(host), r.to.clone());
             }
         }
-        // Without a fault that fails or hangs a migration, the 4-6 busy VMs of h1 cannot all
-        // stay there: the balancer must have moved at least one.
+        // With h2 and h3 idle and no fault that fails or hangs a migration, the 4-6 busy VMs
+        // of h1 cannot all stay there: the balancer must have moved at least one. (With load
+        // elsewhere, staying can be right: no destination may have room.)
         let blocking = faults.iter().any(|k| *k < 2);
-        if !blocking {
+        if !blocking && vms.len() == hot.len() {
             prop_assert!(!moved.is_empty(), "nothing moved off the hot host\n{:#?}", trail);
         }
     }
