@@ -46,6 +46,13 @@ pub enum Error {
     /// The configuration asks for something this build cannot do.
     #[error("{0}")]
     Config(String),
+    /// The authentication key file is unusable (unreadable, readable by others, not ours,
+    /// or not a key file).
+    #[error("key file {}: {problem}", path.display())]
+    KeyFile {
+        path: std::path::PathBuf,
+        problem: String,
+    },
     /// A thread or the runtime could not be started.
     #[error("{what}: {source}")]
     Runtime {

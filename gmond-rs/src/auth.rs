@@ -1,0 +1,242 @@
+//! The daemon's side of authenticated datagrams: the key file on disk. Its text format and
+//! all cryptography are `ganglia_wire::auth`'s; here are the checks on the file itself and
+//! the key generator behind `gmond-rs-keygen`.
+//!
+//! A key file is refused unless it is a regular file owned by the user this process runs as
+//! and neither readable nor writable by group or others (mode 0600 or 0400): a key anyone on
+//! the host can read proves nothing, and one anyone can write lets them pick the key. The
+//! checks are made on the opened file (`fstat`), so a rename between check and read cannot
+//! slip another file in.
+
+use crate::daemon::Error;
+use ganglia_wire::auth::{Key, KeyRing, KEY_LEN};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// Longest key file read: some thousand keys, far more than rotation ever needs.
+pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads and parses a key file after checking who may read it.
+pub fn read_key_file(path: &Path) -> Result<KeyRing, Error> {
+    let text = read_private(path)?;
+    KeyRing::parse(&text).map_err(|e| key_error(path, e.to_string()))
+}
+
+/// Appends a new random key to `path` (created with mode 0600 when missing) and returns its
+/// id: `id` if given, else one more than the highest id in the file (1 in a new file).
+///
+/// An existing file must pass [`read_key_file`]'s checks and parse. The line is appended in
+/// place (one `write`, then `fsync`), not through a rename: the file keeps its owner, and
+/// its directory (often root's /etc) need not be writable. A line torn by a crash can only
+/// be refused by the parser (a key is exactly 64 hex digits), never read as another key.
+pub fn add_key(path: &Path, id: Option<u32>) -> Result<u32, Error> {
+    let key = random_key()?;
+    let exists = path.symlink_metadata().is_ok();
+    let (mut file, id) = if exists {
+        let ring = read_key_file(path)?;
+        let id = match id {
+            Some(id) if ring.key(id).is_some() => {
+                return Err(key_error(path, format!("key {id} is already in the file")))
+            }
+            Some(id) => id,
+            None => match ring.key_ids().max() {
+                Some(max) => max
+                    .checked_add(1)
+                    .ok_or_else(|| key_error(path, "no key id left after 4294967295".into()))?,
+                None => 1,
+            },
+        };
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| key_error(path, format!("cannot open for appending: {e}")))?;
+        (file, id)
+    } else {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| key_error(path, format!("cannot create: {e}")))?;
+        (file, id.unwrap_or(1))
+    };
+    let mut line = String::new();
+    if !exists {
+        line.push_str(
+            "# gmond-rs keys: \"ID HEX\" per line, 32 random bytes each; the first key signs\n\
+             # unless a line \"sign ID\" names another. Made by gmond-rs-keygen. Keep mode 0600.\n",
+        );
+    }
+    line.push_str(&format!("{id} {}\n", key.to_hex()));
+    file.write_all(line.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| key_error(path, format!("cannot write: {e}")))?;
+    // What was written must read back, under the same checks the daemon makes.
+    read_key_file(path)?;
+    Ok(id)
+}
+
+/// 32 bytes from the operating system's random source.
+pub fn random_key() -> Result<Key, Error> {
+    let mut bytes = [0u8; KEY_LEN];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Config(format!("no random bytes: {e}")))?;
+    Ok(Key::from_bytes(bytes))
+}
+
+/// A random 64-bit sender id for a [`ganglia_wire::auth::Signer`].
+pub fn random_sender_id() -> Result<u64, Error> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Config(format!("no random bytes: {e}")))?;
+    Ok(u64::from_ne_bytes(bytes))
+}
+
+/// The file's text, if only this process's user may read or write it.
+fn read_private(path: &Path) -> Result<String, Error> {
+    // Refuse a FIFO or device before opening it: opening a FIFO would block.
+    let pre = path
+        .metadata()
+        .map_err(|e| key_error(path, format!("cannot read: {e}")))?;
+    if !pre.is_file() {
+        return Err(key_error(path, "not a regular file".into()));
+    }
+    let file = File::open(path).map_err(|e| key_error(path, format!("cannot open: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| key_error(path, format!("cannot stat: {e}")))?;
+    check_private(path, &meta, nix::unistd::geteuid().as_raw())?;
+    let mut text = String::new();
+    file.take(MAX_KEY_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| key_error(path, format!("cannot read: {e}")))?;
+    if text.len() as u64 > MAX_KEY_FILE_BYTES {
+        return Err(key_error(
+            path,
+            format!("longer than {MAX_KEY_FILE_BYTES} bytes"),
+        ));
+    }
+    Ok(text)
+}
+
+fn check_private(path: &Path, meta: &std::fs::Metadata, euid: u32) -> Result<(), Error> {
+    if !meta.is_file() {
+        return Err(key_error(path, "not a regular file".into()));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(key_error(
+            path,
+            format!(
+                "mode {mode:04o} lets group or others read or write it; \
+                 allow only its owner (chmod 600 {})",
+                path.display()
+            ),
+        ));
+    }
+    if meta.uid() != euid {
+        return Err(key_error(
+            path,
+            format!(
+                "owned by uid {}, but gmond-rs runs as uid {euid}; the key file must belong \
+                 to the user that reads it (chown, or run as that user)",
+                meta.uid()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn key_error(path: &Path, problem: String) -> Error {
+    Error::KeyFile {
+        path: path.to_path_buf(),
+        problem,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn dir(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("gmond-rs-auth-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn message(r: Result<impl std::fmt::Debug, Error>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn keygen_creates_0600_and_appends_next_ids() {
+        let d = dir("gen");
+        let f = d.join("keys");
+        assert_eq!(add_key(&f, None).unwrap(), 1);
+        let meta = fs::metadata(&f).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(add_key(&f, None).unwrap(), 2);
+        assert_eq!(add_key(&f, Some(10)).unwrap(), 10);
+        assert_eq!(add_key(&f, None).unwrap(), 11);
+        assert!(message(add_key(&f, Some(2))).contains("already"));
+        let ring = read_key_file(&f).unwrap();
+        assert_eq!(ring.key_ids().collect::<Vec<_>>(), [1, 2, 10, 11]);
+        // The first key signs; keys are random and distinct.
+        assert_eq!(ring.signing_key_id(), 1);
+        assert_ne!(ring.key(1), ring.key(2));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_file_others_can_read_or_write_is_refused() {
+        let d = dir("mode");
+        let f = d.join("keys");
+        add_key(&f, None).unwrap();
+        for mode in [0o640, 0o604, 0o620, 0o602, 0o660] {
+            fs::set_permissions(&f, fs::Permissions::from_mode(mode)).unwrap();
+            let m = message(read_key_file(&f));
+            assert!(
+                m.contains("chmod 600") && m.contains(&f.display().to_string()),
+                "{m}"
+            );
+            // Nor will keygen add to it.
+            assert!(message(add_key(&f, None)).contains("chmod 600"));
+        }
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(read_key_file(&f).is_ok());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn owner_type_size_and_content_are_checked() {
+        let d = dir("owner");
+        let f = d.join("keys");
+        add_key(&f, None).unwrap();
+        let meta = fs::metadata(&f).unwrap();
+        let m = message(check_private(&f, &meta, meta.uid() + 1));
+        assert!(m.contains("owned by uid"), "{m}");
+        assert!(message(read_key_file(&d)).contains("not a regular file"));
+        assert!(message(read_key_file(&d.join("missing"))).contains("cannot read"));
+
+        let big = d.join("big");
+        fs::write(&big, "#".repeat(MAX_KEY_FILE_BYTES as usize + 1)).unwrap();
+        fs::set_permissions(&big, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(message(read_key_file(&big)).contains("longer than"));
+
+        let bad = d.join("bad");
+        fs::write(&bad, "1 00\n").unwrap();
+        fs::set_permissions(&bad, fs::Permissions::from_mode(0o600)).unwrap();
+        let m = message(read_key_file(&bad));
+        assert!(m.contains("line 1") && m.contains("hex digits"), "{m}");
+        // A torn append (a crash mid-line) is refused, never read as a key.
+        let torn = d.join("torn");
+        add_key(&torn, None).unwrap();
+        let mut text = fs::read_to_string(&torn).unwrap();
+        text.push_str("2 abcdef");
+        fs::write(&torn, text).unwrap();
+        assert!(message(read_key_file(&torn)).contains("line 4"));
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
