@@ -7,13 +7,187 @@
 //! the host can read proves nothing, and one anyone can write lets them pick the key. The
 //! checks are made on the opened file (`fstat`), so a rename between check and read cannot
 //! slip another file in.
+//!
+//! With `--auth FILE` on gmond-rs's command line (never in gmond.conf, which real gmond must
+//! keep loading): every datagram the daemon sends is signed ([`AuthOptions::signer`], used by
+//! `daemon::net::Outbound`, with the emitters reserving the trailer), and each
+//! udp_recv_channel admits datagrams by its [`Mode`] ([`Gate`]). SIGHUP re-executes the
+//! daemon, so the file is read again, new sender ids are drawn, and replay windows start
+//! afresh (older datagrams stay refused by the clock-skew bound).
 
 use crate::daemon::Error;
-use ganglia_wire::auth::{Key, KeyRing, KEY_LEN};
+use crate::iostats::IoStats;
+use ganglia_wire::auth::{
+    Key, KeyRing, Rejection, Signer, Verdict, Verifier, VerifierConfig, KEY_LEN,
+};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::str::FromStr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+/// What a udp_recv_channel does with signatures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Signatures are not looked at; trailers are ignored, as real gmond ignores them.
+    None,
+    /// Authentic and unsigned datagrams are accepted (authentic values are marked in the
+    /// XML); a trailer that fails (forged, replayed, stale, unknown key) drops the datagram.
+    Prefer,
+    /// Only authentic datagrams are accepted.
+    Require,
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Mode::None),
+            "prefer" => Ok(Mode::Prefer),
+            "require" => Ok(Mode::Require),
+            _ => Err(format!("{s:?} is not a mode: none, prefer or require")),
+        }
+    }
+}
+
+/// Labels of [`IoStats::auth_dropped_total`], in its order: unsigned datagrams on a
+/// `require` channel, then [`Rejection::REASONS`].
+pub const DROP_REASONS: [&str; 6] = [
+    "unsigned",
+    "malformed_trailer",
+    "unknown_key",
+    "bad_mac",
+    "stale",
+    "replay",
+];
+
+/// The daemon's authentication settings (from `--auth` and `--auth-recv`).
+#[derive(Debug, Clone)]
+pub struct AuthOptions {
+    pub keys: KeyRing,
+    /// Mode of every udp_recv_channel without one of its own.
+    pub default_mode: Mode,
+    /// Modes by receive port.
+    pub modes: Vec<(u16, Mode)>,
+    pub verifier: VerifierConfig,
+}
+
+impl AuthOptions {
+    pub fn new(keys: KeyRing) -> Self {
+        AuthOptions {
+            keys,
+            default_mode: Mode::Prefer,
+            modes: Vec::new(),
+            verifier: VerifierConfig::default(),
+        }
+    }
+
+    /// Parses one `--auth-recv` value: `MODE` (every channel) or `PORT=MODE`.
+    pub fn set_mode(&mut self, spec: &str) -> Result<(), String> {
+        match spec.split_once('=') {
+            None => self.default_mode = spec.parse()?,
+            Some((port, mode)) => {
+                let port: u16 = port
+                    .parse()
+                    .map_err(|_| format!("{port:?} is not a port number"))?;
+                let mode = mode.parse()?;
+                self.modes.retain(|(p, _)| *p != port);
+                self.modes.push((port, mode));
+            }
+        }
+        Ok(())
+    }
+
+    /// The mode of the receive channel on `port`.
+    pub fn mode_for(&self, port: u16) -> Mode {
+        self.modes
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map_or(self.default_mode, |(_, m)| *m)
+    }
+
+    /// A signer for this process, with a fresh random sender id.
+    pub fn signer(&self) -> Result<Signer, Error> {
+        Ok(Signer::new(&self.keys, random_sender_id()?))
+    }
+}
+
+/// A receive channel's admission rule; channels share one verifier (one replay window per
+/// sender, whichever channel a datagram came in on).
+#[derive(Clone)]
+pub struct Gate {
+    mode: Mode,
+    verifier: Arc<Mutex<Verifier>>,
+}
+
+/// What a gate lets through.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admit<'a> {
+    /// Give `body` to the store; `auth` is the key id when it was authenticated.
+    Pass { body: &'a [u8], auth: Option<u32> },
+    /// Drop it; the label is one of [`DROP_REASONS`].
+    Drop(&'static str),
+}
+
+impl Gate {
+    /// Gates for channels of the given modes, sharing one verifier.
+    pub fn shared(opts: &AuthOptions) -> impl Fn(Mode) -> Gate {
+        let verifier = Arc::new(Mutex::new(Verifier::new(opts.keys.clone(), opts.verifier)));
+        move |mode| Gate {
+            mode,
+            verifier: verifier.clone(),
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Admits a batch: `f` is called with an admitter holding the verifier's lock once for
+    /// the whole batch.
+    pub fn batch<R>(&self, f: impl FnOnce(&mut dyn FnMut(&[u8], u64) -> Admit<'_>) -> R) -> R {
+        let mut v = self.verifier.lock().unwrap_or_else(|e| e.into_inner());
+        let mode = self.mode;
+        f(&mut |bytes, now| admit(mode, &mut v, bytes, now))
+    }
+}
+
+fn admit<'a>(mode: Mode, v: &mut Verifier, bytes: &'a [u8], now: u64) -> Admit<'a> {
+    if mode == Mode::None {
+        return Admit::Pass {
+            body: bytes,
+            auth: None,
+        };
+    }
+    match v.verify(bytes, now) {
+        Verdict::Authentic { body, key_id, .. } => Admit::Pass {
+            body,
+            auth: Some(key_id),
+        },
+        Verdict::Unsigned(body) if mode == Mode::Prefer => Admit::Pass { body, auth: None },
+        Verdict::Unsigned(_) => Admit::Drop("unsigned"),
+        Verdict::Rejected(r) => Admit::Drop(r.reason()),
+    }
+}
+
+/// Counts one admission decision in `stats`.
+pub fn count(stats: &IoStats, admitted: &Admit<'_>) {
+    match admitted {
+        Admit::Pass { auth: Some(_), .. } => {
+            stats.auth_accepted_total.fetch_add(1, Ordering::Relaxed);
+        }
+        Admit::Pass { auth: None, .. } => {}
+        Admit::Drop(reason) => {
+            let i = DROP_REASONS.iter().position(|r| r == reason).unwrap_or(0);
+            stats.auth_dropped_total[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+// Keep the labels in step with the wire crate's.
+const _: () = assert!(DROP_REASONS.len() == Rejection::REASONS.len() + 1);
 
 /// Longest key file read: some thousand keys, far more than rotation ever needs.
 pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
@@ -168,6 +342,63 @@ mod tests {
 
     fn message(r: Result<impl std::fmt::Debug, Error>) -> String {
         r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn modes_gate_what_reaches_the_store() {
+        use ganglia_wire::auth::Signer;
+        let keys = KeyRing::new([(4, Key::from_bytes([9; 32]))], 4).unwrap();
+        let mut opts = AuthOptions::new(keys.clone());
+        opts.set_mode("require").unwrap();
+        opts.set_mode("8650=prefer").unwrap();
+        opts.set_mode("8651=none").unwrap();
+        assert!(opts.set_mode("8652=maybe").is_err());
+        assert!(opts.set_mode("x=none").is_err());
+        assert_eq!(opts.mode_for(8649), Mode::Require);
+        assert_eq!(opts.mode_for(8650), Mode::Prefer);
+        assert_eq!(opts.mode_for(8651), Mode::None);
+        let gate = Gate::shared(&opts);
+        let (require, prefer, none) = (gate(Mode::Require), gate(Mode::Prefer), gate(Mode::None));
+        let now = 1_700_000_000;
+        let body = b"\x00\x00\x00\x88\x00\x00\x00\x00\x00\x00\x00\x01m\x00\x00\x00\x00\x00\x00\x00";
+        let mut signed = Vec::new();
+        let mut signer = Signer::new(&keys, 1);
+        signer.sign(body, now, &mut signed);
+        let mut again = Vec::new();
+        signer.sign(body, now, &mut again);
+        let run = |g: &Gate, d: &[u8]| {
+            g.batch(|a| match a(d, now) {
+                Admit::Pass { body, auth } => Ok((body.len(), auth)),
+                Admit::Drop(r) => Err(r),
+            })
+        };
+        assert_eq!(run(&require, body), Err("unsigned"));
+        assert_eq!(run(&prefer, body), Ok((body.len(), None)));
+        assert_eq!(run(&none, body), Ok((body.len(), None)));
+        assert_eq!(run(&require, &signed), Ok((body.len(), Some(4))));
+        // One verifier for all channels: the same datagram on another channel is a replay.
+        assert_eq!(run(&prefer, &signed), Err("replay"));
+        // `none` looks at nothing: the store gets the trailer too and ignores it, as gmond.
+        assert_eq!(run(&none, &signed), Ok((signed.len(), None)));
+        let mut forged = again.clone();
+        *forged.last_mut().unwrap() ^= 1;
+        assert_eq!(run(&prefer, &forged), Err("bad_mac"));
+        assert_eq!(run(&prefer, &again), Ok((body.len(), Some(4))));
+
+        let stats = IoStats::default();
+        count(&stats, &Admit::Drop("replay"));
+        count(
+            &stats,
+            &Admit::Pass {
+                body,
+                auth: Some(4),
+            },
+        );
+        assert_eq!(stats.auth_dropped_total[5].load(Ordering::Relaxed), 1);
+        assert_eq!(stats.auth_accepted_total.load(Ordering::Relaxed), 1);
+        for (i, r) in Rejection::REASONS.iter().enumerate() {
+            assert_eq!(DROP_REASONS[i + 1], *r);
+        }
     }
 
     #[test]

@@ -77,6 +77,8 @@ pub struct RunOptions {
     pub detach: Option<Detach>,
     /// Bounds on XML clients; `None`: [`ClientLimits::for_this_process`].
     pub client_limits: Option<ClientLimits>,
+    /// Authenticated datagrams (`--auth`): sign everything sent, admit by channel mode.
+    pub auth: Option<crate::auth::AuthOptions>,
 }
 
 /// See [`RunOptions::detach`].
@@ -264,7 +266,7 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
         outbound,
         receivers,
         listeners,
-    } = net::Sockets::open(&cfg, stats.clone())?;
+    } = net::Sockets::open(&cfg, stats.clone(), opts.auth.as_ref())?;
     if let Some(Detach(detach)) = &opts.detach {
         detach().map_err(|source| Error::Runtime {
             what: "daemonize",
@@ -327,7 +329,23 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
         None => (None, None),
     };
     let mut threads = tasks::Threads::default();
+    let gates = opts.auth.as_ref().map(crate::auth::Gate::shared);
+    // Signing senders leave room for the trailer in every datagram they encode.
+    let reserve = if opts.auth.is_some() {
+        ganglia_wire::auth::TRAILER_LEN
+    } else {
+        0
+    };
     for (sock, acl, name) in receivers {
+        let gate = match (&gates, &opts.auth) {
+            (Some(g), Some(a)) => {
+                let port = sock.local_addr().map(|a| a.port()).unwrap_or(0);
+                let mode = a.mode_for(port);
+                tracing::info!(channel = %name, port, ?mode, "authenticated datagrams");
+                Some(g(mode))
+            }
+            _ => None,
+        };
         let s = shared.clone();
         let req_txs: Vec<_> = std::iter::once(req_tx.clone())
             .chain(vm_req_tx.clone())
@@ -338,7 +356,7 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
             let check = || s.stop.is_stopped();
             crate::ingest::receive_loop(
                 sock,
-                acl,
+                crate::ingest::ChannelRules { acl, gate },
                 &s.store,
                 &|d| s.outbound.send(d),
                 &s.stats,
@@ -353,7 +371,8 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
             id.clone(),
             plan.metadata_resend,
             usize::from(cfg.globals.max_udp_msg_len),
-        );
+        )
+        .reserving(reserve);
         let s = shared.clone();
         threads.spawn(plan.thread, "VM metrics thread", move || {
             // Opened on this thread: a libvirt connection blocks and stays off the others.
@@ -374,7 +393,8 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
         cfg.globals.send_metadata_interval,
         usize::from(cfg.globals.max_udp_msg_len),
         Timestamp::from_system_time(start),
-    );
+    )
+    .reserving(reserve);
     let s = shared.clone();
     threads.spawn("sender", "sender thread", move || {
         tasks::sender_loop(sender, collector, req_rx, &s)
