@@ -2,11 +2,8 @@
 //! all cryptography are `ganglia_wire::auth`'s; here are the checks on the file itself and
 //! the key generator behind `gmond-rs-keygen`.
 //!
-//! A key file is refused unless it is a regular file owned by the user this process runs as
-//! and neither readable nor writable by group or others (mode 0600 or 0400): a key anyone on
-//! the host can read proves nothing, and one anyone can write lets them pick the key. The
-//! checks are made on the opened file (`fstat`), so a rename between check and read cannot
-//! slip another file in.
+//! A key file is read through `gmond_conf::keyfile` (a regular file, owned by this process's
+//! user, mode 0600 or 0400; checked on the opened file), shared with the balancer agent.
 //!
 //! With `--auth FILE` on gmond-rs's command line (never in gmond.conf, which real gmond must
 //! keep loading): every datagram the daemon sends is signed ([`AuthOptions::signer`], used by
@@ -20,9 +17,9 @@ use crate::iostats::IoStats;
 use ganglia_wire::auth::{
     Key, KeyRing, Rejection, Signer, Verdict, Verifier, VerifierConfig, KEY_LEN,
 };
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
@@ -189,13 +186,19 @@ pub fn count(stats: &IoStats, admitted: &Admit<'_>) {
 // Keep the labels in step with the wire crate's.
 const _: () = assert!(DROP_REASONS.len() == Rejection::REASONS.len() + 1);
 
-/// Longest key file read: some thousand keys, far more than rotation ever needs.
-pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
-
-/// Reads and parses a key file after checking who may read it.
+/// Reads and parses a key file after checking who may read it (`gmond_conf::keyfile`).
 pub fn read_key_file(path: &Path) -> Result<KeyRing, Error> {
-    let text = read_private(path)?;
-    KeyRing::parse(&text).map_err(|e| key_error(path, e.to_string()))
+    let text = gmond_conf::keyfile::read_private(path).map_err(|e| Error::KeyFile {
+        path: path.to_path_buf(),
+        problem: e.to_string(),
+    })?;
+    KeyRing::parse(&text).map_err(|e| match e {
+        ganglia_wire::Error::KeyFile { line, message } => Error::KeyFile {
+            path: path.to_path_buf(),
+            problem: format!("{}:{line}:1: {message}", path.display()),
+        },
+        other => key_error(path, other.to_string()),
+    })
 }
 
 /// Appends a new random key to `path` (created with mode 0600 when missing) and returns its
@@ -266,65 +269,10 @@ pub fn random_sender_id() -> Result<u64, Error> {
     Ok(u64::from_ne_bytes(bytes))
 }
 
-/// The file's text, if only this process's user may read or write it.
-fn read_private(path: &Path) -> Result<String, Error> {
-    // Refuse a FIFO or device before opening it: opening a FIFO would block.
-    let pre = path
-        .metadata()
-        .map_err(|e| key_error(path, format!("cannot read: {e}")))?;
-    if !pre.is_file() {
-        return Err(key_error(path, "not a regular file".into()));
-    }
-    let file = File::open(path).map_err(|e| key_error(path, format!("cannot open: {e}")))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| key_error(path, format!("cannot stat: {e}")))?;
-    check_private(path, &meta, nix::unistd::geteuid().as_raw())?;
-    let mut text = String::new();
-    file.take(MAX_KEY_FILE_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| key_error(path, format!("cannot read: {e}")))?;
-    if text.len() as u64 > MAX_KEY_FILE_BYTES {
-        return Err(key_error(
-            path,
-            format!("longer than {MAX_KEY_FILE_BYTES} bytes"),
-        ));
-    }
-    Ok(text)
-}
-
-fn check_private(path: &Path, meta: &std::fs::Metadata, euid: u32) -> Result<(), Error> {
-    if !meta.is_file() {
-        return Err(key_error(path, "not a regular file".into()));
-    }
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(key_error(
-            path,
-            format!(
-                "mode {mode:04o} lets group or others read or write it; \
-                 allow only its owner (chmod 600 {})",
-                path.display()
-            ),
-        ));
-    }
-    if meta.uid() != euid {
-        return Err(key_error(
-            path,
-            format!(
-                "owned by uid {}, but gmond-rs runs as uid {euid}; the key file must belong \
-                 to the user that reads it (chown, or run as that user)",
-                meta.uid()
-            ),
-        ));
-    }
-    Ok(())
-}
-
 fn key_error(path: &Path, problem: String) -> Error {
     Error::KeyFile {
         path: path.to_path_buf(),
-        problem,
+        problem: format!("{}:0:0: {problem}", path.display()),
     }
 }
 
@@ -332,6 +280,7 @@ fn key_error(path: &Path, problem: String) -> Error {
 mod tests {
     use super::*;
     use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     fn dir(tag: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("gmond-rs-auth-{tag}-{}", std::process::id()));
@@ -425,49 +374,34 @@ mod tests {
         let d = dir("mode");
         let f = d.join("keys");
         add_key(&f, None).unwrap();
-        for mode in [0o640, 0o604, 0o620, 0o602, 0o660] {
-            fs::set_permissions(&f, fs::Permissions::from_mode(mode)).unwrap();
-            let m = message(read_key_file(&f));
-            assert!(
-                m.contains("chmod 600") && m.contains(&f.display().to_string()),
-                "{m}"
-            );
-            // Nor will keygen add to it.
-            assert!(message(add_key(&f, None)).contains("chmod 600"));
-        }
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o640)).unwrap();
+        let m = message(read_key_file(&f));
+        assert!(
+            m.contains("chmod 600") && m.contains(&f.display().to_string()),
+            "{m}"
+        );
+        // Nor will keygen add to it.
+        assert!(message(add_key(&f, None)).contains("chmod 600"));
         fs::set_permissions(&f, fs::Permissions::from_mode(0o400)).unwrap();
         assert!(read_key_file(&f).is_ok());
         fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
-    fn owner_type_size_and_content_are_checked() {
-        let d = dir("owner");
-        let f = d.join("keys");
-        add_key(&f, None).unwrap();
-        let meta = fs::metadata(&f).unwrap();
-        let m = message(check_private(&f, &meta, meta.uid() + 1));
-        assert!(m.contains("owned by uid"), "{m}");
-        assert!(message(read_key_file(&d)).contains("not a regular file"));
-        assert!(message(read_key_file(&d.join("missing"))).contains("cannot read"));
-
-        let big = d.join("big");
-        fs::write(&big, "#".repeat(MAX_KEY_FILE_BYTES as usize + 1)).unwrap();
-        fs::set_permissions(&big, fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(message(read_key_file(&big)).contains("longer than"));
-
+    fn content_errors_name_the_line() {
+        let d = dir("content");
         let bad = d.join("bad");
         fs::write(&bad, "1 00\n").unwrap();
         fs::set_permissions(&bad, fs::Permissions::from_mode(0o600)).unwrap();
         let m = message(read_key_file(&bad));
-        assert!(m.contains("line 1") && m.contains("hex digits"), "{m}");
+        assert!(m.contains(":1:1: ") && m.contains("hex digits"), "{m}");
         // A torn append (a crash mid-line) is refused, never read as a key.
         let torn = d.join("torn");
         add_key(&torn, None).unwrap();
         let mut text = fs::read_to_string(&torn).unwrap();
         text.push_str("2 abcdef");
         fs::write(&torn, text).unwrap();
-        assert!(message(read_key_file(&torn)).contains("line 4"));
+        assert!(message(read_key_file(&torn)).contains(":4:1: "));
         fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -4,7 +4,8 @@
 //! plain ones: the reverse direction of `interop_auth.rs`); in gmond-rs's view every value
 //! carries the GMOND_RS_AUTH mark. Datagrams signed by the test with the same key are
 //! accepted and marked; unsigned, forged (another key under the same id) and replayed ones
-//! never show.
+//! never show. The balancer agent with `--auth` signs its `balancer_*` metrics: they pass a
+//! `require` channel and are marked.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ganglia_wire::auth::{Key, KeyRing, Signer, TRAILER_LEN};
@@ -218,4 +219,81 @@ fn gmond_rs_signs_what_it_sends_and_requires_signatures() {
     );
     assert!(host_named(&c, "forged-node").is_none(), "forged accepted");
     assert!(ours.running());
+}
+
+#[test]
+fn the_balancer_agent_signs_its_metrics() {
+    let dir = TempDir::new("auth-agent");
+    let keys = dir.path().join("keys");
+    gmond_rs::auth::add_key(&keys, Some(2)).unwrap();
+    let (recv, tcp) = (free_port(), free_port());
+    // gmond-rs: mute, listening on `recv` with `require`.
+    let conf = dir.path().join("gmond.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "globals {{ daemonize = no setuid = no mute = yes host_dmax = 0 }}\n\
+             udp_recv_channel {{ bind = 127.0.0.1 port = {recv} }}\n\
+             tcp_accept_channel {{ bind = 127.0.0.1 port = {tcp} }}\n"
+        ),
+    )
+    .unwrap();
+    let _ours = Proc::spawn(
+        "gmond-rs",
+        bin("gmond-rs"),
+        &[
+            OsStr::new("-c"),
+            conf.as_os_str(),
+            OsStr::new("-f"),
+            OsStr::new("--auth"),
+            keys.as_os_str(),
+            OsStr::new("--auth-recv"),
+            OsStr::new("require"),
+        ],
+    );
+    poll_for(Duration::from_secs(20), || cluster(tcp)).expect("gmond-rs serves");
+    // The agent's gmond.conf: one send channel to gmond-rs, a spoofed identity.
+    let agent_conf = dir.path().join("agent-gmond.conf");
+    std::fs::write(
+        &agent_conf,
+        format!(
+            "globals {{ override_hostname = \"hv-signed\" override_ip = \"10.77.2.2\" }}\n\
+             udp_send_channel {{ host = 127.0.0.1 port = {recv} bind = 127.0.0.4 }}\n"
+        ),
+    )
+    .unwrap();
+    let toml = dir.path().join("agent.toml");
+    std::fs::write(
+        &toml,
+        format!("mode = \"recommend\"\nexecutor = \"none\"\nfeed = \"127.0.0.1:{tcp}\"\n"),
+    )
+    .unwrap();
+    let run = |auth: bool| {
+        let mut cmd = std::process::Command::new(bin("balancer-agent"));
+        cmd.arg("--conf")
+            .arg(&agent_conf)
+            .arg("--config")
+            .arg(&toml)
+            .arg("--once");
+        if auth {
+            cmd.arg("--auth").arg(&keys);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    // Without --auth the agent still runs and sends (unsigned, so `require` drops them;
+    // the first test checks refusals).
+    run(false);
+    // Signed: accepted and marked (UDP may drop on loopback: run again until seen).
+    let host = poll_for(Duration::from_secs(60), || {
+        run(true);
+        let c = cluster(tcp)?;
+        let h = host_named(&c, "hv-signed")?.clone();
+        h.metric("balancer_mode").is_some().then_some(h)
+    })
+    .expect("the agent's signed metrics show");
+    assert_eq!(host.metric("balancer_mode").unwrap().val, "recommend");
+    for m in &host.metrics {
+        assert_eq!(mark(&host, &m.name).as_deref(), Some("2"), "{}", m.name);
+    }
 }

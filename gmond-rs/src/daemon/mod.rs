@@ -48,9 +48,11 @@ pub enum Error {
     Config(String),
     /// The authentication key file is unusable (unreadable, readable by others, not ours,
     /// or not a key file).
-    #[error("key file {}: {problem}", path.display())]
+    #[error("key file {problem}")]
     KeyFile {
+        /// The file given with `--auth`.
         path: std::path::PathBuf,
+        /// `FILE:LINE:COLUMN: what` (line 0 for the file as a whole).
         problem: String,
     },
     /// A thread or the runtime could not be started.
