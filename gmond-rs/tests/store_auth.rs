@@ -1,6 +1,7 @@
 //! The store's memory of authentication: a value that came in an authenticated datagram is
 //! marked in the XML (EXTRA_ELEMENT GMOND_RS_AUTH = key id) until an unauthenticated value
-//! replaces it, on the direct and the pre-rendered path alike, and never without extra data.
+//! replaces it, on the direct and the pre-rendered path alike, and never without extra data;
+//! a signing daemon's store leaves a trailer's room in the metadata requests it queues.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod store_common;
 
@@ -64,4 +65,26 @@ fn authenticated_values_are_marked_until_replaced() {
     let doc = xml(&s, t(1));
     assert!(doc.contains("<METRIC NAME=\"m\""), "{doc}");
     assert!(!doc.contains("<EXTRA_DATA>") && !doc.contains("GMOND_RS_AUTH"));
+}
+
+#[test]
+fn a_signing_store_leaves_the_trailer_room_in_its_requests() {
+    // A value without metadata makes a request of 24 + 1420 = 1444 bytes: within gmond's
+    // 1464-byte metadata buffer, not within it less a 48-byte trailer.
+    let name = "n".repeat(1420);
+    for (reserve, sent) in [(0, 1), (48, 0)] {
+        let mut s = ClusterStore::new(StoreConfig {
+            transmit_reserve: reserve,
+            ..StoreConfig::default()
+        });
+        let d = uint("a", &name, false, 1);
+        assert_eq!(s.handle_datagram(t(0), A, &d), Outcome::Accepted);
+        let mut n = 0;
+        while let Some(r) = s.poll_transmit() {
+            assert!(r.len() + reserve <= 1464);
+            n += 1;
+        }
+        assert_eq!(n, sent, "reserve {reserve}");
+        assert_eq!(s.stats().metadata_requests_unsent_total, 1 - sent as u64);
+    }
 }

@@ -276,7 +276,15 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
         })?;
     }
     let store = Arc::new(RwLock::new(ClusterStore::with_resolver(
-        store_config(&cfg),
+        StoreConfig {
+            // Every request the store queues goes out signed: leave the trailer's room.
+            transmit_reserve: if opts.auth.is_some() {
+                ganglia_wire::auth::TRAILER_LEN
+            } else {
+                0
+            },
+            ..store_config(&cfg)
+        },
         host_resolver(&opts)?,
     )));
 

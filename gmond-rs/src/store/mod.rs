@@ -497,7 +497,7 @@ impl ClusterStore {
                         .is_some_and(|&t| now.saturating_since(t) < cfg.metadata_request_interval);
                     if recent {
                         stats.metadata_requests_suppressed_total += 1;
-                    } else if queue_request(transmit, stats, &cfg.caps, key, &host.name, name, id)
+                    } else if queue_request(transmit, stats, cfg, key, &host.name, name, id)
                         && !cfg.metadata_request_interval.is_zero()
                     {
                         match last.entry_ref(name) {
@@ -647,13 +647,13 @@ fn intern(
 fn queue_request(
     transmit: &mut VecDeque<Vec<u8>>,
     stats: &mut Stats,
-    caps: &Caps,
+    cfg: &StoreConfig,
     key: &[u8],
     host_name: &[u8],
     name: &[u8],
     id: &MetricId<'_>,
 ) -> bool {
-    if transmit.len() >= caps.max_pending_transmit {
+    if transmit.len() >= cfg.caps.max_pending_transmit {
         stats.metadata_requests_unsent_total += 1;
         return false;
     }
@@ -669,8 +669,9 @@ fn queue_request(
         name,
         spoof: id.spoof,
     });
-    // gmond builds requests in its metadata buffer; one that does not fit is not sent.
-    match encode_bounded(&req, METADATA_LIMIT) {
+    // gmond builds requests in its metadata buffer; one that does not fit is not sent. A
+    // signing daemon leaves the trailer's room in it.
+    match encode_bounded(&req, METADATA_LIMIT.saturating_sub(cfg.transmit_reserve)) {
         Ok(bytes) => {
             transmit.push_back(bytes);
             stats.metadata_requests_sent_total += 1;
