@@ -143,6 +143,7 @@ fuzz_all() {
             xml_read) seeds=tests/fixtures/ganglia-3.7.2/xml ;;
             gmond_conf) seeds=gmond-rs/conf/tests/data ;;
             rrd_text) seeds=fuzz/seeds/rrd_text ;;
+            auth_trailer) seeds=fuzz/seeds/auth_trailer ;;
             balancer_inputs) seeds=configs/policies ;;
             agent_inputs) seeds=tests/fixtures/ganglia-3.7.2/xml ;;
             *) seeds="" ;;

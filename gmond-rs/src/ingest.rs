@@ -26,6 +26,7 @@
 //! drained, and the backlog is applied, each datagram with its own arrival time, at the next
 //! successful try. Only a full backlog waits for the lock.
 
+use crate::auth::{self, Admit, Gate};
 use crate::iostats::IoStats;
 use crate::store::{ClusterStore, HostsFileResolver, Resolver, Timestamp};
 use gmond_conf::Acl;
@@ -71,6 +72,14 @@ pub const REQUEST_QUEUE: usize = 1024;
 /// How often a receive loop with a stop check looks at it while no datagram arrives.
 pub const STOP_POLL: Duration = Duration::from_millis(250);
 
+/// What a receive channel admits: its ACL (by source address), then its auth gate.
+#[derive(Default)]
+pub struct ChannelRules {
+    pub acl: Option<Acl>,
+    /// `None`: no `--auth`; the store gets every datagram as it came.
+    pub gate: Option<Gate>,
+}
+
 /// Receives datagrams on `sock` until the store's lock is poisoned or `stop` (checked at
 /// least every [`STOP_POLL`]) says so; without a stop check it runs for the life of the
 /// process. `send` transmits what the store wants sent (answers to metadata requests);
@@ -78,7 +87,7 @@ pub const STOP_POLL: Duration = Duration::from_millis(250);
 /// after the store's lock is released.
 pub fn receive_loop(
     sock: UdpSocket,
-    acl: Option<Acl>,
+    rules: ChannelRules,
     store: &RwLock<ClusterStore>,
     send: &dyn Fn(&[u8]),
     stats: &IoStats,
@@ -148,10 +157,15 @@ pub fn receive_loop(
         };
         let backlogged = !backlog.is_empty();
         s.poll_resolver();
-        backlog.apply(&mut s, acl.as_ref(), stats);
+        let rx = Rx {
+            acl: rules.acl.as_ref(),
+            gate: rules.gate.as_ref(),
+            stats,
+        };
+        backlog.apply(&mut s, &rx);
         let mut full = count == BATCH;
         if let Some(r) = received {
-            apply(&mut s, now, &r, acl.as_ref(), stats);
+            rx.apply(&mut s, now, r.iter());
         }
         // A full batch means more is queued: drain it under this lock rather than queue
         // behind the next dump again.
@@ -163,7 +177,7 @@ pub fn receive_loop(
                 break;
             };
             full = more.count == BATCH;
-            apply(&mut s, now, &more, acl.as_ref(), stats);
+            rx.apply(&mut s, now, more.iter());
         }
         while let Some(d) = s.poll_transmit() {
             outgoing.push(d);
@@ -319,36 +333,61 @@ impl Backlog {
 
     /// Feeds everything to the store in arrival order and empties the backlog (its buffers
     /// are kept for the next dump).
-    fn apply(&mut self, s: &mut ClusterStore, acl: Option<&Acl>, stats: &IoStats) {
+    fn apply(&mut self, s: &mut ClusterStore, rx: &Rx<'_>) {
         let mut start = 0;
         for &(at, from, end) in &self.items {
             let bytes = self.data.get(start..end).unwrap_or_default();
             start = end;
-            if acl.is_some_and(|a| !a.allows(from)) {
-                stats.acl_denied_total.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            s.handle_datagram(at, from, bytes);
+            rx.apply(s, at, std::iter::once((from, bytes)));
         }
         self.data.clear();
         self.items.clear();
     }
 }
 
-/// Feeds one batch to the store, dropping datagrams the channel's ACL denies.
-fn apply(
-    s: &mut ClusterStore,
-    now: Timestamp,
-    received: &Received<'_>,
-    acl: Option<&Acl>,
-    stats: &IoStats,
-) {
-    for (from, bytes) in received.iter() {
-        if acl.is_some_and(|a| !a.allows(from)) {
-            stats.acl_denied_total.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        s.handle_datagram(now, from, bytes);
+/// What stands between a receive channel and the store: its ACL, then its auth gate.
+struct Rx<'a> {
+    acl: Option<&'a Acl>,
+    gate: Option<&'a Gate>,
+    stats: &'a IoStats,
+}
+
+impl Rx<'_> {
+    /// Feeds datagrams received at `now` to the store, dropping (and counting) what the
+    /// channel's ACL denies and what its auth mode refuses.
+    fn apply<'b>(
+        &self,
+        s: &mut ClusterStore,
+        now: Timestamp,
+        datagrams: impl Iterator<Item = (Ipv4Addr, &'b [u8])>,
+    ) {
+        let allowed = datagrams.filter(|(from, _)| {
+            let denied = self.acl.is_some_and(|a| !a.allows(*from));
+            if denied {
+                self.stats.acl_denied_total.fetch_add(1, Ordering::Relaxed);
+            }
+            !denied
+        });
+        let Some(gate) = self.gate else {
+            for (from, bytes) in allowed {
+                s.handle_datagram(now, from, bytes);
+            }
+            return;
+        };
+        gate.batch(|admit| {
+            for (from, bytes) in allowed {
+                let verdict = admit(bytes, now.as_secs());
+                auth::count(self.stats, &verdict);
+                match verdict {
+                    Admit::Pass { body, auth } => {
+                        s.handle_datagram_from(now, from, body, auth);
+                    }
+                    Admit::Drop(reason) => {
+                        tracing::debug!(%from, reason, "datagram dropped by auth mode");
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -485,7 +524,17 @@ mod tests {
         let stats = Arc::new(IoStats::default());
         {
             let (store, stats) = (store.clone(), stats.clone());
-            std::thread::spawn(move || receive_loop(rx, None, &store, &|_| {}, &stats, &[], None));
+            std::thread::spawn(move || {
+                receive_loop(
+                    rx,
+                    ChannelRules::default(),
+                    &store,
+                    &|_| {},
+                    &stats,
+                    &[],
+                    None,
+                )
+            });
         }
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut d = Vec::new();
@@ -533,7 +582,15 @@ mod tests {
         std::thread::scope(|s| {
             let t = s.spawn(|| {
                 let check = || stopped.load(Ordering::SeqCst);
-                receive_loop(rx, None, &store, &|_| {}, &stats, &[], Some(&check));
+                receive_loop(
+                    rx,
+                    ChannelRules::default(),
+                    &store,
+                    &|_| {},
+                    &stats,
+                    &[],
+                    Some(&check),
+                );
             });
             // Once it has taken a datagram it is back in its blocking receive with nothing to
             // come: only the receive timeout can bring it to the flag.

@@ -17,4 +17,8 @@ pub struct IoStats {
     pub metadata_requests_dropped_total: AtomicU64,
     /// Failed accepts on the XML port (usually: out of descriptors).
     pub xml_accept_errors_total: AtomicU64,
+    /// Datagrams whose signature was verified and accepted (`--auth`).
+    pub auth_accepted_total: AtomicU64,
+    /// Datagrams a receive channel's auth mode dropped, by `crate::auth::DROP_REASONS`.
+    pub auth_dropped_total: [AtomicU64; 6],
 }

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod archive;
+pub mod auth;
 pub mod daemon;
 pub mod ingest;
 pub mod iostats;

@@ -45,6 +45,16 @@ struct Args {
     /// (DIR/<cluster>/<host>/<metric>.rrd), for ganglia-web without gmetad. gmond-rs only.
     #[arg(long = "rrd-rootdir", value_name = "DIR")]
     rrd_rootdir: Option<PathBuf>,
+    /// Sign every datagram sent and check signatures received, with the keys in FILE (made
+    /// by gmond-rs-keygen; mode 0600, owned by this user; read again on SIGHUP). gmond-rs
+    /// only: real gmond reads signed datagrams as plain ones.
+    #[arg(long = "auth", value_name = "FILE")]
+    auth: Option<PathBuf>,
+    /// With --auth, what a udp_recv_channel accepts: MODE for every channel, or PORT=MODE for
+    /// the channel on that port (repeatable). Modes: none (ignore signatures), prefer (the
+    /// default: signed or unsigned, but no bad signature), require (signed only)
+    #[arg(long = "auth-recv", value_name = "[PORT=]MODE", requires = "auth")]
+    auth_recv: Vec<String>,
 }
 
 /// Writes a listing to stdout; a reader that went away (`gmond-rs -m | head`) ends the
@@ -145,6 +155,33 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Before detaching: a key file problem is reported on the terminal.
+    let auth = match &args.auth {
+        None => None,
+        Some(path) => match gmond_rs::auth::read_key_file(path) {
+            Ok(keys) => {
+                let mut opts = gmond_rs::auth::AuthOptions::new(keys);
+                for spec in &args.auth_recv {
+                    if let Err(e) = opts.set_mode(spec) {
+                        eprintln!("gmond-rs: --auth-recv {spec}: {e}");
+                        return ExitCode::from(1);
+                    }
+                }
+                tracing::info!(
+                    file = %path.display(),
+                    keys = ?opts.keys.key_ids().collect::<Vec<_>>(),
+                    signing = opts.keys.signing_key_id(),
+                    "authenticated datagrams"
+                );
+                Some(opts)
+            }
+            Err(e) => {
+                eprintln!("gmond-rs: {e}");
+                eprintln!("gmond-rs: configuration rejected; not starting");
+                return ExitCode::from(1);
+            }
+        },
+    };
     let mut detach_hook = None;
     if background {
         let pid_file = pid_file.clone();
@@ -156,10 +193,17 @@ fn main() -> ExitCode {
         }
     }
     // SIGHUP re-executes only into a configuration that loads and that this build can run.
-    let conf = args.conf.clone();
+    // The key file is re-read by the new image too: it must still load.
+    let (conf, key_file) = (args.conf.clone(), args.auth.clone());
     let reload_check = ReloadCheck(Arc::new(move || {
         let loaded = gmond_conf::load_like_gmond(conf.as_deref()).map_err(|e| e.to_string())?;
-        daemon::check_startable(&loaded.config).map_err(|e| e.to_string())
+        daemon::check_startable(&loaded.config).map_err(|e| e.to_string())?;
+        match &key_file {
+            Some(path) => gmond_rs::auth::read_key_file(path)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
     }));
     let result = daemon::run(
         loaded.config,
@@ -168,6 +212,7 @@ fn main() -> ExitCode {
             rrd_rootdir: args.rrd_rootdir,
             detach: detach_hook,
             reload_check: Some(reload_check),
+            auth,
             ..RunOptions::default()
         },
     );

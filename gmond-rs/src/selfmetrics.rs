@@ -76,6 +76,20 @@ pub static SELF_METRICS: &[MetricSpec] = &[
         "Metadata requests not sent because the same name was asked about within metadata_request_interval",
     ),
     spec(
+        "gmond_rs_auth_accepted",
+        "datagrams",
+        "positive",
+        "Authenticated datagrams",
+        "Datagrams whose signature (--auth) was verified and accepted",
+    ),
+    spec(
+        "gmond_rs_auth_dropped",
+        "datagrams",
+        "positive",
+        "Datagrams refused by auth",
+        "Datagrams a receive channel's auth mode dropped: unsigned (require), malformed trailer, unknown key, bad MAC, stale, replay",
+    ),
+    spec(
         "gmond_rs_hosts",
         "hosts",
         "both",
@@ -106,6 +120,12 @@ pub fn value(name: &str, store: &Stats, io: &IoStats) -> Option<MetricValue> {
         "gmond_rs_acl_denied" => n(io.acl_denied_total.load(Ordering::Relaxed)),
         "gmond_rs_xml_clients" => n(io.xml_clients_served_total.load(Ordering::Relaxed)),
         "gmond_rs_metadata_requests_suppressed" => n(store.metadata_requests_suppressed_total),
+        "gmond_rs_auth_accepted" => n(io.auth_accepted_total.load(Ordering::Relaxed)),
+        "gmond_rs_auth_dropped" => n(io
+            .auth_dropped_total
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()),
         "gmond_rs_hosts" => n(store.hosts as u64),
         "gmond_rs_metrics" => n(store.metrics as u64),
         _ => None,

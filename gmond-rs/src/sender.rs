@@ -103,6 +103,12 @@ impl Sender {
         }
     }
 
+    /// Leaves `bytes` of every datagram's size limit free (a signature trailer).
+    pub fn reserving(mut self, bytes: usize) -> Self {
+        self.emitter = self.emitter.reserving(bytes);
+        self
+    }
+
     /// Names of every metric this host sends, in send order.
     pub fn metric_names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.metrics.iter().map(|m| m.plan.spec.name)

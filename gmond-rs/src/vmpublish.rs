@@ -29,6 +29,12 @@ impl VmPublisher {
         }
     }
 
+    /// Leaves `bytes` of every datagram's size limit free (a signature trailer).
+    pub fn reserving(mut self, bytes: usize) -> Self {
+        self.emitter = self.emitter.reserving(bytes);
+        self
+    }
+
     /// A peer asked for the metadata of `name`: it goes out with the next round. Only names
     /// this publisher sends are kept (anyone may ask for anything: a flood of requests for
     /// distinct names must not grow this set), and at most until that round.

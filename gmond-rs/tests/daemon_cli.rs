@@ -1,6 +1,7 @@
 //! gmond's command line on the listing and refusal paths: `-m` loads the configuration first as
 //! gmond does, listings survive a reader that goes away, and `-b`/`-r` are refused with a
-//! message rather than half done.
+//! message rather than half done; a key file others can read, or a bad `--auth-recv`, stops
+//! start-up with the reason.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Command, Stdio};
@@ -98,4 +99,42 @@ fn bandwidth_and_convert_are_refused() {
     let (code, _, err) = run(&["-r", "/etc/old.conf"]);
     assert_eq!(code, 1);
     assert!(err.contains("not implemented"), "{err}");
+}
+
+#[test]
+fn a_bad_key_file_or_mode_stops_start_up_with_the_reason() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = integration_tests::TempDir::new("cli-auth");
+    // A config that would start (loopback, ports of its own) if the key file were good.
+    let conf = dir.path().join("gmond.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "globals {{ daemonize = no setuid = no mute = yes }}\n\
+             udp_recv_channel {{ bind = 127.0.0.1 port = {} }}\n",
+            integration_tests::free_port()
+        ),
+    )
+    .unwrap();
+    let keys = dir.path().join("keys");
+    gmond_rs::auth::add_key(&keys, None).unwrap();
+    let c = conf.to_str().unwrap();
+    let k = keys.to_str().unwrap();
+
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = run(&["-c", c, "-f", "--auth", k]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("chmod 600") && err.contains("not starting"),
+        "{err}"
+    );
+
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, _, err) = run(&["-c", c, "-f", "--auth", k, "--auth-recv", "maybe"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("none, prefer or require"), "{err}");
+    // --auth-recv means nothing without keys.
+    let (code, _, err) = run(&["-c", c, "-f", "--auth-recv", "require"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--auth"), "{err}");
 }

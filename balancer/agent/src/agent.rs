@@ -45,6 +45,9 @@ pub struct AgentOptions {
     pub verify_attempts: u32,
     /// Largest datagram sent (gmond.conf max_udp_msg_len, default 1472).
     pub max_udp_msg_len: usize,
+    /// Bytes of every datagram's size limit left free for what the sink appends (a signature
+    /// trailer, `ganglia_wire::auth::TRAILER_LEN`, when the agent signs); default 0.
+    pub reserve: usize,
 }
 
 impl AgentOptions {
@@ -60,6 +63,7 @@ impl AgentOptions {
             verify_retry: Duration::from_millis(500),
             verify_attempts: 10,
             max_udp_msg_len: 1472,
+            reserve: 0,
         }
     }
 }
@@ -167,6 +171,7 @@ pub struct Agent {
     verify_retry: Duration,
     verify_attempts: u32,
     max_udp_msg_len: usize,
+    reserve: usize,
     trends: Trends,
     history: History,
     known_moves: BTreeSet<(String, u64)>,
@@ -240,6 +245,7 @@ impl Agent {
             verify_retry: opts.verify_retry,
             verify_attempts: opts.verify_attempts.max(1),
             max_udp_msg_len: opts.max_udp_msg_len,
+            reserve: opts.reserve,
             trends: Trends::new(TrendConfig::default()),
             history: History::default(),
             known_moves: BTreeSet::new(),
@@ -415,6 +421,7 @@ impl Agent {
             self.cfg.metric_dmax_s,
             true,
             self.max_udp_msg_len,
+            self.reserve,
         )
     }
 

@@ -13,6 +13,7 @@ use balancer_agent::audit::AuditLog;
 use balancer_agent::metrics::{Identity, MetricSink, SendChannel, UdpSink};
 use balancer_agent::{Agent, AgentConfig, AgentOptions, Executor, ExecutorKind, Mode};
 use clap::Parser;
+use ganglia_wire::auth::{KeyRing, Signer, TRAILER_LEN};
 use gmond_conf::SendTarget;
 
 #[derive(Parser, Debug)]
@@ -52,6 +53,10 @@ struct Cli {
     /// Same as --mode recommend.
     #[arg(long)]
     dry_run: bool,
+    /// Sign our metrics with gmond-rs's key file (as `gmond-rs --auth FILE`: mode 0600,
+    /// owned by this user; read again on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    auth: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,7 +84,13 @@ fn main() -> anyhow::Result<()> {
         .clone()
         .or_else(|| g.override_hostname.clone())
         .unwrap_or(hostname);
-    let sink = metric_sink(&gconf)?;
+    let keys = cli.auth.as_deref().map(read_keys).transpose()?;
+    let mut sink = metric_sink(&gconf)?;
+    if let (Some(keys), Some(s)) = (&keys, sink.take()) {
+        let signer = Signer::new(keys, sender_id()?);
+        tracing::info!(signing = keys.signing_key_id(), "metrics are signed");
+        sink = Some(s.signing(signer));
+    }
     let audit = match &cfg.audit_log {
         Some(p) => AuditLog::open(p)?,
         None => AuditLog::none(),
@@ -88,6 +99,9 @@ fn main() -> anyhow::Result<()> {
     opts.identity = identity.clone();
     opts.audit = audit;
     opts.max_udp_msg_len = usize::from(g.max_udp_msg_len);
+    if keys.is_some() {
+        opts.reserve = TRAILER_LEN;
+    }
     let agent = Agent::new(opts)?;
     let signals = Signals::install()?;
     tracing::info!(name = %name, identity = %identity.host, mode = cfg.mode.as_str(),
@@ -201,6 +215,20 @@ fn run(
             }
             if signals.hup.swap(false, Ordering::SeqCst) {
                 on_sighup(&mut agent, cli, cfg);
+                if let (Some(path), Some(s)) = (&cli.auth, sink.as_mut()) {
+                    match read_keys(path) {
+                        Ok(keys) => {
+                            s.rekey(&keys);
+                            tracing::info!(
+                                signing = keys.signing_key_id(),
+                                "SIGHUP: keys reloaded"
+                            );
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "SIGHUP: key file rejected, old keys kept")
+                        }
+                    }
+                }
             }
             // Finished migrations are collected as they come, not only once per interval.
             agent.wait_worker(epoch(), Duration::from_millis(100));
@@ -265,6 +293,19 @@ fn on_sighup(agent: &mut Agent, cli: &Cli, cfg: &AgentConfig) {
         }
     }
     reload(agent, &policy);
+}
+
+/// The key file, under gmond-rs's rules (gmond_conf::keyfile: private, ours).
+fn read_keys(path: &std::path::Path) -> anyhow::Result<KeyRing> {
+    let text = gmond_conf::keyfile::read_private(path)?;
+    KeyRing::parse(&text).with_context(|| format!("key file {}", path.display()))
+}
+
+/// A random id for this process's signer.
+fn sender_id() -> anyhow::Result<u64> {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no random bytes: {e}"))?;
+    Ok(u64::from_ne_bytes(b))
 }
 
 fn epoch() -> u64 {

@@ -5,6 +5,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Mutex;
 
+use ganglia_wire::auth::{Signer, TRAILER_LEN};
 use ganglia_wire::{Emitter, Extra, MetricDescriptor, MetricType, Slope, Value};
 
 use crate::coord::{MODE_METRIC, MOVES_METRIC};
@@ -190,7 +191,8 @@ fn format_of(t: MetricType) -> &'static str {
 pub use ganglia_wire::Identity;
 
 /// Encodes `metrics` as datagrams: each metric's metadata (when `with_metadata`) then its
-/// value. What does not fit (the emitter's rule) is left out and logged.
+/// value. What does not fit (the emitter's rule, with `reserve` bytes kept free for a
+/// signature) is left out and logged.
 pub fn encode_datagrams(
     id: &Identity,
     metrics: &AgentMetrics,
@@ -198,8 +200,9 @@ pub fn encode_datagrams(
     dmax: u32,
     with_metadata: bool,
     max_udp_msg_len: usize,
+    reserve: usize,
 ) -> Vec<Vec<u8>> {
-    let emitter = Emitter::new(id.clone(), max_udp_msg_len);
+    let emitter = Emitter::new(id.clone(), max_udp_msg_len).reserving(reserve);
     let mut out = Vec::with_capacity(2 * NAMES.len());
     let descriptors = descriptors(id.spoof_host_extra(), tmax, dmax);
     for (d, value) in descriptors.iter().zip(metrics.values()) {
@@ -258,10 +261,12 @@ pub struct SendChannel {
     pub ttl: u32,
 }
 
-/// UDP to every send channel: one socket per channel, set up as gmond sets up its own.
+/// UDP to every send channel: one socket per channel, set up as gmond sets up its own; with
+/// a signer (gmond-rs's `--auth` key file), every datagram is signed first.
 #[derive(Debug)]
 pub struct UdpSink {
     sockets: Vec<(UdpSocket, SocketAddr)>,
+    signer: Option<Signer>,
     /// Datagrams that could not be sent.
     pub send_errors_total: u64,
 }
@@ -288,13 +293,44 @@ impl UdpSink {
         }
         Ok(UdpSink {
             sockets,
+            signer: None,
             send_errors_total: 0,
         })
+    }
+
+    /// Signs every datagram with `signer` (the agent's metrics must then be encoded with
+    /// [`ganglia_wire::auth::TRAILER_LEN`] reserved: `AgentOptions::reserve`).
+    pub fn signing(self, signer: Signer) -> UdpSink {
+        UdpSink {
+            signer: Some(signer),
+            ..self
+        }
+    }
+
+    /// Switches to the signing key of a re-read key file (same sender id and sequence).
+    pub fn rekey(&mut self, keys: &ganglia_wire::auth::KeyRing) {
+        if let Some(s) = &mut self.signer {
+            s.rekey(keys);
+        }
     }
 }
 
 impl MetricSink for UdpSink {
     fn send(&mut self, datagram: &[u8]) {
+        let signed;
+        let datagram = match &mut self.signer {
+            None => datagram,
+            Some(signer) => {
+                // The sink is the agent's I/O edge: it reads the wall clock for the trailer.
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let mut out = Vec::with_capacity(datagram.len() + TRAILER_LEN);
+                signer.sign(datagram, now, &mut out);
+                signed = out;
+                &signed
+            }
+        };
         for (sock, to) in &self.sockets {
             if let Err(e) = sock.send_to(datagram, to) {
                 self.send_errors_total += 1;
@@ -318,7 +354,7 @@ mod tests {
             ..Default::default()
         };
         let id = Identity::new("hv1", None, None);
-        let d = encode_datagrams(&id, &m, 60, 3600, true, 1472);
+        let d = encode_datagrams(&id, &m, 60, 3600, true, 1472, 0);
         assert_eq!(d.len(), 2 * NAMES.len());
         let names: Vec<Vec<u8>> = d
             .iter()
@@ -343,16 +379,16 @@ mod tests {
         };
         assert_eq!(v.id.host, b"hv1");
         assert_eq!(v.value, Value::Str(b"auto"));
-        let values_only = encode_datagrams(&id, &m, 60, 0, false, 1472);
+        let values_only = encode_datagrams(&id, &m, 60, 0, false, 1472, 0);
         assert_eq!(values_only.len(), NAMES.len());
         let spoof = Identity::new("x", Some("hv9"), Some("10.0.0.9"));
-        let d = encode_datagrams(&spoof, &m, 60, 0, true, 1472);
+        let d = encode_datagrams(&spoof, &m, 60, 0, true, 1472, 0);
         let Message::Metadata(md) = decode(&d[0]).unwrap() else {
             panic!()
         };
         assert_eq!((md.id.host, md.id.spoof), (&b"10.0.0.9:hv9"[..], true));
         // A value too long for the datagram limit is left out.
-        let short = encode_datagrams(&id, &m, 60, 0, false, 52);
+        let short = encode_datagrams(&id, &m, 60, 0, false, 52, 0);
         assert!(
             !short.is_empty() && short.len() < NAMES.len(),
             "{}",
@@ -383,7 +419,7 @@ mod byte_tests {
             recent_moves: "100:hv9>hv2:web1".into(),
         };
         let id = Identity::new("x", Some("hv9"), Some("10.0.0.9"));
-        let got = encode_datagrams(&id, &m, 60, 3600, true, 1472);
+        let got = encode_datagrams(&id, &m, 60, 3600, true, 1472, 0);
         let d =
             |name, metric_type, format, units, slope, title: &'static str, desc: &'static str| {
                 MetricDescriptor {

@@ -54,6 +54,7 @@ pub mod collect;
 pub mod config;
 mod default_text;
 pub mod error;
+pub mod keyfile;
 mod lexer;
 pub mod render;
 mod resolve;

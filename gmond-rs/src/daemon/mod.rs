@@ -46,6 +46,15 @@ pub enum Error {
     /// The configuration asks for something this build cannot do.
     #[error("{0}")]
     Config(String),
+    /// The authentication key file is unusable (unreadable, readable by others, not ours,
+    /// or not a key file).
+    #[error("key file {problem}")]
+    KeyFile {
+        /// The file given with `--auth`.
+        path: std::path::PathBuf,
+        /// `FILE:LINE:COLUMN: what` (line 0 for the file as a whole).
+        problem: String,
+    },
     /// A thread or the runtime could not be started.
     #[error("{what}: {source}")]
     Runtime {
@@ -70,6 +79,8 @@ pub struct RunOptions {
     pub detach: Option<Detach>,
     /// Bounds on XML clients; `None`: [`ClientLimits::for_this_process`].
     pub client_limits: Option<ClientLimits>,
+    /// Authenticated datagrams (`--auth`): sign everything sent, admit by channel mode.
+    pub auth: Option<crate::auth::AuthOptions>,
     /// Run on SIGHUP before returning [`Exit::Reload`]: an error (the new configuration does
     /// not load) is logged and the daemon keeps running with what it has, so a typo never
     /// takes monitoring down. `None`: every SIGHUP reloads.
@@ -279,7 +290,7 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
         outbound,
         receivers,
         listeners,
-    } = net::Sockets::open(&cfg, stats.clone())?;
+    } = net::Sockets::open(&cfg, stats.clone(), opts.auth.as_ref())?;
     if let Some(Detach(detach)) = &opts.detach {
         detach().map_err(|source| Error::Runtime {
             what: "daemonize",
@@ -287,7 +298,15 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
         })?;
     }
     let store = Arc::new(RwLock::new(ClusterStore::with_resolver(
-        store_config(&cfg),
+        StoreConfig {
+            // Every request the store queues goes out signed: leave the trailer's room.
+            transmit_reserve: if opts.auth.is_some() {
+                ganglia_wire::auth::TRAILER_LEN
+            } else {
+                0
+            },
+            ..store_config(&cfg)
+        },
         host_resolver(&opts)?,
     )));
 
@@ -342,7 +361,23 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
         None => (None, None),
     };
     let mut threads = tasks::Threads::default();
+    let gates = opts.auth.as_ref().map(crate::auth::Gate::shared);
+    // Signing senders leave room for the trailer in every datagram they encode.
+    let reserve = if opts.auth.is_some() {
+        ganglia_wire::auth::TRAILER_LEN
+    } else {
+        0
+    };
     for (sock, acl, name) in receivers {
+        let gate = match (&gates, &opts.auth) {
+            (Some(g), Some(a)) => {
+                let port = sock.local_addr().map(|a| a.port()).unwrap_or(0);
+                let mode = a.mode_for(port);
+                tracing::info!(channel = %name, port, ?mode, "authenticated datagrams");
+                Some(g(mode))
+            }
+            _ => None,
+        };
         let s = shared.clone();
         let req_txs: Vec<_> = std::iter::once(req_tx.clone())
             .chain(vm_req_tx.clone())
@@ -353,7 +388,7 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
             let check = || s.stop.is_stopped();
             crate::ingest::receive_loop(
                 sock,
-                acl,
+                crate::ingest::ChannelRules { acl, gate },
                 &s.store,
                 &|d| s.outbound.send(d),
                 &s.stats,
@@ -368,7 +403,8 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
             id.clone(),
             plan.metadata_resend,
             usize::from(cfg.globals.max_udp_msg_len),
-        );
+        )
+        .reserving(reserve);
         let s = shared.clone();
         threads.spawn(plan.thread, "VM metrics thread", move || {
             // Opened on this thread: a libvirt connection blocks and stays off the others.
@@ -389,7 +425,8 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
         cfg.globals.send_metadata_interval,
         usize::from(cfg.globals.max_udp_msg_len),
         Timestamp::from_system_time(start),
-    );
+    )
+    .reserving(reserve);
     let s = shared.clone();
     threads.spawn("sender", "sender thread", move || {
         tasks::sender_loop(sender, collector, req_rx, &s)

@@ -3,11 +3,13 @@
 
 use super::Error;
 use crate::iostats::IoStats;
+use ganglia_wire::auth::{Signer, TRAILER_LEN};
 use gmond_conf::{Acl, Config, SendTarget, TcpAcceptChannel, UdpRecvChannel};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs, UdpSocket};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Every socket a daemon uses.
 pub(super) struct Sockets {
@@ -20,7 +22,11 @@ pub(super) struct Sockets {
 impl Sockets {
     /// Opens the channels of `cfg` that apply (none to send on when mute, none to receive on
     /// when deaf; sFlow ports are not ours).
-    pub fn open(cfg: &Config, stats: Arc<IoStats>) -> Result<Sockets, Error> {
+    pub fn open(
+        cfg: &Config,
+        stats: Arc<IoStats>,
+        auth: Option<&crate::auth::AuthOptions>,
+    ) -> Result<Sockets, Error> {
         let channels = if cfg.effective_mute() {
             Vec::new()
         } else {
@@ -53,22 +59,47 @@ impl Sockets {
                 .map(|(i, ch)| tcp_listener(i, ch).map(|l| (l, ch.clone())))
                 .collect::<Result<_, _>>()?
         };
+        let signer = auth.map(|a| a.signer()).transpose()?.map(Mutex::new);
         Ok(Sockets {
-            outbound: Arc::new(Outbound { channels, stats }),
+            outbound: Arc::new(Outbound {
+                channels,
+                stats,
+                signer,
+            }),
             receivers,
             listeners,
         })
     }
 }
 
-/// Where this host's datagrams go: every send channel gets every datagram.
+/// Where this host's datagrams go: every send channel gets every datagram, signed when the
+/// daemon has a key (`--auth`).
 pub(super) struct Outbound {
     pub channels: Vec<(UdpSocket, SocketAddr)>,
     stats: Arc<IoStats>,
+    /// One sender id for the whole process: every thread's datagrams take the next sequence
+    /// number under this lock (held for the HMAC only, not the sends).
+    signer: Option<Mutex<Signer>>,
 }
 
 impl Outbound {
     pub fn send(&self, datagram: &[u8]) {
+        let signed;
+        let datagram = match &self.signer {
+            None => datagram,
+            Some(signer) => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let mut out = Vec::with_capacity(datagram.len() + TRAILER_LEN);
+                signer
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .sign(datagram, now, &mut out);
+                signed = out;
+                &signed
+            }
+        };
         for (sock, to) in &self.channels {
             match sock.send_to(datagram, to) {
                 Ok(_) => {

@@ -33,6 +33,9 @@ pub struct StoreConfig {
     /// value without metadata, which after a restart is hosts x names requests. `ZERO` asks
     /// per value, as gmond.
     pub metadata_request_interval: Duration,
+    /// Bytes of the metadata buffer the daemon appends to each request it transmits (a
+    /// signature trailer with `--auth`): requests must fit `METADATA_LIMIT` less this.
+    pub transmit_reserve: usize,
 }
 
 impl Default for StoreConfig {
@@ -48,6 +51,7 @@ impl Default for StoreConfig {
             caps: Caps::default(),
             warn_interval: Duration::from_secs(60),
             metadata_request_interval: Duration::from_secs(20),
+            transmit_reserve: 0,
         }
     }
 }

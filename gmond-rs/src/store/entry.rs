@@ -112,6 +112,16 @@ pub(crate) struct StoredValue {
     fmt_len: usize,
     buf: Vec<u8>,
     pub(crate) received: Timestamp,
+    /// The id of the key that authenticated this value, as decimal text (XML prints it);
+    /// empty: not authenticated.
+    auth: AuthMark,
+}
+
+/// A key id as decimal text, inline (at most 10 digits), so a dump lends it out as bytes.
+#[derive(Debug, Default, Clone, Copy)]
+struct AuthMark {
+    text: [u8; 10],
+    len: u8,
 }
 
 impl StoredValue {
@@ -121,9 +131,27 @@ impl StoredValue {
             fmt_len: 0,
             buf: Vec::new(),
             received: now,
+            auth: AuthMark::default(),
         };
         v.set(fmt, value, now);
         v
+    }
+
+    /// Records which key authenticated the value just set (`None`: none did).
+    pub(crate) fn set_auth(&mut self, key_id: Option<u32>) {
+        let mut mark = AuthMark::default();
+        if let Some(id) = key_id {
+            let digits = id.to_string();
+            let n = digits.len().min(mark.text.len());
+            mark.text[..n].copy_from_slice(&digits.as_bytes()[..n]);
+            mark.len = n as u8;
+        }
+        self.auth = mark;
+    }
+
+    /// The authenticating key's id as text, if the value was authenticated.
+    pub(crate) fn auth(&self) -> Option<&[u8]> {
+        (self.auth.len > 0).then(|| &self.auth.text[..usize::from(self.auth.len)])
     }
 
     /// Overwrites in place; allocates only if the new text outgrows the buffer.

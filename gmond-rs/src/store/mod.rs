@@ -218,6 +218,20 @@ impl ClusterStore {
     /// One datagram received from `src` at `now`. Never panics; anything unusable is counted
     /// in [`Stats`] and reported as [`Outcome::Dropped`].
     pub fn handle_datagram(&mut self, now: Timestamp, src: Ipv4Addr, bytes: &[u8]) -> Outcome {
+        self.handle_datagram_from(now, src, bytes, None)
+    }
+
+    /// [`handle_datagram`](Self::handle_datagram) for a datagram whose body the daemon has
+    /// authenticated (`ganglia_wire::auth`) with key `auth`: a value it carries is marked so
+    /// until the next value of that metric replaces it (see `xml.rs`). `None`: not
+    /// authenticated.
+    pub fn handle_datagram_from(
+        &mut self,
+        now: Timestamp,
+        src: Ipv4Addr,
+        bytes: &[u8],
+        auth: Option<u32>,
+    ) -> Outcome {
         self.stats.datagrams_received_total += 1;
         self.last_cleanup.get_or_insert(now);
         let msg = match decode_with(bytes, &self.cfg.limits) {
@@ -225,7 +239,7 @@ impl ClusterStore {
             Err(e) => return self.dropped(now, src, DropReason::Decode(e)),
         };
         self.stats.datagrams_decoded_total += 1;
-        match self.ingest(now, src, &msg) {
+        match self.ingest(now, src, &msg, auth) {
             Ok(()) => {
                 self.stats.datagrams_accepted_total += 1;
                 self.generation.bump();
@@ -338,6 +352,7 @@ impl ClusterStore {
         now: Timestamp,
         src: Ipv4Addr,
         msg: &Message<'_>,
+        auth: Option<u32>,
     ) -> Result<(), DropReason> {
         let ClusterStore {
             cfg,
@@ -465,10 +480,14 @@ impl ClusterStore {
                 let have = |m: &Metric| m.value.as_ref().map_or(0, StoredValue::capacity);
                 let has_meta =
                     update_metric(&mut host.metrics, stats, &cfg.caps, name, need, have, |m| {
-                        match &mut m.value {
-                            Some(stored) => stored.set(v.fmt, &v.value, now),
-                            None => m.value = Some(StoredValue::new(v.fmt, &v.value, now)),
-                        }
+                        let stored = match &mut m.value {
+                            Some(stored) => {
+                                stored.set(v.fmt, &v.value, now);
+                                stored
+                            }
+                            None => m.value.insert(StoredValue::new(v.fmt, &v.value, now)),
+                        };
+                        stored.set_auth(auth);
                         m.meta.is_some()
                     })?;
                 if !has_meta {
@@ -478,7 +497,7 @@ impl ClusterStore {
                         .is_some_and(|&t| now.saturating_since(t) < cfg.metadata_request_interval);
                     if recent {
                         stats.metadata_requests_suppressed_total += 1;
-                    } else if queue_request(transmit, stats, &cfg.caps, key, &host.name, name, id)
+                    } else if queue_request(transmit, stats, cfg, key, &host.name, name, id)
                         && !cfg.metadata_request_interval.is_zero()
                     {
                         match last.entry_ref(name) {
@@ -628,13 +647,13 @@ fn intern(
 fn queue_request(
     transmit: &mut VecDeque<Vec<u8>>,
     stats: &mut Stats,
-    caps: &Caps,
+    cfg: &StoreConfig,
     key: &[u8],
     host_name: &[u8],
     name: &[u8],
     id: &MetricId<'_>,
 ) -> bool {
-    if transmit.len() >= caps.max_pending_transmit {
+    if transmit.len() >= cfg.caps.max_pending_transmit {
         stats.metadata_requests_unsent_total += 1;
         return false;
     }
@@ -650,8 +669,9 @@ fn queue_request(
         name,
         spoof: id.spoof,
     });
-    // gmond builds requests in its metadata buffer; one that does not fit is not sent.
-    match encode_bounded(&req, METADATA_LIMIT) {
+    // gmond builds requests in its metadata buffer; one that does not fit is not sent. A
+    // signing daemon leaves the trailer's room in it.
+    match encode_bounded(&req, METADATA_LIMIT.saturating_sub(cfg.transmit_reserve)) {
         Ok(bytes) => {
             transmit.push_back(bytes);
             stats.metadata_requests_sent_total += 1;

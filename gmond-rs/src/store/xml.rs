@@ -4,6 +4,11 @@
 //! or, if it has not changed since [`ClusterStore::prepare_xml`], copied from the element that
 //! call pre-rendered (only TN is written at dump time). Preparing is optional and lazy, so
 //! ingest never pays for rendering.
+//!
+//! A value authenticated by the daemon (`ganglia_wire::auth`) carries one more extra element,
+//! `<EXTRA_ELEMENT NAME="GMOND_RS_AUTH" VAL="key id"/>`: within the DTD, and ignored by
+//! gmetad (which passes extras through), gstat and ganglia-web (which read GROUP, TITLE,
+//! DESC...). It is printed first in EXTRA_DATA, as if it were the last extra of the packet.
 
 use super::entry::{Metric, StoredMeta, StoredValue};
 use super::{ClusterStore, Timestamp};
@@ -14,6 +19,9 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 type Extras<'a> = Vec<(&'a [u8], &'a [u8])>;
+
+/// The extra element that marks an authenticated value.
+pub const AUTH_EXTRA: &str = "GMOND_RS_AUTH";
 
 impl ClusterStore {
     /// Writes the whole document as of `now` (LOCALTIME, and every TN relative to it).
@@ -55,7 +63,8 @@ impl ClusterStore {
                 let fresh = match printable(m) {
                     Some((v, md)) => {
                         // Allocates, like the PreparedMetric itself: preparing is the slow path.
-                        let extras: Extras<'_> = md.extras().collect();
+                        let mut extras: Extras<'_> = md.extras().collect();
+                        extras.extend(auth_extra(v));
                         let p = PreparedMetric::new(&attrs(name, m, v, md, 0, &extras), opts);
                         let grow = p
                             .len()
@@ -113,6 +122,7 @@ impl ClusterStore {
                     _ => {
                         extras.clear();
                         extras.extend(md.extras());
+                        extras.extend(auth_extra(v));
                         w.metric(&attrs(name, m, v, md, tn, &extras))?;
                     }
                 }
@@ -129,6 +139,11 @@ fn printable(m: &Metric) -> Option<(&StoredValue, &StoredMeta)> {
         (false, Some(v), Some(md)) => Some((v, md)),
         _ => None,
     }
+}
+
+/// The mark of an authenticated value, after the packet's extras (so printed first).
+fn auth_extra(v: &StoredValue) -> Option<(&[u8], &[u8])> {
+    v.auth().map(|id| (AUTH_EXTRA.as_bytes(), id))
 }
 
 fn attrs<'a>(

@@ -5,6 +5,11 @@
 //! metadata is encoded into a [`METADATA_LIMIT`]-byte buffer whatever `max_udp_msg_len` says,
 //! values into `max_udp_msg_len` bytes, and a message that does not fit is not sent. Here "not
 //! sent" is [`Error::MessageTooLarge`] with nothing written; the caller logs it and goes on.
+//!
+//! A signing sender ([`crate::auth`]) reserves the trailer's room ([`Emitter::reserving`]):
+//! the body then fits each limit less the trailer, so the signed datagram as a whole obeys
+//! the same rule, and no receiver's `max_udp_msg_len` buffer cuts off a trailer that gmond
+//! itself would not have had to cut.
 
 use crate::xdr::METADATA_LIMIT;
 use crate::{encode, encoded_len, Error, Extra, Identity, Message, Metadata, MetricId, Slope};
@@ -93,6 +98,8 @@ pub struct MetricDescriptor<'a> {
 pub struct Emitter {
     identity: Identity,
     max_udp_msg_len: usize,
+    /// Bytes the caller appends after each body (a signature trailer), taken off both limits.
+    reserved: usize,
 }
 
 impl Emitter {
@@ -101,7 +108,22 @@ impl Emitter {
         Emitter {
             identity,
             max_udp_msg_len,
+            reserved: 0,
         }
+    }
+
+    /// The same emitter, leaving `bytes` of each limit for what the caller appends after the
+    /// body ([`crate::auth::TRAILER_LEN`] when signing).
+    pub fn reserving(self, bytes: usize) -> Self {
+        Emitter {
+            reserved: bytes,
+            ..self
+        }
+    }
+
+    /// Bytes kept free after each body.
+    pub fn reserved(&self) -> usize {
+        self.reserved
     }
 
     pub fn identity(&self) -> &Identity {
@@ -109,7 +131,8 @@ impl Emitter {
     }
 
     /// Appends `d`'s metadata datagram to `out` and returns its length; longer than
-    /// [`METADATA_LIMIT`]: `MessageTooLarge` and `out` is left as it was.
+    /// [`METADATA_LIMIT`] (less the reserved room): `MessageTooLarge` and `out` is left as it
+    /// was.
     pub fn metadata(&self, d: &MetricDescriptor<'_>, out: &mut Vec<u8>) -> Result<usize, Error> {
         let msg = Message::Metadata(Metadata {
             id: self.metric_id(d),
@@ -121,11 +144,11 @@ impl Emitter {
             dmax: d.dmax,
             extra: d.extra.clone(),
         });
-        bounded(&msg, METADATA_LIMIT, out)
+        bounded(&msg, METADATA_LIMIT.saturating_sub(self.reserved), out)
     }
 
     /// Appends a value datagram of `d` to `out` and returns its length; longer than
-    /// `max_udp_msg_len`: `MessageTooLarge`. A value whose message is not the one `d`'s TYPE
+    /// `max_udp_msg_len` (less the reserved room): `MessageTooLarge`. A value whose message is not the one `d`'s TYPE
     /// announces is refused too (`ValueTypeMismatch`): receivers would print it under the
     /// wrong TYPE. On error `out` is left as it was.
     pub fn value(
@@ -145,7 +168,11 @@ impl Emitter {
             fmt: d.format.as_bytes(),
             value,
         });
-        bounded(&msg, self.max_udp_msg_len, out)
+        bounded(
+            &msg,
+            self.max_udp_msg_len.saturating_sub(self.reserved),
+            out,
+        )
     }
 
     fn metric_id<'a>(&'a self, d: &MetricDescriptor<'a>) -> MetricId<'a> {
@@ -288,5 +315,45 @@ mod tests {
             })
         );
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn reserved_room_comes_off_both_limits() {
+        use crate::auth::TRAILER_LEN;
+        let e = Emitter::new(Identity::new("node1", None, None), 100).reserving(TRAILER_LEN);
+        let d = MetricDescriptor {
+            metric_type: MetricType::String,
+            ..descriptor("m")
+        };
+        let mut out = Vec::new();
+        // Header 4 + host 12 + name 8 + spoof 4 + fmt 8 + length 4 = 40: 12 bytes of value
+        // fill 100 - 48.
+        let fits = "v".repeat(100 - TRAILER_LEN - 40);
+        assert_eq!(
+            e.value(&d, Value::Str(fits.as_bytes()), &mut out),
+            Ok(100 - TRAILER_LEN)
+        );
+        let over = format!("{fits}v");
+        assert_eq!(
+            e.value(&d, Value::Str(over.as_bytes()), &mut out),
+            Err(Error::MessageTooLarge {
+                len: 100 - TRAILER_LEN + 4,
+                limit: 100 - TRAILER_LEN
+            })
+        );
+        let long = "n".repeat(700);
+        let big = MetricDescriptor {
+            extra: vec![],
+            ..descriptor(&long)
+        };
+        // 4 + 12 + 704 + 4 + 12 + 704 + 4 + 4*3 + 4 = 1460: fits 1464, not 1464 - 48.
+        assert_eq!(emitter().metadata(&big, &mut out), Ok(1460));
+        assert_eq!(
+            emitter().reserving(TRAILER_LEN).metadata(&big, &mut out),
+            Err(Error::MessageTooLarge {
+                len: 1460,
+                limit: METADATA_LIMIT - TRAILER_LEN
+            })
+        );
     }
 }

@@ -36,6 +36,10 @@ pub enum Error {
     /// The XML document is not well-formed or not a Ganglia document.
     #[error("XML error at byte {position}: {message}")]
     Xml { position: u64, message: String },
+    /// A key file (see [`crate::auth::KeyRing::parse`]) is not valid; `line` is 1-based, 0
+    /// for the file as a whole. The message never quotes key material.
+    #[error("key file line {line}: {message}")]
+    KeyFile { line: usize, message: String },
     /// An XML attribute holds text where a number is required.
     #[error("XML attribute {element}/{attribute} is not a number: {value:?}")]
     XmlNumber {
@@ -55,6 +59,7 @@ impl Error {
             Error::UnknownMessageId(_) => "unknown_id",
             Error::MessageTooLarge { .. } => "message_too_large",
             Error::ValueTypeMismatch { .. } => "value_type_mismatch",
+            Error::KeyFile { .. } => "key_file",
             Error::Xml { .. } | Error::XmlNumber { .. } => "xml",
         }
     }

@@ -5,6 +5,7 @@
 //! (LOCALTIME, TN, REPORTED) is always an input.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod emit;
 mod error;
 mod identity;
