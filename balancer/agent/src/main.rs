@@ -85,12 +85,15 @@ fn main() -> anyhow::Result<()> {
         .or_else(|| g.override_hostname.clone())
         .unwrap_or(hostname);
     let keys = cli.auth.as_deref().map(read_keys).transpose()?;
-    let mut sink = metric_sink(&gconf)?;
-    if let (Some(keys), Some(s)) = (&keys, sink.take()) {
-        let signer = Signer::new(keys, sender_id()?);
-        tracing::info!(signing = keys.signing_key_id(), "metrics are signed");
-        sink = Some(s.signing(signer));
-    }
+    // Without --auth the sink is used as it is (taking it out only to sign would drop it).
+    let sink = match (&keys, metric_sink(&gconf)?) {
+        (Some(keys), Some(s)) => {
+            let signer = Signer::new(keys, sender_id()?);
+            tracing::info!(signing = keys.signing_key_id(), "metrics are signed");
+            Some(s.signing(signer))
+        }
+        (_, sink) => sink,
+    };
     let audit = match &cfg.audit_log {
         Some(p) => AuditLog::open(p)?,
         None => AuditLog::none(),
