@@ -278,9 +278,8 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
     let embedded = external_stop.is_some();
     let stop = external_stop.unwrap_or_default();
     not_deaf_and_mute(&cfg)?;
-    let mute = cfg.effective_mute();
     // Decided before any socket opens: a build without libvirt refuses libvirt_module here.
-    let vm_plan = if mute {
+    let vm_plan = if cfg.effective_mute() {
         None // nothing to publish VM metrics on
     } else {
         vm::plan(&cfg, vm_feed)?
@@ -297,20 +296,7 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
             source,
         })?;
     }
-    let store = Arc::new(RwLock::new(ClusterStore::with_resolver(
-        StoreConfig {
-            // Every request the store queues goes out signed: leave the trailer's room.
-            transmit_reserve: if opts.auth.is_some() {
-                ganglia_wire::auth::TRAILER_LEN
-            } else {
-                0
-            },
-            ..store_config(&cfg)
-        },
-        host_resolver(&opts)?,
-    )));
-
-    let start = SystemTime::now();
+    let store = new_store(&cfg, &opts)?;
     let id = Identity::new(
         &linux::hostname(),
         cfg.globals.override_hostname.as_deref(),
@@ -330,10 +316,7 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
             .iter()
             .filter_map(|(sock, _, _)| sock.local_addr().ok())
             .collect(),
-        tcp: listeners
-            .iter()
-            .filter_map(|(l, _)| l.local_addr().ok())
-            .collect(),
+        tcp: listeners.iter().filter_map(|(l, _)| l.local_addr().ok()).collect(),
     };
     let shared = tasks::Shared {
         store,
@@ -353,90 +336,22 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
     // queues (anyone on the segment can send requests; the surplus is dropped and counted).
     // The VM queue exists only when a VM thread drains it.
     let (req_tx, req_rx) = mpsc::sync_channel::<Box<[u8]>>(crate::ingest::REQUEST_QUEUE);
-    let (vm_req_tx, vm_req_rx) = match vm_plan {
-        Some(_) => {
-            let (tx, rx) = mpsc::sync_channel::<Box<[u8]>>(crate::ingest::REQUEST_QUEUE);
-            (Some(tx), Some(rx))
-        }
-        None => (None, None),
-    };
+    let vm = vm_plan.map(|plan| {
+        let (tx, rx) = mpsc::sync_channel::<Box<[u8]>>(crate::ingest::REQUEST_QUEUE);
+        (plan, tx, rx)
+    });
+    let mut requests = vec![req_tx];
+    requests.extend(vm.as_ref().map(|(_, tx, _)| tx.clone()));
     let mut threads = tasks::Threads::default();
-    let gates = opts.auth.as_ref().map(crate::auth::Gate::shared);
-    // Signing senders leave room for the trailer in every datagram they encode.
-    let reserve = if opts.auth.is_some() {
-        ganglia_wire::auth::TRAILER_LEN
-    } else {
-        0
-    };
-    for (sock, acl, name) in receivers {
-        let gate = match (&gates, &opts.auth) {
-            (Some(g), Some(a)) => {
-                let port = sock.local_addr().map(|a| a.port()).unwrap_or(0);
-                let mode = a.mode_for(port);
-                tracing::info!(channel = %name, port, ?mode, "authenticated datagrams");
-                Some(g(mode))
-            }
-            _ => None,
-        };
-        let s = shared.clone();
-        let req_txs: Vec<_> = std::iter::once(req_tx.clone())
-            .chain(vm_req_tx.clone())
-            .collect();
-        threads.spawn(name, "receive thread", move || {
-            // Embedded daemons check for a stop between receive timeouts; the stand-alone
-            // one blocks in the receive call (the process ends on a signal).
-            let check = || s.stop.is_stopped();
-            crate::ingest::receive_loop(
-                sock,
-                crate::ingest::ChannelRules { acl, gate },
-                &s.store,
-                &|d| s.outbound.send(d),
-                &s.stats,
-                &req_txs,
-                embedded.then_some(&check as &dyn Fn() -> bool),
-            )
-        })?;
-    }
-    drop((req_tx, vm_req_tx));
-    if let (Some(plan), Some(vm_req_rx)) = (vm_plan, vm_req_rx) {
-        let publisher = VmPublisher::new(
-            id.clone(),
-            plan.metadata_resend,
-            usize::from(cfg.globals.max_udp_msg_len),
-        )
-        .reserving(reserve);
-        let s = shared.clone();
-        threads.spawn(plan.thread, "VM metrics thread", move || {
-            // Opened on this thread: a libvirt connection blocks and stays off the others.
-            let mut source = (plan.open)();
-            tasks::vm_loop(source.as_mut(), publisher, plan.every, &vm_req_rx, &s);
-        })?;
-    }
-    let location = opts.location.clone().unwrap_or(cfg.host.location.clone());
-    let collector = LinuxCollector::new(opts.proc_root.clone().unwrap_or_else(|| "/".into()))
-        .with_core(CoreInfo {
-            start_time: Some(Timestamp::from_system_time(start).as_secs() as u32),
-            location,
-            gexec: cfg.globals.gexec,
-        });
-    let sender = Sender::new(
+    start_receivers(&mut threads, receivers, &opts, &shared, embedded, &requests)?;
+    drop(requests);
+    let own = OwnMetrics {
+        cfg: &cfg,
+        opts: &opts,
         id,
-        if mute { Vec::new() } else { group_plans(&cfg) },
-        cfg.globals.send_metadata_interval,
-        usize::from(cfg.globals.max_udp_msg_len),
-        Timestamp::from_system_time(start),
-    )
-    .reserving(reserve);
-    let s = shared.clone();
-    threads.spawn("sender", "sender thread", move || {
-        tasks::sender_loop(sender, collector, req_rx, &s)
-    })?;
-    if let Some(root) = opts.rrd_rootdir.clone() {
-        let s = shared.clone();
-        threads.spawn("archiver", "archiver thread", move || {
-            tasks::archive_loop(&crate::archive::Archiver::new(root), &s)
-        })?;
-    }
+        start: SystemTime::now(),
+    };
+    start_senders(&mut threads, own, &shared, vm.map(|(p, _, rx)| (p, rx)), req_rx)?;
 
     let limits = opts
         .client_limits
@@ -459,6 +374,133 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
         threads.join();
     }
     Ok(exit)
+}
+
+/// The cluster store, shared by the receive threads, the sender and the XML server.
+fn new_store(cfg: &Config, opts: &RunOptions) -> Result<Arc<RwLock<ClusterStore>>, Error> {
+    let store_cfg = StoreConfig {
+        // Every request the store queues goes out signed: leave the trailer's room.
+        transmit_reserve: trailer_reserve(opts),
+        ..store_config(cfg)
+    };
+    Ok(Arc::new(RwLock::new(ClusterStore::with_resolver(
+        store_cfg,
+        host_resolver(opts)?,
+    ))))
+}
+
+/// Bytes every signed datagram leaves free for the authentication trailer (0 unsigned).
+fn trailer_reserve(opts: &RunOptions) -> usize {
+    match opts.auth {
+        Some(_) => ganglia_wire::auth::TRAILER_LEN,
+        None => 0,
+    }
+}
+
+/// One receive thread per channel, with its ACL and authentication gate; the metadata
+/// requests it hears go to every queue in `requests`.
+fn start_receivers(
+    threads: &mut tasks::Threads,
+    receivers: Vec<(std::net::UdpSocket, Option<gmond_conf::Acl>, String)>,
+    opts: &RunOptions,
+    shared: &tasks::Shared,
+    embedded: bool,
+    requests: &[mpsc::SyncSender<Box<[u8]>>],
+) -> Result<(), Error> {
+    let gates = opts.auth.as_ref().map(crate::auth::Gate::shared);
+    for (sock, acl, name) in receivers {
+        let gate = match (&gates, &opts.auth) {
+            (Some(g), Some(a)) => {
+                let port = sock.local_addr().map(|a| a.port()).unwrap_or(0);
+                let mode = a.mode_for(port);
+                tracing::info!(channel = %name, port, ?mode, "authenticated datagrams");
+                Some(g(mode))
+            }
+            _ => None,
+        };
+        let s = shared.clone();
+        let req_txs = requests.to_vec();
+        threads.spawn(name, "receive thread", move || {
+            // Embedded daemons check for a stop between receive timeouts; the stand-alone
+            // one blocks in the receive call (the process ends on a signal).
+            let check = || s.stop.is_stopped();
+            crate::ingest::receive_loop(
+                sock,
+                crate::ingest::ChannelRules { acl, gate },
+                &s.store,
+                &|d| s.outbound.send(d),
+                &s.stats,
+                &req_txs,
+                embedded.then_some(&check as &dyn Fn() -> bool),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// What this host's own metrics need: its configuration, identity and start time.
+struct OwnMetrics<'a> {
+    cfg: &'a Config,
+    opts: &'a RunOptions,
+    id: Identity,
+    start: SystemTime,
+}
+
+/// The threads that send: this host's own metrics (the sender, which also runs the store's
+/// cleanup), its VMs' metrics when there is a VM source, and the archiver with
+/// `--rrd-rootdir`.
+fn start_senders(
+    threads: &mut tasks::Threads,
+    own: OwnMetrics<'_>,
+    shared: &tasks::Shared,
+    vm: Option<(vm::VmPlan, mpsc::Receiver<Box<[u8]>>)>,
+    requests: mpsc::Receiver<Box<[u8]>>,
+) -> Result<(), Error> {
+    let OwnMetrics {
+        cfg,
+        opts,
+        id,
+        start,
+    } = own;
+    let reserve = trailer_reserve(opts);
+    let max_udp = usize::from(cfg.globals.max_udp_msg_len);
+    if let Some((plan, vm_requests)) = vm {
+        let publisher =
+            VmPublisher::new(id.clone(), plan.metadata_resend, max_udp).reserving(reserve);
+        let s = shared.clone();
+        threads.spawn(plan.thread, "VM metrics thread", move || {
+            // Opened on this thread: a libvirt connection blocks and stays off the others.
+            let mut source = (plan.open)();
+            tasks::vm_loop(source.as_mut(), publisher, plan.every, &vm_requests, &s);
+        })?;
+    }
+    let location = opts.location.clone().unwrap_or(cfg.host.location.clone());
+    let collector = LinuxCollector::new(opts.proc_root.clone().unwrap_or_else(|| "/".into()))
+        .with_core(CoreInfo {
+            start_time: Some(Timestamp::from_system_time(start).as_secs() as u32),
+            location,
+            gexec: cfg.globals.gexec,
+        });
+    let mute = cfg.effective_mute();
+    let sender = Sender::new(
+        id,
+        if mute { Vec::new() } else { group_plans(cfg) },
+        cfg.globals.send_metadata_interval,
+        max_udp,
+        Timestamp::from_system_time(start),
+    )
+    .reserving(reserve);
+    let s = shared.clone();
+    threads.spawn("sender", "sender thread", move || {
+        tasks::sender_loop(sender, collector, requests, &s)
+    })?;
+    if let Some(root) = opts.rrd_rootdir.clone() {
+        let s = shared.clone();
+        threads.spawn("archiver", "archiver thread", move || {
+            tasks::archive_loop(&crate::archive::Archiver::new(root), &s)
+        })?;
+    }
+    Ok(())
 }
 
 fn not_deaf_and_mute(cfg: &Config) -> Result<(), Error> {
