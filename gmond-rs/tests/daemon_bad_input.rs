@@ -14,20 +14,26 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gmond-rs");
 
-/// gmond-rs receiving on `udp` and serving XML on `tcp`, with `extra` config text (mute
-/// unless `extra` adds a send channel; any send channel used here targets 127.0.0.1).
-fn start_with(dir: &TempDir, udp: u16, tcp: u16, extra: &str) -> Proc {
+/// The test's gmond.conf: receiving on `udp` (with `recv` channel options), serving XML on
+/// `tcp`, then `extra` (mute unless it adds a send channel; any used here targets 127.0.0.1).
+fn conf_file(dir: &TempDir, udp: u16, tcp: u16, recv: &str, extra: &str) -> std::path::PathBuf {
     let conf = dir.path().join("gmond.conf");
     std::fs::write(
         &conf,
         format!(
             "globals {{ daemonize = no setuid = no host_dmax = 0 }}\n\
              cluster {{ name = \"bad-input\" }}\n\
-             udp_recv_channel {{ bind = 127.0.0.1 port = {udp} }}\n\
+             udp_recv_channel {{ bind = 127.0.0.1 port = {udp} {recv} }}\n\
              tcp_accept_channel {{ bind = 127.0.0.1 port = {tcp} }}\n{extra}"
         ),
     )
     .unwrap();
+    conf
+}
+
+/// gmond-rs with [`conf_file`]`(.., "", extra)`, once it serves XML.
+fn start_with(dir: &TempDir, udp: u16, tcp: u16, extra: &str) -> Proc {
+    let conf = conf_file(dir, udp, tcp, "", extra);
     let p = Proc::spawn(
         "gmond-rs",
         Path::new(BIN),
@@ -45,17 +51,7 @@ fn start(dir: &TempDir, udp: u16, tcp: u16) -> Proc {
 /// PID is the daemon's).
 fn start_limited(dir: &TempDir, udp: u16, tcp: u16, nofile: u32) -> Proc {
     let prlimit = integration_tests::require_program("prlimit", "util-linux");
-    let conf = dir.path().join("gmond.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "globals {{ daemonize = no setuid = no host_dmax = 0 }}\n\
-             cluster {{ name = \"bad-input\" }}\n\
-             udp_recv_channel {{ bind = 127.0.0.1 port = {udp} buffer = 4194304 }}\n\
-             tcp_accept_channel {{ bind = 127.0.0.1 port = {tcp} }}\n"
-        ),
-    )
-    .unwrap();
+    let conf = conf_file(dir, udp, tcp, "buffer = 4194304", "");
     let limit = format!("--nofile={nofile}:{nofile}");
     let p = Proc::spawn(
         "gmond-rs",

@@ -392,12 +392,14 @@ fn two_real_gmond_and_two_gmond_rs_share_a_multicast_cluster() {
     let rrdtool = require_program("rrdtool", "rrdtool");
     let cluster_dir = rrds.join(&views[0].1.name);
     let host_rrd = |j: usize| cluster_dir.join(format!("node{j}")).join("load_one.rrd");
+    // gmetad writes the cluster summary after the hosts, in the same pass or the next one.
+    let summary = cluster_dir.join("__SummaryInfo__/load_one.rrd");
     poll_for(Duration::from_secs(40), || {
-        (1..=HOSTS).all(|j| host_rrd(j).exists()).then_some(())
+        ((1..=HOSTS).all(|j| host_rrd(j).exists()) && summary.exists()).then_some(())
     })
     .unwrap_or_else(|| {
         panic!(
-            "gmetad wrote no RRDs for all hosts (running: {}): {:?}\n{}",
+            "gmetad wrote no RRDs for all hosts and the summary (running: {}): {:?}\n{}",
             gmetad.running(),
             walk(&rrds),
             bed.net.log("gmetad")
@@ -417,7 +419,6 @@ fn two_real_gmond_and_two_gmond_rs_share_a_multicast_cluster() {
     ] {
         assert!(info.lines().any(|l| l == line), "{line:?} in {info}");
     }
-    assert!(cluster_dir.join("__SummaryInfo__/load_one.rrd").exists());
     // gmetad's own XML (port 8651 on node1) carries the four hosts it read from gmond-rs.
     let grid = poll_for(Duration::from_secs(20), || {
         let doc = read_document(&bed.net.read_tcp(REAL[0], "127.0.0.1", 8651)?).ok()?;

@@ -316,7 +316,10 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
             .iter()
             .filter_map(|(sock, _, _)| sock.local_addr().ok())
             .collect(),
-        tcp: listeners.iter().filter_map(|(l, _)| l.local_addr().ok()).collect(),
+        tcp: listeners
+            .iter()
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect(),
     };
     let shared = tasks::Shared {
         store,
@@ -351,7 +354,13 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
         id,
         start: SystemTime::now(),
     };
-    start_senders(&mut threads, own, &shared, vm.map(|(p, _, rx)| (p, rx)), req_rx)?;
+    start_senders(
+        &mut threads,
+        own,
+        &shared,
+        vm.map(|(p, _, rx)| (p, rx)),
+        req_rx,
+    )?;
 
     let limits = opts
         .client_limits
