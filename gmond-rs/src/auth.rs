@@ -179,8 +179,35 @@ pub fn count(stats: &IoStats, admitted: &Admit<'_>) {
         Admit::Drop(reason) => {
             let i = DROP_REASONS.iter().position(|r| r == reason).unwrap_or(0);
             stats.auth_dropped_total[i].fetch_add(1, Ordering::Relaxed);
+            warn_drops_at_most_every_minute(stats, reason);
         }
     }
+}
+
+/// Seconds since the epoch of the last drop warning (0: none yet), for all channels.
+static LAST_DROP_WARNING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// One `warn!` a minute at most, with the totals by reason: a forger on the segment can send
+/// drops as fast as the link allows, and must not fill the log.
+fn warn_drops_at_most_every_minute(stats: &IoStats, reason: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST_DROP_WARNING.load(Ordering::Relaxed);
+    if now < last.saturating_add(60)
+        || LAST_DROP_WARNING
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    let totals: Vec<String> = DROP_REASONS
+        .iter()
+        .zip(&stats.auth_dropped_total)
+        .map(|(r, n)| format!("{r}={}", n.load(Ordering::Relaxed)))
+        .collect();
+    tracing::warn!(latest = reason, totals = %totals.join(" "),
+        "datagrams dropped by authentication (logged at most once a minute)");
 }
 
 // Keep the labels in step with the wire crate's.
