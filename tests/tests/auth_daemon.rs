@@ -104,19 +104,7 @@ fn gmond_rs_signs_what_it_sends_and_requires_signatures() {
         ),
     )
     .unwrap();
-    let mut ours = Proc::spawn(
-        "gmond-rs",
-        bin("gmond-rs"),
-        &[
-            OsStr::new("-c"),
-            conf.as_os_str(),
-            OsStr::new("-f"),
-            OsStr::new("--auth"),
-            keys.as_os_str(),
-            OsStr::new("--auth-recv"),
-            OsStr::new("require"),
-        ],
-    );
+    let mut ours = gmond_rs_requiring(&conf, &keys);
 
     // Its own metrics, signed, pass its own `require` channel and are marked with key 5.
     let view = poll_for(Duration::from_secs(60), || {
@@ -238,19 +226,7 @@ fn the_balancer_agent_signs_its_metrics() {
         ),
     )
     .unwrap();
-    let _ours = Proc::spawn(
-        "gmond-rs",
-        bin("gmond-rs"),
-        &[
-            OsStr::new("-c"),
-            conf.as_os_str(),
-            OsStr::new("-f"),
-            OsStr::new("--auth"),
-            keys.as_os_str(),
-            OsStr::new("--auth-recv"),
-            OsStr::new("require"),
-        ],
-    );
+    let _ours = gmond_rs_requiring(&conf, &keys);
     poll_for(Duration::from_secs(20), || cluster(tcp)).expect("gmond-rs serves");
     // The agent's gmond.conf: one send channel to gmond-rs, a spoofed identity.
     let agent_conf = dir.path().join("agent-gmond.conf");
@@ -296,4 +272,21 @@ fn the_balancer_agent_signs_its_metrics() {
     for m in &host.metrics {
         assert_eq!(mark(&host, &m.name).as_deref(), Some("2"), "{}", m.name);
     }
+}
+
+/// gmond-rs with `conf`, signing with `keys` and accepting only authentic datagrams.
+fn gmond_rs_requiring(conf: &std::path::Path, keys: &std::path::Path) -> Proc {
+    Proc::spawn(
+        "gmond-rs",
+        bin("gmond-rs"),
+        &[
+            OsStr::new("-c"),
+            conf.as_os_str(),
+            OsStr::new("-f"),
+            OsStr::new("--auth"),
+            keys.as_os_str(),
+            OsStr::new("--auth-recv"),
+            OsStr::new("require"),
+        ],
+    )
 }

@@ -60,6 +60,7 @@ pub(super) fn plan(cfg: &Config, feed: Option<VmFeed>) -> Result<Option<VmPlan>,
 }
 
 /// Metadata is re-sent this often, so receivers' 600 s dmax never expires a VM metric.
+#[cfg(feature = "libvirt")]
 const LIBVIRT_METADATA_RESEND: Duration = Duration::from_secs(120);
 
 #[cfg(feature = "libvirt")]
@@ -77,7 +78,6 @@ fn libvirt_plan(module: gmond_conf::LibvirtModule) -> Result<VmPlan, Error> {
 /// Refuses rather than skips: an operator who enabled the module expects VM metrics.
 #[cfg(not(feature = "libvirt"))]
 fn libvirt_plan(_module: gmond_conf::LibvirtModule) -> Result<VmPlan, Error> {
-    let _ = LIBVIRT_METADATA_RESEND;
     Err(Error::Config(LIBVIRT_NOT_BUILT.into()))
 }
 
