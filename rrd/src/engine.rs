@@ -485,7 +485,13 @@ fn rrd_strtod(s: &[u8]) -> Option<(f64, usize)> {
             n = n.saturating_mul(10).saturating_add(i64::from(s[p] - b'0'));
             p += 1;
         }
-        exponent = if neg { exponent - n } else { exponent + n };
+        // Saturating: a huge written exponent plus the fraction's digits must not wrap back
+        // into range (found by the fuzzer once overflow checks were on).
+        exponent = if neg {
+            exponent.saturating_sub(n)
+        } else {
+            exponent.saturating_add(n)
+        };
     }
     // DBL_MIN_EXP / DBL_MAX_EXP; rrdtool then leaves endptr unset: no conversion.
     if !(-1021..=1024).contains(&exponent) {
@@ -588,6 +594,15 @@ pub(crate) fn rrd_diff(a: &[u8], b: &[u8]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fuzzer find: fraction digits lower the exponent, and a written exponent of
+    /// i64::MAX then overflowed; both extremes are simply out of range, as in rrdtool.
+    #[test]
+    fn huge_exponents_are_out_of_range_not_an_overflow() {
+        assert_eq!(rrd_strtod(b"0.08E-99999999999999999999999"), None);
+        assert_eq!(rrd_strtod(b"8E+99999999999999999999999"), None);
+        assert!(parse_double(b"0.08E-99999999999999999999999").is_err());
+    }
 
     #[test]
     fn rrd_diff_matches_big_integer_subtraction() {
