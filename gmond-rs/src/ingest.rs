@@ -28,7 +28,7 @@
 
 use crate::auth::{self, Admit, Gate};
 use crate::iostats::IoStats;
-use crate::store::{ClusterStore, HostsFileResolver, Resolver, Timestamp};
+use crate::store::{ClusterStore, HostsFileResolver, Origin, Resolver, Timestamp};
 use gmond_conf::Acl;
 use nix::errno::Errno;
 use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrIn};
@@ -72,10 +72,14 @@ pub const REQUEST_QUEUE: usize = 1024;
 /// How often a receive loop with a stop check looks at it while no datagram arrives.
 pub const STOP_POLL: Duration = Duration::from_millis(250);
 
-/// What a receive channel admits: its ACL (by source address), then its auth gate.
+/// What a receive channel admits: its ACL (by source address), then its auth gate; and
+/// which senders may speak for other hosts.
 #[derive(Default)]
 pub struct ChannelRules {
     pub acl: Option<Acl>,
+    /// gmond-rs.conf's `spoof_acl` for this channel: sources it denies may only speak for
+    /// their own address. `None`: anyone may spoof, as in gmond.
+    pub spoof_acl: Option<Acl>,
     /// `None`: no `--auth`; the store gets every datagram as it came.
     pub gate: Option<Gate>,
 }
@@ -138,7 +142,7 @@ pub fn receive_loop(
         }
         let now = Timestamp::from_system_time(SystemTime::now());
         let count = received.as_ref().map_or(0, |r| r.count);
-        let guard = if backlog.data.len() + count * slot > BACKLOG_BYTES {
+        let guard = if backlog.bytes() + count * slot > BACKLOG_BYTES {
             store.write().ok()
         } else {
             match store.try_write() {
@@ -159,6 +163,7 @@ pub fn receive_loop(
         s.poll_resolver();
         let rx = Rx {
             acl: rules.acl.as_ref(),
+            spoof_acl: rules.spoof_acl.as_ref(),
             gate: rules.gate.as_ref(),
             stats,
         };
@@ -324,6 +329,12 @@ impl Backlog {
         self.items.is_empty()
     }
 
+    /// Bytes held, the per-datagram records included (a flood of empty datagrams holds no
+    /// data but one record each).
+    fn bytes(&self) -> usize {
+        self.data.len() + self.items.len() * std::mem::size_of::<(Timestamp, Ipv4Addr, usize)>()
+    }
+
     fn push(&mut self, now: Timestamp, received: &Received<'_>) {
         for (from, bytes) in received.iter() {
             self.data.extend_from_slice(bytes);
@@ -345,9 +356,11 @@ impl Backlog {
     }
 }
 
-/// What stands between a receive channel and the store: its ACL, then its auth gate.
+/// What stands between a receive channel and the store: its ACL, then its auth gate; its
+/// spoof ACL says which senders may speak for other hosts.
 struct Rx<'a> {
     acl: Option<&'a Acl>,
+    spoof_acl: Option<&'a Acl>,
     gate: Option<&'a Gate>,
     stats: &'a IoStats,
 }
@@ -368,9 +381,14 @@ impl Rx<'_> {
             }
             !denied
         });
+        let may_spoof = |from: Ipv4Addr| self.spoof_acl.is_none_or(|a| a.allows(from));
         let Some(gate) = self.gate else {
             for (from, bytes) in allowed {
-                s.handle_datagram(now, from, bytes);
+                let origin = Origin {
+                    auth: None,
+                    may_spoof: may_spoof(from),
+                };
+                s.handle_datagram_as(now, from, bytes, origin);
             }
             return;
         };
@@ -380,7 +398,11 @@ impl Rx<'_> {
                 auth::count(self.stats, &verdict);
                 match verdict {
                     Admit::Pass { body, auth } => {
-                        s.handle_datagram_from(now, from, body, auth);
+                        let origin = Origin {
+                            auth,
+                            may_spoof: may_spoof(from),
+                        };
+                        s.handle_datagram_as(now, from, body, origin);
                     }
                     Admit::Drop(reason) => {
                         tracing::debug!(%from, reason, "datagram dropped by auth mode");

@@ -55,6 +55,31 @@ struct Args {
     /// default: signed or unsigned, but no bad signature), require (signed only)
     #[arg(long = "auth-recv", value_name = "[PORT=]MODE", requires = "auth")]
     auth_recv: Vec<String>,
+    /// gmond-rs's own settings, which real gmond has no options for (store caps, who may
+    /// spoof on each receive channel), in gmond.conf's syntax (default
+    /// /etc/ganglia/gmond-rs.conf when it exists). gmond-rs only
+    #[arg(long = "rs-conf", value_name = "FILE")]
+    rs_conf: Option<PathBuf>,
+}
+
+/// gmond-rs.conf: `--rs-conf FILE` (which must load), else the default file if it exists,
+/// checked against the gmond.conf it complements.
+fn load_rs_conf(
+    arg: Option<&Path>,
+    cfg: &gmond_conf::Config,
+) -> Result<Option<gmond_conf::RsConfig>, String> {
+    let default = Path::new(gmond_conf::DEFAULT_RS_CONFIG_PATH);
+    let path = match arg {
+        Some(p) => p,
+        None if default.exists() => default,
+        None => return Ok(None),
+    };
+    let (rs, warnings) = gmond_conf::load_rs(path).map_err(|e| e.to_string())?;
+    for w in &warnings {
+        tracing::warn!(location = %w.location, option = %w.option, "{}", w.message);
+    }
+    daemon::check_rs_conf(cfg, &rs).map_err(|e| e.to_string())?;
+    Ok(Some(rs))
 }
 
 /// Writes a listing to stdout; a reader that went away (`gmond-rs -m | head`) ends the
@@ -155,6 +180,14 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let rs_conf = match load_rs_conf(args.rs_conf.as_deref(), &loaded.config) {
+        Ok(rs) => rs,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("gmond-rs: configuration rejected; not starting");
+            return ExitCode::from(1);
+        }
+    };
     // Before detaching: a key file problem is reported on the terminal.
     let auth = match &args.auth {
         None => None,
@@ -194,10 +227,11 @@ fn main() -> ExitCode {
     }
     // SIGHUP re-executes only into a configuration that loads and that this build can run.
     // The key file is re-read by the new image too: it must still load.
-    let (conf, key_file) = (args.conf.clone(), args.auth.clone());
+    let (conf, key_file, rs_file) = (args.conf.clone(), args.auth.clone(), args.rs_conf.clone());
     let reload_check = ReloadCheck(Arc::new(move || {
         let loaded = gmond_conf::load_like_gmond(conf.as_deref()).map_err(|e| e.to_string())?;
         daemon::check_startable(&loaded.config).map_err(|e| e.to_string())?;
+        load_rs_conf(rs_file.as_deref(), &loaded.config)?;
         match &key_file {
             Some(path) => gmond_rs::auth::read_key_file(path)
                 .map(|_| ())
@@ -213,6 +247,7 @@ fn main() -> ExitCode {
             detach: detach_hook,
             reload_check: Some(reload_check),
             auth,
+            rs_conf,
             ..RunOptions::default()
         },
     );

@@ -103,6 +103,13 @@ pub static SELF_METRICS: &[MetricSpec] = &[
         "Metrics held",
         "Metrics in this node's cluster view",
     ),
+    spec(
+        "gmond_rs_store_bytes",
+        "bytes",
+        "both",
+        "Store memory",
+        "Bytes the cluster store accounts for (what gmond-rs.conf's max_memory_mb bounds)",
+    ),
 ];
 
 /// The spec of a self metric by name.
@@ -128,6 +135,7 @@ pub fn value(name: &str, store: &Stats, io: &IoStats) -> Option<MetricValue> {
             .sum()),
         "gmond_rs_hosts" => n(store.hosts as u64),
         "gmond_rs_metrics" => n(store.metrics as u64),
+        "gmond_rs_store_bytes" => n(store.bytes as u64),
         _ => None,
     }
 }

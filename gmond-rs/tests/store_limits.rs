@@ -6,7 +6,7 @@ mod store_common;
 
 use ganglia_wire::Value;
 use gmond_rs::store::{
-    Caps, ClusterStore, DropReason, Outcome, StaticResolver, StoreConfig, Timestamp,
+    Caps, ClusterStore, DropReason, Origin, Outcome, StaticResolver, StoreConfig, Timestamp,
 };
 use proptest::prelude::*;
 use std::net::Ipv4Addr;
@@ -108,6 +108,166 @@ fn a_flood_of_spoofed_hosts_stops_at_max_hosts() {
     let out = s.handle_datagram(t(2), A, &uint("10.200.0.0:new", "m", true, 2));
     assert_eq!(out, Outcome::Dropped(DropReason::HostLimit));
     assert_books_balance(&s);
+}
+
+/// Issue 13: at the host cap, hosts that only spoofs named kept real hosts out. A host heard
+/// directly now evicts the oldest spoofed-only one; it is never evicted itself, and spoofs
+/// evict nothing.
+#[test]
+fn a_host_heard_directly_evicts_spoofed_only_hosts_at_the_cap() {
+    let mut s = with_caps(Caps {
+        max_hosts: 3,
+        ..Caps::default()
+    });
+    for i in 0..3 {
+        let host = format!("10.9.0.{i}:fake{i}");
+        assert_eq!(
+            s.handle_datagram(t(i), A, &uint(&host, "m", true, 1)),
+            Outcome::Accepted
+        );
+    }
+    // A spoof at the cap evicts nothing.
+    let out = s.handle_datagram(t(5), A, &uint("10.9.0.9:more", "m", true, 1));
+    assert_eq!(out, Outcome::Dropped(DropReason::HostLimit));
+    // Three real hosts come: each evicts the oldest spoofed-only host.
+    for i in 1..=3u8 {
+        let real = Ipv4Addr::new(10, 0, 0, i);
+        assert_eq!(
+            s.handle_datagram(t(10), real, &uint("", "load", false, 1)),
+            Outcome::Accepted,
+            "real host {i}"
+        );
+        let names: Vec<String> = cluster(&s, t(10))
+            .hosts
+            .iter()
+            .map(|h| h.name.clone())
+            .collect();
+        assert_eq!(names.len(), 3);
+        for gone in 0..i {
+            assert!(!names.contains(&format!("fake{gone}")), "{names:?}");
+        }
+    }
+    assert_eq!(s.stats().spoofed_hosts_evicted_total, 3);
+    // Now every stored host was heard directly: a fourth real host is refused, no spoof or
+    // other host is evicted for it, and a spoof naming a real host's address updates it.
+    let out = s.handle_datagram(
+        t(11),
+        Ipv4Addr::new(10, 0, 0, 4),
+        &uint("", "load", false, 1),
+    );
+    assert_eq!(out, Outcome::Dropped(DropReason::HostLimit));
+    let out = s.handle_datagram(t(11), A, &uint("10.9.0.7:again", "m", true, 1));
+    assert_eq!(out, Outcome::Dropped(DropReason::HostLimit));
+    assert_eq!(s.stats().hosts, 3);
+    assert_eq!(s.stats().spoofed_hosts_evicted_total, 3);
+    // A spoofed host later heard directly is no longer evictable.
+    let mut s = with_caps(Caps {
+        max_hosts: 2,
+        ..Caps::default()
+    });
+    let _ = s.handle_datagram(t(0), A, &uint("10.0.0.7:squat", "m", true, 1));
+    let _ = s.handle_datagram(t(1), Ipv4Addr::new(10, 0, 0, 7), &uint("", "m", false, 1));
+    let _ = s.handle_datagram(t(2), A, &uint("10.9.9.9:fake", "m", true, 1));
+    let out = s.handle_datagram(t(3), Ipv4Addr::new(10, 0, 0, 8), &uint("", "m", false, 1));
+    assert_eq!(out, Outcome::Accepted);
+    let ips: Vec<String> = cluster(&s, t(3))
+        .hosts
+        .iter()
+        .map(|h| h.ip.clone())
+        .collect();
+    assert!(ips.contains(&"10.0.0.7".to_string()) && ips.contains(&"10.0.0.8".to_string()));
+    assert_books_balance(&s);
+}
+
+/// A full store of spoofed metrics does not keep a real host's metrics out either.
+#[test]
+fn eviction_also_relieves_the_metric_and_memory_caps() {
+    let mut s = with_caps(Caps {
+        max_metrics_total: 10,
+        ..Caps::default()
+    });
+    for i in 0..10 {
+        let _ = s.handle_datagram(t(0), A, &uint("10.9.0.1:fake", &format!("m{i}"), true, 1));
+    }
+    let real = Ipv4Addr::new(10, 0, 0, 2);
+    assert_eq!(
+        s.handle_datagram(t(1), real, &uint("", "load", false, 1)),
+        Outcome::Accepted
+    );
+    assert_eq!(s.stats().spoofed_hosts_evicted_total, 1);
+    assert_eq!(s.stats().metrics, 1);
+    // The host's own metric cap is not relieved by evicting others.
+    let mut s = with_caps(Caps {
+        max_metrics_per_host: 1,
+        ..Caps::default()
+    });
+    let _ = s.handle_datagram(t(0), A, &uint("10.9.0.1:fake", "m", true, 1));
+    let _ = s.handle_datagram(t(0), real, &uint("", "a", false, 1));
+    let out = s.handle_datagram(t(0), real, &uint("", "b", false, 1));
+    assert_eq!(out, Outcome::Dropped(DropReason::MetricLimit));
+    assert_eq!(s.stats().spoofed_hosts_evicted_total, 0);
+}
+
+/// Issue 13: a channel's spoof policy: a sender it denies may only speak for its own address.
+#[test]
+fn spoofs_from_a_sender_that_may_not_spoof_are_refused() {
+    let mut s = ClusterStore::new(StoreConfig::default());
+    let own = Origin {
+        auth: None,
+        may_spoof: false,
+    };
+    let out = s.handle_datagram_as(t(0), A, &uint("10.0.0.9:victim", "m", true, 1), own);
+    assert_eq!(out, Outcome::Dropped(DropReason::SpoofRefused));
+    let out = s.handle_datagram_as(t(0), A, &request("10.0.0.9:victim", "m", true), own);
+    assert_eq!(out, Outcome::Dropped(DropReason::SpoofRefused));
+    // Speaking for itself is fine, and so is spoofing from an allowed sender.
+    let out = s.handle_datagram_as(t(0), A, &uint("", "m", false, 1), own);
+    assert_eq!(out, Outcome::Accepted);
+    let out = s.handle_datagram_as(
+        t(0),
+        A,
+        &uint("10.0.0.9:relay", "m", true, 1),
+        Origin::default(),
+    );
+    assert_eq!(out, Outcome::Accepted);
+    assert_eq!(s.stats().dropped("spoof_refused"), 2);
+    assert_eq!(s.stats().cap_warnings_total, 1, "one rate-limited warning");
+    assert_books_balance(&s);
+}
+
+/// Issue 13: the `asked` maps, the requested names and the transmit queue held memory the
+/// store did not count. They are in `Stats::bytes` now, and give it back when drained or
+/// forgotten: with everything expired and drained, the books are back at zero.
+#[test]
+fn request_bookkeeping_is_counted_and_given_back() {
+    let mut s = ClusterStore::new(StoreConfig {
+        host_dmax: Some(Duration::from_secs(60)),
+        cleanup_threshold: Duration::from_secs(10),
+        ..StoreConfig::default()
+    });
+    // Values without metadata (asked about) and requests from others, for distinct names.
+    for i in 0..200 {
+        let _ = s.handle_datagram(t(0), A, &uint("", &format!("orphan_{i:04}"), false, 1));
+        let _ = s.handle_datagram(t(0), A, &request("x", &format!("wanted_{i:04}"), false));
+    }
+    let with_queues = s.stats().bytes;
+    assert_eq!(drain_requests(&mut s).len(), 200);
+    let after_transmit = s.stats().bytes;
+    assert!(
+        with_queues - after_transmit >= 200 * 20,
+        "the queued requests were counted ({with_queues} -> {after_transmit})"
+    );
+    assert_eq!(s.poll_metadata_requested().count(), 200);
+    let after_requested = s.stats().bytes;
+    assert!(
+        after_transmit - after_requested >= 200 * 2 * 11,
+        "the requested names were counted ({after_transmit} -> {after_requested})"
+    );
+    // The host expires; the asked names are forgotten after the request interval.
+    s.handle_timeout(t(5));
+    s.handle_timeout(t(100));
+    assert_eq!((s.stats().hosts, s.stats().metrics), (0, 0));
+    assert_eq!(s.stats().bytes, 0, "everything given back");
 }
 
 #[test]
@@ -386,4 +546,14 @@ proptest! {
         let doc = ganglia_wire::xml::read_document(&xml).unwrap();
         prop_assert!(doc.clusters[0].hosts.len() <= s.stats().hosts);
     }
+}
+
+/// configs/gmond-rs.conf documents the built-in caps by stating them: they must agree.
+#[test]
+fn the_shipped_gmond_rs_conf_states_the_default_caps() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/gmond-rs.conf");
+    let text = std::fs::read_to_string(path).unwrap();
+    let (rs, _) = gmond_conf::rsconf::parse_rs(&text, path).unwrap();
+    assert_eq!(gmond_rs::daemon::store_caps(Some(&rs)), Caps::default());
+    assert_eq!(gmond_rs::daemon::store_caps(None), Caps::default());
 }

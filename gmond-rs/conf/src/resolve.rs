@@ -20,6 +20,7 @@ use crate::config::{
     TcpAcceptChannel, UdpRecvChannel, UdpSendChannel,
 };
 use crate::error::{ConfigError, ConfigErrors, Location};
+use crate::rsconf::{RecvPolicy, RsConfig, StoreLimits};
 use crate::source::{fnmatch, has_wildcard, Source};
 use crate::{LoadOptions, Loaded, SectionLocations, Warning, WarningKind};
 
@@ -168,6 +169,20 @@ const TOP: &[Opt] = &[
     opt("sflow", Kind::Sec(SFLOW)),
 ];
 
+// gmond-rs.conf: what real gmond has no option for (crate::rsconf).
+const RS_STORE: &[Opt] = &[
+    opt("max_hosts", Int),
+    opt("max_metrics_per_host", Int),
+    opt("max_metrics", Int),
+    opt("max_memory_mb", Int),
+    opt("max_pending_requests", Int),
+];
+const RS_UDP_RECV: &[Opt] = &[opt("port", Int), opt("spoof_acl", Kind::Sec(ACL))];
+const RS_TOP: &[Opt] = &[
+    opt("store", Kind::Sec(RS_STORE)),
+    multi("udp_recv_channel", RS_UDP_RECV),
+];
+
 /// A typed option value.
 #[derive(Clone, Debug)]
 enum Val {
@@ -275,6 +290,8 @@ struct SetOption {
 }
 
 struct Ctx<'a> {
+    /// The top-level option table: gmond's, or gmond-rs.conf's.
+    schema: &'static [Opt],
     source: &'a dyn Source,
     opts: &'a LoadOptions,
     errors: Vec<ConfigError>,
@@ -293,7 +310,26 @@ pub(crate) fn load_text(
     source: &dyn Source,
     opts: &LoadOptions,
 ) -> Result<Loaded, ConfigErrors> {
+    let (config, warnings, top) = load_schema(text, name, source, opts, TOP, build)?;
+    Ok(Loaded {
+        config,
+        warnings,
+        locations: section_locations(&top),
+    })
+}
+
+/// Parses `text` against the top-level table `schema`, then builds it with `build`; every
+/// error (syntax, names, types, `build`'s checks) is collected and returned together.
+fn load_schema<T>(
+    text: &str,
+    name: &str,
+    source: &dyn Source,
+    opts: &LoadOptions,
+    schema: &'static [Opt],
+    build: impl FnOnce(&mut Ctx<'_>, &Sec) -> T,
+) -> Result<(T, Vec<Warning>, Sec), ConfigErrors> {
     let mut ctx = Ctx {
+        schema,
         source,
         opts,
         errors: Vec::new(),
@@ -328,11 +364,21 @@ pub(crate) fn load_text(
     };
     let mut warnings = not_implemented_warnings(&ctx.set, &opts.not_implemented);
     warnings.append(&mut ctx.warnings);
-    Ok(Loaded {
-        config,
-        warnings,
-        locations: section_locations(&top),
-    })
+    Ok((config, warnings, top))
+}
+
+/// Loads gmond-rs.conf text (see [`crate::rsconf`]).
+pub(crate) fn load_rs_text(
+    text: &str,
+    name: &str,
+    source: &dyn Source,
+) -> Result<(RsConfig, Vec<Warning>), ConfigErrors> {
+    let opts = LoadOptions {
+        not_implemented: Vec::new(),
+        ..LoadOptions::default()
+    };
+    let (config, warnings, _) = load_schema(text, name, source, &opts, RS_TOP, build_rs)?;
+    Ok((config, warnings))
 }
 
 /// Loads the file at `path` through `source`.
@@ -371,7 +417,7 @@ impl Ctx<'_> {
                             .into(),
                     });
                 }
-                self.fill(TOP, top, &file.items);
+                self.fill(self.schema, top, &file.items);
             }
             Err(e) => {
                 self.errors.push(e);
@@ -720,7 +766,12 @@ impl Ctx<'_> {
     }
 
     fn acl(&mut self, channel: &Sec) -> Option<Acl> {
-        let sec = channel.subs("acl").first()?;
+        self.acl_named(channel, "acl")
+    }
+
+    /// The ACL section `name` of `channel` (gmond's `acl` grammar).
+    fn acl_named(&mut self, channel: &Sec, name: &str) -> Option<Acl> {
+        let sec = channel.subs(name).first()?;
         let accesses = sec.subs("access");
         if accesses.is_empty() {
             self.note(
@@ -894,6 +945,43 @@ fn pattern_matches(pattern: &str, path: &str, value: &str) -> bool {
         None => ppath.eq_ignore_ascii_case(path),
     };
     path_ok && pval.is_none_or(|v| v.eq_ignore_ascii_case(value))
+}
+
+/// gmond-rs.conf's typed tree to [`RsConfig`]; limits must be positive, one policy per port.
+fn build_rs(ctx: &mut Ctx<'_>, top: &Sec) -> RsConfig {
+    let mut store = StoreLimits::default();
+    if let Some(sec) = top.subs("store").first() {
+        let mut limit = |name: &str, hi: i64| -> Option<u64> {
+            sec.int(name)?;
+            u64::try_from(ctx.int_in(sec, name, 0, 1, hi))
+                .ok()
+                .filter(|&v| v > 0)
+        };
+        store = StoreLimits {
+            max_hosts: limit("max_hosts", 100_000_000),
+            max_metrics_per_host: limit("max_metrics_per_host", 100_000_000),
+            max_metrics: limit("max_metrics", 1_000_000_000),
+            max_memory_mb: limit("max_memory_mb", 1 << 30),
+            max_pending_requests: limit("max_pending_requests", 100_000_000),
+        };
+    }
+    let mut udp_recv: Vec<RecvPolicy> = Vec::new();
+    for sec in top.subs("udp_recv_channel") {
+        let port = ctx.port(sec, "udp_recv_channel");
+        if udp_recv.iter().any(|p| p.port == port) {
+            ctx.invalid(
+                sec.loc_of("port"),
+                format!("a second udp_recv_channel policy for port {port}"),
+            );
+            continue;
+        }
+        udp_recv.push(RecvPolicy {
+            port,
+            spoof_acl: ctx.acl_named(sec, "spoof_acl"),
+            location: sec.loc.clone(),
+        });
+    }
+    RsConfig { store, udp_recv }
 }
 
 fn build(ctx: &mut Ctx<'_>, top: &Sec) -> Config {

@@ -25,13 +25,27 @@ fn parse_mem(text: &str, name: &str) -> Loaded {
         .unwrap_or_else(|e| panic!("{name} does not parse:\n{e}"))
 }
 
-/// configs/ also ships gmetad's snippet for the demo: only gmond*.conf are gmond configs.
+/// configs/ also ships gmetad's snippet for the demo and gmond-rs's own settings file: only
+/// the other gmond*.conf are gmond configs.
 fn is_gmond_conf(path: &Path) -> bool {
     path.extension().and_then(|e| e.to_str()) == Some("conf")
         && path
             .file_name()
             .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("gmond"))
+            .is_some_and(|n| n.starts_with("gmond") && n != "gmond-rs.conf")
+}
+
+#[test]
+fn the_shipped_gmond_rs_conf_parses_and_sets_what_it_documents() {
+    let path = configs_dir().join("gmond-rs.conf");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (rs, warnings) = gmond_conf::rsconf::parse_rs(&text, "configs/gmond-rs.conf")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(rs.store.max_hosts, Some(20_000));
+    assert_eq!(rs.store.max_memory_mb, Some(1024));
+    // The spoof_acl example is commented out: installing the file changes no policy.
+    assert!(rs.udp_recv.is_empty());
 }
 
 fn configs_dir() -> PathBuf {

@@ -72,12 +72,13 @@ fn real_gmond_accepts_every_shipped_config() {
     let mut seen = 0;
     for entry in std::fs::read_dir(configs_dir()).unwrap() {
         let path = entry.unwrap().path();
-        // configs/ also ships gmetad's snippet for the demo: only gmond*.conf are ours.
+        // configs/ also ships gmetad's snippet for the demo and gmond-rs's own settings
+        // (gmond-rs.conf, which real gmond is never given).
         let gmond_conf = path.extension().and_then(|e| e.to_str()) == Some("conf")
             && path
                 .file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("gmond"));
+                .is_some_and(|n| n.starts_with("gmond") && n != "gmond-rs.conf");
         if !gmond_conf {
             continue;
         }

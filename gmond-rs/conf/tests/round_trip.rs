@@ -21,11 +21,12 @@ fn corpus() -> Vec<PathBuf> {
     for dir in ["tests/data", "tests/golden/ok", "../../configs"] {
         for e in std::fs::read_dir(root.join(dir)).unwrap() {
             let p = e.unwrap().path();
-            // configs/ also ships gmetad's snippet for the demo (not a gmond config).
+            // configs/ also ships gmetad's snippet for the demo and gmond-rs.conf (not gmond
+            // configs).
             let gmetad = p
                 .file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("gmetad"));
+                .is_some_and(|n| n.starts_with("gmetad") || n == "gmond-rs.conf");
             if p.extension().and_then(|e| e.to_str()) == Some("conf")
                 && !p.ends_with("include-glob.conf")
                 && !gmetad

@@ -21,7 +21,7 @@ use crate::iostats::IoStats;
 use crate::selfmetrics;
 use crate::sender::{GroupPlan, Identity, MetricPlan, Sender};
 use crate::store::{
-    ClusterInfo, ClusterStore, HostsFileResolver, Resolver, StoreConfig, Timestamp,
+    Caps, ClusterInfo, ClusterStore, HostsFileResolver, Resolver, StoreConfig, Timestamp,
 };
 use crate::vmpublish::VmPublisher;
 use gmond_conf::Config;
@@ -81,6 +81,9 @@ pub struct RunOptions {
     pub client_limits: Option<ClientLimits>,
     /// Authenticated datagrams (`--auth`): sign everything sent, admit by channel mode.
     pub auth: Option<crate::auth::AuthOptions>,
+    /// gmond-rs.conf (`--rs-conf`): store caps and per-channel spoof ACLs. Check it against
+    /// the gmond.conf with [`check_rs_conf`] first.
+    pub rs_conf: Option<gmond_conf::RsConfig>,
     /// Run on SIGHUP before returning [`Exit::Reload`]: an error (the new configuration does
     /// not load) is logged and the daemon keeps running with what it has, so a typo never
     /// takes monitoring down. `None`: every SIGHUP reloads.
@@ -105,6 +108,48 @@ pub fn check_startable(cfg: &Config) -> Result<(), Error> {
         vm::plan(cfg, None)?;
     }
     Ok(())
+}
+
+/// gmond-rs.conf must fit the gmond.conf beside it: each of its receive-channel policies
+/// names the port of a gmond.conf `udp_recv_channel` (a policy that applies to nothing is a
+/// mistake the operator should hear about, not a silent no-op).
+pub fn check_rs_conf(cfg: &Config, rs: &gmond_conf::RsConfig) -> Result<(), Error> {
+    for p in &rs.udp_recv {
+        if !cfg.udp_recv.iter().any(|c| c.port == p.port) {
+            return Err(Error::Config(format!(
+                "{}: udp_recv_channel policy for port {} matches no udp_recv_channel of the \
+                 gmond.conf",
+                p.location, p.port
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The store's caps: the built-in defaults, with what gmond-rs.conf's `store { }` sets.
+pub fn store_caps(rs: Option<&gmond_conf::RsConfig>) -> Caps {
+    let mut caps = Caps::default();
+    let Some(l) = rs.map(|r| &r.store) else {
+        return caps;
+    };
+    let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    if let Some(v) = l.max_hosts {
+        caps.max_hosts = size(v);
+    }
+    if let Some(v) = l.max_metrics_per_host {
+        caps.max_metrics_per_host = size(v);
+    }
+    if let Some(v) = l.max_metrics {
+        caps.max_metrics_total = size(v);
+    }
+    if let Some(v) = l.max_memory_mb {
+        caps.max_bytes = size(v.saturating_mul(1 << 20));
+    }
+    if let Some(v) = l.max_pending_requests {
+        caps.max_pending_transmit = size(v);
+        caps.max_pending_requested = size(v);
+    }
+    caps
 }
 
 /// See [`RunOptions::detach`].
@@ -390,8 +435,10 @@ fn new_store(cfg: &Config, opts: &RunOptions) -> Result<Arc<RwLock<ClusterStore>
     let store_cfg = StoreConfig {
         // Every request the store queues goes out signed: leave the trailer's room.
         transmit_reserve: trailer_reserve(opts),
+        caps: store_caps(opts.rs_conf.as_ref()),
         ..store_config(cfg)
     };
+    tracing::info!(caps = ?store_cfg.caps, "cluster store limits");
     Ok(Arc::new(RwLock::new(ClusterStore::with_resolver(
         store_cfg,
         host_resolver(opts)?,
@@ -427,6 +474,15 @@ fn start_receivers(
             }
             _ => None,
         };
+        let port = sock.local_addr().map(|a| a.port()).unwrap_or(0);
+        let spoof_acl = opts
+            .rs_conf
+            .as_ref()
+            .and_then(|rs| rs.recv_policy(port))
+            .and_then(|p| p.spoof_acl.clone());
+        if spoof_acl.is_some() {
+            tracing::info!(channel = %name, port, "spoofing limited by gmond-rs.conf's spoof_acl");
+        }
         let s = shared.clone();
         let req_txs = requests.to_vec();
         threads.spawn(name, "receive thread", move || {
@@ -435,7 +491,11 @@ fn start_receivers(
             let check = || s.stop.is_stopped();
             crate::ingest::receive_loop(
                 sock,
-                crate::ingest::ChannelRules { acl, gate },
+                crate::ingest::ChannelRules {
+                    acl,
+                    spoof_acl,
+                    gate,
+                },
                 &s.store,
                 &|d| s.outbound.send(d),
                 &s.stats,

@@ -89,6 +89,9 @@ pub enum DropReason {
     MetricLimit,
     /// Storing it would exceed `Caps::max_bytes`.
     MemoryLimit,
+    /// A spoofed message from a source its receive channel lets speak only for itself
+    /// ([`Origin::may_spoof`]).
+    SpoofRefused,
 }
 
 impl DropReason {
@@ -101,6 +104,7 @@ impl DropReason {
             DropReason::HostLimit => "host_limit",
             DropReason::MetricLimit => "metric_limit",
             DropReason::MemoryLimit => "memory_limit",
+            DropReason::SpoofRefused => "spoof_refused",
         }
     }
 
@@ -109,6 +113,26 @@ impl DropReason {
             self,
             DropReason::HostLimit | DropReason::MetricLimit | DropReason::MemoryLimit
         )
+    }
+}
+
+/// What the daemon knows of a datagram's sender besides its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// The key id whose signature the daemon verified (`ganglia_wire::auth`); `None`: not
+    /// authenticated.
+    pub auth: Option<u32>,
+    /// Whether the sender may speak for other hosts (spoof). gmond lets anyone; a receive
+    /// channel's `spoof_acl` (gmond-rs.conf) can restrict it.
+    pub may_spoof: bool,
+}
+
+impl Default for Origin {
+    fn default() -> Self {
+        Origin {
+            auth: None,
+            may_spoof: true,
+        }
     }
 }
 
@@ -132,6 +156,10 @@ pub struct ClusterStore {
     /// Shared with [`Generation`] handles, so a dump can check its cache without the store.
     generation: Generation,
     cap_warn: CapWarn,
+    /// Keys of hosts created by a spoof and never heard from directly, oldest first: what a
+    /// directly heard host may evict at the caps. May hold keys of hosts since heard directly
+    /// or removed (skipped when popped, dropped at cleanup).
+    spoofed_only: VecDeque<Box<[u8]>>,
     /// Reused for metric names rewritten ':' -> '_'.
     scratch: Vec<u8>,
 }
@@ -152,14 +180,21 @@ impl Generation {
     }
 }
 
-/// Drops at the caps since the last warning, for one rate-limited `warn!`.
+/// Drops at the caps (and refused spoofs) since the last warning, for one rate-limited
+/// `warn!`.
 #[derive(Debug, Default)]
 struct CapWarn {
     last: Option<Timestamp>,
     hosts: u64,
     metrics: u64,
     memory: u64,
+    spoofs: u64,
+    evicted: u64,
 }
+
+/// Bytes charged for one entry of the `asked` maps, the requested set or the spoofed-only
+/// queue besides its name: the boxed slice header, the value and a share of table slack.
+const SMALL_ENTRY_OVERHEAD: usize = 48;
 
 impl std::fmt::Debug for ClusterStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -191,6 +226,7 @@ impl ClusterStore {
             last_cleanup: None,
             generation: Generation::default(),
             cap_warn: CapWarn::default(),
+            spoofed_only: VecDeque::new(),
             scratch: Vec::new(),
         }
     }
@@ -232,6 +268,22 @@ impl ClusterStore {
         bytes: &[u8],
         auth: Option<u32>,
     ) -> Outcome {
+        let origin = Origin {
+            auth,
+            ..Origin::default()
+        };
+        self.handle_datagram_as(now, src, bytes, origin)
+    }
+
+    /// [`handle_datagram`](Self::handle_datagram) with what the receive channel knows of the
+    /// sender: whether it was authenticated and whether it may spoof.
+    pub fn handle_datagram_as(
+        &mut self,
+        now: Timestamp,
+        src: Ipv4Addr,
+        bytes: &[u8],
+        origin: Origin,
+    ) -> Outcome {
         self.stats.datagrams_received_total += 1;
         self.last_cleanup.get_or_insert(now);
         let msg = match decode_with(bytes, &self.cfg.limits) {
@@ -239,7 +291,15 @@ impl ClusterStore {
             Err(e) => return self.dropped(now, src, DropReason::Decode(e)),
         };
         self.stats.datagrams_decoded_total += 1;
-        match self.ingest(now, src, &msg, auth) {
+        let mut result = self.ingest(now, src, &msg, origin);
+        // A host heard directly is never kept out by hosts that only spoofs ever named: at
+        // a cap that eviction can relieve, the oldest such host makes room (once per datagram).
+        if let Err(reason) = &result {
+            if !msg.metric_id().spoof && self.eviction_helps(reason) && self.evict_spoofed_only() {
+                result = self.ingest(now, src, &msg, origin);
+            }
+        }
+        match result {
             Ok(()) => {
                 self.stats.datagrams_accepted_total += 1;
                 self.generation.bump();
@@ -292,15 +352,55 @@ impl ClusterStore {
 
     /// The next datagram to multicast on every send channel (metadata requests, id 136).
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.transmit.pop_front()
+        let d = self.transmit.pop_front()?;
+        self.stats.bytes = self.stats.bytes.saturating_sub(d.capacity());
+        Some(d)
     }
 
     /// Metric names other gmonds requested metadata for since the last call, each once. The
     /// daemon marks its own metric of that name (if any) for a metadata resend; the request's
     /// host field is ignored, as in gmond.
     pub fn poll_metadata_requested(&mut self) -> impl Iterator<Item = Box<[u8]>> + '_ {
+        let held: usize = self
+            .requested
+            .iter()
+            .map(|n| 2 * n.len() + SMALL_ENTRY_OVERHEAD)
+            .sum();
+        self.stats.bytes = self.stats.bytes.saturating_sub(held);
         self.requested_set.clear();
         self.requested.drain(..)
+    }
+
+    /// Whether evicting a spoofed-only host could let a datagram refused for `reason` in.
+    fn eviction_helps(&self, reason: &DropReason) -> bool {
+        match reason {
+            DropReason::HostLimit | DropReason::MemoryLimit => true,
+            // Not the host's own metric cap: another host's departure does not change it.
+            DropReason::MetricLimit => self.stats.metrics >= self.cfg.caps.max_metrics_total,
+            _ => false,
+        }
+    }
+
+    /// Removes the oldest host that only spoofs ever named; false if there is none.
+    fn evict_spoofed_only(&mut self) -> bool {
+        while let Some(key) = self.spoofed_only.pop_front() {
+            self.stats.bytes = self
+                .stats
+                .bytes
+                .saturating_sub(key.len() + SMALL_ENTRY_OVERHEAD);
+            let evictable = self.hosts.get(&key).is_some_and(|h| !h.heard_directly);
+            if !evictable {
+                continue;
+            }
+            if let Some(host) = self.hosts.remove(&key) {
+                forget_host(&mut self.stats, &key, &host);
+                self.stats.spoofed_hosts_evicted_total += 1;
+                self.cap_warn.evicted += 1;
+                self.generation.bump();
+                return true;
+            }
+        }
+        false
     }
 
     fn dropped(&mut self, now: Timestamp, src: Ipv4Addr, reason: DropReason) -> Outcome {
@@ -310,10 +410,11 @@ impl ClusterStore {
             .dropped_by_reason
             .entry(reason.as_str())
             .or_default() += 1;
-        if reason.is_cap() {
+        if reason.is_cap() || reason == DropReason::SpoofRefused {
             match reason {
                 DropReason::HostLimit => self.cap_warn.hosts += 1,
                 DropReason::MetricLimit => self.cap_warn.metrics += 1,
+                DropReason::SpoofRefused => self.cap_warn.spoofs += 1,
                 _ => self.cap_warn.memory += 1,
             }
             self.maybe_warn(now);
@@ -336,10 +437,16 @@ impl ClusterStore {
             hosts_rejected = w.hosts,
             metrics_rejected = w.metrics,
             memory_rejected = w.memory,
+            spoofs_refused = w.spoofs,
+            spoofed_hosts_evicted = w.evicted,
             hosts = self.stats.hosts,
             metrics = self.stats.metrics,
             bytes = self.stats.bytes,
-            "cluster store at its caps: dropping new hosts/metrics"
+            max_hosts = self.cfg.caps.max_hosts,
+            max_metrics = self.cfg.caps.max_metrics_total,
+            max_bytes = self.cfg.caps.max_bytes,
+            "cluster store refusing datagrams: at its caps (new hosts/metrics), or spoofs from \
+             senders their channel's spoof_acl denies"
         );
         self.cap_warn.last = Some(now);
         self.stats.cap_warnings_total += 1;
@@ -352,8 +459,9 @@ impl ClusterStore {
         now: Timestamp,
         src: Ipv4Addr,
         msg: &Message<'_>,
-        auth: Option<u32>,
+        origin: Origin,
     ) -> Result<(), DropReason> {
+        let auth = origin.auth;
         let ClusterStore {
             cfg,
             resolver,
@@ -364,10 +472,14 @@ impl ClusterStore {
             transmit,
             requested,
             requested_set,
+            spoofed_only,
             scratch,
             ..
         } = self;
         let id = msg.metric_id();
+        if id.spoof && !origin.may_spoof {
+            return Err(DropReason::SpoofRefused);
+        }
         let ip_text;
         let (key, spoof_name) = if id.spoof {
             let (ip, name) = names::split_spoof(id.host).ok_or(DropReason::BadSpoof)?;
@@ -411,12 +523,18 @@ impl ClusterStore {
                     },
                 };
                 let h = Host::new(host_name, now, spoof_name.is_none());
-                let bytes = h.own_bytes(key.len());
+                let mut bytes = h.own_bytes(key.len());
+                if spoof_name.is_some() {
+                    bytes += key.len() + SMALL_ENTRY_OVERHEAD;
+                }
                 if stats.bytes.saturating_add(bytes) > cfg.caps.max_bytes {
                     return Err(DropReason::MemoryLimit);
                 }
                 stats.bytes += bytes;
                 stats.hosts += 1;
+                if spoof_name.is_some() {
+                    spoofed_only.push_back(key.into());
+                }
                 e.insert_with_key(key.into(), h)
             }
         };
@@ -427,12 +545,16 @@ impl ClusterStore {
             Message::MetadataRequest(_) => {
                 stats.metadata_requests_received_total += 1;
                 if !requested_set.contains(name) {
-                    if requested_set.len() >= cfg.caps.max_pending_requested {
+                    let charge = 2 * name.len() + SMALL_ENTRY_OVERHEAD;
+                    if requested_set.len() >= cfg.caps.max_pending_requested
+                        || stats.bytes.saturating_add(charge) > cfg.caps.max_bytes
+                    {
                         stats.metadata_requested_dropped_total += 1;
                     } else {
                         let n: Box<[u8]> = name.into();
                         requested_set.insert(n.clone());
                         requested.push(n);
+                        stats.bytes += charge;
                     }
                 }
                 Ok(())
@@ -502,8 +624,14 @@ impl ClusterStore {
                     {
                         match last.entry_ref(name) {
                             EntryRef::Occupied(mut e) => *e.get_mut() = now,
+                            // Not remembered past the byte cap: the name may then be asked
+                            // about again sooner (the transmit queue stays bounded).
                             EntryRef::Vacant(e) => {
-                                e.insert_with_key(name.into(), now);
+                                let charge = name.len() + SMALL_ENTRY_OVERHEAD;
+                                if stats.bytes.saturating_add(charge) <= cfg.caps.max_bytes {
+                                    stats.bytes += charge;
+                                    e.insert_with_key(name.into(), now);
+                                }
                             }
                         }
                     }
@@ -520,6 +648,7 @@ impl ClusterStore {
             metas,
             asked,
             stats,
+            spoofed_only,
             ..
         } = self;
         stats.cleanups_total += 1;
@@ -527,16 +656,7 @@ impl ClusterStore {
         let before = (stats.hosts, stats.metrics);
         hosts.retain(|key, host| {
             if host_dmax.is_some_and(|d| now.saturating_since(host.last_heard) > d) {
-                stats.bytes = stats.bytes.saturating_sub(
-                    host.own_bytes(key.len())
-                        + host
-                            .metrics
-                            .iter()
-                            .map(|(k, m)| m.bytes(k.len()))
-                            .sum::<usize>(),
-                );
-                stats.hosts -= 1;
-                stats.metrics -= host.metrics.len();
+                forget_host(stats, key, host);
                 stats.hosts_expired_total += 1;
                 return false;
             }
@@ -556,8 +676,24 @@ impl ClusterStore {
             true
         });
         for last in asked.iter_mut() {
-            last.retain(|_, t| now.saturating_since(*t) < cfg.metadata_request_interval);
+            last.retain(|name, t| {
+                let keep = now.saturating_since(*t) < cfg.metadata_request_interval;
+                if !keep {
+                    stats.bytes = stats
+                        .bytes
+                        .saturating_sub(name.len() + SMALL_ENTRY_OVERHEAD);
+                }
+                keep
+            });
         }
+        // Only hosts still spoofed-only stay eligible for eviction.
+        spoofed_only.retain(|key| {
+            let keep = hosts.get(key).is_some_and(|h| !h.heard_directly);
+            if !keep {
+                stats.bytes = stats.bytes.saturating_sub(key.len() + SMALL_ENTRY_OVERHEAD);
+            }
+            keep
+        });
         // Bodies only the interner still holds: their metrics were replaced or removed.
         metas.retain(|b| {
             let used = std::sync::Arc::strong_count(b) > 1;
@@ -575,6 +711,20 @@ impl ClusterStore {
             );
         }
     }
+}
+
+/// Takes a removed host's bytes, metrics and itself out of the counts.
+fn forget_host(stats: &mut Stats, key: &[u8], host: &Host) {
+    stats.bytes = stats.bytes.saturating_sub(
+        host.own_bytes(key.len())
+            + host
+                .metrics
+                .iter()
+                .map(|(k, m)| m.bytes(k.len()))
+                .sum::<usize>(),
+    );
+    stats.hosts -= 1;
+    stats.metrics -= host.metrics.len();
 }
 
 /// Finds or creates metric `name` and applies `apply` to it, enforcing the metric and byte
@@ -657,6 +807,10 @@ fn queue_request(
         stats.metadata_requests_unsent_total += 1;
         return false;
     }
+    if stats.bytes.saturating_add(METADATA_LIMIT) > cfg.caps.max_bytes {
+        stats.metadata_requests_unsent_total += 1;
+        return false;
+    }
     let spoofed_host;
     let host: &[u8] = if id.spoof {
         spoofed_host = [key, b":", host_name].concat();
@@ -673,6 +827,7 @@ fn queue_request(
     // signing daemon leaves the trailer's room in it.
     match encode_bounded(&req, METADATA_LIMIT.saturating_sub(cfg.transmit_reserve)) {
         Ok(bytes) => {
+            stats.bytes += bytes.capacity();
             transmit.push_back(bytes);
             stats.metadata_requests_sent_total += 1;
             true

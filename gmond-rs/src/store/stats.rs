@@ -32,6 +32,8 @@ pub struct Stats {
     /// Host NAMEs a spoof had claimed for an address before the address spoke for itself,
     /// replaced by the address's own name (squatting undone).
     pub spoofed_names_replaced_total: u64,
+    /// Hosts only spoofs had named, removed at a cap to admit a host heard directly.
+    pub spoofed_hosts_evicted_total: u64,
     /// Hosts removed by cleanup (host_dmax).
     pub hosts_expired_total: u64,
     /// Metrics removed by cleanup (their metadata's dmax), not counting those of removed hosts.
