@@ -177,6 +177,12 @@ fn gmond_rs_signs_what_it_sends_and_requires_signatures() {
     })
     .expect("the newer signed value shows");
     send(&replay);
+    // The forger now speaks for the real signed host: unsigned, and signed with its own key.
+    send(&datagrams("signed-node", "auth_value", 666));
+    send(&sign(
+        &mut forger,
+        &datagrams("signed-node", "auth_value", 667),
+    ));
     // A marker sent after everything else: once it shows, the earlier datagrams were handled.
     let mut marker = sign(&mut signer, &datagrams("signed-node", "auth_marker", 1));
     let c = poll_for(Duration::from_secs(20), || {
@@ -199,7 +205,11 @@ fn gmond_rs_signs_what_it_sends_and_requires_signatures() {
             .unwrap()
             .val,
         "9",
-        "a replayed datagram was accepted"
+        "a replayed, unsigned or forged datagram for the signed host was accepted"
+    );
+    assert_eq!(
+        mark(host_named(&c, "signed-node").unwrap(), "auth_value").as_deref(),
+        Some("5")
     );
     assert!(
         host_named(&c, "unsigned-node").is_none(),

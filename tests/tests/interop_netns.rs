@@ -2,6 +2,7 @@
 //! private bridge, talking stock multicast (239.2.11.71:8649, ttl 1), each host with its own
 //! address, hostname and /etc/hosts. Real gmetric, gstat and gmetad are driven against the
 //! gmond-rs hosts; restarts and a dead host must be handled the way gmond handles them.
+//! One gmond-rs signs every datagram it sends (issue 13): the others read them as plain ones.
 //! Needs root and iproute2 (the project's test command has both); nothing leaves the testbed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,6 +21,12 @@ const HOSTS: usize = 4;
 /// gmond 3.7.2 on nodes 1-2, gmond-rs on nodes 3-4.
 const REAL: [usize; 2] = [1, 2];
 const OURS: [usize; 2] = [3, 4];
+/// The gmond-rs node that signs every datagram (`--auth`, issue 13) and accepts signed and
+/// unsigned ones (`--auth-recv prefer`): a mixed cluster where real gmond and the unsigned
+/// gmond-rs read its datagrams as plain ones.
+const SIGNING: usize = 4;
+/// The XML mark of a value whose datagram carried a valid signature (its key id).
+const MARK: &str = "GMOND_RS_AUTH";
 /// Every collection group collects every EVERY s and sends at least every THRESHOLD s.
 const EVERY: u32 = 5;
 const THRESHOLD: u32 = 10;
@@ -61,6 +68,22 @@ impl Bed {
             let gmond = require_program("gmond", "ganglia-monitor");
             self.net
                 .spawn(i, &name, &gmond, &[c, self.conf.as_os_str(), f])
+        } else if i == SIGNING {
+            let ours = integration_tests::bin("gmond-rs");
+            let keys = self.net.dir().join("auth.keys");
+            if !keys.exists() {
+                gmond_rs::auth::add_key(&keys, Some(7)).unwrap();
+            }
+            let args = [
+                c,
+                self.conf.as_os_str(),
+                f,
+                OsStr::new("--auth"),
+                keys.as_os_str(),
+                OsStr::new("--auth-recv"),
+                OsStr::new("prefer"),
+            ];
+            self.net.spawn(i, &name, ours, &args)
         } else {
             let ours = integration_tests::bin("gmond-rs");
             self.net
@@ -256,7 +279,23 @@ fn two_real_gmond_and_two_gmond_rs_share_a_multicast_cluster() {
     for (i, v) in &views {
         assert_eq!(v.name, views[0].1.name, "node{i}: cluster name");
         for j in 1..=HOSTS {
-            let h = host_by_ip(v, &bed.ip(j)).unwrap();
+            let mut h = host_by_ip(v, &bed.ip(j)).unwrap().clone();
+            // The signing node marks the values it verified: its own, and only its own
+            // (nobody else signs); the other views carry no mark.
+            for m in &mut h.metrics {
+                let marked = m.extra.iter().position(|(k, _)| k == MARK);
+                let want = (*i == SIGNING && j == SIGNING).then_some("7");
+                assert_eq!(
+                    marked.map(|p| m.extra[p].1.as_str()),
+                    want,
+                    "node{i}'s view of node{j}: {}'s mark",
+                    m.name
+                );
+                if let Some(p) = marked {
+                    m.extra.remove(p);
+                }
+            }
+            let h = &h;
             assert_eq!(names(h), want, "node{i}'s view of node{j}: metric names");
             assert_eq!(
                 (h.tmax, h.dmax, h.location.as_str(), h.tags.as_str()),
