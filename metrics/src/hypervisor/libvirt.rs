@@ -6,11 +6,13 @@
 //! (a daemon that went away); every object is dropped through `release`, which contains
 //! that panic. The only unsafe code is in `ffi.rs`.
 //!
-//! Every call BLOCKS (libvirt RPCs; against a hung, not dead, daemon possibly for long, since
-//! libvirt's keepalive needs an event loop this crate does not run): never call it on an async
-//! runtime's worker threads; use a dedicated thread or `tokio::task::spawn_blocking`, and do
-//! not start a round while the last is still running. Take the sample time around the call
-//! (its midpoint), not after.
+//! Every call BLOCKS (libvirt RPCs): never call it on an async runtime's worker threads; use a
+//! dedicated thread or `tokio::task::spawn_blocking`, and do not start a round while the last
+//! is still running. Take the sample time around the call (its midpoint), not after. Against
+//! a hung (not dead) daemon a call blocks until libvirt's keepalive gives the connection up:
+//! every connection opened here asks for it ([`KEEPALIVE_INTERVAL_S`], [`KEEPALIVE_COUNT`]),
+//! and the first one starts libvirt's default event loop, which keepalive needs, on a thread
+//! of its own for the life of the process.
 //!
 //! Nothing here reads the clock: the reconnect backoff is fed the `now` each call is given,
 //! and a round's sample time comes from the clock its caller passes in, so tests drive
@@ -452,11 +454,42 @@ fn release<T>(v: T) {
     }
 }
 
-/// Opens a connection, read-only or read-write; a failure is [`Error::Connect`].
+/// Seconds between libvirt keepalive probes on every connection opened here.
+pub const KEEPALIVE_INTERVAL_S: i32 = 5;
+/// Unanswered probes after which libvirt closes the connection: a daemon that stops
+/// answering (hung, stopped, its host gone) fails every call blocked on it after about
+/// `KEEPALIVE_INTERVAL_S * (KEEPALIVE_COUNT + 1)` seconds (20) instead of never.
+pub const KEEPALIVE_COUNT: u32 = 3;
+
+/// Starts libvirt's default event loop once per process (keepalive runs on it); false if it
+/// could not be started, and connections then go without keepalive.
+fn event_loop() -> bool {
+    static STARTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(|| {
+        if let Err(e) = virt::event::event_register_default_impl() {
+            tracing::warn!(target: "gmond_metrics::libvirt", error = %e, "no libvirt event loop: connections go without keepalive");
+            return false;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("libvirt-events".into())
+            .spawn(|| loop {
+                // Runs one iteration (it blocks in poll until something is due); an error
+                // would otherwise spin.
+                if virt::event::event_run_default_impl().is_err() {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            });
+        spawned.is_ok()
+    })
+}
+
+/// Opens a connection, read-only or read-write, with keepalive where the driver has it; a
+/// failure is [`Error::Connect`].
 fn open_connection(uri: &str, read_only: bool) -> Result<Connect, Error> {
     // Otherwise libvirt prints every error (including expected ones) to stderr.
     virt::error::clear_error_callback();
-    if read_only {
+    let keepalive = event_loop();
+    let conn = if read_only {
         Connect::open_read_only(Some(uri))
     } else {
         Connect::open(Some(uri))
@@ -464,7 +497,14 @@ fn open_connection(uri: &str, read_only: bool) -> Result<Connect, Error> {
     .map_err(|e| Error::Connect {
         uri: uri.to_owned(),
         message: e.to_string(),
-    })
+    })?;
+    if keepalive {
+        // In-process drivers (test:///) have no remote side to probe.
+        if let Err(e) = conn.set_keep_alive(KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT) {
+            tracing::debug!(target: "gmond_metrics::libvirt", uri, error = %e, "no keepalive on this connection");
+        }
+    }
+    Ok(conn)
 }
 
 impl Session for LibvirtSession {
