@@ -185,6 +185,43 @@ pub fn parse_xml(xml: &[u8]) -> Result<Cluster> {
     Ok(merge_document(ganglia_wire::xml::read_document(xml)?))
 }
 
+/// Which values a consumer that acts on authenticated data only keeps (see
+/// [`keep_authenticated`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AuthFilter {
+    /// Every value, marked or not (no authentication configured).
+    #[default]
+    Any,
+    /// Only values gmond-rs marked as authenticated (`ganglia_wire::auth::XML_MARK`), under
+    /// any key id, or under one of these key ids when the list is not empty.
+    Marked(Vec<u32>),
+}
+
+/// Removes from `cluster` every metric whose value the serving gmond-rs did not mark as
+/// authenticated (under an accepted key), so that nothing downstream (the view, leadership,
+/// advertised moves) can act on a value any host on the segment could have forged. Returns
+/// how many metrics were removed. Hosts stay (with what is left): liveness and membership are
+/// judged by the consumer from what remains. Applied before anything reads the cluster.
+pub fn keep_authenticated(cluster: &mut Cluster, filter: &AuthFilter) -> usize {
+    let AuthFilter::Marked(keys) = filter else {
+        return 0;
+    };
+    let accepted = |m: &Metric| {
+        m.extra
+            .iter()
+            .find(|(k, _)| k == ganglia_wire::auth::XML_MARK)
+            .and_then(|(_, v)| v.parse::<u32>().ok())
+            .is_some_and(|id| keys.is_empty() || keys.contains(&id))
+    };
+    let mut removed = 0;
+    for h in &mut cluster.hosts {
+        let before = h.metrics.len();
+        h.metrics.retain(accepted);
+        removed += before - h.metrics.len();
+    }
+    removed
+}
+
 /// One host's copy of one VM, while reading.
 #[derive(Debug, Default)]
 struct Copy {
@@ -762,5 +799,48 @@ mod tests {
             parse_xml(b"<GANGLIA_XML"),
             Err(crate::BalancerError::Xml(_))
         ));
+    }
+
+    #[test]
+    fn only_marked_values_under_accepted_keys_survive_the_auth_filter() {
+        let metric = |name: &str, mark: Option<&str>| Metric {
+            name: name.into(),
+            val: "1".into(),
+            extra: mark
+                .map(|k| vec![(ganglia_wire::auth::XML_MARK.to_string(), k.to_string())])
+                .unwrap_or_default(),
+            ..Metric::default()
+        };
+        let cluster = || Cluster {
+            hosts: vec![Host {
+                name: "hv1".into(),
+                metrics: vec![
+                    metric("web1.vcpu_util", Some("5")),
+                    metric("web2.vcpu_util", None),
+                    metric("web3.vcpu_util", Some("6")),
+                    metric("web4.vcpu_util", Some("not-a-key")),
+                ],
+                ..Host::default()
+            }],
+            ..Cluster::default()
+        };
+        let names = |c: &Cluster| -> Vec<String> {
+            c.hosts[0].metrics.iter().map(|m| m.name.clone()).collect()
+        };
+        let mut any = cluster();
+        assert_eq!(keep_authenticated(&mut any, &AuthFilter::Any), 0);
+        assert_eq!(names(&any).len(), 4);
+        let mut marked = cluster();
+        assert_eq!(
+            keep_authenticated(&mut marked, &AuthFilter::Marked(vec![])),
+            2
+        );
+        assert_eq!(names(&marked), ["web1.vcpu_util", "web3.vcpu_util"]);
+        let mut key5 = cluster();
+        assert_eq!(
+            keep_authenticated(&mut key5, &AuthFilter::Marked(vec![5])),
+            3
+        );
+        assert_eq!(names(&key5), ["web1.vcpu_util"]);
     }
 }

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 type Extras<'a> = Vec<(&'a [u8], &'a [u8])>;
 
-/// The extra element that marks an authenticated value.
-pub const AUTH_EXTRA: &str = "GMOND_RS_AUTH";
+/// The extra element that marks an authenticated value (one name for producer and consumers).
+pub const AUTH_EXTRA: &str = ganglia_wire::auth::XML_MARK;
 
 impl ClusterStore {
     /// Writes the whole document as of `now` (LOCALTIME, and every TN relative to it).

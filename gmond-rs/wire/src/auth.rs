@@ -70,6 +70,11 @@ use std::fmt;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// The extra element gmond-rs adds to an authenticated value in its XML feed
+/// (`<EXTRA_ELEMENT NAME="GMOND_RS_AUTH" VAL="key id"/>`); consumers that act on authenticated
+/// values only (the balancer) look for it. gmetad, gstat and ganglia-web ignore it.
+pub const XML_MARK: &str = "GMOND_RS_AUTH";
+
 /// The first four bytes of every trailer: "GRA" and the layout version.
 pub const MAGIC: [u8; 4] = [b'G', b'R', b'A', 1];
 /// Bytes of key material.
