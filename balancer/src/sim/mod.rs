@@ -12,6 +12,7 @@ mod exact;
 mod measure;
 pub mod plot;
 pub mod progress;
+pub mod recorded;
 pub mod report;
 pub mod scenario;
 pub mod view;

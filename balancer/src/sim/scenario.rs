@@ -665,6 +665,31 @@ impl Scenario {
         Ok(sc)
     }
 
+    /// A scenario of `hosts` and `vms` with every other setting at its default (a file that
+    /// gives only these fields loads as this).
+    pub fn empty() -> Scenario {
+        Scenario {
+            name: String::new(),
+            description: String::new(),
+            tick_s: 60,
+            duration_s: 0,
+            link_bps: gbit(),
+            hosts: Vec::new(),
+            vms: Vec::new(),
+            events: Vec::new(),
+            anti_affinity: Vec::new(),
+            affinity: Vec::new(),
+            pins: Vec::new(),
+            sigma_target: sigma_default(),
+            high_util: high_default(),
+            perturb_at_s: 0,
+            accounting: Accounting::default(),
+            ignore_memory: false,
+            initial_threshold: one(),
+            initial_first_fit: false,
+        }
+    }
+
     /// Consistency checks.
     pub fn validate(&self) -> Result<()> {
         if self.tick_s == 0 || self.hosts.is_empty() {
