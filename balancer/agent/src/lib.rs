@@ -27,7 +27,8 @@
 //!    changes it observes in the view. A new leader therefore knows the old leader's moves.
 //! 3. **Right before migrating**, the worker asks the hypervisor itself: the VM must be
 //!    running on the planned source with no job in progress, and absent from the destination
-//!    ([`agent`]'s `run_migration`). If another agent moved it, the source says so; if another
+//!    ([`core::precheck_source`], [`core::precheck_destination`], run by the shell's worker
+//!    right before the call). If another agent moved it, the source says so; if another
 //!    agent is moving it now, libvirt reports the migration job (and would refuse a second job
 //!    on the same domain anyway).
 //! 4. **Afterwards**, the outcome is verified against the hypervisor (running on the
@@ -51,6 +52,7 @@ pub mod agent;
 pub mod audit;
 pub mod config;
 pub mod coord;
+pub mod core;
 pub mod error;
 pub mod executor;
 #[cfg(feature = "libvirt")]
@@ -62,8 +64,9 @@ pub mod view;
 /// The policy crate, re-exported so users need no second dependency.
 pub use balancer;
 
-pub use agent::{Agent, AgentOptions, Outcome, TickReport};
+pub use agent::{Agent, AgentOptions};
 pub use config::{AgentConfig, ExecutorKind, InflightAction, Mode};
+pub use core::{Action, AgentCore, Outcome, TickReport};
 pub use error::{AgentError, Result};
 pub use executor::{Executor, HostAddr, MigrationRequest, Presence};
 #[cfg(feature = "libvirt")]
