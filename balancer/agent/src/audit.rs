@@ -34,6 +34,9 @@ pub enum Event {
     Observed,
     /// This host became leader, or stopped being leader.
     Leader,
+    /// The leader lost sight of a strict majority of the inventory (`outcome` = `lost`, it
+    /// recommends only; `error` says how many hosts it sees) or regained it (`regained`).
+    Quorum,
     /// A new policy was loaded.
     Reload,
     /// A new policy was rejected; the old one is kept.

@@ -137,6 +137,9 @@ pub struct TickReport {
     pub finished: Vec<(String, Outcome)>,
     /// Untrusted hosts ignored in this view.
     pub untrusted: Vec<String>,
+    /// Set when this agent leads in `auto` but sees no strict majority of the inventory
+    /// live: why it recommends only.
+    pub no_quorum: Option<String>,
 }
 
 /// Where a migration of this agent stands.
@@ -158,6 +161,8 @@ enum Phase {
 struct Inflight {
     req: MigrationRequest,
     mv: Move,
+    /// When it passed the hypervisor pre-check and used budget (`None`: not yet, or never).
+    booked: Option<u64>,
     started: u64,
     phase: Phase,
     /// Why it is being aborted (timeout, lost lead, stop), once decided.
@@ -212,6 +217,9 @@ pub struct AgentCore {
     last_skipped: BTreeSet<(String, String, String)>,
     next_id: u64,
     was_leader: bool,
+    /// As leader in `auto`, it last saw no strict majority of the inventory (audited once
+    /// per change).
+    no_quorum: bool,
     stopping: bool,
     metrics: AgentMetrics,
     /// The latest time seen: time never runs backwards inside the core.
@@ -353,6 +361,7 @@ impl AgentCore {
             last_skipped: BTreeSet::new(),
             next_id: 1,
             was_leader: false,
+            no_quorum: false,
             stopping: false,
             metrics,
             clock: 0,
@@ -489,6 +498,12 @@ impl AgentCore {
 
         self.timeouts(now);
 
+        report.no_quorum = if is_leader && self.cfg.mode == Mode::Auto {
+            self.check_quorum(&v, now)
+        } else {
+            self.no_quorum = false;
+            None
+        };
         if is_leader && !self.stopping {
             self.plan_and_act(&v, now, &mut report);
         } else {
@@ -555,13 +570,7 @@ impl AgentCore {
     ) {
         let now = self.clock(now);
         match verdict {
-            Ok(()) => {
-                if let Some(f) = self.inflight.get_mut(&id) {
-                    if f.phase == Phase::Starting {
-                        f.phase = Phase::Migrating;
-                    }
-                }
-            }
+            Ok(()) => self.book(id, now),
             Err(outcome) => self.end(id, outcome, now),
         }
     }
@@ -576,8 +585,10 @@ impl AgentCore {
     ) {
         let now = self.clock(now);
         if let Err(CallError::Refused(e)) = &result {
-            // Not started (another job holds the domain): whatever happens to it is not ours.
+            // Not started (another job holds the domain): whatever happens to it is not ours,
+            // and it used no budget.
             let e = e.clone();
+            self.release(id);
             self.end(id, Outcome::Refused(e), now);
             return;
         }
@@ -792,7 +803,7 @@ impl AgentCore {
                 // Someone else moved it, or it is busy: leave it alone for a while.
                 self.vm_cooldown
                     .insert(f.mv.vm.clone(), now + self.cfg.failure_cooldown_s);
-                self.forget_own(&f.mv.vm, f.started);
+                self.forget_own(&f.mv.vm, f.booked);
             }
             Outcome::Failed(_) | Outcome::Aborted(_) | Outcome::Unknown(_) => {
                 self.metrics.migrations_failed += 1;
@@ -815,14 +826,15 @@ impl AgentCore {
                     self.dest_failed(&f.mv.to, now);
                 }
                 if !matches!(outcome, Outcome::Unknown(_)) {
-                    self.forget_own(&f.mv.vm, f.started);
+                    self.forget_own(&f.mv.vm, f.booked);
                 }
             }
         }
     }
 
     /// A move that did not happen is no longer advertised (its budget use stays counted).
-    fn forget_own(&mut self, vm: &str, start: u64) {
+    fn forget_own(&mut self, vm: &str, booked: Option<u64>) {
+        let Some(start) = booked else { return };
         self.own_moves.retain(|m| !(m.vm == vm && m.start == start));
     }
 
@@ -910,6 +922,44 @@ impl AgentCore {
         }
     }
 
+    /// A leader acts only while it sees a strict majority of the inventory live (heard within
+    /// `leader_timeout_s`): in a partition at most one side can, so two leaders cannot both
+    /// spend a budget. `Some(why)` when it does not; changes are audited.
+    fn check_quorum(&mut self, v: &View, now: u64) -> Option<String> {
+        let inventory: BTreeSet<&str> = self.cfg.trusted_hosts.iter().map(String::as_str).collect();
+        if inventory.is_empty() {
+            return None;
+        }
+        let live = inventory
+            .iter()
+            .filter(|n| {
+                v.cluster
+                    .hosts
+                    .iter()
+                    .any(|h| h.name == **n && h.tn < self.cfg.leader_timeout_s)
+            })
+            .count();
+        let need = inventory.len() / 2 + 1;
+        let why = (live < need).then(|| {
+            format!(
+                "{live} of {} trusted hosts live, a majority needs {need}: recommending only",
+                inventory.len()
+            )
+        });
+        if why.is_some() != self.no_quorum {
+            self.no_quorum = why.is_some();
+            let mut r = self.record(now, Event::Quorum);
+            r.outcome = Some(if self.no_quorum { "lost" } else { "regained" }.into());
+            r.error = why.clone();
+            match &why {
+                Some(w) => tracing::warn!(live, need, "{w}"),
+                None => tracing::info!(live, need, "majority of the inventory live again: acting"),
+            }
+            self.audit(r);
+        }
+        why
+    }
+
     fn plan_and_act(&mut self, v: &View, now: u64, report: &mut TickReport) {
         let mut snap = self.with_settled_moves(v, now);
         // An excluded destination is taken out of the policy's world for the exclusion period
@@ -946,10 +996,13 @@ impl AgentCore {
         for mv in &plan.moves {
             let key = (mv.vm.clone(), mv.from.clone(), mv.to.clone());
             let gate = self.gate(mv, v, now);
-            if self.cfg.mode == Mode::Recommend {
+            if self.cfg.mode == Mode::Recommend || report.no_quorum.is_some() {
                 if !self.last_recommended.contains(&key) {
                     let mut r = self.move_record(now, Event::Recommend, mv);
-                    r.outcome = Some(gate.clone().unwrap_or_else(|| "would_start".into()));
+                    r.outcome = Some(match (&report.no_quorum, gate.clone()) {
+                        (Some(_), _) => "no_quorum".into(),
+                        (None, g) => g.unwrap_or_else(|| "would_start".into()),
+                    });
                     self.audit(r);
                 }
                 recommended.insert(key);
@@ -1056,7 +1109,13 @@ impl AgentCore {
         }
         let window = self.cfg.budget_window_s;
         self.budget_starts.retain(|(t, _)| t + window > now);
-        if self.budget_starts.len() >= self.cfg.budget_migrations as usize {
+        // Starts still in their pre-check hold a reservation: they may use budget any moment.
+        let reserved = self
+            .inflight
+            .values()
+            .filter(|f| f.phase == Phase::Starting)
+            .count();
+        if self.budget_starts.len() + reserved >= self.cfg.budget_migrations as usize {
             return Some("budget".into());
         }
         None
@@ -1076,6 +1135,37 @@ impl AgentCore {
             to: addr(&mv.to),
             timeout: Duration::from_secs(self.cfg.migration_timeout_s),
         };
+        // Budget, history, advertisement and the `start` record wait for the hypervisor's
+        // pre-check: a VM that is not where the view says (a forged one) costs nothing.
+        self.inflight.insert(
+            id,
+            Inflight {
+                req: req.clone(),
+                mv: mv.clone(),
+                booked: None,
+                started: now,
+                phase: Phase::Starting,
+                abort_why: None,
+                abort_sent_at: None,
+                abort_outstanding: false,
+                imbalance_before,
+            },
+        );
+        self.actions.push_back(Action::Migrate(req));
+    }
+
+    /// Migration `id` passed the pre-check and is being started: it uses budget now, is
+    /// advertised, enters the history, and gets its `start` record.
+    fn book(&mut self, id: u64, now: u64) {
+        let Some(f) = self.inflight.get_mut(&id) else {
+            return;
+        };
+        if f.phase != Phase::Starting {
+            return;
+        }
+        f.phase = Phase::Migrating;
+        f.booked = Some(now);
+        let mv = f.mv.clone();
         let rec = MigrationRecord {
             vm: mv.vm.clone(),
             from: mv.from.clone(),
@@ -1086,24 +1176,28 @@ impl AgentCore {
         self.budget_starts.push((now, rec.vm.clone()));
         self.history.record(rec.clone());
         self.own_moves.push(rec);
-        let mut r = self.move_record(now, Event::Start, mv);
+        let mut r = self.move_record(now, Event::Start, &mv);
         r.id = Some(id);
-        r.policy = Some(self.spec.policy.clone());
         self.audit(r);
-        self.inflight.insert(
-            id,
-            Inflight {
-                req: req.clone(),
-                mv: mv.clone(),
-                started: now,
-                phase: Phase::Starting,
-                abort_why: None,
-                abort_sent_at: None,
-                abort_outstanding: false,
-                imbalance_before,
-            },
-        );
-        self.actions.push_back(Action::Migrate(req));
+    }
+
+    /// Migration `id` never started after all (the hypervisor refused the call): its budget
+    /// use is given back.
+    fn release(&mut self, id: u64) {
+        let Some(f) = self.inflight.get_mut(&id) else {
+            return;
+        };
+        if let Some(t) = f.booked.take() {
+            let vm = f.req.vm.clone();
+            if let Some(i) = self
+                .budget_starts
+                .iter()
+                .position(|(bt, bv)| *bt == t && *bv == vm)
+            {
+                self.budget_starts.remove(i);
+            }
+            self.own_moves.retain(|m| !(m.vm == vm && m.start == t));
+        }
     }
 
     fn abort_all(&mut self, why: &str) {

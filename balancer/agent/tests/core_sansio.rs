@@ -6,7 +6,8 @@
 use balancer_agent::audit::{Event, Record};
 use balancer_agent::balancer::policy::PolicySpec;
 use balancer_agent::core::{
-    Action, AgentCore, CallError, Outcome, ABORT_RETRY_S, MAX_PROBES, PROBE_TIMEOUT_S,
+    precheck_source, Action, AgentCore, CallError, Outcome, ABORT_RETRY_S, MAX_PROBES,
+    PROBE_TIMEOUT_S,
 };
 use balancer_agent::{AgentConfig, MigrationRequest, Mode, Presence};
 use ganglia_wire::model::{Cluster, Host, Metric};
@@ -348,4 +349,221 @@ fn a_clock_that_jumps_back_does_no_harm() {
         c.handle_view(&v, t + 40 + 10 * i);
         assert!(migrations(&drain(&mut c, &mut audit)).is_empty());
     }
+}
+
+/// The hypervisor as the test wants it: every call answers at once, migrations succeed, and
+/// VMs named in `ghosts` exist only in the view (the pre-check finds them absent). Runs until
+/// the core asks for nothing more; returns the migrations it was handed.
+fn hypervisor(
+    c: &mut AgentCore,
+    audit: &mut Vec<Record>,
+    now: u64,
+    ghosts: &[&str],
+) -> Vec<MigrationRequest> {
+    let mut handed = Vec::new();
+    loop {
+        let actions = drain(c, audit);
+        if actions.is_empty() {
+            return handed;
+        }
+        for a in actions {
+            match a {
+                Action::Migrate(req) if ghosts.contains(&req.vm.as_str()) => {
+                    let v = precheck_source(&req, Ok(Presence::Absent));
+                    c.handle_prechecked(now, req.id, v);
+                    handed.push(req);
+                }
+                Action::Migrate(req) => {
+                    c.handle_prechecked(now, req.id, Ok(()));
+                    c.handle_migrated(now, req.id, Ok(()));
+                    handed.push(req);
+                }
+                Action::Locate { req, .. } => {
+                    c.handle_located(now, req.id, Ok(Presence::Running), Ok(Presence::Absent))
+                }
+                Action::Abort(req) => c.handle_aborted(now, req.id, Ok(())),
+                Action::Probe(h) => c.handle_probed(now, &h.name, true),
+                Action::Audit(_) => unreachable!("drained"),
+            }
+        }
+    }
+}
+
+fn events(audit: &[Record], ev: Event) -> Vec<&Record> {
+    audit.iter().filter(|r| r.event == ev).collect()
+}
+
+/// Issue 14, item 4: a forged VM (in the view, not on the hypervisor) is refused by the
+/// pre-check and costs no budget; a start in its pre-check holds a reservation meanwhile.
+#[test]
+fn ghost_vms_refused_by_the_pre_check_use_no_budget() {
+    let cfg = AgentConfig {
+        budget_migrations: 1,
+        max_parallel: 2,
+        ..config()
+    };
+    let mut c = core("h1", cfg);
+    let mut audit = Vec::new();
+    let ghosts = ["ghost-a", "ghost-b", "ghost-c", "ghost-d"];
+    let forged = Cluster {
+        hosts: vec![
+            host(
+                "h1",
+                Some("auto"),
+                &ghosts.iter().map(|g| (*g, 95.0)).collect::<Vec<_>>(),
+            ),
+            host("h2", Some("auto"), &[]),
+            host("h3", Some("auto"), &[]),
+        ],
+        ..Default::default()
+    };
+    let mut refused = 0;
+    for i in 0..10 {
+        let now = T0 + 10 * i;
+        let r = c.handle_view(&forged, now);
+        // The first time: two moves planned, one handed out; the other waits for the first
+        // one's budget reservation.
+        if !r.started.is_empty() && refused == 0 {
+            assert_eq!(r.started.len(), 1, "{r:?}");
+            assert!(r.skipped.iter().any(|(_, g)| g == "budget"), "{r:?}");
+        }
+        refused += hypervisor(&mut c, &mut audit, now, &ghosts).len();
+    }
+    assert!(refused >= 2, "the forger's VMs were tried: {audit:#?}");
+    assert!(events(&audit, Event::Start).is_empty());
+    let skips = events(&audit, Event::Skipped);
+    assert!(skips.iter().any(|r| r.outcome.as_deref() == Some("refused")
+        && r.error.as_deref().unwrap().contains("Absent")));
+    // The forger goes quiet and h2 turns really hot: the one move of the budget is there.
+    let real = Cluster {
+        hosts: vec![
+            host("h1", Some("auto"), &[]),
+            host(
+                "h2",
+                Some("auto"),
+                &[
+                    ("real-a", 95.0),
+                    ("real-b", 95.0),
+                    ("real-c", 95.0),
+                    ("real-d", 95.0),
+                ],
+            ),
+            host("h3", Some("auto"), &[]),
+        ],
+        ..Default::default()
+    };
+    for i in 10..30 {
+        let now = T0 + 10 * i;
+        c.handle_view(&real, now);
+        hypervisor(&mut c, &mut audit, now, &ghosts);
+    }
+    let starts = events(&audit, Event::Start);
+    assert_eq!(starts.len(), 1, "{audit:#?}");
+    assert!(starts[0].vm.as_deref().unwrap().starts_with("real-"));
+    assert_eq!(events(&audit, Event::Done).len(), 1);
+}
+
+/// The other side of a partition: `h`'s host and balancer unheard for 200 s.
+fn unheard(mut h: Host) -> Host {
+    h.tn = 200;
+    for m in &mut h.metrics {
+        m.tn = 200;
+    }
+    h
+}
+
+/// Issue 14, item 4: five trusted hosts split 3/2. Each side elects a leader from what it
+/// hears; only the side that sees a majority moves, so the cluster's moves stay within one
+/// agent's budget.
+#[test]
+fn in_a_3_2_partition_only_the_majority_moves_within_the_budget() {
+    let names = ["h1", "h2", "h3", "h4", "h5"];
+    let cfg = AgentConfig {
+        trusted_hosts: names.iter().map(|n| n.to_string()).collect(),
+        budget_migrations: 2,
+        max_parallel: 2,
+        ..config()
+    };
+    let busy =
+        |p: &str| -> Vec<(String, f64)> { (0..4).map(|i| (format!("{p}-{i}"), 95.0)).collect() };
+    let side_a_hot = busy("a");
+    let side_b_hot = busy("b");
+    let full: Vec<Host> = names
+        .iter()
+        .map(|n| {
+            let vms: Vec<(&str, f64)> = match *n {
+                "h1" => side_a_hot.iter().map(|(v, u)| (v.as_str(), *u)).collect(),
+                "h3" => side_b_hot.iter().map(|(v, u)| (v.as_str(), *u)).collect(),
+                _ => Vec::new(),
+            };
+            host(n, Some("auto"), &vms)
+        })
+        .collect();
+    let side = |members: &[&str]| Cluster {
+        hosts: full
+            .iter()
+            .map(|h| {
+                if members.contains(&h.name.as_str()) {
+                    h.clone()
+                } else {
+                    unheard(h.clone())
+                }
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let (a, b) = (side(&["h1", "h2"]), side(&["h3", "h4", "h5"]));
+    let mut cores: Vec<(AgentCore, Vec<Record>)> = names
+        .iter()
+        .map(|n| (core(n, cfg.clone()), Vec::new()))
+        .collect();
+    let mut handed = vec![0; names.len()];
+    for round in 0..30 {
+        let now = T0 + 10 * round;
+        for (i, (c, audit)) in cores.iter_mut().enumerate() {
+            let v = if i < 2 { &a } else { &b };
+            let r = c.handle_view(v, now);
+            if i == 0 && round > 0 {
+                assert!(r.is_leader);
+                assert_eq!(
+                    r.no_quorum.as_deref(),
+                    Some("2 of 5 trusted hosts live, a majority needs 3: recommending only")
+                );
+            }
+            if i == 2 {
+                assert!(r.is_leader && r.no_quorum.is_none());
+            }
+            handed[i] += hypervisor(c, audit, now, &[]).len();
+        }
+    }
+    // The minority's leader moved nothing, said why once, and recommended what it would do.
+    assert_eq!(handed[..2], [0, 0]);
+    let h1 = &cores[0].1;
+    let q = events(h1, Event::Quorum);
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].outcome.as_deref(), Some("lost"));
+    let rec = events(h1, Event::Recommend);
+    assert!(!rec.is_empty());
+    assert!(rec
+        .iter()
+        .all(|r| r.outcome.as_deref() == Some("no_quorum")));
+    // The majority's leader moved, within its budget: the cluster's total.
+    let starts: usize = cores
+        .iter()
+        .map(|(_, a)| events(a, Event::Start).len())
+        .sum();
+    assert!(handed[2] > 0);
+    assert!(starts <= 2 && starts == handed[2], "{starts} starts");
+    assert!(events(&cores[2].1, Event::Quorum).is_empty());
+    // Healed: h1 leads everyone and acts again.
+    let whole = Cluster {
+        hosts: full.clone(),
+        ..Default::default()
+    };
+    let r = cores[0].0.handle_view(&whole, T0 + 400);
+    assert!(r.is_leader && r.no_quorum.is_none());
+    let (c1, audit1) = &mut cores[0];
+    drain(c1, audit1);
+    let q = events(&cores[0].1, Event::Quorum);
+    assert_eq!(q.last().unwrap().outcome.as_deref(), Some("regained"));
 }
