@@ -5,6 +5,7 @@
 //! Time is an input (`now`, epoch or simulated seconds) here too: the shell reads no clock but
 //! its own waits (`wait_worker`, `shutdown`, the pause between verification retries).
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -99,6 +100,8 @@ pub struct Agent {
     verify_retry: Duration,
     max_udp_msg_len: usize,
     reserve: usize,
+    /// `config.state_path()`: where `Action::Persist` writes.
+    state_path: Option<PathBuf>,
     tx: Sender<WorkerMsg>,
     rx: Receiver<WorkerMsg>,
     cancel: Arc<AtomicBool>,
@@ -114,7 +117,9 @@ impl std::fmt::Debug for Agent {
 }
 
 impl Agent {
-    /// Builds an agent; fails when the policy cannot be loaded or the config cannot run.
+    /// Builds an agent; fails when the policy cannot be loaded, the config cannot run, or
+    /// the state file (`config.state_path()`) exists but cannot be used. When it exists, the
+    /// agent resumes from it and starts reconciling the migrations it lists at once.
     pub fn new(opts: AgentOptions) -> Result<Agent> {
         let spec = match &opts.policy_text {
             Some(text) => PolicySpec::parse(text).map_err(|e| AgentError::Policy(e.to_string()))?,
@@ -124,9 +129,22 @@ impl Agent {
             tracing::warn!(uri = %opts.config.uri_template,
                 "uri_template has no {{host}}: every host maps to the same URI (tests only)");
         }
-        let core = AgentCore::new(&opts.name, opts.config, spec, opts.verify_attempts)?;
+        let state_path = opts.config.state_path();
+        let saved = match &state_path {
+            Some(p) => crate::state::load(p, &opts.name)?,
+            None => None,
+        };
+        let core = match saved {
+            Some(st) => {
+                tracing::info!(path = %state_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                    inflight = st.inflight.len(), budget_used = st.budget_starts.len(),
+                    "resuming from the state file");
+                AgentCore::restore(&opts.name, opts.config, spec, opts.verify_attempts, st)?
+            }
+            None => AgentCore::new(&opts.name, opts.config, spec, opts.verify_attempts)?,
+        };
         let (tx, rx) = channel();
-        Ok(Agent {
+        let mut agent = Agent {
             core,
             identity: opts.identity,
             exec: opts.executor,
@@ -134,10 +152,13 @@ impl Agent {
             verify_retry: opts.verify_retry,
             max_udp_msg_len: opts.max_udp_msg_len,
             reserve: opts.reserve,
+            state_path,
             tx,
             rx,
             cancel: Arc::new(AtomicBool::new(false)),
-        })
+        };
+        agent.run_actions();
+        Ok(agent)
     }
 
     /// This host's NAME.
@@ -323,6 +344,13 @@ impl Agent {
         while let Some(action) = self.core.poll_action() {
             match action {
                 Action::Audit(r) => self.audit_write(&r),
+                Action::Persist(st) => {
+                    if let Some(path) = &self.state_path {
+                        if let Err(e) = crate::state::save(path, &st) {
+                            tracing::error!(error = %e, "state file not written");
+                        }
+                    }
+                }
                 Action::Probe(addr) => {
                     let (exec, tx) = (self.exec.clone(), self.tx.clone());
                     std::thread::spawn(move || {

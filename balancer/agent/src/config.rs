@@ -166,6 +166,10 @@ pub struct AgentConfig {
     pub recent_moves_window_s: u64,
     /// Append-only JSON-lines audit log; none = audit records only go to the log.
     pub audit_log: Option<PathBuf>,
+    /// Where budget use, cooldowns, exclusions and in-flight migrations survive a crash
+    /// (written atomically on every change, reconciled with the hypervisor at start). Default:
+    /// beside the audit log, its name plus `.state`; none without an audit log either.
+    pub state_file: Option<PathBuf>,
     /// finish | abort: in-flight migrations when another host takes the lead. Default finish.
     pub on_lost_lead: InflightAction,
     /// finish | abort: in-flight migrations on SIGTERM. Default abort.
@@ -200,6 +204,7 @@ impl Default for AgentConfig {
             observe_after_s: 120,
             recent_moves_window_s: 3600,
             audit_log: None,
+            state_file: None,
             on_lost_lead: InflightAction::Finish,
             on_stop: InflightAction::Abort,
             metric_tmax_s: 60,
@@ -331,6 +336,17 @@ impl AgentConfig {
             .then_some("\"none\" cannot migrate: mode \"auto\" needs executor = \"libvirt\"")
     }
 
+    /// The state file in force: `state_file`, else the audit log's path plus `.state`.
+    pub fn state_path(&self) -> Option<PathBuf> {
+        if let Some(p) = &self.state_file {
+            return Some(p.clone());
+        }
+        let audit = self.audit_log.as_ref()?;
+        let mut name = audit.file_name()?.to_os_string();
+        name.push(".state");
+        Some(audit.with_file_name(name))
+    }
+
     /// The libvirt URI of a host: its `[host_uris]` entry, else the template with `{host}`
     /// substituted; `None` for a name that cannot go into a URI.
     pub fn uri_for(&self, host: &str) -> Option<String> {
@@ -447,6 +463,25 @@ mod tests {
         );
         let e = AgentConfig::parse("[host_uris]\nhv9 = \"test:///default\"\n", "m").unwrap_err();
         assert!(e.to_string().starts_with("m:2:1: hv9"), "{e}");
+    }
+
+    #[test]
+    fn the_state_file_sits_beside_the_audit_log_unless_set() {
+        let cfg = AgentConfig::parse("audit_log = \"/var/log/ba/audit.jsonl\"\n", "s").unwrap();
+        assert_eq!(
+            cfg.state_path(),
+            Some(PathBuf::from("/var/log/ba/audit.jsonl.state"))
+        );
+        let cfg = AgentConfig::parse(
+            "audit_log = \"/var/log/ba/audit.jsonl\"\nstate_file = \"/var/lib/ba/state.json\"\n",
+            "s",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.state_path(),
+            Some(PathBuf::from("/var/lib/ba/state.json"))
+        );
+        assert_eq!(AgentConfig::default().state_path(), None);
     }
 
     #[test]

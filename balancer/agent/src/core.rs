@@ -21,6 +21,7 @@ use crate::coord;
 use crate::error::{AgentError, Result};
 use crate::executor::{HostAddr, MigrationRequest, Presence};
 use crate::metrics::AgentMetrics;
+use crate::state::{PersistedMigration, PersistedState};
 use crate::view::{self, View};
 
 /// Membership probes running at once, at most.
@@ -116,6 +117,9 @@ pub enum Action {
     Abort(MigrationRequest),
     /// Append this to the audit log (boxed: a record is far larger than the other actions).
     Audit(Box<Record>),
+    /// Write this to the state file, atomically, before running the actions after it (a
+    /// start is persisted before it is handed out).
+    Persist(Box<PersistedState>),
 }
 
 /// What one tick did.
@@ -154,6 +158,9 @@ enum Phase {
         result: std::result::Result<(), CallError>,
         attempt: u32,
     },
+    /// Found in the state file at start: where is it now? (`attempt` counts inconclusive
+    /// answers; a job still running is aborted and asked about again.)
+    Reconciling { attempt: u32 },
 }
 
 /// One migration this agent runs.
@@ -228,6 +235,8 @@ pub struct AgentCore {
     clock_behind: bool,
     actions: VecDeque<Action>,
     finished: Vec<(String, Outcome)>,
+    /// What the last `Action::Persist` carried: unchanged state is not written again.
+    persisted: Option<PersistedState>,
 }
 
 impl std::fmt::Debug for AgentCore {
@@ -368,8 +377,120 @@ impl AgentCore {
             clock_behind: false,
             actions: VecDeque::new(),
             finished: Vec::new(),
+            persisted: None,
             cfg: config,
         })
+    }
+
+    /// A core that resumes from its state file after a crash or a restart: budget use,
+    /// cooldowns, exclusions and advertised moves are taken over; every migration that was in
+    /// flight is counted against the budget (it may have run) and reconciled: located on its
+    /// source and destination, aborted while its job still runs, and given exactly one outcome
+    /// record from what the hypervisor shows.
+    pub fn restore(
+        name: &str,
+        config: AgentConfig,
+        spec: PolicySpec,
+        verify_attempts: u32,
+        state: PersistedState,
+    ) -> Result<AgentCore> {
+        let mut c = AgentCore::new(name, config, spec, verify_attempts)?;
+        c.next_id = state.next_id.max(1);
+        c.budget_starts = state.budget_starts;
+        c.vm_cooldown = state.vm_cooldown;
+        c.dest_failures = state.dest_failures;
+        c.dest_excluded = state.dest_excluded;
+        for m in state.own_moves {
+            c.known_moves.insert((m.vm.clone(), m.start));
+            c.history.record(m.clone());
+            c.own_moves.push(m);
+        }
+        for p in state.inflight {
+            let booked = match p.booked {
+                Some(t) => t,
+                None => {
+                    // It was in its pre-check: it may have started since. Counted, to be safe.
+                    let rec = MigrationRecord {
+                        vm: p.mv.vm.clone(),
+                        from: p.mv.from.clone(),
+                        to: p.mv.to.clone(),
+                        start: p.started,
+                    };
+                    c.budget_starts.push((p.started, rec.vm.clone()));
+                    c.known_moves.insert((rec.vm.clone(), rec.start));
+                    c.history.record(rec.clone());
+                    c.own_moves.push(rec);
+                    p.started
+                }
+            };
+            let req = MigrationRequest {
+                id: p.id,
+                vm: p.mv.vm.clone(),
+                from: p.from,
+                to: p.to,
+                timeout: Duration::from_secs(c.cfg.migration_timeout_s),
+            };
+            tracing::warn!(vm = %req.vm, from = %req.from.name, to = %req.to.name, id = req.id,
+                "migration in flight at the last stop: asking the hypervisor where it is");
+            c.next_id = c.next_id.max(p.id + 1);
+            c.actions.push_back(Action::Locate {
+                req: req.clone(),
+                retry: false,
+            });
+            c.inflight.insert(
+                p.id,
+                Inflight {
+                    req,
+                    mv: p.mv,
+                    booked: Some(booked),
+                    started: p.started,
+                    phase: Phase::Reconciling { attempt: 0 },
+                    abort_why: p.abort_why,
+                    abort_sent_at: None,
+                    abort_outstanding: false,
+                    imbalance_before: p.imbalance_before,
+                },
+            );
+        }
+        c.metrics.inflight = c.inflight.len() as u32;
+        c.persisted = Some(c.state());
+        Ok(c)
+    }
+
+    /// What the state file holds for this core now.
+    pub fn state(&self) -> PersistedState {
+        PersistedState {
+            budget_starts: self.budget_starts.clone(),
+            own_moves: self.own_moves.clone(),
+            vm_cooldown: self.vm_cooldown.clone(),
+            dest_failures: self.dest_failures.clone(),
+            dest_excluded: self.dest_excluded.clone(),
+            next_id: self.next_id,
+            inflight: self
+                .inflight
+                .values()
+                .map(|f| PersistedMigration {
+                    id: f.req.id,
+                    mv: f.mv.clone(),
+                    from: f.req.from.clone(),
+                    to: f.req.to.clone(),
+                    started: f.started,
+                    booked: f.booked,
+                    abort_why: f.abort_why.clone(),
+                    imbalance_before: f.imbalance_before,
+                })
+                .collect(),
+            ..PersistedState::empty(&self.name)
+        }
+    }
+
+    /// Queues the state for the state file when it changed since the last time.
+    fn persist(&mut self) {
+        let s = self.state();
+        if self.persisted.as_ref() != Some(&s) {
+            self.actions.push_back(Action::Persist(Box::new(s.clone())));
+            self.persisted = Some(s);
+        }
     }
 
     /// This host's NAME.
@@ -512,6 +633,7 @@ impl AgentCore {
         }
         self.metrics.inflight = self.inflight.len() as u32;
         self.refresh_recent(now);
+        self.persist();
         // Outcomes that arrived during this round belong to it too.
         report.finished.append(&mut self.finished);
         report
@@ -523,6 +645,7 @@ impl AgentCore {
     pub fn handle_timeout(&mut self, now: u64) {
         let now = self.clock(now);
         self.timeouts(now);
+        self.persist();
     }
 
     /// When [`AgentCore::handle_timeout`] next has work, if ever (an abort to re-send, a
@@ -532,7 +655,8 @@ impl AgentCore {
             if !f.job_may_run() {
                 None
             } else if f.abort_why.is_none() {
-                Some(f.started.saturating_add(self.cfg.migration_timeout_s))
+                f.times_out()
+                    .then(|| f.started.saturating_add(self.cfg.migration_timeout_s))
             } else if f.abort_outstanding {
                 None
             } else {
@@ -573,6 +697,7 @@ impl AgentCore {
             Ok(()) => self.book(id, now),
             Err(outcome) => self.end(id, outcome, now),
         }
+        self.persist();
     }
 
     /// The migration call of `id` returned. A refusal ends it (not started); anything else is
@@ -590,6 +715,7 @@ impl AgentCore {
             let e = e.clone();
             self.release(id);
             self.end(id, Outcome::Refused(e), now);
+            self.persist();
             return;
         }
         let Some(f) = self.inflight.get_mut(&id) else {
@@ -607,6 +733,11 @@ impl AgentCore {
         let Some(f) = self.inflight.get_mut(&id) else {
             return;
         };
+        if matches!(f.phase, Phase::Reconciling { .. }) {
+            self.reconcile(now, id, dst, src);
+            self.persist();
+            return;
+        }
         let Phase::Verifying { result, attempt } = &mut f.phase else {
             return;
         };
@@ -615,6 +746,52 @@ impl AgentCore {
             Err(why) if *attempt + 1 >= attempts => self.end(id, Outcome::Unknown(why), now),
             Err(_) => {
                 // After a lost connection (libvirtd restart) the answer may take a few tries.
+                *attempt += 1;
+                let req = f.req.clone();
+                self.actions.push_back(Action::Locate { req, retry: true });
+            }
+        }
+        self.persist();
+    }
+
+    /// A migration found in the state file, as the hypervisor shows it now: moved (adopted as
+    /// done), on its source (ended without moving), or its job still running (aborted, asked
+    /// about again until it ends).
+    fn reconcile(&mut self, now: u64, id: u64, dst: Located, src: Located) {
+        let attempts = self.verify_attempts;
+        let Some(f) = self.inflight.get_mut(&id) else {
+            return;
+        };
+        let Phase::Reconciling { attempt } = &mut f.phase else {
+            return;
+        };
+        const WHY: &str = "the agent restarted mid-migration";
+        match (&dst, &src) {
+            (Ok(Presence::Running), Ok(Presence::Absent)) => self.end(
+                id,
+                Outcome::Done {
+                    note: Some("completed while the agent was down (found at restart)".into()),
+                },
+                now,
+            ),
+            (Ok(Presence::Absent), Ok(Presence::Running | Presence::NotRunning)) => {
+                // Not the destination's fault: the agent's own restart interrupted it.
+                f.abort_why.get_or_insert_with(|| WHY.to_string());
+                let text = format!("{WHY}; {} is on its source", f.req.vm);
+                self.end(id, Outcome::Aborted(text), now);
+            }
+            (_, Ok(Presence::Busy)) | (Ok(Presence::Busy), _) => {
+                // The job still runs: abort it (again every ABORT_RETRY_S) and keep asking.
+                f.abort_why.get_or_insert_with(|| WHY.to_string());
+                let req = f.req.clone();
+                self.actions.push_back(Action::Locate { req, retry: true });
+                self.send_aborts(now);
+            }
+            _ if *attempt + 1 >= attempts => {
+                let text = format!("at restart: destination {dst:?}, source {src:?}");
+                self.end(id, Outcome::Unknown(text), now);
+            }
+            _ => {
                 *attempt += 1;
                 let req = f.req.clone();
                 self.actions.push_back(Action::Locate { req, retry: true });
@@ -643,6 +820,7 @@ impl AgentCore {
             self.abort_all("agent stopping");
         }
         self.timeouts(now);
+        self.persist();
     }
 
     /// After the stop: the metrics advertise `off`, so publishing them once more hands the
@@ -685,7 +863,7 @@ impl AgentCore {
     fn timeouts(&mut self, now: u64) {
         for f in self.inflight.values_mut() {
             if f.abort_why.is_none()
-                && f.job_may_run()
+                && f.times_out()
                 && now >= f.started.saturating_add(self.cfg.migration_timeout_s)
             {
                 f.abort_why = Some(format!("timeout after {} s", now.saturating_sub(f.started)));
@@ -1151,6 +1329,8 @@ impl AgentCore {
                 imbalance_before,
             },
         );
+        // On disk before it can exist in the hypervisor: a crash from here on is reconciled.
+        self.persist();
         self.actions.push_back(Action::Migrate(req));
     }
 
@@ -1260,9 +1440,18 @@ impl AgentCore {
 }
 
 impl Inflight {
-    /// Whether a migration job may exist in the hypervisor (before the call returned): only
-    /// then is there something to abort.
+    /// Whether a migration job may exist in the hypervisor (before the call returned, or
+    /// found in the state file): only then is there something to abort.
     fn job_may_run(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Starting | Phase::Migrating | Phase::Reconciling { .. }
+        )
+    }
+
+    /// Whether the migration timeout applies: to a call this run made. One found at restart
+    /// is aborted when the hypervisor shows its job still running, whatever its age.
+    fn times_out(&self) -> bool {
         matches!(self.phase, Phase::Starting | Phase::Migrating)
     }
 }

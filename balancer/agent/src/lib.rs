@@ -59,6 +59,7 @@ pub mod executor;
 pub mod libvirt_exec;
 pub mod metrics;
 pub mod sim_exec;
+pub mod state;
 pub mod view;
 
 /// The policy crate, re-exported so users need no second dependency.

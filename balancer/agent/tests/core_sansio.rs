@@ -9,6 +9,7 @@ use balancer_agent::core::{
     precheck_source, Action, AgentCore, CallError, Outcome, ABORT_RETRY_S, MAX_PROBES,
     PROBE_TIMEOUT_S,
 };
+use balancer_agent::state::PersistedState;
 use balancer_agent::{AgentConfig, MigrationRequest, Mode, Presence};
 use ganglia_wire::model::{Cluster, Host, Metric};
 
@@ -106,12 +107,22 @@ fn core(name: &str, cfg: AgentConfig) -> AgentCore {
     AgentCore::new(name, cfg, PolicySpec::parse(POLICY).unwrap(), 3).unwrap()
 }
 
-/// Everything the core asks for now, audit records apart.
+/// Everything the core asks for now, audit records and state writes apart.
 fn drain(c: &mut AgentCore, audit: &mut Vec<Record>) -> Vec<Action> {
+    drain_saving(c, audit, &mut None)
+}
+
+/// [`drain`], keeping the last state written in `saved` (what a crash would leave on disk).
+fn drain_saving(
+    c: &mut AgentCore,
+    audit: &mut Vec<Record>,
+    saved: &mut Option<PersistedState>,
+) -> Vec<Action> {
     let mut out = Vec::new();
     while let Some(a) = c.poll_action() {
         match a {
             Action::Audit(r) => audit.push(*r),
+            Action::Persist(st) => *saved = Some(*st),
             other => out.push(other),
         }
     }
@@ -138,11 +149,19 @@ fn aborts(actions: &[Action]) -> usize {
 /// Ticks every 10 s on the hot view until the core hands out a migration; returns it and
 /// the time.
 fn until_a_start(c: &mut AgentCore, audit: &mut Vec<Record>) -> (MigrationRequest, u64) {
+    until_a_start_saving(c, audit, &mut None)
+}
+
+fn until_a_start_saving(
+    c: &mut AgentCore,
+    audit: &mut Vec<Record>,
+    saved: &mut Option<PersistedState>,
+) -> (MigrationRequest, u64) {
     let v = hot_view();
     for i in 0..20 {
         let now = T0 + 10 * i;
         c.handle_view(&v, now);
-        if let Some(req) = migrations(&drain(c, audit)).pop() {
+        if let Some(req) = migrations(&drain_saving(c, audit, saved)).pop() {
             return (req, now);
         }
     }
@@ -383,7 +402,7 @@ fn hypervisor(
                 }
                 Action::Abort(req) => c.handle_aborted(now, req.id, Ok(())),
                 Action::Probe(h) => c.handle_probed(now, &h.name, true),
-                Action::Audit(_) => unreachable!("drained"),
+                Action::Audit(_) | Action::Persist(_) => unreachable!("drained"),
             }
         }
     }
@@ -566,4 +585,107 @@ fn in_a_3_2_partition_only_the_majority_moves_within_the_budget() {
     drain(c1, audit1);
     let q = events(&cores[0].1, Event::Quorum);
     assert_eq!(q.last().unwrap().outcome.as_deref(), Some("regained"));
+}
+
+/// How the hypervisor stands when the restarted agent asks about the migration it lost.
+#[derive(Debug, Clone, Copy)]
+enum AtRestart {
+    /// Still running: aborted, then found on its source.
+    JobRunning,
+    /// Completed while the agent was down.
+    Completed,
+    /// The agent died between handing it out and the pre-check's answer; nothing ran.
+    NeverStarted,
+}
+
+/// Issue 14, item 5: the agent is killed mid-migration (the core dropped, no stop) and a new
+/// one starts from what the state file held. It asks the hypervisor, aborts a job still
+/// running, writes exactly one outcome record, and remembers the budget.
+#[test]
+fn a_kill_mid_migration_is_reconciled_with_one_outcome_and_the_budget_kept() {
+    for case in [
+        AtRestart::JobRunning,
+        AtRestart::Completed,
+        AtRestart::NeverStarted,
+    ] {
+        let cfg = AgentConfig {
+            budget_migrations: 1,
+            ..config()
+        };
+        let spec = || PolicySpec::parse(POLICY).unwrap();
+        let mut a = core("h1", cfg.clone());
+        let (mut audit_a, mut saved) = (Vec::new(), None);
+        let (req, t) = until_a_start_saving(&mut a, &mut audit_a, &mut saved);
+        // The start is on disk before it is handed out.
+        assert_eq!(saved.as_ref().unwrap().inflight.len(), 1, "{case:?}");
+        if !matches!(case, AtRestart::NeverStarted) {
+            a.handle_prechecked(t, req.id, Ok(()));
+            drain_saving(&mut a, &mut audit_a, &mut saved);
+            assert_eq!(saved.as_ref().unwrap().budget_starts.len(), 1);
+        }
+        // Killed: no stop, no outcome. The state file goes through its real writer and reader.
+        drop(a);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        balancer_agent::state::save(&path, saved.as_ref().unwrap()).unwrap();
+        let st = balancer_agent::state::load(&path, "h1").unwrap().unwrap();
+        let mut b = AgentCore::restore("h1", cfg.clone(), spec(), 3, st).unwrap();
+        assert_eq!(b.inflight(), 1);
+        let mut audit_b = Vec::new();
+        let now = t + 600;
+        let asked = drain(&mut b, &mut audit_b);
+        assert!(
+            matches!(&asked[..], [Action::Locate { req: r, retry: false }] if *r == req),
+            "{asked:?}"
+        );
+        match case {
+            AtRestart::JobRunning => {
+                b.handle_located(now, req.id, Ok(Presence::Busy), Ok(Presence::Busy));
+                let a = drain(&mut b, &mut audit_b);
+                assert!(a.contains(&Action::Abort(req.clone())), "{a:?}");
+                assert!(a
+                    .iter()
+                    .any(|a| matches!(a, Action::Locate { retry: true, .. })));
+                b.handle_aborted(now, req.id, Ok(()));
+                // Still busy a moment later: asked again, the abort not repeated before its time.
+                b.handle_located(now + 1, req.id, Ok(Presence::Busy), Ok(Presence::Busy));
+                assert_eq!(aborts(&drain(&mut b, &mut audit_b)), 0);
+                b.handle_located(now + 2, req.id, Ok(Presence::Absent), Ok(Presence::Running));
+            }
+            AtRestart::Completed => {
+                b.handle_located(now, req.id, Ok(Presence::Running), Ok(Presence::Absent));
+            }
+            AtRestart::NeverStarted => {
+                b.handle_located(now, req.id, Ok(Presence::Absent), Ok(Presence::Running));
+            }
+        }
+        assert!(drain(&mut b, &mut audit_b).is_empty());
+        assert_eq!(b.inflight(), 0);
+        let outcomes: Vec<&Record> = audit_b.iter().filter(|r| r.id == Some(req.id)).collect();
+        assert_eq!(outcomes.len(), 1, "{case:?}: {audit_b:#?}");
+        let expected = match case {
+            AtRestart::Completed => Event::Done,
+            _ => Event::Aborted,
+        };
+        assert_eq!(outcomes[0].event, expected, "{case:?}");
+        assert_eq!(outcomes[0].vm.as_deref(), Some(req.vm.as_str()));
+        assert!(b.state().inflight.is_empty());
+        // An interrupted move is not held against its destination.
+        assert!(b.state().dest_failures.values().all(Vec::is_empty));
+        // The budget (1) was spent before the kill, or may have been: nothing more starts.
+        let v = hot_view();
+        for i in 0..10 {
+            let r = b.handle_view(&v, now + 10 + 10 * i);
+            assert!(r.started.is_empty(), "{case:?}: {r:?}");
+            drain(&mut b, &mut audit_b);
+        }
+        assert!(
+            audit_b
+                .iter()
+                .any(|r| r.event == Event::Skipped && r.outcome.as_deref() == Some("budget")),
+            "{case:?}"
+        );
+        // Ids go on where the old agent stopped.
+        assert!(b.state().next_id > req.id);
+    }
 }
