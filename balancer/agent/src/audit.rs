@@ -41,6 +41,10 @@ pub enum Event {
     /// The leader lost sight of a strict majority of the inventory (`outcome` = `lost`, it
     /// recommends only; `error` says how many hosts it sees) or regained it (`regained`).
     Quorum,
+    /// A trusted NAME is reported from several addresses (`outcome` = `excluded`: neither
+    /// source nor destination; `error` names it and the addresses), or no longer is
+    /// (`resolved`).
+    NameConflict,
     /// A new policy was loaded.
     Reload,
     /// A new policy was rejected; the old one is kept.

@@ -227,6 +227,8 @@ pub struct AgentCore {
     /// As leader in `auto`, it last saw no strict majority of the inventory (audited once
     /// per change).
     no_quorum: bool,
+    /// Names in conflict in the last view (audited when they enter and leave it).
+    conflicts: BTreeSet<String>,
     stopping: bool,
     metrics: AgentMetrics,
     /// The latest time seen: time never runs backwards inside the core.
@@ -371,6 +373,7 @@ impl AgentCore {
             next_id: 1,
             was_leader: false,
             no_quorum: false,
+            conflicts: BTreeSet::new(),
             stopping: false,
             metrics,
             clock: 0,
@@ -594,6 +597,7 @@ impl AgentCore {
             view::build(cluster, &trusted, now, self.vm_stale_s())
         };
         report.untrusted = v.untrusted.clone();
+        self.note_conflicts(&v, now);
         self.observe(&v, now);
         self.metrics.imbalance = view::imbalance(&v.snapshot) as f32;
 
@@ -1100,6 +1104,37 @@ impl AgentCore {
         }
     }
 
+    /// Audits names entering and leaving conflict (two addresses, one NAME).
+    fn note_conflicts(&mut self, v: &View, now: u64) {
+        let current: BTreeSet<String> = v.conflicts.keys().cloned().collect();
+        let new: Vec<String> = current.difference(&self.conflicts).cloned().collect();
+        let gone: Vec<String> = self.conflicts.difference(&current).cloned().collect();
+        for name in &new {
+            let ips = v
+                .conflicts
+                .get(name)
+                .map(|a| a.join(", "))
+                .unwrap_or_default();
+            let why = format!(
+                "host {name} is reported from several addresses ({ips}): which is the real one \
+                 cannot be told from the view, so it is neither source nor destination"
+            );
+            tracing::warn!(host = %name, addresses = %ips, "{why}");
+            let mut r = self.record(now, Event::NameConflict);
+            r.outcome = Some("excluded".into());
+            r.error = Some(why);
+            self.audit(r);
+        }
+        for name in &gone {
+            tracing::info!(host = %name, "host name conflict resolved");
+            let mut r = self.record(now, Event::NameConflict);
+            r.outcome = Some("resolved".into());
+            r.error = Some(format!("host {name} is reported from one address again"));
+            self.audit(r);
+        }
+        self.conflicts = current;
+    }
+
     /// A leader acts only while it sees a strict majority of the inventory live (heard within
     /// `leader_timeout_s`): in a partition at most one side can, so two leaders cannot both
     /// spend a budget. `Some(why)` when it does not; changes are audited.
@@ -1255,6 +1290,9 @@ impl AgentCore {
                 .iter()
                 .any(|h| h.name == name && h.tn < self.cfg.leader_timeout_s)
         };
+        if v.conflicts.contains_key(&mv.to) || v.conflicts.contains_key(&mv.from) {
+            return Some("name_conflict".into());
+        }
         if !live(&mv.to) {
             return Some("destination_not_live".into());
         }

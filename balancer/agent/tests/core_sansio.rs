@@ -689,3 +689,44 @@ fn a_kill_mid_migration_is_reconciled_with_one_outcome_and_the_budget_kept() {
         assert!(b.state().next_id > req.id);
     }
 }
+
+/// Issue 14, item 7: a trusted NAME reported from two addresses (a forger spoofing
+/// `6.6.6.6:h2`) is neither source nor destination, with an audit record saying why.
+#[test]
+fn a_name_in_conflict_is_neither_source_nor_destination() {
+    let cfg = AgentConfig {
+        max_parallel: 2,
+        ..config()
+    };
+    let mut c = core("h1", cfg);
+    let mut audit = Vec::new();
+    let mut v = hot_view();
+    let mut fake = host("h2", None, &[]);
+    fake.ip = "6.6.6.6".into();
+    v.hosts.push(fake);
+    let mut targets = Vec::new();
+    for i in 0..15 {
+        let now = T0 + 10 * i;
+        c.handle_view(&v, now);
+        targets.extend(
+            hypervisor(&mut c, &mut audit, now, &[])
+                .into_iter()
+                .map(|r| r.to.name),
+        );
+    }
+    assert!(!targets.is_empty());
+    assert!(targets.iter().all(|t| t == "h3"), "{targets:?}");
+    let notes = events(&audit, Event::NameConflict);
+    assert_eq!(notes.len(), 1, "once, not every round");
+    assert_eq!(notes[0].outcome.as_deref(), Some("excluded"));
+    let why = notes[0].error.as_deref().unwrap();
+    assert!(
+        why.contains("h2") && why.contains("127.0.0.1, 6.6.6.6"),
+        "{why}"
+    );
+    // The forger goes away: resolved, and h2 is a destination again.
+    c.handle_view(&hot_view(), T0 + 200);
+    drain(&mut c, &mut audit);
+    let notes = events(&audit, Event::NameConflict);
+    assert_eq!(notes.last().unwrap().outcome.as_deref(), Some("resolved"));
+}
