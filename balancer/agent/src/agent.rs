@@ -48,6 +48,11 @@ pub struct AgentOptions {
     /// Bytes of every datagram's size limit left free for what the sink appends (a signature
     /// trailer, `ganglia_wire::auth::TRAILER_LEN`, when the agent signs); default 0.
     pub reserve: usize,
+    /// `name` is a guess (the hostname, nothing configured): the view may correct it, and a
+    /// state file written under the corrected name is taken over. Default false.
+    pub name_guessed: bool,
+    /// This machine's sending addresses (how the view recognises its host). Default empty.
+    pub local_ips: Vec<String>,
 }
 
 impl AgentOptions {
@@ -64,6 +69,8 @@ impl AgentOptions {
             verify_attempts: 10,
             max_udp_msg_len: 1472,
             reserve: 0,
+            name_guessed: false,
+            local_ips: Vec::new(),
         }
     }
 }
@@ -131,18 +138,25 @@ impl Agent {
         }
         let state_path = opts.config.state_path();
         let saved = match &state_path {
-            Some(p) => crate::state::load(p, &opts.name)?,
+            // A guessed name may have been corrected from the view last time: the file's.
+            Some(p) => crate::state::load(p, (!opts.name_guessed).then_some(opts.name.as_str()))?,
             None => None,
+        };
+        let name = match &saved {
+            Some(st) if opts.name_guessed => st.host.clone(),
+            _ => opts.name.clone(),
         };
         let core = match saved {
             Some(st) => {
                 tracing::info!(path = %state_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
                     inflight = st.inflight.len(), budget_used = st.budget_starts.len(),
                     "resuming from the state file");
-                AgentCore::restore(&opts.name, opts.config, spec, opts.verify_attempts, st)?
+                AgentCore::restore(&name, opts.config, spec, opts.verify_attempts, st)?
             }
-            None => AgentCore::new(&opts.name, opts.config, spec, opts.verify_attempts)?,
+            None => AgentCore::new(&name, opts.config, spec, opts.verify_attempts)?,
         };
+        let mut core = core;
+        core.set_name_hints(opts.name_guessed, opts.local_ips);
         let (tx, rx) = channel();
         let mut agent = Agent {
             core,

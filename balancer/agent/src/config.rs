@@ -119,6 +119,11 @@ impl Default for MigrationFlags {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
+    /// This host's NAME as the Ganglia view shows it. Unset: `--name`, else gmond.conf's
+    /// `override_hostname`, else learnt from the view (the host whose IP is one of this
+    /// machine's sending addresses, as gmond names hosts by source address), else the
+    /// hostname.
+    pub name: Option<String>,
     /// off | recommend | auto (default recommend).
     pub mode: Mode,
     /// Policy: a built-in name (`hotspot`, `stabilize`, ...) or a policy TOML file path.
@@ -185,6 +190,7 @@ pub struct AgentConfig {
 impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
+            name: None,
             mode: Mode::Recommend,
             policy: "hotspot".into(),
             interval_s: 10,
@@ -269,6 +275,11 @@ impl AgentConfig {
             100,
         )?;
         range("metric_tmax_s", u64::from(self.metric_tmax_s), 1, 86_400)?;
+        if let Some(n) = &self.name {
+            if n.is_empty() || n.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(err("name", format!("{n:?} is not a host NAME")));
+            }
+        }
         if self.policy.trim().is_empty() {
             return Err(err(
                 "policy",
@@ -482,6 +493,14 @@ mod tests {
             Some(PathBuf::from("/var/lib/ba/state.json"))
         );
         assert_eq!(AgentConfig::default().state_path(), None);
+    }
+
+    #[test]
+    fn a_name_must_be_one() {
+        let cfg = AgentConfig::parse("name = \"hv1.example\"\n", "n").unwrap();
+        assert_eq!(cfg.name.as_deref(), Some("hv1.example"));
+        let e = AgentConfig::parse("\nname = \"hv 1\"\n", "n").unwrap_err();
+        assert!(e.to_string().starts_with("n:2:1: name"), "{e}");
     }
 
     #[test]

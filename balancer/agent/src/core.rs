@@ -229,6 +229,12 @@ pub struct AgentCore {
     no_quorum: bool,
     /// Names in conflict in the last view (audited when they enter and leave it).
     conflicts: BTreeSet<String>,
+    /// The NAME is a guess (the hostname): the view may correct it.
+    name_guessed: bool,
+    /// This machine's sending addresses: the host of the view with one of them as IP is us.
+    local_ips: BTreeSet<String>,
+    /// The NAME was missing from the last non-empty view (logged once per change).
+    name_missing: bool,
     stopping: bool,
     metrics: AgentMetrics,
     /// The latest time seen: time never runs backwards inside the core.
@@ -374,6 +380,9 @@ impl AgentCore {
             was_leader: false,
             no_quorum: false,
             conflicts: BTreeSet::new(),
+            name_guessed: false,
+            local_ips: BTreeSet::new(),
+            name_missing: false,
             stopping: false,
             metrics,
             clock: 0,
@@ -496,6 +505,20 @@ impl AgentCore {
         }
     }
 
+    /// How to check the NAME against the view: `guessed` (no name configured, the hostname
+    /// was taken) lets the view's host whose IP is one of `local_ips` (this machine's sending
+    /// addresses) correct it; a configured name is only checked.
+    pub fn set_name_hints(&mut self, guessed: bool, local_ips: Vec<String>) {
+        self.name_guessed = guessed;
+        self.local_ips = local_ips.into_iter().filter(|ip| !ip.is_empty()).collect();
+    }
+
+    /// Whether the NAME was missing from the last non-empty view (this agent can then never
+    /// lead).
+    pub fn name_missing(&self) -> bool {
+        self.name_missing
+    }
+
     /// This host's NAME.
     pub fn name(&self) -> &str {
         &self.name
@@ -589,6 +612,7 @@ impl AgentCore {
             finished: std::mem::take(&mut self.finished),
             ..Default::default()
         };
+        self.check_name(cluster);
         // Reaped first, so the slots they free serve this very round.
         self.reap_probes(now);
         self.probe_membership(cluster, now);
@@ -1101,6 +1125,47 @@ impl AgentCore {
                 gain: balancer::plan::r6(p.imbalance_before - imb),
             });
             self.audit(r);
+        }
+    }
+
+    /// Is this agent's NAME a host of the view? An agent under a name the view does not show
+    /// can never lead and never sees its own host live: said clearly, once. A guessed name
+    /// is corrected from the host whose IP is ours (as gmond names hosts by source address),
+    /// when exactly one such host exists (and is in the inventory, when there is one).
+    fn check_name(&mut self, cluster: &Cluster) {
+        if cluster.hosts.is_empty() {
+            return;
+        }
+        if cluster.hosts.iter().any(|h| h.name == self.name) {
+            if self.name_missing {
+                tracing::info!(name = %self.name, "this agent's name is in the view now");
+                self.name_missing = false;
+            }
+            return;
+        }
+        let mine: BTreeSet<&str> = cluster
+            .hosts
+            .iter()
+            .filter(|h| self.local_ips.contains(&h.ip))
+            .filter(|h| {
+                self.cfg.trusted_hosts.is_empty() || self.cfg.trusted_hosts.contains(&h.name)
+            })
+            .map(|h| h.name.as_str())
+            .collect();
+        if self.name_guessed && mine.len() == 1 {
+            if let Some(found) = mine.first() {
+                tracing::warn!(guessed = %self.name, name = %found,
+                    "this host appears in the view as {found} (its address is ours): using that name; set name = \"{found}\" in the agent config to say so");
+                self.name = (*found).to_string();
+                self.name_missing = false;
+                return;
+            }
+        }
+        if !self.name_missing {
+            tracing::error!(name = %self.name, hosts_with_our_addresses = ?mine,
+                "this agent's name {:?} is no host of the view: it can never lead; set name = \"...\" in the agent config (or --name) to this host's NAME as the view shows it",
+                self.name);
+            self.name_missing = true;
         }
     }
 

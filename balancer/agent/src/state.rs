@@ -129,10 +129,11 @@ pub fn save(path: &Path, state: &PersistedState) -> Result<()> {
     Ok(())
 }
 
-/// Reads the state file of `host`; `Ok(None)` when there is none. A file that does not parse,
-/// is of another version or another host is an error: starting without it could spend a
-/// budget twice or leave a migration unreconciled, so the operator decides.
-pub fn load(path: &Path, host: &str) -> Result<Option<PersistedState>> {
+/// Reads the state file of `host` (`None`: any host, for an agent whose name is only a
+/// guess); `Ok(None)` when there is none. A file that does not parse, is of another version
+/// or another host is an error: starting without it could spend a budget twice or leave a
+/// migration unreconciled, so the operator decides.
+pub fn load(path: &Path, host: Option<&str>) -> Result<Option<PersistedState>> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -157,7 +158,7 @@ pub fn load(path: &Path, host: &str) -> Result<Option<PersistedState>> {
             format!("version {} (this agent reads {VERSION})", state.version),
         ));
     }
-    if state.host != host {
+    if let Some(host) = host.filter(|h| *h != state.host) {
         return Err(err(
             path,
             format!("written by host {:?}, this agent is {host:?}", state.host),
@@ -174,7 +175,7 @@ mod tests {
     fn saved_state_loads_back_and_leaves_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.state");
-        assert!(load(&path, "h1").unwrap().is_none());
+        assert!(load(&path, Some("h1")).unwrap().is_none());
         let mut s = PersistedState::empty("h1");
         s.next_id = 7;
         s.budget_starts.push((100, "web".into()));
@@ -182,18 +183,18 @@ mod tests {
         save(&path, &s).unwrap();
         s.next_id = 8;
         save(&path, &s).unwrap();
-        assert_eq!(load(&path, "h1").unwrap(), Some(s));
+        assert_eq!(load(&path, Some("h1")).unwrap(), Some(s));
         assert!(!temp_path(&path).exists());
         // Another host's file, another version, or garbage: refused with the reason.
-        let e = load(&path, "h2").unwrap_err().to_string();
+        let e = load(&path, Some("h2")).unwrap_err().to_string();
         assert!(e.contains("written by host \"h1\""), "{e}");
         std::fs::write(&path, "{\"version\":1,").unwrap();
-        let e = load(&path, "h1").unwrap_err().to_string();
+        let e = load(&path, Some("h1")).unwrap_err().to_string();
         assert!(e.contains("line 1"), "{e}");
         let mut v2 = PersistedState::empty("h1");
         v2.version = 2;
         std::fs::write(&path, serde_json::to_vec(&v2).unwrap()).unwrap();
-        assert!(load(&path, "h1")
+        assert!(load(&path, Some("h1"))
             .unwrap_err()
             .to_string()
             .contains("version 2"));
@@ -207,7 +208,7 @@ mod tests {
         save(&path, &s).unwrap();
         // A crash mid-write leaves a torn temp file; the state file is untouched.
         std::fs::write(temp_path(&path), "{\"version\":1,\"ho").unwrap();
-        assert_eq!(load(&path, "h1").unwrap(), Some(s.clone()));
+        assert_eq!(load(&path, Some("h1")).unwrap(), Some(s.clone()));
         // The next save replaces the torn temp file.
         save(&path, &s).unwrap();
         assert!(!temp_path(&path).exists());

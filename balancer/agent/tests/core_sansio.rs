@@ -628,7 +628,9 @@ fn a_kill_mid_migration_is_reconciled_with_one_outcome_and_the_budget_kept() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state");
         balancer_agent::state::save(&path, saved.as_ref().unwrap()).unwrap();
-        let st = balancer_agent::state::load(&path, "h1").unwrap().unwrap();
+        let st = balancer_agent::state::load(&path, Some("h1"))
+            .unwrap()
+            .unwrap();
         let mut b = AgentCore::restore("h1", cfg.clone(), spec(), 3, st).unwrap();
         assert_eq!(b.inflight(), 1);
         let mut audit_b = Vec::new();
@@ -729,4 +731,42 @@ fn a_name_in_conflict_is_neither_source_nor_destination() {
     drain(&mut c, &mut audit);
     let notes = events(&audit, Event::NameConflict);
     assert_eq!(notes.last().unwrap().outcome.as_deref(), Some("resolved"));
+}
+
+/// Issue 14, item 7: the agent's own NAME. A guessed one (the hostname) is corrected from
+/// the view's host whose address is this machine's; a configured one is only checked, and
+/// its absence said (the agent can then never lead).
+#[test]
+fn the_agents_name_is_checked_against_the_view() {
+    let mut v = hot_view();
+    v.hosts[0].ip = "10.9.9.9".into();
+    // Guessed: corrected to h1, which then leads.
+    let mut c = core("box-17", config());
+    c.set_name_hints(true, vec!["10.9.9.9".into()]);
+    let r = c.handle_view(&v, T0);
+    assert_eq!(c.name(), "h1");
+    assert!(r.is_leader && !c.name_missing());
+    // Configured (a typo): kept, reported missing, never leads.
+    let mut c = core("hl", config());
+    c.set_name_hints(false, vec!["10.9.9.9".into()]);
+    let r = c.handle_view(&v, T0);
+    assert_eq!(c.name(), "hl");
+    assert!(c.name_missing() && !r.is_leader);
+    // Guessed, but the host with our address is no member of the inventory (a forger
+    // spoofing our address under its own name): not taken.
+    let mut forged = v.clone();
+    forged.hosts[0].ip = "127.0.0.1".into();
+    let mut evil = host("evil", Some("auto"), &[]);
+    evil.ip = "10.9.9.9".into();
+    forged.hosts.push(evil);
+    let mut c = core("box-17", config());
+    c.set_name_hints(true, vec!["10.9.9.9".into()]);
+    c.handle_view(&forged, T0);
+    assert_eq!(c.name(), "box-17");
+    assert!(c.name_missing());
+    // Found later (gmond resolved us): no longer missing.
+    let mut named = v.clone();
+    named.hosts.push(host("box-17", Some("auto"), &[]));
+    c.handle_view(&named, T0 + 10);
+    assert!(!c.name_missing());
 }

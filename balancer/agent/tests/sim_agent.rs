@@ -730,7 +730,7 @@ fn a_killed_agent_resumes_from_its_state_file() {
     }
     assert_eq!(starts().len(), 1);
     assert_eq!(w.exec.migrations_started(), 1);
-    let state = balancer_agent::state::load(&state_path, "h1")
+    let state = balancer_agent::state::load(&state_path, Some("h1"))
         .unwrap()
         .unwrap();
     assert!(state.inflight.is_empty());
