@@ -35,7 +35,15 @@
 //!    destination, gone from the source), never assumed.
 //!
 //! A host that loses the lead starts nothing more; its in-flight migrations finish or are
-//! aborted (`on_lost_lead`); either way libvirt leaves the VM on exactly one host.
+//! aborted (`on_lost_lead`); either way libvirt leaves the VM on exactly one host. A leader
+//! that does not see a strict majority of the inventory live starts nothing either: it
+//! recommends, so in a partition at most one side moves VMs.
+//!
+//! # Decisions without IO
+//!
+//! [`core::AgentCore`] makes every decision from inputs (views, time, the hypervisor's
+//! answers) and returns actions; [`agent::Agent`] runs them (worker threads, the audit log,
+//! the [`state`] file that lets a restarted agent reconcile what it left in flight).
 //!
 //! # Safety against bad input
 //!
@@ -43,8 +51,9 @@
 //! membership, i.e. hosts whose hypervisor this agent reaches through the URI template.
 //! Everything else in the view is ignored: not a source, not a destination, not a leader
 //! candidate, its advertised moves unread. A hard budget (`budget_migrations` per
-//! `budget_window_s`, counting this agent's starts and the moves other trusted balancers
-//! advertise) holds whatever the view says, so forged load cannot cause a migration storm.
+//! `budget_window_s`, counting this agent's starts once the hypervisor's pre-check passed, and
+//! the moves other trusted balancers advertise) holds whatever the view says, so forged load
+//! cannot cause a migration storm, and a forged VM costs nothing.
 // libvirt (and its unsafe FFI) is reached only through gmond-metrics' safe control API.
 #![forbid(unsafe_code)]
 
