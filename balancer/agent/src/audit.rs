@@ -1,6 +1,10 @@
 //! The audit log: one JSON object per line, appended, never rewritten. Every decision (a plan's
 //! move, recommended or started), every outcome, every observed gain, every change of leader and
 //! every policy reload gets a record.
+//!
+//! Each line is synced to disk before the next action runs, so a crash loses at most the line
+//! being written: a torn line (a prefix of a record) is ended at the next open and skipped by
+//! the reader, while any other malformed line is still an error.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -34,6 +38,13 @@ pub enum Event {
     Observed,
     /// This host became leader, or stopped being leader.
     Leader,
+    /// The leader lost sight of a strict majority of the inventory (`outcome` = `lost`, it
+    /// recommends only; `error` says how many hosts it sees) or regained it (`regained`).
+    Quorum,
+    /// A trusted NAME is reported from several addresses (`outcome` = `excluded`: neither
+    /// source nor destination; `error` names it and the addresses), or no longer is
+    /// (`resolved`).
+    NameConflict,
     /// A new policy was loaded.
     Reload,
     /// A new policy was rejected; the old one is kept.
@@ -141,13 +152,20 @@ impl AuditLog {
         AuditLog::default()
     }
 
-    /// Opens `path` for appending (created if missing).
+    /// Opens `path` for appending (created if missing). A last line torn by a crash is ended
+    /// with a newline first, so the next record starts a line of its own.
     pub fn open(path: &Path) -> Result<AuditLog> {
-        let f = OpenOptions::new()
+        let mut f = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(path)
             .map_err(|source| AuditLog::io(path, source))?;
+        if ends_torn(&mut f).map_err(|e| AuditLog::io(path, e))? {
+            tracing::warn!(path = %path.display(), "audit log ends in a torn line (a crash mid-write): ended");
+            f.write_all(b"\n").map_err(|e| AuditLog::io(path, e))?;
+            f.sync_data().map_err(|e| AuditLog::io(path, e))?;
+        }
         Ok(AuditLog {
             file: Some((path.to_path_buf(), Arc::new(Mutex::new(f)))),
             memory: None,
@@ -169,7 +187,8 @@ impl AuditLog {
     }
 
     /// Appends a record: one line written with a single `write_all`, so concurrent writers
-    /// (O_APPEND) never interleave within a line.
+    /// (O_APPEND) never interleave within a line, then synced: when this returns, the record
+    /// survives a crash.
     pub fn write(&self, rec: &Record) -> Result<()> {
         tracing::info!(
             target: "balancer_agent::audit",
@@ -192,27 +211,59 @@ impl AuditLog {
             line.push(b'\n');
             let mut f = f.lock().unwrap_or_else(PoisonError::into_inner);
             f.write_all(&line).map_err(|e| AuditLog::io(path, e))?;
-            f.flush().map_err(|e| AuditLog::io(path, e))?;
+            f.sync_data().map_err(|e| AuditLog::io(path, e))?;
         }
         Ok(())
     }
 }
 
-/// Reads an audit log back (tests, tools); malformed lines are errors with their line number.
+/// Whether a non-empty file does not end with a newline.
+fn ends_torn(f: &mut File) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(false);
+    }
+    f.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8; 1];
+    f.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
+}
+
+/// Reads an audit log back (tests, tools). Torn lines (a record cut short by a crash: the
+/// JSON ends early) are skipped; any other malformed line is an error with its line number.
 pub fn read(path: &Path) -> Result<Vec<Record>> {
-    let text = std::fs::read_to_string(path).map_err(|e| AuditLog::io(path, e))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| AgentError::Config {
-                file: path.display().to_string(),
-                line: i + 1,
-                column: e.column(),
-                message: e.to_string(),
-            })
-        })
-        .collect()
+    read_counting_torn(path).map(|(records, _)| records)
+}
+
+/// [`read`], also counting the torn lines skipped.
+pub fn read_counting_torn(path: &Path) -> Result<(Vec<Record>, usize)> {
+    let bytes = std::fs::read(path).map_err(|e| AuditLog::io(path, e))?;
+    // A crash can cut a multi-byte character too: bytes, not text, are the truth here.
+    let text = String::from_utf8_lossy(&bytes);
+    let mut records = Vec::new();
+    let mut torn = 0;
+    for (i, l) in text.lines().enumerate() {
+        if l.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Record>(l) {
+            Ok(r) => records.push(r),
+            Err(e) if e.is_eof() && l.trim_start().starts_with('{') => {
+                tracing::warn!(path = %path.display(), line = i + 1, "torn audit line skipped");
+                torn += 1;
+            }
+            Err(e) => {
+                return Err(AgentError::Config {
+                    file: path.display().to_string(),
+                    line: i + 1,
+                    column: e.column(),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+    Ok((records, torn))
 }
 
 #[cfg(test)]
@@ -238,6 +289,33 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with(r#"{"time":10,"host":"h1","event":"start","mode":"auto","vm":"web","reason":{"kind":"pinning"}}"#), "{text}");
         std::fs::write(&path, "{\"time\":1}\nnot json\n").unwrap();
+        assert!(read(&path).is_err());
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_ended_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path).unwrap();
+        let r = Record::new(10, "h1", Event::Start, "auto");
+        log.write(&r).unwrap();
+        drop(log);
+        // A crash mid-write: half of the next record reached the disk.
+        let line = serde_json::to_string(&Record::new(11, "h1", Event::Done, "auto")).unwrap();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&line.as_bytes()[..line.len() / 2]).unwrap();
+        drop(f);
+        assert_eq!(read_counting_torn(&path).unwrap(), (vec![r.clone()], 1));
+        // The restarted agent appends after it: the torn line stays torn (the log is never
+        // rewritten) and every record around it reads back.
+        let log = AuditLog::open(&path).unwrap();
+        let r2 = Record::new(12, "h1", Event::Aborted, "auto");
+        log.write(&r2).unwrap();
+        assert_eq!(read_counting_torn(&path).unwrap(), (vec![r, r2], 1));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 3);
+        // Garbage that is no record cut short is still refused, wherever it is.
+        std::fs::write(&path, format!("{{\"time\":1,\"host\":\"h1\"]\n{line}\n")).unwrap();
         assert!(read(&path).is_err());
     }
 }

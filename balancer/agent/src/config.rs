@@ -119,6 +119,11 @@ impl Default for MigrationFlags {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
+    /// This host's NAME as the Ganglia view shows it. Unset: `--name`, else gmond.conf's
+    /// `override_hostname`, else learnt from the view (the host whose IP is one of this
+    /// machine's sending addresses, as gmond names hosts by source address), else the
+    /// hostname.
+    pub name: Option<String>,
     /// off | recommend | auto (default recommend).
     pub mode: Mode,
     /// Policy: a built-in name (`hotspot`, `stabilize`, ...) or a policy TOML file path.
@@ -166,6 +171,10 @@ pub struct AgentConfig {
     pub recent_moves_window_s: u64,
     /// Append-only JSON-lines audit log; none = audit records only go to the log.
     pub audit_log: Option<PathBuf>,
+    /// Where budget use, cooldowns, exclusions and in-flight migrations survive a crash
+    /// (written atomically on every change, reconciled with the hypervisor at start). Default:
+    /// beside the audit log, its name plus `.state`; none without an audit log either.
+    pub state_file: Option<PathBuf>,
     /// finish | abort: in-flight migrations when another host takes the lead. Default finish.
     pub on_lost_lead: InflightAction,
     /// finish | abort: in-flight migrations on SIGTERM. Default abort.
@@ -181,6 +190,7 @@ pub struct AgentConfig {
 impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
+            name: None,
             mode: Mode::Recommend,
             policy: "hotspot".into(),
             interval_s: 10,
@@ -200,6 +210,7 @@ impl Default for AgentConfig {
             observe_after_s: 120,
             recent_moves_window_s: 3600,
             audit_log: None,
+            state_file: None,
             on_lost_lead: InflightAction::Finish,
             on_stop: InflightAction::Abort,
             metric_tmax_s: 60,
@@ -264,6 +275,11 @@ impl AgentConfig {
             100,
         )?;
         range("metric_tmax_s", u64::from(self.metric_tmax_s), 1, 86_400)?;
+        if let Some(n) = &self.name {
+            if n.is_empty() || n.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(err("name", format!("{n:?} is not a host NAME")));
+            }
+        }
         if self.policy.trim().is_empty() {
             return Err(err(
                 "policy",
@@ -329,6 +345,17 @@ impl AgentConfig {
     pub fn executor_conflict(&self) -> Option<&'static str> {
         (self.executor == ExecutorKind::None && self.mode == Mode::Auto)
             .then_some("\"none\" cannot migrate: mode \"auto\" needs executor = \"libvirt\"")
+    }
+
+    /// The state file in force: `state_file`, else the audit log's path plus `.state`.
+    pub fn state_path(&self) -> Option<PathBuf> {
+        if let Some(p) = &self.state_file {
+            return Some(p.clone());
+        }
+        let audit = self.audit_log.as_ref()?;
+        let mut name = audit.file_name()?.to_os_string();
+        name.push(".state");
+        Some(audit.with_file_name(name))
     }
 
     /// The libvirt URI of a host: its `[host_uris]` entry, else the template with `{host}`
@@ -447,6 +474,33 @@ mod tests {
         );
         let e = AgentConfig::parse("[host_uris]\nhv9 = \"test:///default\"\n", "m").unwrap_err();
         assert!(e.to_string().starts_with("m:2:1: hv9"), "{e}");
+    }
+
+    #[test]
+    fn the_state_file_sits_beside_the_audit_log_unless_set() {
+        let cfg = AgentConfig::parse("audit_log = \"/var/log/ba/audit.jsonl\"\n", "s").unwrap();
+        assert_eq!(
+            cfg.state_path(),
+            Some(PathBuf::from("/var/log/ba/audit.jsonl.state"))
+        );
+        let cfg = AgentConfig::parse(
+            "audit_log = \"/var/log/ba/audit.jsonl\"\nstate_file = \"/var/lib/ba/state.json\"\n",
+            "s",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.state_path(),
+            Some(PathBuf::from("/var/lib/ba/state.json"))
+        );
+        assert_eq!(AgentConfig::default().state_path(), None);
+    }
+
+    #[test]
+    fn a_name_must_be_one() {
+        let cfg = AgentConfig::parse("name = \"hv1.example\"\n", "n").unwrap();
+        assert_eq!(cfg.name.as_deref(), Some("hv1.example"));
+        let e = AgentConfig::parse("\nname = \"hv 1\"\n", "n").unwrap_err();
+        assert!(e.to_string().starts_with("n:2:1: name"), "{e}");
     }
 
     #[test]

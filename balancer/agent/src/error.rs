@@ -54,6 +54,14 @@ pub enum AgentError {
         /// Why it was aborted.
         message: String,
     },
+    /// The state file cannot be used (does not parse, another version or another host's).
+    #[error("state file {path}: {message}")]
+    State {
+        /// File path.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Reading or writing a file (audit log, config) failed.
     #[error("{path}: {source}")]
     Io {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::error::{AgentError, Result};
 
 /// A host as the view names it: NAME and IP attribute (for the URI template).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct HostAddr {
     /// Ganglia NAME.
     pub name: String,

@@ -27,14 +27,23 @@
 //!    changes it observes in the view. A new leader therefore knows the old leader's moves.
 //! 3. **Right before migrating**, the worker asks the hypervisor itself: the VM must be
 //!    running on the planned source with no job in progress, and absent from the destination
-//!    ([`agent`]'s `run_migration`). If another agent moved it, the source says so; if another
+//!    ([`core::precheck_source`], [`core::precheck_destination`], run by the shell's worker
+//!    right before the call). If another agent moved it, the source says so; if another
 //!    agent is moving it now, libvirt reports the migration job (and would refuse a second job
 //!    on the same domain anyway).
 //! 4. **Afterwards**, the outcome is verified against the hypervisor (running on the
 //!    destination, gone from the source), never assumed.
 //!
 //! A host that loses the lead starts nothing more; its in-flight migrations finish or are
-//! aborted (`on_lost_lead`); either way libvirt leaves the VM on exactly one host.
+//! aborted (`on_lost_lead`); either way libvirt leaves the VM on exactly one host. A leader
+//! that does not see a strict majority of the inventory live starts nothing either: it
+//! recommends, so in a partition at most one side moves VMs.
+//!
+//! # Decisions without IO
+//!
+//! [`core::AgentCore`] makes every decision from inputs (views, time, the hypervisor's
+//! answers) and returns actions; [`agent::Agent`] runs them (worker threads, the audit log,
+//! the [`state`] file that lets a restarted agent reconcile what it left in flight).
 //!
 //! # Safety against bad input
 //!
@@ -42,8 +51,9 @@
 //! membership, i.e. hosts whose hypervisor this agent reaches through the URI template.
 //! Everything else in the view is ignored: not a source, not a destination, not a leader
 //! candidate, its advertised moves unread. A hard budget (`budget_migrations` per
-//! `budget_window_s`, counting this agent's starts and the moves other trusted balancers
-//! advertise) holds whatever the view says, so forged load cannot cause a migration storm.
+//! `budget_window_s`, counting this agent's starts once the hypervisor's pre-check passed, and
+//! the moves other trusted balancers advertise) holds whatever the view says, so forged load
+//! cannot cause a migration storm, and a forged VM costs nothing.
 // libvirt (and its unsafe FFI) is reached only through gmond-metrics' safe control API.
 #![forbid(unsafe_code)]
 
@@ -51,19 +61,22 @@ pub mod agent;
 pub mod audit;
 pub mod config;
 pub mod coord;
+pub mod core;
 pub mod error;
 pub mod executor;
 #[cfg(feature = "libvirt")]
 pub mod libvirt_exec;
 pub mod metrics;
 pub mod sim_exec;
+pub mod state;
 pub mod view;
 
 /// The policy crate, re-exported so users need no second dependency.
 pub use balancer;
 
-pub use agent::{Agent, AgentOptions, Outcome, TickReport};
+pub use agent::{Agent, AgentOptions};
 pub use config::{AgentConfig, ExecutorKind, InflightAction, Mode};
+pub use core::{Action, AgentCore, Outcome, TickReport};
 pub use error::{AgentError, Result};
 pub use executor::{Executor, HostAddr, MigrationRequest, Presence};
 #[cfg(feature = "libvirt")]

@@ -41,7 +41,9 @@ struct Cli {
     /// Audit log file (overrides the config's `audit_log`).
     #[arg(long)]
     audit: Option<PathBuf>,
-    /// This host's NAME in the Ganglia view (default: override_hostname, else the hostname).
+    /// This host's NAME in the Ganglia view (default: the config's `name`, else
+    /// override_hostname, else learnt from the view by this machine's address, else the
+    /// hostname).
     #[arg(long)]
     name: Option<String>,
     /// Seconds between rounds (overrides the config's `interval_s`).
@@ -79,11 +81,14 @@ fn main() -> anyhow::Result<()> {
         g.override_hostname.as_deref(),
         g.override_ip.as_deref(),
     );
-    let name = cli
+    let configured = cli
         .name
         .clone()
-        .or_else(|| g.override_hostname.clone())
-        .unwrap_or(hostname);
+        .or_else(|| cfg.name.clone())
+        .or_else(|| g.override_hostname.clone());
+    let name_guessed = configured.is_none();
+    let name = configured.unwrap_or(hostname);
+    let local_ips = local_addresses(&gconf);
     let keys = cli.auth.as_deref().map(read_keys).transpose()?;
     // Without --auth the sink is used as it is (taking it out only to sign would drop it).
     let sink = match (&keys, metric_sink(&gconf)?) {
@@ -102,6 +107,8 @@ fn main() -> anyhow::Result<()> {
     opts.identity = identity.clone();
     opts.audit = audit;
     opts.max_udp_msg_len = usize::from(g.max_udp_msg_len);
+    opts.name_guessed = name_guessed;
+    opts.local_ips = local_ips;
     if keys.is_some() {
         opts.reserve = TRAILER_LEN;
     }
@@ -143,6 +150,35 @@ fn agent_config(cli: &Cli) -> anyhow::Result<AgentConfig> {
         anyhow::bail!("mode: {why}");
     }
     Ok(cfg)
+}
+
+/// The addresses this machine sends from, as the gmonds receiving them see it: gmond names a
+/// host by the source address of its datagrams, so the view's host with one of these as IP
+/// is this one. `override_ip`, and the source address the kernel picks toward each
+/// udp_send_channel (a connected UDP socket: no packet is sent).
+fn local_addresses(gconf: &gmond_conf::Config) -> Vec<String> {
+    let mut out: Vec<String> = gconf.globals.override_ip.iter().cloned().collect();
+    for ch in &gconf.udp_send {
+        let to = match &ch.target {
+            SendTarget::Multicast(ip) => Some(SocketAddr::new(*ip, ch.port)),
+            SendTarget::Unicast(h) => (h.as_str(), ch.port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.find(SocketAddr::is_ipv4)),
+        };
+        let bind = ch.bind.clone().unwrap_or_else(|| "0.0.0.0".into());
+        let local = to.and_then(|to| {
+            let s = std::net::UdpSocket::bind((bind.as_str(), 0)).ok()?;
+            s.connect(to).ok()?;
+            s.local_addr().ok()
+        });
+        if let Some(a) = local {
+            out.push(a.ip().to_string());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Our metrics go where the host's gmond.conf sends its own: every udp_send_channel.

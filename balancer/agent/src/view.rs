@@ -3,6 +3,11 @@
 //! the agent's staleness bound: it drops stale VM metrics, gives a VM reported by several hosts
 //! to the freshest report and says which VMs are in flight (reported fresh by two hosts:
 //! mid-migration, or the old host's metrics not stale yet), and builds the snapshot.
+//!
+//! A NAME reported from two addresses (two hosts in gmond's view, which keys hosts by source
+//! address: a renamed or re-addressed host, a clone, or a forger spoofing `IP:name`) is in
+//! conflict: which one is the real host cannot be told from the view, so it is neither a
+//! source nor a destination until one of them goes away.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -37,6 +42,9 @@ pub struct View {
     pub ips: BTreeMap<String, String>,
     /// Hosts dropped because they are not trusted (their metrics are ignored).
     pub untrusted: Vec<String>,
+    /// Trusted NAMEs reported from more than one address (the addresses, sorted): left out
+    /// of the snapshot, so neither sources nor destinations.
+    pub conflicts: BTreeMap<String, Vec<String>>,
 }
 
 /// Builds the view at time `now`: keeps trusted hosts (the first of each name), and reads them
@@ -46,13 +54,24 @@ pub fn build(cluster: &Cluster, trusted: &dyn Fn(&str) -> bool, now: u64, vm_sta
     let mut untrusted = Vec::new();
     let mut names = BTreeSet::new();
     let mut hosts: Vec<Host> = Vec::new();
+    let mut addresses: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for h in &cluster.hosts {
         if !trusted(&h.name) {
             untrusted.push(h.name.clone());
-        } else if names.insert(h.name.as_str()) {
+            continue;
+        }
+        if !h.ip.is_empty() {
+            addresses.entry(&h.name).or_default().insert(&h.ip);
+        }
+        if names.insert(h.name.as_str()) {
             hosts.push(h.clone());
         }
     }
+    let conflicts: BTreeMap<String, Vec<String>> = addresses
+        .into_iter()
+        .filter(|(_, ips)| ips.len() > 1)
+        .map(|(n, ips)| (n.to_string(), ips.into_iter().map(str::to_owned).collect()))
+        .collect();
     let cleaned = Cluster {
         name: cluster.name.clone(),
         localtime: cluster.localtime,
@@ -61,7 +80,18 @@ pub fn build(cluster: &Cluster, trusted: &dyn Fn(&str) -> bool, now: u64, vm_sta
         url: cluster.url.clone(),
         hosts,
     };
-    let vnodes = VnodeView::read(&cleaned, &ReadOptions { vm_stale_s });
+    // Coordination still sees a conflicted name (its first host): leadership and liveness
+    // are not handed to whoever forges a second copy. Placement does not.
+    let placeable = Cluster {
+        hosts: cleaned
+            .hosts
+            .iter()
+            .filter(|h| !conflicts.contains_key(&h.name))
+            .cloned()
+            .collect(),
+        ..cleaned.clone()
+    };
+    let vnodes = VnodeView::read(&placeable, &ReadOptions { vm_stale_s });
     let ips = cleaned
         .hosts
         .iter()
@@ -75,6 +105,7 @@ pub fn build(cluster: &Cluster, trusted: &dyn Fn(&str) -> bool, now: u64, vm_sta
         cluster: cleaned,
         ips,
         untrusted,
+        conflicts,
     }
 }
 
@@ -179,6 +210,33 @@ mod tests {
         // a: web (0.125); b: moved, new, moving (0.375).
         assert!((imbalance(&v.snapshot) - 0.125).abs() < 1e-9);
         assert_eq!(host_util(&v.snapshot, "b"), Some(0.375));
+    }
+
+    #[test]
+    fn a_name_reported_from_two_addresses_is_in_conflict() {
+        let mut forged = hv("b", &[("ghost", 1)]);
+        forged.ip = "6.6.6.6".into();
+        let c = Cluster {
+            hosts: vec![hv("a", &[("web", 1)]), hv("b", &[("db", 1)]), forged],
+            ..Default::default()
+        };
+        let v = build(&c, &|_| true, 1000, 90);
+        assert_eq!(
+            v.conflicts.get("b").map(Vec::as_slice),
+            Some(&["10.0.0.1".to_string(), "6.6.6.6".to_string()][..])
+        );
+        // Neither copy of b is placeable: no host b, none of its VMs.
+        let hosts: Vec<&str> = v.snapshot.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(hosts, ["a"]);
+        assert_eq!(v.snapshot.vms.len(), 1);
+        // Coordination still sees b once (the first copy).
+        assert_eq!(v.cluster.hosts.len(), 2);
+        // The same address twice (a gmetad feed merging two clusters) is no conflict.
+        let c = Cluster {
+            hosts: vec![hv("a", &[]), hv("a", &[])],
+            ..Default::default()
+        };
+        assert!(build(&c, &|_| true, 1000, 90).conflicts.is_empty());
     }
 
     #[test]

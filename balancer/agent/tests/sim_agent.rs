@@ -610,19 +610,26 @@ fn two_leaders_during_a_partition_never_move_a_vm_twice() {
         both_led > 5,
         "the partition made two leaders ({both_led} rounds)"
     );
-    let starts: usize = agents.iter().map(|a| a.records(Event::Start).len()).sum();
-    assert!(starts >= 2);
-    assert!(
-        !agents[1].records(Event::Start).is_empty(),
-        "the second leader tried to move too"
-    );
-    // The same VM was attempted by both: the double move the checks must stop.
+    // A start handed to the hypervisor ends as a `start` record (pre-check passed) or as a
+    // `skipped` record with outcome `refused` (the pre-check found the VM busy or gone).
     let tried = |a: &TestAgent| -> std::collections::BTreeSet<String> {
         a.records(Event::Start)
             .into_iter()
+            .chain(
+                a.records(Event::Skipped)
+                    .into_iter()
+                    .filter(|r| r.outcome.as_deref() == Some("refused")),
+            )
             .map(|r| r.vm.unwrap())
             .collect()
     };
+    let starts: usize = agents.iter().map(|a| tried(a).len()).sum();
+    assert!(starts >= 2);
+    assert!(
+        !tried(&agents[1]).is_empty(),
+        "the second leader tried to move too"
+    );
+    // The same VM was attempted by both: the double move the checks must stop.
     assert!(tried(&agents[0]).intersection(&tried(&agents[1])).count() > 0);
     let per_vm = moves_per_vm(&agents);
     assert!(!per_vm.is_empty());
@@ -647,4 +654,85 @@ fn a_lagging_view_after_a_move_causes_no_second_wave() {
     // 0.96 -> 0.485 takes two moves (target 0.55); a second wave would take two more.
     assert_eq!(done.len(), 2, "{done:?}");
     assert_eq!(w.busy_per_host().get("h1"), Some(&2));
+}
+
+/// Issue 14, item 5, through the shell and real files: an agent killed while its migration
+/// hangs (dropped, no stop) is replaced by a new one on the same audit log and state file.
+/// The new agent finds the job still running, aborts it, writes exactly one outcome line, and
+/// its budget of one is still spent.
+#[test]
+fn a_killed_agent_resumes_from_its_state_file() {
+    let mut w = World::hot_host();
+    w.exec.inject(Fault::Hang { vm: "*".into() });
+    let dir = tempfile::tempdir().unwrap();
+    let audit_path = dir.path().join("audit.jsonl");
+    let mut cfg = config(Mode::Auto);
+    cfg.budget_migrations = 1;
+    cfg.max_parallel = 1;
+    cfg.migration_timeout_s = 3600;
+    cfg.audit_log = Some(audit_path.clone());
+    let exec = w.exec.clone();
+    let start_agent = |cfg: &balancer_agent::AgentConfig| {
+        let mut o = AgentOptions::new("h1", cfg.clone(), exec.clone());
+        o.policy_text = Some(POLICY.into());
+        o.audit = AuditLog::open(&audit_path).unwrap();
+        o.verify_retry = std::time::Duration::from_millis(2);
+        o.verify_attempts = 3000;
+        TestAgent {
+            agent: Agent::new(o).unwrap(),
+            audit: Default::default(),
+            running: true,
+        }
+    };
+    let starts = || {
+        balancer_agent::audit::read(&audit_path)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.event == Event::Start)
+            .collect::<Vec<_>>()
+    };
+    let mut agents = vec![start_agent(&cfg)];
+    let mut rounds = 0;
+    while starts().is_empty() && rounds < 20 {
+        step(&mut w, &mut agents);
+        rounds += 1;
+    }
+    let start = starts().pop().expect("a migration started");
+    let vm = start.vm.clone().unwrap();
+    assert_eq!(
+        w.where_is(&vm),
+        ("h1".to_string(), false),
+        "hung, not moving"
+    );
+    let state_path = cfg.state_path().unwrap();
+    assert!(state_path.exists());
+    // Killed: dropped without a stop (its hung call stays blocked in the hypervisor).
+    drop(agents.pop());
+    let mut b = start_agent(&cfg);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while b.agent.inflight() > 0 {
+        assert!(std::time::Instant::now() < deadline, "never reconciled");
+        w.advance(1);
+        b.agent.tick(&w.view(), w.now);
+        b.agent
+            .wait_worker(w.now, std::time::Duration::from_millis(20));
+    }
+    let audit = balancer_agent::audit::read(&audit_path).unwrap();
+    let of_it: Vec<_> = audit.iter().filter(|r| r.id == start.id).collect();
+    assert_eq!(of_it.len(), 2, "its start and one outcome: {of_it:#?}");
+    assert_eq!(of_it[1].event, Event::Aborted);
+    assert!(of_it[1].error.as_deref().unwrap().contains("restarted"));
+    assert_eq!(w.where_is(&vm), ("h1".to_string(), false));
+    // The budget of one was spent before the kill: nothing more starts.
+    let mut agents = vec![b];
+    for _ in 0..10 {
+        step(&mut w, &mut agents);
+    }
+    assert_eq!(starts().len(), 1);
+    assert_eq!(w.exec.migrations_started(), 1);
+    let state = balancer_agent::state::load(&state_path, Some("h1"))
+        .unwrap()
+        .unwrap();
+    assert!(state.inflight.is_empty());
+    assert_eq!(state.budget_starts.len(), 1);
 }

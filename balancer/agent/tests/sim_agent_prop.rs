@@ -132,7 +132,8 @@ proptest! {
         // A clean verified record (the migration call succeeded) is the agent's own move: one
         // per move. A second record can only come with a note: an agent whose call failed
         // (connection lost) and that then found the VM on the destination cannot tell its job
-        // from another leader's during a partition (two leaders: issue 14's quorum, open).
+        // from another leader's while two lead (here every host stays live in every view, only
+        // the balancer metrics are cut, so both leaders have a quorum).
         let mut clean: std::collections::BTreeMap<String, usize> = Default::default();
         for a in &agents {
             for r in a.records(Event::Done).into_iter().filter(|r| r.error.is_none()) {

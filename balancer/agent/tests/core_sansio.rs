@@ -1,0 +1,772 @@
+//! The agent's core driven directly, with time as a number and the hypervisor's answers typed
+//! in by the test: no threads, no sleeps, every step deterministic. Hung migrations and their
+//! repeated aborts, stuck membership probes, a clock that jumps back.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use balancer_agent::audit::{Event, Record};
+use balancer_agent::balancer::policy::PolicySpec;
+use balancer_agent::core::{
+    precheck_source, Action, AgentCore, CallError, Outcome, ABORT_RETRY_S, MAX_PROBES,
+    PROBE_TIMEOUT_S,
+};
+use balancer_agent::state::PersistedState;
+use balancer_agent::{AgentConfig, MigrationRequest, Mode, Presence};
+use ganglia_wire::model::{Cluster, Host, Metric};
+
+const T0: u64 = 1_000_000;
+
+/// Hotspot that reacts after three hot rounds.
+const POLICY: &str = r#"
+policy = "hotspot"
+[hotspot]
+threshold = 0.85
+target = 0.55
+k = 2
+n = 3
+[planner]
+max_moves_per_round = 2
+max_parallel = 2
+cooldown_s = 900
+"#;
+
+fn metric(name: &str, val: &str, ty: &str) -> Metric {
+    Metric {
+        name: name.into(),
+        val: val.into(),
+        ty: ty.into(),
+        tn: 1,
+        tmax: 60,
+        slope: "both".into(),
+        ..Default::default()
+    }
+}
+
+/// A hypervisor of 4 x 1000 MHz whose balancer runs in `mode` (none: no balancer), with VMs
+/// of one vCPU at `util` %.
+fn host(name: &str, mode: Option<&str>, vms: &[(&str, f64)]) -> Host {
+    let mut metrics = vec![
+        metric("vnode_cpu_num", "4", "uint16"),
+        metric("vnode_cpu_speed", "1000", "uint32"),
+        metric("vnode_mem_total", "16777216", "float"),
+    ];
+    if let Some(m) = mode {
+        metrics.push(metric("balancer_mode", m, "string"));
+    }
+    for (vm, util) in vms {
+        metrics.push(metric(&format!("{vm}.vcpu_num"), "1", "uint16"));
+        metrics.push(metric(
+            &format!("{vm}.vcpu_util"),
+            &format!("{util}"),
+            "float",
+        ));
+        metrics.push(metric(&format!("{vm}.vmem_total"), "524288", "float"));
+    }
+    Host {
+        name: name.into(),
+        ip: "127.0.0.1".into(),
+        tn: 1,
+        tmax: 20,
+        metrics,
+        ..Default::default()
+    }
+}
+
+/// h1 holds four busy VMs; h2 and h3 are empty. Every host runs a balancer in auto.
+fn hot_view() -> Cluster {
+    let busy = [
+        ("busy-a", 95.0),
+        ("busy-b", 95.0),
+        ("busy-c", 95.0),
+        ("busy-d", 95.0),
+    ];
+    Cluster {
+        name: "test".into(),
+        hosts: vec![
+            host("h1", Some("auto"), &busy),
+            host("h2", Some("auto"), &[]),
+            host("h3", Some("auto"), &[]),
+        ],
+        ..Default::default()
+    }
+}
+
+fn config() -> AgentConfig {
+    AgentConfig {
+        mode: Mode::Auto,
+        trusted_hosts: vec!["h1".into(), "h2".into(), "h3".into()],
+        leader_timeout_s: 40,
+        migration_timeout_s: 30,
+        max_parallel: 1,
+        failure_cooldown_s: 600,
+        observe_after_s: 30,
+        ..Default::default()
+    }
+}
+
+fn core(name: &str, cfg: AgentConfig) -> AgentCore {
+    AgentCore::new(name, cfg, PolicySpec::parse(POLICY).unwrap(), 3).unwrap()
+}
+
+/// Everything the core asks for now, audit records and state writes apart.
+fn drain(c: &mut AgentCore, audit: &mut Vec<Record>) -> Vec<Action> {
+    drain_saving(c, audit, &mut None)
+}
+
+/// [`drain`], keeping the last state written in `saved` (what a crash would leave on disk).
+fn drain_saving(
+    c: &mut AgentCore,
+    audit: &mut Vec<Record>,
+    saved: &mut Option<PersistedState>,
+) -> Vec<Action> {
+    let mut out = Vec::new();
+    while let Some(a) = c.poll_action() {
+        match a {
+            Action::Audit(r) => audit.push(*r),
+            Action::Persist(st) => *saved = Some(*st),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn migrations(actions: &[Action]) -> Vec<MigrationRequest> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Migrate(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn aborts(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::Abort(_)))
+        .count()
+}
+
+/// Ticks every 10 s on the hot view until the core hands out a migration; returns it and
+/// the time.
+fn until_a_start(c: &mut AgentCore, audit: &mut Vec<Record>) -> (MigrationRequest, u64) {
+    until_a_start_saving(c, audit, &mut None)
+}
+
+fn until_a_start_saving(
+    c: &mut AgentCore,
+    audit: &mut Vec<Record>,
+    saved: &mut Option<PersistedState>,
+) -> (MigrationRequest, u64) {
+    let v = hot_view();
+    for i in 0..20 {
+        let now = T0 + 10 * i;
+        c.handle_view(&v, now);
+        if let Some(req) = migrations(&drain_saving(c, audit, saved)).pop() {
+            return (req, now);
+        }
+    }
+    panic!("no migration started: {audit:#?}");
+}
+
+#[test]
+fn a_hung_migration_is_aborted_at_its_timeout_and_again_until_its_job_ends() {
+    let mut c = core("h1", config());
+    let mut audit = Vec::new();
+    let (req, t) = until_a_start(&mut c, &mut audit);
+    c.handle_prechecked(t, req.id, Ok(()));
+    // The call never returns. Nothing before the timeout.
+    for s in 1..30 {
+        c.handle_timeout(t + s);
+        assert_eq!(aborts(&drain(&mut c, &mut audit)), 0, "at +{s}");
+    }
+    assert_eq!(c.next_timeout(), Some(t + 30));
+    c.handle_timeout(t + 30);
+    let a = drain(&mut c, &mut audit);
+    assert_eq!(a, vec![Action::Abort(req.clone())]);
+    // The abort call itself hangs: no second one meanwhile, however long.
+    for s in 31..100 {
+        c.handle_timeout(t + s);
+        assert_eq!(aborts(&drain(&mut c, &mut audit)), 0, "at +{s}");
+    }
+    // It returns refused (libvirtd restarting): sent again ABORT_RETRY_S after the last one.
+    c.handle_aborted(t + 100, req.id, Err("Cannot recv data".into()));
+    c.handle_timeout(t + 100);
+    assert_eq!(aborts(&drain(&mut c, &mut audit)), 1, "due since +40");
+    c.handle_aborted(t + 101, req.id, Ok(()));
+    // Accepted, yet the job goes on: every ABORT_RETRY_S another, while the call blocks.
+    let mut sent = Vec::new();
+    for s in 101..=140 {
+        c.handle_timeout(t + s);
+        for a in drain(&mut c, &mut audit) {
+            assert_eq!(a, Action::Abort(req.clone()));
+            sent.push(s);
+            c.handle_aborted(t + s, req.id, Ok(()));
+        }
+    }
+    assert_eq!(
+        sent,
+        [
+            100 + ABORT_RETRY_S,
+            100 + 2 * ABORT_RETRY_S,
+            100 + 3 * ABORT_RETRY_S,
+            100 + 4 * ABORT_RETRY_S
+        ]
+    );
+    // The job ends: the call returns "aborted", verification finds the VM on its source.
+    c.handle_migrated(
+        t + 141,
+        req.id,
+        Err(CallError::Aborted("canceled by client".into())),
+    );
+    let a = drain(&mut c, &mut audit);
+    assert!(
+        matches!(&a[..], [Action::Locate { retry: false, .. }]),
+        "{a:?}"
+    );
+    c.handle_located(t + 141, req.id, Ok(Presence::Absent), Ok(Presence::Running));
+    assert!(drain(&mut c, &mut audit).is_empty());
+    assert_eq!(c.inflight(), 0);
+    let outcomes: Vec<&Record> = audit
+        .iter()
+        .filter(|r| r.id == Some(req.id) && r.event != Event::Start)
+        .collect();
+    assert_eq!(outcomes.len(), 1, "{outcomes:#?}");
+    assert_eq!(outcomes[0].event, Event::Aborted);
+    assert_eq!(outcomes[0].seconds, Some(141));
+    // Nothing more is sent for it.
+    for s in 142..300 {
+        c.handle_timeout(t + s);
+        assert_eq!(aborts(&drain(&mut c, &mut audit)), 0);
+    }
+    assert_eq!(c.take_finished().len(), 1);
+}
+
+#[test]
+fn verification_is_retried_until_the_hypervisor_answers() {
+    let mut c = core("h1", config());
+    let mut audit = Vec::new();
+    let (req, t) = until_a_start(&mut c, &mut audit);
+    c.handle_prechecked(t, req.id, Ok(()));
+    // The call lost its connection; the hypervisor answers nothing at first.
+    c.handle_migrated(
+        t + 9,
+        req.id,
+        Err(CallError::Other("Connection reset by peer".into())),
+    );
+    assert!(matches!(
+        &drain(&mut c, &mut audit)[..],
+        [Action::Locate { retry: false, .. }]
+    ));
+    c.handle_located(t + 9, req.id, Err("down".into()), Err("down".into()));
+    assert!(matches!(
+        &drain(&mut c, &mut audit)[..],
+        [Action::Locate { retry: true, .. }]
+    ));
+    // Then it shows the VM on the destination: done, with the call's error as a note.
+    c.handle_located(t + 10, req.id, Ok(Presence::Running), Ok(Presence::Absent));
+    assert!(drain(&mut c, &mut audit).is_empty());
+    let done: Vec<&Record> = audit.iter().filter(|r| r.event == Event::Done).collect();
+    assert_eq!(done.len(), 1);
+    assert!(done[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("Connection reset"));
+    assert!(matches!(
+        c.take_finished()[..],
+        [(_, Outcome::Done { note: Some(_) })]
+    ));
+}
+
+/// Today's bug: 16 probes that never answer froze membership for good (no slot ever freed).
+#[test]
+fn stuck_probes_are_reaped_so_membership_is_not_frozen() {
+    // No inventory: membership is whoever's hypervisor answers (recommend mode).
+    let cfg = AgentConfig {
+        mode: Mode::Recommend,
+        trusted_hosts: Vec::new(),
+        ..config()
+    };
+    let mut c = core("h00", cfg);
+    let mut audit = Vec::new();
+    let names: Vec<String> = (0..MAX_PROBES + 4).map(|i| format!("h{i:02}")).collect();
+    let view = Cluster {
+        hosts: names
+            .iter()
+            .map(|n| host(n, Some("recommend"), &[]))
+            .collect(),
+        ..Default::default()
+    };
+    let probed = |a: &[Action]| -> Vec<String> {
+        a.iter()
+            .filter_map(|a| match a {
+                Action::Probe(h) => Some(h.name.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    c.handle_view(&view, T0);
+    let first = probed(&drain(&mut c, &mut audit));
+    assert_eq!(first.len(), MAX_PROBES);
+    // None answers; before the timeout no slot is free.
+    c.handle_view(&view, T0 + PROBE_TIMEOUT_S - 1);
+    assert!(probed(&drain(&mut c, &mut audit)).is_empty());
+    // Past it the hung ones are reaped (not members) and the rest get probed.
+    c.handle_view(&view, T0 + PROBE_TIMEOUT_S);
+    let second = probed(&drain(&mut c, &mut audit));
+    assert_eq!(second, names[MAX_PROBES..].to_vec());
+    // The late hosts answer: they are members, and the lowest of them leads.
+    for h in &second {
+        c.handle_probed(T0 + PROBE_TIMEOUT_S + 1, h, true);
+    }
+    let r = c.handle_view(&view, T0 + PROBE_TIMEOUT_S + 10);
+    assert_eq!(r.leader.as_deref(), Some(names[MAX_PROBES].as_str()));
+    // A reaped host is not probed again while its old probe hangs (one blocked thread per
+    // host at most), but it counts as soon as that probe does answer.
+    assert!(probed(&drain(&mut c, &mut audit)).is_empty());
+    assert_eq!(c.probes_outstanding(), MAX_PROBES);
+    c.handle_probed(T0 + PROBE_TIMEOUT_S + 20, "h00", true);
+    let r = c.handle_view(&view, T0 + PROBE_TIMEOUT_S + 20);
+    assert_eq!(r.leader.as_deref(), Some("h00"));
+    assert!(r.is_leader);
+}
+
+#[test]
+fn a_clock_that_jumps_back_does_no_harm() {
+    let cfg = AgentConfig {
+        budget_migrations: 1,
+        budget_window_s: 100,
+        ..config()
+    };
+    let mut c = core("h1", cfg);
+    let mut audit = Vec::new();
+    let (req, t) = until_a_start(&mut c, &mut audit);
+    c.handle_prechecked(t, req.id, Ok(()));
+    // An hour back, for a while: no timeout fires early or late, nothing new starts.
+    let v = hot_view();
+    for i in 0..20 {
+        c.handle_view(&v, t - 3600 + i);
+        let a = drain(&mut c, &mut audit);
+        assert!(a.is_empty(), "{a:?}");
+    }
+    // The budget window is not reopened and the timeout is counted from the real start.
+    c.handle_view(&v, t + 29);
+    assert!(drain(&mut c, &mut audit).is_empty());
+    c.handle_view(&v, t + 30);
+    assert_eq!(aborts(&drain(&mut c, &mut audit)), 1);
+    c.handle_migrated(t + 31, req.id, Err(CallError::Aborted("canceled".into())));
+    drain(&mut c, &mut audit);
+    // The answer arrives stamped in the past: recorded at the core's time, not before it.
+    c.handle_located(t - 500, req.id, Ok(Presence::Absent), Ok(Presence::Running));
+    drain(&mut c, &mut audit);
+    let out = audit.iter().find(|r| r.event == Event::Aborted).unwrap();
+    assert_eq!((out.time, out.seconds), (t + 31, Some(31)));
+    // Audit time never runs backwards.
+    assert!(audit.windows(2).all(|w| w[0].time <= w[1].time));
+    // Still within the budget window (from the core's time): no second start.
+    for i in 0..5 {
+        c.handle_view(&v, t + 40 + 10 * i);
+        assert!(migrations(&drain(&mut c, &mut audit)).is_empty());
+    }
+}
+
+/// The hypervisor as the test wants it: every call answers at once, migrations succeed, and
+/// VMs named in `ghosts` exist only in the view (the pre-check finds them absent). Runs until
+/// the core asks for nothing more; returns the migrations it was handed.
+fn hypervisor(
+    c: &mut AgentCore,
+    audit: &mut Vec<Record>,
+    now: u64,
+    ghosts: &[&str],
+) -> Vec<MigrationRequest> {
+    let mut handed = Vec::new();
+    loop {
+        let actions = drain(c, audit);
+        if actions.is_empty() {
+            return handed;
+        }
+        for a in actions {
+            match a {
+                Action::Migrate(req) if ghosts.contains(&req.vm.as_str()) => {
+                    let v = precheck_source(&req, Ok(Presence::Absent));
+                    c.handle_prechecked(now, req.id, v);
+                    handed.push(req);
+                }
+                Action::Migrate(req) => {
+                    c.handle_prechecked(now, req.id, Ok(()));
+                    c.handle_migrated(now, req.id, Ok(()));
+                    handed.push(req);
+                }
+                Action::Locate { req, .. } => {
+                    c.handle_located(now, req.id, Ok(Presence::Running), Ok(Presence::Absent))
+                }
+                Action::Abort(req) => c.handle_aborted(now, req.id, Ok(())),
+                Action::Probe(h) => c.handle_probed(now, &h.name, true),
+                Action::Audit(_) | Action::Persist(_) => unreachable!("drained"),
+            }
+        }
+    }
+}
+
+fn events(audit: &[Record], ev: Event) -> Vec<&Record> {
+    audit.iter().filter(|r| r.event == ev).collect()
+}
+
+/// Issue 14, item 4: a forged VM (in the view, not on the hypervisor) is refused by the
+/// pre-check and costs no budget; a start in its pre-check holds a reservation meanwhile.
+#[test]
+fn ghost_vms_refused_by_the_pre_check_use_no_budget() {
+    let cfg = AgentConfig {
+        budget_migrations: 1,
+        max_parallel: 2,
+        ..config()
+    };
+    let mut c = core("h1", cfg);
+    let mut audit = Vec::new();
+    let ghosts = ["ghost-a", "ghost-b", "ghost-c", "ghost-d"];
+    let forged = Cluster {
+        hosts: vec![
+            host(
+                "h1",
+                Some("auto"),
+                &ghosts.iter().map(|g| (*g, 95.0)).collect::<Vec<_>>(),
+            ),
+            host("h2", Some("auto"), &[]),
+            host("h3", Some("auto"), &[]),
+        ],
+        ..Default::default()
+    };
+    let mut refused = 0;
+    for i in 0..10 {
+        let now = T0 + 10 * i;
+        let r = c.handle_view(&forged, now);
+        // The first time: two moves planned, one handed out; the other waits for the first
+        // one's budget reservation.
+        if !r.started.is_empty() && refused == 0 {
+            assert_eq!(r.started.len(), 1, "{r:?}");
+            assert!(r.skipped.iter().any(|(_, g)| g == "budget"), "{r:?}");
+        }
+        refused += hypervisor(&mut c, &mut audit, now, &ghosts).len();
+    }
+    assert!(refused >= 2, "the forger's VMs were tried: {audit:#?}");
+    assert!(events(&audit, Event::Start).is_empty());
+    let skips = events(&audit, Event::Skipped);
+    assert!(skips.iter().any(|r| r.outcome.as_deref() == Some("refused")
+        && r.error.as_deref().unwrap().contains("Absent")));
+    // The forger goes quiet and h2 turns really hot: the one move of the budget is there.
+    let real = Cluster {
+        hosts: vec![
+            host("h1", Some("auto"), &[]),
+            host(
+                "h2",
+                Some("auto"),
+                &[
+                    ("real-a", 95.0),
+                    ("real-b", 95.0),
+                    ("real-c", 95.0),
+                    ("real-d", 95.0),
+                ],
+            ),
+            host("h3", Some("auto"), &[]),
+        ],
+        ..Default::default()
+    };
+    for i in 10..30 {
+        let now = T0 + 10 * i;
+        c.handle_view(&real, now);
+        hypervisor(&mut c, &mut audit, now, &ghosts);
+    }
+    let starts = events(&audit, Event::Start);
+    assert_eq!(starts.len(), 1, "{audit:#?}");
+    assert!(starts[0].vm.as_deref().unwrap().starts_with("real-"));
+    assert_eq!(events(&audit, Event::Done).len(), 1);
+}
+
+/// The other side of a partition: `h`'s host and balancer unheard for 200 s.
+fn unheard(mut h: Host) -> Host {
+    h.tn = 200;
+    for m in &mut h.metrics {
+        m.tn = 200;
+    }
+    h
+}
+
+/// Issue 14, item 4: five trusted hosts split 3/2. Each side elects a leader from what it
+/// hears; only the side that sees a majority moves, so the cluster's moves stay within one
+/// agent's budget.
+#[test]
+fn in_a_3_2_partition_only_the_majority_moves_within_the_budget() {
+    let names = ["h1", "h2", "h3", "h4", "h5"];
+    let cfg = AgentConfig {
+        trusted_hosts: names.iter().map(|n| n.to_string()).collect(),
+        budget_migrations: 2,
+        max_parallel: 2,
+        ..config()
+    };
+    let busy =
+        |p: &str| -> Vec<(String, f64)> { (0..4).map(|i| (format!("{p}-{i}"), 95.0)).collect() };
+    let side_a_hot = busy("a");
+    let side_b_hot = busy("b");
+    let full: Vec<Host> = names
+        .iter()
+        .map(|n| {
+            let vms: Vec<(&str, f64)> = match *n {
+                "h1" => side_a_hot.iter().map(|(v, u)| (v.as_str(), *u)).collect(),
+                "h3" => side_b_hot.iter().map(|(v, u)| (v.as_str(), *u)).collect(),
+                _ => Vec::new(),
+            };
+            host(n, Some("auto"), &vms)
+        })
+        .collect();
+    let side = |members: &[&str]| Cluster {
+        hosts: full
+            .iter()
+            .map(|h| {
+                if members.contains(&h.name.as_str()) {
+                    h.clone()
+                } else {
+                    unheard(h.clone())
+                }
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let (a, b) = (side(&["h1", "h2"]), side(&["h3", "h4", "h5"]));
+    let mut cores: Vec<(AgentCore, Vec<Record>)> = names
+        .iter()
+        .map(|n| (core(n, cfg.clone()), Vec::new()))
+        .collect();
+    let mut handed = vec![0; names.len()];
+    for round in 0..30 {
+        let now = T0 + 10 * round;
+        for (i, (c, audit)) in cores.iter_mut().enumerate() {
+            let v = if i < 2 { &a } else { &b };
+            let r = c.handle_view(v, now);
+            if i == 0 && round > 0 {
+                assert!(r.is_leader);
+                assert_eq!(
+                    r.no_quorum.as_deref(),
+                    Some("2 of 5 trusted hosts live, a majority needs 3: recommending only")
+                );
+            }
+            if i == 2 {
+                assert!(r.is_leader && r.no_quorum.is_none());
+            }
+            handed[i] += hypervisor(c, audit, now, &[]).len();
+        }
+    }
+    // The minority's leader moved nothing, said why once, and recommended what it would do.
+    assert_eq!(handed[..2], [0, 0]);
+    let h1 = &cores[0].1;
+    let q = events(h1, Event::Quorum);
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].outcome.as_deref(), Some("lost"));
+    let rec = events(h1, Event::Recommend);
+    assert!(!rec.is_empty());
+    assert!(rec
+        .iter()
+        .all(|r| r.outcome.as_deref() == Some("no_quorum")));
+    // The majority's leader moved, within its budget: the cluster's total.
+    let starts: usize = cores
+        .iter()
+        .map(|(_, a)| events(a, Event::Start).len())
+        .sum();
+    assert!(handed[2] > 0);
+    assert!(starts <= 2 && starts == handed[2], "{starts} starts");
+    assert!(events(&cores[2].1, Event::Quorum).is_empty());
+    // Healed: h1 leads everyone and acts again.
+    let whole = Cluster {
+        hosts: full.clone(),
+        ..Default::default()
+    };
+    let r = cores[0].0.handle_view(&whole, T0 + 400);
+    assert!(r.is_leader && r.no_quorum.is_none());
+    let (c1, audit1) = &mut cores[0];
+    drain(c1, audit1);
+    let q = events(&cores[0].1, Event::Quorum);
+    assert_eq!(q.last().unwrap().outcome.as_deref(), Some("regained"));
+}
+
+/// How the hypervisor stands when the restarted agent asks about the migration it lost.
+#[derive(Debug, Clone, Copy)]
+enum AtRestart {
+    /// Still running: aborted, then found on its source.
+    JobRunning,
+    /// Completed while the agent was down.
+    Completed,
+    /// The agent died between handing it out and the pre-check's answer; nothing ran.
+    NeverStarted,
+}
+
+/// Issue 14, item 5: the agent is killed mid-migration (the core dropped, no stop) and a new
+/// one starts from what the state file held. It asks the hypervisor, aborts a job still
+/// running, writes exactly one outcome record, and remembers the budget.
+#[test]
+fn a_kill_mid_migration_is_reconciled_with_one_outcome_and_the_budget_kept() {
+    for case in [
+        AtRestart::JobRunning,
+        AtRestart::Completed,
+        AtRestart::NeverStarted,
+    ] {
+        let cfg = AgentConfig {
+            budget_migrations: 1,
+            ..config()
+        };
+        let spec = || PolicySpec::parse(POLICY).unwrap();
+        let mut a = core("h1", cfg.clone());
+        let (mut audit_a, mut saved) = (Vec::new(), None);
+        let (req, t) = until_a_start_saving(&mut a, &mut audit_a, &mut saved);
+        // The start is on disk before it is handed out.
+        assert_eq!(saved.as_ref().unwrap().inflight.len(), 1, "{case:?}");
+        if !matches!(case, AtRestart::NeverStarted) {
+            a.handle_prechecked(t, req.id, Ok(()));
+            drain_saving(&mut a, &mut audit_a, &mut saved);
+            assert_eq!(saved.as_ref().unwrap().budget_starts.len(), 1);
+        }
+        // Killed: no stop, no outcome. The state file goes through its real writer and reader.
+        drop(a);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        balancer_agent::state::save(&path, saved.as_ref().unwrap()).unwrap();
+        let st = balancer_agent::state::load(&path, Some("h1"))
+            .unwrap()
+            .unwrap();
+        let mut b = AgentCore::restore("h1", cfg.clone(), spec(), 3, st).unwrap();
+        assert_eq!(b.inflight(), 1);
+        let mut audit_b = Vec::new();
+        let now = t + 600;
+        let asked = drain(&mut b, &mut audit_b);
+        assert!(
+            matches!(&asked[..], [Action::Locate { req: r, retry: false }] if *r == req),
+            "{asked:?}"
+        );
+        match case {
+            AtRestart::JobRunning => {
+                b.handle_located(now, req.id, Ok(Presence::Busy), Ok(Presence::Busy));
+                let a = drain(&mut b, &mut audit_b);
+                assert!(a.contains(&Action::Abort(req.clone())), "{a:?}");
+                assert!(a
+                    .iter()
+                    .any(|a| matches!(a, Action::Locate { retry: true, .. })));
+                b.handle_aborted(now, req.id, Ok(()));
+                // Still busy a moment later: asked again, the abort not repeated before its time.
+                b.handle_located(now + 1, req.id, Ok(Presence::Busy), Ok(Presence::Busy));
+                assert_eq!(aborts(&drain(&mut b, &mut audit_b)), 0);
+                b.handle_located(now + 2, req.id, Ok(Presence::Absent), Ok(Presence::Running));
+            }
+            AtRestart::Completed => {
+                b.handle_located(now, req.id, Ok(Presence::Running), Ok(Presence::Absent));
+            }
+            AtRestart::NeverStarted => {
+                b.handle_located(now, req.id, Ok(Presence::Absent), Ok(Presence::Running));
+            }
+        }
+        assert!(drain(&mut b, &mut audit_b).is_empty());
+        assert_eq!(b.inflight(), 0);
+        let outcomes: Vec<&Record> = audit_b.iter().filter(|r| r.id == Some(req.id)).collect();
+        assert_eq!(outcomes.len(), 1, "{case:?}: {audit_b:#?}");
+        let expected = match case {
+            AtRestart::Completed => Event::Done,
+            _ => Event::Aborted,
+        };
+        assert_eq!(outcomes[0].event, expected, "{case:?}");
+        assert_eq!(outcomes[0].vm.as_deref(), Some(req.vm.as_str()));
+        assert!(b.state().inflight.is_empty());
+        // An interrupted move is not held against its destination.
+        assert!(b.state().dest_failures.values().all(Vec::is_empty));
+        // The budget (1) was spent before the kill, or may have been: nothing more starts.
+        let v = hot_view();
+        for i in 0..10 {
+            let r = b.handle_view(&v, now + 10 + 10 * i);
+            assert!(r.started.is_empty(), "{case:?}: {r:?}");
+            drain(&mut b, &mut audit_b);
+        }
+        assert!(
+            audit_b
+                .iter()
+                .any(|r| r.event == Event::Skipped && r.outcome.as_deref() == Some("budget")),
+            "{case:?}"
+        );
+        // Ids go on where the old agent stopped.
+        assert!(b.state().next_id > req.id);
+    }
+}
+
+/// Issue 14, item 7: a trusted NAME reported from two addresses (a forger spoofing
+/// `6.6.6.6:h2`) is neither source nor destination, with an audit record saying why.
+#[test]
+fn a_name_in_conflict_is_neither_source_nor_destination() {
+    let cfg = AgentConfig {
+        max_parallel: 2,
+        ..config()
+    };
+    let mut c = core("h1", cfg);
+    let mut audit = Vec::new();
+    let mut v = hot_view();
+    let mut fake = host("h2", None, &[]);
+    fake.ip = "6.6.6.6".into();
+    v.hosts.push(fake);
+    let mut targets = Vec::new();
+    for i in 0..15 {
+        let now = T0 + 10 * i;
+        c.handle_view(&v, now);
+        targets.extend(
+            hypervisor(&mut c, &mut audit, now, &[])
+                .into_iter()
+                .map(|r| r.to.name),
+        );
+    }
+    assert!(!targets.is_empty());
+    assert!(targets.iter().all(|t| t == "h3"), "{targets:?}");
+    let notes = events(&audit, Event::NameConflict);
+    assert_eq!(notes.len(), 1, "once, not every round");
+    assert_eq!(notes[0].outcome.as_deref(), Some("excluded"));
+    let why = notes[0].error.as_deref().unwrap();
+    assert!(
+        why.contains("h2") && why.contains("127.0.0.1, 6.6.6.6"),
+        "{why}"
+    );
+    // The forger goes away: resolved, and h2 is a destination again.
+    c.handle_view(&hot_view(), T0 + 200);
+    drain(&mut c, &mut audit);
+    let notes = events(&audit, Event::NameConflict);
+    assert_eq!(notes.last().unwrap().outcome.as_deref(), Some("resolved"));
+}
+
+/// Issue 14, item 7: the agent's own NAME. A guessed one (the hostname) is corrected from
+/// the view's host whose address is this machine's; a configured one is only checked, and
+/// its absence said (the agent can then never lead).
+#[test]
+fn the_agents_name_is_checked_against_the_view() {
+    let mut v = hot_view();
+    v.hosts[0].ip = "10.9.9.9".into();
+    // Guessed: corrected to h1, which then leads.
+    let mut c = core("box-17", config());
+    c.set_name_hints(true, vec!["10.9.9.9".into()]);
+    let r = c.handle_view(&v, T0);
+    assert_eq!(c.name(), "h1");
+    assert!(r.is_leader && !c.name_missing());
+    // Configured (a typo): kept, reported missing, never leads.
+    let mut c = core("hl", config());
+    c.set_name_hints(false, vec!["10.9.9.9".into()]);
+    let r = c.handle_view(&v, T0);
+    assert_eq!(c.name(), "hl");
+    assert!(c.name_missing() && !r.is_leader);
+    // Guessed, but the host with our address is no member of the inventory (a forger
+    // spoofing our address under its own name): not taken.
+    let mut forged = v.clone();
+    forged.hosts[0].ip = "127.0.0.1".into();
+    let mut evil = host("evil", Some("auto"), &[]);
+    evil.ip = "10.9.9.9".into();
+    forged.hosts.push(evil);
+    let mut c = core("box-17", config());
+    c.set_name_hints(true, vec!["10.9.9.9".into()]);
+    c.handle_view(&forged, T0);
+    assert_eq!(c.name(), "box-17");
+    assert!(c.name_missing());
+    // Found later (gmond resolved us): no longer missing.
+    let mut named = v.clone();
+    named.hosts.push(host("box-17", Some("auto"), &[]));
+    c.handle_view(&named, T0 + 10);
+    assert!(!c.name_missing());
+}
