@@ -580,6 +580,48 @@ fn ganglia_web_shows_the_cluster_its_vms_and_the_balancer() {
     );
     std::fs::write(bed.artifacts.join("graph.png"), &png).unwrap();
 
+    // 6b. Issue 15: the RRDs real gmetad wrote from this gmond-rs cluster become a simulator
+    //     scenario (`balancer import-rrd`), replayed with a policy (`simulate --scenario DIR`).
+    let imported = bed.net.dir().join("imported");
+    let import = std::process::Command::new(integration_tests::bin("balancer"))
+        .arg("import-rrd")
+        .arg("--rrd-root")
+        .arg(&rrds)
+        .arg("--out")
+        .arg(&imported)
+        .output()
+        .unwrap();
+    assert!(
+        import.status.success(),
+        "import-rrd: {}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    let rec = balancer::sim::recorded::ClusterRecording::load(&imported).unwrap();
+    assert_eq!(rec.meta.hosts.len(), DEMO_HOSTS, "{:?}", rec.meta.hosts);
+    assert_eq!(rec.meta.interval_s, u64::from(POLL_STEP));
+    let sc = rec.to_scenario("imported").unwrap();
+    assert!(!sc.vms.is_empty(), "no VM series imported");
+    assert!(
+        sc.vms.iter().all(|v| v
+            .host
+            .as_ref()
+            .is_some_and(|h| rec.meta.hosts.contains_key(h))),
+        "every VM starts on an imported host"
+    );
+    let sim = std::process::Command::new(integration_tests::bin("balancer"))
+        .args(["simulate", "--policy", "stabilize", "--json", "--scenario"])
+        .arg(&imported)
+        .output()
+        .unwrap();
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
+    assert_eq!(report["hosts"], DEMO_HOSTS);
+    assert_eq!(report["vms"], sc.vms.len());
+
     // 7. Screenshots, and no PHP fatal error on the way.
     //    The host's own metric groups collapsed, so that the balancer's, the hypervisor's and
     //    the VMs' graphs fit in the picture; taken right after that very page was complete.

@@ -27,6 +27,10 @@ enum Cmd {
     Plan(PlanArgs),
     /// Run a scenario in the simulator.
     Simulate(SimulateArgs),
+    /// Record a live gmond feed into DIR, a sample every interval, for `simulate --scenario DIR`.
+    Record(RecordArgs),
+    /// Turn gmetad's RRDs (its rrd_rootdir) into a recording in DIR, for `simulate --scenario DIR`.
+    ImportRrd(ImportArgs),
     /// List built-in scenarios and policies.
     List,
 }
@@ -57,8 +61,38 @@ struct PlanArgs {
 }
 
 #[derive(Args)]
+struct RecordArgs {
+    /// gmond/gmetad TCP feed host:port.
+    #[arg(long)]
+    feed: String,
+    /// Directory to write (recording.json, samples.csv); an existing recording is replaced.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Seconds between samples.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    interval: u64,
+    /// Samples to take (360 at the default interval is an hour).
+    #[arg(long, default_value_t = 360, value_parser = clap::value_parser!(u64).range(1..))]
+    samples: u64,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// gmetad's rrd_rootdir (<cluster>/<host>/<metric>.rrd).
+    #[arg(long, value_name = "DIR")]
+    rrd_root: PathBuf,
+    /// Directory to write the recording to.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// How far back from the newest update to import, seconds.
+    #[arg(long, default_value_t = 3600)]
+    since: u64,
+}
+
+#[derive(Args)]
 struct SimulateArgs {
-    /// Built-in scenario name or scenario file.
+    /// Built-in scenario name, scenario file, or a recording directory (`record`,
+    /// `import-rrd`).
     #[arg(long)]
     scenario: String,
     /// Policy name or TOML file (default hotspot).
@@ -109,7 +143,79 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Plan(a) => plan(a),
         Cmd::Simulate(a) => simulate(a),
+        Cmd::Record(a) => record(a),
+        Cmd::ImportRrd(a) => import_rrd(a),
     }
+}
+
+/// `balancer record`: samples the feed's view every interval into a recording directory,
+/// with a progress line on stderr. A failed read is reported and skipped (the feed may be
+/// restarting); the samples taken so far are on disk at every step.
+fn record(a: RecordArgs) -> anyhow::Result<()> {
+    use balancer::sim::recorded::Recorder;
+    use balancer::view::{ReadOptions, VnodeView};
+    let mut rec = Recorder::create(&a.out, &a.feed, a.interval)?;
+    let timeout = std::time::Duration::from_secs(30);
+    let interval = std::time::Duration::from_secs(a.interval);
+    let mut next = std::time::Instant::now();
+    let (mut taken, mut failed) = (0u64, 0u64);
+    while taken + failed < a.samples {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        match balancer::feed::read_xml(&a.feed, timeout, timeout)
+            .and_then(|xml| balancer::view::parse_xml(&xml))
+        {
+            Ok(cluster) => {
+                let view = VnodeView::read(&cluster, &ReadOptions::default());
+                let vms = rec.add(now, &view)?;
+                taken += 1;
+                eprintln!(
+                    "[record] sample {}/{}: {} hosts, {vms} VMs -> {}",
+                    taken + failed,
+                    a.samples,
+                    view.hosts.len(),
+                    a.out.display()
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!(
+                    "[record] sample {}/{} skipped: {e}",
+                    taken + failed,
+                    a.samples
+                );
+            }
+        }
+        if taken + failed < a.samples {
+            next += interval;
+            std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+        }
+    }
+    if taken == 0 {
+        bail!("no sample could be read from {}", a.feed);
+    }
+    eprintln!(
+        "[record] {taken} samples in {} ({failed} skipped)",
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// `balancer import-rrd`: gmetad's RRDs to a recording directory.
+fn import_rrd(a: ImportArgs) -> anyhow::Result<()> {
+    let rec = balancer::sim::recorded::import_gmetad(&a.rrd_root, a.since)?;
+    rec.save(&a.out)?;
+    eprintln!(
+        "[import-rrd] {} hosts, {} VM samples every {} s, {} moves observed -> {}",
+        rec.meta.hosts.len(),
+        rec.samples.len(),
+        rec.meta.interval_s,
+        rec.observed_moves(),
+        a.out.display()
+    );
+    Ok(())
 }
 
 /// `balancer plan`: one plan for one snapshot, as JSON (after the explanation if asked).
@@ -167,7 +273,13 @@ fn trends_for(snap: &Snapshot, a: &PlanArgs) -> anyhow::Result<Trends> {
 fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
     let spec = load_policy(&a.policy)?;
     let path = PathBuf::from(&a.scenario);
-    let sc = if path.exists() {
+    let sc = if path.is_dir() {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "recording".into());
+        balancer::sim::recorded::ClusterRecording::load(&path)?.to_scenario(&name)?
+    } else if path.exists() {
         Scenario::load(&path)?
     } else {
         builtin_scenario(&a.scenario, a.trace.as_deref(), a.seed)?
