@@ -185,6 +185,15 @@ pub struct AgentConfig {
     pub metric_dmax_s: u32,
     /// Libvirt migration flags.
     pub migration: MigrationFlags,
+    /// Act on authenticated values only: every metric the feed does not mark as verified by
+    /// gmond-rs (`--auth`, the `GMOND_RS_AUTH` mark) is ignored before anything reads the
+    /// view: VM load, capacities, leadership and advertised moves alike. Needs gmond-rs with
+    /// `--auth` on every hypervisor, and every agent with `--auth` (its own metrics must be
+    /// marked to count). Default false.
+    pub authenticated_only: bool,
+    /// With `authenticated_only`, the key ids whose marks count; empty = any key the feed's
+    /// daemon verified.
+    pub auth_keys: Vec<u32>,
 }
 
 impl Default for AgentConfig {
@@ -216,6 +225,8 @@ impl Default for AgentConfig {
             metric_tmax_s: 60,
             metric_dmax_s: 3600,
             migration: MigrationFlags::default(),
+            authenticated_only: false,
+            auth_keys: Vec::new(),
         }
     }
 }
@@ -317,6 +328,12 @@ impl AgentConfig {
                 "{ip} would take the address from the view, which anyone on the segment can \
                  forge; use {host} (the trusted host's name, or its address written as the name)"
                     .into(),
+            ));
+        }
+        if !self.auth_keys.is_empty() && !self.authenticated_only {
+            return Err(err(
+                "auth_keys",
+                "only counts with authenticated_only = true".into(),
             ));
         }
         if let Some(why) = self.executor_conflict() {
@@ -439,6 +456,10 @@ mod tests {
         let e =
             AgentConfig::parse("[migration]\np2p = false\ntunnelled = true\n", "e").unwrap_err();
         assert!(e.to_string().starts_with("e:3:1: tunnelled"), "{e}");
+        let e = AgentConfig::parse("\nauth_keys = [5]\n", "k").unwrap_err();
+        assert!(e.to_string().starts_with("k:2:1: auth_keys"), "{e}");
+        let ok = AgentConfig::parse("authenticated_only = true\nauth_keys = [5]\n", "l").unwrap();
+        assert_eq!((ok.authenticated_only, ok.auth_keys), (true, vec![5]));
     }
 
     #[test]

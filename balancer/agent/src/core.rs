@@ -125,6 +125,9 @@ pub enum Action {
 /// What one tick did.
 #[derive(Debug, Clone, Default)]
 pub struct TickReport {
+    /// Metrics of the view left out because they were not authenticated
+    /// (`authenticated_only`).
+    pub unauthenticated: usize,
     /// The leader this agent sees.
     pub leader: Option<String>,
     /// Whether this agent leads.
@@ -611,6 +614,18 @@ impl AgentCore {
         let mut report = TickReport {
             finished: std::mem::take(&mut self.finished),
             ..Default::default()
+        };
+        // With `authenticated_only`, a value anyone on the segment could have forged never
+        // reaches the view, leadership or the advertised moves.
+        let filtered;
+        let cluster = if self.cfg.authenticated_only {
+            let mut c = cluster.clone();
+            let filter = balancer::view::AuthFilter::Marked(self.cfg.auth_keys.clone());
+            report.unauthenticated = balancer::view::keep_authenticated(&mut c, &filter);
+            filtered = c;
+            &filtered
+        } else {
+            cluster
         };
         self.check_name(cluster);
         // Reaped first, so the slots they free serve this very round.

@@ -770,3 +770,64 @@ fn the_agents_name_is_checked_against_the_view() {
     c.handle_view(&named, T0 + 10);
     assert!(!c.name_missing());
 }
+
+/// Every metric of `v` marked as authenticated under key `key`, except those `forged` names.
+fn marked(mut v: Cluster, key: &str, forged: impl Fn(&str) -> bool) -> Cluster {
+    for h in &mut v.hosts {
+        for m in &mut h.metrics {
+            if !forged(&m.name) {
+                m.extra
+                    .push((ganglia_wire::auth::XML_MARK.to_string(), key.to_string()));
+            }
+        }
+    }
+    v
+}
+
+/// Issues 13 and 14: with `authenticated_only`, the agent acts on values gmond-rs verified.
+/// The hot host's VM load arriving unmarked (anyone could have sent it) moves nothing, though
+/// leadership and capacities are authentic; the same view fully marked moves a VM; marks
+/// under a key the config does not accept count for nothing.
+#[test]
+fn only_authenticated_load_moves_vms() {
+    let cfg = AgentConfig {
+        authenticated_only: true,
+        auth_keys: vec![5],
+        ..config()
+    };
+    let rounds = |view: &Cluster| {
+        let mut c = core("h1", cfg.clone());
+        let mut audit = Vec::new();
+        let mut moved = Vec::new();
+        let mut dropped = 0;
+        for i in 0..20 {
+            dropped += c.handle_view(view, T0 + 10 * i).unauthenticated;
+            moved.extend(migrations(&drain(&mut c, &mut audit)));
+        }
+        (moved, dropped, audit)
+    };
+    let forged_load = marked(hot_view(), "5", |n| n.ends_with(".vcpu_util"));
+    let (moved, dropped, audit) = rounds(&forged_load);
+    assert!(moved.is_empty(), "forged load moved a VM: {audit:#?}");
+    assert_eq!(dropped, 20 * 4, "the four forged vcpu_util, every round");
+    assert!(
+        audit.iter().any(|r| r.event == Event::Leader),
+        "leadership itself is authentic"
+    );
+
+    let (moved, dropped, audit) = rounds(&marked(hot_view(), "5", |_| false));
+    assert!(!moved.is_empty(), "authentic load moves: {audit:#?}");
+    assert_eq!(dropped, 0);
+
+    let (moved, _, _) = rounds(&marked(hot_view(), "6", |_| false));
+    assert!(
+        moved.is_empty(),
+        "a key not in auth_keys counts for nothing"
+    );
+
+    // Without the setting, marks are ignored and unmarked load counts, as before.
+    let mut c = core("h1", config());
+    let mut audit = Vec::new();
+    let (req, _) = until_a_start(&mut c, &mut audit);
+    assert_eq!(req.from.name, "h1");
+}
