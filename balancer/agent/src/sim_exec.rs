@@ -50,9 +50,12 @@ struct State {
     down: BTreeMap<String, u32>,
     /// Hosts whose hypervisor is not reachable at all (not members).
     unreachable: Vec<String>,
-    /// Migrations aborted, by (agent's id, VM): ids are unique per agent only, and agents
-    /// share this executor (libvirt aborts per domain).
-    aborted: Vec<(u64, String)>,
+    /// The migration job each VM has in progress (a token per `migrate` call), whichever
+    /// agent started it: libvirt aborts the domain's current job, not a caller's.
+    jobs: BTreeMap<String, u64>,
+    next_job: u64,
+    /// Jobs an abort cancelled; their `migrate` calls return "aborted".
+    cancelled: std::collections::BTreeSet<u64>,
     /// VMs whose (hung) migration job is in progress without moving: busy on their source.
     hung: Vec<String>,
     migrations_started: u32,
@@ -145,11 +148,14 @@ impl SimExecutor {
         Ok(())
     }
 
-    fn aborted(&self, req: &MigrationRequest) -> bool {
-        lock(&self.state)
-            .aborted
-            .iter()
-            .any(|(id, vm)| *id == req.id && *vm == req.vm)
+    /// Ends `job` of `vm` in the books (its call returns).
+    fn end_job(&self, vm: &str, job: u64) {
+        let mut st = lock(&self.state);
+        if st.jobs.get(vm) == Some(&job) {
+            st.jobs.remove(vm);
+        }
+        st.cancelled.remove(&job);
+        st.hung.retain(|v| v != vm);
     }
 }
 
@@ -240,6 +246,7 @@ impl Executor for SimExecutor {
             if matches!(fault, Some(Fault::Hang { .. })) {
                 lock(&self.state).hung.push(req.vm.clone());
             }
+            // From here the domain has a job (started below, or hung): an abort finds it.
             if !matches!(fault, Some(Fault::Hang { .. })) {
                 c.start_migration(d, dst).map_err(|e| match e {
                     HypervisorError::MigrationRefused { .. } => AgentError::Refused {
@@ -251,8 +258,15 @@ impl Executor for SimExecutor {
             }
             (d, src, dst)
         };
-        lock(&self.state).migrations_started += 1;
-        tracing::debug!(vm = %req.vm, from = %req.from.name, to = %req.to.name, "sim migration started");
+        let job = {
+            let mut st = lock(&self.state);
+            st.migrations_started += 1;
+            st.next_job += 1;
+            let job = st.next_job;
+            st.jobs.insert(req.vm.clone(), job);
+            job
+        };
+        tracing::debug!(vm = %req.vm, from = %req.from.name, to = %req.to.name, job, "sim migration started");
         if let Some(Fault::RestartMidMigration { down_calls, .. }) = fault {
             lock(&self.state)
                 .down
@@ -264,11 +278,11 @@ impl Executor for SimExecutor {
         }
         loop {
             if self.stop.load(Ordering::SeqCst) {
-                lock(&self.state).hung.retain(|v| *v != req.vm);
+                self.end_job(&req.vm, job);
                 return Err(fail("executor stopped".into()));
             }
-            if self.aborted(req) {
-                lock(&self.state).hung.retain(|v| *v != req.vm);
+            if lock(&self.state).cancelled.contains(&job) {
+                self.end_job(&req.vm, job);
                 return Err(AgentError::Aborted {
                     vm: req.vm.clone(),
                     message: "operation aborted: migration out job: canceled by client".into(),
@@ -278,6 +292,7 @@ impl Executor for SimExecutor {
                 let c = lock(&self.cluster);
                 let dom = &c.domains()[d];
                 if dom.migration.is_none() && !matches!(fault, Some(Fault::Hang { .. })) {
+                    self.end_job(&req.vm, job);
                     return if dom.host == dst {
                         Ok(())
                     } else if !c.hosts()[dst].up {
@@ -296,9 +311,10 @@ impl Executor for SimExecutor {
         }
     }
 
+    /// As libvirt's virDomainAbortJob: cancels the job the domain has now, whoever started
+    /// it; with no job in progress (none yet, or it ended) it is refused and changes nothing.
     fn abort(&self, req: &MigrationRequest) -> Result<()> {
         self.call(&req.from.name)?;
-        lock(&self.state).aborted.push((req.id, req.vm.clone()));
         let mut c = lock(&self.cluster);
         let (Some(d), Some(src)) = (c.domain_index(&req.vm), c.host_index(&req.from.name)) else {
             return Err(AgentError::Refused {
@@ -306,7 +322,21 @@ impl Executor for SimExecutor {
                 message: "no such domain or host".into(),
             });
         };
-        if c.domains()[d].migration.is_some() && c.domains()[d].host == src {
+        let migrating = c.domains()[d].migration.is_some() && c.domains()[d].host == src;
+        let mut st = lock(&self.state);
+        let hung = st.hung.iter().any(|v| *v == req.vm);
+        if !migrating && !hung {
+            return Err(AgentError::Refused {
+                vm: req.vm.clone(),
+                message: "Requested operation is not valid: no job is active on the domain".into(),
+            });
+        }
+        if let Some(job) = st.jobs.get(&req.vm).copied() {
+            st.cancelled.insert(job);
+        }
+        st.hung.retain(|v| *v != req.vm);
+        drop(st);
+        if migrating {
             // Cancelling leaves the domain running on its source, as libvirt does.
             c.restart_on(d, src).map_err(|e| AgentError::Migration {
                 vm: req.vm.clone(),
