@@ -324,7 +324,7 @@ impl Executor for SimExecutor {
         };
         let migrating = c.domains()[d].migration.is_some() && c.domains()[d].host == src;
         let mut st = lock(&self.state);
-        let hung = st.hung.iter().any(|v| *v == req.vm);
+        let hung = st.hung.contains(&req.vm);
         if !migrating && !hung {
             return Err(AgentError::Refused {
                 vm: req.vm.clone(),
