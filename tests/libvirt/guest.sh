@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Defines and starts a boot-sector guest on testbed host I (through the host's unix socket).
-# usage: guest.sh PREFIX I NAME busy|idle [MEM_MIB=16] [VCPUS=1] [QUOTA_PCT]
+# usage: guest.sh PREFIX I NAME busy|idle|dirty [MEM_MIB=16] [VCPUS=1] [QUOTA_PCT]
 #   QUOTA_PCT caps each vCPU at that share of one host core (cgroup CPU quota; needs a testbed
 #   with cgroups). The cap is in the domain XML, so it moves with the guest on migration.
 # Guests are TCG (type "qemu": no KVM needed), machine pc, no NIC, no video, no balloon, one
@@ -11,7 +11,7 @@ set -euo pipefail
 prefix=$1 i=$2 name=$3 kind=$4 mem=${5:-16} vcpus=${6:-1} quota=${7:-}
 lvt_check_prefix "$prefix"
 [[ "$name" =~ ^[A-Za-z0-9_.-]{1,64}$ ]] || lvt_die "guest name '$name': use A-Z a-z 0-9 _ . -"
-case "$kind" in busy|idle) ;; *) lvt_die "kind must be busy or idle, not '$kind'" ;; esac
+case "$kind" in busy|idle|dirty) ;; *) lvt_die "kind must be busy, idle or dirty, not '$kind'" ;; esac
 [[ "$mem" =~ ^[0-9]+$ && "$vcpus" =~ ^[0-9]+$ ]] || lvt_die "MEM_MIB and VCPUS are numbers"
 cputune=
 if [ -n "$quota" ]; then

@@ -67,6 +67,9 @@ pub enum Guest {
     Busy,
     /// `sti; hlt; jmp`: wakes only for timer interrupts (~0.5 % of a core).
     Idle,
+    /// Rewrites its RAM from 1 to 15 MiB forever (needs 16 MiB or more): a live migration
+    /// capped in bandwidth never converges, so it stays in flight until aborted.
+    Dirty,
 }
 
 impl Guest {
@@ -74,6 +77,7 @@ impl Guest {
         match self {
             Guest::Busy => "busy",
             Guest::Idle => "idle",
+            Guest::Dirty => "dirty",
         }
     }
 }
