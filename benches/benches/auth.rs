@@ -1,13 +1,19 @@
 //! Criterion benches of authenticated datagrams (ganglia-wire's `auth`, issue 13): signing and
 //! verifying one datagram, for real value and metadata datagrams of gmond 3.7.2 and for the
 //! shapes the load harness sends, so the per-datagram cost sits beside the decode figures of
-//! `wire.rs` and the whole-daemon figures of `gmond_load`.
+//! `wire.rs` and the whole-daemon figures of `gmond_load`; and gmond-rs's receive path per
+//! datagram without the socket (the store alone, and the store behind a `require` gate), the
+//! part of the whole-daemon figure that verification changes.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // bench code: fail loudly
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ganglia_wire::auth::{Key, KeyRing, Signer, Verdict, Verifier, VerifierConfig, KEY_LEN};
 use ganglia_wire::xdr::DEFAULT_MAX_UDP_MSG_LEN;
 use ganglia_wire::{Emitter, Extra, Identity, MetricDescriptor, MetricType, Slope, Value};
+use gmond_rs::auth::{self, Admit, AuthOptions, Gate, Mode};
+use gmond_rs::iostats::IoStats;
+use gmond_rs::store::{ClusterStore, StoreConfig, Timestamp};
 use std::hint::black_box;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -20,13 +26,15 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-/// The load harness's datagrams (benches/src/bin/gmond_load.rs): a spoofed host, a uint value,
-/// metadata with gmond's TITLE/DESC/GROUP extras.
-fn harness_shapes() -> (Vec<u8>, Vec<u8>) {
-    let id = Identity::new("", Some("h1000"), Some("10.0.3.232"));
+/// The load harness's datagrams (benches/src/bin/gmond_load.rs) for host `h`, metric `m`: a
+/// spoofed host, a uint value, metadata with gmond's TITLE/DESC/GROUP extras.
+fn harness_datagrams(h: usize, m: usize) -> (Vec<u8>, Vec<u8>) {
+    let ip = format!("10.{}.{}.{}", (h >> 16) & 255, (h >> 8) & 255, h & 255);
+    let id = Identity::new("", Some(&format!("h{h}")), Some(&ip));
     let e = Emitter::new(id, DEFAULT_MAX_UDP_MSG_LEN);
+    let name = format!("m{m}");
     let d = MetricDescriptor {
-        name: "m7",
+        name: &name,
         metric_type: MetricType::UInt32,
         format: "%u",
         units: "",
@@ -34,15 +42,19 @@ fn harness_shapes() -> (Vec<u8>, Vec<u8>) {
         tmax: 60,
         dmax: 0,
         extra: Extra::gmond_standard(
-            b"m7",
+            name.as_bytes(),
             b"A metric of the load harness, described as gmond describes its own",
             b"load",
         ),
     };
-    let (mut v, mut m) = (Vec::new(), Vec::new());
+    let (mut v, mut md) = (Vec::new(), Vec::new());
     e.value(&d, Value::UInt(7), &mut v).unwrap();
-    e.metadata(&d, &mut m).unwrap();
-    (v, m)
+    e.metadata(&d, &mut md).unwrap();
+    (v, md)
+}
+
+fn harness_shapes() -> (Vec<u8>, Vec<u8>) {
+    harness_datagrams(1000, 7)
 }
 
 /// (label, body): typical value and metadata datagrams, smallest first.
@@ -139,5 +151,85 @@ fn auth(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, auth);
+/// Datagrams per `recvmmsg` batch in gmond-rs (`ingest::BATCH`): one gate lock per batch.
+const BATCH: usize = 64;
+
+/// gmond-rs's receive path per value datagram, without the socket: 1,000 hosts x 30 metrics
+/// known to the store (the harness's `--hosts 1000 --metrics 30`), fed the way `ingest::Rx`
+/// does: straight to the store (no `--auth`), or through a `require` gate (verify, count,
+/// then the store gets the body and the key id), one gate lock per batch of 64.
+fn ingest(c: &mut Criterion) {
+    let (hosts, metrics) = (1000, 30);
+    let src = Ipv4Addr::LOCALHOST;
+    let now = Timestamp::from_secs(NOW);
+    let mut values = Vec::with_capacity(hosts * metrics);
+    let mut store = ClusterStore::new(StoreConfig::default());
+    for h in 0..hosts {
+        for m in 0..metrics {
+            let (v, md) = harness_datagrams(h, m);
+            store.handle_datagram(now, src, &md);
+            values.push(v);
+        }
+    }
+    let ring = ring();
+    let mut opts = AuthOptions::new(ring.clone());
+    opts.set_mode("require").unwrap();
+    let gate: Gate = Gate::shared(&opts)(Mode::Require);
+    let stats = IoStats::default();
+
+    let mut g = c.benchmark_group("auth_ingest");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("store_unsigned", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let d = &values[i % values.len()];
+            i += 1;
+            store.handle_datagram_from(now, src, black_box(d), None)
+        })
+    });
+    g.bench_function("gate_require_then_store", |b| {
+        b.iter_custom(|iters| {
+            let mut s = Signer::new(&ring, NOW ^ iters);
+            let mut chunk: Vec<Vec<u8>> = Vec::with_capacity(CHUNK as usize);
+            let (mut total, mut left, mut i) = (Duration::ZERO, iters, 0);
+            while left > 0 {
+                let n = left.min(CHUNK);
+                chunk.clear();
+                chunk.extend((0..n).map(|_| {
+                    let mut d = Vec::with_capacity(128);
+                    s.sign(&values[i % values.len()], NOW, &mut d);
+                    i += 1;
+                    d
+                }));
+                let t = Instant::now();
+                for batch in chunk.chunks(BATCH) {
+                    gate.batch(|admit| {
+                        for d in batch {
+                            let verdict = admit(black_box(d), NOW);
+                            auth::count(&stats, &verdict);
+                            if let Admit::Pass { body, auth } = verdict {
+                                store.handle_datagram_from(now, src, body, auth);
+                            }
+                        }
+                    });
+                }
+                total += t.elapsed();
+                left -= n;
+            }
+            total
+        })
+    });
+    g.finish();
+    let dropped: u64 = stats
+        .auth_dropped_total
+        .iter()
+        .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    assert_eq!(
+        dropped, 0,
+        "the gate dropped some of the bench's own datagrams"
+    );
+}
+
+criterion_group!(benches, auth, ingest);
 criterion_main!(benches);
