@@ -611,14 +611,35 @@ impl Verifier {
     /// Classifies `datagram` at `now` (seconds since the Unix epoch) and, when it is
     /// authentic, records it so that a copy is a replay.
     ///
-    /// The body's end is where its XDR message ends (found by decoding it, as gmond does);
-    /// nothing after it: unsigned; exactly a trailer: checked; anything else: malformed. A
-    /// datagram whose body does not decode is `Unsigned`: the decoder rejects it, with its
-    /// own reason. So is a signed datagram altered into one longer message that swallows its
-    /// trailer (a string length raised by 48): never `Authentic`, it is what it now is, an
-    /// unsigned message, which `require` drops. The tag is checked before anything the trailer claims is believed, so
-    /// only key holders can make the verifier remember a sender.
+    /// A datagram that ends in a trailer whose tag holds over every byte before it is checked
+    /// as such (time, then replay) without decoding its body: the tag proves a key holder
+    /// sent exactly that body, and the store decodes it anyway. This is the common case, and
+    /// decoding the body first to find its end cost a tenth of the verification.
+    ///
+    /// Otherwise the body's end is where its XDR message ends (found by decoding it, as gmond
+    /// does); nothing after it: unsigned; exactly a trailer: checked; anything else:
+    /// malformed. A datagram whose body does not decode is `Unsigned`: the decoder rejects
+    /// it, with its own reason. So is a signed datagram altered into one longer message that
+    /// swallows its trailer (a string length raised by 48): never `Authentic`, it is what it
+    /// now is, an unsigned message, which `require` drops. The tag is checked before anything
+    /// the trailer claims is believed, so only key holders can make the verifier remember a
+    /// sender; and it is computed once per datagram whichever way the trailer is found.
+    ///
+    /// The two ways agree on everything but what only a key holder can make: a body that is
+    /// not exactly one XDR message, signed. Decoding first would call it unsigned or
+    /// malformed; it is authentic here, and the decoder judges the body.
     pub fn verify<'a>(&mut self, datagram: &'a [u8], now: u64) -> Verdict<'a> {
+        // The trailer where a signer puts it, at the very end.
+        let mut failed_at_end = None;
+        if let Some(split) = datagram.len().checked_sub(TRAILER_LEN) {
+            let (body, trailer) = datagram.split_at(split);
+            if trailer[0..4] == MAGIC {
+                match self.check_tag(body, trailer) {
+                    Ok(key_id) => return self.admit_fresh(body, trailer, key_id, now),
+                    Err(r) => failed_at_end = Some(r),
+                }
+            }
+        }
         let Some(body_len) = body_len(datagram) else {
             return Verdict::Unsigned(datagram);
         };
@@ -629,19 +650,47 @@ impl Verifier {
         if trailer.len() != TRAILER_LEN || trailer[0..4] != MAGIC {
             return Verdict::Rejected(Rejection::MalformedTrailer);
         }
+        // A whole trailer with its magic after the body: the one already checked at the end.
+        match failed_at_end {
+            Some(r) => Verdict::Rejected(r),
+            None => match self.check_tag(body, trailer) {
+                Ok(key_id) => self.admit_fresh(body, trailer, key_id, now),
+                Err(r) => Verdict::Rejected(r),
+            },
+        }
+    }
+
+    /// The key id of `trailer` (a whole one) if its tag holds over `body`.
+    fn check_tag(&self, body: &[u8], trailer: &[u8]) -> Result<u32, Rejection> {
         let (head, tag) = trailer.split_at(HEADER_LEN);
         let mut id = [0u8; 4];
         id.copy_from_slice(&head[4..8]);
         let key_id = u32::from_be_bytes(id);
         let Some(mac) = self.ring.mac(key_id) else {
-            return Verdict::Rejected(Rejection::UnknownKey(key_id));
+            return Err(Rejection::UnknownKey(key_id));
         };
-        if !bool::from(mac.tag(body, head).ct_eq(tag)) {
-            return Verdict::Rejected(Rejection::BadMac);
+        // Constant time: two 64-bit comparisons, neither short-circuited.
+        let want = mac.tag(body, head);
+        let halves = |t: &[u8]| (be_u64(&t[..8]), be_u64(&t[8..TAG_LEN]));
+        let ((w0, w1), (g0, g1)) = (halves(&want), halves(tag));
+        if bool::from(w0.ct_eq(&g0) & w1.ct_eq(&g1)) {
+            Ok(key_id)
+        } else {
+            Err(Rejection::BadMac)
         }
-        let sender = be_u64(&head[8..16]);
-        let seq = be_u64(&head[16..24]);
-        let time = be_u64(&head[24..32]);
+    }
+
+    /// After a good tag: refuses a stale or replayed datagram, else records it.
+    fn admit_fresh<'a>(
+        &mut self,
+        body: &'a [u8],
+        trailer: &[u8],
+        key_id: u32,
+        now: u64,
+    ) -> Verdict<'a> {
+        let sender = be_u64(&trailer[8..16]);
+        let seq = be_u64(&trailer[16..24]);
+        let time = be_u64(&trailer[24..32]);
         if time.abs_diff(now) > self.config.max_skew_s {
             return Verdict::Rejected(Rejection::Stale { time });
         }
@@ -910,6 +959,39 @@ mod tests {
         .map(Rejection::reason)
         .collect();
         assert_eq!(reasons, Rejection::REASONS);
+    }
+
+    #[test]
+    fn a_signed_body_is_taken_as_signed_even_when_not_one_message() {
+        // Only a key holder can make these: the tag over everything before the trailer holds,
+        // so the body is what was signed, and the decoder, not the verifier, judges it.
+        let mut s = Signer::new(&ring(&[1], 1), 42);
+        let mut v = verifier(&[1]);
+        for body in [
+            [body(3), b"junk".to_vec()].concat(),
+            b"not XDR at all".to_vec(),
+            Vec::new(),
+        ] {
+            let mut d = Vec::new();
+            s.sign(&body, NOW, &mut d);
+            match v.verify(&d, NOW) {
+                Verdict::Authentic { body: b, .. } => assert_eq!(b, &body[..]),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Without the key, the same shapes are what they were: the tag fails at the end, and
+        // the body decoded from the start decides.
+        let mut forged = [body(3), b"junk".to_vec()].concat();
+        forged.extend_from_slice(&header(1, 42, 99, NOW));
+        forged.extend_from_slice(&[0; TAG_LEN]);
+        assert_eq!(
+            v.verify(&forged, NOW),
+            Verdict::Rejected(Rejection::MalformedTrailer)
+        );
+        let mut forged = body(3);
+        forged.extend_from_slice(&header(1, 42, 99, NOW));
+        forged.extend_from_slice(&[0; TAG_LEN]);
+        assert_eq!(v.verify(&forged, NOW), Verdict::Rejected(Rejection::BadMac));
     }
 
     #[test]
