@@ -3,7 +3,8 @@
 # gmond-rs inside a fresh network namespace that has only `lo`, so no packet can leave the
 # machine, then removes the namespace. Extra arguments go to the harness, e.g.
 #   bash benches/gmond-load.sh --hosts 1000 --metrics 10 --rates 20000,100000,200000 --pin 1
-# (`--pin CPU` pins each daemon to CPU and the harness to the other CPUs.)
+# (`--pin CPU` pins each daemon to CPU and the harness to the other CPUs; `--auth` adds
+# gmond-rs verifying signed traffic, `--bare` a bare recvmmsg loop, `--repeat N` N rounds.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p gmond-rs -p benches --bin gmond-rs --bin gmond_load

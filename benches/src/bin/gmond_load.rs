@@ -7,20 +7,53 @@
 //! (utime+stime from /proc), datagrams the kernel dropped at the socket (/proc/net/udp), and
 //! stale metrics after the run. With `--readers N`, N clients poll the XML back to back during
 //! the load. With `--dump`, the time to fetch the whole document.
+//!
+//! With `--auth`, every gmond-rs is also run verifying (`--auth KEY --auth-recv require`, the
+//! key file made here in a temp dir) and fed the same traffic signed, right after its unsigned
+//! run. With `--bare`, a bare `recvmmsg` loop (this program, `--bare-recv`) stands in for a
+//! daemon: the floor any receiver pays for the kernel's receive path. `--repeat N` runs the
+//! whole list N times, so the variants alternate under the same machine load.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a measurement tool: fail loudly
 
+use ganglia_wire::auth::{Key, KeyRing, Signer, KEY_LEN, TRAILER_LEN};
 use ganglia_wire::xdr::DEFAULT_MAX_UDP_MSG_LEN;
 use ganglia_wire::{Emitter, Extra, Identity, MetricDescriptor, MetricType, Slope, Value};
 use std::io::Read;
 use std::net::{TcpStream, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+/// What is measured: a daemon binary, how it is started, and whether it gets signed traffic.
+#[derive(Clone)]
+enum Kind {
+    Gmond(PathBuf),
+    GmondRs(PathBuf),
+    /// gmond-rs with `--auth KEY --auth-recv require`, fed signed datagrams.
+    GmondRsVerifying(PathBuf),
+    /// This program's `--bare-recv` loop: receives and discards.
+    Bare,
+}
+
+impl Kind {
+    fn label(&self) -> &'static str {
+        match self {
+            Kind::Gmond(_) => "gmond 3.7.2",
+            Kind::GmondRs(_) => "gmond-rs",
+            Kind::GmondRsVerifying(_) => "gmond-rs verifying",
+            Kind::Bare => "bare recvmmsg loop",
+        }
+    }
+
+    fn signed(&self) -> bool {
+        matches!(self, Kind::GmondRsVerifying(_))
+    }
+}
 
 struct Opts {
-    daemons: Vec<(String, PathBuf)>,
+    daemons: Vec<Kind>,
     hosts: usize,
     metrics: usize,
     rates: Vec<u64>,
@@ -29,6 +62,9 @@ struct Opts {
     readers: usize,
     pin: Option<String>,
     dump: bool,
+    auth: bool,
+    bare: bool,
+    repeat: usize,
 }
 
 fn parse_args() -> Opts {
@@ -42,6 +78,9 @@ fn parse_args() -> Opts {
         readers: 0,
         pin: None,
         dump: false,
+        auth: false,
+        bare: false,
+        repeat: 1,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -53,8 +92,8 @@ fn parse_args() -> Opts {
     };
     while i < args.len() {
         match args[i].as_str() {
-            "--gmond" => o.daemons.push(("gmond 3.7.2".into(), next(&mut i).into())),
-            "--gmond-rs" => o.daemons.push(("gmond-rs".into(), next(&mut i).into())),
+            "--gmond" => o.daemons.push(Kind::Gmond(next(&mut i).into())),
+            "--gmond-rs" => o.daemons.push(Kind::GmondRs(next(&mut i).into())),
             "--hosts" => o.hosts = next(&mut i).parse().unwrap(),
             "--metrics" => o.metrics = next(&mut i).parse().unwrap(),
             "--rates" => {
@@ -73,14 +112,31 @@ fn parse_args() -> Opts {
             "--readers" => o.readers = next(&mut i).parse().unwrap(),
             "--pin" => o.pin = Some(next(&mut i)),
             "--dump" => o.dump = true,
+            "--auth" => o.auth = true,
+            "--bare" => o.bare = true,
+            "--repeat" => o.repeat = next(&mut i).parse().unwrap(),
             other => panic!("unknown argument {other}"),
         }
         i += 1;
     }
     assert!(
-        !o.daemons.is_empty(),
-        "give --gmond PATH and/or --gmond-rs PATH"
+        !o.daemons.is_empty() || o.bare,
+        "give --gmond PATH and/or --gmond-rs PATH (or --bare)"
     );
+    if o.auth {
+        // Each gmond-rs runs unsigned, then verifying, under the same load.
+        o.daemons = o
+            .daemons
+            .into_iter()
+            .flat_map(|k| match &k {
+                Kind::GmondRs(p) => vec![k.clone(), Kind::GmondRsVerifying(p.clone())],
+                _ => vec![k],
+            })
+            .collect();
+    }
+    if o.bare {
+        o.daemons.push(Kind::Bare);
+    }
     o
 }
 
@@ -104,7 +160,9 @@ impl Drop for Daemon {
     }
 }
 
-fn start(bin: &PathBuf, buffer: Option<u32>, pin: &Option<String>) -> Daemon {
+/// Starts `kind` on fresh ports and waits until it answers on TCP; `key` is the key file of
+/// a verifying gmond-rs.
+fn start(kind: &Kind, buffer: Option<u32>, pin: &Option<String>, key: Option<&Path>) -> Daemon {
     let (udp, tcp) = (free_port(), free_port());
     let dir = std::env::temp_dir().join(format!("gmond-load-{}-{udp}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -120,18 +178,34 @@ fn start(bin: &PathBuf, buffer: Option<u32>, pin: &Option<String>) -> Daemon {
         ),
     )
     .unwrap();
+    let bin = match kind {
+        Kind::Gmond(p) | Kind::GmondRs(p) | Kind::GmondRsVerifying(p) => p.clone(),
+        Kind::Bare => std::env::current_exe().unwrap(),
+    };
     let mut cmd = match pin {
         Some(cpu) => {
             let mut c = Command::new("taskset");
-            c.args(["-c", cpu]).arg(bin);
+            c.args(["-c", cpu]).arg(&bin);
             c
         }
-        None => Command::new(bin),
+        None => Command::new(&bin),
     };
+    match kind {
+        Kind::Bare => {
+            cmd.arg("--bare-recv")
+                .arg(udp.to_string())
+                .arg(tcp.to_string())
+                .arg(buffer.map_or("default".into(), |b| b.to_string()));
+        }
+        _ => {
+            cmd.arg("-c").arg(&conf).arg("-f");
+        }
+    }
+    if let Kind::GmondRsVerifying(_) = kind {
+        let key = key.expect("a verifying gmond-rs needs the key file");
+        cmd.arg("--auth").arg(key).args(["--auth-recv", "require"]);
+    }
     let child = cmd
-        .arg("-c")
-        .arg(&conf)
-        .arg("-f")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -186,6 +260,36 @@ fn socket_drops(port: u16) -> u64 {
         .filter(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
         .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
         .sum()
+}
+
+/// Writes a fresh random key to `dir`/auth.key (mode 0600, as gmond-rs requires) and returns
+/// the file and its key ring.
+fn make_key_file(dir: &Path) -> (PathBuf, KeyRing) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut k = [0u8; KEY_LEN];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut k)
+        .unwrap();
+    let key = Key::from_bytes(k);
+    let path = dir.join("auth.key");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .unwrap()
+        .write_all(format!("1 {}\n", key.to_hex()).as_bytes())
+        .unwrap();
+    (path, KeyRing::new([(1, key)], 1).unwrap())
+}
+
+/// Seconds since the Unix epoch, the time a trailer carries.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Spoofed host `h`: its own HOST ("IP:name") although every datagram comes from one socket.
@@ -277,8 +381,22 @@ fn stale(port: u16, hosts: usize, metrics: usize, want: u32) -> usize {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--bare-recv") {
+        let port = |i: usize| args[i].parse::<u16>().unwrap();
+        bare_recv(port(2), port(3), args[4].parse().ok());
+    }
     let o = parse_args();
-    let emitters: Vec<Emitter> = (0..o.hosts).map(emitter).collect();
+    // Signed runs need room for the trailer; the bytes of every body are the same either way.
+    let reserve = if o.auth { TRAILER_LEN } else { 0 };
+    let emitters: Vec<Emitter> = (0..o.hosts)
+        .map(|h| emitter(h).reserving(reserve))
+        .collect();
+    let key_dir = std::env::temp_dir().join(format!("gmond-load-key-{}", std::process::id()));
+    let key = o.auth.then(|| {
+        std::fs::create_dir_all(&key_dir).unwrap();
+        make_key_file(&key_dir)
+    });
     let names: Vec<String> = (0..o.metrics).map(|m| format!("m{m}")).collect();
     let descriptors: Vec<MetricDescriptor<'_>> = names.iter().map(|m| descriptor(m)).collect();
     let total = (o.hosts * o.metrics) as u64;
@@ -288,9 +406,20 @@ fn main() {
         "| daemon | rcvbuf | target rate/s | reached rate/s | CPU µs/datagram | socket drops | stale metrics | readers |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    for (label, bin) in &o.daemons {
+    let runs = (0..o.repeat).flat_map(|_| o.daemons.iter());
+    for kind in runs {
+        let label = kind.label();
         for buffer in &o.buffers {
-            let d = start(bin, *buffer, &o.pin);
+            let d = start(kind, *buffer, &o.pin, key.as_ref().map(|k| k.0.as_path()));
+            // A fresh sender id per run: the daemon is new, and so is its replay window.
+            let mut signer = key.as_ref().filter(|_| kind.signed()).map(|(_, ring)| {
+                Signer::new(ring, u64::from(d.child.id()) << 32 | u64::from(d.udp))
+            });
+            let mut seal = |b: &mut Vec<u8>| {
+                if let Some(s) = signer.as_mut() {
+                    s.seal(b, 0, unix_now());
+                }
+            };
             // Metadata for everything, paced, until the document shows every metric.
             let mds: Vec<Vec<u8>> = emitters
                 .iter()
@@ -303,7 +432,8 @@ fn main() {
                 })
                 .collect();
             paced(&sock, d.udp, 20_000, mds.len() as u64, |i, b| {
-                b.clone_from(&mds[i as usize])
+                b.clone_from(&mds[i as usize]);
+                seal(b);
             });
             let mut round = 0u32;
             for &rate in &o.rates {
@@ -336,6 +466,7 @@ fn main() {
                     emitters[k / o.metrics]
                         .value(&descriptors[k % o.metrics], Value::UInt(r), b)
                         .unwrap();
+                    seal(b);
                 });
                 std::thread::sleep(Duration::from_millis(500));
                 stop.store(true, Ordering::Relaxed);
@@ -344,19 +475,25 @@ fn main() {
                 }
                 let cpu = cpu_seconds(d.child.id()) - cpu0;
                 let drops = socket_drops(d.udp) - drops0;
-                let st = stale(d.tcp, o.hosts, o.metrics, round);
+                // The bare loop keeps nothing: there is no document to be stale in.
+                let st = match kind {
+                    Kind::Bare => "n/a".to_string(),
+                    _ => {
+                        let st = stale(d.tcp, o.hosts, o.metrics, round);
+                        format!("{st} ({:.2} %)", 100.0 * st as f64 / total as f64)
+                    }
+                };
                 println!(
-                    "| {label} | {} | {rate} | {reached:.0} | {:.2} | {drops} ({:.2} %) | {st} ({:.2} %) | {} ({} dumps, {:.1}/s) |",
+                    "| {label} | {} | {rate} | {reached:.0} | {:.2} | {drops} ({:.2} %) | {st} | {} ({} dumps, {:.1}/s) |",
                     buffer.map(|b| format!("{} KiB", b / 1024)).unwrap_or("default".into()),
                     cpu * 1e6 / n as f64,
                     100.0 * drops as f64 / n as f64,
-                    100.0 * st as f64 / total as f64,
                     o.readers,
                     dumps.load(Ordering::Relaxed),
                     dumps.load(Ordering::Relaxed) as f64 / (n as f64 / reached + 0.5),
                 );
             }
-            if o.dump {
+            if o.dump && !matches!(kind, Kind::Bare) {
                 let t = Instant::now();
                 let xml = read_xml(d.tcp).unwrap_or_default();
                 let rss = rss_kib(d.child.id());
@@ -371,6 +508,66 @@ fn main() {
                 );
             }
         }
+    }
+    if key.is_some() {
+        let _ = std::fs::remove_dir_all(&key_dir);
+    }
+}
+
+/// `--bare-recv UDP TCP BUFFER`: the floor under any receiver. The receive loop of gmond-rs
+/// (benches' view of `gmond_rs::ingest`) without decoding, verifying or storing: `recvmmsg` of
+/// up to 64 datagrams into 1,473-byte slots, one clock read per batch, and the same adaptive
+/// pause (after a batch that did not fill, sleep for as long as 32 more take to arrive at the
+/// rate just seen, at most 1 ms, unless the call already waited that long). TCP connections
+/// are accepted and closed, so the harness sees it start. Never returns.
+fn bare_recv(udp: u16, tcp: u16, buffer: Option<u32>) -> ! {
+    use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrIn};
+    use std::io::IoSliceMut;
+    use std::os::fd::AsRawFd;
+    const BATCH: usize = 64;
+    const SLOT: usize = 1473;
+    const TARGET: u32 = 32;
+    const MAX_PAUSE: Duration = Duration::from_millis(1);
+    let sock = UdpSocket::bind(("127.0.0.1", udp)).unwrap();
+    if let Some(b) = buffer {
+        socket2::SockRef::from(&sock)
+            .set_recv_buffer_size(b as usize)
+            .unwrap();
+    }
+    let listener = std::net::TcpListener::bind(("127.0.0.1", tcp)).unwrap();
+    std::thread::spawn(move || listener.incoming().for_each(drop));
+    let mut bufs = vec![0u8; SLOT * BATCH];
+    let mut headers = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
+    let mut bytes = 0u64;
+    let mut previous = SystemTime::now();
+    let mut waiting_since = previous;
+    loop {
+        let count = {
+            let mut chunks = bufs.chunks_exact_mut(SLOT);
+            let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
+                std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap())]);
+            match recvmmsg(
+                sock.as_raw_fd(),
+                &mut headers,
+                iovs.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) {
+                Ok(r) => r.map(|m| bytes += m.bytes as u64).count(),
+                Err(_) => continue,
+            }
+        };
+        std::hint::black_box(bytes);
+        let now = SystemTime::now();
+        let since = |t: SystemTime| now.duration_since(t).unwrap_or_default();
+        if count > 0 && count < BATCH {
+            let p = (since(previous) / count as u32 * TARGET).min(MAX_PAUSE);
+            if since(waiting_since) < p {
+                std::thread::sleep(p);
+            }
+        }
+        previous = now;
+        waiting_since = SystemTime::now();
     }
 }
 

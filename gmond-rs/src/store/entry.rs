@@ -143,10 +143,21 @@ impl StoredValue {
     /// Records which key authenticated the value just set (`None`: none did).
     pub(crate) fn set_auth(&mut self, key_id: Option<u32>) {
         let mut mark = AuthMark::default();
-        if let Some(id) = key_id {
-            let digits = id.to_string();
-            let n = digits.len().min(mark.text.len());
-            mark.text[..n].copy_from_slice(&digits.as_bytes()[..n]);
+        if let Some(mut id) = key_id {
+            // Digits from the right, in place: this runs for every authenticated datagram, and
+            // `to_string` allocated each time (u32::MAX has 10 digits, the buffer's size).
+            let mut digits = [0u8; 10];
+            let mut start = digits.len();
+            loop {
+                start -= 1;
+                digits[start] = b'0' + (id % 10) as u8;
+                id /= 10;
+                if id == 0 {
+                    break;
+                }
+            }
+            let n = digits.len() - start;
+            mark.text[..n].copy_from_slice(&digits[start..]);
             mark.len = n as u8;
         }
         self.auth = mark;
@@ -334,6 +345,18 @@ mod tests {
             dmax: 5,
             extra,
         }
+    }
+
+    #[test]
+    fn auth_mark_is_the_key_id_in_decimal() {
+        let mut v = StoredValue::new(b"%u", &Value::UInt(1), Timestamp::from_secs(0));
+        assert_eq!(v.auth(), None);
+        for id in [0, 7, 10, 4_096, u32::MAX] {
+            v.set_auth(Some(id));
+            assert_eq!(v.auth(), Some(id.to_string().as_bytes()));
+        }
+        v.set_auth(None);
+        assert_eq!(v.auth(), None);
     }
 
     #[test]
