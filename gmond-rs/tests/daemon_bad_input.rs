@@ -5,7 +5,9 @@
 
 use ganglia_wire::xml::read_document;
 use ganglia_wire::{encode, Extra, Message, Metadata, MetricId, Slope, Value, ValueMsg};
-use integration_tests::{free_port, poll_for, poll_until, read_xml, Proc, TempDir};
+use integration_tests::{
+    free_port, idle_client, metric_datagrams, poll_for, poll_until, read_xml, Proc, TempDir,
+};
 use std::ffi::OsStr;
 use std::net::{TcpStream, UdpSocket};
 use std::path::Path;
@@ -84,52 +86,9 @@ fn fill(udp: u16, hosts: u32, metrics: u32) {
     }
 }
 
-/// A TCP connection to 127.0.0.1:`port` from `from`, which never reads.
-fn idle_client(from: [u8; 4], port: u16) -> Option<socket2::Socket> {
-    use socket2::{Domain, SockAddr, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
-    s.bind(&SockAddr::from(std::net::SocketAddrV4::new(from.into(), 0)))
-        .ok()?;
-    // A small receive window, so the server's write blocks early.
-    s.set_recv_buffer_size(4096).ok()?;
-    s.connect_timeout(
-        &SockAddr::from(std::net::SocketAddrV4::new([127, 0, 0, 1].into(), port)),
-        Duration::from_secs(2),
-    )
-    .ok()?;
-    Some(s)
-}
-
+/// Metadata and value of float metric `name` = `v` for the spoofed host `host`.
 fn good_pair(host: &str, name: &str, v: f32) -> [Vec<u8>; 2] {
-    let id = MetricId {
-        host: host.as_bytes(),
-        name: name.as_bytes(),
-        spoof: true,
-    };
-    let mut md = Vec::new();
-    encode(
-        &Message::Metadata(Metadata {
-            id,
-            metric_type: b"float",
-            name: name.as_bytes(),
-            units: b"",
-            slope: Slope::BOTH,
-            tmax: 60,
-            dmax: 0,
-            extra: vec![],
-        }),
-        &mut md,
-    );
-    let mut val = Vec::new();
-    encode(
-        &Message::Value(ValueMsg {
-            id,
-            fmt: b"%.1f",
-            value: Value::Float(v),
-        }),
-        &mut val,
-    );
-    [md, val]
+    metric_datagrams(host, name, true, "float", "%.1f", Value::Float(v))
 }
 
 #[test]
@@ -580,20 +539,23 @@ fn measured_conf(udp: u16, tcp: u16, observer: &Observer) -> String {
     )
 }
 
+/// An observer, then the measured daemon (with `rs_conf` as its gmond-rs.conf) reporting to
+/// it: (observer, daemon, its UDP port, its TCP port).
+fn measured_daemon(dir: &TempDir, rs_conf: &str) -> (Observer, Proc, u16, u16) {
+    let observer = Observer::start(dir);
+    let (udp, tcp) = (free_port(), free_port());
+    let d = start_rs(dir, tcp, &measured_conf(udp, tcp, &observer), rs_conf);
+    (observer, d, udp, tcp)
+}
+
 /// Issue 13: a spoofer inventing names without end (1,000,000 datagrams, each a new metric
 /// name, for 4,000 spoofed hosts) grows the daemon by no more than the memory cap that
 /// gmond-rs.conf sets, plus fixed buffers; the caps it sets hold exactly.
 #[test]
 fn a_million_spoofed_names_stay_within_the_configured_caps() {
     let dir = TempDir::new("spoof-flood");
-    let observer = Observer::start(&dir);
-    let (udp, tcp) = (free_port(), free_port());
-    let mut d = start_rs(
-        &dir,
-        tcp,
-        &measured_conf(udp, tcp, &observer),
-        "store { max_hosts = 2000 max_memory_mb = 24 }\n",
-    );
+    let (observer, mut d, udp, tcp) =
+        measured_daemon(&dir, "store { max_hosts = 2000 max_memory_mb = 24 }\n");
     let start = rss_kib(d.pid());
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut val = Vec::new();
@@ -641,14 +603,8 @@ fn a_million_spoofed_names_stay_within_the_configured_caps() {
 fn accounted_memory_matches_rss_at_100000_hosts() {
     const HOSTS: u32 = 100_000;
     let dir = TempDir::new("accounting");
-    let observer = Observer::start(&dir);
-    let (udp, tcp) = (free_port(), free_port());
-    let mut d = start_rs(
-        &dir,
-        tcp,
-        &measured_conf(udp, tcp, &observer),
-        "store { max_hosts = 200000 max_memory_mb = 4096 }\n",
-    );
+    let (observer, mut d, udp, _tcp) =
+        measured_daemon(&dir, "store { max_hosts = 200000 max_memory_mb = 4096 }\n");
     let before = rss_kib(d.pid());
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let metrics = [

@@ -69,6 +69,76 @@ pub fn read_tcp_with(
     (out.status.success() && !out.stdout.is_empty()).then_some(out.stdout)
 }
 
+/// Metadata and value datagrams of metric `name` (`ty`, printed with `fmt`) = `value` for
+/// `host` (an "IP:name" spoof when `spoof`), as gmond sends them.
+pub fn metric_datagrams(
+    host: &str,
+    name: &str,
+    spoof: bool,
+    ty: &str,
+    fmt: &str,
+    value: ganglia_wire::Value<'_>,
+) -> [Vec<u8>; 2] {
+    use ganglia_wire::{encode, Message, Metadata, MetricId, Slope, ValueMsg};
+    let id = MetricId {
+        host: host.as_bytes(),
+        name: name.as_bytes(),
+        spoof,
+    };
+    let mut md = Vec::new();
+    encode(
+        &Message::Metadata(Metadata {
+            id,
+            metric_type: ty.as_bytes(),
+            name: name.as_bytes(),
+            units: b"",
+            slope: Slope::BOTH,
+            tmax: 60,
+            dmax: 0,
+            extra: vec![],
+        }),
+        &mut md,
+    );
+    let mut val = Vec::new();
+    encode(
+        &Message::Value(ValueMsg {
+            id,
+            fmt: fmt.as_bytes(),
+            value,
+        }),
+        &mut val,
+    );
+    [md, val]
+}
+
+/// A TCP connection to 127.0.0.1:`port` from `from` with a tiny receive window, which the
+/// test never reads: the server's write blocks early (an idle or hostile XML client).
+pub fn idle_client(from: [u8; 4], port: u16) -> Option<socket2::Socket> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
+    s.bind(&SockAddr::from(std::net::SocketAddrV4::new(from.into(), 0)))
+        .ok()?;
+    s.set_recv_buffer_size(4096).ok()?;
+    s.connect_timeout(
+        &SockAddr::from(std::net::SocketAddrV4::new([127, 0, 0, 1].into(), port)),
+        Duration::from_secs(2),
+    )
+    .ok()?;
+    Some(s)
+}
+
+/// Sends SIGCONT to a process when dropped: a test that stops a daemon with SIGSTOP holds
+/// one, so that a failure does not leave the daemon stopped.
+pub struct ResumeOnDrop(pub u32);
+
+impl Drop for ResumeOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
 /// A port that was free a moment ago on 127.0.0.1 (UDP and TCP both checked).
 pub fn free_port() -> u16 {
     loop {

@@ -21,6 +21,7 @@ mod agentbed;
 use agentbed::{is_outcome, policy_between, AgentBed, LEADER_TIMEOUT_S, TICK_S};
 use balancer_agent::audit::Event;
 use integration_tests::lvt::{Guest, GMOND_PORT};
+use integration_tests::ResumeOnDrop;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -77,17 +78,6 @@ fn signal(sig: &str, pid: u32) {
     assert!(st.success(), "kill {sig} {pid}");
 }
 
-/// Sends SIGCONT when dropped, so a failing test does not leave libvirtd stopped.
-struct Resume(u32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-CONT", &self.0.to_string()])
-            .status();
-    }
-}
-
 #[test]
 fn a_hung_destination_libvirtd_is_aborted_in_time_and_balancing_resumes() {
     let mut run = start();
@@ -102,7 +92,7 @@ fn a_hung_destination_libvirtd_is_aborted_in_time_and_balancing_resumes() {
     assert_eq!(vm, "dirty", "the smaller guest goes first");
     let dest = run.bed.libvirtd_pid(2);
     signal("-STOP", dest);
-    let resume = Resume(dest);
+    let resume = ResumeOnDrop(dest);
     let stopped = Instant::now();
     run.say(&format!(
         "{vm} migrating hv1 -> hv2; hv2's libvirtd stopped"

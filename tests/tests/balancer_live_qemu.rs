@@ -13,14 +13,15 @@
 //! `LVT_DUMP_LOGS=1` prints every daemon's log at the end.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use balancer_agent::audit::Event;
+mod agentbed;
+
+use agentbed::{metric_f64, AgentBed, COLLECT_S, LEADER_TIMEOUT_S, TICK_S};
+use balancer_agent::audit::{Event, Record};
 use ganglia_wire::model::{Cluster, Host};
-use ganglia_wire::xml::read_document;
-use integration_tests::lvt::{gmond_conf, Guest, Testbed, GMOND_PORT};
-use integration_tests::Proc;
-use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use integration_tests::lvt::Guest;
+use integration_tests::lvt::GMOND_PORT;
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const HOSTS: usize = 3;
@@ -31,120 +32,20 @@ const IDLE: [&str; 2] = ["idle1", "idle2"];
 /// every busy guest reads its cap wherever it runs: measured 10.0-10.5 % at load average 8,
 /// where 25 % caps read anything from 8 % to 25 %.
 const BUSY_QUOTA_PCT: u32 = 10;
-/// gmond-rs's VM collection period, s.
-const COLLECT_S: u32 = 2;
-/// The agents' tick, s.
-const TICK_S: u64 = 2;
-/// A host whose balancer metrics are older than this is no leader candidate, s.
-const LEADER_TIMEOUT_S: u64 = 10;
 /// A VM metric younger than this (TN) counts as current on a host, s.
 const FRESH_S: u64 = 8;
 
-/// Everything of one run; fields drop in order: agents, then gmond-rs, then the testbed.
-struct Run {
-    agents: Vec<Option<Proc>>,
-    gmonds: Vec<Proc>,
-    audit: Vec<PathBuf>,
-    bed: Testbed,
-    t0: Instant,
-}
-
-impl Run {
-    fn say(&self, what: &str) {
-        eprintln!("[{:6.1} s] {what}", self.t0.elapsed().as_secs_f64());
-    }
-
-    /// Host `i`'s view of the cluster, when its gmond-rs answers.
-    fn view(&self, i: usize) -> Option<Cluster> {
-        let doc = read_document(&self.bed.read_xml(i, GMOND_PORT)?).ok()?;
-        doc.clusters.into_iter().next()
-    }
-
-    /// Where libvirt says each guest is running: guest -> host index. None when a libvirtd
-    /// does not answer.
-    fn placement(&self) -> Option<BTreeMap<String, Vec<usize>>> {
-        let mut out: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for i in 1..=HOSTS {
-            for vm in self.bed.running(i)? {
-                out.entry(vm).or_default().push(i);
-            }
-        }
-        Some(out)
-    }
-
-    /// Every audit record of every agent so far.
-    fn audit(&self) -> Vec<Audit> {
-        self.audit.iter().flat_map(|p| read_audit(p)).collect()
-    }
-
-    fn agent_running(&mut self, i: usize) -> bool {
-        self.agents[i - 1].as_mut().is_some_and(Proc::running)
-    }
-
-    fn fail(&self, msg: &str) -> ! {
-        self.bed.dump_logs();
-        for p in &self.audit {
-            eprintln!(
-                "--- {}:\n{}",
-                p.display(),
-                std::fs::read_to_string(p).unwrap_or_default()
-            );
-        }
-        panic!("{msg}");
-    }
-}
-
-/// One audit record, reduced to what this test checks.
-#[derive(Debug, Clone)]
-struct Audit {
-    host: String,
-    event: Event,
-    vm: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    has_reason: bool,
-    has_prediction: bool,
-    outcome: Option<String>,
-    line: String,
-}
-
-fn read_audit(path: &Path) -> Vec<Audit> {
-    if !path.exists() {
-        return Vec::new();
-    }
-    balancer_agent::audit::read(path)
-        .unwrap_or_else(|e| panic!("{}: unreadable audit log: {e}", path.display()))
-        .into_iter()
-        .map(|r| Audit {
-            line: format!(
-                "{} {:?} {:?} {:?}->{:?} outcome={:?} error={:?}",
-                r.host,
-                r.event,
-                r.vm,
-                r.from,
-                r.to,
-                r.outcome.as_deref(),
-                r.error
-            ),
-            host: r.host,
-            event: r.event,
-            vm: r.vm,
-            from: r.from,
-            to: r.to,
-            has_reason: r.reason.is_some(),
-            has_prediction: r.predicted.is_some(),
-            outcome: r.outcome,
-        })
-        .collect()
-}
-
-fn metric_f64(h: &Host, name: &str) -> Option<f64> {
-    h.metric(name)?.val.trim().parse().ok()
+/// One audit record on one line, for failure messages.
+fn line(r: &Record) -> String {
+    format!(
+        "{} {:?} {:?} {:?}->{:?} outcome={:?} error={:?}",
+        r.host, r.event, r.vm, r.from, r.to, r.outcome, r.error
+    )
 }
 
 /// The host (index) that leads in auto mode per `view` (its fresh `balancer_leader` is 1 and
 /// its fresh `balancer_mode` is auto); None if none or several claim it.
-fn leader_in(run: &Run, view: &Cluster) -> Option<usize> {
+fn leader_in(run: &AgentBed, view: &Cluster) -> Option<usize> {
     let fresh = |h: &Host, name: &str, val: &str| {
         h.metric(name)
             .is_some_and(|m| m.val.trim() == val && m.tn <= LEADER_TIMEOUT_S)
@@ -190,58 +91,17 @@ fn agent_toml(mode: &str, policy: &Path, audit: &Path) -> String {
     )
 }
 
-/// Starts host `i`'s agent on its config file (mode and policy come from there, so SIGHUP can
-/// change them) and its gmond.conf (where its metrics go).
-fn start_agent(bed: &Testbed, i: usize) -> Proc {
-    let dir = bed.dir();
-    bed.spawn_env(
-        i,
-        &format!("agent-hv{i}"),
-        integration_tests::bin("balancer-agent"),
-        &[
-            OsStr::new("--config"),
-            dir.join(format!("agent-hv{i}.toml")).as_os_str(),
-            OsStr::new("--conf"),
-            dir.join(format!("gmond-hv{i}.conf")).as_os_str(),
-        ],
-        &[(
-            "RUST_LOG",
-            &std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        )],
-    )
-}
-
 #[test]
 fn overloaded_host_sheds_busy_guests_and_the_lead_fails_over() {
-    let bed = Testbed::new(HOSTS);
-    let mut run = Run {
-        agents: Vec::new(),
-        gmonds: Vec::new(),
-        audit: (1..=HOSTS)
-            .map(|i| bed.dir().join(format!("audit-hv{i}.jsonl")))
-            .collect(),
-        t0: Instant::now(),
-        bed,
-    };
+    let mut run = AgentBed::new(HOSTS, |bed| {
+        for vm in BUSY {
+            bed.guest(1, vm, Guest::Busy, 16, 1, Some(BUSY_QUOTA_PCT));
+        }
+        for vm in IDLE {
+            bed.guest(1, vm, Guest::Idle, 16, 1, None);
+        }
+    });
     run.say("testbed up");
-    for vm in BUSY {
-        run.bed
-            .guest(1, vm, Guest::Busy, 16, 1, Some(BUSY_QUOTA_PCT));
-    }
-    for vm in IDLE {
-        run.bed.guest(1, vm, Guest::Idle, 16, 1, None);
-    }
-    for i in 1..=HOSTS {
-        let conf = run.bed.dir().join(format!("gmond-hv{i}.conf"));
-        std::fs::write(&conf, gmond_conf(true, COLLECT_S)).unwrap();
-        let g = run.bed.spawn(
-            i,
-            &format!("gmond-hv{i}"),
-            integration_tests::bin("gmond-rs"),
-            &[OsStr::new("-c"), conf.as_os_str()],
-        );
-        run.gmonds.push(g);
-    }
 
     // Every host sees every host, and hv1's busy guests run at their cap (CPU % needs two
     // collection rounds; the first may straddle the guests' start).
@@ -279,26 +139,22 @@ fn overloaded_host_sheds_busy_guests_and_the_lead_fails_over() {
     ));
     let policy_path = run.bed.dir().join("policy.toml");
     std::fs::write(&policy_path, policy).unwrap();
-    let write_agent_configs = |mode: &str| {
+    let write_agent_configs = |run: &AgentBed, mode: &str| {
         for i in 1..=HOSTS {
-            std::fs::write(
-                run.bed.dir().join(format!("agent-hv{i}.toml")),
-                agent_toml(mode, &policy_path, &run.audit[i - 1]),
-            )
-            .unwrap();
+            run.write_agent_config(i, &agent_toml(mode, &policy_path, &run.audit[i - 1]));
         }
     };
-    write_agent_configs("recommend");
+    write_agent_configs(&run, "recommend");
     let before = run.placement().expect("every libvirtd answers");
 
     // First as an operator would: recommend mode. The leader plans and explains moves off
     // hv1, and nothing moves.
     for i in 1..=HOSTS {
-        run.agents.push(Some(start_agent(&run.bed, i)));
+        run.start_agent(i);
     }
     run.say("agents started in recommend mode");
     let advice = run.bed.wait_for(Duration::from_secs(60), || {
-        let recs: Vec<Audit> = run
+        let recs: Vec<Record> = run
             .audit()
             .into_iter()
             .filter(|a| a.event == Event::Recommend)
@@ -309,12 +165,16 @@ fn overloaded_host_sheds_busy_guests_and_the_lead_fails_over() {
         run.fail("no agent recommended a move in recommend mode");
     };
     for a in &advice {
-        assert_eq!(a.from.as_deref(), Some("hv1"), "{}", a.line);
-        assert!(a.has_reason && a.has_prediction, "unexplained: {}", a.line);
+        assert_eq!(a.from.as_deref(), Some("hv1"), "{}", line(a));
+        assert!(
+            a.reason.is_some() && a.predicted.is_some(),
+            "unexplained: {}",
+            line(a)
+        );
         assert!(
             BUSY.contains(&a.vm.as_deref().unwrap_or_default()),
             "{}",
-            a.line
+            line(a)
         );
     }
     assert!(
@@ -340,7 +200,7 @@ fn overloaded_host_sheds_busy_guests_and_the_lead_fails_over() {
 
     // Then auto, as an operator would switch: mode = "auto" in each config, then SIGHUP (the
     // agents keep running).
-    write_agent_configs("auto");
+    write_agent_configs(&run, "auto");
     for a in run.agents.iter().flatten() {
         let st = std::process::Command::new("kill")
             .args(["-HUP", &a.pid().to_string()])
@@ -419,9 +279,9 @@ fn overloaded_host_sheds_busy_guests_and_the_lead_fails_over() {
     // The moves: at most 3, each VM once, each explained, and exactly the guests that changed
     // host (libvirt's word) have one.
     let audit = run.audit();
-    let done: Vec<&Audit> = audit.iter().filter(|a| a.event == Event::Done).collect();
-    let started: Vec<&Audit> = audit.iter().filter(|a| a.event == Event::Start).collect();
-    let text: String = audit.iter().map(|a| format!("{}\n", a.line)).collect();
+    let done: Vec<&Record> = audit.iter().filter(|a| a.event == Event::Done).collect();
+    let started: Vec<&Record> = audit.iter().filter(|a| a.event == Event::Start).collect();
+    let text: String = audit.iter().map(|a| format!("{}\n", line(a))).collect();
     assert!(
         (1..=3).contains(&done.len()),
         "{} migrations done:\n{text}",
@@ -442,9 +302,9 @@ fn overloaded_host_sheds_busy_guests_and_the_lead_fails_over() {
             .find(|s| s.vm.as_deref() == Some(&vm))
             .unwrap_or_else(|| panic!("no start record for {vm}:\n{text}"));
         assert!(
-            start.has_reason && start.has_prediction,
+            start.reason.is_some() && start.predicted.is_some(),
             "the start of {vm}'s move has no reason or prediction:\n{}",
-            start.line
+            line(start)
         );
         let (from, to) = (d.from.clone().unwrap(), d.to.clone().unwrap());
         let was = format!("hv{}", before[&vm][0]);
@@ -469,7 +329,7 @@ fn overloaded_host_sheds_busy_guests_and_the_lead_fails_over() {
     // The leader's balancer disappears (SIGKILL: no goodbye, its metrics just stop). Another
     // host takes the lead within the bound: the dead agent's balancer_mode ages past
     // LEADER_TIMEOUT_S, then a tick or two to notice and to be heard.
-    drop(run.agents[leader - 1].take());
+    run.kill_agent(leader);
     let stopped_at = Instant::now();
     run.say(&format!("killed the agent of hv{leader}"));
     let bound = Duration::from_secs(LEADER_TIMEOUT_S + 4 * TICK_S + u64::from(COLLECT_S) + 5);
@@ -491,9 +351,11 @@ fn overloaded_host_sheds_busy_guests_and_the_lead_fails_over() {
         stopped_at.elapsed().as_secs_f64()
     ));
     assert_eq!(new_leader, 2, "the next lowest-named live host leads");
-    let gained = read_audit(&run.audit[new_leader - 1])
-        .into_iter()
-        .any(|a| a.event == Event::Leader && a.outcome.as_deref() == Some("gained"));
+    let gained = run.audit().into_iter().any(|a| {
+        a.host == run.bed.name(new_leader)
+            && a.event == Event::Leader
+            && a.outcome.as_deref() == Some("gained")
+    });
     assert!(
         gained,
         "hv{new_leader}'s audit log does not record taking the lead"
@@ -510,7 +372,7 @@ fn overloaded_host_sheds_busy_guests_and_the_lead_fails_over() {
     let starts: Vec<String> = audit
         .iter()
         .filter(|a| a.event == Event::Start)
-        .map(|a| a.line.clone())
+        .map(line)
         .collect();
     assert_eq!(
         starts.len(),

@@ -7,60 +7,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ganglia_wire::xml::read_document;
-use ganglia_wire::{encode, Message, Metadata, MetricId, Slope, Value, ValueMsg};
-use integration_tests::{free_port, poll_for, read_xml, require_program};
+use ganglia_wire::Value;
+use integration_tests::{
+    free_port, idle_client, metric_datagrams, poll_for, read_xml, require_program,
+};
 use integration_tests::{Proc, TempDir};
 use std::ffi::OsStr;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-/// Metadata and value of string metric `name` = `v` for the spoofed host `host`. gmetad keeps
-/// no RRD for strings, so a large document costs it no disk.
+/// String metric `name` = `v` for the spoofed host `host`. gmetad keeps no RRD for strings,
+/// so a large document costs it no disk.
 fn string_metric(host: &str, name: &str, v: &str) -> [Vec<u8>; 2] {
-    let id = MetricId {
-        host: host.as_bytes(),
-        name: name.as_bytes(),
-        spoof: true,
-    };
-    let mut md = Vec::new();
-    encode(
-        &Message::Metadata(Metadata {
-            id,
-            metric_type: b"string",
-            name: name.as_bytes(),
-            units: b"",
-            slope: Slope::ZERO,
-            tmax: 60,
-            dmax: 0,
-            extra: vec![],
-        }),
-        &mut md,
-    );
-    let mut val = Vec::new();
-    encode(
-        &Message::Value(ValueMsg {
-            id,
-            fmt: b"%s",
-            value: Value::Str(v.as_bytes()),
-        }),
-        &mut val,
-    );
-    [md, val]
-}
-
-/// A TCP connection to 127.0.0.1:`port` from `from` with a tiny receive window, never read.
-fn idle_client(from: [u8; 4], port: u16) -> Option<socket2::Socket> {
-    use socket2::{Domain, SockAddr, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
-    s.bind(&SockAddr::from(std::net::SocketAddrV4::new(from.into(), 0)))
-        .ok()?;
-    s.set_recv_buffer_size(4096).ok()?;
-    s.connect_timeout(
-        &SockAddr::from(std::net::SocketAddrV4::new([127, 0, 0, 1].into(), port)),
-        Duration::from_secs(2),
-    )
-    .ok()?;
-    Some(s)
+    metric_datagrams(host, name, true, "string", "%s", Value::Str(v.as_bytes()))
 }
 
 /// The marker host's `marker` value in gmetad's XML (its xml_port dumps the whole grid).

@@ -10,18 +10,8 @@ use gmond_metrics::hypervisor::libvirt::{
     LibvirtControl, Presence, KEEPALIVE_COUNT, KEEPALIVE_INTERVAL_S,
 };
 use integration_tests::lvt::Testbed;
+use integration_tests::ResumeOnDrop;
 use std::time::{Duration, Instant};
-
-/// Resumes a stopped process when dropped, also when the test fails.
-struct Resume(u32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-CONT", &self.0.to_string()])
-            .status();
-    }
-}
 
 #[test]
 fn a_call_to_a_stopped_libvirtd_fails_within_the_keepalive_bound() {
@@ -36,7 +26,7 @@ fn a_call_to_a_stopped_libvirtd_fails_within_the_keepalive_bound() {
         .status()
         .unwrap();
     assert!(status.success());
-    let _resume = Resume(pid);
+    let _resume = ResumeOnDrop(pid);
 
     let started = Instant::now();
     let (tx, rx) = std::sync::mpsc::channel();
