@@ -119,6 +119,25 @@ impl Series {
     }
 }
 
+/// The weighted sum of `parts` (series, weight) at every sample time any of them has, the
+/// newest `cap` times kept; a part without a sample at a time adds nothing then. The history
+/// of a set of VMs as one load: what a host holding them now would have carried.
+pub fn weighted_sum(parts: &[(&Series, f64)], cap: usize) -> Series {
+    let mut at: BTreeMap<u64, f64> = BTreeMap::new();
+    for (series, w) in parts {
+        for &(t, v) in &series.samples {
+            *at.entry(t).or_insert(0.0) += w * v;
+        }
+    }
+    let alpha = parts.first().map_or(1.0, |p| p.0.alpha);
+    let mut out = Series::new(cap, alpha);
+    let skip = at.len().saturating_sub(out.cap);
+    for (t, v) in at.into_iter().skip(skip) {
+        out.push(t, v);
+    }
+    out
+}
+
 /// Least-squares fit y = a + b x with x = 0, 1, ...: (a, b).
 pub fn linear_fit(y: &[f64]) -> Option<(f64, f64)> {
     let n = y.len();
@@ -425,6 +444,19 @@ mod tests {
         let s = series(&[1.0, 0.0, 1.0]);
         // 1 -> 0.5 -> 0.75
         assert_eq!(s.ewma(), Some(0.75));
+    }
+
+    #[test]
+    fn weighted_sum_aligns_by_time_and_keeps_the_newest() {
+        // a at t = 0..3, b only at t = 2..3 (it arrived later): b adds nothing before.
+        let a = series(&[0.2, 0.4, 0.6, 0.8]);
+        let mut b = Series::new(10, 0.5);
+        b.push(2, 1.0);
+        b.push(3, 0.5);
+        let sum = weighted_sum(&[(&a, 0.5), (&b, 0.25)], 3);
+        let got: Vec<f64> = sum.recent(10).collect();
+        assert_eq!(got, vec![0.2, 0.3 + 0.25, 0.4 + 0.125]);
+        assert_eq!(weighted_sum(&[], 3).len(), 0);
     }
 
     #[test]

@@ -2,12 +2,18 @@
 //! (Sandpiper: k of the last n samples and the next predicted value over the threshold).
 //! Hot hosts are handled in decreasing volume, their VMs in decreasing volume-to-size ratio,
 //! each to the least loaded host that stays under the target after the move.
+//!
+//! The CPU tests run on the history of the VMs a host holds now (their series summed), not on
+//! the host's own series: a move is not a change in demand, so a host half relieved by earlier
+//! rounds stays hot until it is at its target, and a host that just took VMs is judged on
+//! what it took.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::BalancerError;
 use crate::plan::{r6, Reason};
 use crate::planner::{MoveKind, Planner};
+use crate::trends::{weighted_sum, Series};
 
 /// `[hotspot]` parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,10 +89,12 @@ pub(crate) fn run(cfg: &HotspotParams, p: &mut Planner<'_>) {
         if !host.up || p.rules.maintenance[h] {
             continue;
         }
-        let (Some(cpu), Some(mem)) = (trends.host_cpu(&host.name), trends.host_mem(&host.name))
+        let (Some(own), Some(mem)) = (trends.host_cpu(&host.name), trends.host_mem(&host.name))
         else {
             continue;
         };
+        let placed = placed_cpu(p, h, cfg.n.max(cfg.trend_window));
+        let cpu = placed.as_ref().unwrap_or(own);
         let forecast = cpu
             .forecast(cfg.trend_window, cfg.forecast_ahead)
             .unwrap_or(0.0);
@@ -117,11 +125,19 @@ pub(crate) fn run(cfg: &HotspotParams, p: &mut Planner<'_>) {
             if !p.budget_left() {
                 return;
             }
-            // Gain: overload (above target) removed by this move, CPU and memory.
+            // Gain: the load this move takes off a host still above its target, CPU and memory.
+            // Not capped at the excess: the last move of a relief removes a small excess with a
+            // whole VM, and a capped gain would fail the cost-benefit test there and leave the
+            // host just above target for good (hot-host ended at 7/6/6/5 VMs that way).
             let share = s.vms[v].cpu_demand_mhz / cap;
-            let over = (p.util(h) - cfg.target).max(0.0);
-            let mem_over = (p.mem_util(h) - cfg.mem_threshold).max(0.0);
-            let gain = share.min(over) + (s.vms[v].mem_kb as f64 / mem_cap).min(mem_over);
+            let over = p.util(h) > cfg.target;
+            let mem_over = p.mem_util(h) > cfg.mem_threshold;
+            let gain = if over { share } else { 0.0 }
+                + if mem_over {
+                    s.vms[v].mem_kb as f64 / mem_cap
+                } else {
+                    0.0
+                };
             let Some(d) = p.least_loaded_dest(v, cfg.target, MoveKind::Balance, gain) else {
                 continue;
             };
@@ -134,4 +150,21 @@ pub(crate) fn run(cfg: &HotspotParams, p: &mut Planner<'_>) {
             let _ = p.try_move(v, d, reason, gain, cfg.target, MoveKind::Balance);
         }
     }
+}
+
+/// CPU history (fraction of host `h`'s capacity) of the VMs the planner has on `h` now,
+/// including those booked there in flight: the newest `n` sample times. `None` if one of them
+/// has no history, where the host's own series is all there is.
+fn placed_cpu(p: &Planner<'_>, h: usize, n: usize) -> Option<Series> {
+    let s = p.snap();
+    let cap = s.hosts[h].cpu_mhz();
+    if cap <= 0.0 {
+        return None;
+    }
+    let mut parts = Vec::with_capacity(p.on_host[h].len());
+    for &v in &p.on_host[h] {
+        let vm = &s.vms[v];
+        parts.push((p.input.trends.vm_cpu(&vm.name)?, vm.cpu_cap_mhz / cap));
+    }
+    Some(weighted_sum(&parts, n))
 }
