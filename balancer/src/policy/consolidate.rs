@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::BalancerError;
 use crate::plan::{r6, Reason};
-use crate::planner::{MoveKind, Planner};
+use crate::planner::{MoveKind, Planner, Refusal};
 use crate::snapshot::PowerCurve;
 use crate::trends::{iqr_cloudsim, kth_smallest, linear_fit};
 
@@ -868,17 +868,27 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
             continue;
         }
         let (hot, value, threshold) = ctx.overloaded(h);
+        let op = if matches!(cfg.detector, Detector::Lr | Detector::Lrr) {
+            ">="
+        } else {
+            ">"
+        };
+        ctx.p
+            .record(Some(h), "overload detector", value, op, threshold, hot);
         if !hot {
             continue;
         }
         if cfg.overload_n > 1 {
-            let sustained = trends.host_cpu(&s.hosts[h].name).is_some_and(|ser| {
-                ser.sustained_above(cfg.overload_k, cfg.overload_n, threshold.min(1.0))
+            let t = threshold.min(1.0);
+            let n = trends.host_cpu(&s.hosts[h].name).map_or(0, |ser| {
+                ser.recent(cfg.overload_n).filter(|v| *v > t).count()
             });
-            if !sustained {
+            let k = cfg.overload_k as f64;
+            if !ctx.p.test(Some(h), "samples over it", n as f64, ">=", k) {
                 continue;
             }
         }
+        ctx.p.qualify(Some(h));
         over[h] = true;
         let reason = Reason::Overload {
             host: s.hosts[h].name.clone(),
@@ -926,7 +936,11 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
         if !ctx.p.budget_left() {
             return;
         }
-        if let Some(d) = ctx.best_host(v, &over) {
+        let Some(d) = ctx.best_host(v, &over) else {
+            ctx.p.refuse(Refusal::NoDestination);
+            continue;
+        };
+        {
             let gain = (ctx.p.util(h) - cfg.threshold).max(0.0) + 1.0;
             let src = ctx.p.vm_host[v];
             if ctx
@@ -983,7 +997,11 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
                 .host_cpu(&s.hosts[h].name)
                 .and_then(|ser| ser.mean(cfg.underload_window))
                 .unwrap_or(1.0);
-            if mean.max(u) >= cfg.underload_threshold {
+            let t = cfg.underload_threshold;
+            if !ctx
+                .p
+                .test(Some(h), "underload: mean cpu", mean.max(u), "<", t)
+            {
                 continue;
             }
         }
@@ -994,6 +1012,7 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
             .budget_remaining()
             .is_some_and(|b| b < ctx.p.on_host[h].len())
         {
+            ctx.p.refuse(Refusal::Budget);
             continue;
         }
         let mut vms: Vec<usize> = ctx.p.on_host[h].clone();
@@ -1006,6 +1025,7 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
         {
             continue;
         }
+        ctx.p.qualify(Some(h));
         vms.sort_by(|&a, &b| s.vms[b].cpu_demand_mhz.total_cmp(&s.vms[a].cpu_demand_mhz));
         let start = ctx.p.moves().len();
         let mut ok = true;
@@ -1028,6 +1048,7 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
                 ok
             });
             if !placed {
+                ctx.p.refuse(Refusal::NoDestination);
                 ok = false;
                 break;
             }

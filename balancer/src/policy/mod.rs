@@ -138,6 +138,7 @@ impl Policy for Configured {
             return Plan {
                 policy: spec.policy.clone(),
                 time: input.snapshot.time,
+                why_none: Some(crate::plan::WhyNone::default()),
                 ..Default::default()
             };
         }

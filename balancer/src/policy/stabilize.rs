@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::BalancerError;
 use crate::plan::{r6, Reason};
-use crate::planner::{MoveKind, Planner};
+use crate::planner::{MoveKind, Planner, Refusal};
 use crate::trends::population_std_dev;
 
 /// `[stabilize]` parameters.
@@ -76,9 +76,10 @@ impl StabilizeParams {
     }
 }
 
-/// True when the CPU or memory sigma over `hosts` was above target in at least k of the last n
-/// samples of the host histories (a blip shorter than k samples never triggers a move).
-fn sustained(cfg: &StabilizeParams, p: &Planner<'_>, hosts: &[usize]) -> bool {
+/// How many of the last n samples of the host histories had the CPU or memory sigma over
+/// `hosts` above target (k of them are needed: a blip shorter than k samples never triggers a
+/// move).
+fn samples_over(cfg: &StabilizeParams, p: &Planner<'_>, hosts: &[usize]) -> usize {
     let s = p.snap();
     let trends = p.input.trends;
     let mut cpu: Vec<Vec<f64>> = Vec::new();
@@ -101,7 +102,7 @@ fn sustained(cfg: &StabilizeParams, p: &Planner<'_>, hosts: &[usize]) -> bool {
             over += 1;
         }
     }
-    over >= cfg.k
+    over
 }
 
 /// Running sums for sigma over the counted hosts.
@@ -132,9 +133,33 @@ impl Sums {
 pub(crate) fn run(cfg: &StabilizeParams, p: &mut Planner<'_>) {
     let s = p.snap();
     let counted: Vec<usize> = (0..s.hosts.len()).filter(|&h| p.fillable(h)).collect();
-    if counted.len() < 2 || !sustained(cfg, p, &counted) {
+    if !p.test(
+        None,
+        "hosts that can take VMs",
+        counted.len() as f64,
+        ">=",
+        2.0,
+    ) {
         return;
     }
+    let over = samples_over(cfg, p, &counted) as f64;
+    let sigma = |f: &dyn Fn(usize) -> f64| {
+        let v: Vec<f64> = counted.iter().map(|&h| f(h)).collect();
+        population_std_dev(&v)
+    };
+    let (sc, sm) = (sigma(&|h| p.util(h)), sigma(&|h| p.mem_util(h)));
+    p.test(None, "cpu sigma now", sc, ">", cfg.cpu_target);
+    p.test(None, "memory sigma now", sm, ">", cfg.mem_target);
+    if !p.test(
+        None,
+        "samples with sigma over target",
+        over,
+        ">=",
+        cfg.k as f64,
+    ) {
+        return;
+    }
+    p.qualify(None);
     let sums = |f: &dyn Fn(usize) -> f64| Sums {
         n: counted.len() as f64,
         s1: counted.iter().map(|&h| f(h)).sum(),
@@ -197,6 +222,9 @@ pub(crate) fn run(cfg: &StabilizeParams, p: &mut Planner<'_>) {
             }
         }
         let Some((gain, v, dst)) = best else {
+            if p.moves().is_empty() {
+                p.refuse(Refusal::NoDestination);
+            }
             return;
         };
         let reason = Reason::Imbalance {
