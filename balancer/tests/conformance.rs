@@ -89,6 +89,75 @@ fn every_shipped_policy_file_parses_and_bad_ones_fail() {
 }
 
 #[test]
+fn simulation_only_policies_are_refused_for_a_real_cluster() {
+    // Memory unchecked or CloudSim's literal round: simulator only, whatever the file says.
+    for name in [
+        "consolidate-aggressive",
+        "thr-mmt-0.8",
+        "iqr-mmt-1.5",
+        "mad-mmt-2.5",
+        "lr-mmt-1.2",
+    ] {
+        let spec = PolicySpec::builtin(name).unwrap();
+        assert!(spec.simulation_only_reason().is_some(), "{name}");
+        let e = PolicySpec::builtin_for_cluster(name)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("is for simulation only: constraints.check_memory = false"),
+            "{name}: {e}"
+        );
+    }
+    for name in BUILTIN {
+        PolicySpec::builtin_for_cluster(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    // Derived from the settings, not only from the flag.
+    let cases = [
+        (
+            "[constraints]\ncheck_memory = false\n",
+            "check_memory = false",
+        ),
+        (
+            "[consolidate]\ncloudsim_quirks = true\n",
+            "cloudsim_quirks = true",
+        ),
+        (
+            "simulation_only = true\n",
+            "the file says simulation_only = true",
+        ),
+    ];
+    for (extra, why) in cases {
+        let text = format!("policy = \"consolidate\"\n{extra}");
+        assert!(
+            PolicySpec::parse(&text).is_ok(),
+            "the simulator takes it: {text}"
+        );
+        let e = PolicySpec::parse_for_cluster(&text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(why), "{e}");
+    }
+}
+
+#[test]
+fn the_simulation_only_policy_plans_moves_a_hypervisor_refuses() {
+    // Why the flag exists: on memory-bound, consolidate-aggressive plans moves into memory
+    // the destination does not have (the simulated hypervisor refuses them); consolidate,
+    // which may run on a cluster, never does.
+    let sc = builtin_scenario("memory-bound", None, 1).unwrap();
+    let run = |p: &str| {
+        simulate(
+            &sc,
+            &PolicySpec::builtin(p).unwrap(),
+            &SimOptions::default(),
+        )
+        .unwrap()
+    };
+    assert!(run("consolidate-aggressive").migrations_refused > 0);
+    assert_eq!(run("consolidate").migrations_refused, 0);
+}
+
+#[test]
 fn balanced_cluster_gets_no_moves() {
     let hosts: Vec<HostState> = (0..4).map(|i| host(&format!("h{i}"))).collect();
     let vms: Vec<VmState> = (0..24)

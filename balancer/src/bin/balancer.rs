@@ -121,7 +121,11 @@ fn plan(a: PlanArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("reading {}", path.display()))?;
             Snapshot::parse(&text, path.extension().is_some_and(|e| e == "toml"))?
         }
-        (None, Some(addr)) => balancer::feed::fetch(addr, std::time::Duration::from_secs(30))?,
+        (None, Some(addr)) => {
+            // A live cluster: a plan that overfills memory must not even be recommended.
+            spec.clone().for_cluster()?;
+            balancer::feed::fetch(addr, std::time::Duration::from_secs(30))?
+        }
         _ => bail!("give exactly one of --snapshot FILE or --feed host:port"),
     };
     let trends = trends_for(&snap, &a)?;

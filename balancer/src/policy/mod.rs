@@ -35,6 +35,11 @@ pub trait Policy: Send + Sync {
 pub struct PolicySpec {
     /// One of `none`, `naive-threshold`, `hotspot`, `stabilize`, `consolidate`.
     pub policy: String,
+    /// The file is meant for the simulator only (default false). Settings that let moves break
+    /// a real host make a spec simulation-only whatever this says; see
+    /// [`PolicySpec::simulation_only_reason`].
+    #[serde(default)]
+    pub simulation_only: bool,
     /// Planner limits and gates.
     #[serde(default)]
     pub planner: PlannerConfig,
@@ -114,6 +119,43 @@ impl PolicySpec {
         self.stabilize.validate()?;
         self.consolidate.validate()?;
         Ok(())
+    }
+
+    /// Why this spec must not drive a real cluster, if it must not: memory not checked (moves
+    /// overfill hosts, which a hypervisor refuses or swaps), CloudSim's literal round (a VM
+    /// planned twice in one round), or the file says `simulation_only = true`.
+    pub fn simulation_only_reason(&self) -> Option<&'static str> {
+        if !self.constraints.check_memory {
+            Some("constraints.check_memory = false lets moves overfill host memory")
+        } else if self.consolidate.cloudsim_quirks {
+            Some("consolidate.cloudsim_quirks = true plans a VM twice in one round")
+        } else if self.simulation_only {
+            Some("the file says simulation_only = true")
+        } else {
+            None
+        }
+    }
+
+    /// The spec, if it may drive a real cluster (an agent, `balancer plan --feed`); else a
+    /// `Config` error naming the setting. The simulator takes any spec.
+    pub fn for_cluster(self) -> Result<PolicySpec> {
+        match self.simulation_only_reason() {
+            None => Ok(self),
+            Some(why) => Err(BalancerError::Config(format!(
+                "policy {:?} is for simulation only: {why}",
+                self.policy
+            ))),
+        }
+    }
+
+    /// [`PolicySpec::parse`], refusing simulation-only specs ([`PolicySpec::for_cluster`]).
+    pub fn parse_for_cluster(text: &str) -> Result<PolicySpec> {
+        PolicySpec::parse(text)?.for_cluster()
+    }
+
+    /// [`PolicySpec::builtin`], refusing simulation-only specs ([`PolicySpec::for_cluster`]).
+    pub fn builtin_for_cluster(name: &str) -> Result<PolicySpec> {
+        PolicySpec::builtin(name)?.for_cluster()
     }
 
     /// Instantiates the policy.
