@@ -81,7 +81,22 @@ fn every_shipped_policy_file_parses_and_bad_ones_fail() {
         PolicySpec::parse(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
     }
     assert!(PolicySpec::parse("policy = \"nope\"").is_err());
+    // The deprecated sample counts still parse, with their old ranges, and go together.
+    assert!(PolicySpec::parse("policy = \"hotspot\"\n[hotspot]\nk = 3\nn = 5\n").is_ok());
     assert!(PolicySpec::parse("policy = \"hotspot\"\n[hotspot]\nk = 9\nn = 5\n").is_err());
+    assert!(PolicySpec::parse("policy = \"hotspot\"\n[hotspot]\nk = 3\n").is_err());
+    assert!(PolicySpec::parse("policy = \"hotspot\"\n[hotspot]\nover_s = 600\n").is_err());
+    // consolidate's detectors keep 30 samples: an hour of history needs steps of 120 s or more.
+    let short = "policy = \"consolidate\"\nstep_s = 60\n";
+    let e = PolicySpec::parse(short).unwrap_err().to_string();
+    assert!(
+        e.contains("at most 30 steps (1800 s at step_s = 60)"),
+        "{e}"
+    );
+    assert!(PolicySpec::parse(&format!(
+        "{short}[consolidate]\nmin_history_s = 1800\nlr_window_s = 600\n"
+    ))
+    .is_ok());
     assert!(PolicySpec::parse("policy = \"hotspot\"\n[planner]\nbogus = 1\n").is_err());
     assert!(
         PolicySpec::parse("policy = \"hotspot\"\n[constraints]\nmem_reserve_frac = 1.5\n").is_err()

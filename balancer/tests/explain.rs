@@ -10,7 +10,7 @@ use balancer::plan::Plan;
 use balancer::planner::{History, Input};
 use balancer::policy::{PolicySpec, BUILTIN};
 use balancer::snapshot::{HostState, Snapshot, VmState};
-use balancer::trends::{TrendConfig, Trends};
+use balancer::trends::Trends;
 
 const GB: u64 = 1024 * 1024;
 
@@ -41,15 +41,16 @@ fn vm(name: &str, host: &str, frac: f64, mem_gb: u64) -> VmState {
     }
 }
 
-/// The plan of `policy` for `s` held steady for 10 samples of 60 s.
+/// The plan of `policy` for `s` held steady for 10 steps of the policy.
 fn decide(policy: &str, s: &Snapshot) -> Plan {
-    let mut trends = Trends::new(TrendConfig::default());
+    let spec = PolicySpec::builtin(policy).unwrap();
+    let mut trends = Trends::new(spec.trend_config());
     for k in 0..10 {
         let mut s2 = s.clone();
-        s2.time = s.time - (9 - k) * 60;
+        s2.time = s.time - (9 - k) * spec.step_s();
         trends.observe(&s2);
     }
-    PolicySpec::builtin(policy).unwrap().build().decide(Input {
+    spec.build().decide(Input {
         snapshot: s,
         trends: &trends,
         history: &History::default(),

@@ -23,14 +23,29 @@ pub struct HotspotParams {
     pub threshold: f64,
     /// Memory utilisation threshold of a hotspot (0..=1, default 0.95).
     pub mem_threshold: f64,
-    /// k: samples of the last n that must exceed the threshold (1..=n, default 3).
-    pub k: usize,
-    /// n: window of the sustained test (1..=30, default 5).
-    pub n: usize,
-    /// Samples used by the linear trend (2..=30, default 6).
-    pub trend_window: usize,
-    /// Forecast horizon in samples (0..=12, default 1).
-    pub forecast_ahead: usize,
+    /// Seconds of the last `window_s` the CPU must have been over the threshold (Sandpiper's
+    /// k of n, in time: 1..=window_s, default 180).
+    pub over_s: u64,
+    /// Window of the sustained test, seconds (default 300).
+    pub window_s: u64,
+    /// Seconds of history the linear trend is fitted to (at least two steps; default 360).
+    pub trend_window_s: u64,
+    /// Forecast horizon after the newest sample, seconds (0..=3600, default 60).
+    pub forecast_ahead_s: u64,
+    /// Deprecated: `k` of the last `n` samples instead of `over_s` of `window_s` (both or
+    /// neither; 1 <= k <= n <= 30). A sample is one step of the histories, which is only a
+    /// fixed time where the caller resamples them (`PolicySpec::trend_config`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k: Option<usize>,
+    /// Deprecated: see `k`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n: Option<usize>,
+    /// Deprecated: samples in the trend instead of `trend_window_s` (2..=30).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trend_window: Option<usize>,
+    /// Deprecated: samples ahead instead of `forecast_ahead_s` (0..=12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast_ahead: Option<usize>,
     /// Relieve a hot host until its utilisation is at most this, and never fill a destination
     /// above it (0..=threshold, default 0.75).
     pub target: f64,
@@ -41,10 +56,14 @@ impl Default for HotspotParams {
         HotspotParams {
             threshold: 0.85,
             mem_threshold: 0.95,
-            k: 3,
-            n: 5,
-            trend_window: 6,
-            forecast_ahead: 1,
+            over_s: 180,
+            window_s: 300,
+            trend_window_s: 360,
+            forecast_ahead_s: 60,
+            k: None,
+            n: None,
+            trend_window: None,
+            forecast_ahead: None,
             target: 0.75,
         }
     }
@@ -56,15 +75,32 @@ impl HotspotParams {
         if !(0.0..=1.5).contains(&self.threshold) || !(0.0..=1.0).contains(&self.mem_threshold) {
             return Err(BalancerError::config("hotspot thresholds out of range"));
         }
-        if self.k == 0 || self.k > self.n || self.n > 30 {
+        if self.over_s == 0 || self.over_s > self.window_s {
             return Err(BalancerError::config(format!(
-                "hotspot k={} n={} needs 1 <= k <= n <= 30",
-                self.k, self.n
+                "hotspot over_s={} window_s={} needs 1 <= over_s <= window_s",
+                self.over_s, self.window_s
             )));
         }
-        if !(2..=30).contains(&self.trend_window) || self.forecast_ahead > 12 {
+        match (self.k, self.n) {
+            (None, None) => {}
+            (Some(k), Some(n)) if k >= 1 && k <= n && n <= 30 => {}
+            (k, n) => {
+                return Err(BalancerError::config(format!(
+                    "hotspot k={k:?} n={n:?} (deprecated: use over_s and window_s) needs both, \
+                     1 <= k <= n <= 30"
+                )))
+            }
+        }
+        if self.trend_window.is_some_and(|w| !(2..=30).contains(&w))
+            || self.forecast_ahead.is_some_and(|a| a > 12)
+        {
             return Err(BalancerError::config(
-                "hotspot trend_window 2..=30, forecast_ahead 0..=12",
+                "hotspot trend_window 2..=30, forecast_ahead 0..=12 (deprecated: use the _s keys)",
+            ));
+        }
+        if self.trend_window_s == 0 || self.forecast_ahead_s > 3600 {
+            return Err(BalancerError::config(
+                "hotspot trend_window_s > 0, forecast_ahead_s 0..=3600",
             ));
         }
         if !(0.0..=self.threshold).contains(&self.target) {
@@ -84,6 +120,20 @@ fn volume(cpu: f64, mem: f64) -> f64 {
 pub(crate) fn run(cfg: &HotspotParams, p: &mut Planner<'_>) {
     let s = p.snap();
     let trends = p.input.trends;
+    // The windows in samples of the histories' step: the same time at any observation rate.
+    let n = cfg.n.unwrap_or_else(|| trends.samples_in(cfg.window_s));
+    let k = cfg
+        .k
+        .unwrap_or_else(|| trends.samples_in(cfg.over_s))
+        .min(n) as f64;
+    let trend_window = cfg
+        .trend_window
+        .unwrap_or_else(|| trends.samples_in(cfg.trend_window_s))
+        .max(2);
+    let step = trends.step_s();
+    let ahead = cfg
+        .forecast_ahead
+        .unwrap_or_else(|| usize::try_from((cfg.forecast_ahead_s + step / 2) / step).unwrap_or(0));
     let mut hot: Vec<(f64, usize, f64)> = Vec::new();
     for (h, host) in s.hosts.iter().enumerate() {
         if !host.up || p.rules.maintenance[h] {
@@ -98,15 +148,12 @@ pub(crate) fn run(cfg: &HotspotParams, p: &mut Planner<'_>) {
         // lookup per VM: the others are shown with their own series (1k hosts x 20k VMs:
         // 7 ms a round for the sums everywhere, against 1 ms before them).
         let placed = (util > cfg.target)
-            .then(|| placed_cpu(p, h, cfg.n.max(cfg.trend_window)))
+            .then(|| placed_cpu(p, h, n.max(trend_window)))
             .flatten();
         let cpu = placed.as_ref().unwrap_or(own);
-        let forecast = cpu
-            .forecast(cfg.trend_window, cfg.forecast_ahead)
-            .unwrap_or(0.0);
-        let over = |s: &Series, t: f64| s.recent(cfg.n).filter(|v| *v > t).count() as f64;
+        let forecast = cpu.forecast(trend_window, ahead).unwrap_or(0.0);
+        let over = |s: &Series, t: f64| s.recent(n).filter(|v| *v > t).count() as f64;
         let (cpu_over, mem_over) = (over(cpu, cfg.threshold), over(mem, cfg.mem_threshold));
-        let k = cfg.k as f64;
         // Every test is recorded (no short cut), so that a round without moves shows them all.
         let sustained = p.test(Some(h), "cpu samples over threshold", cpu_over, ">=", k);
         let rising = p.test(Some(h), "cpu forecast", forecast, ">", cfg.threshold);

@@ -20,6 +20,7 @@ use crate::constraints::{ConstraintConfig, Rules};
 use crate::error::{BalancerError, Result};
 use crate::plan::Plan;
 use crate::planner::{Input, Planner, PlannerConfig};
+use crate::trends::TrendConfig;
 
 /// A balancing policy.
 pub trait Policy: Send + Sync {
@@ -40,6 +41,13 @@ pub struct PolicySpec {
     /// [`PolicySpec::simulation_only_reason`].
     #[serde(default)]
     pub simulation_only: bool,
+    /// Seconds per sample of the load histories the policy reads (default 60): observations
+    /// are averaged into steps of this length whatever their period, and every window of the
+    /// policy is in seconds, so a decision does not depend on how often the cluster is read.
+    /// Default: 300 for `consolidate` (CloudSim's sample period, which its detectors' windows
+    /// come from), 60 for the others.
+    #[serde(default)]
+    pub step_s: Option<u64>,
     /// Planner limits and gates.
     #[serde(default)]
     pub planner: PlannerConfig,
@@ -59,6 +67,9 @@ pub struct PolicySpec {
     #[serde(default)]
     pub consolidate: ConsolidateParams,
 }
+
+/// Most samples a policy window may span (bounds the history kept per VM).
+pub const MAX_WINDOW_SAMPLES: u64 = 240;
 
 /// Names of the built-in policies.
 pub const BUILTIN: [&str; 5] = [
@@ -112,6 +123,20 @@ impl PolicySpec {
                 self.policy
             )));
         }
+        if !(1..=3600).contains(&self.step_s()) {
+            return Err(BalancerError::config("step_s must be in 1..=3600"));
+        }
+        if self.policy == "consolidate" {
+            self.consolidate.validate_step(self.step_s())?;
+        }
+        if let Some(w) = self.longest_window_s() {
+            if w.div_ceil(self.step_s()) > MAX_WINDOW_SAMPLES {
+                return Err(BalancerError::Config(format!(
+                    "a window of {w} s is more than {MAX_WINDOW_SAMPLES} steps of {} s",
+                    self.step_s()
+                )));
+            }
+        }
         self.planner.validate()?;
         self.constraints.validate()?;
         self.naive.validate()?;
@@ -156,6 +181,38 @@ impl PolicySpec {
     /// [`PolicySpec::builtin`], refusing simulation-only specs ([`PolicySpec::for_cluster`]).
     pub fn builtin_for_cluster(name: &str) -> Result<PolicySpec> {
         PolicySpec::builtin(name)?.for_cluster()
+    }
+
+    /// Seconds per sample of the policy's histories (see the `step_s` field).
+    pub fn step_s(&self) -> u64 {
+        self.step_s.unwrap_or(if self.policy == "consolidate" {
+            300
+        } else {
+            60
+        })
+    }
+
+    /// The longest window of the policy's own section, seconds.
+    fn longest_window_s(&self) -> Option<u64> {
+        match self.policy.as_str() {
+            "hotspot" => Some(self.hotspot.window_s.max(self.hotspot.trend_window_s)),
+            "stabilize" => Some(self.stabilize.window_s),
+            "consolidate" => Some(self.consolidate.longest_window_s()),
+            _ => None,
+        }
+    }
+
+    /// The load histories this policy needs: samples of `step_s`, enough of them for its
+    /// longest window and at least CloudSim's 30.
+    pub fn trend_config(&self) -> TrendConfig {
+        let longest = self.longest_window_s().unwrap_or(0);
+        let step = self.step_s().max(1);
+        let samples = longest.div_ceil(step).min(MAX_WINDOW_SAMPLES);
+        TrendConfig {
+            capacity: usize::try_from(samples.max(30)).unwrap_or(30),
+            step_s: step,
+            ..TrendConfig::default()
+        }
     }
 
     /// Instantiates the policy.
@@ -222,8 +279,12 @@ mod tests {
                 "invalid config: naive.threshold 2 not in 0..=1.5",
             ),
             (
-                "[hotspot]\nk = 9\nn = 5\n",
-                "invalid config: hotspot k=9 n=5 needs 1 <= k <= n <= 30",
+                "[hotspot]\nover_s = 900\nwindow_s = 300\n",
+                "invalid config: hotspot over_s=900 window_s=300 needs 1 <= over_s <= window_s",
+            ),
+            (
+                "[hotspot]\nwindow_s = 86400\n",
+                "invalid config: a window of 86400 s is more than 240 steps of 60 s",
             ),
             (
                 "[stabilize]\ncpu_weight = -1.0\n",
@@ -233,6 +294,7 @@ mod tests {
                 "[consolidate]\nsafety = 6.0\n",
                 "invalid config: consolidate.safety must be in 0..=5",
             ),
+            ("step_s = 0\n", "invalid config: step_s must be in 1..=3600"),
         ];
         for (section, want) in cases {
             let text = format!("policy = \"hotspot\"\n{section}");
