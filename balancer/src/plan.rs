@@ -153,6 +153,35 @@ pub struct Note {
     pub message: String,
 }
 
+/// One test a policy ran, with its figures: what a round without moves is explained by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// Host tested, or `cluster` for a cluster-wide test (stabilize's sigma).
+    pub host: String,
+    /// What was tested, e.g. `cpu samples over threshold`.
+    pub test: String,
+    /// The figure.
+    pub value: f64,
+    /// How it is compared: `>`, `>=` or `<`.
+    pub op: String,
+    /// What it is compared with.
+    pub threshold: f64,
+    /// The comparison held.
+    pub fired: bool,
+}
+
+/// Why a round planned no move: every test the policy ran, the hosts it would have acted on,
+/// and the parallel limit if in-flight migrations used it up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct WhyNone {
+    /// Hosts (or `cluster`) that passed the policy's tests: their moves were all refused.
+    pub qualified: Vec<String>,
+    /// The tests, in host order.
+    pub checks: Vec<Check>,
+    /// (migrations in flight, `max_parallel`) when no move could start for that reason.
+    pub in_flight: Option<(usize, usize)>,
+}
+
 /// A policy's decision for one round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Plan {
@@ -166,6 +195,9 @@ pub struct Plan {
     pub notes: Vec<Note>,
     /// Candidate moves refused by the gates, per gate name, sorted.
     pub refused: Vec<(String, u32)>,
+    /// Set exactly when there are no moves: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why_none: Option<WhyNone>,
 }
 
 /// Rounds to 6 decimals so that plans print the same everywhere and stay readable.
@@ -219,11 +251,115 @@ impl Plan {
         for (gate, k) in &self.refused {
             let _ = writeln!(s, "  refused by {gate}: {k}");
         }
+        if self.moves.is_empty() {
+            self.explain_none(&mut s);
+        }
         s
+    }
+
+    /// Hosts listed by name when nothing qualified: the ones closest to it.
+    const CLOSEST: usize = 5;
+
+    /// The "why no move" lines of [`Plan::explain`].
+    fn explain_none(&self, s: &mut String) {
+        let why = self.why_none.clone().unwrap_or_default();
+        if self.policy == "none" {
+            let _ = writeln!(s, "  why no move: policy none never moves");
+            return;
+        }
+        if let Some((n, max)) = why.in_flight {
+            let _ = writeln!(
+                s,
+                "  why no move: {n} migration(s) in flight, max_parallel {max}"
+            );
+            return;
+        }
+        if !why.qualified.is_empty() {
+            let gates = if self.refused.is_empty() {
+                "no feasible destination".to_string()
+            } else {
+                let g: Vec<String> = self
+                    .refused
+                    .iter()
+                    .map(|(g, k)| format!("{g} {k}"))
+                    .collect();
+                format!("refused by {}", g.join(", "))
+            };
+            let mut names = why.qualified.clone();
+            names.dedup();
+            let shown = names.len().min(Self::CLOSEST);
+            let more = if names.len() > shown {
+                format!(" and {} more", names.len() - shown)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                s,
+                "  why no move: {}{more} qualified, but no candidate move passed the gates ({gates})",
+                names[..shown].join(", ")
+            );
+        }
+        // Per host, how near it came: the largest value / threshold among its tests.
+        let mut hosts: Vec<(&str, f64)> = Vec::new();
+        for c in &why.checks {
+            let near = if c.threshold > 0.0 {
+                c.value / c.threshold
+            } else {
+                c.value
+            };
+            match hosts.iter_mut().find(|(h, _)| *h == c.host) {
+                Some(e) => e.1 = e.1.max(near),
+                None => hosts.push((&c.host, near)),
+            }
+        }
+        if why.qualified.is_empty() {
+            let tested = hosts.iter().filter(|(h, _)| *h != "cluster").count();
+            let _ = writeln!(
+                s,
+                "  why no move: nothing passed the policy's tests{}{}",
+                if tested > 0 {
+                    format!(" ({tested} host(s) tested)")
+                } else {
+                    String::new()
+                },
+                if hosts.is_empty() { "" } else { "; closest:" }
+            );
+        }
+        hosts.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+        for (h, _) in hosts.iter().take(Self::CLOSEST) {
+            let tests: Vec<String> = why
+                .checks
+                .iter()
+                .filter(|c| c.host == *h)
+                .map(|c| {
+                    format!(
+                        "{} {} {} {}: {}",
+                        c.test,
+                        fmt_fig(c.value),
+                        c.op,
+                        fmt_fig(c.threshold),
+                        if c.fired { "yes" } else { "no" }
+                    )
+                })
+                .collect();
+            let _ = writeln!(s, "    {h}: {}", tests.join("; "));
+        }
+        if hosts.len() > Self::CLOSEST {
+            let _ = writeln!(s, "    ... and {} more", hosts.len() - Self::CLOSEST);
+        }
     }
 
     /// Keys of the notes, for recording in the history.
     pub fn note_keys(&self) -> BTreeSet<String> {
         self.notes.iter().map(|n| n.key.clone()).collect()
+    }
+}
+
+/// A figure as the explanation prints it: counts as integers, fractions with 3 decimals.
+fn fmt_fig(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e9 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.3}")
     }
 }

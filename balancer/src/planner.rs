@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::constraints::Rules;
 use crate::error::BalancerError;
-use crate::plan::{r6, Cost, Move, Note, Plan, Prediction, Reason};
+use crate::plan::{r6, Check, Cost, Move, Note, Plan, Prediction, Reason, WhyNone};
 use crate::snapshot::Snapshot;
 use crate::trends::Trends;
 
@@ -220,6 +220,9 @@ pub enum Refusal {
     CostBenefit,
     /// Round or parallel budget exhausted.
     Budget,
+    /// No host passed every gate for the VM (counted by policies whose destination search
+    /// does not say which gate).
+    NoDestination,
 }
 
 impl Refusal {
@@ -238,6 +241,7 @@ impl Refusal {
             Refusal::DestLoad => "dest_load",
             Refusal::CostBenefit => "cost_benefit",
             Refusal::Budget => "budget",
+            Refusal::NoDestination => "no_destination",
         }
     }
 }
@@ -268,7 +272,15 @@ pub struct Planner<'a> {
     moves: Vec<Move>,
     notes: Vec<Note>,
     refused: BTreeMap<Refusal, u32>,
+    /// Tests the policy ran (host or cluster, test, value, op, threshold, fired), kept as
+    /// static text so that a round with moves pays only for the pushes.
+    checks: Vec<RawCheck>,
+    /// Hosts (None = the cluster) the policy found in need of moves.
+    qualified: Vec<Option<usize>>,
 }
+
+/// A [`Check`] before host names are resolved.
+type RawCheck = (Option<usize>, &'static str, f64, &'static str, f64, bool);
 
 impl<'a> Planner<'a> {
     /// Starts from the snapshot's placement.
@@ -290,6 +302,8 @@ impl<'a> Planner<'a> {
             moves: Vec::new(),
             notes: Vec::new(),
             refused: BTreeMap::new(),
+            checks: Vec::new(),
+            qualified: Vec::new(),
         };
         for (i, vm) in s.vms.iter().enumerate() {
             let h = vm
@@ -349,6 +363,44 @@ impl<'a> Planner<'a> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Records a test the policy ran on host `h` (None = the cluster) for the explanation of
+    /// a round without moves; returns whether `value op threshold` holds (`op`: `>`, `>=`,
+    /// `<`), so that a policy can test and record in one call.
+    pub fn test(
+        &mut self,
+        h: Option<usize>,
+        what: &'static str,
+        value: f64,
+        op: &'static str,
+        threshold: f64,
+    ) -> bool {
+        let fired = match op {
+            ">" => value > threshold,
+            ">=" => value >= threshold,
+            _ => value < threshold,
+        };
+        self.record(h, what, value, op, threshold, fired);
+        fired
+    }
+
+    /// Records a test whose outcome the policy computed itself (see [`Planner::test`]).
+    pub fn record(
+        &mut self,
+        h: Option<usize>,
+        what: &'static str,
+        value: f64,
+        op: &'static str,
+        threshold: f64,
+        fired: bool,
+    ) {
+        self.checks.push((h, what, value, op, threshold, fired));
+    }
+
+    /// Records that host `h` (None = the cluster) passed the policy's tests.
+    pub fn qualify(&mut self, h: Option<usize>) {
+        self.qualified.push(h);
     }
 
     /// Counts a refusal.
@@ -584,8 +636,21 @@ impl<'a> Planner<'a> {
         kind: MoveKind,
         gain: f64,
     ) -> Option<usize> {
+        self.least_loaded_or_why(v, dst_max_util, kind, gain).ok()
+    }
+
+    /// [`Planner::least_loaded_dest`], or the gate that refused the least loaded candidate
+    /// (`Destination` when there was none), for a policy to count.
+    pub fn least_loaded_or_why(
+        &self,
+        v: usize,
+        dst_max_util: f64,
+        kind: MoveKind,
+        gain: f64,
+    ) -> Result<usize, Refusal> {
         let d = self.snap().vms[v].cpu_demand_mhz;
         let mut best: Option<(f64, usize)> = None;
+        let mut why: Option<(f64, Refusal)> = None;
         for h in 0..self.cpu.len() {
             if !self.rules.fillable[h] || h == self.vm_host[v] {
                 continue;
@@ -594,11 +659,20 @@ impl<'a> Planner<'a> {
             if best.is_some_and(|(b, _)| after >= b) {
                 continue;
             }
-            if self.check(v, h, gain, dst_max_util, kind).is_ok() {
-                best = Some((after, h));
+            match self.check(v, h, gain, dst_max_util, kind) {
+                Ok(()) => best = Some((after, h)),
+                Err(r) => {
+                    if why.is_none_or(|(w, _)| after < w) {
+                        why = Some((after, r));
+                    }
+                }
             }
         }
-        best.map(|(_, h)| h)
+        match (best, why) {
+            (Some((_, h)), _) => Ok(h),
+            (None, Some((_, r))) => Err(r),
+            (None, None) => Err(Refusal::Destination),
+        }
     }
 
     /// Priority-1 moves: drain maintenance hosts, fix pinning, anti-affinity and affinity.
@@ -759,6 +833,30 @@ impl<'a> Planner<'a> {
 
     /// Finishes the plan.
     pub fn finish(self, policy: &str) -> Plan {
+        let why_none = self.moves.is_empty().then(|| {
+            let s = self.snap();
+            let name = |h: Option<usize>| {
+                h.and_then(|h| s.hosts.get(h))
+                    .map_or_else(|| "cluster".to_string(), |x| x.name.clone())
+            };
+            WhyNone {
+                qualified: self.qualified.iter().map(|&h| name(h)).collect(),
+                checks: self
+                    .checks
+                    .iter()
+                    .map(|&(h, test, value, op, threshold, fired)| Check {
+                        host: name(h),
+                        test: test.to_string(),
+                        value: r6(value),
+                        op: op.to_string(),
+                        threshold: r6(threshold),
+                        fired,
+                    })
+                    .collect(),
+                in_flight: (!self.qualified.is_empty() && !self.budget_left())
+                    .then_some((self.in_flight, self.cfg.max_parallel)),
+            }
+        });
         Plan {
             policy: policy.to_string(),
             time: self.input.snapshot.time,
@@ -769,6 +867,7 @@ impl<'a> Planner<'a> {
                 .into_iter()
                 .map(|(r, n)| (r.name().to_string(), n))
                 .collect(),
+            why_none,
         }
     }
 }

@@ -12,41 +12,109 @@ use statrs::statistics::{Data, OrderStatistics, Statistics};
 use crate::error::Result;
 use crate::snapshot::Snapshot;
 
-/// A bounded time series of one quantity (a utilisation in 0..=1, usually).
+/// A bounded time series of one quantity (a utilisation in 0..=1, usually), one sample per
+/// step of `step` seconds whatever the observation rate (a step of 1 s keeps every
+/// observation): observations inside one step are averaged, and the steps between two
+/// observations further apart hold the earlier value.
+/// Windows counted in samples of a series are therefore time: `n` samples are `n x step`
+/// seconds at a 10 s or a 300 s observation period alike.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Series {
     cap: usize,
     alpha: f64,
-    /// (time, value), oldest first.
+    /// Seconds per sample; 0 keeps every observation as its own sample.
+    #[serde(default)]
+    step: u64,
+    /// (start of the step, value), oldest first, one per step.
     samples: VecDeque<(u64, f64)>,
+    /// The newest observation (time, value) and how many are averaged into the newest sample.
+    #[serde(default)]
+    last_obs: Option<(u64, f64, u32)>,
     ewma: Option<f64>,
 }
 
 impl Series {
-    /// An empty series keeping `cap` samples, smoothing with EWMA weight `alpha` (0..=1).
+    /// An empty series keeping `cap` samples, one per observation, smoothing with EWMA weight
+    /// `alpha` (0..=1).
     pub fn new(cap: usize, alpha: f64) -> Series {
+        Series::with_step(cap, alpha, 0)
+    }
+
+    /// An empty series keeping `cap` samples of `step_s` seconds each (0: one per
+    /// observation).
+    pub fn with_step(cap: usize, alpha: f64, step_s: u64) -> Series {
         Series {
             cap: cap.max(1),
             alpha: alpha.clamp(0.0, 1.0),
+            step: step_s,
             samples: VecDeque::with_capacity(cap.max(1)),
+            last_obs: None,
             ewma: None,
         }
     }
 
-    /// Appends a sample, dropping the oldest beyond capacity. A sample at an already-seen time
-    /// replaces the last one (a re-read of the same feed must not count twice).
+    /// Seconds per sample (0: one per observation).
+    pub fn step_s(&self) -> u64 {
+        self.step
+    }
+
+    /// Adds an observation at `t`, dropping the oldest samples beyond capacity. Another
+    /// observation at the same time replaces it (a re-read of the same feed must not count
+    /// twice); one older than the newest is ignored.
     pub fn push(&mut self, t: u64, v: f64) {
         let v = if v.is_finite() { v } else { 0.0 };
-        if let Some(last) = self.samples.back_mut() {
-            if last.0 == t {
-                last.1 = v;
+        if self.step == 0 {
+            if let Some(last) = self.samples.back_mut() {
+                if last.0 == t {
+                    last.1 = v;
+                    return;
+                }
+            }
+            self.append(t, v);
+            self.smooth(v);
+            return;
+        }
+        let key = t - t % self.step;
+        match (self.last_obs, self.samples.back_mut()) {
+            (Some((lt, lv, n)), Some(last)) if lt == t => {
+                // Replace the newest observation's share of the newest sample.
+                last.1 += (v - lv) / f64::from(n.max(1));
+                self.last_obs = Some((t, v, n));
                 return;
             }
+            (Some((lt, _, _)), _) if t < lt => return,
+            (Some((_, _, n)), Some(last)) if last.0 == key => {
+                let n = n.saturating_add(1);
+                last.1 += (v - last.1) / f64::from(n);
+                self.last_obs = Some((t, v, n));
+                self.smooth(v);
+                return;
+            }
+            _ => {}
         }
+        // The steps skipped since the newest sample (at most a full history of them) hold its
+        // value: an observation is a point sample, known to stand only from its own time on. A
+        // new value therefore needs its own steps to pass a sustained test, at any period.
+        if let Some(&(last_key, held)) = self.samples.back() {
+            let gap = (key.saturating_sub(last_key) / self.step).saturating_sub(1);
+            let fill = gap.min(self.cap as u64);
+            for i in (1..=fill).rev() {
+                self.append(key - i * self.step, held);
+            }
+        }
+        self.append(key, v);
+        self.last_obs = Some((t, v, 1));
+        self.smooth(v);
+    }
+
+    fn append(&mut self, key: u64, v: f64) {
         if self.samples.len() == self.cap {
             self.samples.pop_front();
         }
-        self.samples.push_back((t, v));
+        self.samples.push_back((key, v));
+    }
+
+    fn smooth(&mut self, v: f64) {
         self.ewma = Some(match self.ewma {
             None => v,
             Some(e) => self.alpha * v + (1.0 - self.alpha) * e,
@@ -117,6 +185,64 @@ impl Series {
         let v: Vec<f64> = self.recent(n).collect();
         mad(&v)
     }
+}
+
+/// The weighted sum of `parts` (series, weight) at every sample time any of them has, the
+/// newest `cap` times kept; a part without a sample at a time adds nothing then. The history
+/// of a set of VMs as one load: what a host holding them now would have carried.
+pub fn weighted_sum(parts: &[(&Series, f64)], cap: usize) -> Series {
+    let alpha = parts.first().map_or(1.0, |p| p.0.alpha);
+    let step = parts.first().map_or(0, |p| p.0.step);
+    let mut out = Series::with_step(cap, alpha, step);
+    fn newest(s: &Series, cap: usize) -> impl Iterator<Item = u64> + '_ {
+        s.samples.iter().rev().take(cap).map(|x| x.0)
+    }
+    let cap = out.cap;
+    // Usually every series has the same sample times (one observation a round): sum by index.
+    if let Some((first, _)) = parts.first() {
+        let n = first.samples.len().min(out.cap);
+        if parts
+            .iter()
+            .all(|(s, _)| s.samples.len() >= n && newest(s, cap).take(n).eq(newest(first, cap)))
+        {
+            let skip = first.samples.len() - n;
+            for (i, &(t, _)) in first.samples.iter().enumerate().skip(skip) {
+                let back = first.samples.len() - i;
+                let v = parts
+                    .iter()
+                    .map(|(s, w)| w * s.samples[s.samples.len() - back].1)
+                    .sum();
+                out.push(t, v);
+            }
+            return out;
+        }
+    }
+    // A sample older than its own series' newest `cap` is older than `cap` distinct times of
+    // the sum, so only those are read: hotspot runs this for every host every round.
+    let mut at: Vec<(u64, f64)> = Vec::with_capacity(parts.len() * out.cap);
+    for (series, w) in parts {
+        at.extend(
+            series
+                .samples
+                .iter()
+                .rev()
+                .take(out.cap)
+                .map(|&(t, v)| (t, w * v)),
+        );
+    }
+    at.sort_unstable_by_key(|x| x.0);
+    let mut merged: Vec<(u64, f64)> = Vec::with_capacity(at.len());
+    for (t, v) in at {
+        match merged.last_mut() {
+            Some(last) if last.0 == t => last.1 += v,
+            _ => merged.push((t, v)),
+        }
+    }
+    let skip = merged.len().saturating_sub(out.cap);
+    for (t, v) in merged.into_iter().skip(skip) {
+        out.push(t, v);
+    }
+    out
 }
 
 /// Least-squares fit y = a + b x with x = 0, 1, ...: (a, b).
@@ -263,6 +389,12 @@ pub struct TrendConfig {
     pub capacity: usize,
     /// EWMA weight of the newest sample (default 0.3).
     pub alpha: f64,
+    /// Seconds per sample, whatever the observation period; 0 (the default) keeps every
+    /// observation as a sample and measures the period between them instead, so windows in
+    /// seconds still hold for a caller that does not know the policy (a policy's own step
+    /// comes from `PolicySpec::trend_config`).
+    #[serde(default)]
+    pub step_s: u64,
 }
 
 impl Default for TrendConfig {
@@ -270,6 +402,7 @@ impl Default for TrendConfig {
         TrendConfig {
             capacity: 30,
             alpha: 0.3,
+            step_s: 0,
         }
     }
 }
@@ -282,7 +415,15 @@ pub struct Trends {
     host_cpu: BTreeMap<String, Series>,
     host_mem: BTreeMap<String, Series>,
     vm_cpu: BTreeMap<String, Series>,
+    /// The newest distinct observation times, oldest first (the period when `step_s` is 0).
+    times: VecDeque<u64>,
 }
+
+/// Observation times kept to measure the period.
+const PERIOD_TIMES: usize = 9;
+
+/// The period assumed before two observations were seen, seconds.
+const UNKNOWN_PERIOD_S: u64 = 60;
 
 impl Trends {
     /// Empty histories.
@@ -295,31 +436,62 @@ impl Trends {
 
     /// Records one snapshot. VMs and hosts that disappeared keep their (frozen) history.
     pub fn observe(&mut self, s: &Snapshot) {
+        if self.times.back().is_none_or(|&t| s.time > t) {
+            if self.times.len() == PERIOD_TIMES {
+                self.times.pop_front();
+            }
+            self.times.push_back(s.time);
+        }
         let loads = s.host_loads();
-        let (cap, alpha) = (self.cfg.capacity, self.cfg.alpha);
+        let (cap, alpha, step) = (self.cfg.capacity, self.cfg.alpha, self.cfg.step_s);
         for (h, (cpu, mem, _)) in s.hosts.iter().zip(loads) {
             if !h.up {
                 continue;
             }
             self.host_cpu
                 .entry(h.name.clone())
-                .or_insert_with(|| Series::new(cap, alpha))
+                .or_insert_with(|| Series::with_step(cap, alpha, step))
                 .push(s.time, cpu / h.cpu_mhz());
             self.host_mem
                 .entry(h.name.clone())
-                .or_insert_with(|| Series::new(cap, alpha))
+                .or_insert_with(|| Series::with_step(cap, alpha, step))
                 .push(s.time, mem as f64 / h.mem_kb as f64);
         }
         for vm in &s.vms {
             match self.vm_cpu.get_mut(&vm.name) {
                 Some(series) => series.push(s.time, vm.cpu_frac()),
                 None => {
-                    let mut series = Series::new(cap, alpha);
+                    let mut series = Series::with_step(cap, alpha, step);
                     series.push(s.time, vm.cpu_frac());
                     self.vm_cpu.insert(vm.name.clone(), series);
                 }
             }
         }
+    }
+
+    /// Seconds per sample of every series: the configured step, else the median period between
+    /// the recent observations (60 s until there are two).
+    pub fn step_s(&self) -> u64 {
+        if self.cfg.step_s > 0 {
+            return self.cfg.step_s;
+        }
+        let mut gaps: Vec<u64> = self
+            .times
+            .iter()
+            .zip(self.times.iter().skip(1))
+            .map(|(a, b)| b - a)
+            .collect();
+        if gaps.is_empty() {
+            return UNKNOWN_PERIOD_S;
+        }
+        gaps.sort_unstable();
+        gaps[gaps.len() / 2].max(1)
+    }
+
+    /// Samples covering `window_s` seconds, rounded up, at least 1: how a policy turns a
+    /// window in seconds into a count.
+    pub fn samples_in(&self, window_s: u64) -> usize {
+        usize::try_from(window_s.div_ceil(self.step_s()).max(1)).unwrap_or(usize::MAX)
     }
 
     /// CPU utilisation history of a host.
@@ -355,9 +527,9 @@ impl Trends {
 
     /// Rebuilds the histories of the named hosts and VMs from a store (after a restart).
     pub fn restore(&mut self, store: &dyn TrendStore, hosts: &[&str], vms: &[&str]) -> Result<()> {
-        let (cap, alpha) = (self.cfg.capacity, self.cfg.alpha);
+        let (cap, alpha, step) = (self.cfg.capacity, self.cfg.alpha, self.cfg.step_s);
         let load = |prefix: &str, name: &str| -> Result<Series> {
-            let mut s = Series::new(cap, alpha);
+            let mut s = Series::with_step(cap, alpha, step);
             for (t, v) in store.recent(&format!("{prefix}/{name}"), cap)? {
                 s.push(t, v);
             }
@@ -425,6 +597,79 @@ mod tests {
         let s = series(&[1.0, 0.0, 1.0]);
         // 1 -> 0.5 -> 0.75
         assert_eq!(s.ewma(), Some(0.75));
+    }
+
+    #[test]
+    fn observations_are_averaged_per_step_and_a_gap_is_filled_by_the_next() {
+        // 60 s steps: six 10 s observations make one sample, their mean.
+        let mut s = Series::with_step(30, 1.0, 60);
+        for (i, v) in [0.0, 0.6, 0.6, 0.6, 0.6, 0.6].iter().enumerate() {
+            s.push(i as u64 * 10, *v);
+        }
+        assert_eq!(s.len(), 1);
+        assert!((s.last().unwrap() - 0.5).abs() < 1e-12);
+        // A re-read at the same time replaces its own share only.
+        s.push(50, 0.0);
+        assert!((s.last().unwrap() - 0.4).abs() < 1e-12);
+        // An older observation is ignored.
+        s.push(20, 9.0);
+        assert!((s.last().unwrap() - 0.4).abs() < 1e-12);
+        // 300 s later: the four steps skipped hold the earlier value, the new one is its own.
+        s.push(350, 0.9);
+        let got: Vec<f64> = s.recent(10).collect();
+        assert_eq!(got.len(), 6);
+        assert!(got[..5].iter().all(|v| (v - 0.4).abs() < 1e-12), "{got:?}");
+        assert_eq!(got[5], 0.9);
+        // 10 s and 300 s observation periods of the same steady load give the same samples.
+        let (mut fine, mut coarse) = (
+            Series::with_step(30, 1.0, 60),
+            Series::with_step(30, 1.0, 60),
+        );
+        for t in (0..=1200).step_by(10) {
+            fine.push(t, 0.7);
+        }
+        for t in (0..=1200).step_by(300) {
+            coarse.push(t, 0.7);
+        }
+        assert_eq!(
+            fine.recent(30).collect::<Vec<_>>(),
+            coarse.recent(30).collect::<Vec<_>>()
+        );
+        assert_eq!(fine.len(), 21);
+    }
+
+    #[test]
+    fn without_a_step_the_period_is_measured() {
+        let snap = |t: u64| Snapshot {
+            time: t,
+            ..Snapshot::default()
+        };
+        let mut t = Trends::new(TrendConfig::default());
+        assert_eq!(t.step_s(), 60);
+        for time in [100, 110, 120, 130, 400, 410] {
+            t.observe(&snap(time));
+        }
+        // Gaps 10, 10, 10, 270, 10: the median is the period; a missed read does not move it.
+        assert_eq!(t.step_s(), 10);
+        assert_eq!(t.samples_in(180), 18);
+        let cfg = TrendConfig {
+            step_s: 300,
+            ..TrendConfig::default()
+        };
+        assert_eq!(Trends::new(cfg).samples_in(3600), 12);
+    }
+
+    #[test]
+    fn weighted_sum_aligns_by_time_and_keeps_the_newest() {
+        // a at t = 0..3, b only at t = 2..3 (it arrived later): b adds nothing before.
+        let a = series(&[0.2, 0.4, 0.6, 0.8]);
+        let mut b = Series::new(10, 0.5);
+        b.push(2, 1.0);
+        b.push(3, 0.5);
+        let sum = weighted_sum(&[(&a, 0.5), (&b, 0.25)], 3);
+        let got: Vec<f64> = sum.recent(10).collect();
+        assert_eq!(got, vec![0.2, 0.3 + 0.25, 0.4 + 0.125]);
+        assert_eq!(weighted_sum(&[], 3).len(), 0);
     }
 
     #[test]
@@ -500,8 +745,9 @@ mod tests {
         let mut t = Trends::new(TrendConfig::default());
         t.observe(&s);
         let mut store = MemoryStore::default();
-        store.append("vm_cpu/a", 1, 0.5).unwrap();
-        store.append("vm_cpu/a", 2, 0.7).unwrap();
+        // One step (60 s) apart: two samples.
+        store.append("vm_cpu/a", 60, 0.5).unwrap();
+        store.append("vm_cpu/a", 120, 0.7).unwrap();
         t.persist(&mut store).unwrap();
         let mut r = Trends::new(TrendConfig::default());
         r.restore(&store, &[], &["a"]).unwrap();

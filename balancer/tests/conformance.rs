@@ -81,11 +81,95 @@ fn every_shipped_policy_file_parses_and_bad_ones_fail() {
         PolicySpec::parse(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
     }
     assert!(PolicySpec::parse("policy = \"nope\"").is_err());
+    // The deprecated sample counts still parse, with their old ranges, and go together.
+    assert!(PolicySpec::parse("policy = \"hotspot\"\n[hotspot]\nk = 3\nn = 5\n").is_ok());
     assert!(PolicySpec::parse("policy = \"hotspot\"\n[hotspot]\nk = 9\nn = 5\n").is_err());
+    assert!(PolicySpec::parse("policy = \"hotspot\"\n[hotspot]\nk = 3\n").is_err());
+    assert!(PolicySpec::parse("policy = \"hotspot\"\n[hotspot]\nover_s = 600\n").is_err());
+    // consolidate's detectors keep 30 samples: an hour of history needs steps of 120 s or more.
+    let short = "policy = \"consolidate\"\nstep_s = 60\n";
+    let e = PolicySpec::parse(short).unwrap_err().to_string();
+    assert!(
+        e.contains("at most 30 steps (1800 s at step_s = 60)"),
+        "{e}"
+    );
+    assert!(PolicySpec::parse(&format!(
+        "{short}[consolidate]\nmin_history_s = 1800\nlr_window_s = 600\n"
+    ))
+    .is_ok());
     assert!(PolicySpec::parse("policy = \"hotspot\"\n[planner]\nbogus = 1\n").is_err());
     assert!(
         PolicySpec::parse("policy = \"hotspot\"\n[constraints]\nmem_reserve_frac = 1.5\n").is_err()
     );
+}
+
+#[test]
+fn simulation_only_policies_are_refused_for_a_real_cluster() {
+    // Memory unchecked or CloudSim's literal round: simulator only, whatever the file says.
+    for name in [
+        "consolidate-aggressive",
+        "thr-mmt-0.8",
+        "iqr-mmt-1.5",
+        "mad-mmt-2.5",
+        "lr-mmt-1.2",
+    ] {
+        let spec = PolicySpec::builtin(name).unwrap();
+        assert!(spec.simulation_only_reason().is_some(), "{name}");
+        let e = PolicySpec::builtin_for_cluster(name)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("is for simulation only: constraints.check_memory = false"),
+            "{name}: {e}"
+        );
+    }
+    for name in BUILTIN {
+        PolicySpec::builtin_for_cluster(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    // Derived from the settings, not only from the flag.
+    let cases = [
+        (
+            "[constraints]\ncheck_memory = false\n",
+            "check_memory = false",
+        ),
+        (
+            "[consolidate]\ncloudsim_quirks = true\n",
+            "cloudsim_quirks = true",
+        ),
+        (
+            "simulation_only = true\n",
+            "the file says simulation_only = true",
+        ),
+    ];
+    for (extra, why) in cases {
+        let text = format!("policy = \"consolidate\"\n{extra}");
+        assert!(
+            PolicySpec::parse(&text).is_ok(),
+            "the simulator takes it: {text}"
+        );
+        let e = PolicySpec::parse_for_cluster(&text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(why), "{e}");
+    }
+}
+
+#[test]
+fn the_simulation_only_policy_plans_moves_a_hypervisor_refuses() {
+    // Why the flag exists: on memory-bound, consolidate-aggressive plans moves into memory
+    // the destination does not have (the simulated hypervisor refuses them); consolidate,
+    // which may run on a cluster, never does.
+    let sc = builtin_scenario("memory-bound", None, 1).unwrap();
+    let run = |p: &str| {
+        simulate(
+            &sc,
+            &PolicySpec::builtin(p).unwrap(),
+            &SimOptions::default(),
+        )
+        .unwrap()
+    };
+    assert!(run("consolidate-aggressive").migrations_refused > 0);
+    assert_eq!(run("consolidate").migrations_refused, 0);
 }
 
 #[test]

@@ -34,6 +34,26 @@ fn hot_host_stabilize_spreads_six_each() {
 }
 
 #[test]
+fn hot_host_hotspot_reaches_the_balanced_state() {
+    // hotspot is the agent's default. It must relieve host 0 down to its target (0.75: 6 VMs
+    // of 1.8 cores on 16), not stop once the host's own series falls under the threshold
+    // because of the moves already made (it used to end at 7/6/6/5, max 0.7875, sigma 0.080).
+    let r = run("hot-host", "hotspot");
+    assert!(r.sigma_cpu_final <= 0.05, "sigma {}", r.sigma_cpu_final);
+    assert!(r.max_util_final <= 0.75, "max {}", r.max_util_final);
+    // 18 moves, 4 a round from the third sample (t = 120 s) on: the last round is t = 360 s,
+    // balanced at the next sample. Judging the host by its own series instead of its VMs'
+    // skipped rounds while the moves made the series fall (720 s).
+    assert!(
+        r.time_to_balance_s.is_some_and(|t| t <= 480),
+        "{:?}",
+        r.time_to_balance_s
+    );
+    assert!(r.migrations <= 20, "{}", r.migrations);
+    assert_eq!((r.ping_pong, r.rule_violations), (0, 0));
+}
+
+#[test]
 fn flash_crowd_short_spike_moves_nothing_with_smoothing() {
     for p in ["hotspot", "stabilize", "consolidate"] {
         assert_eq!(run("flash-crowd-short", p).migrations, 0, "{p}");
@@ -284,4 +304,68 @@ fn damped_consolidation_beats_iqr_mmt_on_esv_with_a_fifth_of_the_migrations() {
         iqr.ping_pong > 0,
         "the undamped baseline is expected to ping-pong"
     );
+}
+
+/// One host of `cpus` CPUs at 2000 MHz holding one VM of `vcpus` vCPUs at `level`.
+fn lone_vm(cpus: u32, vcpus: u32, level: f64) -> Scenario {
+    let mut sc = micro(
+        vec![VmSpec {
+            name: "v".into(),
+            vcpus,
+            cpu_cap_mhz: 0.0,
+            mem_kb: 1 << 20,
+            host: Some("h0".into()),
+            profile: ProfileSpec::Constant { level },
+        }],
+        1,
+        3600,
+    );
+    sc.hosts[0].cpus = cpus;
+    sc.hosts[0].mhz = 2000;
+    sc
+}
+
+#[test]
+fn a_multi_vcpu_vm_on_a_big_host_gets_all_it_asks_for() {
+    // 2 vCPUs at 60 % ask 2400 MHz: 1.2 of 16 cores, which it gets (the old accounting capped
+    // every VM at one core and reported SLATAH 1.0 here).
+    let none = PolicySpec::builtin("none").unwrap();
+    let r = simulate(&lone_vm(16, 2, 0.6), &none, &SimOptions::default()).unwrap();
+    assert_eq!((r.slatah, r.pdm, r.unmet_demand), (0.0, 0.0, 0.0), "{r:?}");
+    assert_eq!(r.overload_host_s, 0.0);
+    // ... but never more than its vCPUs: 4 vCPUs at 100 % on a 2-core host get half.
+    let r = simulate(&lone_vm(2, 4, 1.0), &none, &SimOptions::default()).unwrap();
+    assert_eq!(r.slatah, 1.0);
+    assert!((r.unmet_demand - 0.5).abs() < 1e-12, "{}", r.unmet_demand);
+}
+
+#[test]
+fn hot_host_sla_figures_follow_the_overload() {
+    // 24 VMs x 2 vCPU x 90 % = 43.2 cores on a 16-core host. Without moves the only active
+    // host is overloaded all day; with moves it stops being overloaded once 8 VMs are left on
+    // it, and SLA time is that overload and nothing else (no other host is ever short).
+    let none = run("hot-host", "none");
+    assert_eq!(none.slatah, 1.0);
+    assert!(
+        (none.unmet_demand - (1.0 - 16.0 / 43.2)).abs() < 1e-9,
+        "{}",
+        none.unmet_demand
+    );
+    for p in BALANCERS {
+        let r = run("hot-host", p);
+        assert!(
+            r.overload_host_s > 0.0 && r.overload_host_s < 1200.0,
+            "{p}: {r:?}"
+        );
+        assert!(r.slatah < 0.05, "{p}: SLATAH {}", r.slatah);
+        // SLA time is the overload: slatah x active host-seconds = overloaded host-seconds.
+        let active_s = r.active_hosts_mean * r.duration_s as f64;
+        assert!(
+            (r.slatah * active_s - r.overload_host_s).abs() <= 0.05 * r.overload_host_s + 60.0,
+            "{p}: SLATAH {} x {active_s} s vs {} s overloaded",
+            r.slatah,
+            r.overload_host_s
+        );
+        assert!(r.unmet_demand < 0.05, "{p}: unmet {}", r.unmet_demand);
+    }
 }

@@ -11,7 +11,7 @@ use balancer::sim::{
     BUILTIN_SCENARIOS,
 };
 use balancer::snapshot::Snapshot;
-use balancer::trends::{TrendConfig, Trends};
+use balancer::trends::Trends;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -49,8 +49,8 @@ struct PlanArgs {
     /// Print the human-readable explanation as well as the JSON plan.
     #[arg(long)]
     explain: bool,
-    /// The snapshot is assumed to have held for this many 60-s samples (sustained tests
-    /// need several samples; 1 = take it as a single new sample).
+    /// The snapshot is assumed to have held for this many steps of the policy (`step_s`,
+    /// 60 s by default; sustained tests need several; 1 = take it as a single new sample).
     #[arg(long, default_value_t = 5)]
     assume_samples: u64,
     /// Keep load history in RRD files under DIR (one per host and VM series): each run
@@ -227,10 +227,14 @@ fn plan(a: PlanArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("reading {}", path.display()))?;
             Snapshot::parse(&text, path.extension().is_some_and(|e| e == "toml"))?
         }
-        (None, Some(addr)) => balancer::feed::fetch(addr, std::time::Duration::from_secs(30))?,
+        (None, Some(addr)) => {
+            // A live cluster: a plan that overfills memory must not even be recommended.
+            spec.clone().for_cluster()?;
+            balancer::feed::fetch(addr, std::time::Duration::from_secs(30))?
+        }
         _ => bail!("give exactly one of --snapshot FILE or --feed host:port"),
     };
-    let trends = trends_for(&snap, &a)?;
+    let trends = trends_for(&snap, &a, &spec)?;
     let history = History::default();
     let plan = spec.build().decide(Input {
         snapshot: &snap,
@@ -247,8 +251,8 @@ fn plan(a: PlanArgs) -> anyhow::Result<()> {
 
 /// The trends `plan` decides on: the RRD history under `--history` with this snapshot added,
 /// else the snapshot repeated `--assume-samples` times.
-fn trends_for(snap: &Snapshot, a: &PlanArgs) -> anyhow::Result<Trends> {
-    let mut trends = Trends::new(TrendConfig::default());
+fn trends_for(snap: &Snapshot, a: &PlanArgs, spec: &PolicySpec) -> anyhow::Result<Trends> {
+    let mut trends = Trends::new(spec.trend_config());
     if let Some(dir) = &a.history {
         // 60-s samples, a day of them per series.
         let mut store = balancer::rrdstore::RrdStore::new(dir, 60, 1440)?;
@@ -258,11 +262,11 @@ fn trends_for(snap: &Snapshot, a: &PlanArgs) -> anyhow::Result<Trends> {
         trends.observe(snap);
         trends.persist(&mut store)?;
     } else {
-        // One snapshot has no history: treat it as having held for `assume_samples`
-        // samples, so that sustained tests can fire (said in the --help text).
+        // One snapshot has no history: treat it as having held for `assume_samples` steps of
+        // the policy, so that sustained tests can fire (said in the --help text).
         for k in (0..a.assume_samples.max(1)).rev() {
             let mut s = snap.clone();
-            s.time = snap.time.saturating_sub(k * 60);
+            s.time = snap.time.saturating_sub(k * spec.step_s());
             trends.observe(&s);
         }
     }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::BalancerError;
 use crate::plan::{r6, Reason};
-use crate::planner::{MoveKind, Planner};
+use crate::planner::{MoveKind, Planner, Refusal};
 use crate::snapshot::PowerCurve;
 use crate::trends::{iqr_cloudsim, kth_smallest, linear_fit};
 
@@ -52,24 +52,24 @@ pub struct ConsolidateParams {
     pub safety: f64,
     /// Threshold used by iqr/mad/lr while the history is too short (default 0.7).
     pub fallback_threshold: f64,
-    /// History samples iqr/mad need (default 12).
-    pub min_history: usize,
-    /// Samples in the lr fit (default 10).
-    pub lr_window: usize,
-    /// Sustained overload: the detector must also hold for `overload_k` of the last
-    /// `overload_n` host samples (1 of 1 = the paper; 1..=n..=30).
-    pub overload_k: usize,
-    /// Window of the sustained overload test (default 1).
-    pub overload_n: usize,
+    /// History iqr/mad need, seconds (default 3600: CloudSim's 12 samples of 300 s).
+    pub min_history_s: u64,
+    /// History in the lr fit, seconds (default 3000: 10 samples of 300 s).
+    pub lr_window_s: u64,
+    /// Sustained overload: the detector must also hold for `overload_s` of the last
+    /// `overload_window_s` seconds of the host's history (one step of one = the paper).
+    pub overload_s: u64,
+    /// Window of the sustained overload test, seconds (default 300).
+    pub overload_window_s: u64,
     /// VM selection (default mmt).
     pub selection: Selection,
     /// Empty underloaded hosts (default true).
     pub underload: bool,
     /// A host is underload-eligible only if its mean CPU utilisation over the last
-    /// `underload_window` samples is below this (0..=1; 1.0 = any host, as in the paper).
+    /// `underload_window_s` seconds is below this (0..=1; 1.0 = any host, as in the paper).
     pub underload_threshold: f64,
-    /// Samples of the underload test (1..=30, default 1).
-    pub underload_window: usize,
+    /// Window of the underload test, seconds (default 300).
+    pub underload_window_s: u64,
     /// Most underloaded hosts emptied per round (0 = unlimited, default 0).
     pub max_underload_hosts: usize,
     /// Reproduce CloudSim 3.0.3's placement arithmetic: power and the skip-the-detector test
@@ -83,6 +83,24 @@ pub struct ConsolidateParams {
     /// Reproduce CloudSim 3.0.3's placement check: the demand per vCPU must fit one physical
     /// core (default true).
     pub pe_check: bool,
+    /// Deprecated sample counts, each replacing its `_s` key (`min_history` 2..=30,
+    /// `lr_window` 2..=30, `overload_k` <= `overload_n` <= 30 given together,
+    /// `underload_window` 1..=30). A sample is one step of the histories (see
+    /// `HotspotParams::k`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_history: Option<usize>,
+    /// Deprecated: see `min_history`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr_window: Option<usize>,
+    /// Deprecated: see `min_history`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overload_k: Option<usize>,
+    /// Deprecated: see `min_history`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overload_n: Option<usize>,
+    /// Deprecated: see `min_history`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub underload_window: Option<usize>,
 }
 
 impl Default for ConsolidateParams {
@@ -92,23 +110,60 @@ impl Default for ConsolidateParams {
             threshold: 0.8,
             safety: 1.5,
             fallback_threshold: 0.7,
-            min_history: 12,
-            lr_window: 10,
-            overload_k: 1,
-            overload_n: 1,
+            min_history_s: 3600,
+            lr_window_s: 3000,
+            overload_s: 300,
+            overload_window_s: 300,
             selection: Selection::Mmt,
             underload: true,
             underload_threshold: 1.0,
-            underload_window: 1,
+            underload_window_s: 300,
             max_underload_hosts: 0,
             pe_check: true,
             cloudsim_stale_util: false,
             cloudsim_quirks: false,
+            min_history: None,
+            lr_window: None,
+            overload_k: None,
+            overload_n: None,
+            underload_window: None,
         }
     }
 }
 
 impl ConsolidateParams {
+    /// The longest window, seconds.
+    pub(crate) fn longest_window_s(&self) -> u64 {
+        self.min_history_s
+            .max(self.lr_window_s)
+            .max(self.overload_window_s)
+            .max(self.underload_window_s)
+    }
+
+    /// Checks that need the step: the detectors' histories hold at most [`HIST`] samples
+    /// (CloudSim's history length), so the history windows must fit in that many steps.
+    pub(crate) fn validate_step(&self, step_s: u64) -> crate::Result<()> {
+        let most = HIST as u64 * step_s;
+        // A deprecated sample count replaces its window in seconds.
+        let min_history_s = if self.min_history.is_some() {
+            0
+        } else {
+            self.min_history_s
+        };
+        let lr_window_s = if self.lr_window.is_some() {
+            0
+        } else {
+            self.lr_window_s
+        };
+        if min_history_s.max(lr_window_s) > most {
+            return Err(BalancerError::Config(format!(
+                "consolidate min_history_s and lr_window_s must be at most {HIST} steps \
+                 ({most} s at step_s = {step_s})"
+            )));
+        }
+        Ok(())
+    }
+
     /// Range checks.
     pub fn validate(&self) -> crate::Result<()> {
         if !(0.0..=1.0).contains(&self.threshold) || !(0.0..=1.0).contains(&self.fallback_threshold)
@@ -120,21 +175,35 @@ impl ConsolidateParams {
         if !(0.0..=5.0).contains(&self.safety) {
             return Err(BalancerError::config("consolidate.safety must be in 0..=5"));
         }
-        if !(2..=30).contains(&self.min_history) || !(2..=30).contains(&self.lr_window) {
+        if self.min_history_s == 0 || self.lr_window_s == 0 {
             return Err(BalancerError::config(
-                "consolidate min_history and lr_window must be in 2..=30",
+                "consolidate min_history_s and lr_window_s must be > 0",
             ));
         }
-        if self.overload_k == 0 || self.overload_k > self.overload_n || self.overload_n > 30 {
+        if self.overload_s == 0 || self.overload_s > self.overload_window_s {
             return Err(BalancerError::config(
-                "consolidate needs 1 <= overload_k <= overload_n <= 30",
+                "consolidate needs 1 <= overload_s <= overload_window_s",
             ));
         }
-        if !(0.0..=1.0).contains(&self.underload_threshold)
-            || !(1..=30).contains(&self.underload_window)
+        let bad = |v: Option<usize>, lo: usize| v.is_some_and(|v| !(lo..=30).contains(&v));
+        let pair = match (self.overload_k, self.overload_n) {
+            (None, None) => true,
+            (Some(k), Some(n)) => k >= 1 && k <= n && n <= 30,
+            _ => false,
+        };
+        if bad(self.min_history, 2)
+            || bad(self.lr_window, 2)
+            || bad(self.underload_window, 1)
+            || !pair
         {
             return Err(BalancerError::config(
-                "consolidate underload_threshold 0..=1, underload_window 1..=30",
+                "consolidate's deprecated sample counts: min_history and lr_window 2..=30, \
+                 1 <= overload_k <= overload_n <= 30 (both), underload_window 1..=30",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.underload_threshold) || self.underload_window_s == 0 {
+            return Err(BalancerError::config(
+                "consolidate underload_threshold 0..=1, underload_window_s > 0",
             ));
         }
         Ok(())
@@ -146,8 +215,37 @@ const GENERIC: PowerCurve = PowerCurve([
     120.0, 128.0, 136.0, 144.0, 152.0, 160.0, 168.0, 176.0, 184.0, 192.0, 200.0,
 ]);
 
+/// The windows of [`ConsolidateParams`] in samples of the histories' step.
+#[derive(Debug, Clone, Copy)]
+struct Windows {
+    min_history: usize,
+    lr_window: usize,
+    overload_k: usize,
+    overload_n: usize,
+    underload_window: usize,
+    /// Seconds per sample (LR's look-ahead counts migration time in samples).
+    step_s: f64,
+}
+
+impl Windows {
+    fn of(cfg: &ConsolidateParams, trends: &crate::trends::Trends) -> Windows {
+        // A deprecated sample count, where given, wins over its window in seconds.
+        let n = |count: Option<usize>, s: u64| count.unwrap_or_else(|| trends.samples_in(s));
+        let overload_n = n(cfg.overload_n, cfg.overload_window_s);
+        Windows {
+            min_history: n(cfg.min_history, cfg.min_history_s).clamp(2, HIST),
+            lr_window: n(cfg.lr_window, cfg.lr_window_s).clamp(2, HIST),
+            overload_k: n(cfg.overload_k, cfg.overload_s).min(overload_n),
+            overload_n,
+            underload_window: n(cfg.underload_window, cfg.underload_window_s),
+            step_s: trends.step_s() as f64,
+        }
+    }
+}
+
 struct Ctx<'p, 'a> {
     cfg: &'p ConsolidateParams,
+    w: Windows,
     p: &'p mut Planner<'a>,
     /// Per VM: CPU history (fractions of its capacity), newest first.
     hist: Vec<Vec<f64>>,
@@ -377,8 +475,8 @@ impl Ctx<'_, '_> {
             Detector::Mad => mad_small(hist).unwrap_or(0.0),
             _ => 0.0,
         };
-        let fit = if self.cfg.detector == Detector::Lr && hist.len() >= self.cfg.lr_window {
-            lr_fit(hist, self.cfg.lr_window).unwrap_or((0.0, 0.0))
+        let fit = if self.cfg.detector == Detector::Lr && hist.len() >= self.w.lr_window {
+            lr_fit(hist, self.w.lr_window).unwrap_or((0.0, 0.0))
         } else {
             (0.0, 0.0)
         };
@@ -402,7 +500,7 @@ impl Ctx<'_, '_> {
         let vs = &self.vstat[v];
         let w = s.vms[v].cpu_cap_mhz / cap;
         match cfg.detector {
-            Detector::Iqr | Detector::Mad if base.n >= cfg.min_history && vs.n <= base.n => {
+            Detector::Iqr | Detector::Mad if base.n >= self.w.min_history && vs.n <= base.n => {
                 let lo = if vs.n < base.n {
                     vs.min.min(0.0)
                 } else {
@@ -416,11 +514,11 @@ impl Ctx<'_, '_> {
                     return false;
                 }
             }
-            Detector::Lr if base.n >= cfg.lr_window => {
+            Detector::Lr if base.n >= self.w.lr_window => {
                 let (a, b) = (base.fit.0 + w * vs.fit.0, base.fit.1 + w * vs.fit.1);
                 let mem = base.mem_kb.max(s.vms[v].mem_kb);
-                let ahead = (self.p.cfg.migration_seconds(mem) / 300.0).ceil();
-                let pred = cfg.safety * (a + b * (cfg.lr_window as f64 + ahead));
+                let ahead = self.ahead(mem);
+                let pred = cfg.safety * (a + b * (self.w.lr_window as f64 + ahead));
                 if (pred - 1.0).abs() > 1e-9 {
                     return pred >= 1.0;
                 }
@@ -559,17 +657,17 @@ impl Ctx<'_, '_> {
             Detector::Thr => cfg.threshold * cap - cpu,
             Detector::Iqr | Detector::Mad => {
                 let b = self.base_stats(h);
-                if b.n < cfg.min_history {
+                if b.n < self.w.min_history {
                     return f64::INFINITY;
                 }
                 (1.0 - cfg.safety * b.spread) * cap - cpu
             }
             Detector::Lr => {
                 let b = self.base_stats(h);
-                if b.n < cfg.lr_window {
+                if b.n < self.w.lr_window {
                     return f64::INFINITY;
                 }
-                let x = cfg.lr_window as f64 + self.ahead(b.mem_kb);
+                let x = self.w.lr_window as f64 + self.ahead(b.mem_kb);
                 (1.0 / cfg.safety - b.fit.0 - b.fit.1 * x) * cap
             }
             Detector::Lrr => f64::INFINITY,
@@ -578,7 +676,7 @@ impl Ctx<'_, '_> {
 
     /// LR's look-ahead in samples for the slowest migration of `mem_kb`.
     fn ahead(&self, mem_kb: u64) -> f64 {
-        (self.p.cfg.migration_seconds(mem_kb) / 300.0).ceil()
+        (self.p.cfg.migration_seconds(mem_kb) / self.w.step_s).ceil()
     }
 
     /// The VM side of the headroom test: demand minus what its history can lower the host's
@@ -596,7 +694,7 @@ impl Ctx<'_, '_> {
             Detector::Lr => {
                 // Valid where the host's look-ahead is the VM's (checked by the caller).
                 let vs = &self.vstat[v];
-                let x = cfg.lr_window as f64 + self.ahead(vm.mem_kb);
+                let x = self.w.lr_window as f64 + self.ahead(vm.mem_kb);
                 vm.cpu_cap_mhz * (vs.fit.0 + vs.fit.1 * x)
             }
             Detector::Lrr => f64::NEG_INFINITY,
@@ -628,7 +726,7 @@ impl Ctx<'_, '_> {
             Detector::Iqr | Detector::Mad => {
                 let hist = history();
                 let hist = hist.as_slice();
-                if hist.len() < cfg.min_history {
+                if hist.len() < self.w.min_history {
                     return thr(cfg.fallback_threshold);
                 }
                 let spread = if cfg.detector == Detector::Iqr {
@@ -641,13 +739,13 @@ impl Ctx<'_, '_> {
             Detector::Lr | Detector::Lrr => {
                 let hh = history();
                 let hist = hh.as_slice();
-                if hist.len() < cfg.lr_window {
+                if hist.len() < self.w.lr_window {
                     return thr(cfg.fallback_threshold);
                 }
                 let fit = if cfg.detector == Detector::Lr {
-                    lr_fit(hist, cfg.lr_window)
+                    lr_fit(hist, self.w.lr_window)
                 } else {
-                    robust_fit(hist, cfg.lr_window)
+                    robust_fit(hist, self.w.lr_window)
                 };
                 let Some((a, b)) = fit else {
                     return thr(cfg.fallback_threshold);
@@ -655,8 +753,8 @@ impl Ctx<'_, '_> {
                 // CloudSim takes the slowest migration among the host's VMs (with the new one).
                 let max_mig = self.p.cfg.migration_seconds(hh.mem_kb);
                 // The fit is over x = 0..n-1; predict the interval after the slowest migration.
-                let ahead = (max_mig / 300.0).ceil();
-                let pred = cfg.safety * (a + b * (cfg.lr_window as f64 + ahead));
+                let ahead = (max_mig / self.w.step_s).ceil();
+                let pred = cfg.safety * (a + b * (self.w.lr_window as f64 + ahead));
                 (pred >= 1.0, pred, 1.0)
             }
         }
@@ -777,6 +875,7 @@ impl Ctx<'_, '_> {
 pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
     let s = p.snap();
     let trends = p.input.trends;
+    let w = Windows::of(cfg, trends);
     let hist: Vec<Vec<f64>> = s
         .vms
         .iter()
@@ -801,12 +900,13 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
                 n: hv.len(),
                 max: hv.iter().copied().fold(f64::NEG_INFINITY, f64::max),
                 min: hv.iter().copied().fold(f64::INFINITY, f64::min),
-                fit: lr_fit(hv, cfg.lr_window).unwrap_or((0.0, 0.0)),
+                fit: lr_fit(hv, w.lr_window).unwrap_or((0.0, 0.0)),
             }
         })
         .collect();
     let ctx = Ctx {
         cfg,
+        w,
         p,
         hist,
         p0: (0..nh)
@@ -868,17 +968,27 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
             continue;
         }
         let (hot, value, threshold) = ctx.overloaded(h);
+        let op = if matches!(cfg.detector, Detector::Lr | Detector::Lrr) {
+            ">="
+        } else {
+            ">"
+        };
+        ctx.p
+            .record(Some(h), "overload detector", value, op, threshold, hot);
         if !hot {
             continue;
         }
-        if cfg.overload_n > 1 {
-            let sustained = trends.host_cpu(&s.hosts[h].name).is_some_and(|ser| {
-                ser.sustained_above(cfg.overload_k, cfg.overload_n, threshold.min(1.0))
-            });
-            if !sustained {
+        if w.overload_n > 1 {
+            let t = threshold.min(1.0);
+            let n = trends
+                .host_cpu(&s.hosts[h].name)
+                .map_or(0, |ser| ser.recent(w.overload_n).filter(|v| *v > t).count());
+            let k = w.overload_k as f64;
+            if !ctx.p.test(Some(h), "samples over it", n as f64, ">=", k) {
                 continue;
             }
         }
+        ctx.p.qualify(Some(h));
         over[h] = true;
         let reason = Reason::Overload {
             host: s.hosts[h].name.clone(),
@@ -926,7 +1036,11 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
         if !ctx.p.budget_left() {
             return;
         }
-        if let Some(d) = ctx.best_host(v, &over) {
+        let Some(d) = ctx.best_host(v, &over) else {
+            ctx.p.refuse(Refusal::NoDestination);
+            continue;
+        };
+        {
             let gain = (ctx.p.util(h) - cfg.threshold).max(0.0) + 1.0;
             let src = ctx.p.vm_host[v];
             if ctx
@@ -981,9 +1095,13 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
         if cfg.underload_threshold < 1.0 {
             let mean = trends
                 .host_cpu(&s.hosts[h].name)
-                .and_then(|ser| ser.mean(cfg.underload_window))
+                .and_then(|ser| ser.mean(w.underload_window))
                 .unwrap_or(1.0);
-            if mean.max(u) >= cfg.underload_threshold {
+            let t = cfg.underload_threshold;
+            if !ctx
+                .p
+                .test(Some(h), "underload: mean cpu", mean.max(u), "<", t)
+            {
                 continue;
             }
         }
@@ -994,6 +1112,7 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
             .budget_remaining()
             .is_some_and(|b| b < ctx.p.on_host[h].len())
         {
+            ctx.p.refuse(Refusal::Budget);
             continue;
         }
         let mut vms: Vec<usize> = ctx.p.on_host[h].clone();
@@ -1006,6 +1125,7 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
         {
             continue;
         }
+        ctx.p.qualify(Some(h));
         vms.sort_by(|&a, &b| s.vms[b].cpu_demand_mhz.total_cmp(&s.vms[a].cpu_demand_mhz));
         let start = ctx.p.moves().len();
         let mut ok = true;
@@ -1028,6 +1148,7 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
                 ok
             });
             if !placed {
+                ctx.p.refuse(Refusal::NoDestination);
                 ok = false;
                 break;
             }

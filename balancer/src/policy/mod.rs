@@ -20,6 +20,7 @@ use crate::constraints::{ConstraintConfig, Rules};
 use crate::error::{BalancerError, Result};
 use crate::plan::Plan;
 use crate::planner::{Input, Planner, PlannerConfig};
+use crate::trends::TrendConfig;
 
 /// A balancing policy.
 pub trait Policy: Send + Sync {
@@ -35,6 +36,18 @@ pub trait Policy: Send + Sync {
 pub struct PolicySpec {
     /// One of `none`, `naive-threshold`, `hotspot`, `stabilize`, `consolidate`.
     pub policy: String,
+    /// The file is meant for the simulator only (default false). Settings that let moves break
+    /// a real host make a spec simulation-only whatever this says; see
+    /// [`PolicySpec::simulation_only_reason`].
+    #[serde(default)]
+    pub simulation_only: bool,
+    /// Seconds per sample of the load histories the policy reads (default 60): observations
+    /// are averaged into steps of this length whatever their period, and every window of the
+    /// policy is in seconds, so a decision does not depend on how often the cluster is read.
+    /// Default: 300 for `consolidate` (CloudSim's sample period, which its detectors' windows
+    /// come from), 60 for the others.
+    #[serde(default)]
+    pub step_s: Option<u64>,
     /// Planner limits and gates.
     #[serde(default)]
     pub planner: PlannerConfig,
@@ -54,6 +67,9 @@ pub struct PolicySpec {
     #[serde(default)]
     pub consolidate: ConsolidateParams,
 }
+
+/// Most samples a policy window may span (bounds the history kept per VM).
+pub const MAX_WINDOW_SAMPLES: u64 = 240;
 
 /// Names of the built-in policies.
 pub const BUILTIN: [&str; 5] = [
@@ -107,6 +123,20 @@ impl PolicySpec {
                 self.policy
             )));
         }
+        if !(1..=3600).contains(&self.step_s()) {
+            return Err(BalancerError::config("step_s must be in 1..=3600"));
+        }
+        if self.policy == "consolidate" {
+            self.consolidate.validate_step(self.step_s())?;
+        }
+        if let Some(w) = self.longest_window_s() {
+            if w.div_ceil(self.step_s()) > MAX_WINDOW_SAMPLES {
+                return Err(BalancerError::Config(format!(
+                    "a window of {w} s is more than {MAX_WINDOW_SAMPLES} steps of {} s",
+                    self.step_s()
+                )));
+            }
+        }
         self.planner.validate()?;
         self.constraints.validate()?;
         self.naive.validate()?;
@@ -114,6 +144,75 @@ impl PolicySpec {
         self.stabilize.validate()?;
         self.consolidate.validate()?;
         Ok(())
+    }
+
+    /// Why this spec must not drive a real cluster, if it must not: memory not checked (moves
+    /// overfill hosts, which a hypervisor refuses or swaps), CloudSim's literal round (a VM
+    /// planned twice in one round), or the file says `simulation_only = true`.
+    pub fn simulation_only_reason(&self) -> Option<&'static str> {
+        if !self.constraints.check_memory {
+            Some("constraints.check_memory = false lets moves overfill host memory")
+        } else if self.consolidate.cloudsim_quirks {
+            Some("consolidate.cloudsim_quirks = true plans a VM twice in one round")
+        } else if self.simulation_only {
+            Some("the file says simulation_only = true")
+        } else {
+            None
+        }
+    }
+
+    /// The spec, if it may drive a real cluster (an agent, `balancer plan --feed`); else a
+    /// `Config` error naming the setting. The simulator takes any spec.
+    pub fn for_cluster(self) -> Result<PolicySpec> {
+        match self.simulation_only_reason() {
+            None => Ok(self),
+            Some(why) => Err(BalancerError::Config(format!(
+                "policy {:?} is for simulation only: {why}",
+                self.policy
+            ))),
+        }
+    }
+
+    /// [`PolicySpec::parse`], refusing simulation-only specs ([`PolicySpec::for_cluster`]).
+    pub fn parse_for_cluster(text: &str) -> Result<PolicySpec> {
+        PolicySpec::parse(text)?.for_cluster()
+    }
+
+    /// [`PolicySpec::builtin`], refusing simulation-only specs ([`PolicySpec::for_cluster`]).
+    pub fn builtin_for_cluster(name: &str) -> Result<PolicySpec> {
+        PolicySpec::builtin(name)?.for_cluster()
+    }
+
+    /// Seconds per sample of the policy's histories (see the `step_s` field).
+    pub fn step_s(&self) -> u64 {
+        self.step_s.unwrap_or(if self.policy == "consolidate" {
+            300
+        } else {
+            60
+        })
+    }
+
+    /// The longest window of the policy's own section, seconds.
+    fn longest_window_s(&self) -> Option<u64> {
+        match self.policy.as_str() {
+            "hotspot" => Some(self.hotspot.window_s.max(self.hotspot.trend_window_s)),
+            "stabilize" => Some(self.stabilize.window_s),
+            "consolidate" => Some(self.consolidate.longest_window_s()),
+            _ => None,
+        }
+    }
+
+    /// The load histories this policy needs: samples of `step_s`, enough of them for its
+    /// longest window and at least CloudSim's 30.
+    pub fn trend_config(&self) -> TrendConfig {
+        let longest = self.longest_window_s().unwrap_or(0);
+        let step = self.step_s().max(1);
+        let samples = longest.div_ceil(step).min(MAX_WINDOW_SAMPLES);
+        TrendConfig {
+            capacity: usize::try_from(samples.max(30)).unwrap_or(30),
+            step_s: step,
+            ..TrendConfig::default()
+        }
     }
 
     /// Instantiates the policy.
@@ -138,6 +237,7 @@ impl Policy for Configured {
             return Plan {
                 policy: spec.policy.clone(),
                 time: input.snapshot.time,
+                why_none: Some(crate::plan::WhyNone::default()),
                 ..Default::default()
             };
         }
@@ -179,8 +279,12 @@ mod tests {
                 "invalid config: naive.threshold 2 not in 0..=1.5",
             ),
             (
-                "[hotspot]\nk = 9\nn = 5\n",
-                "invalid config: hotspot k=9 n=5 needs 1 <= k <= n <= 30",
+                "[hotspot]\nover_s = 900\nwindow_s = 300\n",
+                "invalid config: hotspot over_s=900 window_s=300 needs 1 <= over_s <= window_s",
+            ),
+            (
+                "[hotspot]\nwindow_s = 86400\n",
+                "invalid config: a window of 86400 s is more than 240 steps of 60 s",
             ),
             (
                 "[stabilize]\ncpu_weight = -1.0\n",
@@ -190,6 +294,7 @@ mod tests {
                 "[consolidate]\nsafety = 6.0\n",
                 "invalid config: consolidate.safety must be in 0..=5",
             ),
+            ("step_s = 0\n", "invalid config: step_s must be in 1..=3600"),
         ];
         for (section, want) in cases {
             let text = format!("policy = \"hotspot\"\n{section}");

@@ -36,10 +36,14 @@ impl NaiveParams {
 
 pub(crate) fn run(cfg: &NaiveParams, p: &mut Planner<'_>) {
     let s = p.snap();
-    let mut hot: Vec<(f64, usize)> = (0..s.hosts.len())
-        .filter(|&h| s.hosts[h].up && p.util(h) > cfg.threshold)
-        .map(|h| (p.util(h), h))
-        .collect();
+    let mut hot: Vec<(f64, usize)> = Vec::new();
+    for h in 0..s.hosts.len() {
+        let u = p.util(h);
+        if s.hosts[h].up && p.test(Some(h), "cpu now", u, ">", cfg.threshold) {
+            p.qualify(Some(h));
+            hot.push((u, h));
+        }
+    }
     hot.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     for (u, h) in hot {
         let Some(&v) = p.on_host[h]
@@ -55,13 +59,18 @@ pub(crate) fn run(cfg: &NaiveParams, p: &mut Planner<'_>) {
             continue;
         };
         let gain = s.vms[v].cpu_demand_mhz / s.hosts[h].cpu_mhz();
-        if let Some(d) = p.least_loaded_dest(v, 1.0, MoveKind::Consolidate, gain) {
-            let reason = Reason::Threshold {
-                host: s.hosts[h].name.clone(),
-                util: r6(u),
-                threshold: cfg.threshold,
-            };
-            let _ = p.try_move(v, d, reason, gain, 1.0, MoveKind::Consolidate);
+        match p.least_loaded_or_why(v, 1.0, MoveKind::Consolidate, gain) {
+            Ok(d) => {
+                let reason = Reason::Threshold {
+                    host: s.hosts[h].name.clone(),
+                    util: r6(u),
+                    threshold: cfg.threshold,
+                };
+                let _ = p.try_move(v, d, reason, gain, 1.0, MoveKind::Consolidate);
+            }
+            Err(why) => {
+                p.refuse(why);
+            }
         }
     }
 }

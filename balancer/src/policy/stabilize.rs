@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::BalancerError;
 use crate::plan::{r6, Reason};
-use crate::planner::{MoveKind, Planner};
+use crate::planner::{MoveKind, Planner, Refusal};
 use crate::trends::population_std_dev;
 
 /// `[stabilize]` parameters.
@@ -28,10 +28,18 @@ pub struct StabilizeParams {
     pub candidate_hosts: usize,
     /// Highest CPU utilisation a destination may reach (0..=1, default 0.85).
     pub dest_max_util: f64,
-    /// Act only if a sigma was over its target in `k` of the last `n` samples (1..=n).
-    pub k: usize,
-    /// Window of the sustained test (1..=30, default 5).
-    pub n: usize,
+    /// Act only if a sigma was over its target for `over_s` of the last `window_s` seconds
+    /// (1..=window_s, default 180).
+    pub over_s: u64,
+    /// Window of the sustained test, seconds (default 300).
+    pub window_s: u64,
+    /// Deprecated: `k` of the last `n` samples instead of `over_s` of `window_s` (both or
+    /// neither; 1 <= k <= n <= 30; see `HotspotParams::k`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k: Option<usize>,
+    /// Deprecated: see `k`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n: Option<usize>,
 }
 
 impl Default for StabilizeParams {
@@ -43,8 +51,10 @@ impl Default for StabilizeParams {
             mem_target: 0.05,
             candidate_hosts: 8,
             dest_max_util: 0.85,
-            k: 3,
-            n: 5,
+            over_s: 180,
+            window_s: 300,
+            k: None,
+            n: None,
         }
     }
 }
@@ -66,28 +76,40 @@ impl StabilizeParams {
                 "stabilize candidate_hosts 1..=1000, dest_max_util 0..=1",
             ));
         }
-        if self.k == 0 || self.k > self.n || self.n > 30 {
+        if self.over_s == 0 || self.over_s > self.window_s {
             return Err(BalancerError::config(format!(
-                "stabilize k={} n={} needs 1 <= k <= n <= 30",
-                self.k, self.n
+                "stabilize over_s={} window_s={} needs 1 <= over_s <= window_s",
+                self.over_s, self.window_s
             )));
+        }
+        match (self.k, self.n) {
+            (None, None) => {}
+            (Some(k), Some(n)) if k >= 1 && k <= n && n <= 30 => {}
+            (k, n) => {
+                return Err(BalancerError::config(format!(
+                    "stabilize k={k:?} n={n:?} (deprecated: use over_s and window_s) needs \
+                     both, 1 <= k <= n <= 30"
+                )))
+            }
         }
         Ok(())
     }
 }
 
-/// True when the CPU or memory sigma over `hosts` was above target in at least k of the last n
-/// samples of the host histories (a blip shorter than k samples never triggers a move).
-fn sustained(cfg: &StabilizeParams, p: &Planner<'_>, hosts: &[usize]) -> bool {
+/// How many of the last n samples of the host histories had the CPU or memory sigma over
+/// `hosts` above target (k of them are needed: a blip shorter than k samples never triggers a
+/// move).
+fn samples_over(cfg: &StabilizeParams, p: &Planner<'_>, hosts: &[usize]) -> usize {
     let s = p.snap();
     let trends = p.input.trends;
+    let n = cfg.n.unwrap_or_else(|| trends.samples_in(cfg.window_s));
     let mut cpu: Vec<Vec<f64>> = Vec::new();
     let mut mem: Vec<Vec<f64>> = Vec::new();
     for &h in hosts {
         let name = &s.hosts[h].name;
         if let (Some(c), Some(m)) = (trends.host_cpu(name), trends.host_mem(name)) {
-            cpu.push(c.recent(cfg.n).collect());
-            mem.push(m.recent(cfg.n).collect());
+            cpu.push(c.recent(n).collect());
+            mem.push(m.recent(n).collect());
         }
     }
     let len = cpu.iter().map(Vec::len).min().unwrap_or(0);
@@ -101,7 +123,7 @@ fn sustained(cfg: &StabilizeParams, p: &Planner<'_>, hosts: &[usize]) -> bool {
             over += 1;
         }
     }
-    over >= cfg.k
+    over
 }
 
 /// Running sums for sigma over the counted hosts.
@@ -132,9 +154,33 @@ impl Sums {
 pub(crate) fn run(cfg: &StabilizeParams, p: &mut Planner<'_>) {
     let s = p.snap();
     let counted: Vec<usize> = (0..s.hosts.len()).filter(|&h| p.fillable(h)).collect();
-    if counted.len() < 2 || !sustained(cfg, p, &counted) {
+    if !p.test(
+        None,
+        "hosts that can take VMs",
+        counted.len() as f64,
+        ">=",
+        2.0,
+    ) {
         return;
     }
+    let over = samples_over(cfg, p, &counted) as f64;
+    let sigma = |f: &dyn Fn(usize) -> f64| {
+        let v: Vec<f64> = counted.iter().map(|&h| f(h)).collect();
+        population_std_dev(&v)
+    };
+    let (sc, sm) = (sigma(&|h| p.util(h)), sigma(&|h| p.mem_util(h)));
+    p.test(None, "cpu sigma now", sc, ">", cfg.cpu_target);
+    p.test(None, "memory sigma now", sm, ">", cfg.mem_target);
+    let trends = p.input.trends;
+    let n = cfg.n.unwrap_or_else(|| trends.samples_in(cfg.window_s));
+    let k = cfg
+        .k
+        .unwrap_or_else(|| trends.samples_in(cfg.over_s))
+        .min(n);
+    if !p.test(None, "samples with sigma over target", over, ">=", k as f64) {
+        return;
+    }
+    p.qualify(None);
     let sums = |f: &dyn Fn(usize) -> f64| Sums {
         n: counted.len() as f64,
         s1: counted.iter().map(|&h| f(h)).sum(),
@@ -197,6 +243,9 @@ pub(crate) fn run(cfg: &StabilizeParams, p: &mut Planner<'_>) {
             }
         }
         let Some((gain, v, dst)) = best else {
+            if p.moves().is_empty() {
+                p.refuse(Refusal::NoDestination);
+            }
             return;
         };
         let reason = Reason::Imbalance {

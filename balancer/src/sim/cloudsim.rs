@@ -214,7 +214,8 @@ fn alloc(rows: &[Row], ghosts: &[(usize, usize)], dem: &[f64], hosts: &Capacity)
 }
 
 /// MIPS each host's scheduler is asked for: every VM capped at one PE, plus the 10 % a
-/// destination reserves for each VM migrating in.
+/// destination reserves for each VM migrating in. One PE per VM is CloudSim's setup (every
+/// PlanetLab VM has one vCPU); multi-vCPU VMs belong in `Accounting::Exact`.
 fn needs(rows: &[Row], ghosts: &[(usize, usize)], dem: &[f64], pe_mhz: &[f64]) -> Vec<f64> {
     let mut need = vec![0.0f64; pe_mhz.len()];
     for &(d, h, dst) in rows {

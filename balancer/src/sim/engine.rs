@@ -20,7 +20,7 @@ use crate::plan::{Move, Plan};
 use crate::planner::{History, Input, MigrationRecord};
 use crate::policy::{Policy, PolicySpec};
 use crate::snapshot::Snapshot;
-use crate::trends::{TrendConfig, Trends};
+use crate::trends::Trends;
 
 /// Run options.
 #[derive(Debug, Clone, Default)]
@@ -153,7 +153,7 @@ impl<'a> Run<'a> {
             tally: Tally::new(&c),
             c,
             gone,
-            trends: Trends::new(TrendConfig::default()),
+            trends: Trends::new(spec.trend_config()),
             history: History::default(),
             maint: BTreeSet::new(),
             pending_ha: Vec::new(),

@@ -1,6 +1,8 @@
 //! `Accounting::Exact`: what really happens in a tick, segment by segment between migration
 //! completions: each VM requests its demand at the tick start, an oversubscribed host scales
 //! every share, a VM migrating out runs 10 % slower and its destination reserves 10 % of it.
+//! A VM can use at most one host CPU per vCPU: more demand than that is unmet however idle
+//! the host.
 
 use gmond_metrics::hypervisor::sim::SimCluster;
 use gmond_metrics::hypervisor::DomainState;
@@ -59,11 +61,11 @@ enum Row {
 
 /// The load of every host during one segment.
 struct Load {
-    /// (host, demand, request capped at one CPU, kind) per row, for the scheduler.
+    /// (host, demand, request capped at its vCPUs' worth of CPUs, kind) per row.
     rows: Vec<(usize, f64, f64, Row)>,
     /// Requested MHz per host.
     req: Vec<f64>,
-    /// Requested MHz per host with each VM capped at one CPU of it.
+    /// Requested MHz per host with each VM capped at its vCPUs' worth of CPUs.
     alloc_req: Vec<f64>,
 }
 
@@ -87,12 +89,14 @@ impl Load {
                 Some(m) if m.end_ms <= a => m.dest,
                 _ => dom.host,
             };
-            let capped = dem.min(pe_mhz[src]);
+            // Each vCPU runs on at most one host CPU: a 2-vCPU VM may use two of them.
+            let vcpus = f64::from(dom.vcpus.max(1));
+            let capped = dem.min(vcpus * pe_mhz[src]);
             l.req[src] += dem;
             l.alloc_req[src] += capped;
             if let Some(m) = migrating {
                 l.rows.push((src, dem, capped, Row::MigratingOut));
-                let cd = dem.min(pe_mhz[m.dest]);
+                let cd = dem.min(vcpus * pe_mhz[m.dest]);
                 l.alloc_req[m.dest] += 0.1 * cd;
                 l.req[m.dest] += 0.1 * cd;
                 l.rows.push((m.dest, 0.0, 0.1 * cd, Row::Reserve));
