@@ -69,7 +69,7 @@ fn leader_in(run: &AgentBed, view: &Cluster) -> Option<usize> {
 fn policy_toml(q: f64, cpus: f64) -> (String, f64) {
     let threshold = (2.5 * q / cpus).clamp(0.02, 1.0);
     let text = format!(
-        "policy = \"hotspot\"\n\n[hotspot]\nthreshold = {threshold:.4}\ntarget = {threshold:.4}\n\
+        "policy = \"hotspot\"\nstep_s = {TICK_S}\n\n[hotspot]\nthreshold = {threshold:.4}\ntarget = {threshold:.4}\n\
          mem_threshold = 1.0\nk = 2\nn = 3\ntrend_window = 3\nforecast_ahead = 0\n\n\
          [planner]\nmax_moves_per_round = 4\nmax_parallel = 2\nmax_moves_per_vm_per_hour = 1\n\
          cooldown_s = 900\nforbid_pingpong = true\nmin_gain = 0.0\n"

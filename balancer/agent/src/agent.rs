@@ -75,7 +75,8 @@ impl AgentOptions {
     }
 }
 
-/// Resolves a policy name or file path into a validated spec.
+/// Resolves a policy name or file path into a validated spec that may run on a real cluster
+/// (a simulation-only one, such as `check_memory = false`, is refused).
 pub fn load_policy(policy: &str) -> Result<PolicySpec> {
     let path = std::path::Path::new(policy);
     if path.exists() {
@@ -83,9 +84,10 @@ pub fn load_policy(policy: &str) -> Result<PolicySpec> {
             path: policy.to_string(),
             source,
         })?;
-        PolicySpec::parse(&text).map_err(|e| AgentError::Policy(format!("{policy}: {e}")))
+        PolicySpec::parse_for_cluster(&text)
+            .map_err(|e| AgentError::Policy(format!("{policy}: {e}")))
     } else {
-        PolicySpec::builtin(policy).map_err(|e| AgentError::Policy(e.to_string()))
+        PolicySpec::builtin_for_cluster(policy).map_err(|e| AgentError::Policy(e.to_string()))
     }
 }
 
@@ -129,7 +131,8 @@ impl Agent {
     /// agent resumes from it and starts reconciling the migrations it lists at once.
     pub fn new(opts: AgentOptions) -> Result<Agent> {
         let spec = match &opts.policy_text {
-            Some(text) => PolicySpec::parse(text).map_err(|e| AgentError::Policy(e.to_string()))?,
+            Some(text) => PolicySpec::parse_for_cluster(text)
+                .map_err(|e| AgentError::Policy(e.to_string()))?,
             None => load_policy(&opts.config.policy)?,
         };
         if !opts.config.uri_template.contains("{host}") && opts.config.host_uris.is_empty() {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use balancer::plan::{Move, Plan};
 use balancer::planner::{History, Input, MigrationRecord};
 use balancer::policy::{Policy, PolicySpec};
-use balancer::trends::{TrendConfig, Trends};
+use balancer::trends::Trends;
 use ganglia_wire::model::Cluster;
 
 use crate::audit::{Event, Observed, Record};
@@ -358,12 +358,14 @@ impl AgentCore {
             mode: config.mode.as_str().to_string(),
             ..Default::default()
         };
+        // Load histories at the policy's step, as long as its longest window.
+        let trends = Trends::new(spec.trend_config());
         Ok(AgentCore {
             name: name.to_string(),
             policy: spec.build(),
             spec,
             verify_attempts: verify_attempts.max(1),
-            trends: Trends::new(TrendConfig::default()),
+            trends,
             history: History::default(),
             known_moves: BTreeSet::new(),
             own_moves: Vec::new(),
@@ -586,11 +588,16 @@ impl AgentCore {
     /// error, audited, and the old policy stays in force.
     pub fn reload_policy(&mut self, text: &str, now: u64) -> Result<()> {
         let now = self.clock(now);
-        match PolicySpec::parse(text) {
+        match PolicySpec::parse_for_cluster(text) {
             Ok(spec) => {
                 let mut r = self.record(now, Event::Reload);
                 r.policy = Some(spec.policy.clone());
                 self.policy = spec.build();
+                // Histories are kept unless the new policy needs them at another step or
+                // length.
+                if spec.trend_config() != self.spec.trend_config() {
+                    self.trends = Trends::new(spec.trend_config());
+                }
                 self.spec = spec;
                 self.audit(r);
                 tracing::info!(policy = %self.spec.policy, "policy reloaded");

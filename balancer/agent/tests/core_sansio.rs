@@ -18,6 +18,8 @@ const T0: u64 = 1_000_000;
 /// Hotspot that reacts after three hot rounds.
 const POLICY: &str = r#"
 policy = "hotspot"
+# One history sample per round of these tests (10 s).
+step_s = 10
 [hotspot]
 threshold = 0.85
 target = 0.55
@@ -830,4 +832,21 @@ fn only_authenticated_load_moves_vms() {
     let mut audit = Vec::new();
     let (req, _) = until_a_start(&mut c, &mut audit);
     assert_eq!(req.from.name, "h1");
+}
+
+/// Issue 15: a policy that may overfill memory (`check_memory = false`) or that carries
+/// CloudSim's quirks is for the simulator only: the agent refuses it at start and on reload,
+/// naming the setting, and the policy in force stays.
+#[test]
+fn simulation_only_policies_are_refused_by_the_agent() {
+    let e = balancer_agent::agent::load_policy("consolidate-aggressive").unwrap_err();
+    assert!(e.to_string().contains("check_memory"), "{e}");
+    let mut c = core("h1", config());
+    let mut audit = Vec::new();
+    let text = "policy = \"consolidate\"\n[constraints]\ncheck_memory = false\n";
+    let e = c.reload_policy(text, T0).unwrap_err();
+    assert!(e.to_string().contains("for simulation only"), "{e}");
+    assert_eq!(c.policy().policy, "hotspot", "the old policy stays");
+    drain(&mut c, &mut audit);
+    assert!(audit.iter().any(|r| r.event == Event::ReloadRejected));
 }

@@ -203,7 +203,7 @@ pub fn metric_f64(h: &Host, name: &str) -> Option<f64> {
 pub fn policy_between(q: f64, cpus: f64, low: f64, high: f64) -> (String, f64) {
     let threshold = ((low + high) / 2.0 * q / cpus).clamp(0.02, 1.0);
     let text = format!(
-        "policy = \"hotspot\"\n\n[hotspot]\nthreshold = {threshold:.4}\ntarget = {threshold:.4}\n\
+        "policy = \"hotspot\"\nstep_s = {TICK_S}\n\n[hotspot]\nthreshold = {threshold:.4}\ntarget = {threshold:.4}\n\
          mem_threshold = 1.0\nk = 2\nn = 3\ntrend_window = 3\nforecast_ahead = 0\n\n\
          [planner]\nmax_moves_per_round = 4\nmax_parallel = 2\nmax_moves_per_vm_per_hour = 4\n\
          cooldown_s = 900\nforbid_pingpong = true\nmin_gain = 0.0\n"

@@ -44,6 +44,8 @@ pub struct World {
 /// The policy used by the tests: hotspot with quick sustained detection.
 pub const POLICY: &str = r#"
 policy = "hotspot"
+# One history sample per round of these tests (10 s).
+step_s = 10
 [hotspot]
 threshold = 0.85
 target = 0.55
