@@ -93,31 +93,42 @@ fn real_gmetad_keeps_polling_while_idle_clients_hold_connections() {
     // Real gmetad polls every second from 127.0.0.1 while the idle clients stay connected.
     let rrds = dir.path().join("rrds");
     std::fs::create_dir_all(&rrds).unwrap();
-    let (xml_port, interactive_port) = (free_port(), free_port());
-    let gconf = dir.path().join("gmetad.conf");
-    std::fs::write(
-        &gconf,
-        format!(
-            "data_source \"idle\" 1 127.0.0.1:{tcp}\ngridname \"idlegrid\"\nsetuid off\n\
-             rrd_rootdir \"{}\"\ntrusted_hosts 127.0.0.1\nxml_port {xml_port}\n\
-             interactive_port {interactive_port}\n",
-            rrds.display()
-        ),
-    )
-    .unwrap();
+    // gmetad binds its ports on every address: a port free on 127.0.0.1 a moment ago can be
+    // taken meanwhile (by another test's outgoing connection), and gmetad then exits with
+    // "tcp_listen() failed". Such a start is retried on other ports.
     let pid_file = dir.path().join("gmetad.pid");
-    let mut gmetad = Proc::spawn(
-        "gmetad",
-        &gmetad_bin,
-        &[
-            OsStr::new("-c"),
-            gconf.as_os_str(),
-            OsStr::new("-d"),
-            OsStr::new("1"),
-            OsStr::new("-p"),
-            pid_file.as_os_str(),
-        ],
-    );
+    let (mut gmetad, xml_port) = (0..5)
+        .find_map(|_| {
+            let (xml_port, interactive_port) = (free_port(), free_port());
+            let gconf = dir.path().join("gmetad.conf");
+            std::fs::write(
+                &gconf,
+                format!(
+                    "data_source \"idle\" 1 127.0.0.1:{tcp}\ngridname \"idlegrid\"\nsetuid off\n\
+                     rrd_rootdir \"{}\"\ntrusted_hosts 127.0.0.1\nxml_port {xml_port}\n\
+                     interactive_port {interactive_port}\n",
+                    rrds.display()
+                ),
+            )
+            .unwrap();
+            let mut p = Proc::spawn(
+                "gmetad",
+                &gmetad_bin,
+                &[
+                    OsStr::new("-c"),
+                    gconf.as_os_str(),
+                    OsStr::new("-d"),
+                    OsStr::new("1"),
+                    OsStr::new("-p"),
+                    pid_file.as_os_str(),
+                ],
+            );
+            let up = poll_for(Duration::from_secs(10), || {
+                read_xml(xml_port).map(|_| ()).or_else(|| (!p.running()).then_some(()))
+            });
+            (up.is_some() && p.running()).then_some((p, xml_port))
+        })
+        .expect("gmetad never started on free ports");
     // Each value is sent after the attack began and must reach gmetad through a fresh poll.
     for round in 1..=2 {
         let want = format!("round-{round}");
