@@ -22,12 +22,25 @@ use crate::plan::Plan;
 use crate::planner::{Input, Planner, PlannerConfig};
 use crate::trends::TrendConfig;
 
-/// A balancing policy.
+/// A balancing policy: the simulator ([`crate::sim::simulate_policy`]) and the agent
+/// (`AgentCore::with_policy`) run any implementation, so a caller's own policy needs no change
+/// to this crate. The built-in ones come from [`PolicySpec::build`].
 pub trait Policy: Send + Sync {
     /// Policy name as used in files and reports.
     fn name(&self) -> &str;
-    /// Decides a plan. Pure and deterministic.
+    /// Decides a plan. Pure and deterministic: every host of a cluster must reach the same
+    /// plan from the same input (CONVENTIONS 3).
     fn decide(&self, input: Input<'_>) -> Plan;
+    /// The load histories the caller keeps for [`Input::trends`]: samples of `step_s`, as
+    /// many as the longest window needs. The default, 30 samples of 60 s, suits a policy
+    /// that looks at half an hour or less.
+    fn trend_config(&self) -> TrendConfig {
+        TrendConfig {
+            capacity: 30,
+            step_s: 60,
+            ..TrendConfig::default()
+        }
+    }
 }
 
 /// A policy file: which policy, its parameters, the planner limits and the constraints.
@@ -229,6 +242,10 @@ struct Configured {
 impl Policy for Configured {
     fn name(&self) -> &str {
         &self.spec.policy
+    }
+
+    fn trend_config(&self) -> TrendConfig {
+        self.spec.trend_config()
     }
 
     fn decide(&self, input: Input<'_>) -> Plan {

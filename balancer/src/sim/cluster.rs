@@ -73,8 +73,11 @@ pub(super) enum InitialPlacement {
     CloudsimPolicy(f64),
 }
 
-pub(super) fn initial_placement(sc: &Scenario, spec: &PolicySpec) -> InitialPlacement {
-    if sc.accounting == Accounting::Cloudsim && spec.policy == "consolidate" {
+/// `spec` is `None` for a caller's own policy, placed as any policy but `consolidate`.
+pub(super) fn initial_placement(sc: &Scenario, spec: Option<&PolicySpec>) -> InitialPlacement {
+    if let Some(spec) =
+        spec.filter(|s| sc.accounting == Accounting::Cloudsim && s.policy == "consolidate")
+    {
         let c = &spec.consolidate;
         return InitialPlacement::CloudsimPolicy(if c.detector == Detector::Thr {
             c.threshold

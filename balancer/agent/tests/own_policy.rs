@@ -1,0 +1,51 @@
+//! A caller's own `Box<dyn Policy>` runs in the simulator and in the agent's core: the test
+//! runs what examples/my_policy.rs shows, from that very file.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../examples/my_policy.rs"]
+mod my_policy;
+
+use balancer_agent::balancer::policy::PolicySpec;
+use balancer_agent::balancer::sim::{builtin_scenario, simulate, simulate_policy, SimOptions};
+
+/// In the simulator the example's policy relieves the hot host of `hot-host`, and the report
+/// carries its name.
+#[test]
+fn the_example_policy_runs_in_the_simulator() {
+    let r = my_policy::simulate_gap().unwrap();
+    assert_eq!(r.policy, "gap");
+    assert!(r.migrations > 0, "{r:?}");
+    let none = simulate(
+        &builtin_scenario("hot-host", None, 1).unwrap(),
+        &PolicySpec::builtin("none").unwrap(),
+        &SimOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        r.overload_host_s < none.overload_host_s,
+        "gap {} none {}",
+        r.overload_host_s,
+        none.overload_host_s
+    );
+}
+
+/// Through an `AgentCore` on a view, the example's policy plans its one move off the hot host,
+/// and the plan is its own.
+#[test]
+fn the_example_policy_decides_in_the_agent() {
+    let plan = my_policy::agent_plan().unwrap();
+    assert_eq!(plan.policy, "gap");
+    assert_eq!(plan.moves.len(), 1, "{plan:?}");
+    assert_eq!(plan.moves[0].from, "h1");
+}
+
+/// A built-in policy passed as a `Box<dyn Policy>` gives the very report its file gives: the
+/// two entry points share one engine.
+#[test]
+fn a_built_policy_simulates_as_its_spec() {
+    let sc = builtin_scenario("hot-host", None, 1).unwrap();
+    let spec = PolicySpec::builtin("hotspot").unwrap();
+    let by_spec = simulate(&sc, &spec, &SimOptions::default()).unwrap();
+    let by_box = simulate_policy(&sc, spec.build(), &SimOptions::default()).unwrap();
+    assert_eq!(by_spec.deterministic(), by_box.deterministic());
+}
