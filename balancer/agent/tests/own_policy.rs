@@ -49,3 +49,33 @@ fn a_built_policy_simulates_as_its_spec() {
     let by_box = simulate_policy(&sc, spec.build(), &SimOptions::default()).unwrap();
     assert_eq!(by_spec.deterministic(), by_box.deterministic());
 }
+
+/// A core restored from its state file keeps deciding with the caller's policy; a reload with
+/// a policy file (here a composed one) replaces it with the file's.
+#[test]
+fn own_policy_survives_restore_and_yields_to_a_reloaded_file() {
+    use balancer_agent::core::AgentCore;
+    use balancer_agent::{AgentConfig, Mode};
+    let config = || AgentConfig {
+        mode: Mode::Recommend,
+        trusted_hosts: vec!["h1".into()],
+        ..Default::default()
+    };
+    let spec = || PolicySpec::builtin_for_cluster("hotspot").unwrap();
+    let gap = || Box::new(my_policy::gap_policy().unwrap());
+    let core = AgentCore::with_policy("h1", config(), spec(), gap(), 3).unwrap();
+    let mut core =
+        AgentCore::restore_with_policy("h1", config(), spec(), gap(), 3, core.state()).unwrap();
+    assert_eq!(core.policy_name(), "gap");
+    let composed = "policy = \"composed\"\n[detector]\nkind = \"k_of_n\"\n\
+                    [selector]\nkind = \"vsr\"\n[placement]\nkind = \"pabfd\"\n";
+    core.reload_policy(composed, 1_000_000).unwrap();
+    assert_eq!(core.policy_name(), "composed");
+    assert_eq!(core.policy().policy, "composed");
+    // A wrong part is refused with its key, and the composed policy stays.
+    let e = core
+        .reload_policy(&composed.replace("pabfd", "best_fit"), 1_000_010)
+        .unwrap_err();
+    assert!(e.to_string().contains("placement.kind"), "{e}");
+    assert_eq!(core.policy_name(), "composed");
+}
