@@ -102,6 +102,13 @@ fn hotspot_detector_with_pabfd_placement_relieves_the_hot_host() {
     );
 }
 
+/// The shipped composed file is that composition, and may drive a real cluster.
+#[test]
+fn the_shipped_composed_file_is_hotspot_with_pabfd() {
+    let shipped = PolicySpec::builtin_for_cluster("hotspot-pabfd").unwrap();
+    assert_eq!(shipped, composed("hotspot", "k_of_n", Some("vsr"), "pabfd"));
+}
+
 /// Every wrong part is a config error naming the key to fix.
 #[test]
 fn wrong_parts_are_errors_naming_their_key() {

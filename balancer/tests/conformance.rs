@@ -92,6 +92,7 @@ fn every_shipped_policy_file_parses_and_bad_ones_fail() {
         "iqr-mmt-1.5",
         "mad-mmt-2.5",
         "lr-mmt-1.2",
+        "hotspot-pabfd",
     ] {
         let path = format!(
             "{}/../configs/policies/{name}.toml",

@@ -138,7 +138,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::List => {
             println!("scenarios: {}", BUILTIN_SCENARIOS.join(" "));
-            println!("policies: none naive-threshold hotspot stabilize consolidate consolidate-aggressive thr-mmt-0.8 iqr-mmt-1.5 mad-mmt-2.5 lr-mmt-1.2");
+            println!("policies: none naive-threshold hotspot stabilize consolidate consolidate-aggressive thr-mmt-0.8 iqr-mmt-1.5 mad-mmt-2.5 lr-mmt-1.2 hotspot-pabfd");
             println!(
                 "composed parts: detector {}; selector {}; placement {}",
                 DETECTORS.join(" "),

@@ -120,6 +120,7 @@ pub fn builtin_file(name: &str) -> Option<&'static str> {
         "iqr-mmt-1.5" => include_str!("../../../configs/policies/iqr-mmt-1.5.toml"),
         "mad-mmt-2.5" => include_str!("../../../configs/policies/mad-mmt-2.5.toml"),
         "lr-mmt-1.2" => include_str!("../../../configs/policies/lr-mmt-1.2.toml"),
+        "hotspot-pabfd" => include_str!("../../../configs/policies/hotspot-pabfd.toml"),
         _ => return None,
     })
 }
