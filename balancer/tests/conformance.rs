@@ -52,11 +52,31 @@ fn steady_trends(s: &Snapshot, n: u64) -> Trends {
     t
 }
 
+/// Every built-in policy, and compositions that mix the parts of different ones.
 fn policies() -> Vec<PolicySpec> {
-    BUILTIN
+    let mut all: Vec<PolicySpec> = BUILTIN
         .iter()
         .map(|n| PolicySpec::builtin(n).unwrap())
-        .collect()
+        .collect();
+    all.extend(MIXES.iter().map(mix));
+    all
+}
+
+/// Compositions no shipped file makes: (detector, selector, placement).
+const MIXES: [(&str, &str, &str); 2] = [("k_of_n", "vsr", "pabfd"), ("iqr", "mmt", "worst_fit")];
+
+/// A composed policy of the given parts over the shipped hotspot file's gates (the parts read
+/// their parameters from the default `[consolidate]` and the file's `[hotspot]`).
+fn mix((detector, selector, placement): &(&str, &str, &str)) -> PolicySpec {
+    let hotspot = balancer::policy::builtin_file("hotspot").unwrap();
+    let text = hotspot.replace("policy = \"hotspot\"", "policy = \"composed\"")
+        + &format!(
+            "[detector]\nkind = \"{detector}\"\n[selector]\nkind = \"{selector}\"\n\
+             [placement]\nkind = \"{placement}\"\n"
+        );
+    // consolidate's detectors keep 30 steps of history: at 60 s, half an hour.
+    let text = text + "[consolidate]\nmin_history_s = 1800\nlr_window_s = 1800\n";
+    PolicySpec::parse(&text).unwrap()
 }
 
 #[test]
@@ -72,6 +92,7 @@ fn every_shipped_policy_file_parses_and_bad_ones_fail() {
         "iqr-mmt-1.5",
         "mad-mmt-2.5",
         "lr-mmt-1.2",
+        "hotspot-pabfd",
     ] {
         let path = format!(
             "{}/../configs/policies/{name}.toml",
@@ -371,6 +392,43 @@ fn same_input_gives_byte_identical_plans() {
             assert_eq!(a, b, "{} is not deterministic", spec.policy);
         }
     }
+}
+
+/// A composition of a shipped policy's own parts plans byte for byte as its file (the name
+/// apart) on the messy clusters.
+#[test]
+fn compositions_of_shipped_parts_plan_as_the_files() {
+    let presets = [
+        ("hotspot", "[detector]\nkind = \"k_of_n\"\n[selector]\nkind = \"vsr\"\n[placement]\nkind = \"worst_fit\"\n"),
+        ("stabilize", "[detector]\nkind = \"sigma\"\n[placement]\nkind = \"sigma_search\"\n"),
+        ("consolidate", "[detector]\nkind = \"threshold\"\n[selector]\nkind = \"mmt\"\n[placement]\nkind = \"pabfd\"\n"),
+    ];
+    let mut moves = 0;
+    for seed in 0..6 {
+        let (s, _) = messy(seed);
+        let t = steady_trends(&s, 12);
+        let history = History::default();
+        let input = Input {
+            snapshot: &s,
+            trends: &t,
+            history: &history,
+            now: s.time,
+        };
+        for (name, parts) in presets {
+            let file = balancer::policy::builtin_file(name).unwrap();
+            let text = file.replace(&format!("policy = \"{name}\""), "policy = \"composed\"");
+            let composed = PolicySpec::parse(&format!("{text}\n{parts}")).unwrap();
+            let want = PolicySpec::builtin(name).unwrap().build().decide(input);
+            let mut got = composed.build().decide(input);
+            got.policy = want.policy.clone();
+            assert_eq!(got.to_json(), want.to_json(), "{name}, seed {seed}");
+            moves += want.moves.len();
+        }
+    }
+    assert!(
+        moves > 10,
+        "only {moves} moves: the comparison proves little"
+    );
 }
 
 #[test]

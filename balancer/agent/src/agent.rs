@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use balancer::planner::History;
-use balancer::policy::PolicySpec;
+use balancer::policy::{Policy, PolicySpec};
 use ganglia_wire::model::Cluster;
 
 use crate::audit::{AuditLog, Record};
@@ -35,6 +35,9 @@ pub struct AgentOptions {
     pub config: AgentConfig,
     /// Policy file text; `None` resolves `config.policy` (built-in name or file path).
     pub policy_text: Option<String>,
+    /// A caller's own policy, deciding instead of the one the file names; the file still
+    /// supplies the core's cooldown (see `AgentCore::with_policy`). Default `None`.
+    pub policy: Option<Box<dyn Policy>>,
     /// The hypervisor backend.
     pub executor: Arc<dyn Executor>,
     /// Where audit records go.
@@ -63,6 +66,7 @@ impl AgentOptions {
             identity: Identity::new(name, None, None),
             config,
             policy_text: None,
+            policy: None,
             executor,
             audit: AuditLog::none(),
             verify_retry: Duration::from_millis(500),
@@ -149,14 +153,22 @@ impl Agent {
             Some(st) if opts.name_guessed => st.host.clone(),
             _ => opts.name.clone(),
         };
+        let policy = opts.policy.unwrap_or_else(|| spec.build());
         let core = match saved {
             Some(st) => {
                 tracing::info!(path = %state_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
                     inflight = st.inflight.len(), budget_used = st.budget_starts.len(),
                     "resuming from the state file");
-                AgentCore::restore(&name, opts.config, spec, opts.verify_attempts, st)?
+                AgentCore::restore_with_policy(
+                    &name,
+                    opts.config,
+                    spec,
+                    policy,
+                    opts.verify_attempts,
+                    st,
+                )?
             }
-            None => AgentCore::new(&name, opts.config, spec, opts.verify_attempts)?,
+            None => AgentCore::with_policy(&name, opts.config, spec, policy, opts.verify_attempts)?,
         };
         let mut core = core;
         core.set_name_hints(opts.name_guessed, opts.local_ips);

@@ -255,7 +255,7 @@ impl std::fmt::Debug for AgentCore {
         f.debug_struct("AgentCore")
             .field("name", &self.name)
             .field("mode", &self.cfg.mode)
-            .field("policy", &self.spec.policy)
+            .field("policy", &self.policy.name())
             .field("inflight", &self.inflight.len())
             .finish_non_exhaustive()
     }
@@ -345,6 +345,23 @@ impl AgentCore {
         spec: PolicySpec,
         verify_attempts: u32,
     ) -> Result<AgentCore> {
+        let policy = spec.build();
+        AgentCore::with_policy(name, config, spec, policy, verify_attempts)
+    }
+
+    /// [`AgentCore::new`] deciding with a caller's own `policy` instead of the one `spec`
+    /// names. `spec` still supplies what the core itself reads of a policy file: the cooldown
+    /// of its recently-moved gate (`planner.cooldown_s`); the load histories are kept as
+    /// `policy.trend_config()` asks. A later [`AgentCore::reload_policy`] replaces both with
+    /// the file's. Whether the policy is fit for a real cluster is the caller's judgement:
+    /// the core runs it as given.
+    pub fn with_policy(
+        name: &str,
+        config: AgentConfig,
+        spec: PolicySpec,
+        policy: Box<dyn Policy>,
+        verify_attempts: u32,
+    ) -> Result<AgentCore> {
         // A config built in code skips the file's checks: `auto` still needs an inventory.
         if let Some(why) = config.auto_conflict() {
             return Err(AgentError::Config {
@@ -359,10 +376,10 @@ impl AgentCore {
             ..Default::default()
         };
         // Load histories at the policy's step, as long as its longest window.
-        let trends = Trends::new(spec.trend_config());
+        let trends = Trends::new(policy.trend_config());
         Ok(AgentCore {
             name: name.to_string(),
-            policy: spec.build(),
+            policy,
             spec,
             verify_attempts: verify_attempts.max(1),
             trends,
@@ -411,7 +428,21 @@ impl AgentCore {
         verify_attempts: u32,
         state: PersistedState,
     ) -> Result<AgentCore> {
-        let mut c = AgentCore::new(name, config, spec, verify_attempts)?;
+        let policy = spec.build();
+        AgentCore::restore_with_policy(name, config, spec, policy, verify_attempts, state)
+    }
+
+    /// [`AgentCore::restore`] deciding with a caller's own `policy` (see
+    /// [`AgentCore::with_policy`]).
+    pub fn restore_with_policy(
+        name: &str,
+        config: AgentConfig,
+        spec: PolicySpec,
+        policy: Box<dyn Policy>,
+        verify_attempts: u32,
+        state: PersistedState,
+    ) -> Result<AgentCore> {
+        let mut c = AgentCore::with_policy(name, config, spec, policy, verify_attempts)?;
         c.next_id = state.next_id.max(1);
         c.budget_starts = state.budget_starts;
         c.vm_cooldown = state.vm_cooldown;
@@ -534,9 +565,16 @@ impl AgentCore {
         &self.cfg
     }
 
-    /// The policy in force.
+    /// The policy file in force (for a core made by [`AgentCore::with_policy`], the spec it
+    /// was given, whose `policy` need not name the policy deciding: see
+    /// [`AgentCore::policy_name`]).
     pub fn policy(&self) -> &PolicySpec {
         &self.spec
+    }
+
+    /// The name of the policy deciding, as plans and audit records carry it.
+    pub fn policy_name(&self) -> &str {
+        self.policy.name()
     }
 
     /// The metrics as they would be published now.
@@ -592,12 +630,13 @@ impl AgentCore {
             Ok(spec) => {
                 let mut r = self.record(now, Event::Reload);
                 r.policy = Some(spec.policy.clone());
-                self.policy = spec.build();
+                let policy = spec.build();
                 // Histories are kept unless the new policy needs them at another step or
                 // length.
-                if spec.trend_config() != self.spec.trend_config() {
-                    self.trends = Trends::new(spec.trend_config());
+                if policy.trend_config() != self.policy.trend_config() {
+                    self.trends = Trends::new(policy.trend_config());
                 }
+                self.policy = policy;
                 self.spec = spec;
                 self.audit(r);
                 tracing::info!(policy = %self.spec.policy, "policy reloaded");
@@ -607,7 +646,7 @@ impl AgentCore {
                 let mut r = self.record(now, Event::ReloadRejected);
                 r.error = Some(e.to_string());
                 self.audit(r);
-                tracing::warn!(error = %e, policy = %self.spec.policy, "new policy rejected; old one kept");
+                tracing::warn!(error = %e, policy = %self.policy.name(), "new policy rejected; old one kept");
                 Err(AgentError::Policy(e.to_string()))
             }
         }
@@ -1545,7 +1584,7 @@ impl AgentCore {
 
     fn record(&self, now: u64, event: Event) -> Record {
         let mut r = Record::new(now, &self.name, event, self.cfg.mode.as_str());
-        r.policy = Some(self.spec.policy.clone());
+        r.policy = Some(self.policy.name().to_string());
         r
     }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use balancer::planner::{History, Input};
-use balancer::policy::PolicySpec;
+use balancer::policy::{PolicySpec, DETECTORS, PLACEMENTS, SELECTORS};
 use balancer::sim::{
     builtin_scenario, simulate_with_progress, Progress, Scenario, SimOptions, TickProgress,
     BUILTIN_SCENARIOS,
@@ -138,7 +138,13 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::List => {
             println!("scenarios: {}", BUILTIN_SCENARIOS.join(" "));
-            println!("policies: none naive-threshold hotspot stabilize consolidate consolidate-aggressive thr-mmt-0.8 iqr-mmt-1.5 mad-mmt-2.5 lr-mmt-1.2");
+            println!("policies: none naive-threshold hotspot stabilize consolidate consolidate-aggressive thr-mmt-0.8 iqr-mmt-1.5 mad-mmt-2.5 lr-mmt-1.2 hotspot-pabfd");
+            println!(
+                "composed parts: detector {}; selector {}; placement {}",
+                DETECTORS.join(" "),
+                SELECTORS.join(" "),
+                PLACEMENTS.join(" ")
+            );
             Ok(())
         }
         Cmd::Plan(a) => plan(a),

@@ -30,7 +30,8 @@ pub enum Detector {
     Lrr,
 }
 
-/// VM selection on an overloaded host.
+/// VM selection on an overloaded host (`selection` of `[consolidate]`, `kind` of a composed
+/// policy's `[selector]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Selection {
@@ -38,6 +39,8 @@ pub enum Selection {
     Mmt,
     /// Minimum CPU utilisation.
     Mu,
+    /// Sandpiper's largest volume-to-size ratio first (hotspot's selection).
+    Vsr,
 }
 
 /// `[consolidate]` parameters.
@@ -873,94 +876,135 @@ impl Ctx<'_, '_> {
 }
 
 pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
-    let s = p.snap();
-    let trends = p.input.trends;
-    let w = Windows::of(cfg, trends);
-    let hist: Vec<Vec<f64>> = s
-        .vms
-        .iter()
-        .map(|vm| {
-            trends.vm_cpu(&vm.name).map_or_else(Vec::new, |ser| {
-                let mut v: Vec<f64> = ser.recent(30).collect();
-                v.reverse();
-                v
-            })
-        })
-        .collect();
-    let nh = s.hosts.len();
-    let util0: Vec<f64> = (0..nh).map(|h| p.util(h)).collect();
-    let vstat: Vec<VmStat> = hist
-        .iter()
-        .map(|hv| {
-            let hv = &hv[..hv.len().min(HIST)];
-            if hv.is_empty() {
-                return VmStat::default();
-            }
-            VmStat {
-                n: hv.len(),
-                max: hv.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                min: hv.iter().copied().fold(f64::INFINITY, f64::min),
-                fit: lr_fit(hv, w.lr_window).unwrap_or((0.0, 0.0)),
-            }
-        })
-        .collect();
-    let ctx = Ctx {
-        cfg,
-        w,
-        p,
-        hist,
-        p0: (0..nh)
-            .map(|h| {
-                s.hosts[h]
-                    .power
-                    .as_ref()
-                    .unwrap_or(&GENERIC)
-                    .watts(util0[h])
-            })
-            .collect(),
-        vstat,
-        hcap: s.hosts.iter().map(|h| (h.cpu_mhz(), h.mhz)).collect(),
-        room: std::cell::RefCell::new(Vec::new()),
-        pfloor: std::cell::RefCell::new(Vec::new()),
-        touched: std::cell::RefCell::new((
-            vec![false; nh],
-            std::collections::BTreeMap::new(),
-            vec![None; nh],
-        )),
-        min_slope: 0.0,
-        skip: std::cell::RefCell::new((0..=nh).collect()),
-        util0,
-        hcache: std::cell::RefCell::new(vec![None; nh]),
-    };
-
-    *ctx.room.borrow_mut() = (0..nh).map(|h| ctx.room_of(h)).collect();
-    let mut ctx = ctx;
-    *ctx.pfloor.borrow_mut() = (0..nh)
-        .map(|h| {
-            let c = &ctx.power(h).0;
-            let flattest = c
-                .windows(2)
-                .map(|w| w[1] - w[0])
-                .fold(f64::INFINITY, f64::min);
-            // W per 10 % of capacity -> W per MHz; a falling curve gets no bound.
-            (
-                ctx.power_base(h),
-                (flattest.max(0.0) * 10.0) / ctx.hcap[h].0,
-            )
-        })
-        .collect();
-    ctx.min_slope = ctx
-        .pfloor
-        .borrow()
-        .iter()
-        .map(|x| x.1)
-        .fold(f64::INFINITY, f64::min);
-    if !ctx.min_slope.is_finite() {
-        ctx.min_slope = 0.0;
+    let mut ctx = Ctx::new(cfg, p);
+    let (over, to_move) = overload_pass(&mut ctx);
+    if !place(&mut ctx, &over, to_move) || !cfg.underload {
+        return;
     }
-    let ctx = ctx;
+    underload_pass(&mut ctx, &over);
+}
 
-    // Overload pass.
+/// The overload detector of `cfg` and its VM selection alone (a composed policy's detector
+/// and selector): per host whether it is overloaded, and the VMs to move off it as (VM,
+/// host, reason) in selection order.
+pub(crate) fn overloaded_hosts(
+    cfg: &ConsolidateParams,
+    p: &mut Planner<'_>,
+) -> (Vec<bool>, Vec<(usize, usize, Reason)>) {
+    overload_pass(&mut Ctx::new(cfg, p))
+}
+
+/// PABFD alone (a composed policy's placement): places `to_move` (VM, source, reason) on the
+/// hosts whose power grows least and that `cfg`'s detector keeps quiet, never on a host
+/// flagged in `excluded`.
+pub(crate) fn pabfd(
+    cfg: &ConsolidateParams,
+    p: &mut Planner<'_>,
+    excluded: &[bool],
+    to_move: Vec<(usize, usize, Reason)>,
+) {
+    place(&mut Ctx::new(cfg, p), excluded, to_move);
+}
+
+impl<'p, 'a> Ctx<'p, 'a> {
+    /// The decision's caches over `p`'s placement as it stands.
+    fn new(cfg: &'p ConsolidateParams, p: &'p mut Planner<'a>) -> Ctx<'p, 'a> {
+        let s = p.snap();
+        let trends = p.input.trends;
+        let w = Windows::of(cfg, trends);
+        let hist: Vec<Vec<f64>> = s
+            .vms
+            .iter()
+            .map(|vm| {
+                trends.vm_cpu(&vm.name).map_or_else(Vec::new, |ser| {
+                    let mut v: Vec<f64> = ser.recent(30).collect();
+                    v.reverse();
+                    v
+                })
+            })
+            .collect();
+        let nh = s.hosts.len();
+        let util0: Vec<f64> = (0..nh).map(|h| p.util(h)).collect();
+        let vstat: Vec<VmStat> = hist
+            .iter()
+            .map(|hv| {
+                let hv = &hv[..hv.len().min(HIST)];
+                if hv.is_empty() {
+                    return VmStat::default();
+                }
+                VmStat {
+                    n: hv.len(),
+                    max: hv.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                    min: hv.iter().copied().fold(f64::INFINITY, f64::min),
+                    fit: lr_fit(hv, w.lr_window).unwrap_or((0.0, 0.0)),
+                }
+            })
+            .collect();
+        let ctx = Ctx {
+            cfg,
+            w,
+            p,
+            hist,
+            p0: (0..nh)
+                .map(|h| {
+                    s.hosts[h]
+                        .power
+                        .as_ref()
+                        .unwrap_or(&GENERIC)
+                        .watts(util0[h])
+                })
+                .collect(),
+            vstat,
+            hcap: s.hosts.iter().map(|h| (h.cpu_mhz(), h.mhz)).collect(),
+            room: std::cell::RefCell::new(Vec::new()),
+            pfloor: std::cell::RefCell::new(Vec::new()),
+            touched: std::cell::RefCell::new((
+                vec![false; nh],
+                std::collections::BTreeMap::new(),
+                vec![None; nh],
+            )),
+            min_slope: 0.0,
+            skip: std::cell::RefCell::new((0..=nh).collect()),
+            util0,
+            hcache: std::cell::RefCell::new(vec![None; nh]),
+        };
+
+        *ctx.room.borrow_mut() = (0..nh).map(|h| ctx.room_of(h)).collect();
+        let mut ctx = ctx;
+        *ctx.pfloor.borrow_mut() = (0..nh)
+            .map(|h| {
+                let c = &ctx.power(h).0;
+                let flattest = c
+                    .windows(2)
+                    .map(|w| w[1] - w[0])
+                    .fold(f64::INFINITY, f64::min);
+                // W per 10 % of capacity -> W per MHz; a falling curve gets no bound.
+                (
+                    ctx.power_base(h),
+                    (flattest.max(0.0) * 10.0) / ctx.hcap[h].0,
+                )
+            })
+            .collect();
+        ctx.min_slope = ctx
+            .pfloor
+            .borrow()
+            .iter()
+            .map(|x| x.1)
+            .fold(f64::INFINITY, f64::min);
+        if !ctx.min_slope.is_finite() {
+            ctx.min_slope = 0.0;
+        }
+        ctx
+    }
+}
+
+/// Flags the overloaded hosts and picks the VMs to take off each.
+fn overload_pass(ctx: &mut Ctx<'_, '_>) -> (Vec<bool>, Vec<(usize, usize, Reason)>) {
+    let cfg = ctx.cfg;
+    let s = ctx.p.snap();
+    let trends = ctx.p.input.trends;
+    let w = ctx.w;
+    let nh = s.hosts.len();
     let mut over = vec![false; nh];
     let mut to_move: Vec<(usize, usize, Reason)> = Vec::new();
     for h in 0..nh {
@@ -1016,6 +1060,10 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
                         .total_cmp(&s.vms[*b.1].cpu_demand_mhz)
                         .then(a.0.cmp(&b.0))
                 }),
+                Selection::Vsr => rest.iter().enumerate().min_by(|a, b| {
+                    let vsr = |v: usize| super::hotspot::vsr(s, h, v);
+                    vsr(*b.1).total_cmp(&vsr(*a.1)).then(a.0.cmp(&b.0))
+                }),
             };
             let Some((i, &v)) = pick else { break };
             rest.remove(i);
@@ -1026,6 +1074,13 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
             }
         }
     }
+    (over, to_move)
+}
+
+/// Places the VMs of the overload pass; false when the round's budget ran out.
+fn place(ctx: &mut Ctx<'_, '_>, over: &[bool], mut to_move: Vec<(usize, usize, Reason)>) -> bool {
+    let cfg = ctx.cfg;
+    let s = ctx.p.snap();
     // Stable, as CloudSim's sort: ties keep host order, then selection order.
     to_move.sort_by(|a, b| {
         s.vms[b.0]
@@ -1034,9 +1089,9 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
     });
     for (v, h, reason) in to_move {
         if !ctx.p.budget_left() {
-            return;
+            return false;
         }
-        let Some(d) = ctx.best_host(v, &over) else {
+        let Some(d) = ctx.best_host(v, over) else {
             ctx.p.refuse(Refusal::NoDestination);
             continue;
         };
@@ -1052,11 +1107,16 @@ pub(crate) fn run(cfg: &ConsolidateParams, p: &mut Planner<'_>) {
             }
         }
     }
-    if !cfg.underload {
-        return;
-    }
+    true
+}
 
-    // Underload pass.
+/// Empties underloaded hosts whose VMs all fit elsewhere.
+fn underload_pass(ctx: &mut Ctx<'_, '_>, over: &[bool]) {
+    let cfg = ctx.cfg;
+    let s = ctx.p.snap();
+    let trends = ctx.p.input.trends;
+    let w = ctx.w;
+    let nh = s.hosts.len();
     // "Switched off" is judged by the utilisation at the start of the round (CloudSim's
     // getSwitchedOffHosts): an idle host woken by the overload pass above neither gets
     // evacuated nor receives an underloaded host's VMs in the same round.

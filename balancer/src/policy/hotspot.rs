@@ -10,9 +10,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::consolidate::Selection;
 use crate::error::BalancerError;
 use crate::plan::{r6, Reason};
 use crate::planner::{MoveKind, Planner};
+use crate::snapshot::Snapshot;
 use crate::trends::{weighted_sum, Series};
 
 /// `[hotspot]` parameters.
@@ -118,6 +120,17 @@ fn volume(cpu: f64, mem: f64) -> f64 {
 }
 
 pub(crate) fn run(cfg: &HotspotParams, p: &mut Planner<'_>) {
+    let hot = hot_hosts(cfg, p);
+    relieve(cfg, p, hot, Selection::Vsr);
+}
+
+/// A host found hot: (volume, host, CPU forecast).
+pub(crate) type Hot = (f64, usize, f64);
+
+/// Sandpiper's detector (a composed policy's `k_of_n`): the hosts over the CPU threshold for
+/// k of the last n samples and forecast to stay over it, or over the memory threshold for k
+/// of n, and above their target now; hottest (largest volume) first.
+pub(crate) fn hot_hosts(cfg: &HotspotParams, p: &mut Planner<'_>) -> Vec<Hot> {
     let s = p.snap();
     let trends = p.input.trends;
     // The windows in samples of the histories' step: the same time at any observation rate.
@@ -171,20 +184,49 @@ pub(crate) fn run(cfg: &HotspotParams, p: &mut Planner<'_>) {
         }
     }
     hot.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    hot
+}
+
+/// Sandpiper's volume-to-size ratio of VM `v` on host `h`: the load a move takes off per byte
+/// it copies.
+pub(crate) fn vsr(s: &Snapshot, h: usize, v: usize) -> f64 {
+    let vm = &s.vms[v];
+    let vol = volume(
+        vm.cpu_demand_mhz / s.hosts[h].cpu_mhz(),
+        vm.mem_kb as f64 / s.hosts[h].mem_kb as f64,
+    );
+    vol / (vm.mem_kb.max(1) as f64)
+}
+
+/// The VMs of host `h` in the order `sel` takes them off: `vsr` largest ratio first, `mmt`
+/// least memory first, `mu` least CPU first; ties to the lower index.
+pub(crate) fn vm_order(p: &Planner<'_>, h: usize, sel: Selection) -> Vec<usize> {
+    let s = p.snap();
+    let mut vms: Vec<(f64, usize)> = p.on_host[h]
+        .iter()
+        .map(|&v| {
+            let key = match sel {
+                Selection::Vsr => -vsr(s, h, v),
+                Selection::Mmt => s.vms[v].mem_kb as f64,
+                Selection::Mu => s.vms[v].cpu_demand_mhz,
+            };
+            (key, v)
+        })
+        .collect();
+    vms.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    vms.into_iter().map(|(_, v)| v).collect()
+}
+
+/// Sandpiper's placement (a composed policy's `worst_fit`): VMs off each hot host in `sel`'s
+/// order, each to the least loaded host that stays under the target, until the host is at
+/// its target.
+pub(crate) fn relieve(cfg: &HotspotParams, p: &mut Planner<'_>, hot: Vec<Hot>, sel: Selection) {
+    let s = p.snap();
     for (_, h, forecast) in hot {
         let cap = s.hosts[h].cpu_mhz();
         let mem_cap = s.hosts[h].mem_kb as f64;
-        let mut vms: Vec<(f64, usize)> = p.on_host[h]
-            .iter()
-            .map(|&v| {
-                let vm = &s.vms[v];
-                let vol = volume(vm.cpu_demand_mhz / cap, vm.mem_kb as f64 / mem_cap);
-                (vol / (vm.mem_kb.max(1) as f64), v)
-            })
-            .collect();
-        vms.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let util0 = p.util(h);
-        for (_, v) in vms {
+        for v in vm_order(p, h, sel) {
             if p.util(h) <= cfg.target && p.mem_util(h) <= cfg.mem_threshold {
                 break;
             }

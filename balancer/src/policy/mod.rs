@@ -4,6 +4,7 @@
 //! no hash-map iteration in anything that reaches the plan, so every host computes the same
 //! plan from the same snapshot.
 
+mod composed;
 mod consolidate;
 mod hotspot;
 mod naive;
@@ -11,6 +12,7 @@ mod stabilize;
 
 use serde::{Deserialize, Serialize};
 
+pub use composed::{Part, DETECTORS, PLACEMENTS, SELECTORS};
 pub use consolidate::{ConsolidateParams, Detector, Selection};
 pub use hotspot::HotspotParams;
 pub use naive::NaiveParams;
@@ -22,19 +24,33 @@ use crate::plan::Plan;
 use crate::planner::{Input, Planner, PlannerConfig};
 use crate::trends::TrendConfig;
 
-/// A balancing policy.
+/// A balancing policy: the simulator ([`crate::sim::simulate_policy`]) and the agent
+/// (`AgentCore::with_policy`) run any implementation, so a caller's own policy needs no change
+/// to this crate. The built-in ones come from [`PolicySpec::build`].
 pub trait Policy: Send + Sync {
     /// Policy name as used in files and reports.
     fn name(&self) -> &str;
-    /// Decides a plan. Pure and deterministic.
+    /// Decides a plan. Pure and deterministic: every host of a cluster must reach the same
+    /// plan from the same input (CONVENTIONS 3).
     fn decide(&self, input: Input<'_>) -> Plan;
+    /// The load histories the caller keeps for [`Input::trends`]: samples of `step_s`, as
+    /// many as the longest window needs. The default, 30 samples of 60 s, suits a policy
+    /// that looks at half an hour or less.
+    fn trend_config(&self) -> TrendConfig {
+        TrendConfig {
+            capacity: 30,
+            step_s: 60,
+            ..TrendConfig::default()
+        }
+    }
 }
 
 /// A policy file: which policy, its parameters, the planner limits and the constraints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySpec {
-    /// One of `none`, `naive-threshold`, `hotspot`, `stabilize`, `consolidate`.
+    /// One of `none`, `naive-threshold`, `hotspot`, `stabilize`, `consolidate`, or
+    /// `composed` (parts named in `detector`, `selector` and `placement`).
     pub policy: String,
     /// The file is meant for the simulator only (default false). Settings that let moves break
     /// a real host make a spec simulation-only whatever this says; see
@@ -66,6 +82,15 @@ pub struct PolicySpec {
     /// `consolidate` parameters.
     #[serde(default)]
     pub consolidate: ConsolidateParams,
+    /// `composed`: which hosts need relief ([`DETECTORS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector: Option<Part>,
+    /// `composed`: which of their VMs go first ([`SELECTORS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<Part>,
+    /// `composed`: where they go ([`PLACEMENTS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Part>,
 }
 
 /// Most samples a policy window may span (bounds the history kept per VM).
@@ -95,6 +120,7 @@ pub fn builtin_file(name: &str) -> Option<&'static str> {
         "iqr-mmt-1.5" => include_str!("../../../configs/policies/iqr-mmt-1.5.toml"),
         "mad-mmt-2.5" => include_str!("../../../configs/policies/mad-mmt-2.5.toml"),
         "lr-mmt-1.2" => include_str!("../../../configs/policies/lr-mmt-1.2.toml"),
+        "hotspot-pabfd" => include_str!("../../../configs/policies/hotspot-pabfd.toml"),
         _ => return None,
     })
 }
@@ -117,16 +143,31 @@ impl PolicySpec {
 
     /// Range checks of every section.
     pub fn validate(&self) -> Result<()> {
-        if !BUILTIN.contains(&self.policy.as_str()) {
+        if self.policy == "composed" {
+            composed::Composition::of(self)?;
+        } else if !BUILTIN.contains(&self.policy.as_str()) {
             return Err(BalancerError::Config(format!(
                 "unknown policy {:?}",
                 self.policy
             )));
+        } else {
+            // A part section under another policy would be silently ignored: say so instead.
+            let parts = [
+                ("detector", &self.detector),
+                ("selector", &self.selector),
+                ("placement", &self.placement),
+            ];
+            if let Some((key, _)) = parts.iter().find(|(_, p)| p.is_some()) {
+                return Err(BalancerError::Config(format!(
+                    "[{key}] is only read with policy = \"composed\" (this file: {:?})",
+                    self.policy
+                )));
+            }
         }
         if !(1..=3600).contains(&self.step_s()) {
             return Err(BalancerError::config("step_s must be in 1..=3600"));
         }
-        if self.policy == "consolidate" {
+        if self.reads_consolidate() {
             self.consolidate.validate_step(self.step_s())?;
         }
         if let Some(w) = self.longest_window_s() {
@@ -185,11 +226,27 @@ impl PolicySpec {
 
     /// Seconds per sample of the policy's histories (see the `step_s` field).
     pub fn step_s(&self) -> u64 {
-        self.step_s.unwrap_or(if self.policy == "consolidate" {
-            300
-        } else {
-            60
-        })
+        // Consolidate's detectors (also in a composition) have CloudSim's windows.
+        let consolidate = self.policy == "consolidate" || self.beloglazov_detector().is_some();
+        self.step_s.unwrap_or(if consolidate { 300 } else { 60 })
+    }
+
+    /// The Beloglazov detector deciding which hosts are overloaded, for `consolidate` and a
+    /// composition with one; `None` for every other policy.
+    pub fn beloglazov_detector(&self) -> Option<Detector> {
+        match self.policy.as_str() {
+            "consolidate" => Some(self.consolidate.detector),
+            "composed" => composed::Composition::of(self)
+                .ok()
+                .and_then(|c| c.beloglazov()),
+            _ => None,
+        }
+    }
+
+    /// Whether `[consolidate]`'s history windows are read: by consolidate, and by a
+    /// composition with one of its detectors.
+    fn reads_consolidate(&self) -> bool {
+        self.beloglazov_detector().is_some()
     }
 
     /// The longest window of the policy's own section, seconds.
@@ -198,6 +255,9 @@ impl PolicySpec {
             "hotspot" => Some(self.hotspot.window_s.max(self.hotspot.trend_window_s)),
             "stabilize" => Some(self.stabilize.window_s),
             "consolidate" => Some(self.consolidate.longest_window_s()),
+            "composed" => composed::Composition::of(self)
+                .ok()
+                .map(|c| c.longest_window_s(self)),
             _ => None,
         }
     }
@@ -217,18 +277,28 @@ impl PolicySpec {
 
     /// Instantiates the policy.
     pub fn build(&self) -> Box<dyn Policy> {
-        Box::new(Configured { spec: self.clone() })
+        Box::new(Configured {
+            composition: composed::Composition::of(self).ok(),
+            spec: self.clone(),
+        })
     }
 }
 
 /// A policy with its spec; dispatches on the name.
 struct Configured {
     spec: PolicySpec,
+    /// The parts of a `composed` spec, resolved once (`None` for the other policies, and for
+    /// an unvalidated composed spec, which then plans only rule fixes).
+    composition: Option<composed::Composition>,
 }
 
 impl Policy for Configured {
     fn name(&self) -> &str {
         &self.spec.policy
+    }
+
+    fn trend_config(&self) -> TrendConfig {
+        self.spec.trend_config()
     }
 
     fn decide(&self, input: Input<'_>) -> Plan {
@@ -251,6 +321,11 @@ impl Policy for Configured {
             "hotspot" => hotspot::run(&spec.hotspot, &mut p),
             "stabilize" => stabilize::run(&spec.stabilize, &mut p),
             "consolidate" => consolidate::run(&spec.consolidate, &mut p),
+            "composed" => {
+                if let Some(c) = &self.composition {
+                    composed::run(c, spec, &mut p);
+                }
+            }
             _ => {}
         }
         p.finish(&spec.policy)

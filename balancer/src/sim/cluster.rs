@@ -73,10 +73,12 @@ pub(super) enum InitialPlacement {
     CloudsimPolicy(f64),
 }
 
-pub(super) fn initial_placement(sc: &Scenario, spec: &PolicySpec) -> InitialPlacement {
-    if sc.accounting == Accounting::Cloudsim && spec.policy == "consolidate" {
+/// `spec` is `None` for a caller's own policy, placed as any policy but `consolidate`.
+pub(super) fn initial_placement(sc: &Scenario, spec: Option<&PolicySpec>) -> InitialPlacement {
+    let detector = spec.and_then(|s| s.beloglazov_detector().map(|d| (s, d)));
+    if let Some((spec, d)) = detector.filter(|_| sc.accounting == Accounting::Cloudsim) {
         let c = &spec.consolidate;
-        return InitialPlacement::CloudsimPolicy(if c.detector == Detector::Thr {
+        return InitialPlacement::CloudsimPolicy(if d == Detector::Thr {
             c.threshold
         } else {
             c.fallback_threshold

@@ -82,7 +82,65 @@ pub fn simulate_with_progress(
 ) -> Result<(Report, Option<Recording>)> {
     sc.validate()?;
     let spec = with_scenario_rules(sc, spec);
-    let mut run = Run::new(sc, &spec, opts)?;
+    let setup = Setup {
+        placement: initial_placement(sc, Some(&spec)),
+        threshold: super::plot::overload_threshold(&spec),
+        rules: spec.constraints.clone(),
+        policy: spec.build(),
+    };
+    run_setup(sc, setup, opts, progress)
+}
+
+/// Runs a scenario under a caller's own policy, as [`simulate`] runs a policy file. The
+/// policy decides alone: it gets no constraints from the simulator, so it must resolve the
+/// rules it keeps itself (the scenario's affinity, anti-affinity and pinning groups are in
+/// `sc`, and `Report::rule_violation_vm_s` counts them against the default constraints).
+/// VMs without a host are placed as for any policy but `consolidate` on CloudSim accounting.
+pub fn simulate_policy(
+    sc: &Scenario,
+    policy: Box<dyn Policy>,
+    opts: &SimOptions,
+) -> Result<Report> {
+    simulate_policy_with_progress(sc, policy, opts, &mut NoProgress).map(|(r, _)| r)
+}
+
+/// [`simulate_policy`], telling `progress` after every accounted tick and returning what it
+/// recorded (`Some` exactly when `opts.record` is set).
+pub fn simulate_policy_with_progress(
+    sc: &Scenario,
+    policy: Box<dyn Policy>,
+    opts: &SimOptions,
+    progress: &mut dyn Progress,
+) -> Result<(Report, Option<Recording>)> {
+    sc.validate()?;
+    let mut rules = ConstraintConfig::default();
+    add_scenario_rules(sc, &mut rules);
+    let setup = Setup {
+        placement: initial_placement(sc, None),
+        threshold: None,
+        rules,
+        policy,
+    };
+    run_setup(sc, setup, opts, progress)
+}
+
+/// What a run takes from the policy side, whether a file or a caller's own policy.
+struct Setup {
+    policy: Box<dyn Policy>,
+    /// Constraints the simulator measures violations against.
+    rules: ConstraintConfig,
+    placement: super::cluster::InitialPlacement,
+    /// CPU overload threshold drawn in the plot, if the policy has one.
+    threshold: Option<f64>,
+}
+
+fn run_setup(
+    sc: &Scenario,
+    setup: Setup,
+    opts: &SimOptions,
+    progress: &mut dyn Progress,
+) -> Result<(Report, Option<Recording>)> {
+    let mut run = Run::new(sc, setup, opts)?;
     for k in 0..run.ticks {
         if let Some(at) = run.step(k)? {
             progress.tick(&at);
@@ -94,11 +152,14 @@ pub fn simulate_with_progress(
 /// The policy with the scenario's own affinity, anti-affinity and pinning rules added.
 fn with_scenario_rules(sc: &Scenario, spec: &PolicySpec) -> PolicySpec {
     let mut spec = spec.clone();
-    let rules = &mut spec.constraints;
+    add_scenario_rules(sc, &mut spec.constraints);
+    spec
+}
+
+fn add_scenario_rules(sc: &Scenario, rules: &mut ConstraintConfig) {
     rules.anti_affinity.extend(sc.anti_affinity.iter().cloned());
     rules.affinity.extend(sc.affinity.iter().cloned());
     rules.pins.extend(sc.pins.iter().cloned());
-    spec
 }
 
 /// One run's state between ticks.
@@ -128,12 +189,12 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn new(sc: &'a Scenario, spec: &PolicySpec, opts: &SimOptions) -> Result<Run<'a>> {
-        let (c, gone) = build(sc, initial_placement(sc, spec))?;
+    fn new(sc: &'a Scenario, setup: Setup, opts: &SimOptions) -> Result<Run<'a>> {
+        let (c, gone) = build(sc, setup.placement)?;
         let ticks = sc.duration_s / sc.tick_s;
         let r = Report {
             scenario: sc.name.clone(),
-            policy: spec.policy.clone(),
+            policy: setup.policy.name().to_string(),
             duration_s: sc.duration_s,
             hosts: c.hosts().len(),
             vms: c.domains().len(),
@@ -142,18 +203,18 @@ impl<'a> Run<'a> {
         let rec = opts.record.then(|| Recording {
             hosts: c.hosts().iter().map(|h| h.name.clone()).collect(),
             util: vec![Vec::with_capacity(usize::try_from(ticks).unwrap_or(0)); c.hosts().len()],
-            threshold: super::plot::overload_threshold(spec),
+            threshold: setup.threshold,
             ..Default::default()
         });
         Ok(Run {
             sc,
-            policy: spec.build(),
-            rules: spec.constraints.clone(),
+            trends: Trends::new(setup.policy.trend_config()),
+            policy: setup.policy,
+            rules: setup.rules,
             hosts: Capacity::of(&c, sc),
             tally: Tally::new(&c),
             c,
             gone,
-            trends: Trends::new(spec.trend_config()),
             history: History::default(),
             maint: BTreeSet::new(),
             pending_ha: Vec::new(),

@@ -18,7 +18,8 @@ pub mod scenario;
 pub mod view;
 
 pub use engine::{
-    simulate, simulate_recorded, simulate_with_progress, MigrationMark, Recording, SimOptions,
+    simulate, simulate_policy, simulate_policy_with_progress, simulate_recorded,
+    simulate_with_progress, MigrationMark, Recording, SimOptions,
 };
 pub use progress::{NoProgress, Progress, TickProgress};
 pub use report::Report;

@@ -29,7 +29,7 @@ pub fn overload_threshold(spec: &PolicySpec) -> Option<f64> {
     match spec.policy.as_str() {
         "naive-threshold" => Some(spec.naive.threshold),
         "hotspot" => Some(spec.hotspot.threshold),
-        "consolidate" if spec.consolidate.detector == Detector::Thr => {
+        "consolidate" | "composed" if spec.beloglazov_detector() == Some(Detector::Thr) => {
             Some(spec.consolidate.threshold)
         }
         _ => None,
