@@ -68,6 +68,7 @@ pub mod executor;
 pub mod libvirt_exec;
 pub mod metrics;
 pub mod sim_exec;
+pub mod simulate;
 pub mod state;
 pub mod view;
 

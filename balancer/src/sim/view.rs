@@ -9,13 +9,19 @@ use gmond_metrics::hypervisor::sim::SimCluster;
 /// Lets tests check that [`crate::snapshot::Snapshot::from_cluster`] sees what the simulator
 /// sees.
 pub fn cluster_view(c: &SimCluster, t_ms: u64) -> Cluster {
+    cluster_view_with(c, t_ms, &|_| false)
+}
+
+/// [`cluster_view`] without the domains `hide` names (VMs that left the data centre).
+pub fn cluster_view_with(c: &SimCluster, t_ms: u64, hide: &dyn Fn(usize) -> bool) -> Cluster {
     let mut hosts = Vec::new();
     for (h, host) in c.hosts().iter().enumerate() {
         let used: u64 = c
             .domains()
             .iter()
-            .filter(|d| d.host == h)
-            .map(|d| d.mem_kib)
+            .enumerate()
+            .filter(|(d, dom)| dom.host == h && !hide(*d))
+            .map(|(_, dom)| dom.mem_kib)
             .sum();
         let mut metrics = vec![
             metric("vnode_cpu_num".into(), host.cpus.to_string(), "CPUs"),
@@ -29,7 +35,7 @@ pub fn cluster_view(c: &SimCluster, t_ms: u64) -> Cluster {
         ];
         let mut n = 0;
         for (d, dom) in c.domains().iter().enumerate() {
-            if dom.host == h {
+            if dom.host == h && !hide(d) {
                 n += 1;
                 metrics.extend(domain_metrics(c, d, t_ms));
             }

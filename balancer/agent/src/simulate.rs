@@ -1,0 +1,427 @@
+//! The agent in the simulator: one [`AgentCore`] per simulated host drives `balancer`'s
+//! simulation engine (a [`Driver`]), so a simulation shows what the agent would do, its gates
+//! included (budget per window, leadership and quorum, the hypervisor pre-check, settling of
+//! finished moves, cooldowns, parallelism, failure handling), not only what the policy plans.
+//!
+//! Each tick every live host's core is fed the view its side of the cluster publishes (the
+//! simulator's virtual-node metrics plus every agent's `balancer_mode` and
+//! `balancer_recent_moves`, as the real agents publish them), at the simulated second. Its
+//! actions are answered at once from the simulated hypervisor: a pre-check reads where the VM
+//! is, a migration is started by the engine (which models its duration), its completion is
+//! seen on a later tick and verified by locating the VM. Nothing is persisted: the simulator
+//! does not crash.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use balancer::plan::Move;
+use balancer::policy::PolicySpec;
+use balancer::sim::{Driver, GateTally, Report, Scenario, Started, World};
+use ganglia_wire::model::{Cluster, Metric};
+use gmond_metrics::hypervisor::DomainState;
+
+use crate::audit::{Event, Record};
+use crate::config::{AgentConfig, Mode};
+use crate::coord::{MODE_METRIC, MOVES_METRIC};
+use crate::core::{
+    precheck_destination, precheck_source, Action, AgentCore, CallError, Located, TickReport,
+};
+use crate::error::{AgentError, Result};
+use crate::executor::{HostAddr, MigrationRequest, Presence};
+
+/// Verification answers a core asks for before an outcome is `unknown` (as the binary's).
+const VERIFY_ATTEMPTS: u32 = 3;
+
+/// A VM that exists only in the view: someone on the segment publishes its metrics (a forger,
+/// or a stale report), the hypervisor has no such domain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForgedVm {
+    /// VM name.
+    pub vm: String,
+    /// The host whose view entry carries it.
+    pub host: String,
+    /// vCPUs claimed.
+    pub vcpus: u32,
+    /// CPU use claimed, percent of its vCPUs.
+    pub util: f64,
+}
+
+/// A migration the hypervisor is running for a core: (domain index, destination index).
+type Running = (usize, usize);
+
+/// The agents of a simulated cluster, as a [`Driver`] of `balancer`'s engine.
+pub struct AgentSim {
+    cores: Vec<AgentCore>,
+    /// Per core: migration id -> the domain and destination the engine started.
+    running: Vec<BTreeMap<u64, Running>>,
+    /// This tick's moves handed to the engine: (core, migration id), in the order returned.
+    handed: Vec<(usize, u64)>,
+    /// Locate retries, answered on the next tick (the shell waits before asking again).
+    retries: Vec<(usize, MigrationRequest)>,
+    forged: Vec<ForgedVm>,
+    tally: GateTally,
+    notes: u64,
+    keep_audit: bool,
+    audit: Vec<Record>,
+}
+
+impl std::fmt::Debug for AgentSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentSim")
+            .field("cores", &self.cores.len())
+            .field("tally", &self.tally)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentSim {
+    /// Agents for every host of `sc`, in `auto`, deciding with `spec` (plus the scenario's own
+    /// rules) under `cfg`'s gates; an empty `trusted_hosts` becomes every host of the
+    /// scenario. A policy the agent refuses on a real cluster (simulation-only) is refused
+    /// here too: the policy alone can still be simulated.
+    pub fn new(sc: &Scenario, spec: &PolicySpec, mut cfg: AgentConfig) -> Result<AgentSim> {
+        let spec = balancer::sim::with_scenario_rules(sc, spec)
+            .for_cluster()
+            .map_err(|e| {
+                AgentError::Policy(format!(
+                    "{e}; the agent refuses it, so only the policy alone can be simulated"
+                ))
+            })?;
+        cfg.mode = Mode::Auto;
+        if cfg.trusted_hosts.is_empty() {
+            cfg.trusted_hosts = sc.hosts.iter().map(|h| h.name.clone()).collect();
+        }
+        let cores = sc
+            .hosts
+            .iter()
+            .map(|h| AgentCore::new(&h.name, cfg.clone(), spec.clone(), VERIFY_ATTEMPTS))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(AgentSim {
+            running: vec![BTreeMap::new(); cores.len()],
+            cores,
+            handed: Vec::new(),
+            retries: Vec::new(),
+            forged: Vec::new(),
+            tally: GateTally {
+                driver: "agent".into(),
+                ..Default::default()
+            },
+            notes: 0,
+            keep_audit: false,
+            audit: Vec::new(),
+        })
+    }
+
+    /// Publishes a VM the hypervisor does not have in every view (a forger's).
+    pub fn forge(mut self, vm: ForgedVm) -> AgentSim {
+        self.forged.push(vm);
+        self
+    }
+
+    /// Keeps every audit record of every core ([`AgentSim::audit`]); off by default, as a day
+    /// of a large cluster writes many.
+    pub fn keep_audit(mut self, keep: bool) -> AgentSim {
+        self.keep_audit = keep;
+        self
+    }
+
+    /// The audit records kept so far, in order.
+    pub fn audit(&self) -> &[Record] {
+        &self.audit
+    }
+
+    /// What the gates did so far.
+    pub fn tally(&self) -> &GateTally {
+        &self.tally
+    }
+
+    /// The view one side of the cluster publishes now, with each live agent's metrics.
+    fn view(&self, w: &World<'_>, side: Option<&[bool]>) -> Cluster {
+        let mut v = w.view(side);
+        for host in &mut v.hosts {
+            let Some(i) = self.cores.iter().position(|c| c.name() == host.name) else {
+                continue;
+            };
+            if let Some(f) = w.cluster.hosts().get(i) {
+                if !f.up {
+                    continue;
+                }
+            }
+            let m = self.cores[i].metrics();
+            host.metrics.push(text_metric(MODE_METRIC, &m.mode));
+            if !m.recent_moves.is_empty() {
+                host.metrics
+                    .push(text_metric(MOVES_METRIC, &m.recent_moves));
+            }
+            for f in self.forged.iter().filter(|f| f.host == host.name) {
+                let num = |n: &str, v: String| Metric {
+                    name: format!("{}.{n}", f.vm),
+                    val: v,
+                    ty: "float".into(),
+                    tmax: 60,
+                    ..Default::default()
+                };
+                host.metrics.push(num("vcpu_num", f.vcpus.to_string()));
+                host.metrics.push(num("vcpu_util", f.util.to_string()));
+                host.metrics.push(num("vmem_total", "1048576".into()));
+            }
+        }
+        v
+    }
+
+    /// Runs core `i`'s queued actions against the simulated hypervisor until none is left.
+    /// Migrations that pass the pre-check are added to `out` (for the engine to start).
+    fn run_actions(
+        &mut self,
+        i: usize,
+        w: &World<'_>,
+        report: Option<&TickReport>,
+        claimed: &mut BTreeSet<String>,
+        out: &mut Vec<Move>,
+    ) {
+        let now = w.t_s;
+        while let Some(a) = self.cores[i].poll_action() {
+            match a {
+                Action::Audit(r) => self.count(*r),
+                // Nothing survives a crash here: the simulator does not crash.
+                Action::Persist(_) => {}
+                Action::Probe(h) => {
+                    let up = w
+                        .cluster
+                        .host_index(&h.name)
+                        .is_some_and(|x| w.cluster.hosts()[x].up);
+                    self.cores[i].handle_probed(now, &h.name, up);
+                }
+                Action::Migrate(req) => {
+                    let mv = report
+                        .and_then(|r| r.started.iter().find(|m| m.vm == req.vm))
+                        .cloned();
+                    let checked = precheck_source(&req, locate(w, &req.vm, &req.from, claimed))
+                        .and_then(|()| {
+                            precheck_destination(&req, locate(w, &req.vm, &req.to, claimed))
+                        });
+                    let pass = checked.is_ok();
+                    self.cores[i].handle_prechecked(now, req.id, checked);
+                    match (pass, mv) {
+                        (true, Some(mv)) => {
+                            claimed.insert(req.vm.clone());
+                            self.handed.push((i, req.id));
+                            out.push(mv);
+                        }
+                        (true, None) => {
+                            // Cannot happen (a start comes from this round's plan); said, not
+                            // assumed away.
+                            self.cores[i].handle_migrated(
+                                now,
+                                req.id,
+                                Err(CallError::Refused("no planned move for this start".into())),
+                            );
+                        }
+                        (false, _) => {}
+                    }
+                }
+                Action::Locate { req, retry } => {
+                    if retry {
+                        self.retries.push((i, req));
+                    } else {
+                        let dst = locate(w, &req.vm, &req.to, claimed);
+                        let src = locate(w, &req.vm, &req.from, claimed);
+                        self.cores[i].handle_located(now, req.id, dst, src);
+                    }
+                }
+                Action::Abort(req) => {
+                    // Simulated migrations cannot be cancelled: the job runs to its end, and
+                    // the core learns the outcome from the hypervisor as it would after an
+                    // abort that came too late.
+                    self.tally.aborts += 1;
+                    self.cores[i].handle_aborted(
+                        now,
+                        req.id,
+                        Err("aborts are not simulated: the migration runs on".into()),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Counts (and keeps, if asked) one audit record.
+    fn count(&mut self, r: Record) {
+        let t = &mut self.tally;
+        match r.event {
+            Event::Start => t.starts += 1,
+            Event::Done => t.done += 1,
+            Event::Failed | Event::Aborted | Event::Unknown => t.failed += 1,
+            Event::Leader => t.leader_changes += 1,
+            Event::Skipped => match r.outcome.as_deref() {
+                Some("refused") => t.refused += 1,
+                Some("budget") => t.budget_limited += 1,
+                _ => {}
+            },
+            _ => {}
+        }
+        if self.keep_audit {
+            self.audit.push(r);
+        }
+    }
+
+    /// Migrations that ended in the hypervisor since the last tick: their calls return.
+    fn settle(&mut self, w: &World<'_>, claimed: &mut BTreeSet<String>) {
+        for i in 0..self.cores.len() {
+            if !host_up(w, i) {
+                // A dead agent hears nothing; the hypervisor's work goes on without it.
+                continue;
+            }
+            let ended: Vec<(u64, Running)> = self.running[i]
+                .iter()
+                .filter(|(_, (d, _))| {
+                    w.cluster
+                        .domains()
+                        .get(*d)
+                        .is_none_or(|dom| dom.migration.is_none())
+                })
+                .map(|(id, r)| (*id, *r))
+                .collect();
+            for (id, (d, dest)) in ended {
+                self.running[i].remove(&id);
+                let arrived = w
+                    .cluster
+                    .domains()
+                    .get(d)
+                    .is_some_and(|dom| dom.host == dest);
+                let result = if arrived {
+                    Ok(())
+                } else {
+                    Err(CallError::Other(
+                        "migration job ended without completing".into(),
+                    ))
+                };
+                self.cores[i].handle_migrated(w.t_s, id, result);
+                self.run_actions(i, w, None, claimed, &mut Vec::new());
+            }
+        }
+        for (i, req) in std::mem::take(&mut self.retries) {
+            if host_up(w, i) {
+                let dst = locate(w, &req.vm, &req.to, claimed);
+                let src = locate(w, &req.vm, &req.from, claimed);
+                self.cores[i].handle_located(w.t_s, req.id, dst, src);
+                self.run_actions(i, w, None, claimed, &mut Vec::new());
+            }
+        }
+    }
+}
+
+impl Driver for AgentSim {
+    fn decide(&mut self, w: &World<'_>) -> balancer::Result<Vec<Move>> {
+        self.handed.clear();
+        let mut claimed = BTreeSet::new();
+        self.settle(w, &mut claimed);
+        let views = match &w.partition {
+            None => (self.view(w, None), None),
+            Some(half) => {
+                let other: Vec<bool> = half.iter().map(|b| !b).collect();
+                (
+                    self.view(w, Some(half)),
+                    Some((half.clone(), self.view(w, Some(&other)))),
+                )
+            }
+        };
+        let mut out = Vec::new();
+        for i in 0..self.cores.len() {
+            if !host_up(w, i) {
+                continue;
+            }
+            let view = match &views {
+                (_, Some((half, b))) if !half.get(i).copied().unwrap_or(false) => b,
+                (a, _) => a,
+            };
+            let report = self.cores[i].handle_view(view, w.t_s);
+            for (_, gate) in &report.skipped {
+                *self.tally.skipped.entry(gate.clone()).or_default() += 1;
+            }
+            if report.no_quorum.is_some() {
+                self.tally.no_quorum_rounds += 1;
+            }
+            if let Some(p) = &report.plan {
+                self.notes += p.notes.len() as u64;
+            }
+            self.run_actions(i, w, Some(&report), &mut claimed, &mut out);
+        }
+        Ok(out)
+    }
+
+    fn started(&mut self, w: &World<'_>, results: &[(Move, Started)]) {
+        let handed = std::mem::take(&mut self.handed);
+        for ((i, id), (mv, st)) in handed.into_iter().zip(results) {
+            match st {
+                Started::Yes => {
+                    let d = w.cluster.domain_index(&mv.vm);
+                    let to = w.cluster.host_index(&mv.to);
+                    if let (Some(d), Some(to)) = (d, to) {
+                        self.running[i].insert(id, (d, to));
+                    }
+                }
+                Started::Refused => {
+                    self.cores[i].handle_migrated(
+                        w.t_s,
+                        id,
+                        Err(CallError::Refused(
+                            "the simulated hypervisor refused the migration".into(),
+                        )),
+                    );
+                    self.run_actions(i, w, None, &mut BTreeSet::new(), &mut Vec::new());
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, report: &mut Report) {
+        report.notes += self.notes;
+        report.gates = Some(self.tally.clone());
+    }
+}
+
+fn host_up(w: &World<'_>, i: usize) -> bool {
+    w.cluster.hosts().get(i).is_some_and(|h| h.up)
+}
+
+/// Where `vm` stands on `host` per the simulated hypervisor; a VM another start of this tick
+/// claimed already is busy on its source (that migration job holds it).
+fn locate(w: &World<'_>, vm: &str, host: &HostAddr, claimed: &BTreeSet<String>) -> Located {
+    let c = w.cluster;
+    let h = c
+        .host_index(&host.name)
+        .ok_or_else(|| format!("{}: no such host", host.name))?;
+    if !c.hosts()[h].up {
+        return Err(format!("{}: host is down", host.name));
+    }
+    let Some(d) = c.domain_index(vm) else {
+        return Ok(Presence::Absent);
+    };
+    if w.gone.get(d).copied().unwrap_or(false) {
+        return Ok(Presence::Absent);
+    }
+    let dom = &c.domains()[d];
+    if dom.host == h {
+        if dom.migration.is_some() || claimed.contains(vm) {
+            return Ok(Presence::Busy);
+        }
+        return Ok(if dom.state == DomainState::Running {
+            Presence::Running
+        } else {
+            Presence::NotRunning
+        });
+    }
+    if dom.migration.is_some_and(|m| m.dest == h) {
+        return Ok(Presence::Busy);
+    }
+    Ok(Presence::Absent)
+}
+
+fn text_metric(name: &str, val: &str) -> Metric {
+    Metric {
+        name: name.into(),
+        val: val.into(),
+        ty: "string".into(),
+        tmax: 60,
+        ..Default::default()
+    }
+}
