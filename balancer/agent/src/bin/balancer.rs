@@ -335,15 +335,15 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
         eprintln!("plot written to {}", path.display());
     }
     eprintln!(
-        "simulated {} under {} {} in {:.2} s",
+        "simulated {} under {} in {:.2} s ({})",
         sc.name,
         spec.policy,
+        started.elapsed().as_secs_f64(),
         if a.no_agent_gates {
-            "alone (no agent gates)"
+            "the policy alone"
         } else {
             "through the agent's gates"
-        },
-        started.elapsed().as_secs_f64()
+        }
     );
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
