@@ -10,6 +10,12 @@
 //! is, a migration is started by the engine (which models its duration), its completion is
 //! seen on a later tick and verified by locating the VM. Nothing is persisted: the simulator
 //! does not crash.
+//!
+//! Only the agents that can act are fed each tick: per side, the leader the view elects and the
+//! next in line (a follower only reads, so its state matters once it leads), any agent that led
+//! last tick (to hear it no longer does), and any agent with a migration of its own in flight. Feeding all of them gives the same moves at N times the
+//! cost ([`AgentSim::feed_every_agent`]); what a follower fed late lacks is load history, so a
+//! third host taking over at once starts with cold trends, as a restarted agent does.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,7 +27,7 @@ use gmond_metrics::hypervisor::DomainState;
 
 use crate::audit::{Event, Record};
 use crate::config::{AgentConfig, Mode};
-use crate::coord::{MODE_METRIC, MOVES_METRIC};
+use crate::coord::{self, MODE_METRIC, MOVES_METRIC};
 use crate::core::{
     precheck_destination, precheck_source, Action, AgentCore, CallError, Located, TickReport,
 };
@@ -58,6 +64,11 @@ pub struct AgentSim {
     /// Locate retries, answered on the next tick (the shell waits before asking again).
     retries: Vec<(usize, MigrationRequest)>,
     forged: Vec<ForgedVm>,
+    /// The inventory and liveness bound the agents elect with.
+    trusted: BTreeSet<String>,
+    leader_timeout_s: u64,
+    /// Followers fed per side after the leader (`usize::MAX`: every agent).
+    standbys: usize,
     tally: GateTally,
     notes: u64,
     keep_audit: bool,
@@ -96,6 +107,9 @@ impl AgentSim {
             .map(|h| AgentCore::new(&h.name, cfg.clone(), spec.clone(), VERIFY_ATTEMPTS))
             .collect::<Result<Vec<_>>>()?;
         Ok(AgentSim {
+            trusted: cfg.trusted_hosts.iter().cloned().collect(),
+            leader_timeout_s: cfg.leader_timeout_s,
+            standbys: 1,
             running: vec![BTreeMap::new(); cores.len()],
             cores,
             handed: Vec::new(),
@@ -114,6 +128,13 @@ impl AgentSim {
     /// Publishes a VM the hypervisor does not have in every view (a forger's).
     pub fn forge(mut self, vm: ForgedVm) -> AgentSim {
         self.forged.push(vm);
+        self
+    }
+
+    /// Feeds every agent every tick, not only the leader, the next in line and agents with a
+    /// migration in flight: the same decisions at the cost of one view read per host.
+    pub fn feed_every_agent(mut self, all: bool) -> AgentSim {
+        self.standbys = if all { usize::MAX } else { 1 };
         self
     }
 
@@ -166,6 +187,17 @@ impl AgentSim {
             }
         }
         v
+    }
+
+    /// The agents of `view`'s side that may act this tick: the leader it elects and the next
+    /// [`AgentSim::standbys`] in line (as [`coord::candidates`] orders them).
+    fn may_act(&self, view: &Cluster) -> BTreeSet<String> {
+        let trusted = |n: &str| self.trusted.contains(n);
+        coord::candidates(view, &trusted, self.leader_timeout_s)
+            .into_iter()
+            .take(self.standbys.saturating_add(1))
+            .map(|c| c.name)
+            .collect()
     }
 
     /// Runs core `i`'s queued actions against the simulated hypervisor until none is left.
@@ -324,9 +356,19 @@ impl Driver for AgentSim {
                 )
             }
         };
+        let fed = {
+            let mut fed = self.may_act(&views.0);
+            if let Some((_, b)) = &views.1 {
+                fed.extend(self.may_act(b));
+            }
+            fed
+        };
         let mut out = Vec::new();
         for i in 0..self.cores.len() {
-            if !host_up(w, i) {
+            let c = &self.cores[i];
+            // An agent that led last tick must hear that it no longer does (it may abort).
+            let may_act = fed.contains(c.name()) || c.inflight() > 0 || c.metrics().leader;
+            if !host_up(w, i) || !may_act {
                 continue;
             }
             let view = match &views {

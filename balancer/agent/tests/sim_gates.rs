@@ -5,10 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use balancer::policy::PolicySpec;
+use balancer::sim::scenario::Event;
 use balancer::sim::{
     builtin_scenario, simulate, simulate_driven, NoProgress, Report, Scenario, SimOptions,
 };
-use balancer_agent::audit::{Event, Record};
+use balancer_agent::audit::{Event as AuditEvent, Record};
 use balancer_agent::simulate::{AgentSim, ForgedVm};
 use balancer_agent::AgentConfig;
 
@@ -43,7 +44,10 @@ fn budget(n: u32, window_s: u64) -> AgentConfig {
 }
 
 fn starts(audit: &[Record]) -> Vec<&Record> {
-    audit.iter().filter(|r| r.event == Event::Start).collect()
+    audit
+        .iter()
+        .filter(|r| r.event == AuditEvent::Start)
+        .collect()
 }
 
 #[test]
@@ -147,7 +151,10 @@ fn a_partition_without_a_majority_on_either_side_moves_nothing_meanwhile() {
     let gates = r.gates.clone().unwrap();
     assert!(gates.no_quorum_rounds > 0, "{gates:?}");
     assert_eq!(r.partition_conflicts, 0);
-    let quorum: Vec<&Record> = audit.iter().filter(|a| a.event == Event::Quorum).collect();
+    let quorum: Vec<&Record> = audit
+        .iter()
+        .filter(|a| a.event == AuditEvent::Quorum)
+        .collect();
     let (lost, regained) = (
         quorum.iter().find(|a| a.outcome.as_deref() == Some("lost")),
         quorum
@@ -159,4 +166,73 @@ fn a_partition_without_a_majority_on_either_side_moves_nothing_meanwhile() {
     assert!(starts(&audit)
         .iter()
         .all(|a| a.time < lost_at || a.time >= back_at));
+}
+
+/// host-failure with the leader's own host failing (host-000), its VMs restarted on host-001.
+fn leader_fails() -> Scenario {
+    let mut sc = builtin_scenario("host-failure", None, 1).unwrap();
+    sc.name = "leader-fails".into();
+    for e in &mut sc.events {
+        if let Event::HostDown {
+            host, restart_on, ..
+        } = e
+        {
+            *host = "host-000".into();
+            *restart_on = "host-001".into();
+        }
+    }
+    sc
+}
+
+#[test]
+fn when_the_leader_host_fails_the_next_agent_leads_and_balances() {
+    let sc = leader_fails();
+    let agents = AgentSim::new(&sc, &hotspot(), AgentConfig::default()).unwrap();
+    let (r, audit) = gated(&sc, agents);
+    let gained: Vec<(&str, u64)> = audit
+        .iter()
+        .filter(|a| a.event == AuditEvent::Leader && a.outcome.as_deref() == Some("gained"))
+        .map(|a| (a.host.as_str(), a.time))
+        .collect();
+    assert_eq!(gained[0], ("host-000", 0), "{gained:?}");
+    assert!(
+        gained.iter().any(|(h, t)| *h == "host-001" && *t >= 1800),
+        "{gained:?}"
+    );
+    // The restarted VMs overload host-001: the new leader moves some away.
+    assert!(starts(&audit)
+        .iter()
+        .any(|a| a.host == "host-001" && a.time >= 1800));
+    assert_eq!(r.rule_violations, 0);
+}
+
+#[test]
+fn feeding_only_the_agents_that_can_act_changes_no_decision() {
+    for sc in [
+        "hot-host",
+        "host-failure",
+        "partition",
+        "maintenance-drain",
+        "anti-affinity",
+    ]
+    .map(|n| builtin_scenario(n, None, 1).unwrap())
+    .into_iter()
+    .chain([leader_fails()])
+    {
+        let name = sc.name.clone();
+        let run = |all: bool| {
+            let agents = AgentSim::new(&sc, &hotspot(), AgentConfig::default())
+                .unwrap()
+                .feed_every_agent(all);
+            let (r, audit) = gated(&sc, agents);
+            let moves: Vec<(u64, Option<String>, Option<String>)> = starts(&audit)
+                .iter()
+                .map(|a| (a.time, a.vm.clone(), a.to.clone()))
+                .collect();
+            (r.deterministic(), moves)
+        };
+        let (some, all) = (run(false), run(true));
+        assert_eq!(some.1, all.1, "{name}: the same starts");
+        assert_eq!(some.0, all.0, "{name}: the same report");
+    }
 }
