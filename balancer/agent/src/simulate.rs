@@ -8,8 +8,8 @@
 //! `balancer_recent_moves`, as the real agents publish them), at the simulated second. Its
 //! actions are answered at once from the simulated hypervisor: a pre-check reads where the VM
 //! is, a migration is started by the engine (which models its duration), its completion is
-//! seen on a later tick and verified by locating the VM. Nothing is persisted: the simulator
-//! does not crash.
+//! seen on a later tick and verified by locating the VM; an abort cancels it in the engine
+//! before the tick's starts. Nothing is persisted: the simulator does not crash.
 //!
 //! Only the agents that can act are fed each tick: per side, the leader the view elects and the
 //! next in line (a follower only reads, so its state matters once it leads), any agent that led
@@ -63,6 +63,10 @@ pub struct AgentSim {
     handed: Vec<(usize, u64)>,
     /// Locate retries, answered on the next tick (the shell waits before asking again).
     retries: Vec<(usize, MigrationRequest)>,
+    /// Aborts for the engine to carry out this tick: (VM, source).
+    abort_now: Vec<(String, String)>,
+    /// Migrations an abort was sent for: (core, id). One that ends on its source was cancelled.
+    aborting: BTreeSet<(usize, u64)>,
     forged: Vec<ForgedVm>,
     /// The inventory and liveness bound the agents elect with.
     trusted: BTreeSet<String>,
@@ -114,6 +118,8 @@ impl AgentSim {
             cores,
             handed: Vec::new(),
             retries: Vec::new(),
+            abort_now: Vec::new(),
+            aborting: BTreeSet::new(),
             forged: Vec::new(),
             tally: GateTally {
                 driver: "agent".into(),
@@ -261,15 +267,12 @@ impl AgentSim {
                     }
                 }
                 Action::Abort(req) => {
-                    // Simulated migrations cannot be cancelled: the job runs to its end, and
-                    // the core learns the outcome from the hypervisor as it would after an
-                    // abort that came too late.
+                    // The engine cancels it before this tick's starts; whether the job ended
+                    // the core learns from the migration call, as from libvirt.
                     self.tally.aborts += 1;
-                    self.cores[i].handle_aborted(
-                        now,
-                        req.id,
-                        Err("aborts are not simulated: the migration runs on".into()),
-                    );
+                    self.aborting.insert((i, req.id));
+                    self.abort_now.push((req.vm.clone(), req.from.name.clone()));
+                    self.cores[i].handle_aborted(now, req.id, Ok(()));
                 }
             }
         }
@@ -321,11 +324,16 @@ impl AgentSim {
                     .is_some_and(|dom| dom.host == dest);
                 let result = if arrived {
                     Ok(())
+                } else if self.aborting.contains(&(i, id)) {
+                    Err(CallError::Aborted(
+                        "operation aborted: migration out job: canceled by client".into(),
+                    ))
                 } else {
                     Err(CallError::Other(
                         "migration job ended without completing".into(),
                     ))
                 };
+                self.aborting.remove(&(i, id));
                 self.cores[i].handle_migrated(w.t_s, id, result);
                 self.run_actions(i, w, None, claimed, &mut Vec::new());
             }
@@ -388,6 +396,10 @@ impl Driver for AgentSim {
             self.run_actions(i, w, Some(&report), &mut claimed, &mut out);
         }
         Ok(out)
+    }
+
+    fn aborts(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.abort_now)
     }
 
     fn started(&mut self, w: &World<'_>, results: &[(Move, Started)]) {

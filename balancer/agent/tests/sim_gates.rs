@@ -236,3 +236,47 @@ fn feeding_only_the_agents_that_can_act_changes_no_decision() {
         assert_eq!(some.0, all.0, "{name}: the same report");
     }
 }
+
+#[test]
+fn a_migration_past_its_timeout_is_aborted_and_the_vm_stays_on_its_source() {
+    let mut sc = hot_host();
+    // 100 Mbit/s: a 2 GiB VM takes 344 s, past a 120 s timeout (and past a 60 s tick).
+    sc.link_bps = 100_000_000;
+    let cfg = AgentConfig {
+        migration_timeout_s: 120,
+        ..Default::default()
+    };
+    let agents = AgentSim::new(&sc, &hotspot(), cfg).unwrap();
+    let (r, audit) = gated(&sc, agents);
+    let gates = r.gates.clone().unwrap();
+    assert!(gates.starts > 0 && gates.aborts > 0, "{gates:?}");
+    assert_eq!(gates.done, 0, "{gates:?}");
+    assert_eq!(gates.failed, gates.starts, "every start aborted: {gates:?}");
+    let aborted = audit
+        .iter()
+        .filter(|a| a.event == AuditEvent::Aborted)
+        .count() as u64;
+    assert_eq!(aborted, gates.starts);
+    // Aborted migrations count against their destination: after two (`dest_failure_limit`)
+    // it is out of the policy's world for `dest_exclusion_s`, so no third start goes there
+    // meanwhile.
+    let excl = AgentConfig::default().dest_exclusion_s;
+    let ends: Vec<&Record> = audit
+        .iter()
+        .filter(|a| a.event == AuditEvent::Aborted)
+        .collect();
+    for s in starts(&audit) {
+        let before = ends
+            .iter()
+            .filter(|e| e.to == s.to && e.time <= s.time && e.time + excl > s.time)
+            .count();
+        assert!(
+            before < 2,
+            "a start to {:?} at {} after two failures",
+            s.to,
+            s.time
+        );
+    }
+    // Nothing moved: the hot host keeps every VM.
+    assert_eq!(r.churn, r.migrations, "{r:?}");
+}

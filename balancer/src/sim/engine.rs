@@ -69,6 +69,13 @@ pub trait Driver {
     /// [`Driver::started`] the same tick.
     fn decide(&mut self, world: &World<'_>) -> Result<Vec<Move>>;
 
+    /// Migrations to cancel now, as (VM, source host), asked for during [`Driver::decide`]:
+    /// one still running from that source is cancelled before this tick's moves start, the VM
+    /// left running on its source (as libvirt's job abort does); anything else is ignored.
+    fn aborts(&mut self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// What the hypervisor made of the moves [`Driver::decide`] returned, in their order.
     fn started(&mut self, world: &World<'_>, results: &[(Move, Started)]);
 
@@ -459,6 +466,17 @@ impl<'a> Run<'a> {
         let moves = d.decide(&self.world(t, t_ms))?;
         self.tally
             .decision(started.elapsed().as_secs_f64() * 1000.0);
+        for (vm, from) in d.aborts() {
+            let (Some(dom), Some(src)) = (self.c.domain_index(&vm), self.c.host_index(&from))
+            else {
+                continue;
+            };
+            let x = &self.c.domains()[dom];
+            // The migration stays counted (it ran until now); only its end changes.
+            if x.migration.is_some() && x.host == src {
+                self.c.restart_on(dom, src)?;
+            }
+        }
         let ok = self.apply(t, t_ms, snap, rules, &moves);
         let results: Vec<(Move, Started)> = moves
             .into_iter()

@@ -116,7 +116,8 @@ pub struct GateTally {
     pub leader_changes: u64,
     /// Rounds in which a leader recommended only, for want of a quorum.
     pub no_quorum_rounds: u64,
-    /// Aborts asked for (a simulated migration is not cancelled: it runs to its end).
+    /// Aborts sent (a migration past its timeout, or on a lost lead when configured): the
+    /// simulated hypervisor cancels a migration still running, leaving the VM on its source.
     pub aborts: u64,
 }
 
