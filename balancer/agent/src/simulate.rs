@@ -68,6 +68,8 @@ pub struct AgentSim {
     /// Migrations an abort was sent for: (core, id). One that ends on its source was cancelled.
     aborting: BTreeSet<(usize, u64)>,
     forged: Vec<ForgedVm>,
+    /// Host name -> index of its core (and of its host in the simulated cluster).
+    index: BTreeMap<String, usize>,
     /// The inventory and liveness bound the agents elect with.
     trusted: BTreeSet<String>,
     leader_timeout_s: u64,
@@ -111,6 +113,12 @@ impl AgentSim {
             .map(|h| AgentCore::new(&h.name, cfg.clone(), spec.clone(), VERIFY_ATTEMPTS))
             .collect::<Result<Vec<_>>>()?;
         Ok(AgentSim {
+            index: sc
+                .hosts
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (h.name.clone(), i))
+                .collect(),
             trusted: cfg.trusted_hosts.iter().cloned().collect(),
             leader_timeout_s: cfg.leader_timeout_s,
             standbys: 1,
@@ -165,7 +173,7 @@ impl AgentSim {
     fn view(&self, w: &World<'_>, side: Option<&[bool]>) -> Cluster {
         let mut v = w.view(side);
         for host in &mut v.hosts {
-            let Some(i) = self.cores.iter().position(|c| c.name() == host.name) else {
+            let Some(&i) = self.index.get(&host.name) else {
                 continue;
             };
             if let Some(f) = w.cluster.hosts().get(i) {
