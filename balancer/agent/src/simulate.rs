@@ -24,6 +24,7 @@ use balancer::policy::PolicySpec;
 use balancer::sim::{Driver, GateTally, Report, Scenario, Started, World};
 use ganglia_wire::model::{Cluster, Metric};
 use gmond_metrics::hypervisor::DomainState;
+use gmond_metrics::vmetrics::VM_DMAX;
 
 use crate::audit::{Event, Record};
 use crate::config::{AgentConfig, Mode};
@@ -51,8 +52,18 @@ pub struct ForgedVm {
     pub util: f64,
 }
 
-/// A migration the hypervisor is running for a core: (domain index, destination index).
-type Running = (usize, usize);
+/// A migration the hypervisor is running for a core: (domain index, destination index,
+/// source index, completion in simulated ms).
+type Running = (usize, usize, usize, u64);
+
+/// A VM that left a host by migration: the old host's gmond keeps its last metrics, unrefreshed,
+/// until their DMAX (`gmond_metrics::vmetrics::VM_DMAX`).
+#[derive(Debug, Clone)]
+struct Departed {
+    vm: String,
+    from: usize,
+    end_s: u64,
+}
 
 /// The agents of a simulated cluster, as a [`Driver`] of `balancer`'s engine.
 pub struct AgentSim {
@@ -68,6 +79,9 @@ pub struct AgentSim {
     /// Migrations an abort was sent for: (core, id). One that ends on its source was cancelled.
     aborting: BTreeSet<(usize, u64)>,
     forged: Vec<ForgedVm>,
+    /// VMs whose old host still publishes their last metrics (when `stale_copies`).
+    departed: Vec<Departed>,
+    stale_copies: bool,
     /// Host name -> index of its core (and of its host in the simulated cluster).
     index: BTreeMap<String, usize>,
     /// The inventory and liveness bound the agents elect with.
@@ -129,6 +143,8 @@ impl AgentSim {
             abort_now: Vec::new(),
             aborting: BTreeSet::new(),
             forged: Vec::new(),
+            departed: Vec::new(),
+            stale_copies: true,
             tally: GateTally {
                 driver: "agent".into(),
                 ..Default::default()
@@ -152,6 +168,15 @@ impl AgentSim {
         self
     }
 
+    /// Whether a VM's old host keeps publishing its last metrics after a migration, ageing,
+    /// until their DMAX, as gmond does for metrics no longer refreshed (default): the agent's
+    /// view shows the VM in flight, then on its new host with a stale copy, which its settling
+    /// of finished moves is for. Off: the old host stops reporting the VM at once.
+    pub fn stale_copies(mut self, on: bool) -> AgentSim {
+        self.stale_copies = on;
+        self
+    }
+
     /// Keeps every audit record of every core ([`AgentSim::audit`]); off by default, as a day
     /// of a large cluster writes many.
     pub fn keep_audit(mut self, keep: bool) -> AgentSim {
@@ -172,6 +197,7 @@ impl AgentSim {
     /// The view one side of the cluster publishes now, with each live agent's metrics.
     fn view(&self, w: &World<'_>, side: Option<&[bool]>) -> Cluster {
         let mut v = w.view(side);
+        self.add_stale_copies(w, &mut v);
         for host in &mut v.hosts {
             let Some(&i) = self.index.get(&host.name) else {
                 continue;
@@ -201,6 +227,42 @@ impl AgentSim {
             }
         }
         v
+    }
+
+    /// Each departed VM's last metrics on its old host, aged since the migration ended (the
+    /// values are the new host's now: the load does not depend on where the VM runs).
+    fn add_stale_copies(&self, w: &World<'_>, v: &mut Cluster) {
+        if !self.stale_copies {
+            return;
+        }
+        for dep in &self.departed {
+            let age = w.t_s.saturating_sub(dep.end_s);
+            let back = w
+                .cluster
+                .domain_index(&dep.vm)
+                .is_none_or(|d| w.cluster.domains()[d].host == dep.from);
+            let Some(from) = w.cluster.hosts().get(dep.from) else {
+                continue;
+            };
+            if back || age >= u64::from(VM_DMAX) {
+                continue;
+            }
+            let prefix = format!("{}.", dep.vm);
+            let copy: Vec<Metric> = v
+                .hosts
+                .iter()
+                .filter(|h| h.name != from.name)
+                .flat_map(|h| h.metrics.iter())
+                .filter(|m| m.name.starts_with(&prefix))
+                .map(|m| Metric {
+                    tn: age,
+                    ..m.clone()
+                })
+                .collect();
+            if let Some(h) = v.hosts.iter_mut().find(|h| h.name == from.name) {
+                h.metrics.extend(copy);
+            }
+        }
     }
 
     /// The agents of `view`'s side that may act this tick: the leader it elects and the next
@@ -315,7 +377,7 @@ impl AgentSim {
             }
             let ended: Vec<(u64, Running)> = self.running[i]
                 .iter()
-                .filter(|(_, (d, _))| {
+                .filter(|(_, (d, ..))| {
                     w.cluster
                         .domains()
                         .get(*d)
@@ -323,8 +385,15 @@ impl AgentSim {
                 })
                 .map(|(id, r)| (*id, *r))
                 .collect();
-            for (id, (d, dest)) in ended {
+            for (id, (d, dest, src, end_ms)) in ended {
                 self.running[i].remove(&id);
+                if self.stale_copies && w.cluster.domains().get(d).is_some_and(|x| x.host == dest) {
+                    self.departed.push(Departed {
+                        vm: w.cluster.domains()[d].name.clone(),
+                        from: src,
+                        end_s: end_ms / 1000,
+                    });
+                }
                 let arrived = w
                     .cluster
                     .domains()
@@ -360,6 +429,8 @@ impl AgentSim {
 impl Driver for AgentSim {
     fn decide(&mut self, w: &World<'_>) -> balancer::Result<Vec<Move>> {
         self.handed.clear();
+        let dmax = u64::from(VM_DMAX);
+        self.departed.retain(|d| d.end_s + dmax > w.t_s);
         let mut claimed = BTreeSet::new();
         self.settle(w, &mut claimed);
         let views = match &w.partition {
@@ -418,7 +489,9 @@ impl Driver for AgentSim {
                     let d = w.cluster.domain_index(&mv.vm);
                     let to = w.cluster.host_index(&mv.to);
                     if let (Some(d), Some(to)) = (d, to) {
-                        self.running[i].insert(id, (d, to));
+                        let dom = &w.cluster.domains()[d];
+                        let end_ms = dom.migration.map_or(w.t_ms, |m| m.end_ms);
+                        self.running[i].insert(id, (d, to, dom.host, end_ms));
                     }
                 }
                 Started::Refused => {
@@ -485,5 +558,92 @@ fn text_metric(name: &str, val: &str) -> Metric {
         ty: "string".into(),
         tmax: 60,
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use balancer::sim::builtin_scenario;
+    use gmond_metrics::hypervisor::profile::Profile;
+    use gmond_metrics::hypervisor::sim::{SimCluster, SimHost};
+
+    /// hot-host's four hosts, one VM moved from host-000 to host-001 at 100 s.
+    fn moved() -> (AgentSim, SimCluster) {
+        let sc = builtin_scenario("hot-host", None, 1).unwrap();
+        let mut c = SimCluster::new(0);
+        for h in &sc.hosts {
+            c.add_host(SimHost {
+                name: h.name.clone(),
+                cpus: h.cpus,
+                mhz: h.mhz,
+                mem_kib: h.mem_kb,
+                link_bps: sc.link_bps,
+                up: true,
+            })
+            .unwrap();
+        }
+        c.add_domain("vm-x", 2, 4000.0, 1 << 21, 0, Profile::Constant(0.5))
+            .unwrap();
+        c.start_migration(0, 1).unwrap();
+        c.advance_to(100_000).unwrap();
+        assert_eq!(c.domains()[0].host, 1);
+        let mut sim = AgentSim::new(
+            &sc,
+            &PolicySpec::builtin("hotspot").unwrap(),
+            AgentConfig::default(),
+        )
+        .unwrap();
+        sim.departed.push(Departed {
+            vm: "vm-x".into(),
+            from: 0,
+            end_s: 100,
+        });
+        (sim, c)
+    }
+
+    fn world<'a>(c: &'a SimCluster, none: &'a BTreeSet<usize>, t_s: u64) -> World<'a> {
+        World {
+            t_s,
+            t_ms: t_s * 1000,
+            cluster: c,
+            maintenance: none,
+            partition: None,
+            gone: &[],
+        }
+    }
+
+    #[test]
+    fn the_old_host_keeps_a_moved_vms_last_metrics_ageing_until_their_dmax() {
+        let (sim, c) = moved();
+        let none = BTreeSet::new();
+        let copy_tn = |v: &Cluster, host: &str| {
+            v.hosts
+                .iter()
+                .find(|h| h.name == host)
+                .and_then(|h| h.metric("vm-x.vcpu_util"))
+                .map(|m| m.tn)
+        };
+        let trusted = |_: &str| true;
+        // 20 s after: both copies fresh enough to call it in flight.
+        let v = sim.view(&world(&c, &none, 120), None);
+        assert_eq!(copy_tn(&v, "host-000"), Some(20));
+        assert_eq!(copy_tn(&v, "host-001"), Some(0));
+        assert!(crate::view::build(&v, &trusted, 120, 90)
+            .in_flight
+            .contains("vm-x"));
+        // 60 s after: superseded; the new host owns it.
+        let v = sim.view(&world(&c, &none, 160), None);
+        assert_eq!(copy_tn(&v, "host-000"), Some(60));
+        let b = crate::view::build(&v, &trusted, 160, 90);
+        assert!(!b.in_flight.contains("vm-x"));
+        assert_eq!(b.snapshot.vms[0].host, "host-001");
+        // Past DMAX gmond has deleted it.
+        let v = sim.view(&world(&c, &none, 100 + u64::from(VM_DMAX)), None);
+        assert_eq!(copy_tn(&v, "host-000"), None);
+        // Switched off: the old host stops reporting it at once.
+        let v = sim.stale_copies(false).view(&world(&c, &none, 120), None);
+        assert_eq!(copy_tn(&v, "host-000"), None);
+        assert_eq!(copy_tn(&v, "host-001"), Some(0));
     }
 }
