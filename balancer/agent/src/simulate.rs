@@ -3,19 +3,21 @@
 //! included (budget per window, leadership and quorum, the hypervisor pre-check, settling of
 //! finished moves, cooldowns, parallelism, failure handling), not only what the policy plans.
 //!
-//! Each tick every live host's core is fed the view its side of the cluster publishes (the
-//! simulator's virtual-node metrics plus every agent's `balancer_mode` and
-//! `balancer_recent_moves`, as the real agents publish them), at the simulated second. Its
-//! actions are answered at once from the simulated hypervisor: a pre-check reads where the VM
-//! is, a migration is started by the engine (which models its duration), its completion is
-//! seen on a later tick and verified by locating the VM; an abort cancels it in the engine
-//! before the tick's starts. Nothing is persisted: the simulator does not crash.
+//! Each tick a core is fed the view its side of the cluster publishes (the simulator's
+//! virtual-node metrics, a moved VM's ageing copy on its old host, and every agent's
+//! `balancer_mode` and `balancer_recent_moves`, as the real agents publish them), at the
+//! simulated second. Its actions are answered at once from the simulated hypervisor: a
+//! pre-check reads where the VM is, a migration is started by the engine (which models its
+//! duration), its completion is seen on a later tick and verified by locating the VM; an abort
+//! cancels it in the engine before the tick's starts. Nothing is persisted: the simulator does
+//! not crash.
 //!
-//! Only the agents that can act are fed each tick: per side, the leader the view elects and the
-//! next in line (a follower only reads, so its state matters once it leads), any agent that led
-//! last tick (to hear it no longer does), and any agent with a migration of its own in flight. Feeding all of them gives the same moves at N times the
-//! cost ([`AgentSim::feed_every_agent`]); what a follower fed late lacks is load history, so a
-//! third host taking over at once starts with cold trends, as a restarted agent does.
+//! Only the agents that can act are fed: per side, the leader the view elects and the next in
+//! line (a follower only reads, so its state matters once it leads), any agent that led last
+//! tick (to hear it no longer does), and any agent with a migration of its own in flight.
+//! Feeding all of them gives the same moves at N times the cost
+//! ([`AgentSim::feed_every_agent`]); what a follower fed late lacks is load history, so a third
+//! host taking over at once starts with cold trends, as a restarted agent does.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,8 +37,9 @@ use crate::core::{
 use crate::error::{AgentError, Result};
 use crate::executor::{HostAddr, MigrationRequest, Presence};
 
-/// Verification answers a core asks for before an outcome is `unknown` (as the binary's).
-const VERIFY_ATTEMPTS: u32 = 3;
+/// Verification answers a core asks for before an outcome is `unknown`: the binary's
+/// (`AgentOptions::new`); here a retry waits a tick instead of 500 ms.
+const VERIFY_ATTEMPTS: u32 = 10;
 
 /// A VM that exists only in the view: someone on the segment publishes its metrics (a forger,
 /// or a stale report), the hypervisor has no such domain.
