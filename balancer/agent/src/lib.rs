@@ -45,6 +45,9 @@
 //! answers) and returns actions; [`agent::Agent`] runs them (worker threads, the audit log,
 //! the [`state`] file that lets a restarted agent reconcile what it left in flight).
 //!
+//! The same core drives `balancer`'s simulator: [`simulate::AgentSim`] runs one per simulated
+//! host, so `balancer simulate` shows what the agents would do, gates included.
+//!
 //! # Safety against bad input
 //!
 //! Only trusted hosts count: a configured `trusted_hosts` list, or when empty the cluster's
@@ -68,6 +71,7 @@ pub mod executor;
 pub mod libvirt_exec;
 pub mod metrics;
 pub mod sim_exec;
+pub mod simulate;
 pub mod state;
 pub mod view;
 

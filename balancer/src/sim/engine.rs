@@ -58,6 +58,87 @@ pub struct Recording {
     pub threshold: Option<f64>,
 }
 
+/// Who decides and starts the moves of each tick, when not the policy itself. The engine
+/// stays the world (hypervisor, migrations, accounting); a driver sees it through [`World`]
+/// and answers with the moves to start now. `balancer_agent::simulate` implements it with
+/// one agent core per host, so the agent's own gates (budget, leadership and quorum,
+/// pre-check, settling, cooldowns, parallelism) are simulated without this crate knowing the
+/// agent (the crate graph points from the agent to the balancer, never back).
+pub trait Driver {
+    /// The moves to start at this tick, in order. Each gets a [`Started`] in
+    /// [`Driver::started`] the same tick.
+    fn decide(&mut self, world: &World<'_>) -> Result<Vec<Move>>;
+
+    /// Migrations to cancel now, as (VM, source host), asked for during [`Driver::decide`]:
+    /// one still running from that source is cancelled before this tick's moves start, the VM
+    /// left running on its source (as libvirt's job abort does); anything else is ignored.
+    fn aborts(&mut self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// What the hypervisor made of the moves [`Driver::decide`] returned, in their order.
+    fn started(&mut self, world: &World<'_>, results: &[(Move, Started)]);
+
+    /// The run is over: the driver adds what its gates did to the report.
+    fn finish(&mut self, report: &mut Report);
+}
+
+/// What the simulated hypervisor did with one move of a [`Driver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    /// The migration runs; it ends when the domain's `migration` is `None` again.
+    Yes,
+    /// Refused (the VM or a host unknown, the VM not running, the destination full).
+    Refused,
+}
+
+/// The simulated world at one tick, as a [`Driver`] sees it.
+pub struct World<'a> {
+    /// Simulated second of this tick.
+    pub t_s: u64,
+    /// The same in milliseconds.
+    pub t_ms: u64,
+    /// The simulated hypervisor: where every domain is and which migrations run.
+    pub cluster: &'a SimCluster,
+    /// Hosts in maintenance (indices).
+    pub maintenance: &'a BTreeSet<usize>,
+    /// During a partition, the hosts of the first half (`true`) and the second (`false`):
+    /// each side sees only its own.
+    pub partition: Option<Vec<bool>>,
+    /// Per VM: never created, or left the data centre (CloudSim world).
+    pub gone: &'a [bool],
+}
+
+impl World<'_> {
+    /// The Ganglia view the hosts of `side` (all when `None`) publish now: gmond-rs's
+    /// virtual-node metrics, a `maintenance` metric on hosts in maintenance, VMs that left
+    /// hidden, hosts on the other side of a partition absent.
+    pub fn view(&self, side: Option<&[bool]>) -> ganglia_wire::model::Cluster {
+        let hide = |d: usize| self.gone.get(d).copied().unwrap_or(false);
+        let mut v = super::view::cluster_view_with(self.cluster, self.t_ms, &hide);
+        for (h, host) in v.hosts.iter_mut().enumerate() {
+            if self.maintenance.contains(&h) {
+                host.metrics.push(ganglia_wire::model::Metric {
+                    name: "maintenance".into(),
+                    val: "1".into(),
+                    ty: "uint32".into(),
+                    tmax: 60,
+                    ..Default::default()
+                });
+            }
+        }
+        if let Some(side) = side {
+            let mut h = 0;
+            v.hosts.retain(|_| {
+                let keep = side.get(h).copied().unwrap_or(false);
+                h += 1;
+                keep
+            });
+        }
+        v
+    }
+}
+
 /// Runs a scenario under a policy.
 pub fn simulate(sc: &Scenario, spec: &PolicySpec, opts: &SimOptions) -> Result<Report> {
     simulate_recorded(sc, spec, opts).map(|(r, _)| r)
@@ -80,6 +161,28 @@ pub fn simulate_with_progress(
     opts: &SimOptions,
     progress: &mut dyn Progress,
 ) -> Result<(Report, Option<Recording>)> {
+    run_with(sc, spec, opts, None, progress)
+}
+
+/// [`simulate_with_progress`] with `driver` deciding and starting the moves instead of the
+/// policy (`spec` still gives the initial placement and the rules the report checks).
+pub fn simulate_driven(
+    sc: &Scenario,
+    spec: &PolicySpec,
+    opts: &SimOptions,
+    driver: &mut dyn Driver,
+    progress: &mut dyn Progress,
+) -> Result<(Report, Option<Recording>)> {
+    run_with(sc, spec, opts, Some(driver), progress)
+}
+
+fn run_with(
+    sc: &Scenario,
+    spec: &PolicySpec,
+    opts: &SimOptions,
+    driver: Option<&mut dyn Driver>,
+    progress: &mut dyn Progress,
+) -> Result<(Report, Option<Recording>)> {
     sc.validate()?;
     let spec = with_scenario_rules(sc, spec);
     let setup = Setup {
@@ -88,7 +191,7 @@ pub fn simulate_with_progress(
         rules: spec.constraints.clone(),
         policy: spec.build(),
     };
-    run_setup(sc, setup, opts, progress)
+    run_setup(sc, setup, opts, driver, progress)
 }
 
 /// Runs a scenario under a caller's own policy, as [`simulate`] runs a policy file. The
@@ -121,7 +224,7 @@ pub fn simulate_policy_with_progress(
         rules,
         policy,
     };
-    run_setup(sc, setup, opts, progress)
+    run_setup(sc, setup, opts, None, progress)
 }
 
 /// What a run takes from the policy side, whether a file or a caller's own policy.
@@ -138,19 +241,27 @@ fn run_setup(
     sc: &Scenario,
     setup: Setup,
     opts: &SimOptions,
+    mut driver: Option<&mut dyn Driver>,
     progress: &mut dyn Progress,
 ) -> Result<(Report, Option<Recording>)> {
     let mut run = Run::new(sc, setup, opts)?;
     for k in 0..run.ticks {
-        if let Some(at) = run.step(k)? {
+        // A reborrow for this tick only (the trait object's lifetime shortened to it).
+        let d = driver.as_mut().map(|d| &mut **d as &mut dyn Driver);
+        if let Some(at) = run.step(k, d)? {
             progress.tick(&at);
         }
     }
-    run.finish()
+    let (mut r, rec) = run.finish()?;
+    if let Some(d) = driver {
+        d.finish(&mut r);
+    }
+    Ok((r, rec))
 }
 
-/// The policy with the scenario's own affinity, anti-affinity and pinning rules added.
-fn with_scenario_rules(sc: &Scenario, spec: &PolicySpec) -> PolicySpec {
+/// The policy with the scenario's own affinity, anti-affinity and pinning rules added (what
+/// a [`Driver`]'s own policy should decide with).
+pub fn with_scenario_rules(sc: &Scenario, spec: &PolicySpec) -> PolicySpec {
     let mut spec = spec.clone();
     add_scenario_rules(sc, &mut spec.constraints);
     spec
@@ -233,7 +344,7 @@ impl<'a> Run<'a> {
     }
 
     /// Runs tick `k`; `None` for a tick that is not accounted.
-    fn step(&mut self, k: u64) -> Result<Option<TickProgress>> {
+    fn step(&mut self, k: u64, driver: Option<&mut dyn Driver>) -> Result<Option<TickProgress>> {
         let t_ms = k * self.tick_ms;
         let t = t_ms / 1000;
         self.c.advance_to(t_ms)?;
@@ -250,8 +361,13 @@ impl<'a> Run<'a> {
         let sigma = self.measure(t, &snap);
         let rules = Rules::resolve(&self.rules, &snap);
         self.r.rule_violation_vm_s += violating_vms(&rules, &snap) as f64 * self.sc.tick_s as f64;
-        let moves = self.decide(t, t_ms, &snap)?;
-        self.apply(t, t_ms, &snap, &rules, &moves);
+        match driver {
+            None => {
+                let moves = self.decide(t, t_ms, &snap)?;
+                self.apply(t, t_ms, &snap, &rules, &moves);
+            }
+            Some(d) => self.drive(d, t, t_ms, &snap, &rules)?,
+        }
         self.account(k, t_ms);
         Ok(Some(TickProgress {
             tick: k,
@@ -379,8 +495,70 @@ impl<'a> Run<'a> {
         Ok((pa, pb))
     }
 
-    /// Starts the planned migrations, counting them and any that break a hard rule.
-    fn apply(&mut self, t: u64, t_ms: u64, snap: &Snapshot, rules: &Rules, moves: &[Move]) {
+    /// The world as a driver sees it at `t_ms`.
+    fn world(&self, t: u64, t_ms: u64) -> World<'_> {
+        let nh = self.c.hosts().len();
+        World {
+            t_s: t,
+            t_ms,
+            cluster: &self.c,
+            maintenance: &self.maint,
+            partition: self
+                .partition_until
+                .is_some_and(|u| t < u)
+                .then(|| (0..nh).map(|h| h < nh / 2).collect()),
+            gone: &self.gone,
+        }
+    }
+
+    /// A driver's tick: it decides (timed as a decision), the engine starts its moves as it
+    /// starts a plan's, and tells it which ones the hypervisor took.
+    fn drive(
+        &mut self,
+        d: &mut dyn Driver,
+        t: u64,
+        t_ms: u64,
+        snap: &Snapshot,
+        rules: &Rules,
+    ) -> Result<()> {
+        if self.partition_until.is_some_and(|u| t >= u) {
+            self.partition_until = None;
+        }
+        let started = Instant::now();
+        let moves = d.decide(&self.world(t, t_ms))?;
+        self.tally
+            .decision(started.elapsed().as_secs_f64() * 1000.0);
+        for (vm, from) in d.aborts() {
+            let (Some(dom), Some(src)) = (self.c.domain_index(&vm), self.c.host_index(&from))
+            else {
+                continue;
+            };
+            let x = &self.c.domains()[dom];
+            // The migration stays counted (it ran until now); only its end changes.
+            if x.migration.is_some() && x.host == src {
+                self.c.restart_on(dom, src)?;
+            }
+        }
+        let ok = self.apply(t, t_ms, snap, rules, &moves);
+        let results: Vec<(Move, Started)> = moves
+            .into_iter()
+            .zip(ok)
+            .map(|(m, ok)| (m, if ok { Started::Yes } else { Started::Refused }))
+            .collect();
+        d.started(&self.world(t, t_ms), &results);
+        Ok(())
+    }
+
+    /// Starts the planned migrations, counting them and any that break a hard rule. Returns,
+    /// per move, whether a migration of it runs (a second plan of a VM counts as its first).
+    fn apply(
+        &mut self,
+        t: u64,
+        t_ms: u64,
+        snap: &Snapshot,
+        rules: &Rules,
+        moves: &[Move],
+    ) -> Vec<bool> {
         // A VM planned twice in one round (CloudSim's literal underload pass) makes one
         // migration to its last destination, counted once per planned move.
         let last_to: BTreeMap<&str, &str> = moves
@@ -389,8 +567,10 @@ impl<'a> Run<'a> {
             .collect();
         let mut seen: BTreeSet<&str> = BTreeSet::new();
         let mut started_now = 0;
+        let mut ok = Vec::with_capacity(moves.len());
         for m in moves {
             let (Some(d), Some(to)) = (self.c.domain_index(&m.vm), self.c.host_index(&m.to)) else {
+                ok.push(false);
                 continue;
             };
             if creates_violation(rules, snap, &m.vm, to) || self.maint.contains(&to) {
@@ -398,15 +578,18 @@ impl<'a> Run<'a> {
             }
             if !seen.insert(m.vm.as_str()) {
                 self.count_replanned(t, d, m);
+                ok.push(self.c.domains()[d].migration.is_some());
                 continue;
             }
             let last = last_to
                 .get(m.vm.as_str())
                 .and_then(|n| self.c.host_index(n))
                 .unwrap_or(to);
-            if self.start(t, t_ms, d, m, (to, last)) {
+            let started = self.start(t, t_ms, d, m, (to, last));
+            if started {
                 started_now += 1;
             }
+            ok.push(started);
         }
         if started_now > 0 {
             self.r.rounds_with_moves += 1;
@@ -418,6 +601,7 @@ impl<'a> Run<'a> {
             .filter(|d| d.migration.is_some())
             .count() as u64;
         self.r.migrations_max_concurrent = self.r.migrations_max_concurrent.max(concurrent);
+        ok
     }
 
     /// Starts VM `d`'s migration for move `m`, to `last` of the round's destinations

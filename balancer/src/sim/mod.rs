@@ -18,9 +18,10 @@ pub mod scenario;
 pub mod view;
 
 pub use engine::{
-    simulate, simulate_policy, simulate_policy_with_progress, simulate_recorded,
-    simulate_with_progress, MigrationMark, Recording, SimOptions,
+    simulate, simulate_driven, simulate_policy, simulate_policy_with_progress, simulate_recorded,
+    simulate_with_progress, with_scenario_rules, Driver, MigrationMark, Recording, SimOptions,
+    Started, World,
 };
 pub use progress::{NoProgress, Progress, TickProgress};
-pub use report::Report;
+pub use report::{GateTally, Report};
 pub use scenario::{builtin as builtin_scenario, Scenario, BUILTIN_SCENARIOS};

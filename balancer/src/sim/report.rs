@@ -87,6 +87,38 @@ pub struct Report {
     pub decision_ms_p50: f64,
     /// Decision wall time, p99, ms (not deterministic).
     pub decision_ms_p99: f64,
+    /// What the gates of a [`crate::sim::Driver`] did (the agent's budget, leadership,
+    /// pre-check, ...); absent when the policy alone decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gates: Option<GateTally>,
+}
+
+/// What a driver's gates did over a run: the policy proposed, the gates let through or held
+/// back. Counted from the driver's own records (for the agent: its audit records).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct GateTally {
+    /// Who decided (`agent`).
+    pub driver: String,
+    /// Migrations started past every gate and the pre-check.
+    pub starts: u64,
+    /// Moves refused by the hypervisor's pre-check or at the call (costing no budget).
+    pub refused: u64,
+    /// Moves held back by the budget (a move held back over consecutive rounds counts once,
+    /// as the agent audits it once).
+    pub budget_limited: u64,
+    /// Moves held back, per gate (the budget included), counted each round.
+    pub skipped: std::collections::BTreeMap<String, u64>,
+    /// Migrations verified done.
+    pub done: u64,
+    /// Migrations failed, aborted or of unknown outcome.
+    pub failed: u64,
+    /// Leadership changes (gained or lost, over every host).
+    pub leader_changes: u64,
+    /// Rounds in which a leader recommended only, for want of a quorum.
+    pub no_quorum_rounds: u64,
+    /// Aborts sent (a migration past its timeout, or on a lost lead when configured): the
+    /// simulated hypervisor cancels a migration still running, leaving the VM on its source.
+    pub aborts: u64,
 }
 
 impl Report {

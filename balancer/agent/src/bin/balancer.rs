@@ -1,4 +1,5 @@
-//! `balancer`: explain a plan for a snapshot or live gmond feed, or simulate a scenario.
+//! `balancer`: explain a plan for a snapshot or live gmond feed, or simulate a scenario (by
+//! default through the agent's gates, `balancer_agent::simulate`).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -7,11 +8,13 @@ use anyhow::{bail, Context};
 use balancer::planner::{History, Input};
 use balancer::policy::{PolicySpec, DETECTORS, PLACEMENTS, SELECTORS};
 use balancer::sim::{
-    builtin_scenario, simulate_with_progress, Progress, Scenario, SimOptions, TickProgress,
-    BUILTIN_SCENARIOS,
+    builtin_scenario, simulate_driven, simulate_with_progress, Progress, Scenario, SimOptions,
+    TickProgress, BUILTIN_SCENARIOS,
 };
 use balancer::snapshot::Snapshot;
 use balancer::trends::Trends;
+use balancer_agent::simulate::AgentSim;
+use balancer_agent::AgentConfig;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -113,6 +116,21 @@ struct SimulateArgs {
     /// Size of the --plot image, WIDTHxHEIGHT pixels.
     #[arg(long, value_name = "WxH", default_value = "1200x600", value_parser = parse_size)]
     plot_size: (u32, u32),
+    /// The policy alone decides every tick, without the agent's gates (budget, leadership,
+    /// quorum, pre-check, settling, cooldowns): the paper comparisons (BENCHMARKS.md).
+    #[arg(long, conflicts_with_all = ["agent_config", "budget", "budget_window"])]
+    no_agent_gates: bool,
+    /// Agent config whose gates apply (configs/balancer-agent.toml; its mode is taken as
+    /// auto, an empty trusted_hosts as every host of the scenario). Default: the agent's
+    /// defaults.
+    #[arg(long, value_name = "FILE")]
+    agent_config: Option<PathBuf>,
+    /// Migrations the agent may start per budget window (overrides budget_migrations).
+    #[arg(long, value_name = "N")]
+    budget: Option<u32>,
+    /// Budget window, seconds (overrides budget_window_s).
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(1..))]
+    budget_window: Option<u64>,
 }
 
 fn load_policy(p: &str) -> anyhow::Result<PolicySpec> {
@@ -303,16 +321,35 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
         seed: a.seed,
         record: a.plot.is_some(),
     };
-    let (r, recording) = simulate_with_progress(&sc, &spec, &opts, &mut *progress_on_stderr(&sc))?;
+    let mut progress = progress_on_stderr(&sc);
+    let (r, recording) = if a.no_agent_gates {
+        simulate_with_progress(&sc, &spec, &opts, &mut *progress)?
+    } else {
+        let mut cfg = match &a.agent_config {
+            Some(p) => AgentConfig::load(p)?,
+            None => AgentConfig::default(),
+        };
+        cfg.budget_migrations = a.budget.unwrap_or(cfg.budget_migrations);
+        cfg.budget_window_s = a.budget_window.unwrap_or(cfg.budget_window_s);
+        let mut agents = AgentSim::new(&sc, &spec, cfg).context(
+            "simulating through the agent (--no-agent-gates simulates the policy alone)",
+        )?;
+        simulate_driven(&sc, &spec, &opts, &mut agents, &mut *progress)?
+    };
     if let (Some(path), Some(rec)) = (&a.plot, &recording) {
         balancer::sim::plot::render_png(rec, path, w, h)?;
         eprintln!("plot written to {}", path.display());
     }
     eprintln!(
-        "simulated {} under {} in {:.2} s",
+        "simulated {} under {} in {:.2} s ({})",
         sc.name,
         spec.policy,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        if a.no_agent_gates {
+            "the policy alone"
+        } else {
+            "through the agent's gates"
+        }
     );
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
