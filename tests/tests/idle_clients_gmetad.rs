@@ -124,7 +124,9 @@ fn real_gmetad_keeps_polling_while_idle_clients_hold_connections() {
                 ],
             );
             let up = poll_for(Duration::from_secs(10), || {
-                read_xml(xml_port).map(|_| ()).or_else(|| (!p.running()).then_some(()))
+                read_xml(xml_port)
+                    .map(|_| ())
+                    .or_else(|| (!p.running()).then_some(()))
             });
             (up.is_some() && p.running()).then_some((p, xml_port))
         })
