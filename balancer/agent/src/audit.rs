@@ -45,6 +45,10 @@ pub enum Event {
     /// source nor destination; `error` names it and the addresses), or no longer is
     /// (`resolved`).
     NameConflict,
+    /// A VM or host left out of the view because a figure was outside
+    /// `balancer::view::bounds` (`error` names it and the figure): only it is skipped, never
+    /// the whole view. Written when it first appears.
+    Implausible,
     /// A new policy was loaded.
     Reload,
     /// A new policy was rejected; the old one is kept.

@@ -122,9 +122,14 @@ pub enum Action {
     Persist(Box<PersistedState>),
 }
 
+/// Implausible hosts or VMs audited one by one per round at most.
+pub const MAX_IMPLAUSIBLE_NOTES: usize = 16;
+
 /// What one tick did.
 #[derive(Debug, Clone, Default)]
 pub struct TickReport {
+    /// Hosts and VMs left out of this round's view for an implausible figure.
+    pub implausible: usize,
     /// Metrics of the view left out because they were not authenticated
     /// (`authenticated_only`).
     pub unauthenticated: usize,
@@ -232,6 +237,9 @@ pub struct AgentCore {
     no_quorum: bool,
     /// Names in conflict in the last view (audited when they enter and leave it).
     conflicts: BTreeSet<String>,
+    /// Implausible hosts and VMs already noted in the audit (noted again only after they
+    /// left the list).
+    implausible: BTreeSet<String>,
     /// The NAME is a guess (the hostname): the view may correct it.
     name_guessed: bool,
     /// This machine's sending addresses: the host of the view with one of them as IP is us.
@@ -402,6 +410,7 @@ impl AgentCore {
             was_leader: false,
             no_quorum: false,
             conflicts: BTreeSet::new(),
+            implausible: BTreeSet::new(),
             name_guessed: false,
             local_ips: BTreeSet::new(),
             name_missing: false,
@@ -683,6 +692,8 @@ impl AgentCore {
         };
         report.untrusted = v.untrusted.clone();
         self.note_conflicts(&v, now);
+        report.implausible = v.implausible.len();
+        self.note_implausible(&v, now);
         self.observe(&v, now);
         self.metrics.imbalance = view::imbalance(&v.snapshot) as f32;
 
@@ -1259,6 +1270,35 @@ impl AgentCore {
             self.audit(r);
         }
         self.conflicts = current;
+    }
+
+    /// Audits hosts and VMs newly left out for an implausible figure: at most
+    /// [`MAX_IMPLAUSIBLE_NOTES`] lines a round (a forger can invent many), the rest counted in
+    /// one more line.
+    fn note_implausible(&mut self, v: &View, now: u64) {
+        let current: BTreeSet<String> = v.implausible.iter().map(|(n, _)| n.clone()).collect();
+        let new: Vec<&(String, String)> = v
+            .implausible
+            .iter()
+            .filter(|(n, _)| !self.implausible.contains(n))
+            .collect();
+        for (name, why) in new.iter().take(MAX_IMPLAUSIBLE_NOTES) {
+            tracing::warn!(name = %name, why = %why, "implausible figure: left out of the view");
+            let mut r = self.record(now, Event::Implausible);
+            r.outcome = Some("skipped".into());
+            r.error = Some(format!("{name}: {why}"));
+            self.audit(r);
+        }
+        if new.len() > MAX_IMPLAUSIBLE_NOTES {
+            let mut r = self.record(now, Event::Implausible);
+            r.outcome = Some("skipped".into());
+            r.error = Some(format!(
+                "{} more hosts or VMs with implausible figures, not listed",
+                new.len() - MAX_IMPLAUSIBLE_NOTES
+            ));
+            self.audit(r);
+        }
+        self.implausible = current;
     }
 
     /// A leader acts only while it sees a strict majority of the inventory live (heard within

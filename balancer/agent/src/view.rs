@@ -45,6 +45,8 @@ pub struct View {
     /// Trusted NAMEs reported from more than one address (the addresses, sorted): left out
     /// of the snapshot, so neither sources nor destinations.
     pub conflicts: BTreeMap<String, Vec<String>>,
+    /// Hosts and VMs left out because a figure was implausible (name, why), sorted.
+    pub implausible: Vec<(String, String)>,
 }
 
 /// Builds the view at time `now`: keeps trusted hosts (the first of each name), and reads them
@@ -106,6 +108,11 @@ pub fn build(cluster: &Cluster, trusted: &dyn Fn(&str) -> bool, now: u64, vm_sta
         ips,
         untrusted,
         conflicts,
+        implausible: vnodes
+            .implausible
+            .iter()
+            .map(|i| (i.name.clone(), i.why.clone()))
+            .collect(),
     }
 }
 

@@ -850,3 +850,44 @@ fn simulation_only_policies_are_refused_by_the_agent() {
     drain(&mut c, &mut audit);
     assert!(audit.iter().any(|r| r.event == Event::ReloadRejected));
 }
+
+/// Issue 14: a forged absurd figure (a VM at 10^9 % CPU) takes only that VM out of the view:
+/// it is counted every round, noted once in the audit, and the hot host's real VMs are still
+/// balanced.
+#[test]
+fn an_implausible_figure_skips_its_vm_only_and_is_audited_once() {
+    let mut v = hot_view();
+    v.hosts[1]
+        .metrics
+        .push(metric("forged.vcpu_num", "1", "uint16"));
+    v.hosts[1]
+        .metrics
+        .push(metric("forged.vcpu_util", "1000000000", "float"));
+    v.hosts[1]
+        .metrics
+        .push(metric("forged.vmem_total", "524288", "float"));
+    let mut c = core("h1", config());
+    let mut audit = Vec::new();
+    let mut moved = Vec::new();
+    for i in 0..20 {
+        let r = c.handle_view(&v, T0 + 10 * i);
+        assert_eq!(r.implausible, 1, "counted every round");
+        moved.extend(migrations(&drain(&mut c, &mut audit)));
+    }
+    let notes: Vec<&Record> = audit
+        .iter()
+        .filter(|r| r.event == Event::Implausible)
+        .collect();
+    assert_eq!(notes.len(), 1, "noted once: {notes:#?}");
+    assert!(
+        notes[0]
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("forged: vcpu_util"),
+        "{:?}",
+        notes[0].error
+    );
+    assert!(!moved.is_empty(), "the real hot VMs still move");
+    assert!(moved.iter().all(|m| m.vm != "forged"));
+}
