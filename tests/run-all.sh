@@ -80,19 +80,25 @@ run "clippy" cargo clippy --workspace --all-targets --all-features --quiet -- -D
 run "clippy (default features)" cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 # Architecture invariants that a dependency change could silently break.
+# `cargo tree -i DEP` prints the paths to DEP; it exits 0 with nothing printed when DEP is in
+# the workspace's graph but not below the package, and fails when DEP is nowhere: only
+# printed paths mean a dependency.
 not_in_tree() { # not_in_tree CRATE DEP: CRATE must not depend on DEP (normal edges, all features)
-    if cargo tree -p "$1" --all-features -e normal -i "$2" >/dev/null 2>&1; then
+    local out
+    out=$(cargo tree -p "$1" --all-features -e normal -i "$2" 2>/dev/null) || return 0
+    if [ -n "$out" ]; then
         echo "$1 depends on $2:" >&2
-        cargo tree -p "$1" --all-features -e normal -i "$2" >&2
+        echo "$out" >&2
         return 1
     fi
 }
 default_build_is_pure_rust() { # the default members (the demo) link no system library
-    local dep
+    local dep out
     for dep in virt-sys virt cc pkg-config; do
-        if cargo tree -e normal,build -i "$dep" >/dev/null 2>&1; then
+        out=$(cargo tree -e normal,build -i "$dep" 2>/dev/null) || continue
+        if [ -n "$out" ]; then
             echo "the default build (cargo run --release) needs $dep:" >&2
-            cargo tree -e normal,build -i "$dep" >&2
+            echo "$out" >&2
             return 1
         fi
     done
