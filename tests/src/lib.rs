@@ -139,6 +139,22 @@ impl Drop for ResumeOnDrop {
     }
 }
 
+/// `balancer simulate --json --policy POLICY --scenario DIR` (a recording directory); its
+/// stdout, the report as JSON, after checking that it succeeded.
+pub fn simulate_recording(dir: &Path, policy: &str) -> Vec<u8> {
+    let out = Command::new(bin("balancer"))
+        .args(["simulate", "--policy", policy, "--json", "--scenario"])
+        .arg(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run balancer: {e}"));
+    assert!(
+        out.status.success(),
+        "balancer simulate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// A port that was free a moment ago on 127.0.0.1 (UDP and TCP both checked).
 pub fn free_port() -> u16 {
     loop {

@@ -77,17 +77,8 @@ fn a_recording_of_the_demo_replays_in_the_simulator() {
         "every VM placed as recorded"
     );
 
-    let sim = Command::new(integration_tests::bin("balancer"))
-        .args(["simulate", "--policy", "hotspot", "--json", "--scenario"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        sim.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sim.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
+    let report = integration_tests::simulate_recording(&out, "hotspot");
+    let report: serde_json::Value = serde_json::from_slice(&report).unwrap();
     assert_eq!(report["hosts"], HOSTS);
     assert_eq!(report["vms"], sc.vms.len());
     assert_eq!(report["duration_s"], sc.duration_s);

@@ -608,17 +608,8 @@ fn ganglia_web_shows_the_cluster_its_vms_and_the_balancer() {
             .is_some_and(|h| rec.meta.hosts.contains_key(h))),
         "every VM starts on an imported host"
     );
-    let sim = std::process::Command::new(integration_tests::bin("balancer"))
-        .args(["simulate", "--policy", "stabilize", "--json", "--scenario"])
-        .arg(&imported)
-        .output()
-        .unwrap();
-    assert!(
-        sim.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sim.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
+    let report = integration_tests::simulate_recording(&imported, "stabilize");
+    let report: serde_json::Value = serde_json::from_slice(&report).unwrap();
     assert_eq!(report["hosts"], DEMO_HOSTS);
     assert_eq!(report["vms"], sc.vms.len());
 

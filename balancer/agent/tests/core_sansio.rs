@@ -3,6 +3,8 @@
 //! repeated aborts, stuck membership probes, a clock that jumps back.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use balancer_agent::audit::{Event, Record};
 use balancer_agent::balancer::policy::PolicySpec;
 use balancer_agent::core::{
@@ -15,21 +17,8 @@ use ganglia_wire::model::{Cluster, Host, Metric};
 
 const T0: u64 = 1_000_000;
 
-/// Hotspot that reacts after three hot rounds.
-const POLICY: &str = r#"
-policy = "hotspot"
-# One history sample per round of these tests (10 s).
-step_s = 10
-[hotspot]
-threshold = 0.85
-target = 0.55
-k = 2
-n = 3
-[planner]
-max_moves_per_round = 2
-max_parallel = 2
-cooldown_s = 900
-"#;
+// The agent tests' policy: hotspot reacting after three hot rounds of 10 s.
+use common::POLICY;
 
 fn metric(name: &str, val: &str, ty: &str) -> Metric {
     Metric {
