@@ -9,11 +9,11 @@
 //! sample includes whatever time the bench waited for a core, which swamped differences of a
 //! few tens of nanoseconds.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // bench code: fail loudly
+use benches::{harness_descriptor, harness_emitter};
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ganglia_wire::auth::{Key, KeyRing, Signer, Verdict, Verifier, VerifierConfig, KEY_LEN};
-use ganglia_wire::xdr::DEFAULT_MAX_UDP_MSG_LEN;
-use ganglia_wire::{Emitter, Extra, Identity, MetricDescriptor, MetricType, Slope, Value};
+use ganglia_wire::Value;
 use gmond_rs::auth::{self, Admit, AuthOptions, Gate, Mode};
 use gmond_rs::iostats::IoStats;
 use gmond_rs::store::{ClusterStore, StoreConfig, Timestamp};
@@ -69,24 +69,9 @@ fn fixture(name: &str) -> Vec<u8> {
 /// The load harness's datagrams (benches/src/bin/gmond_load.rs) for host `h`, metric `m`: a
 /// spoofed host, a uint value, metadata with gmond's TITLE/DESC/GROUP extras.
 fn harness_datagrams(h: usize, m: usize) -> (Vec<u8>, Vec<u8>) {
-    let ip = format!("10.{}.{}.{}", (h >> 16) & 255, (h >> 8) & 255, h & 255);
-    let id = Identity::new("", Some(&format!("h{h}")), Some(&ip));
-    let e = Emitter::new(id, DEFAULT_MAX_UDP_MSG_LEN);
+    let e = harness_emitter(h);
     let name = format!("m{m}");
-    let d = MetricDescriptor {
-        name: &name,
-        metric_type: MetricType::UInt32,
-        format: "%u",
-        units: "",
-        slope: Slope::BOTH,
-        tmax: 60,
-        dmax: 0,
-        extra: Extra::gmond_standard(
-            name.as_bytes(),
-            b"A metric of the load harness, described as gmond describes its own",
-            b"load",
-        ),
-    };
+    let d = harness_descriptor(&name);
     let (mut v, mut md) = (Vec::new(), Vec::new());
     e.value(&d, Value::UInt(7), &mut v).unwrap();
     e.metadata(&d, &mut md).unwrap();

@@ -15,9 +15,9 @@
 //! whole list N times, so the variants alternate under the same machine load.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a measurement tool: fail loudly
 
+use benches::{harness_descriptor, harness_emitter};
 use ganglia_wire::auth::{Key, KeyRing, Signer, KEY_LEN, TRAILER_LEN};
-use ganglia_wire::xdr::DEFAULT_MAX_UDP_MSG_LEN;
-use ganglia_wire::{Emitter, Extra, Identity, MetricDescriptor, MetricType, Slope, Value};
+use ganglia_wire::{Emitter, MetricDescriptor, Value};
 use std::io::Read;
 use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -292,32 +292,6 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Spoofed host `h`: its own HOST ("IP:name") although every datagram comes from one socket.
-fn emitter(h: usize) -> Emitter {
-    let ip = format!("10.{}.{}.{}", (h >> 16) & 255, (h >> 8) & 255, h & 255);
-    let id = Identity::new("", Some(&format!("h{h}")), Some(&ip));
-    Emitter::new(id, DEFAULT_MAX_UDP_MSG_LEN)
-}
-
-fn descriptor(name: &str) -> MetricDescriptor<'_> {
-    MetricDescriptor {
-        name,
-        metric_type: MetricType::UInt32,
-        format: "%u",
-        units: "",
-        slope: Slope::BOTH,
-        tmax: 60,
-        dmax: 0,
-        // What gmond attaches to each of its own metrics (reference §A.4), so memory per
-        // metric is measured with realistic metadata.
-        extra: Extra::gmond_standard(
-            name.as_bytes(),
-            b"A metric of the load harness, described as gmond describes its own",
-            b"load",
-        ),
-    }
-}
-
 /// Datagrams handed to the kernel per `sendmmsg` at most.
 const SEND_BATCH: usize = 32;
 
@@ -390,7 +364,7 @@ fn main() {
     // Signed runs need room for the trailer; the bytes of every body are the same either way.
     let reserve = if o.auth { TRAILER_LEN } else { 0 };
     let emitters: Vec<Emitter> = (0..o.hosts)
-        .map(|h| emitter(h).reserving(reserve))
+        .map(|h| harness_emitter(h).reserving(reserve))
         .collect();
     let key_dir = std::env::temp_dir().join(format!("gmond-load-key-{}", std::process::id()));
     let key = o.auth.then(|| {
@@ -398,7 +372,8 @@ fn main() {
         make_key_file(&key_dir)
     });
     let names: Vec<String> = (0..o.metrics).map(|m| format!("m{m}")).collect();
-    let descriptors: Vec<MetricDescriptor<'_>> = names.iter().map(|m| descriptor(m)).collect();
+    let descriptors: Vec<MetricDescriptor<'_>> =
+        names.iter().map(|m| harness_descriptor(m)).collect();
     let total = (o.hosts * o.metrics) as u64;
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let _ = socket2::SockRef::from(&sock).set_send_buffer_size(4 << 20);
@@ -574,10 +549,11 @@ fn bare_recv(udp: u16, tcp: u16, buffer: Option<u32>) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ganglia_wire::Identity;
 
     #[test]
     fn hosts_are_spoofed_ip_and_name() {
-        let e = emitter(0x01_02_03);
+        let e = harness_emitter(0x01_02_03);
         assert_eq!(
             e.identity(),
             &Identity {
@@ -586,7 +562,8 @@ mod tests {
             }
         );
         let mut b = Vec::new();
-        e.value(&descriptor("m0"), Value::UInt(1), &mut b).unwrap();
+        e.value(&harness_descriptor("m0"), Value::UInt(1), &mut b)
+            .unwrap();
         let m = ganglia_wire::decode(&b).unwrap();
         assert_eq!(
             (m.metric_id().host, m.metric_id().spoof),
