@@ -77,22 +77,7 @@ impl HotspotParams {
         if !(0.0..=1.5).contains(&self.threshold) || !(0.0..=1.0).contains(&self.mem_threshold) {
             return Err(BalancerError::config("hotspot thresholds out of range"));
         }
-        if self.over_s == 0 || self.over_s > self.window_s {
-            return Err(BalancerError::config(format!(
-                "hotspot over_s={} window_s={} needs 1 <= over_s <= window_s",
-                self.over_s, self.window_s
-            )));
-        }
-        match (self.k, self.n) {
-            (None, None) => {}
-            (Some(k), Some(n)) if k >= 1 && k <= n && n <= 30 => {}
-            (k, n) => {
-                return Err(BalancerError::config(format!(
-                    "hotspot k={k:?} n={n:?} (deprecated: use over_s and window_s) needs both, \
-                     1 <= k <= n <= 30"
-                )))
-            }
-        }
+        super::check_sustained("hotspot", self.over_s, self.window_s, self.k, self.n)?;
         if self.trend_window.is_some_and(|w| !(2..=30).contains(&w))
             || self.forecast_ahead.is_some_and(|a| a > 12)
         {

@@ -332,6 +332,30 @@ impl Policy for Configured {
     }
 }
 
+/// Checks a sustained test's window (hotspot's and stabilize's): `over_s` of the last
+/// `window_s` seconds, or the deprecated `k` of the last `n` samples (both or neither).
+pub(crate) fn check_sustained(
+    policy: &str,
+    over_s: u64,
+    window_s: u64,
+    k: Option<usize>,
+    n: Option<usize>,
+) -> Result<()> {
+    if over_s == 0 || over_s > window_s {
+        return Err(BalancerError::config(format!(
+            "{policy} over_s={over_s} window_s={window_s} needs 1 <= over_s <= window_s"
+        )));
+    }
+    match (k, n) {
+        (None, None) => Ok(()),
+        (Some(k), Some(n)) if k >= 1 && k <= n && n <= 30 => Ok(()),
+        (k, n) => Err(BalancerError::config(format!(
+            "{policy} k={k:?} n={n:?} (deprecated: use over_s and window_s) needs both, \
+             1 <= k <= n <= 30"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

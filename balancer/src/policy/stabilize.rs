@@ -76,22 +76,7 @@ impl StabilizeParams {
                 "stabilize candidate_hosts 1..=1000, dest_max_util 0..=1",
             ));
         }
-        if self.over_s == 0 || self.over_s > self.window_s {
-            return Err(BalancerError::config(format!(
-                "stabilize over_s={} window_s={} needs 1 <= over_s <= window_s",
-                self.over_s, self.window_s
-            )));
-        }
-        match (self.k, self.n) {
-            (None, None) => {}
-            (Some(k), Some(n)) if k >= 1 && k <= n && n <= 30 => {}
-            (k, n) => {
-                return Err(BalancerError::config(format!(
-                    "stabilize k={k:?} n={n:?} (deprecated: use over_s and window_s) needs \
-                     both, 1 <= k <= n <= 30"
-                )))
-            }
-        }
+        super::check_sustained("stabilize", self.over_s, self.window_s, self.k, self.n)?;
         Ok(())
     }
 }
