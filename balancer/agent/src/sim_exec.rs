@@ -159,6 +159,28 @@ impl SimExecutor {
     }
 }
 
+/// Where domain `d` of the simulated cluster stands on host `h`, as libvirt would say:
+/// busy on its host while a migration (or, with `job`, another job) holds it, and on the
+/// destination while it is the paused incoming copy.
+pub(crate) fn presence(c: &SimCluster, d: usize, h: usize, job: bool) -> Presence {
+    let dom = &c.domains()[d];
+    if dom.host == h {
+        if dom.migration.is_some() || job {
+            return Presence::Busy;
+        }
+        return if dom.state == DomainState::Running {
+            Presence::Running
+        } else {
+            Presence::NotRunning
+        };
+    }
+    // The paused incoming copy on the destination.
+    if dom.migration.is_some_and(|m| m.dest == h) {
+        return Presence::Busy;
+    }
+    Presence::Absent
+}
+
 impl Executor for SimExecutor {
     fn name(&self) -> &str {
         "sim"
@@ -186,23 +208,8 @@ impl Executor for SimExecutor {
         let Some(d) = c.domain_index(vm) else {
             return Ok(Presence::Absent);
         };
-        let dom = &c.domains()[d];
         let hung = lock(&self.state).hung.iter().any(|v| v == vm);
-        if dom.host == h {
-            if dom.migration.is_some() || hung {
-                return Ok(Presence::Busy);
-            }
-            return Ok(if dom.state == DomainState::Running {
-                Presence::Running
-            } else {
-                Presence::NotRunning
-            });
-        }
-        // The paused incoming copy on the destination.
-        if dom.migration.is_some_and(|m| m.dest == h) {
-            return Ok(Presence::Busy);
-        }
-        Ok(Presence::Absent)
+        Ok(presence(&c, d, h, hung))
     }
 
     fn migrate(&self, req: &MigrationRequest) -> Result<()> {

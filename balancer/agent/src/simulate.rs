@@ -25,7 +25,6 @@ use balancer::plan::Move;
 use balancer::policy::PolicySpec;
 use balancer::sim::{Driver, GateTally, Report, Scenario, Started, World};
 use ganglia_wire::model::{Cluster, Metric};
-use gmond_metrics::hypervisor::DomainState;
 use gmond_metrics::vmetrics::VM_DMAX;
 
 use crate::audit::{Event, Record};
@@ -537,21 +536,7 @@ fn locate(w: &World<'_>, vm: &str, host: &HostAddr, claimed: &BTreeSet<String>) 
     if w.gone.get(d).copied().unwrap_or(false) {
         return Ok(Presence::Absent);
     }
-    let dom = &c.domains()[d];
-    if dom.host == h {
-        if dom.migration.is_some() || claimed.contains(vm) {
-            return Ok(Presence::Busy);
-        }
-        return Ok(if dom.state == DomainState::Running {
-            Presence::Running
-        } else {
-            Presence::NotRunning
-        });
-    }
-    if dom.migration.is_some_and(|m| m.dest == h) {
-        return Ok(Presence::Busy);
-    }
-    Ok(Presence::Absent)
+    Ok(crate::sim_exec::presence(c, d, h, claimed.contains(vm)))
 }
 
 fn text_metric(name: &str, val: &str) -> Metric {
