@@ -37,6 +37,9 @@ pub const META_FILE: &str = "recording.json";
 pub const SAMPLES_FILE: &str = "samples.csv";
 /// Lines of `samples.csv` read at most (a bound on what a bad or hostile file can cost).
 pub const MAX_SAMPLE_LINES: usize = 50_000_000;
+/// Ticks a recording may span as a scenario at most (a year of 10-s samples): each VM gets a
+/// series this long, so a file whose times are far apart must not make that unbounded.
+pub const MAX_TICKS: u64 = 3_153_600;
 
 /// What a recording holds besides its samples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -209,7 +212,14 @@ impl ClusterRecording {
             .span()
             .ok_or_else(|| BalancerError::Scenario("the recording has no samples".into()))?;
         let tick = self.meta.interval_s;
-        let ticks = usize::try_from((last - first) / tick + 1)
+        let span = (last - first) / tick + 1;
+        if span > MAX_TICKS {
+            return Err(BalancerError::Scenario(format!(
+                "the recording spans {span} samples of {tick} s (from {first} to {last}), more \
+                 than {MAX_TICKS}"
+            )));
+        }
+        let ticks = usize::try_from(span)
             .map_err(|_| BalancerError::Scenario("recording too long".into()))?;
         let hosts: Vec<HostSpec> = self
             .meta
@@ -723,6 +733,23 @@ mod tests {
         assert_eq!(sc.vms[0].host.as_deref(), Some("hv1"));
         assert_eq!(sc.vms[0].vcpus, 2);
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_recording_spanning_too_long_is_refused_not_allocated() {
+        let mut rec = ClusterRecording::new("x", 1);
+        for t in [0, 10_000_000_000] {
+            rec.samples.push(VmSample {
+                t,
+                vm: "a".into(),
+                host: "h".into(),
+                vcpus: Some(1.0),
+                util_pct: Some(1.0),
+                mem_kb: Some(1.0),
+            });
+        }
+        let err = rec.to_scenario("far").unwrap_err().to_string();
+        assert!(err.contains("more than"), "{err}");
     }
 
     #[test]
