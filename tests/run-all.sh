@@ -8,6 +8,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
+# A fresh clone gains nothing from incremental compilation, and its caches doubled the target
+# directory: off unless the caller asks for it.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 failed=()
 step() { printf '\n== %s\n' "$*" >&2; }
 run() { # run NAME CMD...: records a failure instead of stopping, so one run shows every problem
@@ -66,6 +69,8 @@ install_packages() {
     done
     return $rc
 }
+step "disk at start"
+df -h . >&2
 run "system packages" install_packages
 
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
@@ -165,6 +170,10 @@ fuzz_all() {
 run "fuzz" fuzz_all
 
 # --- Summary -----------------------------------------------------------------------------------
+# What the run left on disk: CI machines have run out of it, so every run says.
+step "disk"
+du -sh target fuzz/target 2>/dev/null >&2
+df -h . >&2
 if [ ${#failed[@]} -ne 0 ]; then
     printf '\nFAILED: %s\n' "${failed[*]}" >&2
     exit 1
