@@ -172,7 +172,7 @@ run "fuzz" fuzz_all
 # --- Summary -----------------------------------------------------------------------------------
 # What the run left on disk: CI machines have run out of it, so every run says.
 step "disk"
-du -sh target fuzz/target 2>/dev/null >&2
+du -sh target fuzz/target >&2 2>/dev/null
 df -h . >&2
 if [ ${#failed[@]} -ne 0 ]; then
     printf '\nFAILED: %s\n' "${failed[*]}" >&2
