@@ -1,12 +1,13 @@
 //! Ganglia 3.1+ wire format: XDR codec, printf formatting and the XML feed. Pure: no sockets, no clock.
 //!
 //! Architecture invariant: nothing in this crate performs I/O other than writing into a
-//! caller-supplied `io::Write`, reads the clock, or depends on tokio or sockets; time
+//! caller-supplied `io::Write` or reading from a caller-supplied `io::BufRead`, reads the clock, or depends on tokio or sockets; time
 //! (LOCALTIME, TN, REPORTED) is always an input.
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod emit;
+pub mod filter;
 mod error;
 mod identity;
 pub mod model;
