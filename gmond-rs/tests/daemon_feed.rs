@@ -163,3 +163,94 @@ fn sighup_reloads_the_configuration_in_place() {
     });
     assert!(d.running());
 }
+
+/// A query: the client's `METRICS` line.
+fn query(port: u16, request: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    buf
+}
+
+#[test]
+fn a_query_channel_serves_the_metrics_asked_for_and_refuses_bad_requests() {
+    let dir = TempDir::new("query");
+    let (udp, tcp, q) = (free_port(), free_port(), free_port());
+    let conf = dir.path().join("gmond.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "globals {{ daemonize = no setuid = no host_dmax = 0 }}\n\
+             udp_send_channel {{ host = 127.0.0.1 port = {udp} }}\n\
+             udp_recv_channel {{ bind = 127.0.0.1 port = {udp} }}\n\
+             tcp_accept_channel {{ bind = 127.0.0.1 port = {tcp} }}\n\
+             collection_group {{ collect_once = yes time_threshold = 20\n\
+               metric {{ name = \"os_name\" }} metric {{ name = \"os_release\" }}\n\
+               metric {{ name = \"cpu_num\" }} }}\n"
+        ),
+    )
+    .unwrap();
+    let rs = dir.path().join("gmond-rs.conf");
+    std::fs::write(&rs, format!("query_channel {{ port = {q} }}\n")).unwrap();
+    let mut d = Proc::spawn(
+        "gmond-rs",
+        Path::new(env!("CARGO_BIN_EXE_gmond-rs")),
+        &[
+            OsStr::new("-c"),
+            conf.as_os_str(),
+            OsStr::new("--rs-conf"),
+            rs.as_os_str(),
+        ],
+    );
+    poll_until(Duration::from_secs(20), || {
+        let doc = read_document(&read_xml(tcp)?).ok()?;
+        let h = doc.clusters[0].hosts.first()?;
+        (h.metric("os_name").is_some() && h.metric("cpu_num").is_some()).then_some(())
+    });
+    let whole = read_document(&read_xml(tcp).unwrap()).unwrap();
+    let asked = read_document(&query(q, b"METRICS os_*\n")).unwrap();
+    let names = |doc: &ganglia_wire::model::Document| {
+        let mut n: Vec<String> = doc.clusters[0].hosts[0]
+            .metrics
+            .iter()
+            .map(|m| m.name.clone())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&asked), ["os_name", "os_release"]);
+    assert!(names(&whole).len() > 2, "the XML port still serves everything");
+    let (a, w) = (&asked.clusters[0].hosts[0], &whole.clusters[0].hosts[0]);
+    assert_eq!((&a.name, &a.ip), (&w.name, &w.ip), "hosts keep their attributes");
+    assert_eq!(
+        a.metric("os_name").map(|m| &m.val),
+        w.metric("os_name").map(|m| &m.val)
+    );
+    // Anything but one well-formed request line gets no document.
+    for bad in [
+        &b"GET / HTTP/1.0\r\n\r\n"[..],
+        b"METRICS a**b\n",
+        &[b'M'; 5000][..],
+        b"METRICS os_name",
+    ] {
+        let got = if bad.ends_with(b"\n") || bad.len() > 4096 {
+            query(q, bad)
+        } else {
+            // No newline: the client then closes its side; nothing comes back.
+            use std::io::Write;
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", q)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(bad).unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf);
+            buf
+        };
+        assert!(got.is_empty(), "{:?} got {} bytes", &bad[..bad.len().min(20)], got.len());
+    }
+    assert!(read_document(&query(q, b"METRICS cpu_num\n")).is_ok());
+    assert!(d.running());
+}

@@ -20,7 +20,7 @@ use crate::config::{
     TcpAcceptChannel, UdpRecvChannel, UdpSendChannel,
 };
 use crate::error::{ConfigError, ConfigErrors, Location};
-use crate::rsconf::{RecvPolicy, RsConfig, StoreLimits};
+use crate::rsconf::{QueryChannel, RecvPolicy, RsConfig, StoreLimits};
 use crate::source::{fnmatch, has_wildcard, Source};
 use crate::{LoadOptions, Loaded, SectionLocations, Warning, WarningKind};
 
@@ -178,9 +178,15 @@ const RS_STORE: &[Opt] = &[
     opt("max_pending_requests", Int),
 ];
 const RS_UDP_RECV: &[Opt] = &[opt("port", Int), opt("spoof_acl", Kind::Sec(ACL))];
+const RS_QUERY: &[Opt] = &[
+    opt("bind", Str),
+    opt("port", Int),
+    opt("acl", Kind::Sec(ACL)),
+];
 const RS_TOP: &[Opt] = &[
     opt("store", Kind::Sec(RS_STORE)),
     multi("udp_recv_channel", RS_UDP_RECV),
+    multi("query_channel", RS_QUERY),
 ];
 
 /// A typed option value.
@@ -981,7 +987,21 @@ fn build_rs(ctx: &mut Ctx<'_>, top: &Sec) -> RsConfig {
             location: sec.loc.clone(),
         });
     }
-    RsConfig { store, udp_recv }
+    let mut query: Vec<QueryChannel> = Vec::new();
+    for sec in top.subs("query_channel") {
+        let port = ctx.port(sec, "query_channel");
+        query.push(QueryChannel {
+            bind: sec.str("bind").unwrap_or_else(|| "127.0.0.1".to_string()),
+            port,
+            acl: ctx.acl(sec),
+            location: sec.loc.clone(),
+        });
+    }
+    RsConfig {
+        store,
+        udp_recv,
+        query,
+    }
 }
 
 fn build(ctx: &mut Ctx<'_>, top: &Sec) -> Config {

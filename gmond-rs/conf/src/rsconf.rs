@@ -21,6 +21,11 @@
 //!     access { ip = 10.1.0.5 mask = 32 action = "allow" }   /* e.g. a gmetric relay */
 //!   }
 //! }
+//! query_channel {                /* off unless given: XML of chosen metrics on request */
+//!   bind = 127.0.0.1             /* the default: for the agent on the same host */
+//!   port = 8653
+//!   acl { default = "deny" access { ip = 127.0.0.1 mask = 32 action = "allow" } }
+//! }
 //! ```
 
 use crate::error::{ConfigErrors, Location};
@@ -38,6 +43,9 @@ pub struct RsConfig {
     pub store: StoreLimits,
     /// One `udp_recv_channel { }` per port, matched to gmond.conf's channels by port.
     pub udp_recv: Vec<RecvPolicy>,
+    /// `query_channel { }`s: TCP ports where a client asks for the XML of chosen metrics
+    /// (`METRICS <patterns>`, see `ganglia_wire::filter`).
+    pub query: Vec<QueryChannel>,
 }
 
 impl RsConfig {
@@ -66,6 +74,19 @@ pub struct RecvPolicy {
     /// address. `None`: everyone may, as in gmond.
     pub spoof_acl: Option<Acl>,
     /// Where the section starts (to report a port that matches no gmond.conf channel).
+    pub location: Location,
+}
+
+/// `query_channel { }`: a TCP port that answers one `METRICS <patterns>` line with the XML
+/// document of those metrics (every host listed), then closes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryChannel {
+    /// Address to listen on; default 127.0.0.1 (the agent beside the daemon).
+    pub bind: String,
+    pub port: u16,
+    /// Who may connect; `None` allows everyone who can reach `bind`.
+    pub acl: Option<Acl>,
+    /// Where the section starts.
     pub location: Location,
 }
 
@@ -107,6 +128,21 @@ mod tests {
         assert!(acl.allows("10.1.0.5".parse().unwrap()));
         assert!(!acl.allows("10.1.0.6".parse().unwrap()));
         assert!(c.recv_policy(8650).is_none());
+        assert!(c.query.is_empty());
+    }
+
+    #[test]
+    fn query_channels_default_to_loopback() {
+        let text = "query_channel { port = 8653 }
+query_channel { bind = 0.0.0.0 port = 8654 \
+                    acl { default = \"deny\" access { ip = 10.0.0.0 mask = 8 action = \"allow\" } } }";
+        let (c, _) = parse_rs(text, "gmond-rs.conf").unwrap();
+        assert_eq!(c.query.len(), 2);
+        assert_eq!((c.query[0].bind.as_str(), c.query[0].port), ("127.0.0.1", 8653));
+        assert!(c.query[0].acl.is_none());
+        let acl = c.query[1].acl.as_ref().unwrap();
+        assert!(acl.allows("10.1.2.3".parse().unwrap()));
+        assert!(!acl.allows("192.168.1.1".parse().unwrap()));
     }
 
     #[test]
@@ -118,6 +154,8 @@ mod tests {
             ("udp_recv_channel { port = 1 }\nudp_recv_channel {\n port = 1 }", 3),
             ("udp_recv_channel { port = 1 spoof_acl { default = \"maybe\"\n access { ip = 1.2.3.4 action = \"allow\" } } }", 1),
             ("globals { mute = yes }", 1),
+            ("query_channel {\n bind = 127.0.0.1 }", 1),
+            ("query_channel { port = 8653\n  gzip_output = yes }", 2),
         ];
         for (text, line) in cases {
             let err = parse_rs(text, "rs.conf").unwrap_err().to_string();

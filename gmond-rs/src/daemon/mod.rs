@@ -288,6 +288,8 @@ pub struct Bound {
     pub udp: Vec<SocketAddr>,
     /// XML (TCP accept) channels.
     pub tcp: Vec<SocketAddr>,
+    /// Query channels (gmond-rs.conf `query_channel`).
+    pub query: Vec<SocketAddr>,
 }
 
 /// How an embedding program runs a daemon: [`run`] is `run_with(cfg, opts, Hooks::default())`.
@@ -334,7 +336,13 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
         outbound,
         receivers,
         listeners,
-    } = net::Sockets::open(&cfg, stats.clone(), opts.auth.as_ref())?;
+        queries,
+    } = net::Sockets::open(
+        &cfg,
+        opts.rs_conf.as_ref().map_or(&[], |rs| rs.query.as_slice()),
+        stats.clone(),
+        opts.auth.as_ref(),
+    )?;
     if let Some(Detach(detach)) = &opts.detach {
         detach().map_err(|source| Error::Runtime {
             what: "daemonize",
@@ -362,6 +370,10 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
             .filter_map(|(sock, _, _)| sock.local_addr().ok())
             .collect(),
         tcp: listeners
+            .iter()
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect(),
+        query: queries
             .iter()
             .filter_map(|(l, _)| l.local_addr().ok())
             .collect(),
@@ -412,6 +424,7 @@ pub fn run_with(cfg: Config, opts: RunOptions, hooks: Hooks) -> Result<Exit, Err
         .unwrap_or_else(ClientLimits::for_this_process);
     let exit = serve::serve_until_exit(
         listeners,
+        queries,
         &shared,
         limits,
         embedded,

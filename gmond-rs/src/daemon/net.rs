@@ -4,7 +4,7 @@
 use super::Error;
 use crate::iostats::IoStats;
 use ganglia_wire::auth::{Signer, TRAILER_LEN};
-use gmond_conf::{Acl, Config, SendTarget, TcpAcceptChannel, UdpRecvChannel};
+use gmond_conf::{Acl, Config, QueryChannel, SendTarget, TcpAcceptChannel, UdpRecvChannel};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs, UdpSocket};
 use std::sync::atomic::Ordering;
@@ -17,6 +17,8 @@ pub(super) struct Sockets {
     /// Receive socket, its ACL and the thread's name.
     pub receivers: Vec<(UdpSocket, Option<Acl>, String)>,
     pub listeners: Vec<(std::net::TcpListener, TcpAcceptChannel)>,
+    /// gmond-rs.conf's query channels.
+    pub queries: Vec<(std::net::TcpListener, QueryChannel)>,
 }
 
 impl Sockets {
@@ -24,6 +26,7 @@ impl Sockets {
     /// when deaf; sFlow ports are not ours).
     pub fn open(
         cfg: &Config,
+        query: &[QueryChannel],
         stats: Arc<IoStats>,
         auth: Option<&crate::auth::AuthOptions>,
     ) -> Result<Sockets, Error> {
@@ -56,7 +59,23 @@ impl Sockets {
             cfg.tcp_accept
                 .iter()
                 .enumerate()
-                .map(|(i, ch)| tcp_listener(i, ch).map(|l| (l, ch.clone())))
+                .map(|(i, ch)| {
+                    let label = format!("tcp_accept_channel#{i}");
+                    tcp_listener(&label, ch.bind.as_deref(), ch.port).map(|l| (l, ch.clone()))
+                })
+                .collect::<Result<_, _>>()?
+        };
+        // A deaf daemon has nothing to answer queries with, as it has no XML port.
+        let queries = if deaf {
+            Vec::new()
+        } else {
+            query
+                .iter()
+                .enumerate()
+                .map(|(i, ch)| {
+                    let label = format!("query_channel#{i} ({})", ch.location);
+                    tcp_listener(&label, Some(&ch.bind), ch.port).map(|l| (l, ch.clone()))
+                })
                 .collect::<Result<_, _>>()?
         };
         let signer = auth.map(|a| a.signer()).transpose()?.map(Mutex::new);
@@ -68,6 +87,7 @@ impl Sockets {
             }),
             receivers,
             listeners,
+            queries,
         })
     }
 }
@@ -199,9 +219,9 @@ fn recv_socket(i: usize, ch: &UdpRecvChannel) -> Result<UdpSocket, Error> {
     Ok(sock.into())
 }
 
-fn tcp_listener(i: usize, ch: &TcpAcceptChannel) -> Result<std::net::TcpListener, Error> {
-    let label = format!("tcp_accept_channel#{i}");
-    let ip: Ipv4Addr = match &ch.bind {
+fn tcp_listener(label: &str, bind: Option<&str>, port: u16) -> Result<std::net::TcpListener, Error> {
+    let label = label.to_string();
+    let ip: Ipv4Addr = match bind {
         Some(b) => b
             .parse()
             .map_err(|_| Error::Config(format!("{label}: bind {b:?} is not an IPv4 address")))?,
@@ -211,7 +231,7 @@ fn tcp_listener(i: usize, ch: &TcpAcceptChannel) -> Result<std::net::TcpListener
         .map_err(socket_err(label.clone(), "socket"))?;
     sock.set_reuse_address(true)
         .map_err(socket_err(label.clone(), "SO_REUSEADDR"))?;
-    sock.bind(&SockAddr::from(SocketAddrV4::new(ip, ch.port)))
+    sock.bind(&SockAddr::from(SocketAddrV4::new(ip, port)))
         .map_err(socket_err(label.clone(), "bind"))?;
     sock.listen(128)
         .map_err(socket_err(label.clone(), "listen"))?;

@@ -3,12 +3,18 @@
 //! generation, and shared by every client of that second. The port is bounded against
 //! clients that connect and never read: a cap on clients in total and per address, a write
 //! timeout on every channel, and accept errors that back off instead of spinning.
+//!
+//! gmond-rs.conf's query channels share those bounds: a client sends one line,
+//! `METRICS <patterns>` (`ganglia_wire::filter`, at most 4 KiB, within [`QUERY_READ_TIMEOUT`]),
+//! and gets the document of those metrics, every host listed. A balancer agent that only
+//! elects its leader reads two metrics per host instead of the whole view.
 
 use super::tasks::Shared;
 use super::{Error, Exit, ReloadCheck};
 use crate::iostats::IoStats;
 use crate::store::{ClusterStore, Generation, Timestamp};
-use gmond_conf::TcpAcceptChannel;
+use ganglia_wire::filter::{MetricFilter, MAX_REQUEST_LEN};
+use gmond_conf::{Acl, QueryChannel, TcpAcceptChannel};
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::IpAddr;
@@ -20,6 +26,7 @@ use std::time::{Duration, SystemTime};
 /// runs once the runtime is up.
 pub(super) fn serve_until_exit(
     listeners: Vec<(std::net::TcpListener, TcpAcceptChannel)>,
+    queries: Vec<(std::net::TcpListener, QueryChannel)>,
     shared: &Shared,
     limits: ClientLimits,
     embedded: bool,
@@ -43,6 +50,10 @@ pub(super) fn serve_until_exit(
         for (listener, ch) in listeners {
             let (renderer, admission, stats) = (renderer.clone(), admission.clone(), stats.clone());
             tokio::spawn(serve_xml(listener, ch, renderer, admission, stats));
+        }
+        for (listener, ch) in queries {
+            let (renderer, admission, stats) = (renderer.clone(), admission.clone(), stats.clone());
+            tokio::spawn(serve_queries(listener, ch, renderer, admission, stats));
         }
         if embedded {
             while !waiter.is_stopped() {
@@ -238,7 +249,14 @@ struct Renderer {
     store: Arc<RwLock<ClusterStore>>,
     generation: Generation,
     cache: Mutex<RenderCache>,
+    /// Filtered documents of this second and generation, by request.
+    queries: Mutex<QueryCache>,
 }
+
+type QueryCache = (Option<(u64, u64)>, Vec<(String, Arc<Vec<u8>>)>);
+
+/// Distinct query requests remembered per second, at most.
+const QUERIES_CACHED: usize = 8;
 
 impl Renderer {
     fn new(store: Arc<RwLock<ClusterStore>>) -> Renderer {
@@ -250,6 +268,7 @@ impl Renderer {
             store,
             generation,
             cache: Mutex::new(RenderCache::default()),
+            queries: Mutex::new((None, Vec::new())),
         }
     }
 
@@ -273,6 +292,39 @@ impl Renderer {
         let gz = Arc::new(gzip_bytes(&cache.doc));
         cache.gz = Some(gz.clone());
         gz
+    }
+
+    /// The document of the metrics `keep` wants. Like the whole document, each distinct
+    /// request is rendered at most once per second and store generation (a few requests are
+    /// remembered: agents all ask the same one or two), so a client that asks in a loop does
+    /// not keep the store locked.
+    fn filtered(&self, keep: &MetricFilter) -> Arc<Vec<u8>> {
+        let now = Timestamp::from_system_time(SystemTime::now());
+        let request = keep.to_string();
+        let Ok(mut cache) = self.queries.lock() else {
+            return Arc::new(Vec::new());
+        };
+        let key = (now.as_secs(), self.generation.get());
+        if cache.0 != Some(key) {
+            *cache = (Some(key), Vec::new());
+        }
+        if let Some((_, doc)) = cache.1.iter().find(|(r, _)| *r == request) {
+            return doc.clone();
+        }
+        if let Ok(mut s) = self.store.write() {
+            s.prepare_xml();
+        }
+        let doc = match self.store.read() {
+            Ok(s) => Arc::new(
+                s.render_xml_filtered(now, Some(keep), Vec::new())
+                    .unwrap_or_default(),
+            ),
+            Err(_) => return Arc::new(Vec::new()),
+        };
+        if cache.1.len() < QUERIES_CACHED {
+            cache.1.push((request, doc.clone()));
+        }
+        doc
     }
 
     fn render_into(&self, cache: &mut RenderCache, now: Timestamp) {
@@ -305,15 +357,52 @@ async fn serve_xml(
     admission: Arc<Admission>,
     stats: Arc<IoStats>,
 ) {
+    let timeout = ch.timeout.unwrap_or(admission.limits.default_timeout);
+    let gzip = ch.gzip_output;
+    let st = stats.clone();
+    accept_clients(listener, ch.port, ch.acl, admission, stats, move |conn, peer| {
+        let (renderer, stats) = (renderer.clone(), st.clone());
+        async move { serve_one(conn, peer, &renderer, gzip, timeout, &stats).await }
+    })
+    .await;
+}
+
+async fn serve_queries(
+    listener: std::net::TcpListener,
+    ch: QueryChannel,
+    renderer: Arc<Renderer>,
+    admission: Arc<Admission>,
+    stats: Arc<IoStats>,
+) {
+    let timeout = admission.limits.default_timeout;
+    let st = stats.clone();
+    accept_clients(listener, ch.port, ch.acl, admission, stats, move |conn, peer| {
+        let (renderer, stats) = (renderer.clone(), st.clone());
+        async move { query_one(conn, peer, &renderer, timeout, &stats).await }
+    })
+    .await;
+}
+
+/// Accepts clients on `listener` for as long as the runtime runs: the ACL and the client
+/// limits first, then `serve` in a task of its own that holds the client's slot.
+async fn accept_clients<F, Fut>(
+    listener: std::net::TcpListener,
+    port: u16,
+    acl: Option<Acl>,
+    admission: Arc<Admission>,
+    stats: Arc<IoStats>,
+    serve: F,
+) where
+    F: Fn(tokio::net::TcpStream, std::net::SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!(port = ch.port, error = %e, "cannot serve XML");
+            tracing::error!(port, error = %e, "cannot serve this TCP channel");
             return;
         }
     };
-    let timeout = ch.timeout.unwrap_or(admission.limits.default_timeout);
-    let ch = Arc::new(ch);
     let mut backoff = AcceptBackoff::default();
     loop {
         let (conn, peer) = match listener.accept().await {
@@ -327,14 +416,14 @@ async fn serve_xml(
                     .xml_accept_errors_total
                     .fetch_add(1, Ordering::Relaxed);
                 if let Some(failed) = log {
-                    tracing::warn!(port = ch.port, error = %e, failed, backoff_ms = wait.as_millis() as u64,
+                    tracing::warn!(port, error = %e, failed, backoff_ms = wait.as_millis() as u64,
                         "accept failed; backing off (logged once a minute)");
                 }
                 tokio::time::sleep(wait).await;
                 continue;
             }
         };
-        let allowed = match (&ch.acl, peer.ip()) {
+        let allowed = match (&acl, peer.ip()) {
             (Some(acl), IpAddr::V4(ip)) => acl.allows(ip),
             _ => true,
         };
@@ -350,10 +439,10 @@ async fn serve_xml(
                 .fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        let (renderer, stats, gzip) = (renderer.clone(), stats.clone(), ch.gzip_output);
+        let client = serve(conn, peer);
         tokio::spawn(async move {
             let _ticket = ticket;
-            serve_one(conn, peer, &renderer, gzip, timeout, &stats).await;
+            client.await;
         });
     }
 }
@@ -392,6 +481,57 @@ async fn serve_one(
                 .fetch_add(1, Ordering::Relaxed)
         }
     };
+}
+
+/// How long a query client has to send its request line.
+pub const QUERY_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One query client: its request line (bounded in bytes and time), then the filtered document
+/// rendered off the async workers and written within `timeout`. A bad request is counted as
+/// a failed client and closed without an answer.
+async fn query_one(
+    mut conn: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    renderer: &Arc<Renderer>,
+    timeout: Duration,
+    stats: &IoStats,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let failed = |why: &str| {
+        tracing::debug!(peer = %peer, why, "query client failed");
+        stats
+            .xml_clients_failed_total
+            .fetch_add(1, Ordering::Relaxed);
+    };
+    let mut line = Vec::new();
+    let read = async {
+        let mut r = tokio::io::BufReader::new((&mut conn).take(MAX_REQUEST_LEN as u64));
+        r.read_until(b'\n', &mut line).await
+    };
+    match tokio::time::timeout(QUERY_READ_TIMEOUT, read).await {
+        Ok(Ok(_)) if line.ends_with(b"\n") => {}
+        _ => return failed("no request line"),
+    }
+    let filter = match MetricFilter::from_request(&line) {
+        Ok(f) => f,
+        Err(e) => return failed(&e.to_string()),
+    };
+    let r = renderer.clone();
+    let Ok(body) = tokio::task::spawn_blocking(move || r.filtered(&filter)).await else {
+        return;
+    };
+    let write = async {
+        conn.write_all(&body).await?;
+        conn.shutdown().await
+    };
+    match tokio::time::timeout(timeout, write).await {
+        Ok(Ok(())) => {
+            stats
+                .xml_clients_served_total
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        _ => failed("write"),
+    }
 }
 
 #[cfg(test)]

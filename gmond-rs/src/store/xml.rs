@@ -12,6 +12,7 @@
 
 use super::entry::{Metric, StoredMeta, StoredValue};
 use super::{ClusterStore, Timestamp};
+use ganglia_wire::filter::MetricFilter;
 use ganglia_wire::xml::{
     ClusterAttrs, HostAttrs, MetricAttrs, PreparedMetric, SlopeText, Val, WriteOptions, XmlWriter,
 };
@@ -32,7 +33,7 @@ impl ClusterStore {
     /// random too).
     pub fn write_xml<W: Write>(&self, now: Timestamp, out: &mut W) -> io::Result<()> {
         let mut w = XmlWriter::new(out, self.write_options());
-        self.render(now, &mut w)?;
+        self.render(now, None, &mut w)?;
         w.finish()?;
         Ok(())
     }
@@ -42,8 +43,19 @@ impl ClusterStore {
     /// every client of that second. (Writing into memory cannot fail; the `Result` is the
     /// writer's.)
     pub fn render_xml(&self, now: Timestamp, buf: Vec<u8>) -> io::Result<Vec<u8>> {
+        self.render_xml_filtered(now, None, buf)
+    }
+
+    /// [`render_xml`](Self::render_xml) with only the metrics `keep` wants (every host is
+    /// still listed, with its HOST attributes): what the query channel serves.
+    pub fn render_xml_filtered(
+        &self,
+        now: Timestamp,
+        keep: Option<&MetricFilter>,
+        buf: Vec<u8>,
+    ) -> io::Result<Vec<u8>> {
         let mut w = XmlWriter::in_memory(buf, self.write_options());
-        self.render(now, &mut w)?;
+        self.render(now, keep, &mut w)?;
         Ok(w.finish_vec())
     }
 
@@ -88,7 +100,12 @@ impl ClusterStore {
         }
     }
 
-    fn render<W: Write>(&self, now: Timestamp, w: &mut XmlWriter<W>) -> io::Result<()> {
+    fn render<W: Write>(
+        &self,
+        now: Timestamp,
+        keep: Option<&MetricFilter>,
+        w: &mut XmlWriter<W>,
+    ) -> io::Result<()> {
         let cfg = &self.cfg;
         w.begin(&ClusterAttrs {
             name: cfg.cluster.name.as_bytes(),
@@ -116,6 +133,9 @@ impl ClusterStore {
                 let Some((v, md)) = printable(m) else {
                     continue;
                 };
+                if keep.is_some_and(|k| !k.matches(printed_name(name, m))) {
+                    continue;
+                }
                 let tn = now.saturating_since(v.received).as_secs();
                 match (&m.prepared, m.dirty) {
                     (Some(p), false) => w.prepared_metric(p, tn)?,
@@ -155,7 +175,7 @@ fn attrs<'a>(
     extras: &'a Extras<'a>,
 ) -> MetricAttrs<'a, (&'a [u8], &'a [u8])> {
     MetricAttrs {
-        name: name.get(..m.printed_len as usize).unwrap_or(name),
+        name: printed_name(name, m),
         val: Val::Typed {
             fmt: v.fmt(),
             value: v.value(),
@@ -168,6 +188,11 @@ fn attrs<'a>(
         slope: SlopeText::Wire(md.slope),
         extra: extras,
     }
+}
+
+/// The NAME printed for a metric stored under `name`.
+fn printed_name<'a>(name: &'a [u8], m: &Metric) -> &'a [u8] {
+    name.get(..m.printed_len as usize).unwrap_or(name)
 }
 
 fn secs_u32(d: Duration) -> u32 {
