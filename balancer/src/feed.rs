@@ -2,9 +2,12 @@
 //! EOF, parse and merge its clusters with [`crate::view::parse_xml`], convert with
 //! [`Snapshot::from_cluster`].
 
-use std::io::Read;
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
+
+use ganglia_wire::filter::MetricFilter;
+use ganglia_wire::model::Cluster;
 
 use crate::error::{BalancerError, Result};
 use crate::snapshot::Snapshot;
@@ -28,6 +31,73 @@ pub fn fetch(addr: &str, timeout: Duration) -> Result<Snapshot> {
 /// each read) and in size ([`MAX_FEED_BYTES`]): the one way every consumer (the `balancer`
 /// CLI, the agent, the demo) fetches the view.
 pub fn read_xml(addr: &str, connect_timeout: Duration, read_timeout: Duration) -> Result<Vec<u8>> {
+    let stream = connect(addr, connect_timeout, read_timeout)?;
+    let mut buf = Vec::new();
+    stream
+        .take(MAX_FEED_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|source| BalancerError::Io {
+            path: addr.to_string(),
+            source,
+        })?;
+    if buf.len() as u64 > MAX_FEED_BYTES {
+        return Err(BalancerError::Snapshot(format!(
+            "feed from {addr} exceeds {MAX_FEED_BYTES} bytes"
+        )));
+    }
+    Ok(buf)
+}
+
+/// What [`read_cluster`] asks for and keeps.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<'a> {
+    /// Sent as the request line (gmond-rs's query channel: `METRICS <patterns>`); `None` for
+    /// a plain gmond/gmetad port, which sends its document on connect.
+    pub request: Option<&'a MetricFilter>,
+    /// Metrics kept while parsing (all without a filter).
+    pub keep: Option<&'a MetricFilter>,
+}
+
+/// Reads a feed from `addr` and parses it as it arrives (the document's bytes are never held
+/// whole), keeping the metrics `query.keep` wants; clusters merged as
+/// [`crate::view::parse_xml`] does. Bounded like [`read_xml`]: a feed past
+/// [`MAX_FEED_BYTES`] is an error, not a view cut short.
+pub fn read_cluster(
+    addr: &str,
+    query: Query<'_>,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+) -> Result<Cluster> {
+    read_cluster_within(addr, query, (connect_timeout, read_timeout), MAX_FEED_BYTES)
+}
+
+fn read_cluster_within(
+    addr: &str,
+    query: Query<'_>,
+    (connect_timeout, read_timeout): (Duration, Duration),
+    max_bytes: u64,
+) -> Result<Cluster> {
+    let mut stream = connect(addr, connect_timeout, read_timeout)?;
+    if let Some(f) = query.request {
+        stream
+            .write_all(f.request_line().as_bytes())
+            .map_err(|source| BalancerError::Io {
+                path: addr.to_string(),
+                source,
+            })?;
+    }
+    let mut input = BufReader::with_capacity(64 << 10, stream.take(max_bytes + 1));
+    let doc = ganglia_wire::xml::read_document_from(&mut input, query.keep);
+    if input.get_ref().limit() == 0 {
+        return Err(BalancerError::Snapshot(format!(
+            "feed from {addr} exceeds {max_bytes} bytes"
+        )));
+    }
+    Ok(crate::view::merge_document(doc?))
+}
+
+/// A connected stream with its read timeout.
+fn connect(addr: &str, connect_timeout: Duration, read_timeout: Duration) -> Result<TcpStream> {
     let io = |source| BalancerError::Io {
         path: addr.to_string(),
         source,
@@ -40,17 +110,7 @@ pub fn read_xml(addr: &str, connect_timeout: Duration, read_timeout: Duration) -
     })?;
     let stream = TcpStream::connect_timeout(&sa, connect_timeout).map_err(io)?;
     stream.set_read_timeout(Some(read_timeout)).map_err(io)?;
-    let mut buf = Vec::new();
-    stream
-        .take(MAX_FEED_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(io)?;
-    if buf.len() as u64 > MAX_FEED_BYTES {
-        return Err(BalancerError::Snapshot(format!(
-            "feed from {addr} exceeds {MAX_FEED_BYTES} bytes"
-        )));
-    }
-    Ok(buf)
+    Ok(stream)
 }
 
 #[cfg(test)]
@@ -94,5 +154,61 @@ mod tests {
         let s = fetch(&addr, Duration::from_secs(10)).unwrap();
         t.join().unwrap();
         assert_eq!(s.vms.len(), 1);
+    }
+
+    /// A server that reads one request line (if `expect_request`), then sends XML.
+    fn serve_once(expect_request: bool) -> (String, std::thread::JoinHandle<Vec<u8>>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let t = std::thread::spawn(move || {
+            let (c, _) = l.accept().unwrap();
+            let mut line = Vec::new();
+            if expect_request {
+                use std::io::BufRead;
+                std::io::BufReader::new(&c)
+                    .read_until(b'\n', &mut line)
+                    .unwrap();
+            }
+            (&c).write_all(XML.as_bytes()).unwrap();
+            line
+        });
+        (addr, t)
+    }
+
+    #[test]
+    fn a_query_sends_its_request_and_keeps_what_it_asked_for() {
+        let (addr, t) = serve_once(true);
+        let want = MetricFilter::parse("vnode_*").unwrap();
+        let q = Query {
+            request: Some(&want),
+            keep: Some(&want),
+        };
+        let c = read_cluster(&addr, q, Duration::from_secs(10), Duration::from_secs(10)).unwrap();
+        assert_eq!(t.join().unwrap(), b"METRICS vnode_*\n");
+        let names: Vec<&str> = c.hosts[0].metrics.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["vnode_cpu_num", "vnode_cpu_speed", "vnode_mem_total"]
+        );
+        assert_eq!(c.localtime, 1000);
+    }
+
+    #[test]
+    fn a_plain_feed_streams_and_a_feed_past_the_bound_is_an_error() {
+        let (addr, t) = serve_once(false);
+        let c = read_cluster(
+            &addr,
+            Query::default(),
+            Duration::from_secs(10),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        t.join().unwrap();
+        assert_eq!(c.hosts[0].metrics.len(), 5);
+        let (addr, t) = serve_once(false);
+        let timeouts = (Duration::from_secs(10), Duration::from_secs(10));
+        let err = read_cluster_within(&addr, Query::default(), timeouts, 100).unwrap_err();
+        t.join().unwrap();
+        assert!(err.to_string().contains("exceeds 100 bytes"), "{err}");
     }
 }

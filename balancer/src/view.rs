@@ -34,8 +34,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ganglia_wire::filter::MetricFilter;
 use ganglia_wire::model::{Cluster, Document, Host, Metric};
-use gmond_metrics::vmetrics::{parse_vm_metric, suffix};
+use gmond_metrics::vmetrics::{parse_vm_metric, suffix, VM_IO_METRICS, VM_METRICS};
 
 use crate::error::Result;
 use crate::snapshot::{HostState, Snapshot, VmState};
@@ -178,6 +179,38 @@ pub fn merge_document(doc: Document) -> Cluster {
         merged.hosts.extend(c.hosts);
     }
     merged
+}
+
+/// Host metrics [`VnodeView::read`] reads (capacities, maintenance); with the VM suffixes,
+/// everything it looks at.
+const HOST_METRICS: [&str; 7] = [
+    "vnode_cpu_speed",
+    "cpu_speed",
+    "vnode_cpu_num",
+    "cpu_num",
+    "vnode_mem_total",
+    "mem_total",
+    "maintenance",
+];
+
+/// The metrics [`VnodeView::read`] reads, as a filter (`ganglia_wire::filter`): the host
+/// metrics above and every per-VM suffix (`*.vcpu_util`, ...; state and I/O metrics count for
+/// a copy's freshness), plus `extra` patterns of the caller's. A view read from a document
+/// filtered with it is the view of the whole document; a test holds the two equal.
+pub fn read_filter(extra: &[&str]) -> MetricFilter {
+    let vm = VM_METRICS
+        .iter()
+        .chain(VM_IO_METRICS.iter())
+        .map(|s| format!("*.{s}"));
+    let list: Vec<String> = HOST_METRICS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(vm)
+        .chain(extra.iter().map(|s| s.to_string()))
+        .collect();
+    // Fixed names of the project's own within the filter's bounds; a caller's bad extra
+    // pattern falls back to everything, which reads the same view.
+    MetricFilter::parse(&list.join(",")).unwrap_or_else(|_| MetricFilter::everything())
 }
 
 /// Parses a gmond/gmetad XML document into one merged cluster.
@@ -842,5 +875,84 @@ mod tests {
             3
         );
         assert_eq!(names(&key5), ["web1.vcpu_util"]);
+    }
+
+    /// What the query channel and the agent's filtered parse rely on: the view read from a
+    /// cluster filtered with [`read_filter`] is the view of the whole cluster, whatever the
+    /// metrics (every name the reader knows, near misses, stale copies, farewells, forged
+    /// capacities). 300 clusters from a fixed-seed generator.
+    #[test]
+    fn a_view_read_through_the_filter_is_the_whole_view() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let suffixes: Vec<&str> = VM_METRICS
+            .iter()
+            .chain(VM_IO_METRICS.iter())
+            .copied()
+            .collect();
+        // Written out, not taken from HOST_METRICS: a name dropped there must fail here.
+        let host_names = [
+            "vnode_cpu_speed",
+            "cpu_speed",
+            "vnode_cpu_num",
+            "cpu_num",
+            "vnode_mem_total",
+            "mem_total",
+            "maintenance",
+            "load_one",
+            "cpu_idle",
+            "disk.free",
+            ".vcpu_num",
+            "web.vcpu_utilx",
+            "balancer_mode",
+        ]
+        .map(String::from);
+        let filter = read_filter(&[]);
+        for _ in 0..300 {
+            let hosts = (0..1 + next(5))
+                .map(|h| {
+                    let mut metrics = Vec::new();
+                    for _ in 0..next(12) {
+                        let name = match next(3) {
+                            0 => host_names[next(host_names.len() as u64) as usize].clone(),
+                            _ => format!(
+                                "vm{}.{}",
+                                next(4),
+                                suffixes[next(suffixes.len() as u64) as usize]
+                            ),
+                        };
+                        let val =
+                            ["4", "1000", "8000000", "1e300", "x", "50", "-1"][next(7) as usize];
+                        let dmax = [0, 30, 600][next(3) as usize];
+                        metrics.push(m(&name, val, next(200), dmax));
+                    }
+                    Host {
+                        name: format!("hv{}", next(4)),
+                        ip: format!("10.0.0.{h}"),
+                        tmax: 20,
+                        tn: next(100),
+                        metrics,
+                        ..Default::default()
+                    }
+                })
+                .collect();
+            let whole = cluster(hosts);
+            let mut filtered = whole.clone();
+            for h in &mut filtered.hosts {
+                h.metrics.retain(|m| filter.matches(m.name.as_bytes()));
+            }
+            for opts in [ReadOptions::default(), ReadOptions { vm_stale_s: 60 }] {
+                assert_eq!(
+                    VnodeView::read(&filtered, &opts),
+                    VnodeView::read(&whole, &opts),
+                    "{whole:?}"
+                );
+            }
+        }
     }
 }

@@ -222,9 +222,16 @@ fn a_query_channel_serves_the_metrics_asked_for_and_refuses_bad_requests() {
         n
     };
     assert_eq!(names(&asked), ["os_name", "os_release"]);
-    assert!(names(&whole).len() > 2, "the XML port still serves everything");
+    assert!(
+        names(&whole).len() > 2,
+        "the XML port still serves everything"
+    );
     let (a, w) = (&asked.clusters[0].hosts[0], &whole.clusters[0].hosts[0]);
-    assert_eq!((&a.name, &a.ip), (&w.name, &w.ip), "hosts keep their attributes");
+    assert_eq!(
+        (&a.name, &a.ip),
+        (&w.name, &w.ip),
+        "hosts keep their attributes"
+    );
     assert_eq!(
         a.metric("os_name").map(|m| &m.val),
         w.metric("os_name").map(|m| &m.val)
@@ -249,7 +256,12 @@ fn a_query_channel_serves_the_metrics_asked_for_and_refuses_bad_requests() {
             let _ = s.read_to_end(&mut buf);
             buf
         };
-        assert!(got.is_empty(), "{:?} got {} bytes", &bad[..bad.len().min(20)], got.len());
+        assert!(
+            got.is_empty(),
+            "{:?} got {} bytes",
+            &bad[..bad.len().min(20)],
+            got.len()
+        );
     }
     assert!(read_document(&query(q, b"METRICS cpu_num\n")).is_ok());
     assert!(d.running());

@@ -72,7 +72,9 @@ pub use config::{
 pub use default_text::default_config_text;
 pub use error::{ConfigError, ConfigErrors, Location};
 pub use render::render;
-pub use rsconf::{load_rs, QueryChannel, RecvPolicy, RsConfig, StoreLimits, DEFAULT_RS_CONFIG_PATH};
+pub use rsconf::{
+    load_rs, QueryChannel, RecvPolicy, RsConfig, StoreLimits, DEFAULT_RS_CONFIG_PATH,
+};
 pub use source::{FsSource, MemSource, Source};
 
 /// Options gmond-rs parses but does not act on (yet), as `section.option`, `section.*` (any

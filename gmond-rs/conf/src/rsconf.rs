@@ -138,7 +138,10 @@ query_channel { bind = 0.0.0.0 port = 8654 \
                     acl { default = \"deny\" access { ip = 10.0.0.0 mask = 8 action = \"allow\" } } }";
         let (c, _) = parse_rs(text, "gmond-rs.conf").unwrap();
         assert_eq!(c.query.len(), 2);
-        assert_eq!((c.query[0].bind.as_str(), c.query[0].port), ("127.0.0.1", 8653));
+        assert_eq!(
+            (c.query[0].bind.as_str(), c.query[0].port),
+            ("127.0.0.1", 8653)
+        );
         assert!(c.query[0].acl.is_none());
         let acl = c.query[1].acl.as_ref().unwrap();
         assert!(acl.allows("10.1.2.3".parse().unwrap()));

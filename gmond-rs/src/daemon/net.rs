@@ -219,7 +219,11 @@ fn recv_socket(i: usize, ch: &UdpRecvChannel) -> Result<UdpSocket, Error> {
     Ok(sock.into())
 }
 
-fn tcp_listener(label: &str, bind: Option<&str>, port: u16) -> Result<std::net::TcpListener, Error> {
+fn tcp_listener(
+    label: &str,
+    bind: Option<&str>,
+    port: u16,
+) -> Result<std::net::TcpListener, Error> {
     let label = label.to_string();
     let ip: Ipv4Addr = match bind {
         Some(b) => b

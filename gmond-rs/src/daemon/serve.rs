@@ -360,10 +360,17 @@ async fn serve_xml(
     let timeout = ch.timeout.unwrap_or(admission.limits.default_timeout);
     let gzip = ch.gzip_output;
     let st = stats.clone();
-    accept_clients(listener, ch.port, ch.acl, admission, stats, move |conn, peer| {
-        let (renderer, stats) = (renderer.clone(), st.clone());
-        async move { serve_one(conn, peer, &renderer, gzip, timeout, &stats).await }
-    })
+    accept_clients(
+        listener,
+        ch.port,
+        ch.acl,
+        admission,
+        stats,
+        move |conn, peer| {
+            let (renderer, stats) = (renderer.clone(), st.clone());
+            async move { serve_one(conn, peer, &renderer, gzip, timeout, &stats).await }
+        },
+    )
     .await;
 }
 
@@ -376,10 +383,17 @@ async fn serve_queries(
 ) {
     let timeout = admission.limits.default_timeout;
     let st = stats.clone();
-    accept_clients(listener, ch.port, ch.acl, admission, stats, move |conn, peer| {
-        let (renderer, stats) = (renderer.clone(), st.clone());
-        async move { query_one(conn, peer, &renderer, timeout, &stats).await }
-    })
+    accept_clients(
+        listener,
+        ch.port,
+        ch.acl,
+        admission,
+        stats,
+        move |conn, peer| {
+            let (renderer, stats) = (renderer.clone(), st.clone());
+            async move { query_one(conn, peer, &renderer, timeout, &stats).await }
+        },
+    )
     .await;
 }
 

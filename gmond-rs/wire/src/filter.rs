@@ -87,6 +87,13 @@ impl MetricFilter {
         Ok(MetricFilter { patterns })
     }
 
+    /// `*`: every metric.
+    pub fn everything() -> MetricFilter {
+        MetricFilter {
+            patterns: vec![Pattern::Any],
+        }
+    }
+
     /// Whether the metric called `name` is wanted.
     pub fn matches(&self, name: &[u8]) -> bool {
         self.patterns.iter().any(|p| p.matches(name))
@@ -164,7 +171,10 @@ mod tests {
     fn request_round_trip() {
         let f = MetricFilter::parse("a,b*,*c").unwrap();
         assert_eq!(f.request_line(), "METRICS a,b*,*c\n");
-        assert_eq!(MetricFilter::from_request(b"METRICS a,b*,*c\r\n").unwrap(), f);
+        assert_eq!(
+            MetricFilter::from_request(b"METRICS a,b*,*c\r\n").unwrap(),
+            f
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@
 
 pub mod auth;
 pub mod emit;
-pub mod filter;
 mod error;
+pub mod filter;
 mod identity;
 pub mod model;
 pub mod printf;
