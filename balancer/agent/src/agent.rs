@@ -261,6 +261,22 @@ impl Agent {
         report
     }
 
+    /// A follower's round on a coordination view (see
+    /// [`AgentCore::handle_coordination_view`]).
+    pub fn tick_coordination(&mut self, cluster: &Cluster, now: u64) -> TickReport {
+        while let Ok(msg) = self.rx.try_recv() {
+            self.handle(msg, now);
+        }
+        let report = self.core.handle_coordination_view(cluster, now);
+        self.run_actions();
+        report
+    }
+
+    /// Does the next round need the whole view? (See [`AgentCore::wants_full_view`].)
+    pub fn wants_full_view(&self) -> bool {
+        self.core.wants_full_view()
+    }
+
     /// Datagrams for this host's metrics (metadata then value for each).
     pub fn datagrams(&self) -> Vec<Vec<u8>> {
         let cfg = self.core.config();

@@ -132,6 +132,10 @@ pub struct AgentConfig {
     pub interval_s: u64,
     /// gmond XML feed host:port (default 127.0.0.1:8649).
     pub feed: String,
+    /// gmond-rs query channel host:port (gmond-rs.conf `query_channel`); empty (the default)
+    /// reads `feed`. Through it a follower reads only what coordination needs and the leader
+    /// only the metrics a view is built from, instead of the whole document.
+    pub query: String,
     /// libvirt | none: how the binary reaches hypervisors (default libvirt).
     pub executor: ExecutorKind,
     /// libvirt URI per host; `{host}` is the host's name from `trusted_hosts`. Never an
@@ -204,6 +208,7 @@ impl Default for AgentConfig {
             policy: "hotspot".into(),
             interval_s: 10,
             feed: "127.0.0.1:8649".into(),
+            query: String::new(),
             executor: ExecutorKind::Libvirt,
             uri_template: "qemu+tcp://{host}/system".into(),
             trusted_hosts: Vec::new(),
@@ -289,6 +294,15 @@ impl AgentConfig {
         if let Some(n) = &self.name {
             if n.is_empty() || n.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(err("name", format!("{n:?} is not a host NAME")));
+            }
+        }
+        for (key, addr) in [("feed", &self.feed), ("query", &self.query)] {
+            if key == "query" && addr.is_empty() {
+                continue;
+            }
+            let port = addr.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
+            if !matches!(port, Some(Ok(p)) if p > 0) {
+                return Err(err(key, format!("{addr:?} is not host:port")));
             }
         }
         if self.policy.trim().is_empty() {
@@ -460,6 +474,15 @@ mod tests {
         assert!(e.to_string().starts_with("k:2:1: auth_keys"), "{e}");
         let ok = AgentConfig::parse("authenticated_only = true\nauth_keys = [5]\n", "l").unwrap();
         assert_eq!((ok.authenticated_only, ok.auth_keys), (true, vec![5]));
+        let e = AgentConfig::parse("\nquery = \"127.0.0.1\"\n", "m").unwrap_err();
+        assert!(e.to_string().starts_with("m:2:1: query"), "{e}");
+        let e = AgentConfig::parse("feed = \"h:0\"\n", "n").unwrap_err();
+        assert!(e.to_string().starts_with("n:1:1: feed"), "{e}");
+        let ok = AgentConfig::parse("query = \"127.0.0.1:8653\"\n", "o").unwrap();
+        assert_eq!(
+            (ok.query.as_str(), ok.feed.as_str()),
+            ("127.0.0.1:8653", "127.0.0.1:8649")
+        );
     }
 
     #[test]

@@ -24,6 +24,10 @@ use crate::metrics::AgentMetrics;
 use crate::state::{PersistedMigration, PersistedState};
 use crate::view::{self, View};
 
+/// The metrics a coordination view ([`AgentCore::handle_coordination_view`]) needs of every
+/// host: the advertised mode (the election) and the advertised moves (the shared budget).
+pub const COORDINATION_METRICS: [&str; 2] = [coord::MODE_METRIC, coord::MOVES_METRIC];
+
 /// Membership probes running at once, at most.
 pub const MAX_PROBES: usize = 16;
 
@@ -232,6 +236,8 @@ pub struct AgentCore {
     last_skipped: BTreeSet<(String, String, String)>,
     next_id: u64,
     was_leader: bool,
+    /// The last round read a coordination view (no placement, no trends).
+    lean: bool,
     /// As leader in `auto`, it last saw no strict majority of the inventory (audited once
     /// per change).
     no_quorum: bool,
@@ -408,6 +414,7 @@ impl AgentCore {
             last_skipped: BTreeSet::new(),
             next_id: 1,
             was_leader: false,
+            lean: false,
             no_quorum: false,
             conflicts: BTreeSet::new(),
             implausible: BTreeSet::new(),
@@ -665,6 +672,28 @@ impl AgentCore {
     /// [`AgentCore::handle_timeout`] does. The report also lists migrations that ended since
     /// the last round.
     pub fn handle_view(&mut self, cluster: &Cluster, now: u64) -> TickReport {
+        self.round(cluster, now, false)
+    }
+
+    /// Does the next round need the whole view ([`AgentCore::handle_view`]), or does a
+    /// coordination view do ([`AgentCore::handle_coordination_view`])? Only a leader plans;
+    /// an agent with its own moves in flight or still to observe needs placement too.
+    pub fn wants_full_view(&self) -> bool {
+        self.was_leader || !self.inflight.is_empty() || !self.pending_obs.is_empty()
+    }
+
+    /// One round of a follower on a coordination view: every host with only the metrics
+    /// coordination reads ([`COORDINATION_METRICS`]). It elects, keeps the moves other
+    /// balancers advertise (the budget it inherits if it takes the lead), probes membership
+    /// only as far as the election needs, and never plans. Placement and trends are dropped
+    /// (the view no longer shows them), so a follower that takes the lead starts them afresh.
+    /// When the round makes it the leader, [`AgentCore::wants_full_view`] says so and the
+    /// shell reads the whole view at once.
+    pub fn handle_coordination_view(&mut self, cluster: &Cluster, now: u64) -> TickReport {
+        self.round(cluster, now, true)
+    }
+
+    fn round(&mut self, cluster: &Cluster, now: u64, lean: bool) -> TickReport {
         let now = self.clock(now);
         let mut report = TickReport {
             finished: std::mem::take(&mut self.finished),
@@ -685,7 +714,7 @@ impl AgentCore {
         self.check_name(cluster);
         // Reaped first, so the slots they free serve this very round.
         self.reap_probes(now);
-        self.probe_membership(cluster, now);
+        self.probe_membership(cluster, now, lean);
         let v = {
             let trusted = |n: &str| self.is_trusted(n);
             view::build(cluster, &trusted, now, self.vm_stale_s())
@@ -694,8 +723,13 @@ impl AgentCore {
         self.note_conflicts(&v, now);
         report.implausible = v.implausible.len();
         self.note_implausible(&v, now);
-        self.observe(&v, now);
-        self.metrics.imbalance = view::imbalance(&v.snapshot) as f32;
+        self.observe(&v, now, lean);
+        // A follower's view holds no load: it publishes 0, not a figure it cannot know.
+        self.metrics.imbalance = if lean {
+            0.0
+        } else {
+            view::imbalance(&v.snapshot) as f32
+        };
 
         let leader = {
             let trusted = |n: &str| self.is_trusted(n);
@@ -719,13 +753,15 @@ impl AgentCore {
 
         self.timeouts(now);
 
-        report.no_quorum = if is_leader && self.cfg.mode == Mode::Auto {
+        // A lean round that elected this agent plans nothing: the shell reads the whole view
+        // and runs a full round next, which checks the quorum on live hosts.
+        report.no_quorum = if is_leader && self.cfg.mode == Mode::Auto && !lean {
             self.check_quorum(&v, now)
         } else {
             self.no_quorum = false;
             None
         };
-        if is_leader && !self.stopping {
+        if is_leader && !self.stopping && !lean {
             self.plan_and_act(&v, now, &mut report);
         } else {
             self.metrics.planned = 0;
@@ -1003,11 +1039,16 @@ impl AgentCore {
 
     /// With no trusted list, hosts whose hypervisor answers are members; probes count from
     /// their answer on.
-    fn probe_membership(&mut self, cluster: &Cluster, now: u64) {
+    fn probe_membership(&mut self, cluster: &Cluster, now: u64, lean: bool) {
         if !self.cfg.trusted_hosts.is_empty() || self.stopping {
             return;
         }
-        for h in &cluster.hosts {
+        let hosts = if lean {
+            self.election_hosts(cluster)
+        } else {
+            cluster.hosts.iter().collect()
+        };
+        for h in hosts {
             let fresh = self
                 .membership
                 .get(&h.name)
@@ -1034,6 +1075,22 @@ impl AgentCore {
                 ip: h.ip.clone(),
             }));
         }
+    }
+
+    /// The hosts whose membership decides the election, for a follower that probes no more
+    /// than it must: itself, and the hosts advertising a balancer in name order up to the
+    /// first known member (no later host can lead while it is live).
+    fn election_hosts<'a>(&self, cluster: &'a Cluster) -> Vec<&'a ganglia_wire::model::Host> {
+        let first = |name: &str| cluster.hosts.iter().find(|h| h.name == name);
+        let mut out: Vec<_> = first(&self.name).into_iter().collect();
+        let anyone = |_: &str| true;
+        for c in coord::candidates(cluster, &anyone, self.cfg.leader_timeout_s) {
+            if c.name == self.name || self.is_trusted(&c.name) {
+                break;
+            }
+            out.extend(first(&c.name));
+        }
+        out
     }
 
     /// Migration `id` ended with `outcome`: audit, bookkeeping, report.
@@ -1130,7 +1187,7 @@ impl AgentCore {
 
     /// Feeds the history: moves advertised by trusted balancers, and placement changes seen in
     /// the view (a VM reported by a new host); audits the observed gains that are due.
-    fn observe(&mut self, v: &View, now: u64) {
+    fn observe(&mut self, v: &View, now: u64, lean: bool) {
         let advertised = {
             let trusted = |n: &str| self.is_trusted(n);
             coord::advertised_moves(&v.cluster, &trusted)
@@ -1144,6 +1201,17 @@ impl AgentCore {
                 self.history.record(m);
             }
         }
+        if lean {
+            // No placement in this view: what was known goes, rather than turning into
+            // "moves observed" against a placement long out of date.
+            if !self.lean {
+                self.placement.clear();
+                self.trends = Trends::new(self.policy.trend_config());
+            }
+            self.lean = true;
+            return;
+        }
+        self.lean = false;
         let own: BTreeSet<&str> = self.inflight.values().map(|f| f.req.vm.as_str()).collect();
         let mut observed = Vec::new();
         for vm in &v.snapshot.vms {

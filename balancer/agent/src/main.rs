@@ -10,10 +10,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use balancer_agent::audit::AuditLog;
+use balancer_agent::balancer::feed::{self, Query};
+use balancer_agent::core::COORDINATION_METRICS;
 use balancer_agent::metrics::{Identity, MetricSink, SendChannel, UdpSink};
 use balancer_agent::{Agent, AgentConfig, AgentOptions, Executor, ExecutorKind, Mode};
 use clap::Parser;
 use ganglia_wire::auth::{KeyRing, Signer, TRAILER_LEN};
+use ganglia_wire::filter::MetricFilter;
 use gmond_conf::SendTarget;
 
 #[derive(Parser, Debug)]
@@ -32,6 +35,9 @@ struct Cli {
     /// gmond XML feed host:port (overrides the config's `feed`).
     #[arg(long)]
     feed: Option<String>,
+    /// gmond-rs query channel host:port (overrides the config's `query`; "" reads `feed`).
+    #[arg(long)]
+    query: Option<String>,
     /// Mode override: off, recommend or auto.
     #[arg(long)]
     mode: Option<String>,
@@ -115,7 +121,8 @@ fn main() -> anyhow::Result<()> {
     let agent = Agent::new(opts)?;
     let signals = Signals::install()?;
     tracing::info!(name = %name, identity = %identity.host, mode = cfg.mode.as_str(),
-        policy = %agent.policy().policy, feed = %cfg.feed, "balancer-agent starting");
+        policy = %agent.policy().policy, feed = %cfg.feed, query = %cfg.query,
+        "balancer-agent starting");
     run(agent, sink, &cli, &cfg, &signals)
 }
 
@@ -127,6 +134,9 @@ fn agent_config(cli: &Cli) -> anyhow::Result<AgentConfig> {
     };
     if let Some(f) = &cli.feed {
         cfg.feed = f.clone();
+    }
+    if let Some(q) = &cli.query {
+        cfg.query = q.clone();
     }
     if let Some(p) = &cli.policy {
         cfg.policy = p.clone();
@@ -223,18 +233,31 @@ fn run(
     signals: &Signals,
 ) -> anyhow::Result<()> {
     let interval = Duration::from_secs(cfg.interval_s);
+    let feeds = Feeds::new(cfg);
     loop {
         let round = Instant::now();
-        let now = epoch();
-        match read_feed(&cfg.feed) {
-            Ok(xml) => match agent.tick_xml(&xml, now) {
-                Ok(r) => {
-                    tracing::debug!(leader = ?r.leader, is_leader = r.is_leader,
-                        started = r.started.len(), recommended = r.recommended.len(), "round")
+        // A follower reads only what the election needs; the leader (or a follower that has
+        // just been elected) reads what a view is built from.
+        let mut lean = !agent.wants_full_view();
+        loop {
+            match feeds.read(lean) {
+                Ok(cluster) => {
+                    let r = if lean {
+                        agent.tick_coordination(&cluster, epoch())
+                    } else {
+                        agent.tick(&cluster, epoch())
+                    };
+                    tracing::debug!(lean, leader = ?r.leader, is_leader = r.is_leader,
+                        started = r.started.len(), recommended = r.recommended.len(), "round");
                 }
-                Err(e) => tracing::warn!(error = %e, "bad feed"),
-            },
-            Err(e) => tracing::warn!(feed = %cfg.feed, error = %e, "feed unavailable"),
+                Err(e) => {
+                    tracing::warn!(feed = %feeds.addr(), lean, error = %e, "feed unavailable")
+                }
+            }
+            if !(lean && agent.wants_full_view()) {
+                break;
+            }
+            lean = false;
         }
         if let Some(s) = sink.as_mut() {
             agent.publish(s as &mut dyn MetricSink);
@@ -375,13 +398,50 @@ fn reload(agent: &mut Agent, policy: &str) {
     }
 }
 
-/// Reads a whole XML document (to EOF) with a bound on time and size.
-fn read_feed(addr: &str) -> anyhow::Result<Vec<u8>> {
-    Ok(balancer_agent::balancer::feed::read_xml(
-        addr,
-        Duration::from_secs(5),
-        Duration::from_secs(30),
-    )?)
+/// Where and how the agent reads the cluster: the plain XML feed (gmond, gmetad, gmond-rs's
+/// XML port) parsed as it streams in, keeping only the metrics wanted, or gmond-rs's query
+/// channel, which sends only those. Both bounded in time and size (`feed::read_cluster`).
+struct Feeds {
+    addr: String,
+    /// Sent as the request on a query channel; `None` on a plain feed.
+    query: bool,
+    /// Every host's coordination metrics (a follower's round).
+    lean: MetricFilter,
+    /// What a view is built from, plus coordination (the leader's round).
+    full: MetricFilter,
+}
+
+impl Feeds {
+    fn new(cfg: &AgentConfig) -> Feeds {
+        let query = !cfg.query.is_empty();
+        let lean = MetricFilter::parse(&COORDINATION_METRICS.join(","))
+            .unwrap_or_else(|_| MetricFilter::everything());
+        Feeds {
+            addr: if query { &cfg.query } else { &cfg.feed }.clone(),
+            query,
+            lean,
+            full: balancer_agent::balancer::view::read_filter(&COORDINATION_METRICS),
+        }
+    }
+
+    fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    fn read(&self, lean: bool) -> anyhow::Result<ganglia_wire::model::Cluster> {
+        let filter = if lean { &self.lean } else { &self.full };
+        let q = Query {
+            request: self.query.then_some(filter),
+            // Kept on a query channel too: a peer that sends more than asked gains nothing.
+            keep: Some(filter),
+        };
+        Ok(feed::read_cluster(
+            &self.addr,
+            q,
+            Duration::from_secs(5),
+            Duration::from_secs(30),
+        )?)
+    }
 }
 
 /// The hypervisor backend the config asks for. A build without libvirt refuses `libvirt`

@@ -6,13 +6,16 @@
 mod common;
 
 use balancer_agent::audit::{Event, Record};
+use balancer_agent::balancer::planner::MigrationRecord;
 use balancer_agent::balancer::policy::PolicySpec;
+use balancer_agent::coord::encode_moves;
 use balancer_agent::core::{
-    precheck_source, Action, AgentCore, CallError, Outcome, ABORT_RETRY_S, MAX_PROBES,
-    PROBE_TIMEOUT_S,
+    precheck_source, Action, AgentCore, CallError, Outcome, ABORT_RETRY_S, COORDINATION_METRICS,
+    MAX_PROBES, PROBE_TIMEOUT_S,
 };
 use balancer_agent::state::PersistedState;
 use balancer_agent::{AgentConfig, MigrationRequest, Mode, Presence};
+use ganglia_wire::filter::MetricFilter;
 use ganglia_wire::model::{Cluster, Host, Metric};
 
 const T0: u64 = 1_000_000;
@@ -879,4 +882,151 @@ fn an_implausible_figure_skips_its_vm_only_and_is_audited_once() {
     );
     assert!(!moved.is_empty(), "the real hot VMs still move");
     assert!(moved.iter().all(|m| m.vm != "forged"));
+}
+
+/// What gmond-rs's query channel sends for the agent's coordination request: every host, only
+/// the metrics the request names.
+fn coordination(v: &Cluster) -> Cluster {
+    let f = MetricFilter::parse(&COORDINATION_METRICS.join(",")).unwrap();
+    let mut v = v.clone();
+    for h in &mut v.hosts {
+        h.metrics.retain(|m| f.matches(m.name.as_bytes()));
+    }
+    v
+}
+
+/// A follower (h2) on coordination views while h1 leads, advertising `advertised`, and h3
+/// holds four busy VMs; then h1 leaves the view (crashed, or past host_dmax). Returns the
+/// migrations h2 started in the 20 rounds after that, and the audit.
+fn follow_then_lead(advertised: &[MigrationRecord]) -> (usize, Vec<Record>) {
+    let cfg = AgentConfig {
+        budget_migrations: 2,
+        ..config()
+    };
+    let mut c = core("h2", cfg);
+    let mut audit = Vec::new();
+    let busy = [
+        ("busy-a", 95.0),
+        ("busy-b", 95.0),
+        ("busy-c", 95.0),
+        ("busy-d", 95.0),
+    ];
+    let mut h1 = host("h1", Some("auto"), &[]);
+    if !advertised.is_empty() {
+        h1.metrics.push(metric(
+            "balancer_recent_moves",
+            &encode_moves(advertised),
+            "string",
+        ));
+    }
+    let rest = [
+        host("h2", Some("auto"), &[]),
+        host("h3", Some("auto"), &busy),
+    ];
+    let led = Cluster {
+        hosts: std::iter::once(h1).chain(rest.iter().cloned()).collect(),
+        ..Default::default()
+    };
+    for i in 0..5 {
+        assert!(!c.wants_full_view());
+        let r = c.handle_coordination_view(&coordination(&led), T0 + 10 * i);
+        assert_eq!(r.leader.as_deref(), Some("h1"));
+        assert!(!r.is_leader);
+        assert!(
+            drain(&mut c, &mut audit).is_empty(),
+            "a follower acts on nothing"
+        );
+    }
+    assert!(
+        !c.wants_full_view(),
+        "a follower never asks for the whole view"
+    );
+    // h1 is gone: the lean round elects h2, which plans nothing on it...
+    let gone = Cluster {
+        hosts: rest.to_vec(),
+        ..Default::default()
+    };
+    let r = c.handle_coordination_view(&coordination(&gone), T0 + 50);
+    assert!(r.is_leader, "{r:?}");
+    assert!(r.recommended.is_empty() && r.started.is_empty());
+    assert!(migrations(&drain(&mut c, &mut audit)).is_empty());
+    assert_eq!(events(&audit, Event::Leader).len(), 1);
+    // ...and asks for the whole view, on which it plans from then on.
+    assert!(c.wants_full_view());
+    for i in 6..26 {
+        let now = T0 + 10 * i;
+        c.handle_view(&gone, now);
+        hypervisor(&mut c, &mut audit, now, &[]);
+        assert!(c.wants_full_view());
+    }
+    (events(&audit, Event::Start).len(), audit)
+}
+
+/// Issue 16: a follower reads only what the election and the shared budget need; when it
+/// takes the lead it reads the whole view and plans. The moves another leader advertised
+/// while it followed still count against the budget it inherits.
+#[test]
+fn a_follower_reads_coordination_only_and_inherits_the_budget_when_it_takes_the_lead() {
+    // Nothing advertised: the new leader moves hot VMs off h1, within its budget of 2.
+    let (started, audit) = follow_then_lead(&[]);
+    assert!(
+        (1..=2).contains(&started),
+        "the new leader balanced: {audit:#?}"
+    );
+    // h1 had spent the budget just before: the new leader starts nothing.
+    let spent: Vec<MigrationRecord> = ["x", "y"]
+        .iter()
+        .map(|vm| MigrationRecord {
+            vm: vm.to_string(),
+            from: "h1".into(),
+            to: "h3".into(),
+            start: T0 + 20,
+        })
+        .collect();
+    let (started, audit) = follow_then_lead(&spent);
+    assert_eq!(started, 0, "{audit:#?}");
+}
+
+/// Issue 16: with no inventory, a follower probes membership only as far as the election
+/// needs (itself and the advertising hosts up to the first member), where a leader's full
+/// round probes every host.
+#[test]
+fn a_follower_probes_only_what_the_election_needs() {
+    let cfg = AgentConfig {
+        mode: Mode::Recommend,
+        trusted_hosts: Vec::new(),
+        ..config()
+    };
+    let names: Vec<String> = (0..40).map(|i| format!("h{i:02}")).collect();
+    let view = Cluster {
+        hosts: names
+            .iter()
+            .map(|n| host(n, Some("recommend"), &[]))
+            .collect(),
+        ..Default::default()
+    };
+    let probed = |a: &[Action]| -> Vec<String> {
+        a.iter()
+            .filter_map(|a| match a {
+                Action::Probe(h) => Some(h.name.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut c = core("h30", cfg.clone());
+    let mut audit = Vec::new();
+    c.handle_coordination_view(&coordination(&view), T0);
+    let first = probed(&drain(&mut c, &mut audit));
+    assert_eq!(first[..2], ["h30".to_string(), "h00".to_string()]);
+    assert!(first.len() <= MAX_PROBES);
+    for h in &first {
+        c.handle_probed(T0 + 1, h, true);
+    }
+    // h00 is a member and leads: nothing more to probe for the election.
+    let r = c.handle_coordination_view(&coordination(&view), T0 + 10);
+    assert_eq!(r.leader.as_deref(), Some("h00"));
+    assert!(probed(&drain(&mut c, &mut audit)).is_empty());
+    // A full round (a leader's) probes the rest of the cluster.
+    c.handle_view(&view, T0 + 20);
+    assert!(!probed(&drain(&mut c, &mut audit)).is_empty());
 }
