@@ -17,7 +17,9 @@
 //! [`MAX_PAUSE`]), letting the next batch collect in the socket buffer: one wake-up per batch
 //! instead of one per datagram. It delays ingest by at most [`MAX_PAUSE`] and needs the
 //! receive buffer to hold [`TARGET`] datagrams plus scheduling jitter (the stock 208 KiB holds
-//! about 256 small ones on loopback). When datagrams are rare the loop never sleeps.
+//! about 256 small ones on loopback), so a burst up to about 6x the rate a pause was sized for
+//! is absorbed by a stock buffer; gmond.conf's `buffer` buys more. When datagrams are rare the
+//! loop never sleeps.
 //!
 //! Ingest does not wait behind readers: a dump holds the store's read lock for as long as it
 //! renders (tens of milliseconds at 10,000 hosts, more on a busy core), longer than a socket
@@ -61,8 +63,11 @@ const RETRY: Duration = Duration::from_micros(200);
 /// Datagrams a pause aims to let collect: an eighth of what a stock buffer holds.
 pub const TARGET: u32 = 32;
 
-/// The longest pause: the most ingest is delayed on purpose.
-pub const MAX_PAUSE: Duration = Duration::from_millis(1);
+/// The longest pause: the most ingest is delayed on purpose. 5 ms lets a batch of [`TARGET`]
+/// collect down to about 6,400 datagrams/s (a 1,000-host cluster with VMs sends about 7,000),
+/// so such a cluster wakes the thread ~200 times a second instead of once per few datagrams;
+/// values are timestamped to the second, so 5 ms changes nothing a reader can see.
+pub const MAX_PAUSE: Duration = Duration::from_millis(5);
 
 /// Metadata requests waiting for a sender thread, per queue; past it they are dropped and
 /// counted (a flood of requests for distinct names must not grow the daemon, and the senders
@@ -681,14 +686,18 @@ mod tests {
         let us = Duration::from_micros;
         // 200k/s: 5 µs apart, so 32 more take 160 µs.
         assert_eq!(pause(20, us(100), us(0)), Some(us(160)));
-        // 20k/s: capped at the longest pause.
-        assert_eq!(pause(4, us(200), us(40)), Some(MAX_PAUSE));
+        // 20k/s: 50 µs apart, 1.6 ms.
+        assert_eq!(pause(4, us(200), us(40)), Some(us(1600)));
+        // 7k/s (a 1,000-host cluster with VMs): a batch of 32 every ~4.6 ms.
+        assert_eq!(pause(7, us(1000), us(140)), Some(us(1000) / 7 * 32));
+        // 500/s: capped at the longest pause.
+        assert_eq!(pause(1, us(2000), us(2000)), Some(MAX_PAUSE));
         // A full batch: more are queued, go straight back.
         assert_eq!(pause(BATCH, us(100), us(0)), None);
-        // One datagram after a 2 ms wait: rarer than one per pause, no sleep.
-        assert_eq!(pause(1, us(2000), us(2000)), None);
-        // Waited 300 µs for 3 at 100 µs each: a 1 ms pause would be longer than the wait.
-        assert_eq!(pause(3, us(300), us(300)), Some(MAX_PAUSE));
+        // One datagram after an 8 ms wait: rarer than one per pause, no sleep.
+        assert_eq!(pause(1, us(8000), us(8000)), None);
+        // Waited 300 µs for 3 at 100 µs each: the 3.2 ms pause is longer than the wait.
+        assert_eq!(pause(3, us(300), us(300)), Some(us(3200)));
         assert_eq!(pause(0, us(10), us(0)), None);
     }
 
