@@ -15,11 +15,12 @@
 //! whole list N times, so the variants alternate under the same machine load.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a measurement tool: fail loudly
 
-use benches::{harness_descriptor, harness_emitter};
+use benches::proc::{cpu_seconds, rss_kib, socket_drops};
+use benches::{free_port, harness_descriptor, harness_emitter, read_xml};
 use ganglia_wire::auth::{Key, KeyRing, Signer, KEY_LEN, TRAILER_LEN};
 use ganglia_wire::{Emitter, MetricDescriptor, Value};
 use std::io::Read;
-use std::net::{TcpStream, UdpSocket};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -140,11 +141,6 @@ fn parse_args() -> Opts {
     o
 }
 
-fn free_port() -> u16 {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap().port()
-}
-
 struct Daemon {
     child: Child,
     udp: u16,
@@ -163,7 +159,7 @@ impl Drop for Daemon {
 /// Starts `kind` on fresh ports and waits until it answers on TCP; `key` is the key file of
 /// a verifying gmond-rs.
 fn start(kind: &Kind, buffer: Option<u32>, pin: &Option<String>, key: Option<&Path>) -> Daemon {
-    let (udp, tcp) = (free_port(), free_port());
+    let (udp, tcp) = (free_port().unwrap(), free_port().unwrap());
     let dir = std::env::temp_dir().join(format!("gmond-load-{}-{udp}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let conf = dir.join("gmond.conf");
@@ -222,44 +218,6 @@ fn start(kind: &Kind, buffer: Option<u32>, pin: &Option<String>, key: Option<&Pa
         std::thread::sleep(Duration::from_millis(50));
     }
     d
-}
-
-fn read_xml(port: u16) -> Option<Vec<u8>> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    let mut v = Vec::new();
-    s.read_to_end(&mut v).ok()?;
-    Some(v)
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
-/// Resident set size of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// The kernel's drop counter for the UDP socket bound to 127.0.0.1:`port`.
-fn socket_drops(port: u16) -> u64 {
-    let text = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
-    let local = format!("0100007F:{port:04X}");
-    text.lines()
-        .skip(1)
-        .filter(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
-        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
-        .sum()
 }
 
 /// Writes a fresh random key to `dir`/auth.key (mode 0600, as gmond-rs requires) and returns
