@@ -140,6 +140,7 @@ struct Opts {
 
 const USAGE: &str =
     "footprint --gmond PATH --gmond-rs PATH --agent PATH [--configs gmond,follower,leader]
+  [--smoke (= --hosts 20 --vms 2 --warmup 3 --window 5 --agent-interval 1)]
   [--hosts 1000] [--vms 20] [--vm-io] [--warmup 60] [--window 300] [--agent-interval 10]
   [--vm-interval 20] [--metadata-interval 60] [--agent-set 'key = value']... [--rs-conf FILE]
   [--executor libvirt|none] [--probe-membership] [--pin CPU] [--progress 30]";
@@ -191,6 +192,10 @@ fn parse_args() -> Opts {
             "--rs-conf" => o.rs_conf = Some(next(&mut i).into()),
             "--executor" => o.executor = next(&mut i),
             "--probe-membership" => o.probe_membership = true,
+            // Seconds instead of minutes, for tests; later flags still override.
+            "--smoke" => {
+                (o.hosts, o.vms, o.warmup, o.window, o.agent_interval) = (20, 2, 3.0, 5.0, 1)
+            }
             "--pin" => o.pin = Some(next(&mut i)),
             "--progress" => o.progress = next(&mut i).parse().unwrap(),
             "-h" | "--help" => {
