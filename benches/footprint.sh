@@ -5,7 +5,7 @@
 # machine); the namespace is removed at exit and whatever still runs in it is stopped by PID.
 # Extra arguments go to the harness, e.g.
 #   bash benches/footprint.sh --pin 1                       # 1,000 hosts x 20 VMs, 60 s + 300 s
-#   bash benches/footprint.sh --hosts 20 --vms 2 --warmup 3 --window 5 --agent-interval 1
+#   bash benches/footprint.sh --smoke     # 20 hosts x 2 VMs, 3 s + 5 s (tests/tests/footprint_smoke.rs)
 # (`--pin CPU` pins the daemon and the agent to CPU and the harness to the other CPUs;
 # `--configs gmond,follower,leader`, `--agent-set 'key = value'`, `--rs-conf FILE`,
 # `--executor libvirt|none`, `--probe-membership`, `--vm-io`: see the harness's --help.)
