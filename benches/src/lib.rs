@@ -48,9 +48,18 @@ pub fn read_xml(port: u16) -> Option<Vec<u8>> {
 
 /// What /proc says about a process (0 when it cannot be read: the process is gone).
 pub mod proc {
-    /// utime + stime of a process and all its threads, dead ones included, in seconds
-    /// (/proc/PID/stat counts in clock ticks of 10 ms).
+    /// utime + stime of a process and all its threads, dead ones included, in seconds: the
+    /// process's CPU-time clock (clock_getcpuclockid, nanoseconds), or /proc/PID/stat when that
+    /// cannot be read. /proc/PID/stat counts in clock ticks of 10 ms, too coarse for a process
+    /// that uses a few ms a second over a window of seconds (the footprint smoke's agents).
     pub fn cpu_seconds(pid: u32) -> f64 {
+        use nix::time::{clock_getcpuclockid, clock_gettime};
+        let pid_t = i32::try_from(pid).unwrap_or(0);
+        if let Ok(t) =
+            clock_getcpuclockid(nix::unistd::Pid::from_raw(pid_t)).and_then(clock_gettime)
+        {
+            return t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9;
+        }
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let after = stat.rsplit(')').next().unwrap_or("");
         let f: Vec<&str> = after.split_whitespace().collect();

@@ -1377,16 +1377,16 @@ fn main() {
     }
     writeln!(
         out,
-        "\nCPU: utime+stime over the window / its length. RSS: VmRSS at the end, its mean over \
-         samples every {RSS_SAMPLE_S:.0} s, and VmHWM (the peak since the process started, \
-         warm-up included; the total's peak is the sum of the peaks). Network bytes read: the \
-         daemon's UDP payload (the harness's datagrams as sent, the agent's from the \
-         namespace's Udp OutDatagrams and the size of its metrics), the agent's TCP payload \
-         (the namespace's IpExt InOctets less the UDP datagrams and 52 header bytes per TCP \
-         segment; its XML polls are the window's only TCP); /proc/PID/io rchar is not used, \
-         as it does not count recv/recvfrom/recvmmsg. Drops: the daemon's receive socket in /proc/net/udp \
-         during the window. Agent role: its own balancer_leader / balancer_leader_name in the \
-         view after the window."
+        "\nCPU: utime+stime (the process's CPU-time clock) over the window / its length. RSS: \
+         VmRSS at the end, its mean over samples every {RSS_SAMPLE_S:.0} s, and VmHWM (the peak \
+         since the process started, warm-up included; the total's peak is the sum of the peaks). \
+         Network bytes read: the daemon's UDP payload (the harness's datagrams as sent, the \
+         agent's from the namespace's Udp OutDatagrams and the size of its metrics), the agent's \
+         TCP payload (the namespace's IpExt InOctets less the UDP datagrams and 52 header bytes \
+         per TCP segment; its XML polls are the window's only TCP); /proc/PID/io rchar is not \
+         used, as it does not count recv/recvfrom/recvmmsg. Drops: the daemon's receive socket in \
+         /proc/net/udp during the window. Agent role: its own balancer_leader / \
+         balancer_leader_name in the view after the window."
     )
     .unwrap();
 }

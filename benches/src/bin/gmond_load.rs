@@ -4,9 +4,9 @@
 //! H spoofed hosts x M metrics; metadata first, then rounds of values where round r carries the
 //! value r, so the XML read afterwards tells exactly which metrics are stale. Per daemon,
 //! receive buffer and rate it reports: the rate reached, the daemon's CPU time per datagram
-//! (utime+stime from /proc), datagrams the kernel dropped at the socket (/proc/net/udp), and
-//! stale metrics after the run. With `--readers N`, N clients poll the XML back to back during
-//! the load. With `--dump`, the time to fetch the whole document.
+//! (utime+stime, from its CPU-time clock), datagrams the kernel dropped at the socket
+//! (/proc/net/udp), and stale metrics after the run. With `--readers N`, N clients poll the
+//! XML back to back during the load. With `--dump`, the time to fetch the whole document.
 //!
 //! With `--auth`, every gmond-rs is also run verifying (`--auth KEY --auth-recv require`, the
 //! key file made here in a temp dir) and fed the same traffic signed, right after its unsigned
