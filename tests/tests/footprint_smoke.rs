@@ -93,6 +93,23 @@ fn footprint_bench_reports_gmond_and_gmond_rs_with_a_follower_and_a_leader_agent
             "{config}: {process} read nothing:\n{stdout}"
         );
     }
+    // A follower reads the two coordination metrics of every host through the query channel,
+    // the leader the metrics of a view: a return to whole-view polling by followers shows as
+    // equal figures (as with --agent-feed xml).
+    let agent_bytes = |config: &str| {
+        rows.iter()
+            .find(|r| r[0] == config && r[1].starts_with("balancer-agent"))
+            .map(|r| number(r[4]))
+            .unwrap()
+    };
+    let (follower, leader) = (
+        agent_bytes("gmond-rs + follower agent"),
+        agent_bytes("gmond-rs + leader agent"),
+    );
+    assert!(
+        follower * 3.0 < leader,
+        "the follower read {follower} bytes/s, the leader {leader}:\n{stdout}"
+    );
     for config in ["gmond-rs + follower agent", "gmond-rs + leader agent"] {
         assert!(
             rows.iter()

@@ -134,6 +134,8 @@ struct Opts {
     rs_conf: Option<PathBuf>,
     executor: String,
     probe_membership: bool,
+    /// How the agent reads gmond-rs: `query` (its query channel) or `xml` (the XML port).
+    agent_feed: String,
     pin: Option<String>,
     progress: f64,
 }
@@ -143,7 +145,7 @@ const USAGE: &str =
   [--smoke (= --hosts 20 --vms 2 --warmup 3 --window 5 --agent-interval 1)]
   [--hosts 1000] [--vms 20] [--vm-io] [--warmup 60] [--window 300] [--agent-interval 10]
   [--vm-interval 20] [--metadata-interval 60] [--agent-set 'key = value']... [--rs-conf FILE]
-  [--executor libvirt|none] [--probe-membership] [--pin CPU] [--progress 30]";
+  [--executor libvirt|none] [--probe-membership] [--agent-feed query|xml] [--pin CPU] [--progress 30]";
 
 fn parse_args() -> Opts {
     let mut o = Opts {
@@ -163,6 +165,7 @@ fn parse_args() -> Opts {
         rs_conf: None,
         executor: "libvirt".into(),
         probe_membership: false,
+        agent_feed: "query".into(),
         pin: None,
         progress: 30.0,
     };
@@ -192,6 +195,13 @@ fn parse_args() -> Opts {
             "--rs-conf" => o.rs_conf = Some(next(&mut i).into()),
             "--executor" => o.executor = next(&mut i),
             "--probe-membership" => o.probe_membership = true,
+            "--agent-feed" => {
+                o.agent_feed = next(&mut i);
+                assert!(
+                    ["query", "xml"].contains(&o.agent_feed.as_str()),
+                    "--agent-feed: query or xml"
+                );
+            }
             // Seconds instead of minutes, for tests; later flags still override.
             "--smoke" => {
                 (o.hosts, o.vms, o.warmup, o.window, o.agent_interval) = (20, 2, 3.0, 5.0, 1)
@@ -889,7 +899,7 @@ fn agent_gmond_conf(name: &str, udp: u16) -> String {
 /// The agent's TOML: recommend mode, the daemon's XML port, the configured executor, and as
 /// inventory every emulated host and itself (empty with `--probe-membership`); `--agent-set`
 /// lines replace a generated key of the same name or add one.
-fn agent_toml(o: &Opts, name: &str, tcp: u16, hosts: &[String]) -> String {
+fn agent_toml(o: &Opts, name: &str, tcp: u16, query: Option<u16>, hosts: &[String]) -> String {
     let trusted = if o.probe_membership {
         "[]".to_string()
     } else {
@@ -901,6 +911,10 @@ fn agent_toml(o: &Opts, name: &str, tcp: u16, hosts: &[String]) -> String {
         ("mode", "\"recommend\"".to_string()),
         ("interval_s", o.agent_interval.to_string()),
         ("feed", format!("\"127.0.0.1:{tcp}\"")),
+        (
+            "query",
+            query.map_or("\"\"".to_string(), |q| format!("\"127.0.0.1:{q}\"")),
+        ),
         ("executor", format!("\"{}\"", o.executor)),
         // libvirt's in-process test driver: every host's URI is the same fresh test node.
         ("uri_template", "\"test:///default\"".to_string()),
@@ -1081,6 +1095,9 @@ fn run_setup(
         Setup::Leader => "leader",
     });
     let (udp, tcp) = (free_port().unwrap(), free_port().unwrap());
+    // The agent reads gmond-rs's query channel (the shipped way), or with `--agent-feed xml`
+    // its XML port (whole-view polling: the regression this bench exists to show).
+    let query = (setup != Setup::Gmond && o.agent_feed == "query").then(|| free_port().unwrap());
     let conf = dir.0.join("gmond.conf");
     std::fs::write(&conf, daemon_conf(udp, tcp)).unwrap();
 
@@ -1096,15 +1113,17 @@ fn run_setup(
             ));
         }
         Setup::Follower | Setup::Leader => {
-            // An empty gmond-rs.conf unless one is given, so /etc/ganglia/gmond-rs.conf never is.
-            let rs = match &o.rs_conf {
-                Some(p) => p.clone(),
-                None => {
-                    let p = dir.0.join("gmond-rs.conf");
-                    std::fs::write(&p, "").unwrap();
-                    p
-                }
-            };
+            // Our own gmond-rs.conf (so /etc/ganglia/gmond-rs.conf never is read): the query
+            // channel, then the given file's text.
+            let p = dir.0.join("gmond-rs.conf");
+            let mut text = query.map_or(String::new(), |q| {
+                format!("query_channel {{\n  port = {q}\n}}\n")
+            });
+            if let Some(given) = &o.rs_conf {
+                text.push_str(&std::fs::read_to_string(given).unwrap());
+            }
+            std::fs::write(&p, text).unwrap();
+            let rs = p;
             let mut cmd = command(o.gmond_rs.as_deref().unwrap(), &o.pin);
             cmd.arg("-c").arg(&conf).arg("-f").arg("--rs-conf").arg(&rs);
             procs.push(Proc::spawn(
@@ -1124,7 +1143,7 @@ fn run_setup(
         let gconf = dir.0.join("agent-gmond.conf");
         std::fs::write(&gconf, agent_gmond_conf(name, udp)).unwrap();
         let toml = dir.0.join("agent.toml");
-        std::fs::write(&toml, agent_toml(o, name, tcp, &cluster.names)).unwrap();
+        std::fs::write(&toml, agent_toml(o, name, tcp, query, &cluster.names)).unwrap();
         let mut cmd = command(o.agent.as_deref().unwrap(), &o.pin);
         cmd.arg("--conf")
             .arg(&gconf)
@@ -1288,13 +1307,18 @@ fn main() {
     writeln!(
         out,
         "Footprint: {} emulated hosts x {} VMs ({} metrics per host in the view), warm-up {} s, \
-         window {} s, agent interval {} s, executor {}{}{}",
+         window {} s, agent interval {} s, agent reads gmond-rs's {}, executor {}{}{}",
         o.hosts,
         o.vms,
         cluster.printed_per_host(),
         o.warmup,
         o.window,
         o.agent_interval,
+        if o.agent_feed == "query" {
+            "query channel"
+        } else {
+            "XML port"
+        },
         o.executor,
         if o.probe_membership {
             ", membership probed"
@@ -1478,7 +1502,7 @@ mod tests {
             agent_sets: vec!["interval_s = 3".into(), "leader_timeout_s = 30".into()],
             ..test_opts()
         };
-        let t = agent_toml(&o, "z-measured", 8649, &["hv0000".into()]);
+        let t = agent_toml(&o, "z-measured", 8649, Some(8653), &["hv0000".into()]);
         let cfg = AgentConfig::parse(&t, "agent.toml").unwrap();
         assert_eq!(cfg.interval_s, 3);
         assert_eq!(cfg.leader_timeout_s, 30);
@@ -1514,6 +1538,7 @@ mod tests {
             rs_conf: None,
             executor: "libvirt".into(),
             probe_membership: false,
+            agent_feed: "query".into(),
             pin: None,
             progress: 30.0,
         }
