@@ -1,7 +1,9 @@
 //! Hard rules no move may break: memory capacity minus a reserve, the vCPU:pCPU ratio,
-//! VM-VM affinity and anti-affinity groups, VM-host pinning and maintenance hosts.
+//! VM-VM affinity and anti-affinity groups, VM-host pinning and maintenance hosts; and the
+//! operator's: VMs never moved (`exclude`) and the times moves may start (`windows`).
 
 use std::collections::BTreeMap;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +50,14 @@ pub struct ConstraintConfig {
     pub pins: Vec<Pin>,
     /// Hosts in maintenance besides those flagged in the snapshot.
     pub maintenance: Vec<String>,
+    /// VMs the balancer never moves, not even off a host in maintenance: names, `prefix*` or
+    /// `*suffix` (a database the operator moves by hand, say).
+    pub exclude: Vec<String>,
+    /// Migration windows: cron patterns (minute hour day-of-month month day-of-week, in UTC,
+    /// as crontab(5) reads them). A move may start only in a minute one of them matches;
+    /// outside, nothing is planned and the plan says when the next window opens. Empty: any
+    /// time.
+    pub windows: Vec<String>,
 }
 
 impl Default for ConstraintConfig {
@@ -61,6 +71,8 @@ impl Default for ConstraintConfig {
             anti_affinity: Vec::new(),
             pins: Vec::new(),
             maintenance: Vec::new(),
+            exclude: Vec::new(),
+            windows: Vec::new(),
         }
     }
 }
@@ -77,8 +89,135 @@ impl ConstraintConfig {
         if !(self.max_vcpu_ratio >= 0.0) {
             return Err(BalancerError::config("max_vcpu_ratio must be >= 0"));
         }
+        for p in &self.exclude {
+            NamePattern::parse(p).map_err(BalancerError::config)?;
+        }
+        self.migration_windows()?;
         Ok(())
     }
+
+    /// The `windows`, parsed.
+    pub fn migration_windows(&self) -> crate::Result<Windows> {
+        Windows::parse(&self.windows).map_err(BalancerError::config)
+    }
+}
+
+/// A VM name pattern of `exclude`: a name, `prefix*` or `*suffix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NamePattern {
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+}
+
+impl NamePattern {
+    fn parse(p: &str) -> std::result::Result<NamePattern, String> {
+        let bad = || format!("exclude: {p:?} is not a VM name, \"prefix*\" or \"*suffix\"");
+        let inner = p.trim_start_matches('*').trim_end_matches('*');
+        if inner.is_empty() || inner.contains('*') || inner.chars().any(char::is_whitespace) {
+            return Err(bad());
+        }
+        match (p.starts_with('*'), p.ends_with('*')) {
+            (false, false) => Ok(NamePattern::Exact(p.to_string())),
+            (false, true) => Ok(NamePattern::Prefix(inner.to_string())),
+            (true, false) => Ok(NamePattern::Suffix(inner.to_string())),
+            (true, true) => Err(bad()),
+        }
+    }
+
+    fn matches(&self, name: &str) -> bool {
+        match self {
+            NamePattern::Exact(n) => name == n,
+            NamePattern::Prefix(p) => name.starts_with(p.as_str()),
+            NamePattern::Suffix(s) => name.ends_with(s.as_str()),
+        }
+    }
+}
+
+/// Parsed migration windows (croner: POSIX/Vixie cron semantics, so a pattern reads as it
+/// would in a crontab; day-of-month and day-of-week restricted together match either).
+#[derive(Debug, Clone, Default)]
+pub struct Windows {
+    patterns: Vec<(String, croner::Cron)>,
+    /// Never open (patterns that stopped parsing after validation).
+    closed: bool,
+}
+
+impl Windows {
+    /// At most this many patterns (each is tried every round).
+    pub const MAX: usize = 32;
+
+    /// Windows that never open.
+    fn closed() -> Windows {
+        Windows {
+            patterns: Vec::new(),
+            closed: true,
+        }
+    }
+
+    fn parse(patterns: &[String]) -> std::result::Result<Windows, String> {
+        if patterns.len() > Windows::MAX {
+            return Err(format!("windows: at most {} patterns", Windows::MAX));
+        }
+        let mut out = Vec::new();
+        for p in patterns {
+            // Five fields exactly: croner would also take seconds and years, which a
+            // migration window has no use for and a reader would misread.
+            if p.split_whitespace().count() != 5 {
+                return Err(format!(
+                    "windows: {p:?} is not a cron pattern of five fields \
+                     (minute hour day-of-month month day-of-week, UTC)"
+                ));
+            }
+            let cron = croner::Cron::from_str(p)
+                .map_err(|e| format!("windows: {p:?} is not a cron pattern: {e}"))?;
+            out.push((p.clone(), cron));
+        }
+        Ok(Windows {
+            patterns: out,
+            closed: false,
+        })
+    }
+
+    /// Whether a move may start at `wall_s` (epoch seconds): no windows, or one matches its
+    /// minute.
+    pub fn open_at(&self, wall_s: u64) -> bool {
+        if self.closed {
+            return false;
+        }
+        if self.patterns.is_empty() {
+            return true;
+        }
+        let Some(t) = minute_of(wall_s) else {
+            return false;
+        };
+        self.patterns
+            .iter()
+            .any(|(_, c)| c.is_time_matching(&t).unwrap_or(false))
+    }
+
+    /// The next minute after `wall_s` that a window opens, epoch seconds (None: no windows,
+    /// or none within croner's search range).
+    pub fn next_open(&self, wall_s: u64) -> Option<u64> {
+        let t = minute_of(wall_s)?;
+        self.patterns
+            .iter()
+            .filter_map(|(_, c)| c.find_next_occurrence(&t, false).ok())
+            .filter_map(|n| u64::try_from(n.timestamp()).ok())
+            .min()
+    }
+
+    /// Whether there are any (no windows: always open).
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty() && !self.closed
+    }
+}
+
+/// `wall_s` as a UTC time truncated to its minute (cron matches minutes; croner's five-field
+/// patterns would otherwise match second 0 only).
+fn minute_of(wall_s: u64) -> Option<chrono::DateTime<chrono::Utc>> {
+    let s = i64::try_from(wall_s - wall_s % 60).ok()?;
+    chrono::DateTime::from_timestamp(s, 0)
 }
 
 /// Constraints resolved against one snapshot (indices instead of names).
@@ -106,6 +245,10 @@ pub struct Rules {
     pub aff: Vec<Vec<usize>>,
     /// Names of affinity groups.
     pub aff_names: Vec<String>,
+    /// Per VM: never moved (`exclude`).
+    pub excluded: Vec<bool>,
+    /// The migration windows.
+    pub windows: Windows,
 }
 
 impl Rules {
@@ -189,7 +332,25 @@ impl Rules {
             pinned[v] = Some(hs);
         }
         let _ = nh;
+        let patterns: Vec<NamePattern> = cfg
+            .exclude
+            .iter()
+            .filter_map(|p| NamePattern::parse(p).ok())
+            .collect();
+        let excluded = s
+            .vms
+            .iter()
+            .map(|v| patterns.iter().any(|p| p.matches(&v.name)))
+            .collect();
+        // Validated with the policy; a pattern that no longer parses closes every window
+        // rather than opening all of them.
+        let windows = cfg.migration_windows().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "migration windows unreadable: no moves");
+            Windows::closed()
+        });
         Rules {
+            excluded,
+            windows,
             mem_limit,
             vcpu_limit,
             fillable,

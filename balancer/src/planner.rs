@@ -77,6 +77,9 @@ pub struct Input<'a> {
     pub history: &'a History,
     /// Decision time, seconds.
     pub now: u64,
+    /// Wall-clock time of the decision, epoch seconds (UTC), which the migration windows read:
+    /// the agent's `now`; in the simulator the scenario's `start_epoch` plus `now`.
+    pub wall_s: u64,
 }
 
 /// The `[planner]` section of a policy file (defaults and ranges documented in
@@ -223,6 +226,10 @@ pub enum Refusal {
     /// No host passed every gate for the VM (counted by policies whose destination search
     /// does not say which gate).
     NoDestination,
+    /// The operator excludes the VM from balancing (`exclude`).
+    Excluded,
+    /// Outside the migration windows.
+    Window,
 }
 
 impl Refusal {
@@ -242,6 +249,8 @@ impl Refusal {
             Refusal::CostBenefit => "cost_benefit",
             Refusal::Budget => "budget",
             Refusal::NoDestination => "no_destination",
+            Refusal::Excluded => "excluded",
+            Refusal::Window => "window",
         }
     }
 }
@@ -277,6 +286,8 @@ pub struct Planner<'a> {
     checks: Vec<RawCheck>,
     /// Hosts (None = the cluster) the policy found in need of moves.
     qualified: Vec<Option<usize>>,
+    /// Inside a migration window (or none configured): moves may be planned.
+    window_open: bool,
 }
 
 /// A [`Check`] before host names are resolved.
@@ -304,7 +315,23 @@ impl<'a> Planner<'a> {
             refused: BTreeMap::new(),
             checks: Vec::new(),
             qualified: Vec::new(),
+            window_open: rules.windows.open_at(input.wall_s),
         };
+        if !p.window_open {
+            let next = rules.windows.next_open(input.wall_s);
+            let when = next
+                .and_then(|t| i64::try_from(t).ok())
+                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                .map_or("never".to_string(), |t| {
+                    t.format("%Y-%m-%d %H:%M UTC").to_string()
+                });
+            p.note(
+                format!("window:{}", next.unwrap_or(0)),
+                format!(
+                    "outside the migration windows: no move starts; the next window opens {when}"
+                ),
+            );
+        }
         for (i, vm) in s.vms.iter().enumerate() {
             let h = vm
                 .migrating_to
@@ -348,12 +375,16 @@ impl<'a> Planner<'a> {
     /// True while the round and parallel budgets allow another move.
     pub fn budget_left(&self) -> bool {
         let n = self.moves.len();
-        (self.cfg.max_moves_per_round == 0 || n < self.cfg.max_moves_per_round)
+        self.window_open
+            && (self.cfg.max_moves_per_round == 0 || n < self.cfg.max_moves_per_round)
             && (self.cfg.max_parallel == 0 || self.in_flight + n < self.cfg.max_parallel)
     }
 
     /// Moves still allowed this round (None = unlimited).
     pub fn budget_remaining(&self) -> Option<usize> {
+        if !self.window_open {
+            return Some(0);
+        }
         let n = self.moves.len();
         let round = (self.cfg.max_moves_per_round > 0)
             .then(|| self.cfg.max_moves_per_round.saturating_sub(n));
@@ -423,6 +454,9 @@ impl<'a> Planner<'a> {
         let vm = &s.vms[v];
         if vm.migrating || self.moved[v] {
             return Err(Refusal::Busy);
+        }
+        if self.rules.excluded.get(v) == Some(&true) {
+            return Err(Refusal::Excluded);
         }
         if kind == MoveKind::Rule {
             return Ok(());
@@ -526,6 +560,9 @@ impl<'a> Planner<'a> {
         dst_max_util: f64,
         kind: MoveKind,
     ) -> Result<(), Refusal> {
+        if !self.window_open {
+            return Err(Refusal::Window);
+        }
         if !self.budget_left() {
             return Err(Refusal::Budget);
         }
@@ -919,6 +956,7 @@ mod tests {
                 trends: &trends,
                 history,
                 now,
+                wall_s: now,
             },
             &rules,
             cfg,
@@ -991,6 +1029,7 @@ mod tests {
                 trends: &trends,
                 history: &history,
                 now: 10_000,
+                wall_s: 10_000,
             },
             &rules,
             &cfg,

@@ -208,6 +208,7 @@ fn balanced_cluster_gets_no_moves() {
             trends: &trends,
             history: &history,
             now: s.time,
+            wall_s: s.time,
         });
         assert!(
             plan.moves.is_empty(),
@@ -281,6 +282,7 @@ fn no_move_ever_breaks_a_constraint() {
                 trends: &trends,
                 history: &history,
                 now: s.time,
+                wall_s: s.time,
             });
             // Replay the plan and check every hard rule after each move.
             let mut place: Vec<usize> = s.vms.iter().map(|v| v.host_idx).collect();
@@ -378,6 +380,7 @@ fn same_input_gives_byte_identical_plans() {
                     trends: &t1,
                     history: &history,
                     now: s.time,
+                    wall_s: s.time,
                 })
                 .to_json();
             let b = spec
@@ -387,6 +390,7 @@ fn same_input_gives_byte_identical_plans() {
                     trends: &t2,
                     history: &history,
                     now: s.time,
+                    wall_s: s.time,
                 })
                 .to_json();
             assert_eq!(a, b, "{} is not deterministic", spec.policy);
@@ -413,6 +417,7 @@ fn compositions_of_shipped_parts_plan_as_the_files() {
             trends: &t,
             history: &history,
             now: s.time,
+            wall_s: s.time,
         };
         for (name, parts) in presets {
             let file = balancer::policy::builtin_file(name).unwrap();
@@ -470,5 +475,101 @@ fn hot_host_converges() {
         );
         assert_eq!(r.ping_pong, 0, "{}", spec.policy);
         assert_eq!(r.rule_violations, 0, "{}", spec.policy);
+    }
+}
+
+/// Issue 15, item 8: every policy honours the operator's rules through the planner's gates:
+/// an excluded VM is never planned (not even off a host in maintenance), and outside the
+/// migration windows nothing is, with a note saying when the next window opens.
+#[test]
+fn every_policy_honours_exclusion_and_migration_windows() {
+    let hosts: Vec<HostState> = (0..4).map(|i| host(&format!("h{i}"))).collect();
+    let vms: Vec<VmState> = (0..12)
+        .map(|i| vm(&format!("v{i:02}"), "h0", 0.95, 4))
+        .collect();
+    // Monday 2026-12-07 12:00 UTC.
+    let monday_noon = 1_796_601_600 + 12 * 3600;
+    let s = Snapshot::new(monday_noon, hosts, vms).unwrap();
+    let trends = steady_trends(&s, 40);
+    let history = History::default();
+    let decide = |spec: &PolicySpec| {
+        spec.build().decide(Input {
+            snapshot: &s,
+            trends: &trends,
+            history: &history,
+            now: s.time,
+            wall_s: s.time,
+        })
+    };
+    let mut tried = Vec::new();
+    for base in policies() {
+        let free = decide(&base);
+        if free.moves.is_empty() {
+            continue; // `none`, and policies that do not act on one sample's load
+        }
+        tried.push(base.policy.clone());
+        let moved: Vec<String> = free.moves.iter().map(|m| m.vm.clone()).collect();
+        let mut spec = base.clone();
+        spec.constraints.exclude = moved.clone();
+        let plan = decide(&spec);
+        assert!(
+            plan.moves.iter().all(|m| !moved.contains(&m.vm)),
+            "{}: moved an excluded VM: {}",
+            spec.policy,
+            plan.explain()
+        );
+        // Weeknights only: closed at Monday noon, open at 22:00.
+        let mut spec = base.clone();
+        spec.constraints.windows = vec!["* 22-23,0-5 * * 1-5".into()];
+        let plan = decide(&spec);
+        assert!(plan.moves.is_empty(), "{}: {}", spec.policy, plan.explain());
+        assert!(
+            plan.notes
+                .iter()
+                .any(|n| n.message.contains("next window opens 2026-12-07 22:00 UTC")),
+            "{}: {:?}",
+            spec.policy,
+            plan.notes
+        );
+        let open = spec.build().decide(Input {
+            snapshot: &s,
+            trends: &trends,
+            history: &history,
+            now: s.time,
+            wall_s: s.time + 10 * 3600,
+        });
+        assert_eq!(open.moves, free.moves, "{}", spec.policy);
+    }
+    assert!(tried.len() >= 5, "policies that moved: {tried:?}");
+    // Maintenance: everything leaves h0 but the excluded VMs.
+    let mut spec = PolicySpec::builtin("hotspot").unwrap();
+    spec.constraints.maintenance = vec!["h0".into()];
+    spec.constraints.exclude = vec!["v0*".into()];
+    spec.planner.max_moves_per_round = 0;
+    spec.planner.max_parallel = 0;
+    let plan = decide(&spec);
+    assert!(!plan.moves.is_empty());
+    assert!(
+        plan.moves.iter().all(|m| m.vm.starts_with("v1")),
+        "{}",
+        plan.explain()
+    );
+}
+
+#[test]
+fn bad_operator_rules_are_refused_with_the_pattern() {
+    let base = balancer::policy::builtin_file("hotspot").unwrap();
+    for (rules, want) in [
+        ("exclude = [\"a*b\"]", "exclude: \"a*b\""),
+        ("exclude = [\"*\"]", "exclude: \"*\""),
+        ("windows = [\"* 22-23 * *\"]", "five fields"),
+        ("windows = [\"* 25 * * *\"]", "is not a cron pattern"),
+    ] {
+        // The shipped file sets both keys to []: replace that line.
+        let key = rules.split(' ').next().unwrap();
+        let text = base.replacen(&format!("{key} = []"), rules, 1);
+        assert_ne!(text, base);
+        let e = PolicySpec::parse(&text).unwrap_err().to_string();
+        assert!(e.contains(want), "{rules}: {e}");
     }
 }

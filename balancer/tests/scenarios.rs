@@ -213,6 +213,7 @@ fn micro(vms: Vec<VmSpec>, hosts: usize, duration_s: u64) -> Scenario {
         ignore_memory: false,
         initial_threshold: 1.0,
         initial_first_fit: false,
+        start_epoch: 0,
     }
 }
 

@@ -100,6 +100,7 @@ fn decide(c: &mut Criterion) {
             trends: &trends,
             history: &history,
             now: snap.time,
+            wall_s: snap.time,
         };
         let (mut wall, mut cpu): (Vec<f64>, Vec<f64>) = (0..50)
             .map(|_| {

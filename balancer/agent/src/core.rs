@@ -238,6 +238,9 @@ pub struct AgentCore {
     was_leader: bool,
     /// The last round read a coordination view (no placement, no trends).
     lean: bool,
+    /// Added to `now` for the wall clock the migration windows read (0 but in the simulator,
+    /// whose seconds count from the scenario's start).
+    wall_offset: u64,
     /// As leader in `auto`, it last saw no strict majority of the inventory (audited once
     /// per change).
     no_quorum: bool,
@@ -415,6 +418,7 @@ impl AgentCore {
             next_id: 1,
             was_leader: false,
             lean: false,
+            wall_offset: 0,
             no_quorum: false,
             conflicts: BTreeSet::new(),
             implausible: BTreeSet::new(),
@@ -673,6 +677,12 @@ impl AgentCore {
     /// the last round.
     pub fn handle_view(&mut self, cluster: &Cluster, now: u64) -> TickReport {
         self.round(cluster, now, false)
+    }
+
+    /// Seconds added to `now` for the wall clock that migration windows read: the simulator's
+    /// scenario start (time inside the core stays relative, as the shell's epoch seconds are).
+    pub fn set_wall_clock_offset(&mut self, offset_s: u64) {
+        self.wall_offset = offset_s;
     }
 
     /// Does the next round need the whole view ([`AgentCore::handle_view`]), or does a
@@ -1428,6 +1438,7 @@ impl AgentCore {
             trends: &self.trends,
             history: &self.history,
             now,
+            wall_s: now.saturating_add(self.wall_offset),
         });
         for k in plan.note_keys() {
             self.history.reported.insert(k);

@@ -126,7 +126,12 @@ impl AgentSim {
         let cores = sc
             .hosts
             .iter()
-            .map(|h| AgentCore::new(&h.name, cfg.clone(), spec.clone(), VERIFY_ATTEMPTS))
+            .map(|h| {
+                let mut c = AgentCore::new(&h.name, cfg.clone(), spec.clone(), VERIFY_ATTEMPTS)?;
+                // Simulated seconds count from the scenario's start; windows read the wall clock.
+                c.set_wall_clock_offset(sc.start_epoch);
+                Ok(c)
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(AgentSim {
             index: sc

@@ -55,6 +55,7 @@ fn decide(policy: &str, s: &Snapshot) -> Plan {
         trends: &trends,
         history: &History::default(),
         now: s.time,
+        wall_s: s.time,
     })
 }
 

@@ -280,3 +280,54 @@ fn a_migration_past_its_timeout_is_aborted_and_the_vm_stays_on_its_source() {
     // Nothing moved: the hot host keeps every VM.
     assert_eq!(r.churn, r.migrations, "{r:?}");
 }
+
+/// Issue 15, item 8: the operator's rules in the policy file hold for the agents in the
+/// simulator as on a cluster. hot-host starts at 1970-01-01 00:00 UTC (a Thursday): with
+/// `windows = ["30-59 0 * * *"]` no move starts before 00:30 or after 00:59, and the VMs
+/// `exclude` names never move.
+#[test]
+fn migration_windows_and_excluded_vms_hold_in_the_simulated_agents() {
+    let sc = hot_host();
+    let run = |windows: &[&str], exclude: &[&str]| {
+        let mut spec = hotspot();
+        spec.constraints.windows = windows.iter().map(|w| w.to_string()).collect();
+        spec.constraints.exclude = exclude.iter().map(|w| w.to_string()).collect();
+        let agents = AgentSim::new(&sc, &spec, AgentConfig::default())
+            .unwrap()
+            .keep_audit(true);
+        let mut agents = agents;
+        let (r, _) = simulate_driven(
+            &sc,
+            &spec,
+            &SimOptions::default(),
+            &mut agents,
+            &mut NoProgress,
+        )
+        .unwrap();
+        let starts: Vec<(u64, String)> = starts(agents.audit())
+            .iter()
+            .map(|r| (r.time, r.vm.clone().unwrap_or_default()))
+            .collect();
+        (r, starts)
+    };
+    let (_, free) = run(&[], &[]);
+    assert!(free.iter().any(|(t, _)| *t < 1800), "{free:?}");
+    let (r, windowed) = run(&["30-59 0 * * *"], &[]);
+    assert!(!windowed.is_empty(), "the window opened: {r:?}");
+    assert!(
+        windowed.iter().all(|(t, _)| (1800..3600).contains(t)),
+        "{windowed:?}"
+    );
+    // A window that never opens in the scenario's two hours (Saturdays): nothing moves.
+    let (r, none) = run(&["* * * * 6"], &[]);
+    assert!(none.is_empty() && r.migrations == 0, "{none:?}");
+    // Excluded VMs stay put; the others still relieve the hot host.
+    let (_, excluded) = run(&[], &["vm-0*", "*-12"]);
+    assert!(!excluded.is_empty());
+    assert!(
+        excluded
+            .iter()
+            .all(|(_, vm)| !vm.starts_with("vm-0") && vm != "vm-12"),
+        "{excluded:?}"
+    );
+}

@@ -474,6 +474,7 @@ impl<'a> Run<'a> {
             trends: &self.trends,
             history: &self.history,
             now: t,
+            wall_s: self.sc.start_epoch.saturating_add(t),
         })
     }
 

@@ -286,6 +286,7 @@ impl ClusterRecording {
             duration_s: ticks as u64 * tick,
             hosts,
             vms,
+            start_epoch: first,
             ..Scenario::empty()
         };
         sc.validate()?;

@@ -190,6 +190,11 @@ pub struct Scenario {
     /// runs place this way; default false).
     #[serde(default)]
     pub initial_first_fit: bool,
+    /// The wall-clock time of the scenario's second 0, epoch seconds UTC, which migration
+    /// windows read (default 0: 1970-01-01 00:00, a Thursday; a recording starts at its
+    /// first sample).
+    #[serde(default)]
+    pub start_epoch: u64,
 }
 
 fn one() -> f64 {
@@ -277,6 +282,7 @@ fn base(
         ignore_memory: false,
         initial_threshold: 1.0,
         initial_first_fit: false,
+        start_epoch: 0,
     }
 }
 
@@ -687,6 +693,7 @@ impl Scenario {
             ignore_memory: false,
             initial_threshold: one(),
             initial_first_fit: false,
+            start_epoch: 0,
         }
     }
 

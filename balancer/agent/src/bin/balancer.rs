@@ -265,6 +265,7 @@ fn plan(a: PlanArgs) -> anyhow::Result<()> {
         trends: &trends,
         history: &history,
         now: snap.time,
+        wall_s: snap.time,
     });
     if a.explain {
         print!("{}", plan.explain());
