@@ -15,6 +15,7 @@ use balancer::snapshot::Snapshot;
 use balancer::view::{ReadOptions, VnodeView};
 use ganglia_wire::model::{Cluster, Document, Host};
 
+use crate::coord;
 use crate::error::{AgentError, Result};
 
 pub use balancer::view::SUPERSEDED_AFTER_S;
@@ -49,6 +50,22 @@ pub struct View {
     pub implausible: Vec<(String, String)>,
 }
 
+/// `h` without its metrics.
+fn host_attributes(h: &Host) -> Host {
+    Host {
+        name: h.name.clone(),
+        ip: h.ip.clone(),
+        tags: h.tags.clone(),
+        reported: h.reported,
+        tn: h.tn,
+        tmax: h.tmax,
+        dmax: h.dmax,
+        location: h.location.clone(),
+        gmond_started: h.gmond_started,
+        metrics: Vec::new(),
+    }
+}
+
 /// Builds the view at time `now`: keeps trusted hosts (the first of each name), and reads them
 /// with VM metrics older than `vm_stale_s` ignored (see [`balancer::view`] for ownership and
 /// in flight).
@@ -66,7 +83,18 @@ pub fn build(cluster: &Cluster, trusted: &dyn Fn(&str) -> bool, now: u64, vm_sta
             addresses.entry(&h.name).or_default().insert(&h.ip);
         }
         if names.insert(h.name.as_str()) {
-            hosts.push(h.clone());
+            // Coordination reads a host's attributes and its balancer metrics only; the load
+            // is read from `placeable` below. Copying every metric here cost the leader a
+            // copy of the whole view each round.
+            hosts.push(Host {
+                metrics: h
+                    .metrics
+                    .iter()
+                    .filter(|m| m.name == coord::MODE_METRIC || m.name == coord::MOVES_METRIC)
+                    .cloned()
+                    .collect(),
+                ..host_attributes(h)
+            });
         }
     }
     let conflicts: BTreeMap<String, Vec<String>> = addresses
@@ -83,17 +111,25 @@ pub fn build(cluster: &Cluster, trusted: &dyn Fn(&str) -> bool, now: u64, vm_sta
         hosts,
     };
     // Coordination still sees a conflicted name (its first host): leadership and liveness
-    // are not handed to whoever forges a second copy. Placement does not.
-    let placeable = Cluster {
-        hosts: cleaned
-            .hosts
-            .iter()
-            .filter(|h| !conflicts.contains_key(&h.name))
-            .cloned()
-            .collect(),
-        ..cleaned.clone()
-    };
-    let vnodes = VnodeView::read(&placeable, &ReadOptions { vm_stale_s });
+    // are not handed to whoever forges a second copy. Placement does not. In the usual case
+    // (every host trusted, named once, no conflict) that is the cluster as it came.
+    let vnodes =
+        if untrusted.is_empty() && names.len() == cluster.hosts.len() && conflicts.is_empty() {
+            VnodeView::read(cluster, &ReadOptions { vm_stale_s })
+        } else {
+            let mut seen = BTreeSet::new();
+            let placeable = Cluster {
+                hosts: cluster
+                    .hosts
+                    .iter()
+                    .filter(|h| trusted(&h.name) && !conflicts.contains_key(&h.name))
+                    .filter(|h| seen.insert(h.name.as_str()))
+                    .cloned()
+                    .collect(),
+                ..cleaned.clone()
+            };
+            VnodeView::read(&placeable, &ReadOptions { vm_stale_s })
+        };
     let ips = cleaned
         .hosts
         .iter()
