@@ -76,38 +76,52 @@ struct State<'f> {
 
 impl State<'_> {
     fn open(&mut self, e: &BytesStart<'_>, at: u64) -> Result<(), Error> {
-        match e.name().as_ref() {
+        let element = e.name();
+        let element = element.as_ref();
+        if !matches!(
+            element,
+            b"GANGLIA_XML" | b"CLUSTER" | b"HOST" | b"METRIC" | b"EXTRA_ELEMENT"
+        ) {
+            return Ok(());
+        }
+        if element == b"EXTRA_ELEMENT" && self.metric.is_none() {
+            return Ok(());
+        }
+        // Every attribute read once per element (a METRIC has ten; looking each up from the
+        // start parsed them all ten times over).
+        let a = Attrs::read(e, at)?;
+        match element {
             b"GANGLIA_XML" => {
                 self.seen_root = true;
-                self.doc.version = attr_str(e, b"VERSION", at)?.unwrap_or_default();
-                self.doc.source = attr_str(e, b"SOURCE", at)?.unwrap_or_default();
+                self.doc.version = a.str(b"VERSION").unwrap_or_default();
+                self.doc.source = a.str(b"SOURCE").unwrap_or_default();
             }
             b"CLUSTER" => {
                 self.cluster = Some(Cluster {
-                    name: req(e, b"NAME", at)?,
-                    localtime: num(e, b"LOCALTIME", "CLUSTER", at)?,
-                    owner: attr_str(e, b"OWNER", at)?.unwrap_or_default(),
-                    latlong: attr_str(e, b"LATLONG", at)?.unwrap_or_default(),
-                    url: attr_str(e, b"URL", at)?.unwrap_or_default(),
+                    name: a.req(b"NAME")?,
+                    localtime: a.num(b"LOCALTIME", "CLUSTER")?,
+                    owner: a.str(b"OWNER").unwrap_or_default(),
+                    latlong: a.str(b"LATLONG").unwrap_or_default(),
+                    url: a.str(b"URL").unwrap_or_default(),
                     hosts: Vec::new(),
                 });
             }
             b"HOST" => {
                 self.host = Some(Host {
-                    name: req(e, b"NAME", at)?,
-                    ip: attr_str(e, b"IP", at)?.unwrap_or_default(),
-                    tags: attr_str(e, b"TAGS", at)?.unwrap_or_default(),
-                    reported: num(e, b"REPORTED", "HOST", at)?,
-                    tn: num(e, b"TN", "HOST", at)?,
-                    tmax: num(e, b"TMAX", "HOST", at)?,
-                    dmax: num(e, b"DMAX", "HOST", at)?,
-                    location: attr_str(e, b"LOCATION", at)?.unwrap_or_default(),
-                    gmond_started: num(e, b"GMOND_STARTED", "HOST", at)?,
+                    name: a.req(b"NAME")?,
+                    ip: a.str(b"IP").unwrap_or_default(),
+                    tags: a.str(b"TAGS").unwrap_or_default(),
+                    reported: a.num(b"REPORTED", "HOST")?,
+                    tn: a.num(b"TN", "HOST")?,
+                    tmax: a.num(b"TMAX", "HOST")?,
+                    dmax: a.num(b"DMAX", "HOST")?,
+                    location: a.str(b"LOCATION").unwrap_or_default(),
+                    gmond_started: a.num(b"GMOND_STARTED", "HOST")?,
                     metrics: Vec::new(),
                 });
             }
             b"METRIC" => {
-                let name = req(e, b"NAME", at)?;
+                let name = a.req(b"NAME")?;
                 if self.keep.is_some_and(|k| !k.matches(name.as_bytes())) {
                     // Not wanted: neither it nor its EXTRA_ELEMENTs are kept.
                     self.metric = None;
@@ -115,25 +129,24 @@ impl State<'_> {
                 }
                 self.metric = Some(Metric {
                     name,
-                    val: attr_str(e, b"VAL", at)?.unwrap_or_default(),
-                    ty: attr_str(e, b"TYPE", at)?.unwrap_or_default(),
-                    units: attr_str(e, b"UNITS", at)?.unwrap_or_default(),
-                    tn: num(e, b"TN", "METRIC", at)?,
-                    tmax: num(e, b"TMAX", "METRIC", at)?,
-                    dmax: num(e, b"DMAX", "METRIC", at)?,
-                    slope: attr_str(e, b"SLOPE", at)?.unwrap_or_default(),
+                    val: a.str(b"VAL").unwrap_or_default(),
+                    ty: a.str(b"TYPE").unwrap_or_default(),
+                    units: a.str(b"UNITS").unwrap_or_default(),
+                    tn: a.num(b"TN", "METRIC")?,
+                    tmax: a.num(b"TMAX", "METRIC")?,
+                    dmax: a.num(b"DMAX", "METRIC")?,
+                    slope: a.str(b"SLOPE").unwrap_or_default(),
                     extra: Vec::new(),
                 });
             }
-            b"EXTRA_ELEMENT" => {
+            _ => {
                 if let Some(m) = self.metric.as_mut() {
                     m.extra.push((
-                        attr_str(e, b"NAME", at)?.unwrap_or_default(),
-                        attr_str(e, b"VAL", at)?.unwrap_or_default(),
+                        a.str(b"NAME").unwrap_or_default(),
+                        a.str(b"VAL").unwrap_or_default(),
                     ));
                 }
             }
-            _ => {}
         }
         Ok(())
     }
@@ -160,44 +173,66 @@ impl State<'_> {
     }
 }
 
-fn attr_raw(e: &BytesStart<'_>, key: &[u8], at: u64) -> Result<Option<Vec<u8>>, Error> {
-    for a in e.attributes().with_checks(false) {
-        let a = a.map_err(|err| Error::Xml {
-            position: at,
-            message: err.to_string(),
-        })?;
-        if a.key.as_ref() == key {
-            return Ok(Some(unescape(&a.value)));
-        }
-    }
-    Ok(None)
-}
-
-fn attr_str(e: &BytesStart<'_>, key: &[u8], at: u64) -> Result<Option<String>, Error> {
-    Ok(attr_raw(e, key, at)?.map(decode_text))
-}
-
-fn req(e: &BytesStart<'_>, key: &'static [u8], at: u64) -> Result<String, Error> {
-    attr_str(e, key, at)?.ok_or_else(|| Error::Xml {
-        position: at,
-        message: format!(
-            "missing attribute {} on {}",
-            String::from_utf8_lossy(key),
-            String::from_utf8_lossy(e.name().as_ref())
-        ),
-    })
-}
-
-/// A numeric attribute; absent means 0 (gmetad omits some on summaries).
-fn num<T: std::str::FromStr + Default>(
-    e: &BytesStart<'_>,
-    key: &'static [u8],
-    element: &'static str,
+/// The attributes of one element, as written (borrowed from the event; unescaped when read).
+struct Attrs<'e> {
+    element: &'e [u8],
+    list: Vec<(&'e [u8], std::borrow::Cow<'e, [u8]>)>,
     at: u64,
-) -> Result<T, Error> {
-    match attr_str(e, key, at)? {
-        None => Ok(T::default()),
-        Some(s) => s.trim().parse().map_err(|_| Error::XmlNumber {
+}
+
+impl<'e> Attrs<'e> {
+    fn read(e: &'e BytesStart<'_>, at: u64) -> Result<Attrs<'e>, Error> {
+        let mut list = Vec::with_capacity(12);
+        for a in e.attributes().with_checks(false) {
+            let a = a.map_err(|err| Error::Xml {
+                position: at,
+                message: err.to_string(),
+            })?;
+            list.push((a.key.into_inner(), a.value));
+        }
+        Ok(Attrs {
+            element: e.name().into_inner(),
+            list,
+            at,
+        })
+    }
+
+    /// The first attribute `key`, still escaped.
+    fn raw(&self, key: &[u8]) -> Option<&[u8]> {
+        self.list
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    fn str(&self, key: &[u8]) -> Option<String> {
+        self.raw(key).map(|v| decode_text(unescape(v)))
+    }
+
+    fn req(&self, key: &'static [u8]) -> Result<String, Error> {
+        self.str(key).ok_or_else(|| Error::Xml {
+            position: self.at,
+            message: format!(
+                "missing attribute {} on {}",
+                String::from_utf8_lossy(key),
+                String::from_utf8_lossy(self.element)
+            ),
+        })
+    }
+
+    /// A numeric attribute; absent means 0 (gmetad omits some on summaries).
+    fn num<T: std::str::FromStr + Default>(
+        &self,
+        key: &'static [u8],
+        element: &'static str,
+    ) -> Result<T, Error> {
+        let Some(raw) = self.raw(key) else {
+            return Ok(T::default());
+        };
+        let parse = |b: &[u8]| std::str::from_utf8(b).ok()?.trim().parse().ok();
+        // Numbers are never escaped by gmond; an escaped one still reads as before.
+        let parsed = parse(raw).or_else(|| parse(&unescape(raw)));
+        parsed.ok_or_else(|| Error::XmlNumber {
             element,
             attribute: match key {
                 b"LOCALTIME" => "LOCALTIME",
@@ -208,8 +243,8 @@ fn num<T: std::str::FromStr + Default>(
                 b"GMOND_STARTED" => "GMOND_STARTED",
                 _ => "?",
             },
-            value: s,
-        }),
+            value: decode_text(unescape(raw)),
+        })
     }
 }
 
