@@ -56,6 +56,8 @@ pub struct Query<'a> {
     pub request: Option<&'a MetricFilter>,
     /// Metrics kept while parsing (all without a filter).
     pub keep: Option<&'a MetricFilter>,
+    /// EXTRA_ELEMENTs kept, by NAME (all when `None`).
+    pub extras: Option<&'a [&'a str]>,
 }
 
 /// Reads a feed from `addr` and parses it as it arrives (the document's bytes are never held
@@ -87,7 +89,11 @@ fn read_cluster_within(
             })?;
     }
     let mut input = BufReader::with_capacity(64 << 10, stream.take(max_bytes + 1));
-    let doc = ganglia_wire::xml::read_document_from(&mut input, query.keep);
+    let opts = ganglia_wire::xml::ReadOptions {
+        keep: query.keep,
+        extras: query.extras,
+    };
+    let doc = ganglia_wire::xml::read_document_with(&mut input, &opts);
     if input.get_ref().limit() == 0 {
         return Err(BalancerError::Snapshot(format!(
             "feed from {addr} exceeds {max_bytes} bytes"
@@ -182,6 +188,7 @@ mod tests {
         let q = Query {
             request: Some(&want),
             keep: Some(&want),
+            extras: None,
         };
         let c = read_cluster(&addr, q, Duration::from_secs(10), Duration::from_secs(10)).unwrap();
         assert_eq!(t.join().unwrap(), b"METRICS vnode_*\n");

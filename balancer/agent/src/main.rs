@@ -434,6 +434,8 @@ impl Feeds {
             request: self.query.then_some(filter),
             // Kept on a query channel too: a peer that sends more than asked gains nothing.
             keep: Some(filter),
+            // Of gmond's extras the agent reads only gmond-rs's authentication mark.
+            extras: Some(&[ganglia_wire::auth::XML_MARK]),
         };
         Ok(feed::read_cluster(
             &self.addr,

@@ -4,7 +4,7 @@
 pub mod reader;
 pub mod writer;
 
-pub use reader::{read_document, read_document_from};
+pub use reader::{read_document, read_document_from, read_document_with, ReadOptions};
 pub use writer::{
     write_document, ClusterAttrs, ExtraPair, HostAttrs, MetricAttrs, PreparedMetric, SlopeText,
     Val, WriteOptions, XmlWriter, DTD,

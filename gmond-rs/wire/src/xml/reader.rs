@@ -28,10 +28,26 @@ pub fn read_document_from<R: BufRead>(
     input: R,
     keep: Option<&MetricFilter>,
 ) -> Result<Document, Error> {
+    read_document_with(input, &ReadOptions { keep, extras: None })
+}
+
+/// What [`read_document_with`] keeps.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadOptions<'a> {
+    /// The metrics kept (all without a filter).
+    pub keep: Option<&'a MetricFilter>,
+    /// The EXTRA_ELEMENTs kept, by NAME (all when `None`): a reader that needs none of
+    /// gmond's GROUP, TITLE and DESC saves three pairs of strings per metric.
+    pub extras: Option<&'a [&'a str]>,
+}
+
+/// [`read_document_from`] with every option.
+pub fn read_document_with<R: BufRead>(input: R, opts: &ReadOptions<'_>) -> Result<Document, Error> {
     let mut reader = Reader::from_reader(input);
     reader.config_mut().trim_text(true);
     let mut st = State {
-        keep,
+        keep: opts.keep,
+        extras: opts.extras,
         ..State::default()
     };
     let mut buf = Vec::new();
@@ -67,6 +83,7 @@ pub fn read_document_from<R: BufRead>(
 #[derive(Default)]
 struct State<'f> {
     keep: Option<&'f MetricFilter>,
+    extras: Option<&'f [&'f str]>,
     doc: Document,
     seen_root: bool,
     cluster: Option<Cluster>,
@@ -140,6 +157,12 @@ impl State<'_> {
                 });
             }
             _ => {
+                if let Some(list) = self.extras {
+                    let named = a.raw(b"NAME");
+                    if !named.is_some_and(|n| list.iter().any(|x| x.as_bytes() == n)) {
+                        return Ok(());
+                    }
+                }
                 if let Some(m) = self.metric.as_mut() {
                     m.extra.push((
                         a.str(b"NAME").unwrap_or_default(),
@@ -352,6 +375,35 @@ mod tests {
         // load_one's GROUP extra went with it, not to a neighbour.
         assert_eq!(h.metrics[0].extra, [("GROUP".into(), "balancer".into())]);
         assert_eq!((h.name.as_str(), h.tn), ("h1", 1));
+    }
+
+    #[test]
+    fn only_the_extras_asked_for_are_kept() {
+        let opts = ReadOptions {
+            keep: None,
+            extras: Some(&["GROUP"]),
+        };
+        let doc = read_document_with(DOC, &opts).unwrap();
+        let h = &doc.clusters[0].hosts[0];
+        assert_eq!(h.metrics.len(), 3);
+        assert_eq!(
+            h.metrics[0].extra,
+            [("GROUP".to_string(), "load".to_string())]
+        );
+        let none = read_document_with(
+            DOC,
+            &ReadOptions {
+                keep: None,
+                extras: Some(&[]),
+            },
+        )
+        .unwrap();
+        assert!(none.clusters[0].hosts[0]
+            .metrics
+            .iter()
+            .all(|m| m.extra.is_empty()));
+        // Without a list every extra stays (this document has GROUP extras only).
+        assert_eq!(read_document(DOC).unwrap(), doc);
     }
 
     #[test]
