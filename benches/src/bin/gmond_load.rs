@@ -449,18 +449,17 @@ fn main() {
 
 /// `--bare-recv UDP TCP BUFFER`: the floor under any receiver. The receive loop of gmond-rs
 /// (benches' view of `gmond_rs::ingest`) without decoding, verifying or storing: `recvmmsg` of
-/// up to 64 datagrams into 1,473-byte slots, one clock read per batch, and the same adaptive
-/// pause (after a batch that did not fill, sleep for as long as 32 more take to arrive at the
-/// rate just seen, at most 1 ms, unless the call already waited that long). TCP connections
+/// up to `ingest::BATCH` datagrams into 1,473-byte slots, one clock read per batch, and the same
+/// adaptive pause (after a batch that did not fill, sleep for as long as `ingest::TARGET` more
+/// take to arrive at the rate just seen, at most `ingest::MAX_PAUSE`, unless the call already
+/// waited that long; gmond-rs's own constants). TCP connections
 /// are accepted and closed, so the harness sees it start. Never returns.
 fn bare_recv(udp: u16, tcp: u16, buffer: Option<u32>) -> ! {
+    use gmond_rs::ingest::{BATCH, MAX_PAUSE, TARGET};
     use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrIn};
     use std::io::IoSliceMut;
     use std::os::fd::AsRawFd;
-    const BATCH: usize = 64;
     const SLOT: usize = 1473;
-    const TARGET: u32 = 32;
-    const MAX_PAUSE: Duration = Duration::from_millis(1);
     let sock = UdpSocket::bind(("127.0.0.1", udp)).unwrap();
     if let Some(b) = buffer {
         socket2::SockRef::from(&sock)
