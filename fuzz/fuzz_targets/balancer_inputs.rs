@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
                 trends: &trends,
                 history: &history,
                 now: s.time,
+                wall_s: s.time,
             });
         }
     }
