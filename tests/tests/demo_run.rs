@@ -378,8 +378,10 @@ fn feed_shows_every_host_and_the_balancer_moves_a_vm() {
 
 #[test]
 fn a_taken_port_falls_back_with_a_clear_message() {
-    let taken = free_port();
-    let _holder = TcpListener::bind(("127.0.0.1", taken)).unwrap();
+    // Held from the start (a port picked free and bound later can be taken in between by
+    // another test running in parallel).
+    let holder = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let taken = holder.local_addr().unwrap().port();
     let demo = Demo::start(&[
         "--port",
         &taken.to_string(),
