@@ -38,6 +38,19 @@ lvt_is_proc() {
   grep -qa -- "$want" "/proc/$pid/cmdline" 2>/dev/null
 }
 
+# Whether PID, a child of this shell, still runs. By state and parent, not by command line:
+# while a child execs (the subshell becomes nsenter, nsenter becomes libvirtd) its cmdline
+# reads empty for a moment, and a check by name then took a starting libvirtd for a dead one
+# (a CI run failed so). The parent check keeps a PID reused after bash reaped the child from
+# passing for it.
+lvt_child_alive() {
+  local pid=$1 st
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  st=$(cat "/proc/$pid/status" 2>/dev/null) || return 1
+  grep -q '^State:[[:space:]]*Z' <<<"$st" && return 1
+  grep -q "^PPid:[[:space:]]*$$\$" <<<"$st"
+}
+
 # Stops PID (if it still runs WANT): TERM, up to ~5 s, then KILL.
 lvt_stop_pid() {
   local pid=$1 want=$2 n

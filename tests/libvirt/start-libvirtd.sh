@@ -39,10 +39,10 @@ for attempt in 1 2 3; do
   start
   for _ in $(seq 1 300); do
     if virsh -c "$uri" uri >/dev/null 2>&1; then exit 0; fi
-    lvt_is_proc "$pid" libvirtd || break
+    lvt_child_alive "$pid" || break
     sleep 0.1
   done
-  lvt_is_proc "$pid" libvirtd && break
+  lvt_child_alive "$pid" && break
   lvt_log "host $i: libvirtd exited at start (attempt $attempt)"
   sleep 1
 done
