@@ -48,13 +48,31 @@ const TABLE: [Cloudsim; 4] = [
 const BAR: f64 = 0.15;
 
 fn planetlab(policy: &str) -> Report {
-    let sc = builtin_scenario("planetlab", None, 1).unwrap();
-    simulate(
-        &sc,
-        &PolicySpec::builtin(policy).unwrap(),
-        &SimOptions::default(),
-    )
-    .unwrap()
+    planetlab_day(policy, DAY_1)
+}
+
+/// The day the table above is of, and the one shipped beside it that no policy was tuned on.
+const DAY_1: &str = "20110303";
+const DAY_2: &str = "20110309";
+
+fn planetlab_day(policy: &str, day: &str) -> Report {
+    simulate_day(&PolicySpec::builtin(policy).unwrap(), day)
+}
+
+fn simulate_day(spec: &PolicySpec, day: &str) -> Report {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../metrics/data/planetlab")
+        .join(day);
+    let sc = builtin_scenario("planetlab", Some(&dir), 1).unwrap();
+    simulate(&sc, spec, &SimOptions::default()).unwrap()
+}
+
+/// IQR-MMT-1.5 with memory checked as the agent's policies check it.
+fn iqr_with_memory(day: &str) -> Report {
+    let mut spec = PolicySpec::builtin("iqr-mmt-1.5").unwrap();
+    spec.constraints.check_memory = true;
+    spec.constraints.mem_reserve_frac = 0.05;
+    simulate_day(&spec, day)
 }
 
 fn within(what: &str, ours: f64, theirs: f64) -> Option<String> {
@@ -312,11 +330,7 @@ fn consolidate_defaults_save_energy_with_far_fewer_sla_violations_and_migrations
     // The quality goal of issues 6 and 15, on the same day and world as the fidelity table.
     let none = planetlab("none");
     let iqr = planetlab("iqr-mmt-1.5");
-    let mut spec = PolicySpec::builtin("iqr-mmt-1.5").unwrap();
-    spec.constraints.check_memory = true;
-    spec.constraints.mem_reserve_frac = 0.05;
-    let sc = builtin_scenario("planetlab", None, 1).unwrap();
-    let iqr_mem = simulate(&sc, &spec, &SimOptions::default()).unwrap();
+    let iqr_mem = iqr_with_memory(DAY_1);
     let ours = planetlab("consolidate");
     let miss = quality_misses(&ours, &none, &iqr, &iqr_mem);
     assert!(miss.is_empty(), "consolidate misses: {}", miss.join("; "));
@@ -348,4 +362,74 @@ fn lrr_mmt_1_2_reproduces_cloudsim_within_15_percent() {
     .flatten()
     .collect();
     assert!(errs.is_empty(), "lrr: {}", errs.join("; "));
+}
+
+#[test]
+fn consolidate_meets_the_same_bars_on_a_day_it_was_not_tuned_on() {
+    // Every threshold of consolidate.toml was chosen on 20110303; 20110309 (1,061 VMs, a
+    // lighter day) checks that the quality bars do not hold by fitting one day.
+    let none = planetlab_day("none", DAY_2);
+    let iqr = planetlab_day("iqr-mmt-1.5", DAY_2);
+    let iqr_mem = iqr_with_memory(DAY_2);
+    let ours = planetlab_day("consolidate", DAY_2);
+    assert_eq!(ours.vms, 1061, "not the second day's trace");
+    let miss = quality_misses(&ours, &none, &iqr, &iqr_mem);
+    assert!(
+        miss.is_empty(),
+        "consolidate misses on {DAY_2}: {}",
+        miss.join("; ")
+    );
+    let miss = quality_misses(&none, &none, &iqr, &iqr_mem);
+    assert!(miss.iter().any(|m| m.starts_with("energy")), "{miss:?}");
+}
+
+#[test]
+fn the_energy_floor_prices_the_demand_at_the_best_watts_per_mhz() {
+    // One 1,000 MHz G4 host: its best watts per MHz is at full load, 117 W / 1,000 MHz. The VM
+    // asks 500 -> 700 MHz over [300, 600) and 700 over [600, 900): 0.117 * (600 + 700) * 300
+    // W s, against the trapezoid energy (102 + 108) / 2 * 300 + 108 * 300 that it really costs.
+    let sc = cloudsim_micro(vec![traced("v", "h0", &[0.1, 0.5, 0.7, 0.7])], 1, 1200);
+    let r = simulate(
+        &sc,
+        &PolicySpec::builtin("none").unwrap(),
+        &SimOptions::default(),
+    )
+    .unwrap();
+    let want = 0.117 * (600.0 + 700.0) * 300.0 / 3.6e6;
+    assert!(
+        (r.energy_floor_kwh / want - 1.0).abs() < 1e-6,
+        "{} vs {want}",
+        r.energy_floor_kwh
+    );
+    assert!(r.energy_kwh > r.energy_floor_kwh);
+}
+
+/// AFED-EF (Zhou et al. 2021): the lowest energy published for this setup that we know of
+/// (CloudSim, 800 hosts, 1,052 VMs of day 20110303).
+const AFED_EF_KWH: f64 = 73.57;
+
+#[test]
+fn no_policy_beats_the_energy_floor_and_afed_ef_s_published_energy_lies_below_it() {
+    // The floor is a bound only if no run that serves its demand goes below it; and it is the
+    // measured reason no policy here can match AFED-EF's energy: in CloudSim's world as this
+    // simulator reproduces it (fidelity table above), serving day 20110303's demand at the
+    // best watts per MHz of any host takes more than AFED-EF reports.
+    for day in [DAY_1, DAY_2] {
+        let floor = planetlab_day("none", day).energy_floor_kwh;
+        for p in ["none", "iqr-mmt-1.5", "lr-mmt-1.2", "consolidate"] {
+            let r = planetlab_day(p, day);
+            assert!(
+                r.energy_kwh >= r.energy_floor_kwh && r.energy_floor_kwh >= 0.95 * floor,
+                "{p} on {day}: energy {:.1} kWh, its floor {:.1}, none's floor {floor:.1}",
+                r.energy_kwh,
+                r.energy_floor_kwh
+            );
+        }
+        if day == DAY_1 {
+            assert!(
+                floor > 1.2 * AFED_EF_KWH,
+                "floor {floor:.1} kWh: AFED-EF's {AFED_EF_KWH} is reachable"
+            );
+        }
+    }
 }

@@ -17,19 +17,50 @@ pub(super) struct Capacity {
     pub cap: Vec<f64>,
     /// The curve the host's energy is priced with.
     pub power: Vec<PowerCurve>,
+    /// The fewest watts per MHz any host spends at any load: what the energy floor prices
+    /// demand at.
+    pub best_w_per_mhz: f64,
+    /// MHz of the fastest host CPU: the most one vCPU can get anywhere.
+    pub max_pe_mhz: f64,
 }
 
 impl Capacity {
     pub fn of(c: &SimCluster, sc: &Scenario) -> Capacity {
         let hosts = c.hosts();
+        let pe_mhz: Vec<f64> = hosts.iter().map(|h| f64::from(h.mhz)).collect();
+        let cap: Vec<f64> = hosts
+            .iter()
+            .map(|h| f64::from(h.cpus) * f64::from(h.mhz))
+            .collect();
+        let power: Vec<PowerCurve> = (0..hosts.len()).map(|h| power_of(sc, h)).collect();
         Capacity {
-            pe_mhz: hosts.iter().map(|h| f64::from(h.mhz)).collect(),
-            cap: hosts
-                .iter()
-                .map(|h| f64::from(h.cpus) * f64::from(h.mhz))
-                .collect(),
-            power: (0..hosts.len()).map(|h| power_of(sc, h)).collect(),
+            best_w_per_mhz: best_w_per_mhz(&cap, &power),
+            max_pe_mhz: pe_mhz.iter().copied().fold(0.0, f64::max),
+            pe_mhz,
+            cap,
+            power,
         }
+    }
+}
+
+/// The least watts per MHz of work over every host and load. The curves are linear between
+/// their 10 % points with positive idle power, so watts / MHz falls along each piece and its
+/// least value lies on a 10 % point; a 1 % grid covers those.
+fn best_w_per_mhz(cap: &[f64], power: &[PowerCurve]) -> f64 {
+    let mut best = f64::INFINITY;
+    for (c, p) in cap.iter().zip(power) {
+        if *c <= 0.0 {
+            continue;
+        }
+        for pct in 1..=100u32 {
+            let u = f64::from(pct) / 100.0;
+            best = best.min(p.watts(u) / (u * c));
+        }
+    }
+    if best.is_finite() {
+        best
+    } else {
+        0.0
     }
 }
 
@@ -53,6 +84,9 @@ pub(super) struct Totals {
     pub high_s: f64,
     /// Sum over ticks of the hosts active at any time in the tick.
     pub active_host_ticks: f64,
+    /// Watt-seconds the running VMs' demand costs at the best watts per MHz of any host (see
+    /// [`Report::energy_floor_kwh`]).
+    pub floor_ws: f64,
 }
 
 impl Totals {
@@ -62,6 +96,7 @@ impl Totals {
         r.overload_host_s = self.overload_s;
         r.high_util_host_s = self.high_s;
         r.energy_kwh = self.energy_ws / 3.6e6;
+        r.energy_floor_kwh = self.floor_ws / 3.6e6;
         r.slatah = ratio(self.sla_time, self.active_time);
         r.pdm = ratio(self.unmet_mig, self.req);
         r.unmet_demand = ratio(self.unmet, self.req);

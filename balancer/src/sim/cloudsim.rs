@@ -70,6 +70,12 @@ pub(super) fn account(
             .filter(|g| !gone[g.vm] && g.start_ms <= a && a < g.end_ms)
             .map(|g| (g.vm, g.host))
             .collect();
+        let serve = |dem: &[f64]| -> f64 {
+            rows.iter()
+                .map(|&(d, _, _)| dem[d].min(hosts.max_pe_mhz))
+                .sum()
+        };
+        tot.floor_ws += (serve(&dem_a) + serve(&dem_b)) / 2.0 * hosts.best_w_per_mhz * dt;
         let start = alloc(&rows, &live, &dem_a, hosts);
         let end = alloc(&rows, &live, &dem_b, hosts);
         charge_hosts(sc, hosts, &start, &end.util, dt, &mut active, tot);

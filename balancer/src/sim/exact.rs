@@ -24,6 +24,7 @@ pub(super) fn account(
         let (a, b) = (w[0], w[1]);
         let dt = (b - a) as f64 / 1000.0;
         let load = Load::at(c, t_ms, a, &hosts.pe_mhz);
+        tot.floor_ws += load.servable(hosts.max_pe_mhz) * hosts.best_w_per_mhz * dt;
         let granted = load.grant(&hosts.cap, dt, tot);
         for h in 0..hosts.cap.len() {
             if !c.hosts()[h].up {
@@ -67,6 +68,8 @@ struct Load {
     req: Vec<f64>,
     /// Requested MHz per host with each VM capped at its vCPUs' worth of CPUs.
     alloc_req: Vec<f64>,
+    /// vCPUs of the VM of each row that is not a reserve.
+    vcpus: Vec<f64>,
 }
 
 impl Load {
@@ -77,6 +80,7 @@ impl Load {
             rows: Vec::with_capacity(c.domains().len()),
             req: vec![0.0; nh],
             alloc_req: vec![0.0; nh],
+            vcpus: Vec::with_capacity(c.domains().len()),
         };
         for (d, dom) in c.domains().iter().enumerate() {
             if !c.hosts()[dom.host].up || dom.state != DomainState::Running {
@@ -94,6 +98,7 @@ impl Load {
             let capped = dem.min(vcpus * pe_mhz[src]);
             l.req[src] += dem;
             l.alloc_req[src] += capped;
+            l.vcpus.push(vcpus);
             if let Some(m) = migrating {
                 l.rows.push((src, dem, capped, Row::MigratingOut));
                 let cd = dem.min(vcpus * pe_mhz[m.dest]);
@@ -105,6 +110,17 @@ impl Load {
             }
         }
         l
+    }
+
+    /// The most of the VMs' demand any placement could serve: each VM capped at its vCPUs'
+    /// worth of the fastest host CPU.
+    fn servable(&self, max_pe_mhz: f64) -> f64 {
+        self.rows
+            .iter()
+            .filter(|r| r.3 != Row::Reserve)
+            .zip(&self.vcpus)
+            .map(|(&(_, dem, _, _), v)| dem.min(v * max_pe_mhz))
+            .sum()
     }
 
     /// MHz granted per host, scaling every share on an oversubscribed host; adds what the VMs

@@ -17,6 +17,13 @@ pub struct Report {
     pub vms: usize,
     /// Energy, kWh (host power integrated while the host has load).
     pub energy_kwh: f64,
+    /// The least energy, kWh, that could have served all the CPU the running VMs asked for in
+    /// this run: their demand (each vCPU capped at the fastest host CPU) priced at the best
+    /// watts per MHz of any host at any load, as if work split freely between hosts running
+    /// at their most efficient load. No placement that serves all demand uses less; a run
+    /// below it left demand unserved.
+    #[serde(default)]
+    pub energy_floor_kwh: f64,
     /// Migrations started.
     pub migrations: u64,
     /// Migrations started, per reason tag.
