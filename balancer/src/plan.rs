@@ -182,6 +182,36 @@ pub struct WhyNone {
     pub in_flight: Option<(usize, usize)>,
 }
 
+/// One candidate move a gate refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedMove {
+    /// VM.
+    pub vm: String,
+    /// Its host.
+    pub from: String,
+    /// The destination tried; None when no destination passed (the gate named is the one
+    /// that refused the least loaded candidate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The gate (as in [`Plan::refused`]).
+    pub gate: String,
+}
+
+/// What the plan does to the cluster, by the planner's own model: CPU utilisation spread and
+/// power draw before the round and after its moves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Effect {
+    /// Standard deviation of CPU utilisation over the hosts that are up, before.
+    pub sigma_before: f64,
+    /// The same after the moves.
+    pub sigma_after: f64,
+    /// Watts drawn by the hosts carrying VMs (by their power curves; an empty host is
+    /// counted as switched off), before.
+    pub watts_before: f64,
+    /// The same after the moves.
+    pub watts_after: f64,
+}
+
 /// A policy's decision for one round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Plan {
@@ -198,6 +228,17 @@ pub struct Plan {
     /// Set exactly when there are no moves: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub why_none: Option<WhyNone>,
+    /// The refused candidates one by one, the first [`Plan::MAX_REFUSED_LISTED`] of the round
+    /// (`refused` keeps the full counts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused_moves: Vec<RefusedMove>,
+    /// Spread and power before and after the moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<Effect>,
+    /// Every test the policy ran this round, moves or not (filled for verbose explanations
+    /// only: `why_none` carries them when nothing moves).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
 }
 
 /// Rounds to 6 decimals so that plans print the same everywhere and stay readable.
@@ -210,6 +251,10 @@ pub fn r6(x: f64) -> f64 {
 }
 
 impl Plan {
+    /// Refused candidates listed one by one per round; a round of a large cluster can refuse
+    /// thousands, and their counts are in `refused`.
+    pub const MAX_REFUSED_LISTED: usize = 64;
+
     /// Canonical JSON (field order fixed by the types, floats rounded, no maps with random
     /// order): byte-identical for identical input.
     pub fn to_json(&self) -> String {
@@ -218,6 +263,13 @@ impl Plan {
 
     /// Human-readable explanation, one line per move and note.
     pub fn explain(&self) -> String {
+        self.explain_with(false)
+    }
+
+    /// [`Plan::explain`]; `verbose` adds every refused candidate with its gate and, for every
+    /// host the policy tested, its tests with their figures (detector values and sample
+    /// counts), whether or not anything moved.
+    pub fn explain_with(&self, verbose: bool) -> String {
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -251,8 +303,43 @@ impl Plan {
         for (gate, k) in &self.refused {
             let _ = writeln!(s, "  refused by {gate}: {k}");
         }
+        if let Some(e) = &self.effect {
+            let _ = writeln!(
+                s,
+                "  effect: cpu sigma {:.4} -> {:.4}, power {:.0} W -> {:.0} W ({:.3} -> {:.3} kWh per hour)",
+                e.sigma_before,
+                e.sigma_after,
+                e.watts_before,
+                e.watts_after,
+                e.watts_before / 1000.0,
+                e.watts_after / 1000.0
+            );
+        }
+        if verbose {
+            for r in &self.refused_moves {
+                let _ = writeln!(
+                    s,
+                    "  refused {} {} -> {} by {}",
+                    r.vm,
+                    r.from,
+                    r.to.as_deref().unwrap_or("(no destination passed)"),
+                    r.gate
+                );
+            }
+            let total: u32 = self.refused.iter().map(|(_, k)| k).sum();
+            if total as usize > self.refused_moves.len() {
+                let _ = writeln!(
+                    s,
+                    "  ... {} refusal(s) not listed one by one (counted above)",
+                    total as usize - self.refused_moves.len()
+                );
+            }
+        }
         if self.moves.is_empty() {
-            self.explain_none(&mut s);
+            self.explain_none(&mut s, verbose);
+        } else if verbose && !self.checks.is_empty() {
+            let _ = writeln!(s, "  tests per host, nearest to firing first:");
+            write_checks(&mut s, &self.checks, usize::MAX);
         }
         s
     }
@@ -260,8 +347,9 @@ impl Plan {
     /// Hosts listed by name when nothing qualified: the ones closest to it.
     const CLOSEST: usize = 5;
 
-    /// The "why no move" lines of [`Plan::explain`].
-    fn explain_none(&self, s: &mut String) {
+    /// The "why no move" lines of [`Plan::explain`]; `verbose` lists every host tested, not
+    /// only the closest.
+    fn explain_none(&self, s: &mut String, verbose: bool) {
         let why = self.why_none.clone().unwrap_or_default();
         if self.policy == "none" {
             let _ = writeln!(s, "  why no move: policy none never moves");
@@ -299,19 +387,7 @@ impl Plan {
                 names[..shown].join(", ")
             );
         }
-        // Per host, how near it came: the largest value / threshold among its tests.
-        let mut hosts: Vec<(&str, f64)> = Vec::new();
-        for c in &why.checks {
-            let near = if c.threshold > 0.0 {
-                c.value / c.threshold
-            } else {
-                c.value
-            };
-            match hosts.iter_mut().find(|(h, _)| *h == c.host) {
-                Some(e) => e.1 = e.1.max(near),
-                None => hosts.push((&c.host, near)),
-            }
-        }
+        let hosts = nearness(&why.checks);
         if why.qualified.is_empty() {
             let tested = hosts.iter().filter(|(h, _)| *h != "cluster").count();
             let _ = writeln!(
@@ -325,33 +401,56 @@ impl Plan {
                 if hosts.is_empty() { "" } else { "; closest:" }
             );
         }
-        hosts.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
-        for (h, _) in hosts.iter().take(Self::CLOSEST) {
-            let tests: Vec<String> = why
-                .checks
-                .iter()
-                .filter(|c| c.host == *h)
-                .map(|c| {
-                    format!(
-                        "{} {} {} {}: {}",
-                        c.test,
-                        fmt_fig(c.value),
-                        c.op,
-                        fmt_fig(c.threshold),
-                        if c.fired { "yes" } else { "no" }
-                    )
-                })
-                .collect();
-            let _ = writeln!(s, "    {h}: {}", tests.join("; "));
-        }
-        if hosts.len() > Self::CLOSEST {
-            let _ = writeln!(s, "    ... and {} more", hosts.len() - Self::CLOSEST);
-        }
+        let shown = if verbose { usize::MAX } else { Self::CLOSEST };
+        write_checks(s, &why.checks, shown);
     }
 
     /// Keys of the notes, for recording in the history.
     pub fn note_keys(&self) -> BTreeSet<String> {
         self.notes.iter().map(|n| n.key.clone()).collect()
+    }
+}
+
+/// Per host (or `cluster`), how near its tests came to firing: the largest value / threshold.
+fn nearness(checks: &[Check]) -> Vec<(&str, f64)> {
+    let mut hosts: Vec<(&str, f64)> = Vec::new();
+    for c in checks {
+        let near = if c.threshold > 0.0 {
+            c.value / c.threshold
+        } else {
+            c.value
+        };
+        match hosts.iter_mut().find(|(h, _)| *h == c.host) {
+            Some(e) => e.1 = e.1.max(near),
+            None => hosts.push((&c.host, near)),
+        }
+    }
+    hosts
+}
+
+/// One line per host with its tests, nearest to firing first, at most `shown` hosts.
+fn write_checks(s: &mut String, checks: &[Check], shown: usize) {
+    let mut hosts = nearness(checks);
+    hosts.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    for (h, _) in hosts.iter().take(shown) {
+        let tests: Vec<String> = checks
+            .iter()
+            .filter(|c| c.host == *h)
+            .map(|c| {
+                format!(
+                    "{} {} {} {}: {}",
+                    c.test,
+                    fmt_fig(c.value),
+                    c.op,
+                    fmt_fig(c.threshold),
+                    if c.fired { "yes" } else { "no" }
+                )
+            })
+            .collect();
+        let _ = writeln!(s, "    {h}: {}", tests.join("; "));
+    }
+    if hosts.len() > shown {
+        let _ = writeln!(s, "    ... and {} more", hosts.len() - shown);
     }
 }
 

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::constraints::Rules;
 use crate::error::BalancerError;
-use crate::plan::{r6, Check, Cost, Move, Note, Plan, Prediction, Reason, WhyNone};
+use crate::plan::{
+    r6, Check, Cost, Effect, Move, Note, Plan, Prediction, Reason, RefusedMove, WhyNone,
+};
 use crate::snapshot::Snapshot;
 use crate::trends::Trends;
 
@@ -80,6 +82,10 @@ pub struct Input<'a> {
     /// Wall-clock time of the decision, epoch seconds (UTC), which the migration windows read:
     /// the agent's `now`; in the simulator the scenario's `start_epoch` plus `now`.
     pub wall_s: u64,
+    /// Keep every test the policy ran in the plan, moves or not, and the refused candidates
+    /// one by one (`plan --explain`, `simulate --verbose`); off in the agent's rounds, which
+    /// then pay only for the counts.
+    pub verbose: bool,
 }
 
 /// The `[planner]` section of a policy file (defaults and ranges documented in
@@ -281,6 +287,9 @@ pub struct Planner<'a> {
     moves: Vec<Move>,
     notes: Vec<Note>,
     refused: BTreeMap<Refusal, u32>,
+    /// Refused candidates (VM, destination tried), the first [`Plan::MAX_REFUSED_LISTED`],
+    /// kept when `input.verbose`.
+    refusals: Vec<(usize, Option<usize>, Refusal)>,
     /// Tests the policy ran (host or cluster, test, value, op, threshold, fired), kept as
     /// static text so that a round with moves pays only for the pushes.
     checks: Vec<RawCheck>,
@@ -313,6 +322,7 @@ impl<'a> Planner<'a> {
             moves: Vec::new(),
             notes: Vec::new(),
             refused: BTreeMap::new(),
+            refusals: Vec::new(),
             checks: Vec::new(),
             qualified: Vec::new(),
             window_open: rules.windows.open_at(input.wall_s),
@@ -440,6 +450,15 @@ impl<'a> Planner<'a> {
         r
     }
 
+    /// Counts a refusal of moving VM `v` (to `dst`, or to any host when None) and, in a
+    /// verbose round, lists it.
+    pub fn refuse_vm(&mut self, v: usize, dst: Option<usize>, r: Refusal) -> Refusal {
+        if self.input.verbose && self.refusals.len() < Plan::MAX_REFUSED_LISTED {
+            self.refusals.push((v, dst, r));
+        }
+        self.refuse(r)
+    }
+
     /// Adds a note unless its key was already reported.
     pub fn note(&mut self, key: String, message: String) {
         if !self.input.history.reported.contains(&key) && !self.notes.iter().any(|n| n.key == key) {
@@ -545,7 +564,7 @@ impl<'a> Planner<'a> {
         kind: MoveKind,
     ) -> Result<(), Refusal> {
         if let Err(r) = self.check(v, dst, gain, dst_max_util, kind) {
-            return Err(self.refuse(r));
+            return Err(self.refuse_vm(v, Some(dst), r));
         }
         self.commit(v, dst, reason, gain);
         Ok(())
@@ -868,32 +887,111 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// The tests the policy ran, with host names.
+    fn named_checks(&self) -> Vec<Check> {
+        let s = self.snap();
+        let name = |h: Option<usize>| {
+            h.and_then(|h| s.hosts.get(h))
+                .map_or_else(|| "cluster".to_string(), |x| x.name.clone())
+        };
+        self.checks
+            .iter()
+            .map(|&(h, test, value, op, threshold, fired)| Check {
+                host: name(h),
+                test: test.to_string(),
+                value: r6(value),
+                op: op.to_string(),
+                threshold: r6(threshold),
+                fired,
+            })
+            .collect()
+    }
+
+    /// CPU spread and power of the hosts with CPU load `cpu` (MHz per host).
+    fn spread_and_power(&self, cpu: &[f64]) -> (f64, f64) {
+        let s = self.snap();
+        let mut utils = Vec::with_capacity(s.hosts.len());
+        let mut watts = 0.0;
+        for (h, host) in s.hosts.iter().enumerate() {
+            if !host.up {
+                continue;
+            }
+            let cap = host.cpu_mhz();
+            let u = if cap > 0.0 { cpu[h] / cap } else { 0.0 };
+            utils.push(u);
+            // An empty host is switched off, as the simulator's energy counts it.
+            if cpu[h] > 0.0 {
+                watts += host.power_curve().watts(u);
+            }
+        }
+        let n = utils.len().max(1) as f64;
+        let mean = utils.iter().sum::<f64>() / n;
+        let var = utils.iter().map(|u| (u - mean) * (u - mean)).sum::<f64>() / n;
+        (var.sqrt(), watts)
+    }
+
+    /// Spread and power before the round (the snapshot's placement, migrations in flight
+    /// booked at their destinations) and after its moves.
+    fn effect(&self) -> Effect {
+        let s = self.snap();
+        let mut before = self.cpu.clone();
+        for m in &self.moves {
+            // Undo the moves on the working placement.
+            if let (Some(v), Some(f), Some(t)) = (
+                s.vm_index(&m.vm),
+                s.host_index(&m.from),
+                s.host_index(&m.to),
+            ) {
+                let d = s.vms[v].cpu_demand_mhz;
+                before[t] -= d;
+                before[f] += d;
+            }
+        }
+        let (sigma_before, watts_before) = self.spread_and_power(&before);
+        let (sigma_after, watts_after) = self.spread_and_power(&self.cpu);
+        Effect {
+            sigma_before: r6(sigma_before),
+            sigma_after: r6(sigma_after),
+            watts_before: r6(watts_before),
+            watts_after: r6(watts_after),
+        }
+    }
+
     /// Finishes the plan.
     pub fn finish(self, policy: &str) -> Plan {
-        let why_none = self.moves.is_empty().then(|| {
-            let s = self.snap();
-            let name = |h: Option<usize>| {
-                h.and_then(|h| s.hosts.get(h))
-                    .map_or_else(|| "cluster".to_string(), |x| x.name.clone())
-            };
-            WhyNone {
-                qualified: self.qualified.iter().map(|&h| name(h)).collect(),
-                checks: self
-                    .checks
+        let why_none = self.moves.is_empty().then(|| WhyNone {
+            qualified: {
+                let s = self.snap();
+                self.qualified
                     .iter()
-                    .map(|&(h, test, value, op, threshold, fired)| Check {
-                        host: name(h),
-                        test: test.to_string(),
-                        value: r6(value),
-                        op: op.to_string(),
-                        threshold: r6(threshold),
-                        fired,
+                    .map(|&h| {
+                        h.and_then(|h| s.hosts.get(h))
+                            .map_or_else(|| "cluster".to_string(), |x| x.name.clone())
                     })
-                    .collect(),
-                in_flight: (!self.qualified.is_empty() && !self.budget_left())
-                    .then_some((self.in_flight, self.cfg.max_parallel)),
-            }
+                    .collect()
+            },
+            checks: self.named_checks(),
+            in_flight: (!self.qualified.is_empty() && !self.budget_left())
+                .then_some((self.in_flight, self.cfg.max_parallel)),
         });
+        let verbose = self.input.verbose;
+        let checks = if verbose && !self.moves.is_empty() {
+            self.named_checks()
+        } else {
+            Vec::new()
+        };
+        let effect = verbose.then(|| self.effect());
+        let s = self.snap();
+        let refused_moves = self
+            .refusals
+            .iter()
+            .map(|&(v, dst, r)| RefusedMove {
+                vm: s.vms[v].name.clone(),
+                from: s.hosts[self.vm_host[v]].name.clone(),
+                to: dst.map(|d| s.hosts[d].name.clone()),
+                gate: r.name().to_string(),
+            })
+            .collect();
         Plan {
             policy: policy.to_string(),
             time: self.input.snapshot.time,
@@ -905,6 +1003,9 @@ impl<'a> Planner<'a> {
                 .map(|(r, n)| (r.name().to_string(), n))
                 .collect(),
             why_none,
+            refused_moves,
+            effect,
+            checks,
         }
     }
 }
@@ -957,6 +1058,7 @@ mod tests {
                 history,
                 now,
                 wall_s: now,
+                verbose: false,
             },
             &rules,
             cfg,
@@ -1030,6 +1132,7 @@ mod tests {
                 history: &history,
                 now: 10_000,
                 wall_s: 10_000,
+                verbose: false,
             },
             &rules,
             &cfg,

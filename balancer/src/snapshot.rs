@@ -13,6 +13,10 @@ use crate::view::{ReadOptions, VnodeView};
 pub struct PowerCurve(pub [f64; 11]);
 
 impl PowerCurve {
+    /// Generic curve for a host that has none: 60 % of peak when idle, linear.
+    pub const GENERIC: PowerCurve = PowerCurve([
+        120.0, 128.0, 136.0, 144.0, 152.0, 160.0, 168.0, 176.0, 184.0, 192.0, 200.0,
+    ]);
     /// HP ProLiant ML110 G4 (Xeon 3040), SPECpower, as used by CloudSim.
     pub const G4: PowerCurve = PowerCurve([
         86.0, 89.4, 92.6, 96.0, 99.5, 102.0, 106.0, 108.0, 112.0, 114.0, 117.0,
@@ -62,6 +66,11 @@ impl HostState {
     /// CPU capacity in MHz.
     pub fn cpu_mhz(&self) -> f64 {
         f64::from(self.cpus) * self.mhz
+    }
+
+    /// The host's power curve, or the generic one.
+    pub fn power_curve(&self) -> &PowerCurve {
+        self.power.as_ref().unwrap_or(&PowerCurve::GENERIC)
     }
 }
 

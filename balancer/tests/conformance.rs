@@ -209,6 +209,7 @@ fn balanced_cluster_gets_no_moves() {
             history: &history,
             now: s.time,
             wall_s: s.time,
+            verbose: false,
         });
         assert!(
             plan.moves.is_empty(),
@@ -283,6 +284,7 @@ fn no_move_ever_breaks_a_constraint() {
                 history: &history,
                 now: s.time,
                 wall_s: s.time,
+                verbose: false,
             });
             // Replay the plan and check every hard rule after each move.
             let mut place: Vec<usize> = s.vms.iter().map(|v| v.host_idx).collect();
@@ -381,6 +383,7 @@ fn same_input_gives_byte_identical_plans() {
                     history: &history,
                     now: s.time,
                     wall_s: s.time,
+                    verbose: false,
                 })
                 .to_json();
             let b = spec
@@ -391,6 +394,7 @@ fn same_input_gives_byte_identical_plans() {
                     history: &history,
                     now: s.time,
                     wall_s: s.time,
+                    verbose: false,
                 })
                 .to_json();
             assert_eq!(a, b, "{} is not deterministic", spec.policy);
@@ -418,6 +422,7 @@ fn compositions_of_shipped_parts_plan_as_the_files() {
             history: &history,
             now: s.time,
             wall_s: s.time,
+            verbose: false,
         };
         for (name, parts) in presets {
             let file = balancer::policy::builtin_file(name).unwrap();
@@ -499,6 +504,7 @@ fn every_policy_honours_exclusion_and_migration_windows() {
             history: &history,
             now: s.time,
             wall_s: s.time,
+            verbose: false,
         })
     };
     let mut tried = Vec::new();
@@ -537,6 +543,7 @@ fn every_policy_honours_exclusion_and_migration_windows() {
             history: &history,
             now: s.time,
             wall_s: s.time + 10 * 3600,
+            verbose: false,
         });
         assert_eq!(open.moves, free.moves, "{}", spec.policy);
     }

@@ -14,6 +14,7 @@ fn run(scenario: &str, policy: &str, tick_s: u64) -> (Report, Recording) {
     let opts = SimOptions {
         seed: 1,
         record: true,
+        ..SimOptions::default()
     };
     let (r, rec) = simulate_recorded(&sc, &PolicySpec::builtin(policy).unwrap(), &opts).unwrap();
     (r, rec.unwrap())

@@ -101,6 +101,7 @@ fn decide(c: &mut Criterion) {
             history: &history,
             now: snap.time,
             wall_s: snap.time,
+            verbose: false,
         };
         let (mut wall, mut cpu): (Vec<f64>, Vec<f64>) = (0..50)
             .map(|_| {

@@ -1,6 +1,6 @@
 //! Fuzz target: the balancer's user-supplied inputs (snapshot files in JSON or TOML, policy
 //! TOML) are rejected with an error, never a panic; an accepted policy builds and decides on
-//! an accepted snapshot without panicking.
+//! an accepted snapshot without panicking, and its plan explains itself.
 #![no_main]
 use balancer::planner::{History, Input};
 use balancer::policy::PolicySpec;
@@ -25,13 +25,17 @@ fuzz_target!(|data: &[u8]| {
             let mut trends = Trends::new(TrendConfig::default());
             trends.observe(&s);
             let history = History::default();
-            let _ = spec.build().decide(Input {
+            // Verbose too: the explanation (refused candidates, spread and power before and
+            // after) reads the snapshot's figures, which the fuzzer chooses.
+            let plan = spec.build().decide(Input {
                 snapshot: &s,
                 trends: &trends,
                 history: &history,
                 now: s.time,
                 wall_s: s.time,
+                verbose: toml,
             });
+            let _ = plan.explain_with(toml);
         }
     }
 });

@@ -241,6 +241,9 @@ pub struct AgentCore {
     /// Added to `now` for the wall clock the migration windows read (0 but in the simulator,
     /// whose seconds count from the scenario's start).
     wall_offset: u64,
+    /// Plan verbosely (every test, each refused candidate, spread and power): the
+    /// simulator's `--verbose`; the agent's own rounds keep the lean path.
+    verbose_plans: bool,
     /// As leader in `auto`, it last saw no strict majority of the inventory (audited once
     /// per change).
     no_quorum: bool,
@@ -419,6 +422,7 @@ impl AgentCore {
             was_leader: false,
             lean: false,
             wall_offset: 0,
+            verbose_plans: false,
             no_quorum: false,
             conflicts: BTreeSet::new(),
             implausible: BTreeSet::new(),
@@ -683,6 +687,12 @@ impl AgentCore {
     /// scenario start (time inside the core stays relative, as the shell's epoch seconds are).
     pub fn set_wall_clock_offset(&mut self, offset_s: u64) {
         self.wall_offset = offset_s;
+    }
+
+    /// Plans verbosely from now on ([`balancer::planner::Input::verbose`]): the plan in each
+    /// [`RoundReport`] then explains every host's tests and every refused candidate.
+    pub fn set_verbose_plans(&mut self, on: bool) {
+        self.verbose_plans = on;
     }
 
     /// Does the next round need the whole view ([`AgentCore::handle_view`]), or does a
@@ -1439,6 +1449,7 @@ impl AgentCore {
             history: &self.history,
             now,
             wall_s: now.saturating_add(self.wall_offset),
+            verbose: self.verbose_plans,
         });
         for k in plan.note_keys() {
             self.history.reported.insert(k);

@@ -95,6 +95,9 @@ pub struct AgentSim {
     notes: u64,
     keep_audit: bool,
     audit: Vec<Record>,
+    /// Explain every leader's round (`explain`), drained by the engine each tick.
+    explain: bool,
+    explained: Vec<String>,
 }
 
 impl std::fmt::Debug for AgentSim {
@@ -158,6 +161,8 @@ impl AgentSim {
             },
             notes: 0,
             keep_audit: false,
+            explain: false,
+            explained: Vec::new(),
             audit: Vec::new(),
         })
     }
@@ -188,6 +193,17 @@ impl AgentSim {
     /// of a large cluster writes many.
     pub fn keep_audit(mut self, keep: bool) -> AgentSim {
         self.keep_audit = keep;
+        self
+    }
+
+    /// Explains every round a leader plans: the plan as `plan --explain` prints it, then the
+    /// moves the agent's own gates held back (budget, pre-check, cooldowns, ...). The engine
+    /// asks for it with [`balancer::sim::SimOptions::explain`].
+    pub fn explain(mut self, on: bool) -> AgentSim {
+        self.explain = on;
+        for c in &mut self.cores {
+            c.set_verbose_plans(on);
+        }
         self
     }
 
@@ -478,6 +494,17 @@ impl Driver for AgentSim {
             }
             if let Some(p) = &report.plan {
                 self.notes += p.notes.len() as u64;
+                if self.explain {
+                    let mut text =
+                        format!("agent {}: {}", self.cores[i].name(), p.explain_with(true));
+                    for (mv, gate) in &report.skipped {
+                        text.push_str(&format!(
+                            "  held by the agent's {gate} gate: {} {} -> {}\n",
+                            mv.vm, mv.from, mv.to
+                        ));
+                    }
+                    self.explained.push(text);
+                }
             }
             self.run_actions(i, w, Some(&report), &mut claimed, &mut out);
         }
@@ -513,6 +540,10 @@ impl Driver for AgentSim {
                 }
             }
         }
+    }
+
+    fn explanations(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.explained)
     }
 
     fn finish(&mut self, report: &mut Report) {

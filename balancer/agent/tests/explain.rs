@@ -43,6 +43,11 @@ fn vm(name: &str, host: &str, frac: f64, mem_gb: u64) -> VmState {
 
 /// The plan of `policy` for `s` held steady for 10 steps of the policy.
 fn decide(policy: &str, s: &Snapshot) -> Plan {
+    decide_with(policy, s, false)
+}
+
+/// [`decide`], verbose or not.
+fn decide_with(policy: &str, s: &Snapshot, verbose: bool) -> Plan {
     let spec = PolicySpec::builtin(policy).unwrap();
     let mut trends = Trends::new(spec.trend_config());
     for k in 0..10 {
@@ -56,6 +61,7 @@ fn decide(policy: &str, s: &Snapshot) -> Plan {
         history: &History::default(),
         now: s.time,
         wall_s: s.time,
+        verbose,
     })
 }
 
@@ -208,5 +214,193 @@ fn cli_plan_explain_says_why_nothing_moves() {
     assert!(
         text.contains("\"why_none\""),
         "the JSON carries it too: {text}"
+    );
+}
+
+#[test]
+fn a_verbose_plan_lists_each_refused_candidate_every_hosts_tests_and_the_effect() {
+    // hotspot on h0 (2.7 of its CPUs) with h1 short of memory: every candidate is refused.
+    let s = hot_and_nowhere_to_go();
+    let lean = decide("hotspot", &s);
+    assert!(lean.refused_moves.is_empty() && lean.effect.is_none() && lean.checks.is_empty());
+    let plan = decide_with("hotspot", &s, true);
+    assert!(plan.moves.is_empty());
+    let listed = plan.refused_moves.len() as u32;
+    let counted: u32 = plan.refused.iter().map(|(_, k)| k).sum();
+    assert!(listed > 0 && listed <= counted, "{listed} of {counted}");
+    let r = &plan.refused_moves[0];
+    assert_eq!(
+        (r.from.as_str(), r.gate.as_str()),
+        ("h0", "memory"),
+        "{r:?}"
+    );
+    assert!(r.vm.starts_with('v'), "{r:?}");
+    let e = plan.effect.clone().unwrap();
+    assert_eq!(e.sigma_before, e.sigma_after, "nothing moved: {e:?}");
+    assert!(
+        e.watts_before > 0.0 && e.watts_before == e.watts_after,
+        "{e:?}"
+    );
+    let text = plan.explain_with(true);
+    assert!(
+        text.contains(&format!("refused {} h0 -> ", r.vm)) && text.contains(" by memory"),
+        "{text}"
+    );
+    assert!(text.contains("effect: cpu sigma "), "{text}");
+
+    // With room on h1 the plan moves, and the verbose plan still shows every host's tests
+    // (the detector's sample count among them) and a spread that falls.
+    let mut s = s;
+    s.hosts[1].mem_kb = 64 * GB;
+    let plan = decide_with("hotspot", &s, true);
+    assert!(!plan.moves.is_empty());
+    assert!(
+        plan.checks
+            .iter()
+            .any(|c| c.host == "h0" && c.test == "cpu samples over threshold" && c.fired),
+        "{:?}",
+        plan.checks
+    );
+    assert!(
+        plan.checks.iter().any(|c| c.host == "h1"),
+        "{:?}",
+        plan.checks
+    );
+    let e = plan.effect.clone().unwrap();
+    assert!(e.sigma_after < e.sigma_before, "{e:?}");
+    // h1 was empty (switched off) and now carries VMs: the power rises by at least its idle draw.
+    assert!(e.watts_after >= e.watts_before + 120.0, "{e:?}");
+    let text = plan.explain_with(true);
+    assert!(
+        text.contains("tests per host, nearest to firing first:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    h0: cpu samples over threshold 5 >= 3: yes"),
+        "{text}"
+    );
+    assert!(!decide("hotspot", &s).explain().contains("tests per host"));
+}
+
+/// What `simulate --verbose` receives: the explanations, in order, with their times.
+#[derive(Default)]
+struct Collect(Vec<(u64, String)>);
+
+impl balancer::sim::Progress for Collect {
+    fn tick(&mut self, _: &balancer::sim::TickProgress) {}
+    fn explain(&mut self, t_s: u64, text: &str) {
+        self.0.push((t_s, text.to_string()));
+    }
+}
+
+#[test]
+fn the_simulator_explains_every_round_alone_and_through_the_agents_gates() {
+    use balancer::sim::{builtin_scenario, simulate_driven, simulate_with_progress, SimOptions};
+    let sc = builtin_scenario("hot-host", None, 1).unwrap();
+    let spec = PolicySpec::builtin("hotspot").unwrap();
+    let opts = SimOptions {
+        explain: true,
+        ..SimOptions::default()
+    };
+    let mut alone = Collect::default();
+    let (r, _) = simulate_with_progress(&sc, &spec, &opts, &mut alone).unwrap();
+    // One explanation per decision round, each a whole plan.
+    assert_eq!(
+        alone.0.len() as u64,
+        sc.duration_s / sc.tick_s,
+        "{:?}",
+        alone.0.first()
+    );
+    assert!(alone
+        .0
+        .iter()
+        .all(|(_, t)| t.starts_with("policy hotspot at t=")));
+    let first_move = alone
+        .0
+        .iter()
+        .find(|(_, t)| !t.contains(": 0 move(s)"))
+        .unwrap();
+    assert!(
+        first_move.1.contains("effect: cpu sigma "),
+        "{}",
+        first_move.1
+    );
+    assert!(
+        first_move
+            .1
+            .contains("    host-000: cpu samples over threshold"),
+        "{}",
+        first_move.1
+    );
+    // Rounds before the first move say why nothing moved, with host-000's sample count.
+    let before = &alone.0[0].1;
+    assert!(before.contains("why no move: "), "{before}");
+    // Explaining changes nothing about the run.
+    let quiet = balancer::sim::simulate(&sc, &spec, &SimOptions::default()).unwrap();
+    assert_eq!(r.deterministic(), quiet.deterministic());
+
+    // Through the agent: the leader's plans, and the moves its own gates held back.
+    let mut agents = balancer_agent::simulate::AgentSim::new(
+        &sc,
+        &spec,
+        balancer_agent::config::AgentConfig::default(),
+    )
+    .unwrap()
+    .explain(true);
+    let mut gated = Collect::default();
+    simulate_driven(&sc, &spec, &opts, &mut agents, &mut gated).unwrap();
+    assert!(gated
+        .0
+        .iter()
+        .any(|(_, t)| t.starts_with("agent host-000: policy hotspot")));
+    assert!(
+        gated
+            .0
+            .iter()
+            .any(|(_, t)| t.contains("held by the agent's budget gate: vm-")),
+        "{:?}",
+        gated
+            .0
+            .iter()
+            .map(|(_, t)| t.lines().last())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn cli_simulate_verbose_prints_the_rounds_before_the_report() {
+    let out = Command::new(env!("CARGO_BIN_EXE_balancer"))
+        .args([
+            "simulate",
+            "--scenario",
+            "hot-host",
+            "--policy",
+            "hotspot",
+            "--no-agent-gates",
+            "--verbose",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("t=0s policy hotspot at t=0: 0 move(s)"),
+        "{}",
+        &text[..200.min(text.len())]
+    );
+    assert!(
+        text.contains("t=120s policy hotspot at t=120: 4 move(s)"),
+        "{text}"
+    );
+    assert!(text.contains("effect: cpu sigma "), "{text}");
+    // The report follows the explanations.
+    let report_at = text.find("migrations ").unwrap();
+    assert!(
+        report_at > text.rfind("t=").unwrap(),
+        "report before the last round"
     );
 }

@@ -238,7 +238,7 @@ fn beloglazov_worst_fit(c: &Composition, spec: &PolicySpec, p: &mut Planner<'_>)
                 let _ = p.try_move(v, d, reason, gain, target, MoveKind::Balance);
             }
             Err(why) => {
-                p.refuse(why);
+                p.refuse_vm(v, None, why);
             }
         }
     }

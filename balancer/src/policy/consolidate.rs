@@ -213,10 +213,7 @@ impl ConsolidateParams {
     }
 }
 
-/// Generic power curve when a host has none: 60 % of peak when idle, linear.
-const GENERIC: PowerCurve = PowerCurve([
-    120.0, 128.0, 136.0, 144.0, 152.0, 160.0, 168.0, 176.0, 184.0, 192.0, 200.0,
-]);
+const GENERIC: PowerCurve = PowerCurve::GENERIC;
 
 /// The windows of [`ConsolidateParams`] in samples of the histories' step.
 #[derive(Debug, Clone, Copy)]
@@ -1092,7 +1089,7 @@ fn place(ctx: &mut Ctx<'_, '_>, over: &[bool], mut to_move: Vec<(usize, usize, R
             return false;
         }
         let Some(d) = ctx.best_host(v, over) else {
-            ctx.p.refuse(Refusal::NoDestination);
+            ctx.p.refuse_vm(v, None, Refusal::NoDestination);
             continue;
         };
         {
@@ -1208,7 +1205,7 @@ fn underload_pass(ctx: &mut Ctx<'_, '_>, over: &[bool]) {
                 ok
             });
             if !placed {
-                ctx.p.refuse(Refusal::NoDestination);
+                ctx.p.refuse_vm(v, None, Refusal::NoDestination);
                 ok = false;
                 break;
             }

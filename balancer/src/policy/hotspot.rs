@@ -234,7 +234,7 @@ pub(crate) fn relieve(cfg: &HotspotParams, p: &mut Planner<'_>, hot: Vec<Hot>, s
             let d = match p.least_loaded_or_why(v, cfg.target, MoveKind::Balance, gain) {
                 Ok(d) => d,
                 Err(why) => {
-                    p.refuse(why);
+                    p.refuse_vm(v, None, why);
                     continue;
                 }
             };

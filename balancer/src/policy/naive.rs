@@ -69,7 +69,7 @@ pub(crate) fn run(cfg: &NaiveParams, p: &mut Planner<'_>) {
                 let _ = p.try_move(v, d, reason, gain, 1.0, MoveKind::Consolidate);
             }
             Err(why) => {
-                p.refuse(why);
+                p.refuse_vm(v, None, why);
             }
         }
     }

@@ -30,6 +30,10 @@ pub struct SimOptions {
     /// Record per-tick host utilisation and every migration (for `--plot`); off by default so
     /// that ordinary runs pay nothing for it.
     pub record: bool,
+    /// Explain every decision round to [`Progress::explain`] (`simulate --verbose`): each
+    /// host's tests with their figures, every refused candidate with its gate, spread and
+    /// power before and after. Off by default: it costs the rounds their lean path.
+    pub explain: bool,
 }
 
 /// One migration as the plot shows it.
@@ -81,6 +85,11 @@ pub trait Driver {
 
     /// The run is over: the driver adds what its gates did to the report.
     fn finish(&mut self, report: &mut Report);
+
+    /// This tick's decisions explained, when [`SimOptions::explain`] asked for it (drained).
+    fn explanations(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// What the simulated hypervisor did with one move of a [`Driver`].
@@ -248,8 +257,18 @@ fn run_setup(
     for k in 0..run.ticks {
         // A reborrow for this tick only (the trait object's lifetime shortened to it).
         let d = driver.as_mut().map(|d| &mut **d as &mut dyn Driver);
-        if let Some(at) = run.step(k, d)? {
-            progress.tick(&at);
+        let at = run.step(k, d)?;
+        if let Some(at) = &at {
+            if opts.explain {
+                let mut texts = std::mem::take(&mut run.explained);
+                if let Some(d) = driver.as_mut() {
+                    texts.extend(d.explanations());
+                }
+                for text in texts {
+                    progress.explain(at.t_s, &text);
+                }
+            }
+            progress.tick(at);
         }
     }
     let (mut r, rec) = run.finish()?;
@@ -297,6 +316,9 @@ struct Run<'a> {
     rec: Option<Recording>,
     tick_ms: u64,
     ticks: u64,
+    /// Explain each round's plan into `explained` (`SimOptions::explain`).
+    explain: bool,
+    explained: Vec<String>,
 }
 
 impl<'a> Run<'a> {
@@ -336,6 +358,8 @@ impl<'a> Run<'a> {
             rec,
             tick_ms: sc.tick_s * 1000,
             ticks,
+            explain: opts.explain,
+            explained: Vec::new(),
         })
     }
 
@@ -456,6 +480,9 @@ impl<'a> Run<'a> {
         };
         self.tally
             .decision(started.elapsed().as_secs_f64() * 1000.0);
+        if self.explain {
+            self.explained.push(plan.explain_with(true));
+        }
         self.r.notes += plan.notes.len() as u64;
         self.history.reported.extend(plan.note_keys());
         let mut moves = plan.moves;
@@ -475,6 +502,7 @@ impl<'a> Run<'a> {
             history: &self.history,
             now: t,
             wall_s: self.sc.start_epoch.saturating_add(t),
+            verbose: self.explain,
         })
     }
 

@@ -28,6 +28,10 @@ impl TickProgress {
 pub trait Progress {
     /// Called after each accounted tick.
     fn tick(&mut self, at: &TickProgress);
+
+    /// A decision round explained (only when [`crate::sim::SimOptions::explain`] is set):
+    /// `text` is the plan's verbose explanation, as `plan --explain` prints it.
+    fn explain(&mut self, _t_s: u64, _text: &str) {}
 }
 
 /// Any closure taking a [`TickProgress`] is a [`Progress`].

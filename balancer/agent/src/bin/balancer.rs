@@ -110,6 +110,12 @@ struct SimulateArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Explain every decision round as it is taken: per host, the policy's tests with their
+    /// figures (detector values, sample counts); every refused candidate with its gate (the
+    /// agent's gates too); CPU spread and power before and after. On stdout before the
+    /// report (on stderr with --json).
+    #[arg(long, short = 'v')]
+    verbose: bool,
     /// Also draw host CPU utilisation over time and the migrations as a PNG here.
     #[arg(long, value_name = "FILE.png")]
     plot: Option<PathBuf>,
@@ -266,9 +272,10 @@ fn plan(a: PlanArgs) -> anyhow::Result<()> {
         history: &history,
         now: snap.time,
         wall_s: snap.time,
+        verbose: a.explain,
     });
     if a.explain {
-        print!("{}", plan.explain());
+        print!("{}", plan.explain_with(true));
     }
     println!("{}", plan.to_json());
     Ok(())
@@ -321,8 +328,22 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
     let opts = SimOptions {
         seed: a.seed,
         record: a.plot.is_some(),
+        explain: a.verbose,
     };
-    let mut progress = progress_on_stderr(&sc);
+    let mut progress = if a.verbose {
+        // Plain progress lines between the explanations (a bar redrawn in place would tear
+        // through them).
+        Box::new(Explained {
+            lines: ProgressLines {
+                out: std::io::stderr(),
+                scenario: sc.name.clone(),
+                duration_s: sc.duration_s,
+            },
+            to_stderr: a.json,
+        })
+    } else {
+        progress_on_stderr(&sc)
+    };
     let (r, recording) = if a.no_agent_gates {
         simulate_with_progress(&sc, &spec, &opts, &mut *progress)?
     } else {
@@ -332,9 +353,9 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
         };
         cfg.budget_migrations = a.budget.unwrap_or(cfg.budget_migrations);
         cfg.budget_window_s = a.budget_window.unwrap_or(cfg.budget_window_s);
-        let mut agents = AgentSim::new(&sc, &spec, cfg).context(
-            "simulating through the agent (--no-agent-gates simulates the policy alone)",
-        )?;
+        let mut agents = AgentSim::new(&sc, &spec, cfg)
+            .context("simulating through the agent (--no-agent-gates simulates the policy alone)")?
+            .explain(a.verbose);
         simulate_driven(&sc, &spec, &opts, &mut agents, &mut *progress)?
     };
     if let (Some(path), Some(rec)) = (&a.plot, &recording) {
@@ -376,6 +397,29 @@ fn progress_on_stderr(sc: &Scenario) -> Box<dyn Progress> {
             scenario: sc.name.clone(),
             duration_s: sc.duration_s,
         })
+    }
+}
+
+/// `simulate --verbose`: each round's explanation, under a `t=...` heading, then the plain
+/// progress lines.
+struct Explained {
+    lines: ProgressLines<std::io::Stderr>,
+    /// Explanations to stderr (stdout carries the JSON report).
+    to_stderr: bool,
+}
+
+impl Progress for Explained {
+    fn tick(&mut self, at: &TickProgress) {
+        self.lines.tick(at);
+    }
+
+    fn explain(&mut self, t_s: u64, text: &str) {
+        // A closed pipe must not stop the simulation; the report still prints at the end.
+        let _ = if self.to_stderr {
+            write!(std::io::stderr(), "t={t_s}s {text}")
+        } else {
+            write!(std::io::stdout(), "t={t_s}s {text}")
+        };
     }
 }
 
