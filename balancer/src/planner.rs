@@ -704,14 +704,41 @@ impl<'a> Planner<'a> {
         kind: MoveKind,
         gain: f64,
     ) -> Result<usize, Refusal> {
+        self.fit_or_why(v, dst_max_util, kind, gain, false)
+    }
+
+    /// Best fit: the most loaded host that passes every gate with the VM and stays at or
+    /// under `dst_max_util` (it packs, where [`Planner::least_loaded_or_why`] spreads), or
+    /// the gate that refused the most loaded candidate.
+    pub fn fullest_fit_or_why(
+        &self,
+        v: usize,
+        dst_max_util: f64,
+        kind: MoveKind,
+        gain: f64,
+    ) -> Result<usize, Refusal> {
+        self.fit_or_why(v, dst_max_util, kind, gain, true)
+    }
+
+    /// The least (or, `fullest`, most) loaded host after the move that passes every gate.
+    fn fit_or_why(
+        &self,
+        v: usize,
+        dst_max_util: f64,
+        kind: MoveKind,
+        gain: f64,
+        fullest: bool,
+    ) -> Result<usize, Refusal> {
         let d = self.snap().vms[v].cpu_demand_mhz;
+        // Ranked by utilisation after the move, negated for best fit: lower ranks first.
+        let rank = |after: f64| if fullest { -after } else { after };
         let mut best: Option<(f64, usize)> = None;
         let mut why: Option<(f64, Refusal)> = None;
         for h in 0..self.cpu.len() {
             if !self.rules.fillable[h] || h == self.vm_host[v] {
                 continue;
             }
-            let after = (self.cpu[h] + d) / self.snap().hosts[h].cpu_mhz();
+            let after = rank((self.cpu[h] + d) / self.snap().hosts[h].cpu_mhz());
             if best.is_some_and(|(b, _)| after >= b) {
                 continue;
             }

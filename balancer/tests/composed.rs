@@ -3,8 +3,12 @@
 //! unknown part is an error naming its key.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use balancer::plan::Plan;
+use balancer::planner::{History, Input};
 use balancer::policy::{builtin_file, PolicySpec};
 use balancer::sim::{builtin_scenario, simulate, SimOptions};
+use balancer::snapshot::{HostState, Snapshot, VmState};
+use balancer::trends::Trends;
 
 /// Each shipped policy file and the parts that make it.
 const PRESETS: [(&str, &str, Option<&str>, &str); 8] = [
@@ -119,12 +123,12 @@ fn wrong_parts_are_errors_naming_their_key() {
             "detector.kind: unknown kind \"rs\" (one of threshold, iqr, mad, lr, lrr, k_of_n, sigma)",
         ),
         (
-            "[detector]\nkind = \"iqr\"\n[selector]\nkind = \"mc\"\n[placement]\nkind = \"pabfd\"\n",
-            "selector.kind: unknown kind \"mc\" (one of mmt, mu, vsr)",
+            "[detector]\nkind = \"iqr\"\n[selector]\nkind = \"rs\"\n[placement]\nkind = \"pabfd\"\n",
+            "selector.kind: unknown kind \"rs\" (one of mmt, mu, vsr, mm, mc)",
         ),
         (
             "[detector]\nkind = \"iqr\"\n[selector]\nkind = \"mmt\"\n[placement]\nkind = \"first_fit\"\n",
-            "placement.kind: unknown kind \"first_fit\" (one of pabfd, worst_fit, sigma_search)",
+            "placement.kind: unknown kind \"first_fit\" (one of pabfd, worst_fit, best_fit, sigma_search)",
         ),
         (
             "[detector]\nkind = \"iqr\"\n[placement]\nkind = \"pabfd\"\n",
@@ -161,4 +165,182 @@ fn wrong_parts_are_errors_naming_their_key() {
     ))
     .unwrap_err();
     assert!(e.to_string().contains("safety"), "{e}");
+}
+
+const GB: u64 = 1024 * 1024;
+
+/// A 16 x 2,000 MHz host with 64 GB.
+fn host(name: &str) -> HostState {
+    HostState {
+        name: name.into(),
+        cpus: 16,
+        mhz: 2000.0,
+        mem_kb: 64 * GB,
+        up: true,
+        maintenance: false,
+        power: None,
+    }
+}
+
+/// A 16-vCPU VM (so that any share of its host fits it) asking `mhz`, with 4 GB.
+fn vm(name: &str, host: &str, mhz: f64) -> VmState {
+    VmState {
+        name: name.into(),
+        host: host.into(),
+        vcpus: 16,
+        cpu_cap_mhz: 32_000.0,
+        cpu_demand_mhz: mhz,
+        mem_kb: 4 * GB,
+        mem_used_kb: 4 * GB,
+        migrating: false,
+        migrating_to: None,
+        host_idx: 0,
+    }
+}
+
+/// The plan of `spec` on the last of `history` (oldest first, one per policy step), every
+/// snapshot observed in turn.
+fn decide_after(spec: &PolicySpec, history: &[Snapshot]) -> Plan {
+    let mut trends = Trends::new(spec.trend_config());
+    for s in history {
+        trends.observe(s);
+    }
+    let s = history.last().unwrap();
+    spec.build().decide(Input {
+        snapshot: s,
+        trends: &trends,
+        history: &History::default(),
+        now: s.time,
+        wall_s: s.time,
+        verbose: false,
+    })
+}
+
+/// `make(k)` for k in 0..10, one policy step apart, ending at t = 36,000.
+fn steps(spec: &PolicySpec, make: impl Fn(usize) -> Snapshot) -> Vec<Snapshot> {
+    (0..10)
+        .map(|k| {
+            let mut s = make(k);
+            s.time = 36_000 - (9 - k as u64) * spec.step_s();
+            s
+        })
+        .collect()
+}
+
+fn moved(plan: &Plan) -> Vec<(&str, &str)> {
+    plan.moves
+        .iter()
+        .map(|m| (m.vm.as_str(), m.to.as_str()))
+        .collect()
+}
+
+/// h0 at 1.2 of its CPUs: 38,400 MHz in VMs a..e (1,600, 3,200, 9,600, 16,000, 8,000 MHz),
+/// h1 and h2 empty. Down to 0.8 (consolidate's threshold) is 12,800 MHz: d alone does it.
+fn one_vm_suffices(_: usize) -> Snapshot {
+    let mhz = [1_600.0, 3_200.0, 9_600.0, 16_000.0, 8_000.0];
+    let vms = ["a", "b", "c", "d", "e"]
+        .iter()
+        .zip(mhz)
+        .map(|(n, m)| vm(n, "h0", m))
+        .collect();
+    Snapshot::new(0, vec![host("h0"), host("h1"), host("h2")], vms).unwrap()
+}
+
+#[test]
+fn fewest_moves_takes_the_smallest_vm_that_suffices_alone() {
+    for (name, detector, placement) in [
+        ("consolidate", "threshold", "pabfd"),
+        ("hotspot", "k_of_n", "worst_fit"),
+    ] {
+        let mm = composed(name, detector, Some("mm"), placement);
+        let plan = decide_after(&mm, &steps(&mm, one_vm_suffices));
+        assert_eq!(
+            plan.moves.iter().map(|m| m.vm.as_str()).collect::<Vec<_>>(),
+            ["d"],
+            "{name}: {}",
+            plan.explain()
+        );
+        // Least CPU first needs several moves for the same relief.
+        let mu = composed(name, detector, Some("mu"), placement);
+        let plan = decide_after(&mu, &steps(&mu, one_vm_suffices));
+        assert!(plan.moves.len() > 1, "{name}: {}", plan.explain());
+    }
+}
+
+/// h0 over ten steps: p and q rise and fall together, r against them, s flat and smallest
+/// (32,600 MHz at the peak, 1.02 of h0). The rest of the host's load moves with p (and with
+/// q); without p, h0 is at 0.59, under both policies' bars.
+fn correlated(k: usize) -> Snapshot {
+    let wave = [0.0, 1.0, 3.0, 2.0, 4.0, 1.0, 0.0, 2.0, 3.0, 4.0][k] * 400.0;
+    let vms = vec![
+        vm("p", "h0", 12_000.0 + wave),
+        vm("q", "h0", 12_000.0 + wave),
+        vm("r", "h0", 6_000.0 - wave),
+        vm("s", "h0", 1_000.0),
+    ];
+    Snapshot::new(0, vec![host("h0"), host("h1"), host("h2")], vms).unwrap()
+}
+
+#[test]
+fn maximum_correlation_takes_the_vm_that_moves_with_the_rest_of_the_host() {
+    for (name, detector, placement) in [
+        ("consolidate", "threshold", "pabfd"),
+        ("hotspot", "k_of_n", "worst_fit"),
+    ] {
+        let vms = |sel: &str| {
+            let spec = composed(name, detector, Some(sel), placement);
+            let plan = decide_after(&spec, &steps(&spec, correlated));
+            let mut vms: Vec<String> = plan.moves.iter().map(|m| m.vm.clone()).collect();
+            vms.sort();
+            (vms, plan.explain())
+        };
+        let (mc, text) = vms("mc");
+        assert_eq!(mc, ["p"], "{name}: {text}");
+        // Least CPU starts from the small ones (s, too small to pay for its move in
+        // hotspot's cost test, then r), which MC leaves where they are.
+        let (mu, text) = vms("mu");
+        assert!(mu.contains(&"r".to_string()), "{name}: {text}");
+    }
+}
+
+/// h0 hot with one small VM to shed; h1 at 0.6, h2 at 0.1: best fit packs onto h1, worst
+/// fit spreads onto h2; neither goes over hotspot's 0.75 target.
+fn two_destinations(_: usize) -> Snapshot {
+    let mut vms = vec![vm("small", "h0", 3_200.0), vm("big", "h0", 26_000.0)];
+    vms.push(vm("h1-load", "h1", 19_200.0));
+    vms.push(vm("h2-load", "h2", 3_200.0));
+    Snapshot::new(0, vec![host("h0"), host("h1"), host("h2")], vms).unwrap()
+}
+
+#[test]
+fn best_fit_packs_onto_the_fullest_host_that_stays_under_the_target() {
+    for (name, detector) in [("hotspot", "k_of_n"), ("consolidate", "threshold")] {
+        let best = composed(name, detector, Some("mu"), "best_fit");
+        let plan = decide_after(&best, &steps(&best, two_destinations));
+        assert_eq!(
+            moved(&plan).first(),
+            Some(&("small", "h1")),
+            "{name}: {}",
+            plan.explain()
+        );
+        let worst = composed(name, detector, Some("mu"), "worst_fit");
+        let plan = decide_after(&worst, &steps(&worst, two_destinations));
+        assert_eq!(
+            moved(&plan).first(),
+            Some(&("small", "h2")),
+            "{name}: {}",
+            plan.explain()
+        );
+    }
+    // The new parts also run whole scenarios without breaking a rule or ping-ponging.
+    let sc = builtin_scenario("hot-host", None, 1).unwrap();
+    for (sel, place) in [("mm", "best_fit"), ("mc", "worst_fit"), ("mm", "pabfd")] {
+        let spec = composed("hotspot", "k_of_n", Some(sel), place);
+        let r = simulate(&sc, &spec, &SimOptions::default()).unwrap();
+        assert!(
+            r.migrations > 0 && r.max_util_final < 0.85,
+            "{sel}/{place}: {r:?}"
+        );
+        assert_eq!((r.ping_pong, r.rule_violations), (0, 0), "{sel}/{place}");
+    }
 }

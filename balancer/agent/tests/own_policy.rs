@@ -74,7 +74,7 @@ fn own_policy_survives_restore_and_yields_to_a_reloaded_file() {
     assert_eq!(core.policy().policy, "composed");
     // A wrong part is refused with its key, and the composed policy stays.
     let e = core
-        .reload_policy(&composed.replace("pabfd", "best_fit"), 1_000_010)
+        .reload_policy(&composed.replace("pabfd", "first_fit"), 1_000_010)
         .unwrap_err();
     assert!(e.to_string().contains("placement.kind"), "{e}");
     assert_eq!(core.policy_name(), "composed");

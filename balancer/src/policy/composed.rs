@@ -25,11 +25,12 @@ pub struct Part {
 /// k of n with a forecast (`[hotspot]`), the sustained load sigma (`[stabilize]`).
 pub const DETECTORS: [&str; 7] = ["threshold", "iqr", "mad", "lr", "lrr", "k_of_n", "sigma"];
 /// `[selector] kind` values: minimum migration time, minimum utilisation, Sandpiper's
-/// volume-to-size ratio.
-pub const SELECTORS: [&str; 3] = ["mmt", "mu", "vsr"];
+/// volume-to-size ratio, Beloglazov's fewest migrations and maximum correlation.
+pub const SELECTORS: [&str; 5] = ["mmt", "mu", "vsr", "mm", "mc"];
 /// `[placement] kind` values: power-aware best fit decreasing (`[consolidate]`), the least
-/// loaded host under `[hotspot] target`, stabilize's greedy sigma search (`[stabilize]`).
-pub const PLACEMENTS: [&str; 3] = ["pabfd", "worst_fit", "sigma_search"];
+/// loaded host under `[hotspot] target`, the most loaded host under it, stabilize's greedy
+/// sigma search (`[stabilize]`).
+pub const PLACEMENTS: [&str; 4] = ["pabfd", "worst_fit", "best_fit", "sigma_search"];
 
 /// Where overloaded hosts come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,7 @@ pub(crate) enum Detect {
 pub(crate) enum Place {
     Pabfd,
     WorstFit,
+    BestFit,
     SigmaSearch,
 }
 
@@ -88,6 +90,8 @@ impl Composition {
             Some("mmt") => Some(Selection::Mmt),
             Some("mu") => Some(Selection::Mu),
             Some("vsr") => Some(Selection::Vsr),
+            Some("mm") => Some(Selection::Mm),
+            Some("mc") => Some(Selection::Mc),
             Some(k) => return Err(unknown("selector.kind", k, &SELECTORS)),
         };
         let p = spec
@@ -97,6 +101,7 @@ impl Composition {
         let place = match p.kind.as_str() {
             "pabfd" => Place::Pabfd,
             "worst_fit" => Place::WorstFit,
+            "best_fit" => Place::BestFit,
             "sigma_search" => Place::SigmaSearch,
             k => return Err(unknown("placement.kind", k, &PLACEMENTS)),
         };
@@ -175,7 +180,12 @@ pub(crate) fn run(c: &Composition, spec: &PolicySpec, p: &mut Planner<'_>) {
         }
         (Detect::Sigma, _) | (_, Place::SigmaSearch) => stabilize::run(&spec.stabilize, p),
         (Detect::KOfN, Place::Pabfd) => kofn_pabfd(spec, sel, p),
-        (Detect::Beloglazov(_), Place::WorstFit) => beloglazov_worst_fit(c, spec, p),
+        (Detect::Beloglazov(_), Place::WorstFit) => beloglazov_fit(c, spec, p, false),
+        (Detect::Beloglazov(_), Place::BestFit) => beloglazov_fit(c, spec, p, true),
+        (Detect::KOfN, Place::BestFit) => {
+            let hot = hotspot::hot_hosts(&spec.hotspot, p);
+            hotspot::relieve_to(&spec.hotspot, p, hot, sel, true);
+        }
     }
 }
 
@@ -201,7 +211,7 @@ fn kofn_pabfd(spec: &PolicySpec, sel: Selection, p: &mut Planner<'_>) {
         };
         // Selected before any is placed, as consolidate selects: until the host would be at
         // its target once they are gone.
-        for v in hotspot::vm_order(p, h, sel) {
+        for v in hotspot::vm_order(p, h, sel, cfg.target) {
             if cpu / cap <= cfg.target && mem / mem_cap <= cfg.mem_threshold {
                 break;
             }
@@ -223,8 +233,8 @@ fn kofn_pabfd(spec: &PolicySpec, sel: Selection, p: &mut Planner<'_>) {
 }
 
 /// Consolidate's detector and selector, each VM sent to the least loaded host that stays
-/// under `[hotspot] target`, as hotspot places.
-fn beloglazov_worst_fit(c: &Composition, spec: &PolicySpec, p: &mut Planner<'_>) {
+/// under `[hotspot] target`, as hotspot places (or, `fullest`, the most loaded one).
+fn beloglazov_fit(c: &Composition, spec: &PolicySpec, p: &mut Planner<'_>, fullest: bool) {
     let (_, to_move) = consolidate::overloaded_hosts(&c.consolidate(spec), p);
     let target = spec.hotspot.target;
     for (v, h, reason) in to_move {
@@ -232,7 +242,12 @@ fn beloglazov_worst_fit(c: &Composition, spec: &PolicySpec, p: &mut Planner<'_>)
             return;
         }
         let gain = p.snap().vms[v].cpu_demand_mhz / p.snap().hosts[h].cpu_mhz();
-        match p.least_loaded_or_why(v, target, MoveKind::Balance, gain) {
+        let dest = if fullest {
+            p.fullest_fit_or_why(v, target, MoveKind::Balance, gain)
+        } else {
+            p.least_loaded_or_why(v, target, MoveKind::Balance, gain)
+        };
+        match dest {
             Ok(d) => {
                 // A refusal is counted in the plan by try_move itself.
                 let _ = p.try_move(v, d, reason, gain, target, MoveKind::Balance);

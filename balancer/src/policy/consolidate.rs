@@ -41,6 +41,12 @@ pub enum Selection {
     Mu,
     /// Sandpiper's largest volume-to-size ratio first (hotspot's selection).
     Vsr,
+    /// Fewest migrations (Beloglazov's MM): the smallest VM that alone brings the host down
+    /// to its threshold, else the largest, again until it is there.
+    Mm,
+    /// Maximum correlation (Beloglazov's MC, on the sum of the others): the VM whose CPU
+    /// history moves most with the rest of the host's load.
+    Mc,
 }
 
 /// `[consolidate]` parameters.
@@ -1061,6 +1067,14 @@ fn overload_pass(ctx: &mut Ctx<'_, '_>) -> (Vec<bool>, Vec<(usize, usize, Reason
                     let vsr = |v: usize| super::hotspot::vsr(s, h, v);
                     vsr(*b.1).total_cmp(&vsr(*a.1)).then(a.0.cmp(&b.0))
                 }),
+                Selection::Mm => {
+                    let excess = cpu - threshold.min(1.0) * s.hosts[h].cpu_mhz();
+                    super::select::fewest_moves(ctx.p, &rest, excess).map(|i| (i, &rest[i]))
+                }
+                Selection::Mc => {
+                    let scores = super::select::correlations(ctx.p, &rest);
+                    super::select::highest(&scores).map(|i| (i, &rest[i]))
+                }
             };
             let Some((i, &v)) = pick else { break };
             rest.remove(i);

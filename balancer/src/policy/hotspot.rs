@@ -184,9 +184,37 @@ pub(crate) fn vsr(s: &Snapshot, h: usize, v: usize) -> f64 {
 }
 
 /// The VMs of host `h` in the order `sel` takes them off: `vsr` largest ratio first, `mmt`
-/// least memory first, `mu` least CPU first; ties to the lower index.
-pub(crate) fn vm_order(p: &Planner<'_>, h: usize, sel: Selection) -> Vec<usize> {
+/// least memory first, `mu` least CPU first, `mc` most correlated with the rest first, `mm`
+/// each pick the fewest-migrations choice for what is left above `target` (once there, the
+/// smallest first); ties to the lower index.
+pub(crate) fn vm_order(p: &Planner<'_>, h: usize, sel: Selection, target: f64) -> Vec<usize> {
     let s = p.snap();
+    match sel {
+        Selection::Mm => {
+            let mut rest = p.on_host[h].clone();
+            let mut cpu = p.cpu[h];
+            let goal = target * s.hosts[h].cpu_mhz();
+            let mut out = Vec::with_capacity(rest.len());
+            while let Some(i) = super::select::fewest_moves(p, &rest, cpu - goal) {
+                let v = rest.remove(i);
+                cpu -= s.vms[v].cpu_demand_mhz;
+                out.push(v);
+            }
+            return out;
+        }
+        Selection::Mc => {
+            let cands = p.on_host[h].clone();
+            let scores = super::select::correlations(p, &cands);
+            let mut order: Vec<usize> = (0..cands.len()).collect();
+            order.sort_by(|&a, &b| {
+                scores[b]
+                    .total_cmp(&scores[a])
+                    .then(cands[a].cmp(&cands[b]))
+            });
+            return order.into_iter().map(|i| cands[i]).collect();
+        }
+        _ => {}
+    }
     let mut vms: Vec<(f64, usize)> = p.on_host[h]
         .iter()
         .map(|&v| {
@@ -194,6 +222,7 @@ pub(crate) fn vm_order(p: &Planner<'_>, h: usize, sel: Selection) -> Vec<usize> 
                 Selection::Vsr => -vsr(s, h, v),
                 Selection::Mmt => s.vms[v].mem_kb as f64,
                 Selection::Mu => s.vms[v].cpu_demand_mhz,
+                Selection::Mm | Selection::Mc => 0.0,
             };
             (key, v)
         })
@@ -206,12 +235,24 @@ pub(crate) fn vm_order(p: &Planner<'_>, h: usize, sel: Selection) -> Vec<usize> 
 /// order, each to the least loaded host that stays under the target, until the host is at
 /// its target.
 pub(crate) fn relieve(cfg: &HotspotParams, p: &mut Planner<'_>, hot: Vec<Hot>, sel: Selection) {
+    relieve_to(cfg, p, hot, sel, false);
+}
+
+/// [`relieve`], each VM to the least loaded host under the target, or (`fullest`, a composed
+/// policy's `best_fit`) to the most loaded one still under it.
+pub(crate) fn relieve_to(
+    cfg: &HotspotParams,
+    p: &mut Planner<'_>,
+    hot: Vec<Hot>,
+    sel: Selection,
+    fullest: bool,
+) {
     let s = p.snap();
     for (_, h, forecast) in hot {
         let cap = s.hosts[h].cpu_mhz();
         let mem_cap = s.hosts[h].mem_kb as f64;
         let util0 = p.util(h);
-        for v in vm_order(p, h, sel) {
+        for v in vm_order(p, h, sel, cfg.target) {
             if p.util(h) <= cfg.target && p.mem_util(h) <= cfg.mem_threshold {
                 break;
             }
@@ -231,7 +272,12 @@ pub(crate) fn relieve(cfg: &HotspotParams, p: &mut Planner<'_>, hot: Vec<Hot>, s
                 } else {
                     0.0
                 };
-            let d = match p.least_loaded_or_why(v, cfg.target, MoveKind::Balance, gain) {
+            let dest = if fullest {
+                p.fullest_fit_or_why(v, cfg.target, MoveKind::Balance, gain)
+            } else {
+                p.least_loaded_or_why(v, cfg.target, MoveKind::Balance, gain)
+            };
+            let d = match dest {
                 Ok(d) => d,
                 Err(why) => {
                     p.refuse_vm(v, None, why);

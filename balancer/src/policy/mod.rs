@@ -8,6 +8,7 @@ mod composed;
 mod consolidate;
 mod hotspot;
 mod naive;
+mod select;
 mod stabilize;
 
 use serde::{Deserialize, Serialize};
