@@ -142,6 +142,10 @@ pub struct Move {
     pub predicted: Prediction,
     /// Cost.
     pub cost: Cost,
+    /// The affinity group this move carries along with the VM's companions: the group's
+    /// moves are consecutive in the plan, go to one host, and start all or none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// Something the operator should know that is not a move (an infeasible rule, a blocked drain).
@@ -280,7 +284,7 @@ impl Plan {
         );
         for m in &self.moves {
             let p = &m.predicted;
-            let _ = writeln!(
+            let _ = write!(
                 s,
                 "  move {} {} -> {} [{}] src {:.3}->{:.3} dst {:.3}->{:.3} gain {:.4} cost {:.1}s {}B reason={}",
                 m.vm,
@@ -296,6 +300,14 @@ impl Plan {
                 m.cost.bytes,
                 serde_json::to_string(&m.reason).unwrap_or_default()
             );
+            match &m.group {
+                Some(g) => {
+                    let _ = writeln!(s, " group={g}");
+                }
+                None => {
+                    let _ = writeln!(s);
+                }
+            }
         }
         for n in &self.notes {
             let _ = writeln!(s, "  note {}: {}", n.key, n.message);

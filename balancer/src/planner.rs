@@ -512,8 +512,29 @@ impl<'a> Planner<'a> {
         Ok(())
     }
 
-    /// Hard constraints for VM `v` on host `dst` in the working placement.
+    /// Hard constraints for VM `v` on host `dst` in the working placement; for a VM whose
+    /// affinity group runs with it, those of the whole group moving there (see
+    /// [`Planner::try_move`]).
     pub fn fits(&self, v: usize, dst: usize) -> Result<(), Refusal> {
+        match self.fits_alone(v, dst) {
+            Err(Refusal::Affinity) => match self.companions(v) {
+                Some((_, others)) => self.fits_group(v, &others, dst).map(|_| ()),
+                None => Err(Refusal::Affinity),
+            },
+            r => r,
+        }
+    }
+
+    /// The affinity group VM `v` would carry along to `dst`: its group and the other members,
+    /// when `v` alone would break the group and the group runs together with it.
+    fn carries_group(&self, v: usize, dst: usize) -> Option<(usize, Vec<usize>)> {
+        (self.fits_alone(v, dst) == Err(Refusal::Affinity))
+            .then(|| self.companions(v))
+            .flatten()
+    }
+
+    /// Hard constraints for VM `v` alone on host `dst`.
+    fn fits_alone(&self, v: usize, dst: usize) -> Result<(), Refusal> {
         let s = self.snap();
         let vm = &s.vms[v];
         let src = self.vm_host[v];
@@ -566,7 +587,126 @@ impl<'a> Planner<'a> {
         if let Err(r) = self.check(v, dst, gain, dst_max_util, kind) {
             return Err(self.refuse_vm(v, Some(dst), r));
         }
-        self.commit(v, dst, reason, gain);
+        // A VM whose affinity group runs with it leaves only with the whole group.
+        match self.carries_group(v, dst) {
+            Some((g, others)) => self.commit_group(v, (g, &others), dst, reason, gain),
+            None => self.commit(v, dst, reason, gain),
+        }
+        Ok(())
+    }
+
+    /// VM `v`'s affinity group and its other members when they all run on `v`'s host (a
+    /// group together, which moves together); None otherwise.
+    fn companions(&self, v: usize) -> Option<(usize, Vec<usize>)> {
+        let g = self.rules.aff_of[v]?;
+        let src = self.vm_host[v];
+        let others: Vec<usize> = self.rules.aff[g]
+            .iter()
+            .copied()
+            .filter(|&o| o != v)
+            .collect();
+        (!others.is_empty() && others.iter().all(|&o| self.vm_host[o] == src))
+            .then_some((g, others))
+    }
+
+    /// Records `v` and its group's `others` moving to `dst` together (checked by
+    /// [`Planner::check`]), consecutive and marked with the group's name.
+    fn commit_group(
+        &mut self,
+        v: usize,
+        (g, others): (usize, &[usize]),
+        dst: usize,
+        reason: Reason,
+        gain: f64,
+    ) {
+        let name = self.rules.aff_names.get(g).cloned();
+        let first = self.moves.len();
+        self.commit(v, dst, reason.clone(), gain);
+        for &o in others {
+            self.commit(o, dst, reason.clone(), 0.0);
+        }
+        for m in &mut self.moves[first..] {
+            m.group.clone_from(&name);
+        }
+    }
+
+    /// Hard constraints for `v` and its group's `others` moving to `dst` together: each
+    /// member's pinning and anti-affinity, the group's sum against memory and vCPUs.
+    /// Returns the group's CPU demand (MHz) and migration seconds.
+    fn fits_group(&self, v: usize, others: &[usize], dst: usize) -> Result<(f64, f64), Refusal> {
+        let s = self.snap();
+        if dst == self.vm_host[v] || !self.rules.fillable[dst] {
+            return Err(Refusal::Destination);
+        }
+        let members: Vec<usize> = std::iter::once(v).chain(others.iter().copied()).collect();
+        let (mut cpu, mut mem, mut vcpus, mut seconds) = (0.0, 0u64, 0u32, 0.0);
+        for &m in &members {
+            if !self.rules.pin_allows(m, dst) {
+                return Err(Refusal::Pinning);
+            }
+            for &ag in &self.rules.anti_of[m] {
+                if self.rules.anti[ag]
+                    .iter()
+                    .any(|&o| !members.contains(&o) && self.vm_host[o] == dst)
+                {
+                    return Err(Refusal::AntiAffinity);
+                }
+            }
+            let vm = &s.vms[m];
+            cpu += vm.cpu_demand_mhz;
+            mem = mem.saturating_add(vm.mem_kb);
+            vcpus = vcpus.saturating_add(vm.vcpus);
+            seconds += self.cfg.migration_seconds(vm.mem_kb);
+        }
+        if self.mem[dst].saturating_add(mem) > self.rules.mem_limit[dst] {
+            return Err(Refusal::Memory);
+        }
+        if self.vcpus[dst].saturating_add(vcpus) > self.rules.vcpu_limit[dst] {
+            return Err(Refusal::VcpuRatio);
+        }
+        Ok((cpu, seconds))
+    }
+
+    /// [`Planner::check`] for a group moving as one: every member's own gates, and the
+    /// group's sum against the destination's memory, vCPUs and load. The group's cost is
+    /// every member's migration, against the gain the policy saw in moving `v`.
+    fn check_group(
+        &self,
+        v: usize,
+        others: &[usize],
+        dst: usize,
+        gain: f64,
+        dst_max_util: f64,
+        kind: MoveKind,
+    ) -> Result<(), Refusal> {
+        if !self.window_open {
+            return Err(Refusal::Window);
+        }
+        if self
+            .budget_remaining()
+            .is_some_and(|left| left < 1 + others.len())
+        {
+            return Err(Refusal::Budget);
+        }
+        for &m in std::iter::once(&v).chain(others) {
+            self.vm_gate(m, dst, kind)?;
+        }
+        let (cpu, seconds) = self.fits_group(v, others, dst)?;
+        let src = self.vm_host[v];
+        let dst_after = (self.cpu[dst] + cpu) / self.snap().hosts[dst].cpu_mhz();
+        if dst_after > dst_max_util + 1e-12 {
+            return Err(Refusal::DestLoad);
+        }
+        if kind == MoveKind::Rule {
+            return Ok(());
+        }
+        if kind == MoveKind::Balance && dst_after >= self.util(src) - self.cfg.min_gain.max(0.0) {
+            return Err(Refusal::DestLoad);
+        }
+        let cost = self.cfg.cost_weight * seconds / self.cfg.benefit_horizon_s;
+        if gain - cost < self.cfg.min_gain {
+            return Err(Refusal::CostBenefit);
+        }
         Ok(())
     }
 
@@ -586,6 +726,9 @@ impl<'a> Planner<'a> {
             return Err(Refusal::Budget);
         }
         self.vm_gate(v, dst, kind)?;
+        if let Some((_, others)) = self.carries_group(v, dst) {
+            return self.check_group(v, &others, dst, gain, dst_max_util, kind);
+        }
         self.fits(v, dst)?;
         let vm = &self.snap().vms[v];
         let cap = self.snap().hosts[dst].cpu_mhz();
@@ -645,6 +788,7 @@ impl<'a> Planner<'a> {
                 seconds: r6(seconds),
                 bytes: (vm.mem_kb as f64 * 1024.0 * (1.0 + self.cfg.dirty_factor)) as u64,
             },
+            group: None,
         });
     }
 

@@ -270,6 +270,7 @@ struct PolicyRules {
 fn no_move_ever_breaks_a_constraint() {
     let mut total_moves = 0;
     let mut rule_moves = 0;
+    let mut grouped = 0;
     for seed in 0..12 {
         let (s, rules) = messy(seed);
         let trends = steady_trends(&s, 12);
@@ -341,7 +342,8 @@ fn no_move_ever_breaks_a_constraint() {
                         m.vm
                     );
                 }
-                if ["v03", "v04"].contains(&m.vm.as_str()) {
+                // A group carried together is judged once all its moves are made (below).
+                if ["v03", "v04"].contains(&m.vm.as_str()) && m.group.is_none() {
                     let other = if m.vm == "v03" { "v04" } else { "v03" };
                     assert_eq!(
                         place[s.vm_index(other).unwrap()],
@@ -351,10 +353,16 @@ fn no_move_ever_breaks_a_constraint() {
                     );
                 }
             }
+            if plan.moves.iter().any(|m| m.group.is_some()) {
+                let (a, b) = (s.vm_index("v03").unwrap(), s.vm_index("v04").unwrap());
+                assert_eq!(place[a], place[b], "{}: group split", spec.policy);
+                grouped += 1;
+            }
             total_moves += plan.moves.len();
             rule_moves += plan.moves.iter().filter(|m| m.reason.is_rule()).count();
         }
     }
+    assert!(grouped > 0, "no plan carried the affinity group");
     // The cases must exercise the planner, or the checks above prove nothing.
     assert!(total_moves > 50, "only {total_moves} moves");
     assert!(rule_moves > 10, "only {rule_moves} rule moves");
@@ -560,6 +568,68 @@ fn every_policy_honours_exclusion_and_migration_windows() {
         plan.moves.iter().all(|m| m.vm.starts_with("v1")),
         "{}",
         plan.explain()
+    );
+}
+
+/// h0 with twelve VMs at 95 %, the first two an affinity group: every policy moves the pair
+/// together (the same round, one destination, consecutive, marked with the group) or not at
+/// all; enough of them do move it; a round with room for one move leaves it.
+#[test]
+fn an_affinity_group_that_runs_together_moves_together() {
+    let hosts: Vec<HostState> = (0..4).map(|i| host(&format!("h{i}"))).collect();
+    let vms: Vec<VmState> = (0..12)
+        .map(|i| vm(&format!("v{i:02}"), "h0", 0.95, 4))
+        .collect();
+    let s = Snapshot::new(36_000, hosts, vms).unwrap();
+    let trends = steady_trends(&s, 40);
+    let history = History::default();
+    let decide = |spec: &PolicySpec| {
+        spec.build().decide(Input {
+            snapshot: &s,
+            trends: &trends,
+            history: &history,
+            now: s.time,
+            wall_s: s.time,
+            verbose: false,
+        })
+    };
+    let pair = Group {
+        name: "pair".into(),
+        vms: vec!["v00".into(), "v01".into()],
+    };
+    let mut carried = Vec::new();
+    for base in policies() {
+        let mut spec = base.clone();
+        spec.constraints.affinity = vec![pair.clone()];
+        let plan = decide(&spec);
+        let at: Vec<usize> = (0..plan.moves.len())
+            .filter(|&i| pair.vms.contains(&plan.moves[i].vm))
+            .collect();
+        match at.as_slice() {
+            [] => {}
+            [a, b] => {
+                let (x, y) = (&plan.moves[*a], &plan.moves[*b]);
+                assert_eq!(b - a, 1, "{}: {}", spec.policy, plan.explain());
+                assert_eq!(x.to, y.to, "{}", spec.policy);
+                assert_eq!(x.group.as_deref(), Some("pair"), "{}", spec.policy);
+                assert_eq!(y.group.as_deref(), Some("pair"), "{}", spec.policy);
+                carried.push(spec.policy.clone());
+                // With room for one move only, the pair stays.
+                spec.planner.max_moves_per_round = 1;
+                let one = decide(&spec);
+                assert!(
+                    one.moves.iter().all(|m| !pair.vms.contains(&m.vm)),
+                    "{}: {}",
+                    spec.policy,
+                    one.explain()
+                );
+            }
+            _ => panic!("{}: the pair split: {}", spec.policy, plan.explain()),
+        }
+    }
+    assert!(
+        carried.len() >= 3,
+        "policies that moved the pair: {carried:?}"
     );
 }
 

@@ -363,6 +363,7 @@ mod tests {
                 seconds: 34.4,
                 bytes: 2 << 30,
             },
+            group: None,
         };
         assert_eq!(
             reason_text(&mv),

@@ -1462,9 +1462,26 @@ impl AgentCore {
         if !plan.moves.is_empty() {
             tracing::info!(mode = self.cfg.mode.as_str(), plan = %plan.explain().trim_end(), "plan");
         }
+        // An affinity group's moves start all or none: judged once, at its first move, with
+        // the room the whole group needs under the parallel limit and the budget.
+        let mut group_gates: BTreeMap<String, Option<String>> = BTreeMap::new();
         for mv in &plan.moves {
             let key = (mv.vm.clone(), mv.from.clone(), mv.to.clone());
-            let gate = self.gate(mv, v, now);
+            let gate = match &mv.group {
+                None => self.gate(mv, v, now),
+                Some(g) => {
+                    if !group_gates.contains_key(g) {
+                        let members: Vec<&Move> = plan
+                            .moves
+                            .iter()
+                            .filter(|m| m.group.as_ref() == Some(g))
+                            .collect();
+                        let verdict = self.group_gate(&members, v, now);
+                        group_gates.insert(g.clone(), verdict);
+                    }
+                    group_gates.get(g).cloned().flatten()
+                }
+            };
             if self.cfg.mode == Mode::Recommend || report.no_quorum.is_some() {
                 if !self.last_recommended.contains(&key) {
                     let mut r = self.move_record(now, Event::Recommend, mv);
@@ -1588,6 +1605,30 @@ impl AgentCore {
             .filter(|f| f.phase == Phase::Starting)
             .count();
         if self.budget_starts.len() + reserved >= self.cfg.budget_migrations as usize {
+            return Some("budget".into());
+        }
+        None
+    }
+
+    /// The gates of an affinity group moving together: each member's own, then room for all
+    /// of them at once (a group split by the budget would break its rule until the next
+    /// round's enforcement gathered it back).
+    fn group_gate(&mut self, members: &[&Move], v: &View, now: u64) -> Option<String> {
+        for m in members {
+            if let Some(g) = self.gate(m, v, now) {
+                return Some(g);
+            }
+        }
+        let k = members.len();
+        if self.inflight.len() + k > self.cfg.max_parallel {
+            return Some("parallel_limit".into());
+        }
+        let reserved = self
+            .inflight
+            .values()
+            .filter(|f| f.phase == Phase::Starting)
+            .count();
+        if self.budget_starts.len() + reserved + k > self.cfg.budget_migrations as usize {
             return Some("budget".into());
         }
         None

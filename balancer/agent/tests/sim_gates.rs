@@ -331,3 +331,45 @@ fn migration_windows_and_excluded_vms_hold_in_the_simulated_agents() {
         "{excluded:?}"
     );
 }
+
+/// hot-host with its first two VMs an affinity group: the agent starts the pair together (the
+/// same round, one destination) or not at all; a budget with room for one move holds both.
+#[test]
+fn an_affinity_group_starts_together_or_not_at_all() {
+    let mut sc = hot_host();
+    sc.affinity.push(balancer::constraints::Group {
+        name: "pair".into(),
+        vms: vec!["vm-00".into(), "vm-01".into()],
+    });
+    let pair_starts = |audit: &[Record]| -> Vec<(u64, String, String)> {
+        starts(audit)
+            .into_iter()
+            .filter(|r| matches!(r.vm.as_deref(), Some("vm-00" | "vm-01")))
+            .map(|r| {
+                (
+                    r.time,
+                    r.vm.clone().unwrap_or_default(),
+                    r.to.clone().unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let agents = AgentSim::new(&sc, &hotspot(), AgentConfig::default()).unwrap();
+    let (r, audit) = gated(&sc, agents);
+    let s = pair_starts(&audit);
+    assert_eq!(s.len(), 2, "{s:?}");
+    assert_eq!((s[0].0, &s[0].2), (s[1].0, &s[1].2), "{s:?}");
+    assert_eq!(r.rule_violations, 0);
+
+    // Room for one start per hour: the pair is held by the budget, every time.
+    let agents = AgentSim::new(&sc, &hotspot(), budget(1, 3600)).unwrap();
+    let (r, audit) = gated(&sc, agents);
+    assert!(pair_starts(&audit).is_empty(), "{:?}", pair_starts(&audit));
+    assert!(
+        audit.iter().any(|a| a.event == AuditEvent::Skipped
+            && a.vm.as_deref() == Some("vm-00")
+            && a.outcome.as_deref() == Some("budget")),
+        "the pair was never held by the budget"
+    );
+    assert!(r.migrations > 0, "single VMs still move within the budget");
+}

@@ -581,6 +581,21 @@ impl Ctx<'_, '_> {
         out
     }
 
+    /// [`Ctx::moved`] for every move planned from the `first`-th on: one VM's, or its whole
+    /// affinity group's when it left with its companions.
+    fn moved_since(&self, first: usize) {
+        let s = self.p.snap();
+        for m in &self.p.moves()[first..] {
+            if let (Some(v), Some(src), Some(dst)) = (
+                s.vm_index(&m.vm),
+                s.host_index(&m.from),
+                s.host_index(&m.to),
+            ) {
+                self.moved(v, src, dst);
+            }
+        }
+    }
+
     /// Updates the caches after VM `v` was planned from `src` to `dst`: the destination's
     /// history gains the VM's (no recomputation over its other VMs); the source, which no
     /// pass fills again, is recomputed only if asked, and gets no headroom bound meanwhile.
@@ -1108,13 +1123,13 @@ fn place(ctx: &mut Ctx<'_, '_>, over: &[bool], mut to_move: Vec<(usize, usize, R
         };
         {
             let gain = (ctx.p.util(h) - cfg.threshold).max(0.0) + 1.0;
-            let src = ctx.p.vm_host[v];
+            let first = ctx.p.moves().len();
             if ctx
                 .p
                 .try_move(v, d, reason, gain, 1.0, MoveKind::Consolidate)
                 .is_ok()
             {
-                ctx.moved(v, src, d);
+                ctx.moved_since(first);
             }
         }
     }
@@ -1205,16 +1220,21 @@ fn underload_pass(ctx: &mut Ctx<'_, '_>, over: &[bool]) {
                 host: s.hosts[h].name.clone(),
                 util: r6(u),
             };
+            if ctx.p.vm_host[v] != h {
+                // Gone already, with its affinity group.
+                continue;
+            }
             if s.vms[v].host_idx != h {
                 ctx.p.allow_second_move(v);
             }
             let placed = ctx.best_host(v, &excl_dst).is_some_and(|d| {
+                let first = ctx.p.moves().len();
                 let ok = ctx
                     .p
                     .try_move(v, d, reason, 1.0, 1.0, MoveKind::Consolidate)
                     .is_ok();
                 if ok {
-                    ctx.moved(v, h, d);
+                    ctx.moved_since(first);
                 }
                 ok
             });
