@@ -8,7 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::BalancerError;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, VmTags};
 
 /// A named set of VMs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,6 +58,11 @@ pub struct ConstraintConfig {
     /// outside, nothing is planned and the plan says when the next window opens. Empty: any
     /// time.
     pub windows: Vec<String>,
+    /// Per-VM priority by name pattern (as `exclude`): how much a VM is spared. On a host
+    /// that needs relief, a VM moves only when the VMs of lower priority there cannot give
+    /// it; default 0, range -1000..=1000, the highest matching pattern (or the view's
+    /// `priority=` tag, if higher) counts.
+    pub priority: BTreeMap<String, i32>,
 }
 
 impl Default for ConstraintConfig {
@@ -73,6 +78,7 @@ impl Default for ConstraintConfig {
             maintenance: Vec::new(),
             exclude: Vec::new(),
             windows: Vec::new(),
+            priority: BTreeMap::new(),
         }
     }
 }
@@ -90,11 +96,29 @@ impl ConstraintConfig {
             return Err(BalancerError::config("max_vcpu_ratio must be >= 0"));
         }
         for p in &self.exclude {
-            NamePattern::parse(p).map_err(BalancerError::config)?;
+            NamePattern::parse(p).map_err(|e| BalancerError::config(format!("exclude: {e}")))?;
+        }
+        if self.priority.len() > Self::MAX_PRIORITY_PATTERNS {
+            return Err(BalancerError::config(format!(
+                "priority: at most {} patterns",
+                Self::MAX_PRIORITY_PATTERNS
+            )));
+        }
+        let max = VmTags::MAX_PRIORITY;
+        for (p, level) in &self.priority {
+            NamePattern::parse(p).map_err(|e| BalancerError::config(format!("priority: {e}")))?;
+            if !(-max..=max).contains(level) {
+                return Err(BalancerError::config(format!(
+                    "priority: {p:?} = {level} is outside -{max}..={max}"
+                )));
+            }
         }
         self.migration_windows()?;
         Ok(())
     }
+
+    /// Most `priority` patterns (each VM is matched against all of them).
+    pub const MAX_PRIORITY_PATTERNS: usize = 256;
 
     /// The `windows`, parsed.
     pub fn migration_windows(&self) -> crate::Result<Windows> {
@@ -112,7 +136,7 @@ enum NamePattern {
 
 impl NamePattern {
     fn parse(p: &str) -> std::result::Result<NamePattern, String> {
-        let bad = || format!("exclude: {p:?} is not a VM name, \"prefix*\" or \"*suffix\"");
+        let bad = || format!("{p:?} is not a VM name, \"prefix*\" or \"*suffix\"");
         let inner = p.trim_start_matches('*').trim_end_matches('*');
         if inner.is_empty() || inner.contains('*') || inner.chars().any(char::is_whitespace) {
             return Err(bad());
@@ -245,8 +269,10 @@ pub struct Rules {
     pub aff: Vec<Vec<usize>>,
     /// Names of affinity groups.
     pub aff_names: Vec<String>,
-    /// Per VM: never moved (`exclude`).
+    /// Per VM: never moved (`exclude`, or the view's `exclude` tag).
     pub excluded: Vec<bool>,
+    /// Per VM: its priority (`priority`, or the view's tag if higher; 0 by default).
+    pub priority: Vec<i32>,
     /// The migration windows.
     pub windows: Windows,
 }
@@ -340,7 +366,24 @@ impl Rules {
         let excluded = s
             .vms
             .iter()
-            .map(|v| patterns.iter().any(|p| p.matches(&v.name)))
+            .map(|v| v.tags.exclude || patterns.iter().any(|p| p.matches(&v.name)))
+            .collect();
+        let levels: Vec<(NamePattern, i32)> = cfg
+            .priority
+            .iter()
+            .filter_map(|(p, l)| NamePattern::parse(p).ok().map(|p| (p, *l)))
+            .collect();
+        let priority = s
+            .vms
+            .iter()
+            .map(|v| {
+                levels
+                    .iter()
+                    .filter(|(p, _)| p.matches(&v.name))
+                    .map(|(_, l)| *l)
+                    .max()
+                    .map_or(v.tags.priority, |l| l.max(v.tags.priority))
+            })
             .collect();
         // Validated with the policy; a pattern that no longer parses closes every window
         // rather than opening all of them.
@@ -350,6 +393,7 @@ impl Rules {
         });
         Rules {
             excluded,
+            priority,
             windows,
             mem_limit,
             vcpu_limit,

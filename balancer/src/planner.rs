@@ -362,6 +362,21 @@ impl<'a> Planner<'a> {
         self.input.snapshot
     }
 
+    /// VM `v`'s priority (`[constraints] priority`, the view's tag): the higher, the later it
+    /// is chosen to move off its host.
+    pub fn priority(&self, v: usize) -> i32 {
+        self.rules.priority.get(v).copied().unwrap_or(0)
+    }
+
+    /// Of `vms`, those of the lowest priority: the class a policy chooses from first.
+    pub fn lowest_priority(&self, vms: &[usize]) -> Vec<usize> {
+        let low = vms.iter().map(|&v| self.priority(v)).min();
+        vms.iter()
+            .copied()
+            .filter(|&v| Some(self.priority(v)) == low)
+            .collect()
+    }
+
     /// CPU utilisation of host `h` in the working placement.
     pub fn util(&self, h: usize) -> f64 {
         self.cpu[h] / self.snap().hosts[h].cpu_mhz()
@@ -1209,6 +1224,7 @@ mod tests {
             migrating: false,
             migrating_to: None,
             host_idx: 0,
+            tags: Default::default(),
         };
         Snapshot::new(
             10_000,

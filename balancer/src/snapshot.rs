@@ -102,6 +102,65 @@ pub struct VmState {
     /// Index of `host` in `Snapshot::hosts`, filled by [`Snapshot::new`].
     #[serde(skip)]
     pub host_idx: usize,
+    /// What the view's `<vm>.balancer_tags` says about it (none by default).
+    #[serde(default, skip_serializing_if = "VmTags::is_none")]
+    pub tags: VmTags,
+}
+
+/// An operator's per-VM tags, read from the cluster view: a string metric
+/// `<vm>.balancer_tags` (e.g. sent with `gmetric -t string -n web1.balancer_tags -v
+/// "exclude,priority=5"`), on any host. They can only spare a VM or change which VM of a host
+/// goes first, never cause a move, so a forged tag cannot make the balancer do harm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct VmTags {
+    /// Never move it (`exclude`), as `[constraints] exclude` does.
+    #[serde(default)]
+    pub exclude: bool,
+    /// `priority=N`, as `[constraints] priority` (the higher of the two counts).
+    #[serde(default)]
+    pub priority: i32,
+}
+
+impl VmTags {
+    /// Priorities beyond this either way are clamped to it.
+    pub const MAX_PRIORITY: i32 = 1000;
+    /// Tags read from one value; the rest are ignored.
+    pub const MAX_TAGS: usize = 8;
+
+    /// No tags.
+    pub fn is_none(&self) -> bool {
+        *self == VmTags::default()
+    }
+
+    /// Parses a `balancer_tags` value: tags separated by commas or spaces; `exclude`,
+    /// `priority=N`; unknown tags are ignored (a newer agent's tag must not stop an older
+    /// one), as is anything past [`VmTags::MAX_TAGS`].
+    pub fn parse(value: &str) -> VmTags {
+        let mut t = VmTags::default();
+        for tag in value
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+            .take(VmTags::MAX_TAGS)
+        {
+            if tag == "exclude" {
+                t.exclude = true;
+            } else if let Some(n) = tag.strip_prefix("priority=") {
+                if let Ok(n) = n.parse::<i64>() {
+                    let max = i64::from(VmTags::MAX_PRIORITY);
+                    t.priority = i32::try_from(n.clamp(-max, max)).unwrap_or(0);
+                }
+            }
+        }
+        t
+    }
+
+    /// Both sets of tags at once: excluded if either says so, the higher priority.
+    pub fn merge(self, other: VmTags) -> VmTags {
+        VmTags {
+            exclude: self.exclude || other.exclude,
+            priority: self.priority.max(other.priority),
+        }
+    }
 }
 
 impl VmState {
@@ -347,6 +406,7 @@ mod tests {
             migrating: false,
             migrating_to: None,
             host_idx: 0,
+            tags: Default::default(),
         };
         assert!(Snapshot::new(0, vec![h.clone(), h.clone()], vec![]).is_err());
         assert!(Snapshot::new(0, vec![h.clone()], vec![vm.clone()]).is_err());

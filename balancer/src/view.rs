@@ -39,7 +39,7 @@ use ganglia_wire::model::{Cluster, Document, Host, Metric};
 use gmond_metrics::vmetrics::{parse_vm_metric, suffix, VM_IO_METRICS, VM_METRICS};
 
 use crate::error::Result;
-use crate::snapshot::{HostState, Snapshot, VmState};
+use crate::snapshot::{HostState, Snapshot, VmState, VmTags};
 
 /// What a view may plausibly claim. Generous for any real machine; beyond them a figure is
 /// forged or broken.
@@ -143,7 +143,14 @@ pub struct VmView {
     pub mem_util_pct: Option<f64>,
     /// Another host has a copy within [`SUPERSEDED_AFTER_S`] of the owner's.
     pub in_flight: bool,
+    /// `<vm>.balancer_tags` on any host, merged.
+    pub tags: VmTags,
 }
+
+/// Suffix of the operator's per-VM tags metric (see [`VmTags`]). Not a VM metric of the
+/// virtual-node convention: it never makes a copy of a VM or its freshness, whichever host
+/// carries it (an operator sends it with gmetric from anywhere).
+pub const TAGS_SUFFIX: &str = "balancer_tags";
 
 /// A host whose only copy of a VM is a farewell: the VM has just left it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -206,6 +213,7 @@ pub fn read_filter(extra: &[&str]) -> MetricFilter {
         .iter()
         .map(|s| s.to_string())
         .chain(vm)
+        .chain([format!("*.{TAGS_SUFFIX}")])
         .chain(extra.iter().map(|s| s.to_string()))
         .collect();
     // Fixed names of the project's own within the filter's bounds; a caller's bad extra
@@ -292,6 +300,8 @@ impl VnodeView {
         let mut farewells: BTreeSet<(&str, usize)> = BTreeSet::new();
         let mut live: BTreeSet<(&str, usize)> = BTreeSet::new();
         let mut implausible = Vec::new();
+        // VM -> its tags, from every host's `<vm>.balancer_tags`.
+        let mut tags: BTreeMap<&str, VmTags> = BTreeMap::new();
         for (index, h) in cluster.hosts.iter().enumerate() {
             if !names.insert(h.name.as_str()) {
                 continue;
@@ -307,6 +317,16 @@ impl VnodeView {
             hosts.push(view);
             let mut here: BTreeMap<&str, Copy> = BTreeMap::new();
             for m in &h.metrics {
+                if let Some(vm) = m
+                    .name
+                    .strip_suffix(TAGS_SUFFIX)
+                    .and_then(|p| p.strip_suffix('.'))
+                    .filter(|vm| !vm.is_empty())
+                {
+                    let t = tags.entry(vm).or_default();
+                    *t = t.merge(VmTags::parse(&m.val));
+                    continue;
+                }
                 let Some((vm, sfx)) = parse_vm_metric(&m.name) else {
                     continue;
                 };
@@ -367,6 +387,7 @@ impl VnodeView {
                 mem_kb: c.mem_kb,
                 mem_util_pct: c.mem_util_pct,
                 in_flight,
+                tags: tags.get(vm).copied().unwrap_or_default(),
             });
         }
         let leaving = farewells
@@ -443,6 +464,7 @@ impl VnodeView {
                     migrating: vm.in_flight,
                     migrating_to: None,
                     host_idx: 0,
+                    tags: vm.tags,
                 })
             })
             .collect();
@@ -564,6 +586,49 @@ mod tests {
             .iter()
             .map(|vm| (vm.name.as_str(), vm.host.as_str(), vm.in_flight))
             .collect()
+    }
+
+    #[test]
+    fn tags_from_any_host_reach_the_vm_and_never_make_a_copy() {
+        let mut b = hv("b", &[]);
+        // Sent with gmetric from b (an old, stale copy of the tag too): merged, and b does not
+        // become an owner of web1 by carrying them.
+        b.metrics
+            .push(m("web1.balancer_tags", "priority=7", 900, 0));
+        b.metrics.push(m("web1.balancer_tags_x", "exclude", 1, 0));
+        b.metrics.push(m("ghost.balancer_tags", "exclude", 1, 0));
+        let mut a = hv("a", &[("web1", 5, 0), ("web2", 5, 0)]);
+        a.metrics
+            .push(m("web1.balancer_tags", "exclude, junk priority=x", 1, 0));
+        let v = VnodeView::read(&cluster(vec![a, b]), &ReadOptions::default());
+        assert_eq!(
+            owners(&v),
+            [("web1", "a", false), ("web2", "a", false)],
+            "{v:?}"
+        );
+        let tags: Vec<VmTags> = v.vms.iter().map(|vm| vm.tags).collect();
+        assert_eq!(
+            tags,
+            [
+                VmTags {
+                    exclude: true,
+                    priority: 7
+                },
+                VmTags::default()
+            ]
+        );
+        let snap = v.snapshot(100);
+        assert_eq!(snap.vms[0].tags, tags[0]);
+        // The agent's filtered read keeps them.
+        assert!(read_filter(&[]).matches(b"web1.balancer_tags"));
+        assert_eq!(
+            VmTags::parse("priority=99999").priority,
+            VmTags::MAX_PRIORITY
+        );
+        assert_eq!(
+            VmTags::parse("priority=-99999").priority,
+            -VmTags::MAX_PRIORITY
+        );
     }
 
     #[test]

@@ -195,6 +195,7 @@ fn vm(name: &str, host: &str, mhz: f64) -> VmState {
         migrating: false,
         migrating_to: None,
         host_idx: 0,
+        tags: Default::default(),
     }
 }
 

@@ -8,7 +8,7 @@ use balancer::constraints::{Group, Pin};
 use balancer::planner::{History, Input};
 use balancer::policy::{PolicySpec, BUILTIN};
 use balancer::sim::{builtin_scenario, simulate, SimOptions};
-use balancer::snapshot::{HostState, Snapshot, VmState};
+use balancer::snapshot::{HostState, Snapshot, VmState, VmTags};
 use balancer::trends::{TrendConfig, Trends};
 use gmond_metrics::hypervisor::profile::{splitmix64, unit};
 
@@ -38,6 +38,7 @@ fn vm(name: &str, host: &str, frac: f64, mem_gb: u64) -> VmState {
         migrating: false,
         migrating_to: None,
         host_idx: 0,
+        tags: Default::default(),
     }
 }
 
@@ -633,6 +634,78 @@ fn an_affinity_group_that_runs_together_moves_together() {
     );
 }
 
+/// h0 with twelve VMs at 95 %: with v00..v09 at priority 10 (from the policy file, or from
+/// the view's tags), every policy that moves VMs off h0 takes v10 and v11 first; an
+/// `exclude` tag spares a VM as the file's `exclude` does.
+#[test]
+fn lower_priority_vms_move_first_and_tags_in_the_view_count_as_the_file() {
+    let hosts: Vec<HostState> = (0..4).map(|i| host(&format!("h{i}"))).collect();
+    let vms: Vec<VmState> = (0..12)
+        .map(|i| vm(&format!("v{i:02}"), "h0", 0.95, 4))
+        .collect();
+    let plain = Snapshot::new(36_000, hosts, vms).unwrap();
+    let mut tagged = plain.clone();
+    for v in tagged.vms.iter_mut().filter(|v| v.name.starts_with("v0")) {
+        v.tags = VmTags::parse("priority=10");
+    }
+    let decide = |spec: &PolicySpec, s: &Snapshot| {
+        let trends = steady_trends(s, 40);
+        spec.build().decide(Input {
+            snapshot: s,
+            trends: &trends,
+            history: &History::default(),
+            now: s.time,
+            wall_s: s.time,
+            verbose: false,
+        })
+    };
+    let mut tried = Vec::new();
+    for base in policies() {
+        let free = decide(&base, &plain);
+        if free.moves.len() < 2 {
+            continue;
+        }
+        // Without priorities the policies take the lowest names first: v10 and v11 stay.
+        let first = |plan: &balancer::plan::Plan| {
+            let mut v: Vec<String> = plan.moves.iter().take(2).map(|m| m.vm.clone()).collect();
+            v.sort();
+            v
+        };
+        assert_ne!(first(&free), ["v10", "v11"], "{}", base.policy);
+        let mut spec = base.clone();
+        spec.constraints.priority = [("v0*".to_string(), 10)].into_iter().collect();
+        let by_file = decide(&spec, &plain);
+        assert_eq!(
+            first(&by_file),
+            ["v10", "v11"],
+            "{}: {}",
+            spec.policy,
+            by_file.explain()
+        );
+        let by_tag = decide(&base, &tagged);
+        assert_eq!(by_tag.moves, by_file.moves, "{}", base.policy);
+        tried.push(base.policy.clone());
+    }
+    assert!(tried.len() >= 4, "policies that moved two VMs: {tried:?}");
+    // An exclude tag spares the VM, as the file's exclude does.
+    let spec = PolicySpec::builtin("hotspot").unwrap();
+    let free = decide(&spec, &plain);
+    let mut spared = plain.clone();
+    for v in spared.vms.iter_mut() {
+        if free.moves.iter().any(|m| m.vm == v.name) {
+            v.tags = VmTags::parse("exclude");
+        }
+    }
+    let plan = decide(&spec, &spared);
+    assert!(
+        plan.moves
+            .iter()
+            .all(|m| free.moves.iter().all(|f| f.vm != m.vm)),
+        "{}",
+        plan.explain()
+    );
+}
+
 #[test]
 fn bad_operator_rules_are_refused_with_the_pattern() {
     let base = balancer::policy::builtin_file("hotspot").unwrap();
@@ -641,10 +714,16 @@ fn bad_operator_rules_are_refused_with_the_pattern() {
         ("exclude = [\"*\"]", "exclude: \"*\""),
         ("windows = [\"* 22-23 * *\"]", "five fields"),
         ("windows = [\"* 25 * * *\"]", "is not a cron pattern"),
+        ("priority = { \"db*x\" = 5 }", "priority: \"db*x\""),
+        (
+            "priority = { \"db*\" = 5000 }",
+            "priority: \"db*\" = 5000 is outside -1000..=1000",
+        ),
     ] {
-        // The shipped file sets both keys to []: replace that line.
+        // The shipped file sets each key to its empty default: replace that line.
         let key = rules.split(' ').next().unwrap();
-        let text = base.replacen(&format!("{key} = []"), rules, 1);
+        let empty = if key == "priority" { "{}" } else { "[]" };
+        let text = base.replacen(&format!("{key} = {empty}"), rules, 1);
         assert_ne!(text, base);
         let e = PolicySpec::parse(&text).unwrap_err().to_string();
         assert!(e.contains(want), "{rules}: {e}");

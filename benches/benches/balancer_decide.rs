@@ -47,6 +47,7 @@ fn snapshot(k: u64) -> Snapshot {
                 migrating: false,
                 migrating_to: None,
                 host_idx: 0,
+                tags: Default::default(),
             }
         })
         .collect();

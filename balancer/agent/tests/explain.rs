@@ -38,6 +38,7 @@ fn vm(name: &str, host: &str, frac: f64, mem_gb: u64) -> VmState {
         migrating: false,
         migrating_to: None,
         host_idx: 0,
+        tags: Default::default(),
     }
 }
 

@@ -27,6 +27,7 @@ fn snapshot(t: u64, demand: f64) -> Snapshot {
         migrating: false,
         migrating_to: None,
         host_idx: 0,
+        tags: Default::default(),
     };
     Snapshot::new(
         t,

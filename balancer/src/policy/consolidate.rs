@@ -1065,34 +1065,36 @@ fn overload_pass(ctx: &mut Ctx<'_, '_>) -> (Vec<bool>, Vec<(usize, usize, Reason
             .collect();
         let mut cpu = ctx.p.cpu[h];
         loop {
+            // The lowest priority class first; the selection picks within it.
+            let class = ctx.p.lowest_priority(&rest);
             let pick = match cfg.selection {
-                Selection::Mmt => rest.iter().enumerate().min_by(|a, b| {
+                Selection::Mmt => class.iter().enumerate().min_by(|a, b| {
                     s.vms[*a.1]
                         .mem_kb
                         .cmp(&s.vms[*b.1].mem_kb)
                         .then(a.0.cmp(&b.0))
                 }),
-                Selection::Mu => rest.iter().enumerate().min_by(|a, b| {
+                Selection::Mu => class.iter().enumerate().min_by(|a, b| {
                     s.vms[*a.1]
                         .cpu_demand_mhz
                         .total_cmp(&s.vms[*b.1].cpu_demand_mhz)
                         .then(a.0.cmp(&b.0))
                 }),
-                Selection::Vsr => rest.iter().enumerate().min_by(|a, b| {
+                Selection::Vsr => class.iter().enumerate().min_by(|a, b| {
                     let vsr = |v: usize| super::hotspot::vsr(s, h, v);
                     vsr(*b.1).total_cmp(&vsr(*a.1)).then(a.0.cmp(&b.0))
                 }),
                 Selection::Mm => {
                     let excess = cpu - threshold.min(1.0) * s.hosts[h].cpu_mhz();
-                    super::select::fewest_moves(ctx.p, &rest, excess).map(|i| (i, &rest[i]))
+                    super::select::fewest_moves(ctx.p, &class, excess).map(|i| (i, &class[i]))
                 }
                 Selection::Mc => {
-                    let scores = super::select::correlations(ctx.p, &rest);
-                    super::select::highest(&scores).map(|i| (i, &rest[i]))
+                    let scores = super::select::correlations(ctx.p, &class);
+                    super::select::highest(&scores).map(|i| (i, &class[i]))
                 }
             };
-            let Some((i, &v)) = pick else { break };
-            rest.remove(i);
+            let Some((_, &v)) = pick else { break };
+            rest.retain(|&x| x != v);
             cpu -= s.vms[v].cpu_demand_mhz;
             to_move.push((v, h, reason.clone()));
             if !ctx.detect(h, &rest, None, cpu).0 {

@@ -186,36 +186,61 @@ pub(crate) fn vsr(s: &Snapshot, h: usize, v: usize) -> f64 {
 /// The VMs of host `h` in the order `sel` takes them off: `vsr` largest ratio first, `mmt`
 /// least memory first, `mu` least CPU first, `mc` most correlated with the rest first, `mm`
 /// each pick the fewest-migrations choice for what is left above `target` (once there, the
-/// smallest first); ties to the lower index.
+/// smallest first); ties to the lower index. VMs of a lower priority come first, whatever
+/// the selection.
 pub(crate) fn vm_order(p: &Planner<'_>, h: usize, sel: Selection, target: f64) -> Vec<usize> {
+    // Priority classes lowest first, each in the selection's order.
+    let mut rest = p.on_host[h].clone();
+    let mut cpu = p.cpu[h];
+    let mut out = Vec::with_capacity(rest.len());
+    while !rest.is_empty() {
+        let class = p.lowest_priority(&rest);
+        rest.retain(|v| !class.contains(v));
+        for v in class_order(p, h, &class, sel, target, &mut cpu) {
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// [`vm_order`] within one priority class; `cpu` is the host's load before the class's VMs
+/// leave, and after on return (for `mm`).
+fn class_order(
+    p: &Planner<'_>,
+    h: usize,
+    class: &[usize],
+    sel: Selection,
+    target: f64,
+    cpu: &mut f64,
+) -> Vec<usize> {
     let s = p.snap();
     match sel {
         Selection::Mm => {
-            let mut rest = p.on_host[h].clone();
-            let mut cpu = p.cpu[h];
+            let mut rest = class.to_vec();
             let goal = target * s.hosts[h].cpu_mhz();
             let mut out = Vec::with_capacity(rest.len());
-            while let Some(i) = super::select::fewest_moves(p, &rest, cpu - goal) {
+            while let Some(i) = super::select::fewest_moves(p, &rest, *cpu - goal) {
                 let v = rest.remove(i);
-                cpu -= s.vms[v].cpu_demand_mhz;
+                *cpu -= s.vms[v].cpu_demand_mhz;
                 out.push(v);
             }
             return out;
         }
         Selection::Mc => {
-            let cands = p.on_host[h].clone();
-            let scores = super::select::correlations(p, &cands);
-            let mut order: Vec<usize> = (0..cands.len()).collect();
+            let scores = super::select::correlations(p, class);
+            let mut order: Vec<usize> = (0..class.len()).collect();
             order.sort_by(|&a, &b| {
                 scores[b]
                     .total_cmp(&scores[a])
-                    .then(cands[a].cmp(&cands[b]))
+                    .then(class[a].cmp(&class[b]))
             });
-            return order.into_iter().map(|i| cands[i]).collect();
+            *cpu -= class.iter().map(|&v| s.vms[v].cpu_demand_mhz).sum::<f64>();
+            return order.into_iter().map(|i| class[i]).collect();
         }
         _ => {}
     }
-    let mut vms: Vec<(f64, usize)> = p.on_host[h]
+    *cpu -= class.iter().map(|&v| s.vms[v].cpu_demand_mhz).sum::<f64>();
+    let mut vms: Vec<(f64, usize)> = class
         .iter()
         .map(|&v| {
             let key = match sel {

@@ -46,16 +46,17 @@ pub(crate) fn run(cfg: &NaiveParams, p: &mut Planner<'_>) {
     }
     hot.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     for (u, h) in hot {
-        let Some(&v) = p.on_host[h]
+        let movable: Vec<usize> = p.on_host[h]
             .iter()
-            .filter(|&&v| !s.vms[v].migrating)
-            .max_by(|&&a, &&b| {
-                s.vms[a]
-                    .cpu_demand_mhz
-                    .total_cmp(&s.vms[b].cpu_demand_mhz)
-                    .then(b.cmp(&a))
-            })
-        else {
+            .copied()
+            .filter(|&v| !s.vms[v].migrating)
+            .collect();
+        let Some(&v) = p.lowest_priority(&movable).iter().max_by(|&&a, &&b| {
+            s.vms[a]
+                .cpu_demand_mhz
+                .total_cmp(&s.vms[b].cpu_demand_mhz)
+                .then(b.cmp(&a))
+        }) else {
             continue;
         };
         let gain = s.vms[v].cpu_demand_mhz / s.hosts[h].cpu_mhz();

@@ -216,7 +216,12 @@ pub(crate) fn run(cfg: &StabilizeParams, p: &mut Planner<'_>) {
                     // Sigma drops shrink as 1/n in big clusters; n x drop is the local improvement, so the
                     // same cost and hysteresis work at 6 hosts and at 1,000.
                     let gain = (before - after) * cpu.n;
-                    if best.is_some_and(|(g, _, _)| gain <= g) {
+                    // A VM of lower priority wins over a better move of a higher one.
+                    let pr = p.priority(v);
+                    if best.is_some_and(|(g, bv, _)| {
+                        let bp = p.priority(bv);
+                        pr > bp || (pr == bp && gain <= g)
+                    }) {
                         continue;
                     }
                     if p.check(v, dst, gain, cfg.dest_max_util, MoveKind::Consolidate)

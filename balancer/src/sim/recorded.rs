@@ -612,6 +612,7 @@ mod tests {
                 mem_kb: Some(1048576.0),
                 mem_util_pct: None,
                 in_flight: false,
+                tags: Default::default(),
             })
             .collect();
         VnodeView {
