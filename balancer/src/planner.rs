@@ -353,6 +353,12 @@ impl<'a> Planner<'a> {
             p.mem[h] += vm.mem_kb;
             p.vcpus[h] += vm.vcpus;
             p.on_host[h].push(i);
+            // Until a live migration ends, the source still holds the VM's memory and vCPUs:
+            // a move into the source meanwhile must find them taken, or memory overfills.
+            if h != vm.host_idx {
+                p.mem[vm.host_idx] += vm.mem_kb;
+                p.vcpus[vm.host_idx] += vm.vcpus;
+            }
         }
         p
     }
@@ -1278,6 +1284,47 @@ mod tests {
         moved(&mut h, "a", "b", 9_500);
         assert_eq!(gate(&h, &cfg, 11_299), Err(Refusal::Cooldown));
         assert_eq!(gate(&h, &cfg, 11_300), Ok(()));
+    }
+
+    #[test]
+    fn a_migration_in_flight_holds_memory_on_both_hosts_until_it_ends() {
+        // v1 (1 GB) migrates a -> b, beside v2 and v3 on a; c carries five more 1 GB VMs that
+        // a policy might send to a meanwhile. Until the migration ends, a still holds v1.
+        let mut s = snap();
+        s.hosts.push(HostState {
+            name: "c".into(),
+            ..s.hosts[0].clone()
+        });
+        for i in 0..5 {
+            s.vms.push(VmState {
+                name: format!("w{i}"),
+                host: "c".into(),
+                ..s.vms[0].clone()
+            });
+        }
+        s.vms[0].migrating = true;
+        s.vms[0].migrating_to = Some("b".into());
+        let s = s.reindexed().unwrap();
+        let trends = Trends::new(TrendConfig::default());
+        let history = History::default();
+        let rules = Rules::resolve(&ConstraintConfig::default(), &s);
+        let cfg = PlannerConfig::default();
+        let p = Planner::new(
+            Input {
+                snapshot: &s,
+                trends: &trends,
+                history: &history,
+                now: 10_000,
+                wall_s: 10_000,
+                verbose: false,
+            },
+            &rules,
+            &cfg,
+        );
+        let (a, b) = (s.host_index("a").unwrap(), s.host_index("b").unwrap());
+        assert_eq!(p.mem[a], 3 << 20, "v1's memory is still on a");
+        assert_eq!(p.mem[b], 1 << 20, "and already booked on b");
+        assert!(p.cpu[a] < 2_000.0, "its CPU load is booked at b only");
     }
 
     #[test]
