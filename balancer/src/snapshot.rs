@@ -154,6 +154,18 @@ impl VmTags {
         t
     }
 
+    /// The tags as a `balancer_tags` value ([`VmTags::parse`] reads it back).
+    pub fn to_value(self) -> String {
+        let mut parts = Vec::new();
+        if self.exclude {
+            parts.push("exclude".to_string());
+        }
+        if self.priority != 0 {
+            parts.push(format!("priority={}", self.priority));
+        }
+        parts.join(",")
+    }
+
     /// Both sets of tags at once: excluded if either says so, the higher priority.
     pub fn merge(self, other: VmTags) -> VmTags {
         VmTags {

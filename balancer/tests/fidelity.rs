@@ -154,6 +154,7 @@ fn traced(name: &str, host: &str, samples: &[f32]) -> VmSpec {
         cpu_cap_mhz: 1000.0,
         mem_kb: 1 << 20,
         host: Some(host.into()),
+        tags: Default::default(),
         profile: ProfileSpec::Samples {
             samples: samples.into(),
             period_s: 300,

@@ -224,6 +224,7 @@ fn one_vm(level: f64, cap: f64) -> VmSpec {
         cpu_cap_mhz: cap,
         mem_kb: 1 << 20,
         host: Some("h0".into()),
+        tags: Default::default(),
         profile: ProfileSpec::Constant { level },
     }
 }
@@ -316,6 +317,7 @@ fn lone_vm(cpus: u32, vcpus: u32, level: f64) -> Scenario {
             cpu_cap_mhz: 0.0,
             mem_kb: 1 << 20,
             host: Some("h0".into()),
+            tags: Default::default(),
             profile: ProfileSpec::Constant { level },
         }],
         1,

@@ -634,6 +634,7 @@ mod tests {
             maintenance: none,
             partition: None,
             gone: &[],
+            vm_tags: &[],
         }
     }
 

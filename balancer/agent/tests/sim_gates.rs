@@ -373,3 +373,65 @@ fn an_affinity_group_starts_together_or_not_at_all() {
     );
     assert!(r.migrations > 0, "single VMs still move within the budget");
 }
+
+/// The operator's tags on a scenario's VMs reach the policy alone (in its snapshot) and the
+/// simulated agents (as `<vm>.balancer_tags` in the view they read): a VM tagged `exclude`
+/// never moves either way, and `priority` sends the untagged VMs first.
+#[test]
+fn tags_on_scenario_vms_reach_the_policy_and_the_agents_through_the_view() {
+    use balancer::snapshot::VmTags;
+    let plain = hot_host();
+    let (_, audit) = gated(
+        &plain,
+        AgentSim::new(&plain, &hotspot(), AgentConfig::default()).unwrap(),
+    );
+    let first: Vec<String> = starts(&audit)
+        .iter()
+        .filter_map(|r| r.vm.clone())
+        .take(2)
+        .collect();
+    assert_eq!(first.len(), 2, "hot-host moves VMs through the agent");
+    let mut tagged = plain.clone();
+    for v in tagged.vms.iter_mut() {
+        if first.contains(&v.name) {
+            v.tags = VmTags::parse("exclude");
+        }
+    }
+    // Through the agents, which see the tags only in the Ganglia view.
+    let (r, audit) = gated(
+        &tagged,
+        AgentSim::new(&tagged, &hotspot(), AgentConfig::default()).unwrap(),
+    );
+    let moved: Vec<String> = starts(&audit).iter().filter_map(|r| r.vm.clone()).collect();
+    assert!(
+        !moved.is_empty() && moved.iter().all(|v| !first.contains(v)),
+        "{moved:?}"
+    );
+    assert_eq!(r.rule_violations, 0);
+    // The policy alone reads them from its snapshot: same spared VMs.
+    let opts = SimOptions {
+        explain: true,
+        ..SimOptions::default()
+    };
+    let mut texts = Vec::new();
+    struct Moves<'a>(&'a mut Vec<String>);
+    impl balancer::sim::Progress for Moves<'_> {
+        fn tick(&mut self, _: &balancer::sim::TickProgress) {}
+        fn explain(&mut self, _: u64, text: &str) {
+            self.0.push(text.to_string());
+        }
+    }
+    balancer::sim::simulate_with_progress(&tagged, &hotspot(), &opts, &mut Moves(&mut texts))
+        .unwrap();
+    let planned: Vec<&str> = texts
+        .iter()
+        .flat_map(|t| t.lines())
+        .filter_map(|l| l.trim_start().strip_prefix("move "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert!(!planned.is_empty());
+    assert!(
+        planned.iter().all(|v| !first.contains(&v.to_string())),
+        "{planned:?}"
+    );
+}

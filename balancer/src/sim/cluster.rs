@@ -263,7 +263,7 @@ pub(super) fn snapshot(
             migrating: dom.migration.is_some(),
             migrating_to: dom.migration.map(|m| c.hosts()[m.dest].name.clone()),
             host_idx: 0,
-            tags: Default::default(),
+            tags: sc.vms.get(d).map(|v| v.tags).unwrap_or_default(),
         });
     }
     Snapshot::new(t_ms / 1000, hosts, vms)

@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::plan::{Move, Plan};
 use crate::planner::{History, Input, MigrationRecord};
 use crate::policy::{Policy, PolicySpec};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, VmTags};
 use crate::trends::Trends;
 
 /// Run options.
@@ -116,6 +116,9 @@ pub struct World<'a> {
     pub partition: Option<Vec<bool>>,
     /// Per VM: never created, or left the data centre (CloudSim world).
     pub gone: &'a [bool],
+    /// Per VM (domain index): the operator's tags from the scenario, published in the view
+    /// as gmetric would (empty: none).
+    pub vm_tags: &'a [VmTags],
 }
 
 impl World<'_> {
@@ -125,6 +128,24 @@ impl World<'_> {
     pub fn view(&self, side: Option<&[bool]>) -> ganglia_wire::model::Cluster {
         let hide = |d: usize| self.gone.get(d).copied().unwrap_or(false);
         let mut v = super::view::cluster_view_with(self.cluster, self.t_ms, &hide);
+        // The operator's tags, as gmetric would publish them: on the VM's host.
+        for (d, tags) in self.vm_tags.iter().enumerate() {
+            let Some(dom) = self.cluster.domains().get(d) else {
+                continue;
+            };
+            if tags.is_none() || hide(d) {
+                continue;
+            }
+            if let Some(host) = v.hosts.get_mut(dom.host) {
+                host.metrics.push(ganglia_wire::model::Metric {
+                    name: format!("{}.{}", dom.name, crate::view::TAGS_SUFFIX),
+                    val: tags.to_value(),
+                    ty: "string".into(),
+                    tmax: 60,
+                    ..Default::default()
+                });
+            }
+        }
         for (h, host) in v.hosts.iter_mut().enumerate() {
             if self.maintenance.contains(&h) {
                 host.metrics.push(ganglia_wire::model::Metric {
@@ -316,6 +337,8 @@ struct Run<'a> {
     rec: Option<Recording>,
     tick_ms: u64,
     ticks: u64,
+    /// Per VM: the scenario's tags (see [`World::vm_tags`]).
+    vm_tags: Vec<VmTags>,
     /// Explain each round's plan into `explained` (`SimOptions::explain`).
     explain: bool,
     explained: Vec<String>,
@@ -360,6 +383,7 @@ impl<'a> Run<'a> {
             ticks,
             explain: opts.explain,
             explained: Vec::new(),
+            vm_tags: sc.vms.iter().map(|v| v.tags).collect(),
         })
     }
 
@@ -537,6 +561,7 @@ impl<'a> Run<'a> {
                 .is_some_and(|u| t < u)
                 .then(|| (0..nh).map(|h| h < nh / 2).collect()),
             gone: &self.gone,
+            vm_tags: &self.vm_tags,
         }
     }
 

@@ -265,6 +265,7 @@ impl ClusterRecording {
                 mem_kb: a.mem_kb.round().max(0.0) as u64,
                 // A VM on a host without a recorded capacity is placed by the simulator.
                 host: known.contains(a.host.as_str()).then_some(a.host),
+                tags: Default::default(),
                 profile: ProfileSpec::Samples {
                     samples: fill(&a.series),
                     period_s: tick,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::constraints::{Group, Pin};
 use crate::error::{BalancerError, Result};
+use crate::snapshot::VmTags;
 
 /// A host of a scenario.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +82,10 @@ pub struct VmSpec {
     /// Initial host (None = placed by PABFD on full capacity, as CloudSim).
     #[serde(default)]
     pub host: Option<String>,
+    /// The operator's tags on it (`exclude`, `priority`), as the view's `<vm>.balancer_tags`
+    /// would carry them: in the policy's snapshot, and in the view the simulated agents read.
+    #[serde(default, skip_serializing_if = "VmTags::is_none")]
+    pub tags: VmTags,
     /// Demand.
     pub profile: ProfileSpec,
 }
@@ -248,6 +253,7 @@ fn vm(name: String, vcpus: u32, mem_kb: u64, host: Option<String>, profile: Prof
         cpu_cap_mhz: 0.0,
         mem_kb,
         host,
+        tags: Default::default(),
         profile,
     }
 }
@@ -629,6 +635,7 @@ fn planetlab(name: &str, trace_dir: Option<&Path>, seed: u64) -> Result<Scenario
             cpu_cap_mhz: mips,
             mem_kb: ram_mb * 1024,
             host: None,
+            tags: Default::default(),
             profile: ProfileSpec::Samples {
                 samples: samples.into(),
                 period_s: 300,
