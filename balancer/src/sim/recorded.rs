@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::scenario::{HostSpec, ProfileSpec, Scenario, VmSpec};
 use crate::error::{BalancerError, Result};
+use crate::snapshot::VmTags;
 use crate::view::VnodeView;
 
 /// Header file of a recording directory.
@@ -50,6 +51,9 @@ pub struct Meta {
     pub interval_s: u64,
     /// Every host seen, with the largest capacity it reported.
     pub hosts: BTreeMap<String, HostCap>,
+    /// The operator's tags (`<vm>.balancer_tags`) of every VM that had any, as last seen.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vm_tags: BTreeMap<String, VmTags>,
 }
 
 /// A host's capacity as recorded.
@@ -97,6 +101,7 @@ impl ClusterRecording {
                 source: source.to_owned(),
                 interval_s: interval_s.max(1),
                 hosts: BTreeMap::new(),
+                vm_tags: BTreeMap::new(),
             },
             samples: Vec::new(),
         }
@@ -114,6 +119,13 @@ impl ClusterRecording {
                         mem_kb: c.mem_kb,
                     },
                 );
+            }
+        }
+        for v in &view.vms {
+            if v.tags.is_none() {
+                self.meta.vm_tags.remove(&v.name);
+            } else {
+                self.meta.vm_tags.insert(v.name.clone(), v.tags);
             }
         }
         let new: Vec<VmSample> = view
@@ -265,7 +277,7 @@ impl ClusterRecording {
                 mem_kb: a.mem_kb.round().max(0.0) as u64,
                 // A VM on a host without a recorded capacity is placed by the simulator.
                 host: known.contains(a.host.as_str()).then_some(a.host),
-                tags: Default::default(),
+                tags: self.meta.vm_tags.get(name).copied().unwrap_or_default(),
                 profile: ProfileSpec::Samples {
                     samples: fill(&a.series),
                     period_s: tick,
@@ -540,6 +552,8 @@ pub struct Recorder {
     recording: ClusterRecording,
     out: std::io::BufWriter<std::fs::File>,
     hosts_seen: usize,
+    /// The tags last written to the header.
+    tags_seen: BTreeMap<String, VmTags>,
 }
 
 impl Recorder {
@@ -558,6 +572,7 @@ impl Recorder {
             recording,
             out,
             hosts_seen: 0,
+            tags_seen: BTreeMap::new(),
         })
     }
 
@@ -571,8 +586,11 @@ impl Recorder {
             writeln!(self.out, "{}", csv_line(s)).map_err(|source| io(&path, source))?;
         }
         self.out.flush().map_err(|source| io(&path, source))?;
-        if self.recording.meta.hosts.len() != self.hosts_seen {
+        // The header changes when a host appears or a VM's tags do.
+        let tags = self.recording.meta.vm_tags.clone();
+        if self.recording.meta.hosts.len() != self.hosts_seen || tags != self.tags_seen {
             self.hosts_seen = self.recording.meta.hosts.len();
+            self.tags_seen = tags;
             self.recording.save_meta(&self.dir)?;
         }
         Ok(new.len())
@@ -631,15 +649,14 @@ mod tests {
             .unwrap();
         // A missed sample at 1010 for db1, web1 moves to hv2; late1 appears at 1020.
         rec.add(1010, &view(&[("web1", "hv2", 60.0)])).unwrap();
-        rec.add(
-            1020,
-            &view(&[
-                ("web1", "hv2", 70.0),
-                ("db1", "hv1", 80.0),
-                ("late1", "hv2", 10.0),
-            ]),
-        )
-        .unwrap();
+        // db1 comes back tagged by the operator; the header keeps its tags.
+        let mut tagged = view(&[
+            ("web1", "hv2", 70.0),
+            ("db1", "hv1", 80.0),
+            ("late1", "hv2", 10.0),
+        ]);
+        tagged.vms[1].tags = VmTags::parse("exclude,priority=3");
+        rec.add(1020, &tagged).unwrap();
         let loaded = ClusterRecording::load(&dir).unwrap();
         assert_eq!(loaded.samples.len(), 6);
         assert_eq!(loaded.meta.hosts.len(), 2);
@@ -664,6 +681,8 @@ mod tests {
             "nothing before it appeared"
         );
         assert_eq!(vm("db1").vcpus, 2);
+        assert_eq!(vm("db1").tags, VmTags::parse("exclude,priority=3"));
+        assert!(vm("web1").tags.is_none());
         assert!(
             sc.description.contains("1 moves observed"),
             "{}",
