@@ -7,8 +7,11 @@ use balancer::plan::Plan;
 use balancer::planner::{History, Input};
 use balancer::policy::{builtin_file, PolicySpec};
 use balancer::sim::{builtin_scenario, simulate, SimOptions};
-use balancer::snapshot::{HostState, Snapshot, VmState};
+use balancer::snapshot::{Snapshot, VmState};
 use balancer::trends::Trends;
+
+mod common;
+use common::{host, GB};
 
 /// Each shipped policy file and the parts that make it.
 const PRESETS: [(&str, &str, Option<&str>, &str); 8] = [
@@ -165,21 +168,6 @@ fn wrong_parts_are_errors_naming_their_key() {
     ))
     .unwrap_err();
     assert!(e.to_string().contains("safety"), "{e}");
-}
-
-const GB: u64 = 1024 * 1024;
-
-/// A 16 x 2,000 MHz host with 64 GB.
-fn host(name: &str) -> HostState {
-    HostState {
-        name: name.into(),
-        cpus: 16,
-        mhz: 2000.0,
-        mem_kb: 64 * GB,
-        up: true,
-        maintenance: false,
-        power: None,
-    }
 }
 
 /// A 16-vCPU VM (so that any share of its host fits it) asking `mhz`, with 4 GB.

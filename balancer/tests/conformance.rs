@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use balancer::constraints::{Group, Pin};
+use balancer::plan::Plan;
 use balancer::planner::{History, Input};
 use balancer::policy::{PolicySpec, BUILTIN};
 use balancer::sim::{builtin_scenario, simulate, SimOptions};
@@ -12,19 +13,8 @@ use balancer::snapshot::{HostState, Snapshot, VmState, VmTags};
 use balancer::trends::{TrendConfig, Trends};
 use gmond_metrics::hypervisor::profile::{splitmix64, unit};
 
-const GB: u64 = 1024 * 1024;
-
-fn host(name: &str) -> HostState {
-    HostState {
-        name: name.into(),
-        cpus: 16,
-        mhz: 2000.0,
-        mem_kb: 64 * GB,
-        up: true,
-        maintenance: false,
-        power: None,
-    }
-}
+mod common;
+use common::{host, GB};
 
 fn vm(name: &str, host: &str, frac: f64, mem_gb: u64) -> VmState {
     VmState {
@@ -51,6 +41,28 @@ fn steady_trends(s: &Snapshot, n: u64) -> Trends {
         t.observe(&s2);
     }
     t
+}
+
+/// Four hosts with twelve VMs at 95 % on h0 (2.7 of its CPUs), at time `t`.
+fn twelve_hot_on_h0(t: u64) -> Snapshot {
+    let hosts: Vec<HostState> = (0..4).map(|i| host(&format!("h{i}"))).collect();
+    let vms: Vec<VmState> = (0..12)
+        .map(|i| vm(&format!("v{i:02}"), "h0", 0.95, 4))
+        .collect();
+    Snapshot::new(t, hosts, vms).unwrap()
+}
+
+/// The plan of `spec` for `s`, held steady for 40 observations, decided at wall-clock `wall_s`.
+fn decide_steady(spec: &PolicySpec, s: &Snapshot, wall_s: u64) -> Plan {
+    let trends = steady_trends(s, 40);
+    spec.build().decide(Input {
+        snapshot: s,
+        trends: &trends,
+        history: &History::default(),
+        now: s.time,
+        wall_s,
+        verbose: false,
+    })
 }
 
 /// Every built-in policy, and compositions that mix the parts of different ones.
@@ -497,25 +509,9 @@ fn hot_host_converges() {
 /// migration windows nothing is, with a note saying when the next window opens.
 #[test]
 fn every_policy_honours_exclusion_and_migration_windows() {
-    let hosts: Vec<HostState> = (0..4).map(|i| host(&format!("h{i}"))).collect();
-    let vms: Vec<VmState> = (0..12)
-        .map(|i| vm(&format!("v{i:02}"), "h0", 0.95, 4))
-        .collect();
     // Monday 2026-12-07 12:00 UTC.
-    let monday_noon = 1_796_601_600 + 12 * 3600;
-    let s = Snapshot::new(monday_noon, hosts, vms).unwrap();
-    let trends = steady_trends(&s, 40);
-    let history = History::default();
-    let decide = |spec: &PolicySpec| {
-        spec.build().decide(Input {
-            snapshot: &s,
-            trends: &trends,
-            history: &history,
-            now: s.time,
-            wall_s: s.time,
-            verbose: false,
-        })
-    };
+    let s = twelve_hot_on_h0(1_796_601_600 + 12 * 3600);
+    let decide = |spec: &PolicySpec| decide_steady(spec, &s, s.time);
     let mut tried = Vec::new();
     for base in policies() {
         let free = decide(&base);
@@ -546,14 +542,7 @@ fn every_policy_honours_exclusion_and_migration_windows() {
             spec.policy,
             plan.notes
         );
-        let open = spec.build().decide(Input {
-            snapshot: &s,
-            trends: &trends,
-            history: &history,
-            now: s.time,
-            wall_s: s.time + 10 * 3600,
-            verbose: false,
-        });
+        let open = decide_steady(&spec, &s, s.time + 10 * 3600);
         assert_eq!(open.moves, free.moves, "{}", spec.policy);
     }
     assert!(tried.len() >= 5, "policies that moved: {tried:?}");
@@ -577,23 +566,8 @@ fn every_policy_honours_exclusion_and_migration_windows() {
 /// all; enough of them do move it; a round with room for one move leaves it.
 #[test]
 fn an_affinity_group_that_runs_together_moves_together() {
-    let hosts: Vec<HostState> = (0..4).map(|i| host(&format!("h{i}"))).collect();
-    let vms: Vec<VmState> = (0..12)
-        .map(|i| vm(&format!("v{i:02}"), "h0", 0.95, 4))
-        .collect();
-    let s = Snapshot::new(36_000, hosts, vms).unwrap();
-    let trends = steady_trends(&s, 40);
-    let history = History::default();
-    let decide = |spec: &PolicySpec| {
-        spec.build().decide(Input {
-            snapshot: &s,
-            trends: &trends,
-            history: &history,
-            now: s.time,
-            wall_s: s.time,
-            verbose: false,
-        })
-    };
+    let s = twelve_hot_on_h0(36_000);
+    let decide = |spec: &PolicySpec| decide_steady(spec, &s, s.time);
     let pair = Group {
         name: "pair".into(),
         vms: vec!["v00".into(), "v01".into()],
@@ -639,26 +613,12 @@ fn an_affinity_group_that_runs_together_moves_together() {
 /// `exclude` tag spares a VM as the file's `exclude` does.
 #[test]
 fn lower_priority_vms_move_first_and_tags_in_the_view_count_as_the_file() {
-    let hosts: Vec<HostState> = (0..4).map(|i| host(&format!("h{i}"))).collect();
-    let vms: Vec<VmState> = (0..12)
-        .map(|i| vm(&format!("v{i:02}"), "h0", 0.95, 4))
-        .collect();
-    let plain = Snapshot::new(36_000, hosts, vms).unwrap();
+    let plain = twelve_hot_on_h0(36_000);
     let mut tagged = plain.clone();
     for v in tagged.vms.iter_mut().filter(|v| v.name.starts_with("v0")) {
         v.tags = VmTags::parse("priority=10");
     }
-    let decide = |spec: &PolicySpec, s: &Snapshot| {
-        let trends = steady_trends(s, 40);
-        spec.build().decide(Input {
-            snapshot: s,
-            trends: &trends,
-            history: &History::default(),
-            now: s.time,
-            wall_s: s.time,
-            verbose: false,
-        })
-    };
+    let decide = |spec: &PolicySpec, s: &Snapshot| decide_steady(spec, s, s.time);
     let mut tried = Vec::new();
     for base in policies() {
         let free = decide(&base, &plain);
@@ -666,7 +626,7 @@ fn lower_priority_vms_move_first_and_tags_in_the_view_count_as_the_file() {
             continue;
         }
         // Without priorities the policies take the lowest names first: v10 and v11 stay.
-        let first = |plan: &balancer::plan::Plan| {
+        let first = |plan: &Plan| {
             let mut v: Vec<String> = plan.moves.iter().take(2).map(|m| m.vm.clone()).collect();
             v.sort();
             v

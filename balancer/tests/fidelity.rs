@@ -162,17 +162,23 @@ fn traced(name: &str, host: &str, samples: &[f32]) -> VmSpec {
     }
 }
 
-#[test]
-fn energy_is_the_trapezoid_from_the_first_update_on() {
-    // CloudSim's first update is at 300 s. Then 0.5 -> 0.7 over [300, 600) and 0.7 -> 0.7 over
-    // [600, 900): (102 + 108) / 2 * 300 + 108 * 300 W s. The last sample (900 s) is the end.
+/// One VM on one 1,000 MHz G4 host asking 10, 50, 70, 70 % at 0, 300, 600, 900 s, never
+/// moved.
+fn one_vm_ramp() -> Report {
     let sc = cloudsim_micro(vec![traced("v", "h0", &[0.1, 0.5, 0.7, 0.7])], 1, 1200);
-    let r = simulate(
+    simulate(
         &sc,
         &PolicySpec::builtin("none").unwrap(),
         &SimOptions::default(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn energy_is_the_trapezoid_from_the_first_update_on() {
+    // CloudSim's first update is at 300 s. Then 0.5 -> 0.7 over [300, 600) and 0.7 -> 0.7 over
+    // [600, 900): (102 + 108) / 2 * 300 + 108 * 300 W s. The last sample (900 s) is the end.
+    let r = one_vm_ramp();
     let want = ((102.0 + 108.0) / 2.0 * 300.0 + 108.0 * 300.0) / 3.6e6;
     // Samples are f32, as the trace reader stores them.
     assert!(
@@ -389,13 +395,7 @@ fn the_energy_floor_prices_the_demand_at_the_best_watts_per_mhz() {
     // One 1,000 MHz G4 host: its best watts per MHz is at full load, 117 W / 1,000 MHz. The VM
     // asks 500 -> 700 MHz over [300, 600) and 700 over [600, 900): 0.117 * (600 + 700) * 300
     // W s, against the trapezoid energy (102 + 108) / 2 * 300 + 108 * 300 that it really costs.
-    let sc = cloudsim_micro(vec![traced("v", "h0", &[0.1, 0.5, 0.7, 0.7])], 1, 1200);
-    let r = simulate(
-        &sc,
-        &PolicySpec::builtin("none").unwrap(),
-        &SimOptions::default(),
-    )
-    .unwrap();
+    let r = one_vm_ramp();
     let want = 0.117 * (600.0 + 700.0) * 300.0 / 3.6e6;
     assert!(
         (r.energy_floor_kwh / want - 1.0).abs() < 1e-6,
