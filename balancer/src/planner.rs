@@ -688,49 +688,6 @@ impl<'a> Planner<'a> {
         Ok((cpu, seconds))
     }
 
-    /// [`Planner::check`] for a group moving as one: every member's own gates, and the
-    /// group's sum against the destination's memory, vCPUs and load. The group's cost is
-    /// every member's migration, against the gain the policy saw in moving `v`.
-    fn check_group(
-        &self,
-        v: usize,
-        others: &[usize],
-        dst: usize,
-        gain: f64,
-        dst_max_util: f64,
-        kind: MoveKind,
-    ) -> Result<(), Refusal> {
-        if !self.window_open {
-            return Err(Refusal::Window);
-        }
-        if self
-            .budget_remaining()
-            .is_some_and(|left| left < 1 + others.len())
-        {
-            return Err(Refusal::Budget);
-        }
-        for &m in std::iter::once(&v).chain(others) {
-            self.vm_gate(m, dst, kind)?;
-        }
-        let (cpu, seconds) = self.fits_group(v, others, dst)?;
-        let src = self.vm_host[v];
-        let dst_after = (self.cpu[dst] + cpu) / self.snap().hosts[dst].cpu_mhz();
-        if dst_after > dst_max_util + 1e-12 {
-            return Err(Refusal::DestLoad);
-        }
-        if kind == MoveKind::Rule {
-            return Ok(());
-        }
-        if kind == MoveKind::Balance && dst_after >= self.util(src) - self.cfg.min_gain.max(0.0) {
-            return Err(Refusal::DestLoad);
-        }
-        let cost = self.cfg.cost_weight * seconds / self.cfg.benefit_horizon_s;
-        if gain - cost < self.cfg.min_gain {
-            return Err(Refusal::CostBenefit);
-        }
-        Ok(())
-    }
-
     /// All gates without recording anything.
     pub fn check(
         &self,
@@ -747,13 +704,36 @@ impl<'a> Planner<'a> {
             return Err(Refusal::Budget);
         }
         self.vm_gate(v, dst, kind)?;
-        if let Some((_, others)) = self.carries_group(v, dst) {
-            return self.check_group(v, &others, dst, gain, dst_max_util, kind);
-        }
-        self.fits(v, dst)?;
-        let vm = &self.snap().vms[v];
+        // A VM whose affinity group runs with it is judged with the whole group: every
+        // member's gates, the group's sums, every member's migration against `v`'s gain.
+        let group = match self.fits_alone(v, dst) {
+            Ok(()) => None,
+            Err(Refusal::Affinity) => match self.companions(v) {
+                Some((_, others)) => Some(others),
+                None => return Err(Refusal::Affinity),
+            },
+            Err(r) => return Err(r),
+        };
+        let (cpu, seconds) = match group {
+            Some(others) => {
+                if self
+                    .budget_remaining()
+                    .is_some_and(|left| left < 1 + others.len())
+                {
+                    return Err(Refusal::Budget);
+                }
+                for &m in &others {
+                    self.vm_gate(m, dst, kind)?;
+                }
+                self.fits_group(v, &others, dst)?
+            }
+            None => {
+                let vm = &self.snap().vms[v];
+                (vm.cpu_demand_mhz, self.cfg.migration_seconds(vm.mem_kb))
+            }
+        };
         let cap = self.snap().hosts[dst].cpu_mhz();
-        let dst_after = (self.cpu[dst] + vm.cpu_demand_mhz) / cap;
+        let dst_after = (self.cpu[dst] + cpu) / cap;
         if dst_after > dst_max_util + 1e-12 {
             return Err(Refusal::DestLoad);
         }
@@ -764,8 +744,7 @@ impl<'a> Planner<'a> {
         if kind == MoveKind::Balance && dst_after >= self.util(src) - self.cfg.min_gain.max(0.0) {
             return Err(Refusal::DestLoad);
         }
-        let cost = self.cfg.cost_weight * self.cfg.migration_seconds(vm.mem_kb)
-            / self.cfg.benefit_horizon_s;
+        let cost = self.cfg.cost_weight * seconds / self.cfg.benefit_horizon_s;
         if gain - cost < self.cfg.min_gain {
             return Err(Refusal::CostBenefit);
         }
@@ -1240,13 +1219,19 @@ mod tests {
         .unwrap()
     }
 
-    fn gate(history: &History, cfg: &PlannerConfig, now: u64) -> Result<(), Refusal> {
-        let s = snap();
+    /// Runs `f` on a planner over `s` with default constraints, `history` and `cfg`, at `now`.
+    fn with_planner<R>(
+        s: &Snapshot,
+        history: &History,
+        cfg: &PlannerConfig,
+        now: u64,
+        f: impl FnOnce(&mut Planner<'_>) -> R,
+    ) -> R {
         let trends = Trends::new(TrendConfig::default());
-        let rules = Rules::resolve(&ConstraintConfig::default(), &s);
-        let p = Planner::new(
+        let rules = Rules::resolve(&ConstraintConfig::default(), s);
+        let mut p = Planner::new(
             Input {
-                snapshot: &s,
+                snapshot: s,
                 trends: &trends,
                 history,
                 now,
@@ -1256,7 +1241,13 @@ mod tests {
             &rules,
             cfg,
         );
-        p.vm_gate(0, 1, MoveKind::Balance)
+        f(&mut p)
+    }
+
+    fn gate(history: &History, cfg: &PlannerConfig, now: u64) -> Result<(), Refusal> {
+        with_planner(&snap(), history, cfg, now, |p| {
+            p.vm_gate(0, 1, MoveKind::Balance)
+        })
     }
 
     fn moved(history: &mut History, from: &str, to: &str, start: u64) {
@@ -1305,26 +1296,13 @@ mod tests {
         s.vms[0].migrating = true;
         s.vms[0].migrating_to = Some("b".into());
         let s = s.reindexed().unwrap();
-        let trends = Trends::new(TrendConfig::default());
-        let history = History::default();
-        let rules = Rules::resolve(&ConstraintConfig::default(), &s);
-        let cfg = PlannerConfig::default();
-        let p = Planner::new(
-            Input {
-                snapshot: &s,
-                trends: &trends,
-                history: &history,
-                now: 10_000,
-                wall_s: 10_000,
-                verbose: false,
-            },
-            &rules,
-            &cfg,
-        );
         let (a, b) = (s.host_index("a").unwrap(), s.host_index("b").unwrap());
-        assert_eq!(p.mem[a], 3 << 20, "v1's memory is still on a");
-        assert_eq!(p.mem[b], 1 << 20, "and already booked on b");
-        assert!(p.cpu[a] < 2_000.0, "its CPU load is booked at b only");
+        let cfg = PlannerConfig::default();
+        with_planner(&s, &History::default(), &cfg, 10_000, |p| {
+            assert_eq!(p.mem[a], 3 << 20, "v1's memory is still on a");
+            assert_eq!(p.mem[b], 1 << 20, "and already booked on b");
+            assert!(p.cpu[a] < 2_000.0, "its CPU load is booked at b only");
+        });
     }
 
     #[test]

@@ -195,7 +195,11 @@ pub(crate) fn vm_order(p: &Planner<'_>, h: usize, sel: Selection, target: f64) -
     let mut out = Vec::with_capacity(rest.len());
     while !rest.is_empty() {
         let class = p.lowest_priority(&rest);
-        rest.retain(|v| !class.contains(v));
+        let Some(&first) = class.first() else {
+            break;
+        };
+        let low = p.priority(first);
+        rest.retain(|&v| p.priority(v) != low);
         for v in class_order(p, h, &class, sel, target, &mut cpu) {
             out.push(v);
         }

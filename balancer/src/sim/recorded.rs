@@ -587,10 +587,10 @@ impl Recorder {
         }
         self.out.flush().map_err(|source| io(&path, source))?;
         // The header changes when a host appears or a VM's tags do.
-        let tags = self.recording.meta.vm_tags.clone();
-        if self.recording.meta.hosts.len() != self.hosts_seen || tags != self.tags_seen {
-            self.hosts_seen = self.recording.meta.hosts.len();
-            self.tags_seen = tags;
+        let meta = &self.recording.meta;
+        if meta.hosts.len() != self.hosts_seen || meta.vm_tags != self.tags_seen {
+            self.hosts_seen = meta.hosts.len();
+            self.tags_seen = meta.vm_tags.clone();
             self.recording.save_meta(&self.dir)?;
         }
         Ok(new.len())
