@@ -72,6 +72,14 @@ pub enum Reason {
         /// CPU utilisation.
         util: f64,
     },
+    /// One half of a swap (Sandpiper): this VM and `with` change hosts, so that `host`, which
+    /// no single move could relieve, sheds load.
+    Swap {
+        /// The host the swap relieves.
+        host: String,
+        /// The VM moving the other way.
+        with: String,
+    },
 }
 
 impl Reason {
@@ -98,6 +106,7 @@ impl Reason {
             Reason::Imbalance { .. } => "imbalance",
             Reason::Overload { .. } => "overload",
             Reason::Underload { .. } => "underload",
+            Reason::Swap { .. } => "swap",
         }
     }
 }
@@ -146,6 +155,11 @@ pub struct Move {
     /// moves are consecutive in the plan, go to one host, and start all or none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// The VM whose migration must have ended before this one starts (the second half of a
+    /// swap: the first frees the memory this one needs). Executors hold it back until then
+    /// and hand it to the next decision, which checks it again (`Input::pending`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
 }
 
 /// Something the operator should know that is not a move (an infeasible rule, a blocked drain).
@@ -300,14 +314,13 @@ impl Plan {
                 m.cost.bytes,
                 serde_json::to_string(&m.reason).unwrap_or_default()
             );
-            match &m.group {
-                Some(g) => {
-                    let _ = writeln!(s, " group={g}");
-                }
-                None => {
-                    let _ = writeln!(s);
-                }
+            if let Some(g) = &m.group {
+                let _ = write!(s, " group={g}");
             }
+            if let Some(a) = &m.after {
+                let _ = write!(s, " after={a}");
+            }
+            let _ = writeln!(s);
         }
         for n in &self.notes {
             let _ = writeln!(s, "  note {}: {}", n.key, n.message);

@@ -12,7 +12,7 @@ use crate::error::BalancerError;
 use crate::plan::{
     r6, Check, Cost, Effect, Move, Note, Plan, Prediction, Reason, RefusedMove, WhyNone,
 };
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, VmState};
 use crate::trends::Trends;
 
 /// One past (or in-flight) migration.
@@ -86,6 +86,11 @@ pub struct Input<'a> {
     /// one by one (`plan --explain`, `simulate --verbose`); off in the agent's rounds, which
     /// then pay only for the counts.
     pub verbose: bool,
+    /// Second halves of swaps the executor holds back ([`Move::after`]): while the VM they
+    /// wait for still migrates, their VM is left alone; once it has ended, the round plans
+    /// them first if every hard gate still passes (or notes why not). Empty for a plain
+    /// decision.
+    pub pending: &'a [Move],
 }
 
 /// The `[planner]` section of a policy file (defaults and ranges documented in
@@ -236,6 +241,8 @@ pub enum Refusal {
     Excluded,
     /// Outside the migration windows.
     Window,
+    /// The first half of a swap did not end where it was planned to: the second is dropped.
+    SwapBroken,
 }
 
 impl Refusal {
@@ -257,6 +264,7 @@ impl Refusal {
             Refusal::NoDestination => "no_destination",
             Refusal::Excluded => "excluded",
             Refusal::Window => "window",
+            Refusal::SwapBroken => "swap_broken",
         }
     }
 }
@@ -280,6 +288,13 @@ pub struct Planner<'a> {
     pub vcpus: Vec<u32>,
     /// VMs per host (indices, ascending).
     pub on_host: Vec<Vec<usize>>,
+    /// Memory (KB) and vCPUs of the VMs planned out of each host this round: the moves of a
+    /// round run at once, so a host holds what leaves it until those migrations end, and a
+    /// move into it may not count on that room (only a swap's second half, started after its
+    /// first, may).
+    leaving: Vec<(u64, u32)>,
+    /// Pending second halves whose first half has ended: (VM, the first half's VM, move).
+    due: Vec<(usize, Option<usize>, Move)>,
     moved: Vec<bool>,
     /// Moves planned per VM (a VM can be planned twice, see `allow_second_move`).
     move_count: Vec<u32>,
@@ -316,6 +331,8 @@ impl<'a> Planner<'a> {
             mem: vec![0; nh],
             vcpus: vec![0; nh],
             on_host: vec![Vec::new(); nh],
+            leaving: vec![(0, 0); nh],
+            due: Vec::new(),
             moved: vec![false; s.vms.len()],
             move_count: vec![0; s.vms.len()],
             in_flight: s.vms.iter().filter(|v| v.migrating).count(),
@@ -358,6 +375,18 @@ impl<'a> Planner<'a> {
             if h != vm.host_idx {
                 p.mem[vm.host_idx] += vm.mem_kb;
                 p.vcpus[vm.host_idx] += vm.vcpus;
+            }
+        }
+        for m in input.pending {
+            let (Some(v), first) = (s.vm_index(&m.vm), m.after.as_deref()) else {
+                continue;
+            };
+            let first = first.and_then(|f| s.vm_index(f));
+            if first.is_some_and(|f| s.vms[f].migrating) {
+                // Its turn comes when the first half ends: nothing else moves it meanwhile.
+                p.moved[v] = true;
+            } else {
+                p.due.push((v, first, m.clone()));
             }
         }
         p
@@ -562,10 +591,11 @@ impl<'a> Planner<'a> {
         if dst == src || !self.rules.fillable[dst] {
             return Err(Refusal::Destination);
         }
-        if self.mem[dst] + vm.mem_kb > self.rules.mem_limit[dst] {
+        let (mem, vcpus) = self.held(dst);
+        if mem.saturating_add(vm.mem_kb) > self.rules.mem_limit[dst] {
             return Err(Refusal::Memory);
         }
-        if self.vcpus[dst].saturating_add(vm.vcpus) > self.rules.vcpu_limit[dst] {
+        if vcpus.saturating_add(vm.vcpus) > self.rules.vcpu_limit[dst] {
             return Err(Refusal::VcpuRatio);
         }
         if !self.rules.pin_allows(v, dst) {
@@ -679,13 +709,24 @@ impl<'a> Planner<'a> {
             vcpus = vcpus.saturating_add(vm.vcpus);
             seconds += self.cfg.migration_seconds(vm.mem_kb);
         }
-        if self.mem[dst].saturating_add(mem) > self.rules.mem_limit[dst] {
+        let (held_mem, held_vcpus) = self.held(dst);
+        if held_mem.saturating_add(mem) > self.rules.mem_limit[dst] {
             return Err(Refusal::Memory);
         }
-        if self.vcpus[dst].saturating_add(vcpus) > self.rules.vcpu_limit[dst] {
+        if held_vcpus.saturating_add(vcpus) > self.rules.vcpu_limit[dst] {
             return Err(Refusal::VcpuRatio);
         }
         Ok((cpu, seconds))
+    }
+
+    /// Memory (KB) and vCPUs host `h` holds while this round's migrations run: what it
+    /// carries after them plus what is still leaving it.
+    fn held(&self, h: usize) -> (u64, u32) {
+        let (mem, vcpus) = self.leaving[h];
+        (
+            self.mem[h].saturating_add(mem),
+            self.vcpus[h].saturating_add(vcpus),
+        )
     }
 
     /// All gates without recording anything.
@@ -761,6 +802,8 @@ impl<'a> Planner<'a> {
         self.cpu[src] -= vm.cpu_demand_mhz;
         self.mem[src] -= vm.mem_kb;
         self.vcpus[src] -= vm.vcpus;
+        self.leaving[src].0 += vm.mem_kb;
+        self.leaving[src].1 += vm.vcpus;
         self.on_host[src].retain(|&x| x != v);
         self.cpu[dst] += vm.cpu_demand_mhz;
         self.mem[dst] += vm.mem_kb;
@@ -789,7 +832,187 @@ impl<'a> Planner<'a> {
                 bytes: (vm.mem_kb as f64 * 1024.0 * (1.0 + self.cfg.dirty_factor)) as u64,
             },
             group: None,
+            after: None,
         });
+    }
+
+    /// Plans the pending second halves of swaps whose first half has ended
+    /// ([`Input::pending`]): each if the first half arrived where it was planned to and the
+    /// VM still passes the hard gates (memory, vCPUs, placement rules, the window, the budget,
+    /// `rule_dest_max_util`); a note says why one is dropped. The policy's own gates judged
+    /// the swap when it was planned.
+    pub fn follow_ups(&mut self) {
+        let s = self.snap();
+        for (v, first, m) in std::mem::take(&mut self.due) {
+            let (Some(src), Some(dst)) = (s.host_index(&m.from), s.host_index(&m.to)) else {
+                continue;
+            };
+            let arrived = first.is_some_and(|f| self.vm_host[f] == src);
+            let verdict = if self.vm_host[v] != src || !arrived {
+                Err(Refusal::SwapBroken)
+            } else if !self.window_open {
+                Err(Refusal::Window)
+            } else if !self.budget_left() {
+                Err(Refusal::Budget)
+            } else {
+                self.vm_gate(v, dst, MoveKind::Rule)
+                    .and_then(|()| self.fits(v, dst))
+                    .and_then(|()| {
+                        let after =
+                            (self.cpu[dst] + s.vms[v].cpu_demand_mhz) / s.hosts[dst].cpu_mhz();
+                        if after > self.cfg.rule_dest_max_util + 1e-12 {
+                            Err(Refusal::DestLoad)
+                        } else {
+                            Ok(())
+                        }
+                    })
+            };
+            match verdict {
+                Ok(()) => self.commit(v, dst, m.reason.clone(), m.predicted.gain),
+                Err(r) => {
+                    self.refuse_vm(v, Some(dst), r);
+                    self.note(
+                        format!("swap:{}:{}:{}", m.vm, m.to, self.input.now),
+                        format!(
+                            "second half of a swap dropped: {} stays on {} ({})",
+                            m.vm,
+                            m.from,
+                            r.name()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Sandpiper's swap, for VM `v` that no single move takes off its host `h`: `v` changes
+    /// places with a VM `w` of another host `d` that carries less CPU. The exchange must pass
+    /// both VMs' gates, relieve `h` by more than both migrations cost, leave `d` at or under
+    /// `dst_max_util`, and have an order in which memory and vCPUs never overfill: one half
+    /// first into room free now, the other ([`Move::after`] it) into the room the first
+    /// leaves. Of the exchanges that pass, the lowest-priority `w`, then the one leaving the
+    /// busier of the two hosts least loaded. VMs of affinity groups are not swapped.
+    pub fn try_swap(&mut self, v: usize, dst_max_util: f64, reason: Reason) -> Result<(), Refusal> {
+        if !self.window_open {
+            return Err(Refusal::Window);
+        }
+        if self.budget_remaining().is_some_and(|left| left < 2) {
+            return Err(Refusal::Budget);
+        }
+        if self.rules.aff_of[v].is_some() {
+            return Err(Refusal::Affinity);
+        }
+        let s = self.snap();
+        let h = self.vm_host[v];
+        let a = &s.vms[v];
+        let cap_h = s.hosts[h].cpu_mhz();
+        // (priority of w, busier host's load after, d, w, v goes first)
+        let mut best: Option<(i32, f64, usize, usize, bool)> = None;
+        let mut why = Refusal::NoDestination;
+        for d in 0..self.cpu.len() {
+            if d == h || !self.rules.fillable[d] {
+                continue;
+            }
+            if let Err(r) = self.vm_gate(v, d, MoveKind::Balance) {
+                why = r;
+                continue;
+            }
+            let cap_d = s.hosts[d].cpu_mhz();
+            for &w in &self.on_host[d] {
+                let b = &s.vms[w];
+                if b.cpu_demand_mhz >= a.cpu_demand_mhz || self.rules.aff_of[w].is_some() {
+                    continue;
+                }
+                let verdict = self.swap_verdict((v, h), (w, d));
+                let order = match verdict {
+                    Ok(first) => first,
+                    Err(r) => {
+                        why = r;
+                        continue;
+                    }
+                };
+                let d_after = (self.cpu[d] - b.cpu_demand_mhz + a.cpu_demand_mhz) / cap_d;
+                let h_after = (self.cpu[h] - a.cpu_demand_mhz + b.cpu_demand_mhz) / cap_h;
+                if d_after > dst_max_util + 1e-12 || d_after >= self.util(h) {
+                    why = Refusal::DestLoad;
+                    continue;
+                }
+                let gain = (a.cpu_demand_mhz - b.cpu_demand_mhz) / cap_h;
+                let seconds =
+                    self.cfg.migration_seconds(a.mem_kb) + self.cfg.migration_seconds(b.mem_kb);
+                if gain - self.cfg.cost_weight * seconds / self.cfg.benefit_horizon_s
+                    < self.cfg.min_gain
+                {
+                    why = Refusal::CostBenefit;
+                    continue;
+                }
+                let key = (self.priority(w), d_after.max(h_after));
+                if best.is_none_or(|(p, l, ..)| key.0 < p || (key.0 == p && key.1 < l)) {
+                    best = Some((key.0, key.1, d, w, order));
+                }
+            }
+        }
+        let Some((_, _, d, w, v_first)) = best else {
+            return Err(why);
+        };
+        let gain = (a.cpu_demand_mhz - s.vms[w].cpu_demand_mhz) / cap_h;
+        let back = Reason::Swap {
+            host: s.hosts[h].name.clone(),
+            with: a.name.clone(),
+        };
+        let n = self.moves.len();
+        if v_first {
+            self.commit(v, d, reason, gain);
+            self.commit(w, h, back, 0.0);
+        } else {
+            self.commit(w, h, back, 0.0);
+            self.commit(v, d, reason, gain);
+        }
+        let first = self.moves.get(n).map(|m| m.vm.clone());
+        if let Some(second) = self.moves.get_mut(n + 1) {
+            second.after = first;
+        }
+        Ok(())
+    }
+
+    /// Whether VM `v` on `h` and VM `w` on `d` may change places, and in which order (true:
+    /// `v` first): the per-VM gates, pinning and anti-affinity of each at the other's host,
+    /// and memory and vCPUs for the half that goes first, into room free now, and for the
+    /// second, into that room plus what the first left.
+    fn swap_verdict(
+        &self,
+        (v, h): (usize, usize),
+        (w, d): (usize, usize),
+    ) -> Result<bool, Refusal> {
+        let s = self.snap();
+        self.vm_gate(w, h, MoveKind::Balance)?;
+        for (x, to, other) in [(v, d, w), (w, h, v)] {
+            if !self.rules.pin_allows(x, to) {
+                return Err(Refusal::Pinning);
+            }
+            for &g in &self.rules.anti_of[x] {
+                if self.rules.anti[g]
+                    .iter()
+                    .any(|&o| o != x && o != other && self.vm_host[o] == to)
+                {
+                    return Err(Refusal::AntiAffinity);
+                }
+            }
+        }
+        let (a, b) = (&s.vms[v], &s.vms[w]);
+        let fits = |host: usize, add: &VmState, freed: Option<&VmState>| {
+            let (mem, vcpus) = self.held(host);
+            let (fm, fc) = freed.map_or((0, 0), |f| (f.mem_kb, f.vcpus));
+            mem.saturating_sub(fm).saturating_add(add.mem_kb) <= self.rules.mem_limit[host]
+                && vcpus.saturating_sub(fc).saturating_add(add.vcpus) <= self.rules.vcpu_limit[host]
+        };
+        if fits(d, a, None) && fits(h, b, Some(a)) {
+            Ok(true)
+        } else if fits(h, b, None) && fits(d, a, Some(b)) {
+            Ok(false)
+        } else {
+            Err(Refusal::Memory)
+        }
     }
 
     /// Lets VM `v` be planned once more this round although it already moved (CloudSim 3.0.3's
@@ -818,6 +1041,8 @@ impl<'a> Planner<'a> {
             self.cpu[src] += vm.cpu_demand_mhz;
             self.mem[src] += vm.mem_kb;
             self.vcpus[src] += vm.vcpus;
+            self.leaving[src].0 -= vm.mem_kb;
+            self.leaving[src].1 -= vm.vcpus;
             let pos = self.on_host[src].partition_point(|&x| x < v);
             self.on_host[src].insert(pos, v);
             self.vm_host[v] = src;
@@ -1185,7 +1410,7 @@ impl<'a> Planner<'a> {
 mod tests {
     use super::*;
     use crate::constraints::ConstraintConfig;
-    use crate::snapshot::{HostState, VmState};
+    use crate::snapshot::HostState;
     use crate::trends::TrendConfig;
 
     fn snap() -> Snapshot {
@@ -1237,6 +1462,7 @@ mod tests {
                 now,
                 wall_s: now,
                 verbose: false,
+                pending: &[],
             },
             &rules,
             cfg,
@@ -1345,6 +1571,7 @@ mod tests {
                 now: 10_000,
                 wall_s: 10_000,
                 verbose: false,
+                pending: &[],
             },
             &rules,
             &cfg,
@@ -1375,5 +1602,194 @@ mod tests {
         let plan = p.finish("t");
         assert!(plan.moves.is_empty());
         assert_eq!(plan.refused, vec![]);
+    }
+
+    /// Hosts `a` (four busy 900 MHz VMs) and `b` (seven idle 100 MHz VMs): 4 x 1000 MHz and
+    /// 8 GB each, every VM 1 GB, so `b` (7 GB of a 7.6 GB limit) has no room for one more.
+    fn hot_beside_full() -> Snapshot {
+        let base = snap();
+        let vm = |n: String, h: &str, mhz: f64| VmState {
+            name: n,
+            host: h.into(),
+            cpu_demand_mhz: mhz,
+            ..base.vms[0].clone()
+        };
+        let vms = (0..4)
+            .map(|i| vm(format!("busy{i}"), "a", 900.0))
+            .chain((0..7).map(|i| vm(format!("idle{i}"), "b", 100.0)))
+            .collect();
+        Snapshot::new(10_000, base.hosts.clone(), vms).unwrap()
+    }
+
+    fn hotspot_reason() -> Reason {
+        Reason::Hotspot {
+            host: "a".into(),
+            util: 0.9,
+            forecast: 0.9,
+            threshold: 0.85,
+        }
+    }
+
+    #[test]
+    fn a_swap_goes_in_the_order_that_never_overfills_memory() {
+        let s = hot_beside_full();
+        let (a, b) = (s.host_index("a").unwrap(), s.host_index("b").unwrap());
+        let busy = s.vm_index("busy0").unwrap();
+        let cfg = PlannerConfig::default();
+        with_planner(&s, &History::default(), &cfg, 10_000, |p| {
+            assert_eq!(p.fits(busy, b), Err(Refusal::Memory), "no single move");
+            p.try_swap(busy, 0.75, hotspot_reason()).unwrap();
+            let m = p.moves();
+            assert_eq!(m.len(), 2, "{m:?}");
+            // busy0 cannot go first (b would hold 8 GB), so an idle VM makes room on b by
+            // going to a, and busy0 follows once that migration has ended.
+            assert!(
+                m[0].vm.starts_with("idle") && (m[0].from.as_str(), m[0].to.as_str()) == ("b", "a")
+            );
+            assert_eq!(m[0].after, None);
+            assert!(
+                matches!(&m[0].reason, Reason::Swap { host, with } if host == "a" && with == "busy0")
+            );
+            assert_eq!((m[1].vm.as_str(), m[1].to.as_str()), ("busy0", "b"));
+            assert_eq!(m[1].after.as_deref(), Some(m[0].vm.as_str()));
+            assert!(p.util(a) < 0.9 && p.util(b) <= 0.75);
+            // Nothing else may count on the room the swap moves around this round.
+            let other = s.vm_index("busy1").unwrap();
+            assert_eq!(p.fits(other, b), Err(Refusal::Memory));
+        });
+    }
+
+    #[test]
+    fn a_swap_needs_a_lighter_partner_and_room_for_its_first_half() {
+        let mut s = hot_beside_full();
+        for v in &mut s.vms {
+            if v.host == "b" {
+                v.cpu_demand_mhz = 950.0;
+            }
+        }
+        let s = s.reindexed().unwrap();
+        let busy = s.vm_index("busy0").unwrap();
+        let cfg = PlannerConfig::default();
+        with_planner(&s, &History::default(), &cfg, 10_000, |p| {
+            // Every VM of b is busier than busy0: exchanging relieves nothing.
+            assert!(p.try_swap(busy, 0.75, hotspot_reason()).is_err());
+            assert!(p.moves().is_empty());
+        });
+        // Both hosts full: neither half has room to go first.
+        let mut s = hot_beside_full();
+        let extra: Vec<VmState> = (0..3)
+            .map(|i| VmState {
+                name: format!("fill{i}"),
+                host: "a".into(),
+                cpu_demand_mhz: 0.0,
+                mem_kb: 1 << 20,
+                ..s.vms[0].clone()
+            })
+            .collect();
+        s.vms.extend(extra);
+        s.vms[0].mem_kb = (3 << 20) / 2;
+        let s = s.reindexed().unwrap();
+        with_planner(&s, &History::default(), &cfg, 10_000, |p| {
+            let busy = s.vm_index("busy0").unwrap();
+            assert_eq!(
+                p.try_swap(busy, 0.75, hotspot_reason()),
+                Err(Refusal::Memory)
+            );
+        });
+    }
+
+    #[test]
+    fn a_move_may_not_count_on_room_another_move_of_the_round_frees() {
+        // idle0 leaves b in this round; until its migration ends b still holds it, so a VM
+        // that does not fit b now may not be planned into b in the same round.
+        let s = hot_beside_full();
+        let (a, b) = (s.host_index("a").unwrap(), s.host_index("b").unwrap());
+        let cfg = PlannerConfig::default();
+        with_planner(&s, &History::default(), &cfg, 10_000, |p| {
+            let idle = s.vm_index("idle0").unwrap();
+            p.commit(idle, a, Reason::Pinning, 0.0);
+            let busy = s.vm_index("busy0").unwrap();
+            assert_eq!(p.mem[b], 6 << 20, "b carries 6 GB after the round");
+            assert_eq!(p.fits(busy, b), Err(Refusal::Memory));
+            p.rollback_to(0);
+            assert_eq!(p.held(b), (7 << 20, 7));
+        });
+    }
+
+    /// The decision after a swap's first half (idle0 b -> a) started: busy0 waits for it.
+    fn follow_up(first_at: &str, migrating: bool) -> (Vec<Move>, Vec<String>, bool) {
+        let mut s = hot_beside_full();
+        let i = s.vms.iter().position(|v| v.name == "idle0").unwrap();
+        s.vms[i].host = first_at.into();
+        s.vms[i].migrating = migrating;
+        s.vms[i].migrating_to = migrating.then(|| "a".into());
+        let s = s.reindexed().unwrap();
+        let second = Move {
+            vm: "busy0".into(),
+            from: "a".into(),
+            to: "b".into(),
+            reason: hotspot_reason(),
+            predicted: Prediction {
+                src_before: 0.9,
+                src_after: 0.7,
+                dst_before: 0.2,
+                dst_after: 0.4,
+                gain: 0.2,
+            },
+            cost: Cost {
+                seconds: 17.0,
+                bytes: 1 << 30,
+            },
+            group: None,
+            after: Some("idle0".into()),
+        };
+        let trends = Trends::new(TrendConfig::default());
+        let rules = Rules::resolve(&ConstraintConfig::default(), &s);
+        let cfg = PlannerConfig::default();
+        let pending = [second];
+        let history = History::default();
+        let mut p = Planner::new(
+            Input {
+                snapshot: &s,
+                trends: &trends,
+                history: &history,
+                now: 10_000,
+                wall_s: 10_000,
+                verbose: false,
+                pending: &pending,
+            },
+            &rules,
+            &cfg,
+        );
+        p.follow_ups();
+        let busy = s.vm_index("busy0").unwrap();
+        let waiting = p.vm_gate(busy, 1, MoveKind::Rule) == Err(Refusal::Busy);
+        let plan = p.finish("t");
+        let notes = plan.notes.iter().map(|n| n.message.clone()).collect();
+        (plan.moves, notes, waiting)
+    }
+
+    #[test]
+    fn a_swaps_second_half_starts_only_after_its_first_has_ended_where_planned() {
+        // First half still migrating: busy0 is left alone, nothing is planned for it.
+        let (moves, notes, waiting) = follow_up("b", true);
+        assert!(
+            moves.is_empty() && notes.is_empty() && waiting,
+            "{moves:?} {notes:?}"
+        );
+        // First half ended on a: the room on b is busy0's.
+        let (moves, _, _) = follow_up("a", false);
+        assert_eq!(moves.len(), 1);
+        assert_eq!((moves[0].vm.as_str(), moves[0].to.as_str()), ("busy0", "b"));
+        assert_eq!(moves[0].after, None);
+        // First half failed (idle0 still on b): the second is dropped, with a note.
+        let (moves, notes, _) = follow_up("b", false);
+        assert!(moves.is_empty(), "{moves:?}");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("swap dropped") && n.contains("swap_broken")),
+            "{notes:?}"
+        );
     }
 }

@@ -202,6 +202,7 @@ fn decide_after(spec: &PolicySpec, history: &[Snapshot]) -> Plan {
         now: s.time,
         wall_s: s.time,
         verbose: false,
+        pending: &[],
     })
 }
 

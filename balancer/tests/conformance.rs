@@ -62,6 +62,7 @@ fn decide_steady(spec: &PolicySpec, s: &Snapshot, wall_s: u64) -> Plan {
         now: s.time,
         wall_s,
         verbose: false,
+        pending: &[],
     })
 }
 
@@ -223,6 +224,7 @@ fn balanced_cluster_gets_no_moves() {
             now: s.time,
             wall_s: s.time,
             verbose: false,
+            pending: &[],
         });
         assert!(
             plan.moves.is_empty(),
@@ -299,6 +301,7 @@ fn no_move_ever_breaks_a_constraint() {
                 now: s.time,
                 wall_s: s.time,
                 verbose: false,
+                pending: &[],
             });
             // Replay the plan and check every hard rule after each move.
             let mut place: Vec<usize> = s.vms.iter().map(|v| v.host_idx).collect();
@@ -405,6 +408,7 @@ fn same_input_gives_byte_identical_plans() {
                     now: s.time,
                     wall_s: s.time,
                     verbose: false,
+                    pending: &[],
                 })
                 .to_json();
             let b = spec
@@ -416,6 +420,7 @@ fn same_input_gives_byte_identical_plans() {
                     now: s.time,
                     wall_s: s.time,
                     verbose: false,
+                    pending: &[],
                 })
                 .to_json();
             assert_eq!(a, b, "{} is not deterministic", spec.policy);
@@ -444,6 +449,7 @@ fn compositions_of_shipped_parts_plan_as_the_files() {
             now: s.time,
             wall_s: s.time,
             verbose: false,
+            pending: &[],
         };
         for (name, parts) in presets {
             let file = balancer::policy::builtin_file(name).unwrap();

@@ -54,6 +54,32 @@ fn hot_host_hotspot_reaches_the_balanced_state() {
 }
 
 #[test]
+fn swap_needed_is_relieved_by_swaps_that_never_overfill_memory() {
+    // Host 1 has no memory for one more VM, so no single move relieves host 0. Two swaps do,
+    // each second half started after its first has ended: the simulated hypervisor refuses a
+    // migration into memory that is not free, and would count it in `migrations_refused`.
+    let r = run("swap-needed", "hotspot");
+    assert!(r.time_to_balance_s.is_some(), "{r:#?}");
+    assert!(r.max_util_final <= 0.75, "max {}", r.max_util_final);
+    assert_eq!(r.migrations_refused, 0);
+    assert_eq!(
+        r.migrations_by_reason.get("swap"),
+        Some(&2),
+        "{:?}",
+        r.migrations_by_reason
+    );
+    assert_eq!(r.migrations, 4);
+    assert_eq!((r.ping_pong, r.rule_violations), (0, 0));
+    // Without swaps hotspot has nothing to offer here.
+    let mut spec = PolicySpec::builtin("hotspot").unwrap();
+    spec.hotspot.swaps = false;
+    let sc = builtin_scenario("swap-needed", None, 1).unwrap();
+    let r = simulate(&sc, &spec, &SimOptions::default()).unwrap();
+    assert_eq!(r.migrations, 0);
+    assert!(r.max_util_final >= 0.9 - 1e-9, "max {}", r.max_util_final);
+}
+
+#[test]
 fn flash_crowd_short_spike_moves_nothing_with_smoothing() {
     for p in ["hotspot", "stabilize", "consolidate"] {
         assert_eq!(run("flash-crowd-short", p).migrations, 0, "{p}");

@@ -103,6 +103,7 @@ fn decide(c: &mut Criterion) {
             now: snap.time,
             wall_s: snap.time,
             verbose: false,
+            pending: &[],
         };
         let (mut wall, mut cpu): (Vec<f64>, Vec<f64>) = (0..50)
             .map(|_| {

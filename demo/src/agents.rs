@@ -364,6 +364,7 @@ mod tests {
                 bytes: 2 << 30,
             },
             group: None,
+            after: None,
         };
         assert_eq!(
             reason_text(&mv),

@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
                 now: s.time,
                 wall_s: s.time,
                 verbose: toml,
+                pending: &[],
             });
             let _ = plan.explain_with(toml);
         }

@@ -24,6 +24,9 @@ pub enum Event {
     Recommend,
     /// A planned move that the agent refused to start (`outcome` says why).
     Skipped,
+    /// The second half of a swap, held until its first half (`outcome`: `after VM`) ends; it
+    /// is planned again then, and started or skipped like any move.
+    Queued,
     /// A migration was started.
     Start,
     /// A migration finished and was verified (running on the destination, gone from the source).

@@ -149,6 +149,8 @@ pub struct TickReport {
     pub recommended: Vec<Move>,
     /// Planned moves refused by the agent's own gates, with the gate name.
     pub skipped: Vec<(Move, String)>,
+    /// Second halves of swaps held until their first half (started this tick) ends.
+    pub queued: Vec<Move>,
     /// Migrations that ended since the last tick.
     pub finished: Vec<(String, Outcome)>,
     /// Untrusted hosts ignored in this view.
@@ -224,6 +226,10 @@ pub struct AgentCore {
     placement: BTreeMap<String, String>,
     /// VM -> (destination, until): finished moves the view may not show yet.
     settled: BTreeMap<String, (String, u64)>,
+    /// Second halves of swaps whose first half this agent started, held until it ends and
+    /// then offered to the next plan once (at most one per migration in flight; not kept
+    /// across a restart, where the first half alone is harmless).
+    pending: Vec<Move>,
     vm_cooldown: BTreeMap<String, u64>,
     dest_failures: BTreeMap<String, Vec<u64>>,
     dest_excluded: BTreeMap<String, u64>,
@@ -408,6 +414,7 @@ impl AgentCore {
             own_moves: Vec::new(),
             placement: BTreeMap::new(),
             settled: BTreeMap::new(),
+            pending: Vec::new(),
             vm_cooldown: BTreeMap::new(),
             dest_failures: BTreeMap::new(),
             dest_excluded: BTreeMap::new(),
@@ -1138,6 +1145,9 @@ impl AgentCore {
         r.error = error;
         r.seconds = Some(now.saturating_sub(f.started));
         self.audit(r);
+        if !matches!(outcome, Outcome::Done { .. }) {
+            self.drop_second_half(&f.mv.vm, outcome, now);
+        }
         match outcome {
             Outcome::Done { .. } => {
                 self.metrics.migrations_done += 1;
@@ -1184,6 +1194,21 @@ impl AgentCore {
                     self.forget_own(&f.mv.vm, f.booked);
                 }
             }
+        }
+    }
+
+    /// The first half of a swap (`vm`'s migration) did not happen: its second half, which
+    /// counted on the room it would free, is dropped, with an audit line.
+    fn drop_second_half(&mut self, vm: &str, outcome: &Outcome, now: u64) {
+        let (dropped, kept): (Vec<Move>, Vec<Move>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|m| m.after.as_deref() == Some(vm));
+        self.pending = kept;
+        for m in dropped {
+            let mut r = self.move_record(now, Event::Skipped, &m);
+            r.outcome = Some("swap_first_half_failed".into());
+            r.error = Some(format!("{vm}: {outcome:?}"));
+            self.audit(r);
         }
     }
 
@@ -1450,10 +1475,16 @@ impl AgentCore {
             now,
             wall_s: now.saturating_add(self.wall_offset),
             verbose: self.verbose_plans,
+            pending: &self.pending,
         });
         for k in plan.note_keys() {
             self.history.reported.insert(k);
         }
+        // Offered once: a second half whose first half has ended is now the plan's to make
+        // (or the planner dropped it, with a note).
+        let running: BTreeSet<&str> = self.inflight.values().map(|f| f.req.vm.as_str()).collect();
+        self.pending
+            .retain(|m| m.after.as_deref().is_some_and(|f| running.contains(f)));
         self.metrics.last_decision = u32::try_from(now).unwrap_or(u32::MAX);
         self.metrics.planned = plan.moves.len() as u32;
         let imbalance_before = view::imbalance(&v.snapshot);
@@ -1465,11 +1496,38 @@ impl AgentCore {
         // An affinity group's moves start all or none: judged once, at its first move, with
         // the room the whole group needs under the parallel limit and the budget.
         let mut group_gates: BTreeMap<String, Option<String>> = BTreeMap::new();
-        for mv in &plan.moves {
+        let mut started_now: BTreeSet<String> = BTreeSet::new();
+        for (i, mv) in plan.moves.iter().enumerate() {
             let key = (mv.vm.clone(), mv.from.clone(), mv.to.clone());
-            let gate = match &mv.group {
-                None => self.gate(mv, v, now),
-                Some(g) => {
+            // A swap's second half waits for its first half to end: held, never started now.
+            let first = mv.after.as_deref();
+            if let Some(first) = first.filter(|f| plan.moves[..i].iter().any(|m| m.vm == *f)) {
+                if self.cfg.mode == Mode::Auto && started_now.contains(first) {
+                    self.pending.push(mv.clone());
+                    let mut r = self.move_record(now, Event::Queued, mv);
+                    r.outcome = Some(format!("after {first}"));
+                    self.audit(r);
+                    report.queued.push(mv.clone());
+                } else if self.cfg.mode == Mode::Recommend || report.no_quorum.is_some() {
+                    if !self.last_recommended.contains(&key) {
+                        let mut r = self.move_record(now, Event::Recommend, mv);
+                        r.outcome = Some(format!("after {first}"));
+                        self.audit(r);
+                    }
+                    recommended.insert(key);
+                    report.recommended.push(mv.clone());
+                }
+                continue;
+            }
+            // The second half that follows, if this move opens a swap.
+            let second = plan
+                .moves
+                .get(i + 1)
+                .filter(|m| m.after.as_deref() == Some(mv.vm.as_str()));
+            let gate = match (&mv.group, second) {
+                (None, Some(second)) => self.swap_gate(mv, second, v, now),
+                (None, None) => self.gate(mv, v, now),
+                (Some(g), _) => {
                     if !group_gates.contains_key(g) {
                         let members: Vec<&Move> = plan
                             .moves
@@ -1507,6 +1565,7 @@ impl AgentCore {
                 continue;
             }
             self.start(mv, v, now, imbalance_before);
+            started_now.insert(mv.vm.clone());
             report.started.push(mv.clone());
         }
         self.last_recommended = recommended;
@@ -1629,6 +1688,26 @@ impl AgentCore {
             .filter(|f| f.phase == Phase::Starting)
             .count();
         if self.budget_starts.len() + reserved + k > self.cfg.budget_migrations as usize {
+            return Some("budget".into());
+        }
+        None
+    }
+
+    /// The gates of a swap, judged at its first half: both halves' own (the second's as the
+    /// view stands now; it is judged again when its turn comes), and budget for both.
+    fn swap_gate(&mut self, first: &Move, second: &Move, v: &View, now: u64) -> Option<String> {
+        if let Some(g) = self
+            .gate(first, v, now)
+            .or_else(|| self.gate(second, v, now))
+        {
+            return Some(g);
+        }
+        let reserved = self
+            .inflight
+            .values()
+            .filter(|f| f.phase == Phase::Starting)
+            .count();
+        if self.budget_starts.len() + reserved + 2 > self.cfg.budget_migrations as usize {
             return Some("budget".into());
         }
         None

@@ -35,13 +35,18 @@ fn metric(name: &str, val: &str, ty: &str) -> Metric {
     }
 }
 
-/// A hypervisor of 4 x 1000 MHz whose balancer runs in `mode` (none: no balancer), with VMs
-/// of one vCPU at `util` %.
+/// A hypervisor of 4 x 1000 MHz and 16 GB whose balancer runs in `mode` (none: no
+/// balancer), with VMs of one vCPU and 512 MB at `util` %.
 fn host(name: &str, mode: Option<&str>, vms: &[(&str, f64)]) -> Host {
+    host_of(name, mode, vms, 16 << 20)
+}
+
+/// [`host`] with `mem_kb` of memory.
+fn host_of(name: &str, mode: Option<&str>, vms: &[(&str, f64)], mem_kb: u64) -> Host {
     let mut metrics = vec![
         metric("vnode_cpu_num", "4", "uint16"),
         metric("vnode_cpu_speed", "1000", "uint32"),
-        metric("vnode_mem_total", "16777216", "float"),
+        metric("vnode_mem_total", &mem_kb.to_string(), "float"),
     ];
     if let Some(m) = mode {
         metrics.push(metric("balancer_mode", m, "string"));
@@ -1029,4 +1034,121 @@ fn a_follower_probes_only_what_the_election_needs() {
     // A full round (a leader's) probes the rest of the cluster.
     c.handle_view(&view, T0 + 20);
     assert!(!probed(&drain(&mut c, &mut audit)).is_empty());
+}
+
+/// h1 holds four busy VMs; h2 and h3 three idle ones each, in 1.6 GB of memory: no room for
+/// one more (1.52 GB usable), so h1 can only be relieved by swaps.
+fn swap_view() -> Cluster {
+    let busy = [
+        ("busy-a", 95.0),
+        ("busy-b", 95.0),
+        ("busy-c", 95.0),
+        ("busy-d", 95.0),
+    ];
+    let small = 1_677_722;
+    Cluster {
+        name: "test".into(),
+        hosts: vec![
+            host("h1", Some("auto"), &busy),
+            host_of(
+                "h2",
+                Some("auto"),
+                &[("idle-a", 10.0), ("idle-b", 10.0), ("idle-c", 10.0)],
+                small,
+            ),
+            host_of(
+                "h3",
+                Some("auto"),
+                &[("idle-d", 10.0), ("idle-e", 10.0), ("idle-f", 10.0)],
+                small,
+            ),
+        ],
+        ..Default::default()
+    }
+}
+
+/// Rounds on the swap view until the first half of a swap starts: its request, the time,
+/// and the second half's VM (queued behind it).
+fn until_a_swap(c: &mut AgentCore, audit: &mut Vec<Record>) -> (MigrationRequest, u64, String) {
+    let v = swap_view();
+    for i in 0..20 {
+        let now = T0 + 10 * i;
+        c.handle_view(&v, now);
+        let started = migrations(&drain(c, audit));
+        if let [req] = &started[..] {
+            let queued = events(audit, Event::Queued);
+            assert_eq!(queued.len(), 1, "{audit:#?}");
+            let after = format!("after {}", req.vm);
+            assert_eq!(queued[0].outcome.as_deref(), Some(after.as_str()));
+            return (req.clone(), now, queued[0].vm.clone().unwrap());
+        }
+        assert!(started.is_empty(), "{started:?}");
+    }
+    panic!("no swap started: {audit:#?}");
+}
+
+#[test]
+fn a_swaps_second_half_starts_only_once_its_first_is_done() {
+    let mut c = core("h1", config());
+    let mut audit = Vec::new();
+    let (req, t, second) = until_a_swap(&mut c, &mut audit);
+    // An idle VM makes room first; a busy one follows into that room.
+    assert!(req.vm.starts_with("idle") && req.to.name == "h1", "{req:?}");
+    assert!(second.starts_with("busy"), "{second}");
+    c.handle_prechecked(t, req.id, Ok(()));
+    let v = swap_view();
+    for s in 1..=2 {
+        c.handle_view(&v, t + 10 * s);
+        assert!(
+            migrations(&drain(&mut c, &mut audit)).is_empty(),
+            "at +{s}0"
+        );
+    }
+    c.handle_migrated(t + 25, req.id, Ok(()));
+    drain(&mut c, &mut audit);
+    c.handle_located(t + 25, req.id, Ok(Presence::Running), Ok(Presence::Absent));
+    drain(&mut c, &mut audit);
+    // The view has not caught up yet (the idle VM still shows on its source); the agent
+    // knows the move ended, and the second half goes now.
+    c.handle_view(&v, t + 30);
+    let next = migrations(&drain(&mut c, &mut audit));
+    assert_eq!(next.len(), 1, "{audit:#?}");
+    assert_eq!(
+        (next[0].vm.as_str(), next[0].from.name.as_str()),
+        (second.as_str(), "h1")
+    );
+    assert_eq!(next[0].to.name, req.from.name);
+}
+
+#[test]
+fn a_swaps_second_half_is_dropped_when_its_first_fails() {
+    let mut c = core("h1", config());
+    let mut audit = Vec::new();
+    let (req, t, second) = until_a_swap(&mut c, &mut audit);
+    c.handle_prechecked(t, req.id, Ok(()));
+    c.handle_migrated(
+        t + 5,
+        req.id,
+        Err(CallError::Other("connection reset".into())),
+    );
+    drain(&mut c, &mut audit);
+    c.handle_located(t + 5, req.id, Ok(Presence::Absent), Ok(Presence::Running));
+    drain(&mut c, &mut audit);
+    let dropped: Vec<&Record> = events(&audit, Event::Skipped)
+        .into_iter()
+        .filter(|r| r.outcome.as_deref() == Some("swap_first_half_failed"))
+        .collect();
+    assert_eq!(dropped.len(), 1, "{audit:#?}");
+    assert_eq!(dropped[0].vm.as_deref(), Some(second.as_str()));
+    // The room it counted on never came: it is not moved there, now or later.
+    let v = swap_view();
+    for s in 1..=6 {
+        c.handle_view(&v, t + 10 * s);
+        for m in migrations(&drain(&mut c, &mut audit)) {
+            assert!(
+                !(m.vm == second && m.to.name == req.from.name),
+                "{m:?} at +{s}0"
+            );
+        }
+    }
 }

@@ -63,6 +63,7 @@ fn decide_with(policy: &str, s: &Snapshot, verbose: bool) -> Plan {
         now: s.time,
         wall_s: s.time,
         verbose,
+        pending: &[],
     })
 }
 

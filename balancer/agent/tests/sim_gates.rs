@@ -435,3 +435,41 @@ fn tags_on_scenario_vms_reach_the_policy_and_the_agents_through_the_view() {
         "{planned:?}"
     );
 }
+
+#[test]
+fn a_swap_runs_through_the_agents_one_half_after_the_other() {
+    // swap-needed: no single move fits, two swaps relieve host 0. The agent holds each second
+    // half (`queued`) and starts it only once its first half is done; the simulated
+    // hypervisor refuses any migration into memory that is not free.
+    let sc = builtin_scenario("swap-needed", None, 1).unwrap();
+    let agents = AgentSim::new(&sc, &hotspot(), AgentConfig::default()).unwrap();
+    let (r, audit) = gated(&sc, agents);
+    assert_eq!(r.migrations_refused, 0, "{r:#?}");
+    assert!(r.max_util_final <= 0.75, "max {}", r.max_util_final);
+    let queued: Vec<&Record> = audit
+        .iter()
+        .filter(|r| r.event == AuditEvent::Queued)
+        .collect();
+    assert_eq!(queued.len(), 2, "{audit:#?}");
+    for q in queued {
+        let first = q
+            .outcome
+            .as_deref()
+            .unwrap()
+            .strip_prefix("after ")
+            .unwrap();
+        let done = audit
+            .iter()
+            .find(|r| r.event == AuditEvent::Done && r.vm.as_deref() == Some(first))
+            .expect("first half done");
+        let start = audit
+            .iter()
+            .find(|r| r.event == AuditEvent::Start && r.vm == q.vm)
+            .expect("second half started");
+        assert!(start.time >= done.time, "{start:?} before {done:?}");
+        assert_eq!(
+            (start.from.as_ref(), start.to.as_ref()),
+            (q.from.as_ref(), q.to.as_ref())
+        );
+    }
+}

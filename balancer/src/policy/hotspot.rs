@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::consolidate::Selection;
 use crate::error::BalancerError;
 use crate::plan::{r6, Reason};
-use crate::planner::{MoveKind, Planner};
+use crate::planner::{MoveKind, Planner, Refusal};
 use crate::snapshot::Snapshot;
 use crate::trends::{weighted_sum, Series};
 
@@ -51,6 +51,10 @@ pub struct HotspotParams {
     /// Relieve a hot host until its utilisation is at most this, and never fill a destination
     /// above it (0..=threshold, default 0.75).
     pub target: f64,
+    /// When no single move relieves a hot host, exchange one of its VMs with a lighter VM of
+    /// another host (Sandpiper's swap), in an order that never overfills memory: the second
+    /// half starts only after the first has ended (default true).
+    pub swaps: bool,
 }
 
 impl Default for HotspotParams {
@@ -67,6 +71,7 @@ impl Default for HotspotParams {
             trend_window: None,
             forecast_ahead: None,
             target: 0.75,
+            swaps: true,
         }
     }
 }
@@ -281,6 +286,14 @@ pub(crate) fn relieve_to(
         let cap = s.hosts[h].cpu_mhz();
         let mem_cap = s.hosts[h].mem_kb as f64;
         let util0 = p.util(h);
+        let reason = Reason::Hotspot {
+            host: s.hosts[h].name.clone(),
+            util: r6(util0),
+            forecast: r6(forecast),
+            threshold: cfg.threshold,
+        };
+        // VMs no host could take for lack of room: the swap phase's candidates.
+        let mut stuck = Vec::new();
         for v in vm_order(p, h, sel, cfg.target) {
             if p.util(h) <= cfg.target && p.mem_util(h) <= cfg.mem_threshold {
                 break;
@@ -310,19 +323,33 @@ pub(crate) fn relieve_to(
                 Ok(d) => d,
                 Err(why) => {
                     p.refuse_vm(v, None, why);
+                    if matches!(
+                        why,
+                        Refusal::Memory | Refusal::VcpuRatio | Refusal::DestLoad
+                    ) {
+                        stuck.push(v);
+                    }
                     continue;
                 }
             };
-            let reason = Reason::Hotspot {
-                host: s.hosts[h].name.clone(),
-                util: r6(util0),
-                forecast: r6(forecast),
-                threshold: cfg.threshold,
-            };
-            let _ = p.try_move(v, d, reason, gain, cfg.target, MoveKind::Balance);
+            let _ = p.try_move(v, d, reason.clone(), gain, cfg.target, MoveKind::Balance);
+        }
+        // Sandpiper's swap phase, for a host still over its target: its first stuck VMs in
+        // the selection's order, each exchanged with a lighter VM elsewhere.
+        if !cfg.swaps {
+            continue;
+        }
+        for &v in stuck.iter().take(MAX_SWAP_TRIES) {
+            if p.util(h) <= cfg.target || !p.budget_left() {
+                break;
+            }
+            let _ = p.try_swap(v, cfg.target, reason.clone());
         }
     }
 }
+
+/// Stuck VMs of one hot host tried for a swap: each try scans every VM of the cluster.
+const MAX_SWAP_TRIES: usize = 4;
 
 /// CPU history (fraction of host `h`'s capacity) of the VMs the planner has on `h` now,
 /// including those booked there in flight: the newest `n` sample times. `None` if one of them

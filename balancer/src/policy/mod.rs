@@ -317,6 +317,8 @@ impl Policy for Configured {
         if spec.planner.enforce_rules {
             p.enforce_rules();
         }
+        // Swaps whose first half has ended go next: the room they count on was freed for them.
+        p.follow_ups();
         match spec.policy.as_str() {
             "naive-threshold" => naive::run(&spec.naive, &mut p),
             "hotspot" => hotspot::run(&spec.hotspot, &mut p),

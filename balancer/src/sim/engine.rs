@@ -342,6 +342,9 @@ struct Run<'a> {
     /// Explain each round's plan into `explained` (`SimOptions::explain`).
     explain: bool,
     explained: Vec<String>,
+    /// Second halves of swaps held back until their first half ends, then offered to the
+    /// next decision once (`Input::pending`), as the agent does.
+    pending: Vec<Move>,
 }
 
 impl<'a> Run<'a> {
@@ -383,6 +386,7 @@ impl<'a> Run<'a> {
             ticks,
             explain: opts.explain,
             explained: Vec::new(),
+            pending: Vec::new(),
             vm_tags: sc.vms.iter().map(|v| v.tags).collect(),
         })
     }
@@ -509,6 +513,14 @@ impl<'a> Run<'a> {
         }
         self.r.notes += plan.notes.len() as u64;
         self.history.reported.extend(plan.note_keys());
+        // Offered once: a second half whose first has ended is now the plan's (or dropped).
+        let c = &self.c;
+        self.pending.retain(|m| {
+            m.after
+                .as_deref()
+                .and_then(|f| c.domain_index(f))
+                .is_some_and(|d| c.domains()[d].migration.is_some())
+        });
         let mut moves = plan.moves;
         moves.extend(extra);
         Ok(moves)
@@ -527,6 +539,7 @@ impl<'a> Run<'a> {
             now: t,
             wall_s: self.sc.start_epoch.saturating_add(t),
             verbose: self.explain,
+            pending: &self.pending,
         })
     }
 
@@ -622,7 +635,18 @@ impl<'a> Run<'a> {
         let mut seen: BTreeSet<&str> = BTreeSet::new();
         let mut started_now = 0;
         let mut ok = Vec::with_capacity(moves.len());
+        let mut running: BTreeSet<&str> = BTreeSet::new();
         for m in moves {
+            // A swap's second half waits for its first (planned this round) to end.
+            if let Some(first) = m.after.as_deref() {
+                if moves.iter().any(|o| o.vm == first) {
+                    if running.contains(first) {
+                        self.pending.push(m.clone());
+                    }
+                    ok.push(false);
+                    continue;
+                }
+            }
             let (Some(d), Some(to)) = (self.c.domain_index(&m.vm), self.c.host_index(&m.to)) else {
                 ok.push(false);
                 continue;
@@ -642,6 +666,7 @@ impl<'a> Run<'a> {
             let started = self.start(t, t_ms, d, m, (to, last));
             if started {
                 started_now += 1;
+                running.insert(m.vm.as_str());
             }
             ok.push(started);
         }

@@ -273,6 +273,7 @@ fn plan(a: PlanArgs) -> anyhow::Result<()> {
         now: snap.time,
         wall_s: snap.time,
         verbose: a.explain,
+        pending: &[],
     });
     if a.explain {
         print!("{}", plan.explain_with(true));
