@@ -1,6 +1,7 @@
 //! Fuzz target: the balancer's user-supplied inputs (snapshot files in JSON or TOML, policy
 //! TOML) are rejected with an error, never a panic; an accepted policy builds and decides on
-//! an accepted snapshot without panicking, and its plan explains itself.
+//! an accepted snapshot without panicking, its plan explains itself, and its moves handed back
+//! as pending swap halves are re-checked without panicking.
 #![no_main]
 use balancer::planner::{History, Input};
 use balancer::policy::PolicySpec;
@@ -37,6 +38,17 @@ fuzz_target!(|data: &[u8]| {
                 pending: &[],
             });
             let _ = plan.explain_with(toml);
+            // Its moves handed back as pending second halves: follow_ups re-checks whatever
+            // the plan holds against the same figures.
+            let _ = spec.build().decide(Input {
+                snapshot: &s,
+                trends: &trends,
+                history: &history,
+                now: s.time,
+                wall_s: s.time,
+                verbose: false,
+                pending: &plan.moves,
+            });
         }
     }
 });
