@@ -99,10 +99,14 @@ fn recommend_mode_agent_publishes_into_gmond_rs_and_reloads_on_sighup() {
             OsStr::new(&feed),
         ],
     );
-    // Its metrics land on hvtest's HOST; alone and trusted, it leads.
+    // Its metrics land on hvtest's HOST; alone and trusted, it leads. The ten metrics are ten
+    // datagrams (balancer_leader first, balancer_leader_name eighth): a poll between them
+    // sees the new flag beside the old, empty name, so wait for both.
     let h = poll_for(Duration::from_secs(30), || {
         let h = host(tcp, "hvtest")?;
-        (h.metric("balancer_leader")?.val == "1").then_some(h)
+        (h.metric("balancer_leader")?.val == "1"
+            && !h.metric("balancer_leader_name")?.val.is_empty())
+        .then_some(h)
     })
     .unwrap_or_else(|| panic!("no balancer_leader=1 on hvtest: {:?}", host(tcp, "hvtest")));
     assert_eq!(h.metric("balancer_mode").unwrap().val, "recommend");
