@@ -1228,6 +1228,10 @@ fn run_setup(
     if errors > 0 {
         eprintln!("footprint: {label}: {errors} datagrams the kernel refused to send");
     }
+    // Memory at the end of the window, before the whole document is fetched below: that
+    // fetch renders the daemon's full XML, which no process of the measured host asks for.
+    let rss_end: Vec<u64> = pids.iter().map(|&p| rss_kib(p)).collect();
+    let rss_peak: Vec<u64> = pids.iter().map(|&p| peak_rss_kib(p)).collect();
 
     // After the window: what the view holds, and the agent's role.
     let xml = read_xml(tcp).unwrap_or_default();
@@ -1271,9 +1275,9 @@ fn run_setup(
                 _ => p.name.to_string(),
             },
             cpu_pct: (after[i] - before[i]) / secs * 100.0,
-            rss_end_kib: rss_kib(p.pid()),
+            rss_end_kib: rss_end[i],
             rss_mean_kib: rss_sum[i] / f64::from(rss_n),
-            rss_peak_kib: peak_rss_kib(p.pid()),
+            rss_peak_kib: rss_peak[i],
             read_per_s: net_read[i] as f64 / secs,
             traffic: (i == 0).then_some((sent / secs, drops1 - drops0, sent1 - sent0)),
         })

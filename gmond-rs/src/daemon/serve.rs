@@ -311,9 +311,10 @@ impl Renderer {
         if let Some((_, doc)) = cache.1.iter().find(|(r, _)| *r == request) {
             return doc.clone();
         }
-        if let Ok(mut s) = self.store.write() {
-            s.prepare_xml();
-        }
+        // Not `prepare_xml`: that pre-renders every changed metric of the store, and keeps
+        // the elements, to serve a query that wants a few of them (an agent's follower asks
+        // for 2 metrics a host of 148): the kept metrics are rendered from their values
+        // instead, which is what preparing them would have cost once.
         let doc = match self.store.read() {
             Ok(s) => Arc::new(
                 s.render_xml_filtered(now, Some(keep), Vec::new())
@@ -596,5 +597,74 @@ mod tests {
             b.failed(t0 + Duration::from_secs(62)).0,
             Duration::from_millis(10)
         );
+    }
+
+    /// A store of `hosts` hosts with `metrics` metrics each (value, and metadata with gmond's
+    /// three extras), every one just changed.
+    fn filled_store(hosts: u8, metrics: usize) -> ClusterStore {
+        use ganglia_wire::{encode, Extra, Message, Metadata, MetricId, Slope, Value, ValueMsg};
+        let mut s = ClusterStore::new(crate::store::StoreConfig::default());
+        let now = Timestamp::from_secs_f64(100.0);
+        for h in 1..=hosts {
+            let src = std::net::Ipv4Addr::new(10, 0, 0, h);
+            for i in 0..metrics {
+                let name = format!("m{i}");
+                let id = MetricId {
+                    host: b"",
+                    name: name.as_bytes(),
+                    spoof: false,
+                };
+                let extra = [("TITLE", "A title"), ("DESC", "What it is"), ("GROUP", "g")]
+                    .iter()
+                    .map(|(k, v)| Extra {
+                        name: k.as_bytes(),
+                        data: v.as_bytes(),
+                    })
+                    .collect();
+                for msg in [
+                    Message::Metadata(Metadata {
+                        id: id.clone(),
+                        metric_type: b"float",
+                        name: name.as_bytes(),
+                        units: b"u",
+                        slope: Slope::BOTH,
+                        tmax: 60,
+                        dmax: 0,
+                        extra,
+                    }),
+                    Message::Value(ValueMsg {
+                        id,
+                        fmt: b"%.1f",
+                        value: Value::Float(1.5),
+                    }),
+                ] {
+                    let mut d = Vec::new();
+                    encode(&msg, &mut d);
+                    s.handle_datagram(now, src, &d);
+                }
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn a_query_renders_what_it_keeps_and_prepares_nothing_else() {
+        let store = Arc::new(RwLock::new(filled_store(4, 50)));
+        let before = store.read().unwrap().stats().bytes;
+        let r = Renderer::new(store.clone());
+        let doc = r.filtered(&MetricFilter::parse("m7").unwrap());
+        let text = String::from_utf8_lossy(&doc);
+        assert_eq!(text.matches("<METRIC ").count(), 4, "{text}");
+        assert!(text.contains("NAME=\"m7\""));
+        // The 200 metrics it did not ask for (and the 4 it did) are not pre-rendered and
+        // kept: preparing them grew the store by an element each, per query, for nothing.
+        assert_eq!(store.read().unwrap().stats().bytes, before);
+        // The whole document still prepares (its readers all want every metric).
+        let whole = r.body(false);
+        assert_eq!(
+            String::from_utf8_lossy(&whole).matches("<METRIC ").count(),
+            200
+        );
+        assert!(store.read().unwrap().stats().bytes > before);
     }
 }
