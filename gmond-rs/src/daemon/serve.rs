@@ -623,7 +623,7 @@ mod tests {
                     .collect();
                 for msg in [
                     Message::Metadata(Metadata {
-                        id: id.clone(),
+                        id,
                         metric_type: b"float",
                         name: name.as_bytes(),
                         units: b"u",
