@@ -157,6 +157,7 @@ fuzz_all() {
             auth_trailer) seeds=fuzz/seeds/auth_trailer ;;
             balancer_inputs) seeds=configs/policies ;;
             agent_inputs) seeds=tests/fixtures/ganglia-3.7.2/xml ;;
+            query_request) seeds=fuzz/seeds/query_request ;;
             *) seeds="" ;;
         esac
         [ -n "$seeds" ] && [ -d "$seeds" ] && seeds=$(realpath "$seeds") || seeds=""

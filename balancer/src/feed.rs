@@ -51,8 +51,9 @@ pub fn read_xml(addr: &str, connect_timeout: Duration, read_timeout: Duration) -
 /// What [`read_cluster`] asks for and keeps.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Query<'a> {
-    /// Sent as the request line (gmond-rs's query channel: `METRICS <patterns>`); `None` for
-    /// a plain gmond/gmetad port, which sends its document on connect.
+    /// Sent as the request line (gmond-rs's query channel: `METRICS <patterns>`, with
+    /// `EXTRAS <names>` when `extras` is set); `None` for a plain gmond/gmetad port, which
+    /// sends its document on connect.
     pub request: Option<&'a MetricFilter>,
     /// Metrics kept while parsing (all without a filter).
     pub keep: Option<&'a MetricFilter>,
@@ -81,8 +82,14 @@ fn read_cluster_within(
 ) -> Result<Cluster> {
     let mut stream = connect(addr, connect_timeout, read_timeout)?;
     if let Some(f) = query.request {
+        // The extras the parse keeps are all the daemon need send (`EXTRAS`); names the
+        // request syntax cannot carry leave the request asking for every extra.
+        let line = query
+            .extras
+            .and_then(|names| f.clone().with_extras(&names.join(",")).ok())
+            .map_or_else(|| f.request_line(), |g| g.request_line());
         stream
-            .write_all(f.request_line().as_bytes())
+            .write_all(line.as_bytes())
             .map_err(|source| BalancerError::Io {
                 path: addr.to_string(),
                 source,
@@ -198,6 +205,19 @@ mod tests {
             ["vnode_cpu_num", "vnode_cpu_speed", "vnode_mem_total"]
         );
         assert_eq!(c.localtime, 1000);
+    }
+
+    #[test]
+    fn a_query_names_the_extras_its_parse_keeps() {
+        let (addr, t) = serve_once(true);
+        let want = MetricFilter::parse("vnode_*").unwrap();
+        let q = Query {
+            request: Some(&want),
+            keep: Some(&want),
+            extras: Some(&["GMOND_RS_AUTH"]),
+        };
+        read_cluster(&addr, q, Duration::from_secs(10), Duration::from_secs(10)).unwrap();
+        assert_eq!(t.join().unwrap(), b"METRICS vnode_* EXTRAS GMOND_RS_AUTH\n");
     }
 
     #[test]

@@ -88,3 +88,39 @@ fn a_signing_store_leaves_the_trailer_room_in_its_requests() {
         assert_eq!(s.stats().metadata_requests_unsent_total, 1 - sent as u64);
     }
 }
+
+#[test]
+fn a_query_naming_its_extras_gets_only_those_on_both_paths() {
+    use ganglia_wire::filter::MetricFilter;
+    for prepared in [false, true] {
+        let mut s = ClusterStore::new(StoreConfig::default());
+        s.handle_datagram(t(0), A, &metadata("a", "m", false, "uint32", 0));
+        s.handle_datagram_from(t(0), A, &uint("a", "m", false, 1), Some(7));
+        s.handle_datagram(t(0), A, &metadata("a", "n", false, "uint32", 0));
+        s.handle_datagram(t(0), A, &uint("a", "n", false, 1));
+        if prepared {
+            s.prepare_xml();
+        }
+        let render = |f: &MetricFilter| {
+            String::from_utf8(s.render_xml_filtered(t(1), Some(f), Vec::new()).unwrap()).unwrap()
+        };
+        let all = MetricFilter::parse("m,n").unwrap();
+        let doc = render(&all);
+        assert!(
+            doc.contains("NAME=\"GROUP\"") && doc.contains("GMOND_RS_AUTH"),
+            "{doc}"
+        );
+        let auth_only = all.clone().with_extras("GMOND_RS_AUTH").unwrap();
+        let doc = render(&auth_only);
+        assert!(!doc.contains("GROUP") && !doc.contains("TITLE") && !doc.contains("DESC"));
+        assert_eq!(doc.matches("<METRIC ").count(), 2, "{doc}");
+        assert_eq!(
+            doc.matches("<EXTRA_ELEMENT NAME=\"GMOND_RS_AUTH\" VAL=\"7\"/>")
+                .count(),
+            1,
+            "prepared: {prepared}: {doc}"
+        );
+        let none = all.clone().with_extras("NOTHING").unwrap();
+        assert!(!render(&none).contains("<EXTRA_ELEMENT"));
+    }
+}

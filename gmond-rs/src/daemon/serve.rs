@@ -300,7 +300,7 @@ impl Renderer {
     /// not keep the store locked.
     fn filtered(&self, keep: &MetricFilter) -> Arc<Vec<u8>> {
         let now = Timestamp::from_system_time(SystemTime::now());
-        let request = keep.to_string();
+        let request = keep.request_line();
         let Ok(mut cache) = self.queries.lock() else {
             return Arc::new(Vec::new());
         };

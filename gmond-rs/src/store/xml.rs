@@ -117,6 +117,9 @@ impl ClusterStore {
         let host_tmax = secs_u32(cfg.host_tmax);
         let host_dmax = cfg.host_dmax.map_or(0, secs_u32);
         let mut extras: Extras<'_> = Vec::new();
+        // A request that names the extras it reads gets only those: the prepared elements
+        // carry them all, so its metrics are rendered from their values.
+        let some_extras = keep.filter(|k| !k.all_extras());
         for (ip, h) in &self.hosts {
             w.host_start(&HostAttrs {
                 name: &h.name,
@@ -137,12 +140,15 @@ impl ClusterStore {
                     continue;
                 }
                 let tn = now.saturating_since(v.received).as_secs();
-                match (&m.prepared, m.dirty) {
-                    (Some(p), false) => w.prepared_metric(p, tn)?,
+                match (&m.prepared, m.dirty, some_extras) {
+                    (Some(p), false, None) => w.prepared_metric(p, tn)?,
                     _ => {
                         extras.clear();
                         extras.extend(md.extras());
                         extras.extend(auth_extra(v));
+                        if let Some(k) = some_extras {
+                            extras.retain(|(n, _)| k.keeps_extra(n));
+                        }
                         w.metric(&attrs(name, m, v, md, tn, &extras))?;
                     }
                 }

@@ -7,6 +7,11 @@
 //! `METRICS <list>\n` (see [`MetricFilter::request_line`]), and filters the agent's own parse
 //! of a plain gmond document, so both ends agree on what "wanted" means.
 //!
+//! A request may also say which EXTRA_ELEMENTs the client reads, `METRICS <list> EXTRAS
+//! <names>\n`, in the same pattern syntax: the answer then carries only those (a balancer
+//! agent reads gmond-rs's authentication mark and none of gmond's GROUP, TITLE and DESC,
+//! which were about half of the bytes it was sent). Without it every extra is sent.
+//!
 //! Bounded for a hostile client: at most [`MAX_PATTERNS`] patterns of at most
 //! [`MAX_PATTERN_LEN`] bytes, and a request line of at most [`MAX_REQUEST_LEN`] bytes.
 
@@ -20,6 +25,8 @@ pub const MAX_PATTERN_LEN: usize = 255;
 pub const MAX_REQUEST_LEN: usize = 4096;
 /// The request verb.
 const VERB: &str = "METRICS ";
+/// The keyword before the list of extras a request reads.
+const EXTRAS: &str = " EXTRAS ";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Pattern {
@@ -55,6 +62,8 @@ impl fmt::Display for Pattern {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MetricFilter {
     patterns: Vec<Pattern>,
+    /// The EXTRA_ELEMENTs wanted, by NAME; `None`: all.
+    extras: Option<Vec<Pattern>>,
 }
 
 /// Why a pattern list or request was refused.
@@ -70,28 +79,45 @@ pub enum FilterError {
     Wildcard(String),
     #[error("pattern {0:?}: only printable ASCII without spaces or commas")]
     Character(String),
-    #[error("request is not `METRICS <patterns>` on one line of at most {MAX_REQUEST_LEN} bytes")]
+    #[error(
+        "request is not `METRICS <patterns>[ EXTRAS <patterns>]` on one line of at most {MAX_REQUEST_LEN} bytes"
+    )]
     Request,
 }
 
 impl MetricFilter {
     /// Parses a comma-separated list (`balancer_mode,vnode_*,*.vcpu_util`).
     pub fn parse(list: &str) -> Result<MetricFilter, FilterError> {
-        let mut patterns = Vec::new();
-        for p in list.split(',') {
-            if patterns.len() == MAX_PATTERNS {
-                return Err(FilterError::TooMany);
-            }
-            patterns.push(pattern(p)?);
-        }
-        Ok(MetricFilter { patterns })
+        Ok(MetricFilter {
+            patterns: patterns(list)?,
+            extras: None,
+        })
     }
 
     /// `*`: every metric.
     pub fn everything() -> MetricFilter {
         MetricFilter {
             patterns: vec![Pattern::Any],
+            extras: None,
         }
+    }
+
+    /// The same metrics, with only the EXTRA_ELEMENTs named in `list` (same syntax).
+    pub fn with_extras(mut self, list: &str) -> Result<MetricFilter, FilterError> {
+        self.extras = Some(patterns(list)?);
+        Ok(self)
+    }
+
+    /// Whether every EXTRA_ELEMENT is wanted (no `EXTRAS` list).
+    pub fn all_extras(&self) -> bool {
+        self.extras.is_none()
+    }
+
+    /// Whether the EXTRA_ELEMENT called `name` is wanted.
+    pub fn keeps_extra(&self, name: &[u8]) -> bool {
+        self.extras
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|p| p.matches(name)))
     }
 
     /// Whether the metric called `name` is wanted.
@@ -99,9 +125,13 @@ impl MetricFilter {
         self.patterns.iter().any(|p| p.matches(name))
     }
 
-    /// The query a client sends to ask for these metrics: `METRICS <list>\n`.
+    /// The query a client sends to ask for these metrics: `METRICS <list>\n`, or
+    /// `METRICS <list> EXTRAS <list>\n`.
     pub fn request_line(&self) -> String {
-        format!("{VERB}{self}\n")
+        match &self.extras {
+            None => format!("{VERB}{self}\n"),
+            Some(list) => format!("{VERB}{self}{EXTRAS}{}\n", join(list)),
+        }
     }
 
     /// Reads a request line (without or with its newline) as a client sent it.
@@ -112,21 +142,37 @@ impl MetricFilter {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let text = std::str::from_utf8(line).map_err(|_| FilterError::Request)?;
-        let list = text.strip_prefix(VERB).ok_or(FilterError::Request)?;
-        MetricFilter::parse(list)
+        let rest = text.strip_prefix(VERB).ok_or(FilterError::Request)?;
+        match rest.split_once(EXTRAS) {
+            None => MetricFilter::parse(rest),
+            Some((list, extras)) => MetricFilter::parse(list)?.with_extras(extras),
+        }
     }
 }
 
+/// Metric names in the list (the metrics wanted, not the extras).
 impl fmt::Display for MetricFilter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.patterns.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            write!(f, "{p}")?;
-        }
-        Ok(())
+        f.write_str(&join(&self.patterns))
     }
+}
+
+fn join(list: &[Pattern]) -> String {
+    list.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn patterns(list: &str) -> Result<Vec<Pattern>, FilterError> {
+    let mut out = Vec::new();
+    for p in list.split(',') {
+        if out.len() == MAX_PATTERNS {
+            return Err(FilterError::TooMany);
+        }
+        out.push(pattern(p)?);
+    }
+    Ok(out)
 }
 
 fn pattern(p: &str) -> Result<Pattern, FilterError> {
@@ -175,6 +221,33 @@ mod tests {
             MetricFilter::from_request(b"METRICS a,b*,*c\r\n").unwrap(),
             f
         );
+    }
+
+    #[test]
+    fn a_request_may_name_the_extras_it_reads() {
+        let f = MetricFilter::parse("a,*c")
+            .unwrap()
+            .with_extras("GMOND_RS_AUTH")
+            .unwrap();
+        assert_eq!(f.request_line(), "METRICS a,*c EXTRAS GMOND_RS_AUTH\n");
+        assert_eq!(
+            MetricFilter::from_request(f.request_line().as_bytes()),
+            Ok(f.clone())
+        );
+        assert!(f.keeps_extra(b"GMOND_RS_AUTH") && !f.keeps_extra(b"GROUP"));
+        assert!(!f.all_extras());
+        let plain = MetricFilter::parse("a,*c").unwrap();
+        assert!(plain.all_extras() && plain.keeps_extra(b"GROUP"));
+        assert_ne!(plain.request_line(), f.request_line());
+        for bad in [
+            &b"METRICS a EXTRAS \n"[..],
+            b"METRICS a EXTRAS x y\n",
+            b"METRICS a EXTRAS a*b\n",
+            b"METRICS a MORE x\n",
+            b"METRICS a  EXTRAS x\n",
+        ] {
+            assert!(MetricFilter::from_request(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
