@@ -598,17 +598,7 @@ impl<'a> Planner<'a> {
         if vcpus.saturating_add(vm.vcpus) > self.rules.vcpu_limit[dst] {
             return Err(Refusal::VcpuRatio);
         }
-        if !self.rules.pin_allows(v, dst) {
-            return Err(Refusal::Pinning);
-        }
-        for &g in &self.rules.anti_of[v] {
-            if self.rules.anti[g]
-                .iter()
-                .any(|&o| o != v && self.vm_host[o] == dst)
-            {
-                return Err(Refusal::AntiAffinity);
-            }
-        }
+        self.placement_rules(v, dst, &[v])?;
         if let Some(g) = self.rules.aff_of[v] {
             // Leaving the group's host is only allowed towards another member.
             let others: Vec<usize> = self.rules.aff[g]
@@ -692,17 +682,7 @@ impl<'a> Planner<'a> {
         let members: Vec<usize> = std::iter::once(v).chain(others.iter().copied()).collect();
         let (mut cpu, mut mem, mut vcpus, mut seconds) = (0.0, 0u64, 0u32, 0.0);
         for &m in &members {
-            if !self.rules.pin_allows(m, dst) {
-                return Err(Refusal::Pinning);
-            }
-            for &ag in &self.rules.anti_of[m] {
-                if self.rules.anti[ag]
-                    .iter()
-                    .any(|&o| !members.contains(&o) && self.vm_host[o] == dst)
-                {
-                    return Err(Refusal::AntiAffinity);
-                }
-            }
+            self.placement_rules(m, dst, &members)?;
             let vm = &s.vms[m];
             cpu += vm.cpu_demand_mhz;
             mem = mem.saturating_add(vm.mem_kb);
@@ -717,6 +697,23 @@ impl<'a> Planner<'a> {
             return Err(Refusal::VcpuRatio);
         }
         Ok((cpu, seconds))
+    }
+
+    /// Pinning and anti-affinity for VM `x` on host `to`, where the VMs in `moving` (`x`
+    /// among them) are leaving their hosts with it and count as no one's neighbours.
+    fn placement_rules(&self, x: usize, to: usize, moving: &[usize]) -> Result<(), Refusal> {
+        if !self.rules.pin_allows(x, to) {
+            return Err(Refusal::Pinning);
+        }
+        for &g in &self.rules.anti_of[x] {
+            if self.rules.anti[g]
+                .iter()
+                .any(|&o| !moving.contains(&o) && self.vm_host[o] == to)
+            {
+                return Err(Refusal::AntiAffinity);
+            }
+        }
+        Ok(())
     }
 
     /// Memory (KB) and vCPUs host `h` holds while this round's migrations run: what it
@@ -906,8 +903,8 @@ impl<'a> Planner<'a> {
         let h = self.vm_host[v];
         let a = &s.vms[v];
         let cap_h = s.hosts[h].cpu_mhz();
-        // (priority of w, busier host's load after, d, w, v goes first)
-        let mut best: Option<(i32, f64, usize, usize, bool)> = None;
+        // (priority of w, busier host's load after, d, w, v goes first, gain)
+        let mut best: Option<(i32, f64, usize, usize, bool, f64)> = None;
         let mut why = Refusal::NoDestination;
         for d in 0..self.cpu.len() {
             if d == h || !self.rules.fillable[d] {
@@ -948,14 +945,13 @@ impl<'a> Planner<'a> {
                 }
                 let key = (self.priority(w), d_after.max(h_after));
                 if best.is_none_or(|(p, l, ..)| key.0 < p || (key.0 == p && key.1 < l)) {
-                    best = Some((key.0, key.1, d, w, order));
+                    best = Some((key.0, key.1, d, w, order, gain));
                 }
             }
         }
-        let Some((_, _, d, w, v_first)) = best else {
+        let Some((_, _, d, w, v_first, gain)) = best else {
             return Err(why);
         };
-        let gain = (a.cpu_demand_mhz - s.vms[w].cpu_demand_mhz) / cap_h;
         let back = Reason::Swap {
             host: s.hosts[h].name.clone(),
             with: a.name.clone(),
@@ -986,19 +982,8 @@ impl<'a> Planner<'a> {
     ) -> Result<bool, Refusal> {
         let s = self.snap();
         self.vm_gate(w, h, MoveKind::Balance)?;
-        for (x, to, other) in [(v, d, w), (w, h, v)] {
-            if !self.rules.pin_allows(x, to) {
-                return Err(Refusal::Pinning);
-            }
-            for &g in &self.rules.anti_of[x] {
-                if self.rules.anti[g]
-                    .iter()
-                    .any(|&o| o != x && o != other && self.vm_host[o] == to)
-                {
-                    return Err(Refusal::AntiAffinity);
-                }
-            }
-        }
+        self.placement_rules(v, d, &[v, w])?;
+        self.placement_rules(w, h, &[v, w])?;
         let (a, b) = (&s.vms[v], &s.vms[w]);
         let fits = |host: usize, add: &VmState, freed: Option<&VmState>| {
             let (mem, vcpus) = self.held(host);
@@ -1452,6 +1437,18 @@ mod tests {
         now: u64,
         f: impl FnOnce(&mut Planner<'_>) -> R,
     ) -> R {
+        with_pending(s, history, cfg, now, &[], f)
+    }
+
+    /// [`with_planner`] with swap halves `pending`.
+    fn with_pending<R>(
+        s: &Snapshot,
+        history: &History,
+        cfg: &PlannerConfig,
+        now: u64,
+        pending: &[Move],
+        f: impl FnOnce(&mut Planner<'_>) -> R,
+    ) -> R {
         let trends = Trends::new(TrendConfig::default());
         let rules = Rules::resolve(&ConstraintConfig::default(), s);
         let mut p = Planner::new(
@@ -1462,7 +1459,7 @@ mod tests {
                 now,
                 wall_s: now,
                 verbose: false,
-                pending: &[],
+                pending,
             },
             &rules,
             cfg,
@@ -1743,30 +1740,14 @@ mod tests {
             group: None,
             after: Some("idle0".into()),
         };
-        let trends = Trends::new(TrendConfig::default());
-        let rules = Rules::resolve(&ConstraintConfig::default(), &s);
         let cfg = PlannerConfig::default();
-        let pending = [second];
-        let history = History::default();
-        let mut p = Planner::new(
-            Input {
-                snapshot: &s,
-                trends: &trends,
-                history: &history,
-                now: 10_000,
-                wall_s: 10_000,
-                verbose: false,
-                pending: &pending,
-            },
-            &rules,
-            &cfg,
-        );
-        p.follow_ups();
-        let busy = s.vm_index("busy0").unwrap();
-        let waiting = p.vm_gate(busy, 1, MoveKind::Rule) == Err(Refusal::Busy);
-        let plan = p.finish("t");
-        let notes = plan.notes.iter().map(|n| n.message.clone()).collect();
-        (plan.moves, notes, waiting)
+        with_pending(&s, &History::default(), &cfg, 10_000, &[second], |p| {
+            p.follow_ups();
+            let busy = s.vm_index("busy0").unwrap();
+            let waiting = p.vm_gate(busy, 1, MoveKind::Rule) == Err(Refusal::Busy);
+            let notes = p.notes.iter().map(|n| n.message.clone()).collect();
+            (p.moves().to_vec(), notes, waiting)
+        })
     }
 
     #[test]

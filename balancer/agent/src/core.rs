@@ -1498,7 +1498,6 @@ impl AgentCore {
         let mut group_gates: BTreeMap<String, Option<String>> = BTreeMap::new();
         let mut started_now: BTreeSet<String> = BTreeSet::new();
         for (i, mv) in plan.moves.iter().enumerate() {
-            let key = (mv.vm.clone(), mv.from.clone(), mv.to.clone());
             // A swap's second half waits for its first half to end: held, never started now.
             let first = mv.after.as_deref();
             if let Some(first) = first.filter(|f| plan.moves[..i].iter().any(|m| m.vm == *f)) {
@@ -1509,13 +1508,8 @@ impl AgentCore {
                     self.audit(r);
                     report.queued.push(mv.clone());
                 } else if self.cfg.mode == Mode::Recommend || report.no_quorum.is_some() {
-                    if !self.last_recommended.contains(&key) {
-                        let mut r = self.move_record(now, Event::Recommend, mv);
-                        r.outcome = Some(format!("after {first}"));
-                        self.audit(r);
-                    }
-                    recommended.insert(key);
-                    report.recommended.push(mv.clone());
+                    let outcome = format!("after {first}");
+                    self.recommend(now, mv, outcome, &mut recommended, report);
                 }
                 continue;
             }
@@ -1541,16 +1535,11 @@ impl AgentCore {
                 }
             };
             if self.cfg.mode == Mode::Recommend || report.no_quorum.is_some() {
-                if !self.last_recommended.contains(&key) {
-                    let mut r = self.move_record(now, Event::Recommend, mv);
-                    r.outcome = Some(match (&report.no_quorum, gate.clone()) {
-                        (Some(_), _) => "no_quorum".into(),
-                        (None, g) => g.unwrap_or_else(|| "would_start".into()),
-                    });
-                    self.audit(r);
-                }
-                recommended.insert(key);
-                report.recommended.push(mv.clone());
+                let outcome = match (&report.no_quorum, gate) {
+                    (Some(_), _) => "no_quorum".into(),
+                    (None, g) => g.unwrap_or_else(|| "would_start".into()),
+                };
+                self.recommend(now, mv, outcome, &mut recommended, report);
                 continue;
             }
             if let Some(g) = gate {
@@ -1571,6 +1560,26 @@ impl AgentCore {
         self.last_recommended = recommended;
         self.last_skipped = skipped;
         report.plan = Some(plan);
+    }
+
+    /// A move recommended this round (`outcome`: what auto would do with it), audited when it
+    /// was not recommended the round before.
+    fn recommend(
+        &mut self,
+        now: u64,
+        mv: &Move,
+        outcome: String,
+        recommended: &mut BTreeSet<(String, String, String)>,
+        report: &mut TickReport,
+    ) {
+        let key = (mv.vm.clone(), mv.from.clone(), mv.to.clone());
+        if !self.last_recommended.contains(&key) {
+            let mut r = self.move_record(now, Event::Recommend, mv);
+            r.outcome = Some(outcome);
+            self.audit(r);
+        }
+        recommended.insert(key);
+        report.recommended.push(mv.clone());
     }
 
     /// The view's snapshot with finished moves applied where the view lags: a VM this agent
@@ -1657,16 +1666,22 @@ impl AgentCore {
         }
         let window = self.cfg.budget_window_s;
         self.budget_starts.retain(|(t, _)| t + window > now);
-        // Starts still in their pre-check hold a reservation: they may use budget any moment.
+        if self.budget_in_use() >= self.cfg.budget_migrations as usize {
+            return Some("budget".into());
+        }
+        None
+    }
+
+    /// Migrations counted against the budget of the current window (as [`Self::gate`] last
+    /// trimmed it): those started, and those still in their pre-check, which hold a
+    /// reservation because they may use budget any moment.
+    fn budget_in_use(&self) -> usize {
         let reserved = self
             .inflight
             .values()
             .filter(|f| f.phase == Phase::Starting)
             .count();
-        if self.budget_starts.len() + reserved >= self.cfg.budget_migrations as usize {
-            return Some("budget".into());
-        }
-        None
+        self.budget_starts.len() + reserved
     }
 
     /// The gates of an affinity group moving together: each member's own, then room for all
@@ -1682,12 +1697,7 @@ impl AgentCore {
         if self.inflight.len() + k > self.cfg.max_parallel {
             return Some("parallel_limit".into());
         }
-        let reserved = self
-            .inflight
-            .values()
-            .filter(|f| f.phase == Phase::Starting)
-            .count();
-        if self.budget_starts.len() + reserved + k > self.cfg.budget_migrations as usize {
+        if self.budget_in_use() + k > self.cfg.budget_migrations as usize {
             return Some("budget".into());
         }
         None
@@ -1702,12 +1712,7 @@ impl AgentCore {
         {
             return Some(g);
         }
-        let reserved = self
-            .inflight
-            .values()
-            .filter(|f| f.phase == Phase::Starting)
-            .count();
-        if self.budget_starts.len() + reserved + 2 > self.cfg.budget_migrations as usize {
+        if self.budget_in_use() + 2 > self.cfg.budget_migrations as usize {
             return Some("budget".into());
         }
         None

@@ -70,18 +70,20 @@ fn host_of(name: &str, mode: Option<&str>, vms: &[(&str, f64)], mem_kb: u64) -> 
     }
 }
 
+/// Four busy VMs on one host (h1 of [`hot_view`] and [`swap_view`], h3 in `follow_then_lead`).
+const BUSY: [(&str, f64); 4] = [
+    ("busy-a", 95.0),
+    ("busy-b", 95.0),
+    ("busy-c", 95.0),
+    ("busy-d", 95.0),
+];
+
 /// h1 holds four busy VMs; h2 and h3 are empty. Every host runs a balancer in auto.
 fn hot_view() -> Cluster {
-    let busy = [
-        ("busy-a", 95.0),
-        ("busy-b", 95.0),
-        ("busy-c", 95.0),
-        ("busy-d", 95.0),
-    ];
     Cluster {
         name: "test".into(),
         hosts: vec![
-            host("h1", Some("auto"), &busy),
+            host("h1", Some("auto"), &BUSY),
             host("h2", Some("auto"), &[]),
             host("h3", Some("auto"), &[]),
         ],
@@ -910,12 +912,6 @@ fn follow_then_lead(advertised: &[MigrationRecord]) -> (usize, Vec<Record>) {
     };
     let mut c = core("h2", cfg);
     let mut audit = Vec::new();
-    let busy = [
-        ("busy-a", 95.0),
-        ("busy-b", 95.0),
-        ("busy-c", 95.0),
-        ("busy-d", 95.0),
-    ];
     let mut h1 = host("h1", Some("auto"), &[]);
     if !advertised.is_empty() {
         h1.metrics.push(metric(
@@ -926,7 +922,7 @@ fn follow_then_lead(advertised: &[MigrationRecord]) -> (usize, Vec<Record>) {
     }
     let rest = [
         host("h2", Some("auto"), &[]),
-        host("h3", Some("auto"), &busy),
+        host("h3", Some("auto"), &BUSY),
     ];
     let led = Cluster {
         hosts: std::iter::once(h1).chain(rest.iter().cloned()).collect(),
@@ -1039,17 +1035,11 @@ fn a_follower_probes_only_what_the_election_needs() {
 /// h1 holds four busy VMs; h2 and h3 three idle ones each, in 1.6 GB of memory: no room for
 /// one more (1.52 GB usable), so h1 can only be relieved by swaps.
 fn swap_view() -> Cluster {
-    let busy = [
-        ("busy-a", 95.0),
-        ("busy-b", 95.0),
-        ("busy-c", 95.0),
-        ("busy-d", 95.0),
-    ];
     let small = 1_677_722;
     Cluster {
         name: "test".into(),
         hosts: vec![
-            host("h1", Some("auto"), &busy),
+            host("h1", Some("auto"), &BUSY),
             host_of(
                 "h2",
                 Some("auto"),

@@ -340,25 +340,17 @@ fn swap_needed() -> Scenario {
         3600,
         uniform(2),
     );
-    let busy = (0..8).map(|i| {
-        vm(
-            format!("busy-{i:02}"),
-            2,
-            4 * GB,
-            Some(hn(0)),
-            ProfileSpec::Constant { level: 0.9 },
-        )
-    });
-    let idle = (0..15).map(|i| {
-        vm(
-            format!("idle-{i:02}"),
-            2,
-            4 * GB,
-            Some(hn(1)),
-            ProfileSpec::Constant { level: 0.1 },
-        )
-    });
-    sc.vms = busy.chain(idle).collect();
+    // `n` VMs of 2 vCPUs and 4 GB named `prefix-NN` on host `h`, steady at `level`.
+    let group = |prefix: &str, n: usize, h: usize, level: f64| {
+        (0..n)
+            .map(|i| {
+                let profile = ProfileSpec::Constant { level };
+                vm(format!("{prefix}-{i:02}"), 2, 4 * GB, Some(hn(h)), profile)
+            })
+            .collect::<Vec<_>>()
+    };
+    sc.vms = group("busy", 8, 0, 0.9);
+    sc.vms.extend(group("idle", 15, 1, 0.1));
     // Two hosts cannot reach sigma 0.05 with relief down to hotspot's target: balanced here
     // means host 0 relieved (no host at 80 %) and the spread at most 0.2.
     sc.sigma_target = 0.2;
